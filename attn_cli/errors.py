@@ -1,0 +1,36 @@
+"""Domain errors. The library raises them; only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+
+class AttnError(Exception):
+    """Base class: `message` names the problem, `fix` tells the user what to do about it."""
+
+    code = "error"
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+
+class InputError(AttnError):
+    """The text or an option is unusable: empty text, too long, layer or head out of range."""
+
+    code = "bad_input"
+
+
+class QueryNotFound(AttnError):
+    """The query names no word (or occurrence, or position) of the text."""
+
+    code = "query_not_found"
+
+    def __init__(self, message: str, fix: str = "", candidates: list[str] | None = None) -> None:
+        super().__init__(message, fix)
+        self.candidates = candidates or []
+
+
+class ModelError(AttnError):
+    """The model folder is missing, incomplete, corrupt, or of an unsupported architecture."""
+
+    code = "model_error"

@@ -1,0 +1,29 @@
+"""Architectures, keyed by config.json's `model_type`.
+
+Each module provides `WEIGHT_PREFIXES`, `spec(config) -> ModelSpec` and
+`forward(weights, spec, config, input_ids) -> Iterator[LayerTrace]`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from ..errors import ModelError
+from . import bert
+from .base import LayerTrace, ModelSpec
+
+ARCHITECTURES: dict[str, ModuleType] = {"bert": bert}
+
+
+def architecture(model_type: str | None) -> ModuleType:
+    try:
+        return ARCHITECTURES[model_type]  # type: ignore[index]
+    except KeyError:
+        supported = ", ".join(sorted(ARCHITECTURES))
+        raise ModelError(
+            f"model_type {model_type!r} is not supported (supported: {supported})",
+            "use a model of a supported architecture",
+        ) from None
+
+
+__all__ = ["ARCHITECTURES", "LayerTrace", "ModelSpec", "architecture"]

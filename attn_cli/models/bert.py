@@ -1,0 +1,78 @@
+"""BERT (`model_type: bert`), e.g. all-MiniLM-L6-v2: post-LayerNorm encoder, exact GELU.
+
+Weight names follow Hugging Face's BertModel; checkpoints with and without the `bert.`
+prefix both load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import ModelError
+from ..ops import attention, gelu, layer_norm, linear, merge_heads, split_heads
+from ..weights import Weights
+from .base import LayerTrace, ModelSpec
+
+WEIGHT_PREFIXES = ("bert.",)
+
+
+def spec(config: dict) -> ModelSpec:
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise ModelError(
+            f"BERT position_embedding_type {config['position_embedding_type']!r} is not supported",
+            "use a BERT model with absolute position embeddings",
+        )
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise ModelError(f"BERT hidden_act {config['hidden_act']!r} is not supported", "use a model with hidden_act 'gelu'")
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    return ModelSpec(
+        model_type="bert",
+        layers=config["num_hidden_layers"],
+        heads=heads,
+        head_dim=hidden // heads,
+        hidden=hidden,
+        max_positions=config["max_position_embeddings"],
+        causal=False,
+    )
+
+
+def embeddings(w: Weights, input_ids: np.ndarray, eps: float) -> np.ndarray:
+    """Word + position + token-type (all type 0: one sentence) embeddings, then LayerNorm.
+
+    input_ids: (seq,) -> (seq, hidden).
+    """
+    positions = np.arange(len(input_ids))
+    x = (
+        w.rows("embeddings.word_embeddings.weight", input_ids)
+        + w.rows("embeddings.position_embeddings.weight", positions)
+        + w.rows("embeddings.token_type_embeddings.weight", np.zeros_like(input_ids))
+    )
+    return layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+
+
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float) -> LayerTrace:
+    """One encoder layer: self-attention, residual, LayerNorm; feed-forward, residual, LayerNorm."""
+    p = f"encoder.layer.{layer}."
+    q, k, v = (
+        split_heads(linear(x, w[f"{p}attention.self.{n}.weight"], w[f"{p}attention.self.{n}.bias"]), s.heads)
+        for n in ("query", "key", "value")
+    )
+    scores, scaled_scores, weights, head_output = attention(q, k, v)
+    attended = linear(merge_heads(head_output), w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"])
+    x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps)
+    inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"]))
+    out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"])
+    x = layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], eps)
+    return LayerTrace(layer, q, k, v, scores, scaled_scores, weights, head_output, x)
+
+
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
+    """Run the encoder layer by layer, yielding each layer's trace; stop early by not iterating."""
+    eps = config.get("layer_norm_eps", 1e-12)
+    x = embeddings(w, input_ids, eps)
+    for layer in range(s.layers):
+        trace = block(x, w, layer, s, eps)
+        x = trace.hidden
+        yield trace
