@@ -1,0 +1,105 @@
+"""Finding the query (the token or word whose attention is inspected) in a tokenized text."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from .errors import InputError, QueryNotFound
+from .tokenize import Tokenization
+
+_OCCURRENCE = re.compile(r"^(?P<text>.+?)#(?P<n>\d+)$")
+_POSITION = re.compile(r"^@(?P<n>-?\d+)$")
+
+
+@dataclass(frozen=True)
+class Query:
+    """The resolved query. A word split into several tokens has several `token_indices`;
+    its attention row is the mean of theirs. `occurrence` is 1-based among `occurrences`
+    matches of `text` (both None for a query given by position)."""
+
+    text: str
+    token_indices: tuple[int, ...]
+    occurrence: int | None
+    occurrences: int | None
+
+
+def resolve_query(tok: Tokenization, query: str | None = None, query_index: int | None = None) -> Query:
+    """`query`: a word ("making"), a word's n-th occurrence ("dog#2") or a position ("@5").
+    `query_index`: a token position (0 = the first token; negative counts from the end)."""
+    if query is not None and query_index is not None:
+        raise InputError("both a query word and a query index were given", "give either --query or --query-index")
+    if query is None and query_index is None:
+        raise InputError(
+            "no query given",
+            f"add --query WORD (one of: {_word_list(tok)}) or --query-index N",
+        )
+    if query is not None and (m := _POSITION.match(query.strip())):
+        query_index = int(m["n"])
+    if query_index is not None:
+        return _by_position(tok, query_index)
+    assert query is not None
+    query = query.strip()
+    occurrence = None
+    if m := _OCCURRENCE.match(query):
+        query, occurrence = m["text"], int(m["n"])
+        if occurrence < 1:
+            raise InputError(f"occurrence #{occurrence} is not valid", f"count occurrences from 1: {query}#1")
+    matches = _find(tok, query)
+    if not matches:
+        close = difflib.get_close_matches(query.casefold(), [w.text.casefold() for w in tok.words], n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(dict.fromkeys(close))}? " if close else ""
+        raise QueryNotFound(
+            f"{query!r} is not a word of the text; {hint}the words are: {_word_list(tok)}",
+            "pick one of those words, or a token position with --query-index (see `attn tokens`)",
+            candidates=[w.text for w in tok.words],
+        )
+    if occurrence is not None and occurrence > len(matches):
+        times = "once" if len(matches) == 1 else f"{len(matches)} times"
+        raise QueryNotFound(
+            f"{query!r} occurs {times} in the text, so there is no occurrence #{occurrence}",
+            f"use {query}#1" + ("" if len(matches) == 1 else f" … {query}#{len(matches)}"),
+            candidates=[f"{query}#{n}" for n in range(1, len(matches) + 1)],
+        )
+    chosen = matches[(occurrence or 1) - 1]
+    return Query(_span_text(tok, chosen), chosen, occurrence or 1, len(matches))
+
+
+def _by_position(tok: Tokenization, index: int) -> Query:
+    n = len(tok.tokens)
+    if not -n <= index < n:
+        raise InputError(
+            f"token position {index} is out of range: the text has {n} tokens (0 … {n - 1})",
+            "pick a position from `attn tokens`",
+        )
+    token = tok.tokens[index % n]
+    return Query(token.text, (token.index,), None, None)
+
+
+def _find(tok: Tokenization, query: str) -> list[tuple[int, ...]]:
+    """Token indices of each run of consecutive words whose text is `query`, case-insensitively.
+    A run may be one word or several ("New York", "aren't" split at the apostrophe)."""
+    target = query.casefold()
+    matches = []
+    words = tok.words
+    for i, first in enumerate(words):
+        for last in words[i:]:
+            span = tok.text[first.start : last.end].casefold()
+            if span == target:
+                matches.append(tuple(t for w in words[first.index : last.index + 1] for t in w.token_indices))
+                break
+            if len(span) >= len(target):
+                break
+    return matches
+
+
+def _span_text(tok: Tokenization, token_indices: tuple[int, ...]) -> str:
+    first, last = tok.tokens[token_indices[0]], tok.tokens[token_indices[-1]]
+    return tok.text[first.start : last.end]
+
+
+def _word_list(tok: Tokenization, limit: int = 30) -> str:
+    names = list(dict.fromkeys(w.text for w in tok.words))
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")

@@ -1,0 +1,188 @@
+"""Rich views of an `InspectResult` and of a tokenization, in the textbook's order:
+step 1 (Q, K, V vectors), step 2 (scores, scaled scores, softmax weights), step 3 (weighted
+sum of values), then multi-head. Everything shown is read from the result; nothing is computed
+here but presentation (bars, colours, rounding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich import box
+from rich.color import Color
+from rich.console import Console, Group, RenderableType
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from .result import HeadResult, InspectResult, LayerResult, Steps
+from .tokenize import Tokenization
+
+_BAR_WIDTH = 20
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+_PREVIEW_DIMS = 4
+
+
+def bar(weight: float, width: int = _BAR_WIDTH) -> str:
+    """A horizontal bar of `weight` ∈ [0, 1] in eighths of a character."""
+    eighths = int(round(max(0.0, min(1.0, weight)) * width * 8))
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[rest] if rest else "")
+
+
+def heat(weight: float) -> Style:
+    """Background from dark blue (0) through red to yellow (1); text stays readable."""
+    w = max(0.0, min(1.0, weight)) ** 0.5  # spread the small weights, where most heads live
+    stops = [(0.0, (20, 24, 48)), (0.5, (170, 40, 60)), (1.0, (250, 220, 80))]
+    for (x0, c0), (x1, c1) in zip(stops, stops[1:]):
+        if w <= x1:
+            t = (w - x0) / (x1 - x0)
+            rgb = tuple(int(a + (b - a) * t) for a, b in zip(c0, c1))
+            break
+    return Style(bgcolor=Color.from_rgb(*rgb), color="black" if w > 0.75 else "white")
+
+
+def _token_label(result: InspectResult, index: int) -> Text:
+    token = result.tokens[index]
+    if index in result.query.token_indices:
+        return Text(f"▶ {token.text}", style="bold cyan")
+    return Text(f"  {token.text}", style="dim" if token.special else "")
+
+
+def _head_name(head) -> str:
+    return "mean over heads" if head == "mean" else f"head {head}"
+
+
+def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult) -> Table:
+    """One row per token: Q·K, Q·K/√d_k, softmax weight, and a bar."""
+    d_k = result.model.head_dim
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("token")
+    table.add_column("Q·K", justify="right")
+    table.add_column(f"Q·K/√{d_k}", justify="right")
+    table.add_column("weight", justify="right")
+    table.add_column("", no_wrap=True)
+    top_tokens = {i for w in head.top[:3] for i in w.token_indices}
+    for i in range(len(result.tokens)):
+        weight = float(head.weights[i])
+        table.add_row(
+            str(i),
+            _token_label(result, i),
+            "—" if head.scores is None else f"{head.scores[i]:.2f}",
+            "—" if head.scaled_scores is None else f"{head.scaled_scores[i]:.2f}",
+            Text(f"{weight:.3f}", style="bold" if i in top_tokens else ""),
+            Text(bar(weight), style="green"),
+        )
+    return table
+
+
+def top_line(head: HeadResult) -> Text:
+    text = Text("Top-attended: ", style="bold")
+    for n, w in enumerate(head.top):
+        if n:
+            text.append(" · ", style="dim")
+        text.append(w.text, style="dim" if w.special else "bold")
+        text.append(f" {w.weight:.2f}")
+    return text
+
+
+def _vector(values: np.ndarray, dims: int = _PREVIEW_DIMS) -> str:
+    shown = " ".join(f"{x:+.2f}" for x in values[:dims])
+    return f"[{shown}{' …' if len(values) > dims else ''}]"
+
+
+def steps_view(result: InspectResult, head: HeadResult, steps: Steps) -> tuple[RenderableType, RenderableType]:
+    """Step 1 (q of the query, k and v of every token) and step 3 (the weighted sum of values)."""
+    d_k = result.model.head_dim
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("token")
+    table.add_column(f"key k (first {min(_PREVIEW_DIMS, d_k)} of {d_k})", no_wrap=True)
+    table.add_column("‖k‖", justify="right")
+    table.add_column(f"value v (first {min(_PREVIEW_DIMS, d_k)})", no_wrap=True)
+    table.add_column("‖v‖", justify="right")
+    for i in range(len(result.tokens)):
+        k, v = steps.keys[i], steps.values[i]
+        table.add_row(str(i), _token_label(result, i), _vector(k), f"{np.linalg.norm(k):.2f}", _vector(v), f"{np.linalg.norm(v):.2f}")
+    step1 = Group(
+        Text(f"Step 1 · query, key and value vectors ({_head_name(head.head)})", style="bold underline"),
+        Text(f"  query q({result.query.text}) = {_vector(steps.query)}  ‖q‖ = {np.linalg.norm(steps.query):.2f}"),
+        table,
+    )
+    contributions = head.weights[:, None] * steps.values  # (seq, head_dim): weight_j · v_j
+    norms = np.linalg.norm(contributions, axis=1)
+    largest = np.argsort(-norms, kind="stable")[:3]
+    parts = " · ".join(f"{result.tokens[j].text} {norms[j]:.2f}" for j in largest)
+    step3 = Group(
+        Text("Step 3 · weighted sum of the values: output = Σⱼ weightⱼ · vⱼ", style="bold underline"),
+        Text(f"  output({result.query.text}) = {_vector(steps.output)}  ‖output‖ = {np.linalg.norm(steps.output):.2f}"),
+        Text(f"  largest terms ‖weightⱼ·vⱼ‖: {parts}"),
+    )
+    return step1, step3
+
+
+def _two_digits(weight: float) -> str:
+    """0.63 -> '.63', 1.0 -> '1.0': three characters, so 12+ heads fit 80 columns."""
+    return "1.0" if weight >= 0.995 else f"{weight:.2f}"[1:]
+
+
+def multihead_table(result: InspectResult, layer: LayerResult) -> Table:
+    """Tokens × heads weights for the query, heat-coloured, the mean last; focus heads marked."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0), collapse_padding=True)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("token", no_wrap=True, max_width=14)
+    for h in layer.heads:
+        label = "mean" if h.head == "mean" else str(h.head)
+        focused = h.head in layer.focus
+        table.add_column(Text(label, style="bold reverse" if focused else "bold"), justify="right", min_width=3)
+    for i in range(len(result.tokens)):
+        cells = [Text(_two_digits(float(h.weights[i])), style=heat(float(h.weights[i]))) for h in layer.heads]
+        table.add_row(str(i), _token_label(result, i), *cells)
+    return table
+
+
+def inspect_view(result: InspectResult) -> list[RenderableType]:
+    m = result.model
+    q = result.query
+    where = f"token {q.token_indices[0]}" if len(q.token_indices) == 1 else f"tokens {', '.join(map(str, q.token_indices))}"
+    parts: list[RenderableType] = [
+        Text.assemble(
+            (m.name, "bold magenta"),
+            f" ({m.architecture}, {m.layers} layers × {m.heads} heads, d_k {m.head_dim}) · query ",
+            (f'"{q.text}"', "bold cyan"),
+            f" = {where}",
+        )
+    ]
+    parts += [Text(f"note: {note}", style="yellow") for note in result.notes]
+    for layer in result.layers:
+        for head_id in layer.focus:
+            head = layer.head(head_id)
+            chosen = " — chosen by --head auto: attends most to other words" if layer.auto_head is not None else ""
+            parts.append(Text(f"\nLayer {layer.layer} of 0–{m.layers - 1} · {_head_name(head_id)}{chosen}", style="bold"))
+            if head.steps is not None:
+                step1, step3 = steps_view(result, head, head.steps)
+                parts.append(step1)
+            parts.append(Text("Step 2 · scores Q·K, scaled by √d_k, softmax → weights", style="bold underline"))
+            parts.append(step2_table(result, layer, head))
+            if head.steps is not None:
+                parts.append(step3)
+            parts.append(top_line(head))
+        parts.append(Text(f'\nMulti-head · layer {layer.layer}: weights of "{q.text}" in every head', style="bold underline"))
+        parts.append(multihead_table(result, layer))
+        parts.append(top_line(layer.head("mean")).append("  (mean over heads)", style="dim"))
+    return parts
+
+
+def tokens_table(tok: Tokenization) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in [("#", "right"), ("token", "left"), ("id", "right"), ("start", "right"), ("end", "right"), ("word", "left")]:
+        table.add_column(name, justify=justify)
+    for t in tok.tokens:
+        word = "(special)" if t.special else f"{t.word}: {tok.words[t.word].text}"
+        table.add_row(str(t.index), t.text, str(t.id), "" if t.start is None else str(t.start), "" if t.end is None else str(t.end), Text(word, style="dim" if t.special else ""))
+    return table
+
+
+def print_all(console: Console, renderables: list[RenderableType]) -> None:
+    for r in renderables:
+        console.print(r)

@@ -1,0 +1,184 @@
+"""The one result type of `attn inspect`, and its JSON form (described by `schema/attn.schema.json`).
+
+The table renderer and the JSON writer both read an `InspectResult`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+
+from .tokenize import Token, Tokenization, Word
+
+SCHEMA_VERSION = "1.0"
+
+HeadId = int | str  # a head index, or "mean" (the mean over the layer's heads)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: str
+    architecture: str
+    layers: int
+    heads: int
+    head_dim: int
+    hidden_size: int
+    max_positions: int
+
+
+@dataclass(frozen=True)
+class WordWeight:
+    """Attention to one word: the sum over its tokens. Special tokens count as their own words."""
+
+    text: str
+    word: int | None
+    token_indices: tuple[int, ...]
+    weight: float
+    special: bool
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Step 1 and step 3 for one head: query (head_dim,), keys and values (seq, head_dim),
+    output (head_dim,) = Σ_j weights[j]·values[j]."""
+
+    query: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+    output: np.ndarray
+
+
+@dataclass(frozen=True)
+class HeadResult:
+    """The query's row of one head (or of the mean over heads, whose scores are None).
+    scores, scaled_scores, weights: (seq,)."""
+
+    head: HeadId
+    scores: np.ndarray | None
+    scaled_scores: np.ndarray | None
+    weights: np.ndarray
+    top: tuple[WordWeight, ...]
+    steps: Steps | None = None
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """Every head of one layer, then the mean; `focus` names the heads shown in detail."""
+
+    layer: int
+    heads: tuple[HeadResult, ...]
+    focus: tuple[HeadId, ...]
+    auto_head: int | None = None  # set when the focus head was chosen by `--head auto`
+
+    def head(self, head: HeadId) -> HeadResult:
+        return next(h for h in self.heads if h.head == head)
+
+
+@dataclass(frozen=True)
+class QueryInfo:
+    text: str
+    token_indices: tuple[int, ...]
+    occurrence: int | None
+    occurrences: int | None
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    model: ModelInfo
+    tokenization: Tokenization
+    query: QueryInfo
+    layers: tuple[LayerResult, ...]
+    top_k: int
+    include_special: bool
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def tokens(self) -> tuple[Token, ...]:
+        return self.tokenization.tokens
+
+    def to_json(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": vars(self.model),
+            "text": self.tokenization.text,
+            "tokens": tokens_json(self.tokenization.tokens),
+            "words": words_json(self.tokenization.words),
+            "query": {
+                "text": self.query.text,
+                "token_indices": list(self.query.token_indices),
+                "occurrence": self.query.occurrence,
+                "occurrences": self.query.occurrences,
+            },
+            "top_k": self.top_k,
+            "include_special": self.include_special,
+            "layers": [
+                {
+                    "layer": layer.layer,
+                    "focus": list(layer.focus),
+                    "auto_head": layer.auto_head,
+                    "heads": [_head_json(h) for h in layer.heads],
+                }
+                for layer in self.layers
+            ],
+            "notes": list(self.notes),
+        }
+
+
+def tokens_json(tokens: tuple[Token, ...]) -> list[dict]:
+    return [
+        {"index": t.index, "text": t.text, "id": t.id, "start": t.start, "end": t.end, "word": t.word, "special": t.special}
+        for t in tokens
+    ]
+
+
+def words_json(words: tuple[Word, ...]) -> list[dict]:
+    return [{"index": w.index, "text": w.text, "start": w.start, "end": w.end, "token_indices": list(w.token_indices)} for w in words]
+
+
+def floats(array: np.ndarray | None) -> list | float | None:
+    """float32 values as the shortest decimals that read back to the same float32 (0.08, not
+    0.07999999821186066), nested like the array."""
+    if array is None:
+        return None
+    return np.asarray(array, dtype=np.float32).astype(str).astype(np.float64).tolist()
+
+
+def _head_json(h: HeadResult) -> dict:
+    doc = {
+        "head": h.head,
+        "scores": floats(h.scores),
+        "scaled_scores": floats(h.scaled_scores),
+        "weights": floats(h.weights),
+        "top": [
+            {"text": w.text, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
+            for w in h.top
+        ],
+    }
+    if h.steps is not None:
+        doc["steps"] = {
+            "query": floats(h.steps.query),
+            "keys": floats(h.steps.keys),
+            "values": floats(h.steps.values),
+            "output": floats(h.steps.output),
+        }
+    return doc
+
+
+def json_schema() -> dict:
+    """The JSON Schema of `attn inspect --json` (and `attn tokens --json`), shipped in the package."""
+    return json.loads(resources.files(__package__).joinpath("schema/attn.schema.json").read_text(encoding="utf-8"))
+
+
+def tokens_document(model: ModelInfo, tok: Tokenization) -> dict:
+    """The JSON of `attn tokens --json`."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": vars(model),
+        "text": tok.text,
+        "tokens": tokens_json(tok.tokens),
+        "words": words_json(tok.words),
+    }
