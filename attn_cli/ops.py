@@ -17,21 +17,31 @@ _ERFC_COEFFS = (
 )
 
 
-def erf(x: np.ndarray) -> np.ndarray:
-    """Error function, elementwise; computed in float64, accurate to ~1e-7 relative on erfc."""
-    z = np.abs(x.astype(np.float64))
+def erfc(x: np.ndarray) -> np.ndarray:
+    """Complementary error function 1 - erf(x), elementwise, in float64, with ~1e-7 *relative*
+    accuracy everywhere (so tiny tails such as erfc(5) ≈ 1.5e-12 stay accurate)."""
+    x = np.asarray(x, dtype=np.float64)
+    z = np.abs(x)
     t = 1.0 / (1.0 + 0.5 * z)
     poly = np.zeros_like(t)
     for c in reversed(_ERFC_COEFFS):
         poly = poly * t + c
-    erfc_z = t * np.exp(poly - z * z)
-    return np.copysign(1.0 - erfc_z, x)
+    tail = t * np.exp(poly - z * z)  # erfc(|x|)
+    return np.where(x >= 0, tail, 2.0 - tail)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Error function, elementwise, in float64."""
+    return 1.0 - erfc(x)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact GELU, x·Φ(x) = x/2·(1 + erf(x/√2)) (not the tanh approximation). Any shape."""
+    """Exact GELU, x·Φ(x) = x/2·erfc(-x/√2) (not the tanh approximation). Any shape.
+
+    Written with erfc rather than 1 + erf so that negative inputs keep their relative accuracy.
+    """
     x64 = x.astype(np.float64)
-    return (0.5 * x64 * (1.0 + erf(x64 / np.sqrt(2.0)))).astype(np.float32)
+    return (0.5 * x64 * erfc(-x64 / np.sqrt(2.0))).astype(np.float32)
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
@@ -51,7 +61,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax. Rows that are entirely -inf give all zeros, not NaN."""
     peak = np.max(x, axis=axis, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0.0)
-    e = np.exp(x - peak)
+    with np.errstate(over="ignore"):  # (-3e38) - 3e38 is -inf in float32, and exp(-inf) = 0: fine
+        e = np.exp(x - peak)
     total = np.sum(e, axis=axis, keepdims=True)
     return e / np.where(total > 0, total, 1.0)
 

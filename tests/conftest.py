@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from attn_cli.loader import load_model  # noqa: E402
+from attn_cli.result import json_schema  # noqa: E402
+
+SENTENCE = "The Transformer is making it possible to understand language."
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The bundled all-MiniLM-L6-v2, loaded once."""
+    return load_model()
+
+
+@pytest.fixture(scope="session")
+def schema():
+    return json_schema()

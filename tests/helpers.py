@@ -1,0 +1,83 @@
+"""Test helpers: write safetensors files and tiny random-weight model folders.
+
+A random-weight model is a test fixture only (for loader and error paths); every number the
+product claims is checked against transformers' fixtures on the real bundled model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from attn_cli.loader import bundled_model_path
+
+_CODES = {np.dtype("float32"): "F32", np.dtype("float16"): "F16", np.dtype("int64"): "I64"}
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], bf16: bool = False) -> None:
+    """Write `tensors` in the safetensors format; with bf16=True, float32 tensors are stored as
+    bfloat16 (truncated to their top 16 bits)."""
+    header, blobs, offset = {}, [], 0
+    for name, array in tensors.items():
+        array = np.ascontiguousarray(array)
+        if bf16 and array.dtype == np.float32:
+            code, blob = "BF16", (array.view(np.uint32) >> 16).astype("<u2").tobytes()
+        else:
+            code, blob = _CODES[array.dtype], array.astype(array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+
+
+def tiny_bert_tensors(seed: int = 0, layers: int = 2, hidden: int = 16, heads: int = 4, vocab: int = 30522) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+
+    def r(*shape: int, scale: float = 0.3) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    t = {
+        "embeddings.word_embeddings.weight": r(vocab, hidden),
+        "embeddings.position_embeddings.weight": r(64, hidden),
+        "embeddings.token_type_embeddings.weight": r(2, hidden),
+        "embeddings.LayerNorm.weight": 1 + r(hidden, scale=0.1),
+        "embeddings.LayerNorm.bias": r(hidden, scale=0.1),
+    }
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for n in ("query", "key", "value"):
+            t[f"{p}attention.self.{n}.weight"] = r(hidden, hidden)
+            t[f"{p}attention.self.{n}.bias"] = r(hidden, scale=0.1)
+        t[f"{p}attention.output.dense.weight"] = r(hidden, hidden)
+        t[f"{p}attention.output.dense.bias"] = r(hidden, scale=0.1)
+        t[f"{p}attention.output.LayerNorm.weight"] = 1 + r(hidden, scale=0.1)
+        t[f"{p}attention.output.LayerNorm.bias"] = r(hidden, scale=0.1)
+        t[f"{p}intermediate.dense.weight"] = r(4 * hidden, hidden)
+        t[f"{p}intermediate.dense.bias"] = r(4 * hidden, scale=0.1)
+        t[f"{p}output.dense.weight"] = r(hidden, 4 * hidden)
+        t[f"{p}output.dense.bias"] = r(hidden, scale=0.1)
+        t[f"{p}output.LayerNorm.weight"] = 1 + r(hidden, scale=0.1)
+        t[f"{p}output.LayerNorm.bias"] = r(hidden, scale=0.1)
+    return t
+
+
+def make_tiny_bert(folder: Path, prefix: str = "", bf16: bool = False, layers: int = 2, **config_overrides) -> Path:
+    """A 2-layer, 4-head, hidden-16 random BERT that uses the bundled model's tokenizer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "model_type": "bert", "hidden_size": 16, "num_attention_heads": 4, "num_hidden_layers": layers,
+        "intermediate_size": 64, "max_position_embeddings": 64, "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12, "hidden_act": "gelu", "vocab_size": 30522,
+    }
+    config.update(config_overrides)
+    (folder / "config.json").write_text(json.dumps(config))
+    shutil.copy(bundled_model_path() / "tokenizer.json", folder / "tokenizer.json")
+    tensors = {prefix + k: v for k, v in tiny_bert_tensors(layers=layers).items()}
+    write_safetensors(folder / "model.safetensors", tensors, bf16=bf16)
+    return folder

@@ -1,0 +1,117 @@
+"""The pure math: hand-worked values, and properties that must hold for any input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from attn_cli.ops import attention, erf, erfc, gelu, layer_norm, linear, merge_heads, softmax, split_heads
+
+finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, width=32)
+rows = arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 40)), elements=finite)
+
+
+def test_softmax_hand_worked():
+    np.testing.assert_allclose(softmax(np.array([0.0, math.log(3.0)])), [0.25, 0.75], rtol=1e-12)
+
+
+@given(rows)
+def test_softmax_rows_are_distributions(x):
+    w = softmax(x)
+    assert np.all(w >= 0)
+    np.testing.assert_allclose(w.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+@given(rows, st.floats(min_value=-1e3, max_value=1e3, width=32))
+def test_softmax_ignores_a_constant_added_to_a_row(x, c):
+    np.testing.assert_allclose(softmax(x + np.float32(c)), softmax(x), atol=2e-6)
+
+
+@given(arrays(np.float32, (3, 7), elements=st.sampled_from([3e38, -3e38, 1e30, -1e30, 0.0, 88.0, -104.0])))
+def test_softmax_of_extreme_scores_is_finite(x):
+    w = softmax(x)
+    assert np.all(np.isfinite(w))
+    np.testing.assert_allclose(w.sum(axis=-1), 1.0, rtol=1e-6)
+
+
+def test_softmax_of_a_fully_masked_row_is_zero_not_nan():
+    w = softmax(np.array([[-np.inf, -np.inf], [0.0, -np.inf]]))
+    np.testing.assert_array_equal(w, [[0.0, 0.0], [1.0, 0.0]])
+
+
+def test_erf_matches_math_erf():
+    x = np.linspace(-7, 7, 20001)
+    got = erf(x)
+    want = np.array([math.erf(v) for v in x])
+    np.testing.assert_allclose(got, want, atol=2e-7)
+    # erfc keeps relative accuracy in the tail, where GELU of negative inputs lives.
+    tail = x[x > 1]
+    np.testing.assert_allclose(erfc(tail), [math.erfc(v) for v in tail], rtol=2e-7)
+
+
+def test_gelu_is_exact_not_tanh():
+    x = np.array([-9.0, -3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0], dtype=np.float32)
+    exact = [v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(float)]
+    np.testing.assert_allclose(gelu(x), exact, rtol=3e-7, atol=1e-12)
+    assert gelu(x).dtype == np.float32
+    # The tanh approximation differs by ~1e-4 at x = -3: we must not be it.
+    tanh = 0.5 * -3 * (1 + math.tanh(math.sqrt(2 / math.pi) * (-3 + 0.044715 * -27)))
+    assert abs(float(gelu(np.float32([-3.0]))[0]) - tanh) > 1e-4
+
+
+def test_layer_norm_hand_worked():
+    x = np.array([[1.0, 2.0, 3.0, 6.0]], dtype=np.float32)  # mean 3, variance 3.5
+    out = layer_norm(x, np.array([1, 1, 2, 1], np.float32), np.array([0, 0, 0, 1], np.float32), eps=0.0)
+    s = math.sqrt(3.5)
+    np.testing.assert_allclose(out, [[-2 / s, -1 / s, 0.0, 3 / s + 1]], rtol=1e-6)
+
+
+def test_linear_uses_pytorch_weight_layout():
+    x = np.array([[1.0, 2.0]], np.float32)
+    w = np.array([[1.0, 0.0], [0.0, 10.0], [1.0, 1.0]], np.float32)  # (out=3, in=2)
+    np.testing.assert_array_equal(linear(x, w, np.array([0, 0, 0.5], np.float32)), [[1.0, 20.0, 3.5]])
+
+
+def test_split_and_merge_heads_round_trip():
+    x = np.arange(3 * 8, dtype=np.float32).reshape(3, 8)
+    h = split_heads(x, 2)
+    assert h.shape == (2, 3, 4)
+    np.testing.assert_array_equal(h[1, 2], x[2, 4:])
+    np.testing.assert_array_equal(merge_heads(h), x)
+
+
+def test_attention_hand_worked():
+    # One head, d_k = 4 (√d_k = 2). Query 0 matches key 1 with Q·K = 4 -> scaled 2.
+    q = np.array([[[2.0, 0, 0, 0], [0, 0, 0, 0]]], np.float32)
+    k = np.array([[[0.0, 0, 0, 0], [2.0, 0, 0, 0]]], np.float32)
+    v = np.array([[[1.0, 0, 0, 0], [0.0, 1, 0, 0]]], np.float32)
+    scores, scaled, weights, out = attention(q, k, v)
+    np.testing.assert_array_equal(scores[0], [[0, 4], [0, 0]])
+    np.testing.assert_array_equal(scaled[0], [[0, 2], [0, 0]])
+    e2 = math.exp(2)
+    np.testing.assert_allclose(weights[0], [[1 / (1 + e2), e2 / (1 + e2)], [0.5, 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 0], [1 / (1 + e2), e2 / (1 + e2), 0, 0], rtol=1e-6)
+
+
+def test_attention_mask_zeroes_weights_but_keeps_scores():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 3, 4)).astype(np.float32) for _ in range(3))
+    causal = np.tril(np.ones((3, 3), bool))
+    scores, _, weights, _ = attention(q, k, v, causal)
+    assert np.all(weights[:, ~causal] == 0)
+    assert np.all(scores[:, ~causal] != 0)
+    np.testing.assert_allclose(weights.sum(-1), 1, rtol=1e-6)
+
+
+@settings(max_examples=50)
+@given(arrays(np.float32, (2, 5, 8), elements=st.floats(-50, 50, width=32)))
+def test_attention_weights_are_distributions_and_output_is_their_average(x):
+    scores, scaled, weights, out = attention(x, x, x)
+    assert np.all(weights >= 0) and np.all(np.isfinite(weights))
+    np.testing.assert_allclose(weights.sum(-1), 1, rtol=1e-5)
+    np.testing.assert_allclose(scaled, scores / np.sqrt(8), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(out, weights @ x, rtol=1e-5, atol=1e-4)
