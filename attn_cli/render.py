@@ -19,7 +19,7 @@ from .tokenize import Tokenization
 
 _BAR_WIDTH = 20
 _EIGHTHS = " ▏▎▍▌▋▊▉"
-_PREVIEW_DIMS = 4
+_PREVIEW_DIMS = 3
 
 
 def bar(weight: float, width: int = _BAR_WIDTH) -> str:
@@ -55,7 +55,7 @@ def _head_name(head) -> str:
 def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult) -> Table:
     """One row per token: Q·K, Q·K/√d_k, softmax weight, and a bar."""
     d_k = result.model.head_dim
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("#", justify="right", style="dim")
     table.add_column("token")
     table.add_column("Q·K", justify="right")
@@ -94,13 +94,13 @@ def _vector(values: np.ndarray, dims: int = _PREVIEW_DIMS) -> str:
 def steps_view(result: InspectResult, head: HeadResult, steps: Steps) -> tuple[RenderableType, RenderableType]:
     """Step 1 (q of the query, k and v of every token) and step 3 (the weighted sum of values)."""
     d_k = result.model.head_dim
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("#", justify="right", style="dim")
-    table.add_column("token")
-    table.add_column(f"key k (first {min(_PREVIEW_DIMS, d_k)} of {d_k})", no_wrap=True)
-    table.add_column("‖k‖", justify="right")
-    table.add_column(f"value v (first {min(_PREVIEW_DIMS, d_k)})", no_wrap=True)
-    table.add_column("‖v‖", justify="right")
+    table.add_column("token", no_wrap=True)
+    table.add_column(f"key k ({min(_PREVIEW_DIMS, d_k)} of {d_k} dims)", no_wrap=True)
+    table.add_column("‖k‖", justify="right", no_wrap=True)
+    table.add_column("value v", no_wrap=True)
+    table.add_column("‖v‖", justify="right", no_wrap=True)
     for i in range(len(result.tokens)):
         k, v = steps.keys[i], steps.values[i]
         table.add_row(str(i), _token_label(result, i), _vector(k), f"{np.linalg.norm(k):.2f}", _vector(v), f"{np.linalg.norm(v):.2f}")
@@ -114,7 +114,7 @@ def steps_view(result: InspectResult, head: HeadResult, steps: Steps) -> tuple[R
     largest = np.argsort(-norms, kind="stable")[:3]
     parts = " · ".join(f"{result.tokens[j].text} {norms[j]:.2f}" for j in largest)
     step3 = Group(
-        Text("Step 3 · weighted sum of the values: output = Σⱼ weightⱼ · vⱼ", style="bold underline"),
+        Text("\nStep 3 · weighted sum of the values: output = Σⱼ weightⱼ · vⱼ", style="bold underline"),
         Text(f"  output({result.query.text}) = {_vector(steps.output)}  ‖output‖ = {np.linalg.norm(steps.output):.2f}"),
         Text(f"  largest terms ‖weightⱼ·vⱼ‖: {parts}"),
     )
@@ -128,7 +128,7 @@ def _two_digits(weight: float) -> str:
 
 def multihead_table(result: InspectResult, layer: LayerResult) -> Table:
     """Tokens × heads weights for the query, heat-coloured, the mean last; focus heads marked."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0), collapse_padding=True)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0), collapse_padding=True)
     table.add_column("#", justify="right", style="dim")
     table.add_column("token", no_wrap=True, max_width=14)
     for h in layer.heads:
@@ -162,7 +162,8 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
             if head.steps is not None:
                 step1, step3 = steps_view(result, head, head.steps)
                 parts.append(step1)
-            parts.append(Text("Step 2 · scores Q·K, scaled by √d_k, softmax → weights", style="bold underline"))
+            gap = "\n" if head.steps is not None else ""
+            parts.append(Text(f"{gap}Step 2 · scores Q·K, scaled by √d_k, softmax → weights", style="bold underline"))
             parts.append(step2_table(result, layer, head))
             if head.steps is not None:
                 parts.append(step3)
@@ -174,7 +175,7 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
 
 
 def tokens_table(tok: Tokenization) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for name, justify in [("#", "right"), ("token", "left"), ("id", "right"), ("start", "right"), ("end", "right"), ("word", "left")]:
         table.add_column(name, justify=justify)
     for t in tok.tokens:
