@@ -118,9 +118,7 @@ def inspect(
 
 def _layer_result(trace, tok, q, rows, head_choice, top_k, steps, include_special) -> LayerResult:
     # A query of several tokens (a split word) gets the mean of their rows: (heads, seq).
-    scores = trace.scores[:, rows, :].mean(axis=1)
-    scaled_scores = trace.scaled_scores[:, rows, :].mean(axis=1)
-    weights = trace.weights[:, rows, :].mean(axis=1)
+    scores, scaled_scores, weights = (x.mean(axis=1) for x in trace.rows(rows))
     heads = weights.shape[0]
 
     chosen = auto_head(weights, tok, q) if head_choice == "auto" else None

@@ -79,18 +79,50 @@ def merge_heads(x: np.ndarray) -> np.ndarray:
     return x.transpose(1, 0, 2).reshape(seq, heads * head_dim)
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None):
-    """Scaled dot-product attention, step by step, as the textbook tells it.
+def attention_rows(q: np.ndarray, k: np.ndarray, scale: float, visible: np.ndarray | None = None):
+    """Scores of some query rows against every key, step by step, as the textbook tells it.
 
-    q, k, v: (heads, seq, head_dim). mask: optional bool (seq, seq), True where a query
-    may look at a key. Returns (scores, scaled_scores, weights, output) with
-    scores = Q·Kᵀ and scaled_scores = Q·Kᵀ/√d_k, both (heads, seq, seq);
-    weights = softmax(scaled_scores) (heads, seq, seq); output = weights·V (heads, seq, head_dim).
-    Masked entries of the scores stay as computed; their weights are exactly 0.
+    q: (heads, rows, head_dim); k: (heads, seq, head_dim); visible: None, or bool (rows, seq),
+    True where a query may look at a key (decoders mask the future). Returns
+    scores = Q·Kᵀ, scaled_scores = Q·Kᵀ·scale and weights = softmax over the visible keys,
+    each (heads, rows, seq). Masked entries of the scores stay as computed; their weights are 0.
     """
-    head_dim = q.shape[-1]
     scores = q @ k.transpose(0, 2, 1)
-    scaled_scores = scores * np.float32(1.0 / np.sqrt(head_dim))
-    logits = scaled_scores if mask is None else np.where(mask, scaled_scores, -np.inf)
-    weights = softmax(logits, axis=-1).astype(np.float32)
+    scaled_scores = scores * np.float32(scale)
+    logits = scaled_scores if visible is None else np.where(visible, scaled_scores, -np.inf)
+    return scores, scaled_scores, softmax(logits, axis=-1).astype(np.float32)
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, visible: np.ndarray | None = None):
+    """Scaled dot-product attention with scale 1/√d_k: softmax(Q·Kᵀ/√d_k)·V.
+
+    q, k, v: (heads, seq, head_dim). Returns scores, scaled_scores, weights (heads, seq, seq)
+    and output (heads, seq, head_dim).
+    """
+    scores, scaled_scores, weights = attention_rows(q, k, 1.0 / np.sqrt(q.shape[-1]), visible)
     return scores, scaled_scores, weights, weights @ v
+
+
+def attention_output(q, k, v, scale: float, visible_rows=None, max_elements: int = 1 << 23) -> np.ndarray:
+    """softmax(Q·Kᵀ·scale)·V for every query row, computed a block of rows at a time so that no
+    more than ~`max_elements` scores exist at once (a 4,096-token decoder never holds an n×n map).
+
+    q: (heads, seq, head_dim); k, v: (heads, seq, head_dim); visible_rows: None, or a function
+    from a slice of query rows to their bool (rows, seq) visibility. Returns (heads, seq, head_dim).
+    """
+    heads, seq, _ = q.shape
+    block = max(1, max_elements // (heads * k.shape[1]))
+    output = np.empty((heads, seq, v.shape[-1]), dtype=np.float32)
+    for start in range(0, seq, block):
+        rows = slice(start, min(seq, start + block))
+        *_, weights = attention_rows(q[:, rows], k, scale, None if visible_rows is None else visible_rows(rows))
+        output[:, rows] = weights @ v
+    return output
+
+
+def causal_visibility(rows: slice | np.ndarray, seq: int, window: int | None = None) -> np.ndarray:
+    """bool (rows, seq): query i sees key j when j <= i (and, with a sliding window w, i - j < w)."""
+    i = np.arange(seq)[rows][:, None]
+    j = np.arange(seq)[None, :]
+    visible = j <= i
+    return visible if window is None else visible & (i - j < window)

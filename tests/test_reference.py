@@ -31,6 +31,11 @@ def case(request, model):
     return ref, tok, traces
 
 
+def full_maps(traces):
+    """(scores, scaled_scores, weights) of every layer, each (layers, heads, seq, seq)."""
+    return [np.stack(m) for m in zip(*(t.rows() for t in traces))]
+
+
 def test_tokenization_matches_transformers(case):
     ref, tok, _ = case
     assert tok.ids.tolist() == ref["input_ids"].tolist()
@@ -38,7 +43,7 @@ def test_tokenization_matches_transformers(case):
 
 def test_attention_weights_match_in_every_layer_and_head(case):
     ref, _, traces = case
-    ours = np.stack([t.weights for t in traces])
+    ours = full_maps(traces)[2]
     assert ours.shape == ref["attentions"].shape
     assert np.max(np.abs(ours - ref["attentions"])) <= TOLERANCE
 
@@ -55,10 +60,10 @@ def test_scores_match_those_of_the_reference_vectors(case):
     ref, _, traces = case
     d_k = ref["q"].shape[-1]
     want = ref["q"].astype(np.float64) @ ref["k"].astype(np.float64).swapaxes(-1, -2)
-    ours = np.stack([t.scores for t in traces])
+    ours, scaled, _ = full_maps(traces)
     scale = max(1.0, float(np.abs(want).max()))
     assert np.max(np.abs(ours - want)) <= TOLERANCE * scale
-    np.testing.assert_allclose(np.stack([t.scaled_scores for t in traces]), want / np.sqrt(d_k), atol=TOLERANCE * scale)
+    np.testing.assert_allclose(scaled, want / np.sqrt(d_k), atol=TOLERANCE * scale)
 
 
 def test_last_hidden_state_matches(case):

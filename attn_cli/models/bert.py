@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ModelError
-from ..ops import attention, gelu, layer_norm, linear, merge_heads, split_heads
+from ..ops import gelu, layer_norm, linear, merge_heads, split_heads
 from ..weights import Weights
-from .base import LayerTrace, ModelSpec
+from .base import LayerTrace, ModelSpec, self_attention
 
 WEIGHT_PREFIXES = ("bert.",)
 
@@ -31,6 +31,7 @@ def spec(config: dict) -> ModelSpec:
         model_type="bert",
         layers=config["num_hidden_layers"],
         heads=heads,
+        kv_heads=heads,
         head_dim=hidden // heads,
         hidden=hidden,
         max_positions=config["max_position_embeddings"],
@@ -59,13 +60,13 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float) -> La
         split_heads(linear(x, w[f"{p}attention.self.{n}.weight"], w[f"{p}attention.self.{n}.bias"]), s.heads)
         for n in ("query", "key", "value")
     )
-    scores, scaled_scores, weights, head_output = attention(q, k, v)
+    head_output = self_attention(q, k, v, s)
     attended = linear(merge_heads(head_output), w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"])
     x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps)
     inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"]))
     out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"])
     x = layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], eps)
-    return LayerTrace(layer, q, k, v, scores, scaled_scores, weights, head_output, x)
+    return LayerTrace(layer, s, q, k, v, head_output, x)
 
 
 def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
