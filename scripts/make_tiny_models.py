@@ -120,18 +120,18 @@ NORM_LOW, NORM_HIGH = 0.7, 1.3
 
 # The tokenizers are trained on these sentences only.
 TRAIN_SENTENCES = [
+    "The cat sat on the mat.",
     "The quick brown fox jumps over the lazy dog.",
-    "A cat sat on the mat because it was tired.",
-    "Attention lets every token look at every other token.",
-    "The model reads the sentence and builds a picture of its meaning.",
-    "Small models are easy to test and quick to run.",
-    "She said that the weather would be better tomorrow.",
-    "We measured the weights of each head in every layer.",
-    "Numbers like 42 and 1887 are split into pieces.",
-    "Why does the dog chase its own tail around the park?",
-    "The river flows past the old mill and into the sea.",
+    "Every head looks at the other tokens in the layer.",
+    "The dog looks at the cat, and the cat looks at the dog.",
+    "Why does attention split numbers like 1887 into pieces?",
+    "The model reads every token and every head looks at every token.",
+    "A lazy cat sat on the mat in the sun.",
+    "The quick fox and the lazy dog sat on the old mat.",
+    "Attention lets each token look at the other tokens.",
+    "Small models are quick to test and easy to run.",
     "Keys and queries meet in a dot product, then a softmax.",
-    "He wrote a long letter to his friend in the city.",
+    "Why does the dog chase its own tail around the park?",
 ]
 
 # Inputs for the reference tensors: short (~5 tokens), medium, long (>= 20 tokens).
@@ -151,6 +151,10 @@ def versions_string() -> str:
 
 
 # --------------------------------------------------------------------------- tokenizers
+
+
+BYTE_LEVEL_VOCAB = 400  # 256 byte symbols + ~140 merges (+ specials)
+LLAMA_VOCAB = 400  # 3 specials + 256 byte-fallback tokens + ~140 learned pieces
 
 
 def _template(tok: Tokenizer, single: str, pair: str, names: list[str]) -> processors.TemplateProcessing:
@@ -197,7 +201,7 @@ def _train_byte_level(vocab_size: int, special_tokens: list[str], pre_tokenizer)
 def train_roberta_bpe() -> Tokenizer:
     """RoBERTa-style: byte-level BPE, <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4, <s> $A </s>."""
     tok = _train_byte_level(
-        320,
+        BYTE_LEVEL_VOCAB,
         ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
         pre_tokenizers.ByteLevel(add_prefix_space=False),
     )
@@ -207,7 +211,7 @@ def train_roberta_bpe() -> Tokenizer:
 
 def train_gpt2_bpe() -> Tokenizer:
     """GPT-2-style: byte-level BPE, no special tokens added; <|endoftext|> is the last id."""
-    tok = _train_byte_level(320, [], pre_tokenizers.ByteLevel(add_prefix_space=False))
+    tok = _train_byte_level(BYTE_LEVEL_VOCAB, [], pre_tokenizers.ByteLevel(add_prefix_space=False))
     tok.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     return tok
@@ -226,7 +230,7 @@ def train_qwen_bpe() -> Tokenizer:
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    tok = _train_byte_level(320, [], pre)
+    tok = _train_byte_level(BYTE_LEVEL_VOCAB, [], pre)
     tok.normalizer = normalizers.NFC()
     tok.add_special_tokens(
         [AddedToken(t, special=True, normalized=False) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")]
@@ -249,7 +253,7 @@ def train_llama_bpe() -> Tokenizer:
     # (SentencePiece's split_by_whitespace), then rebuild the final BPE model.
     trainee = Tokenizer(models.BPE(unk_token="<unk>"))
     trainee.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    trainer = trainers.BpeTrainer(vocab_size=384 - 256, min_frequency=1, special_tokens=[], show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=LLAMA_VOCAB - 256, min_frequency=1, special_tokens=[], show_progress=False)
     trainee.train_from_iterator(TRAIN_SENTENCES, trainer)
     learned = json.loads(trainee.to_str())["model"]
     pieces = sorted(learned["vocab"], key=learned["vocab"].__getitem__)
