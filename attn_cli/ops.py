@@ -44,6 +44,22 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return (0.5 * x64 * erfc(-x64 / np.sqrt(2.0))).astype(np.float32)
 
 
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GPT-2's "gelu_new": x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))). Any shape."""
+    return (0.5 * x * (1.0 + np.tanh(np.float32(np.sqrt(2.0 / np.pi)) * (x + np.float32(0.044715) * x**3)))).astype(np.float32)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """x·σ(x), the gate of SwiGLU. Any shape."""
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x ≪ 0, and x/inf = -0: fine
+        return (x / (np.float32(1.0) + np.exp(-x))).astype(np.float32)
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """RMSNorm over the last axis, weight·x/√(mean(x²) + eps): (..., d) -> (..., d)."""
+    return weight * (x / np.sqrt(np.square(x).mean(axis=-1, keepdims=True) + np.float32(eps)))
+
+
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     """LayerNorm over the last axis: (..., hidden) -> (..., hidden)."""
     mean = x.mean(axis=-1, keepdims=True)
@@ -65,6 +81,23 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
         e = np.exp(x - peak)
     total = np.sum(e, axis=axis, keepdims=True)
     return e / np.where(total > 0, total, 1.0)
+
+
+def rope_angles(inv_freq: np.ndarray, seq: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of the rotary angles position·inv_freq, (seq, 2·len(inv_freq)), each frequency
+    twice (the two halves of a head are rotated together). Computed in float32, as PyTorch does,
+    so that long positions round the same way."""
+    angles = np.arange(seq, dtype=np.float32)[:, None] * inv_freq.astype(np.float32)[None, :]
+    angles = np.concatenate([angles, angles], axis=-1)
+    return np.cos(angles), np.sin(angles)
+
+
+def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate pairs (x_i, x_{i+d/2}) by the position's angles (Hugging Face's `rotate_half`
+    layout). x: (heads, seq, d); cos, sin: (seq, d)."""
+    half = x.shape[-1] // 2
+    rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return (x * cos + rotated * sin).astype(np.float32)
 
 
 def split_heads(x: np.ndarray, heads: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Architectures, keyed by config.json's `model_type`.
 
-Each module provides `WEIGHT_PREFIXES`, `spec(config) -> ModelSpec` and
-`forward(weights, spec, config, input_ids) -> Iterator[LayerTrace]`.
+Each module provides `WEIGHT_PREFIXES`, `spec(config) -> ModelSpec`,
+`forward(weights, spec, config, input_ids) -> Iterator[LayerTrace]` and
+`final_norm(weights, config, hidden)` (the last hidden state as transformers reports it).
 """
 
 from __future__ import annotations
@@ -9,10 +10,19 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..errors import ModelError
-from . import bert
+from . import bert, distilbert, gpt2, llama, roberta
 from .base import LayerTrace, ModelSpec
 
-ARCHITECTURES: dict[str, ModuleType] = {"bert": bert}
+ARCHITECTURES: dict[str, ModuleType] = {
+    "bert": bert,
+    "roberta": roberta,
+    "distilbert": distilbert,
+    "gpt2": gpt2,
+    "llama": llama,
+    "mistral": llama,
+    "qwen2": llama,
+    "qwen3": llama,
+}
 
 
 def architecture(model_type: str | None) -> ModuleType:

@@ -39,12 +39,11 @@ def spec(config: dict) -> ModelSpec:
     )
 
 
-def embeddings(w: Weights, input_ids: np.ndarray, eps: float) -> np.ndarray:
+def embeddings(w: Weights, input_ids: np.ndarray, positions: np.ndarray, eps: float) -> np.ndarray:
     """Word + position + token-type (all type 0: one sentence) embeddings, then LayerNorm.
 
-    input_ids: (seq,) -> (seq, hidden).
+    input_ids, positions: (seq,) -> (seq, hidden).
     """
-    positions = np.arange(len(input_ids))
     x = (
         w.rows("embeddings.word_embeddings.weight", input_ids)
         + w.rows("embeddings.position_embeddings.weight", positions)
@@ -69,11 +68,19 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float) -> La
     return LayerTrace(layer, s, q, k, v, head_output, x)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
+def encoder(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions: np.ndarray) -> Iterator[LayerTrace]:
     """Run the encoder layer by layer, yielding each layer's trace; stop early by not iterating."""
     eps = config.get("layer_norm_eps", 1e-12)
-    x = embeddings(w, input_ids, eps)
+    x = embeddings(w, input_ids, positions, eps)
     for layer in range(s.layers):
         trace = block(x, w, layer, s, eps)
         x = trace.hidden
         yield trace
+
+
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
+    return encoder(w, s, config, input_ids, np.arange(len(input_ids)))
+
+
+def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+    return hidden  # post-LayerNorm: the last layer's output is already normalised

@@ -1,0 +1,59 @@
+"""DistilBERT (`model_type: distilbert`): BERT's post-LayerNorm encoder with its own weight
+names, no token-type embeddings, and its own config keys (dim, n_heads, n_layers, hidden_dim)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import ModelError
+from ..ops import gelu, layer_norm, linear, merge_heads, split_heads
+from ..weights import Weights
+from .base import LayerTrace, ModelSpec, self_attention
+
+WEIGHT_PREFIXES = ("distilbert.",)
+EPS = 1e-12  # DistilBERT's LayerNorms use a fixed eps, not a config value
+
+
+def spec(config: dict) -> ModelSpec:
+    if config.get("activation", "gelu") != "gelu":
+        raise ModelError(f"DistilBERT activation {config['activation']!r} is not supported", "use a model with activation 'gelu'")
+    hidden, heads = config["dim"], config["n_heads"]
+    return ModelSpec(
+        model_type="distilbert",
+        layers=config["n_layers"],
+        heads=heads,
+        kv_heads=heads,
+        head_dim=hidden // heads,
+        hidden=hidden,
+        max_positions=config["max_position_embeddings"],
+        causal=False,
+    )
+
+
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec) -> LayerTrace:
+    p = f"transformer.layer.{layer}."
+
+    def lin(name: str, h: np.ndarray) -> np.ndarray:
+        return linear(h, w[f"{p}{name}.weight"], w[f"{p}{name}.bias"])
+
+    q, k, v = (split_heads(lin(f"attention.{n}_lin", x), s.heads) for n in ("q", "k", "v"))
+    head_output = self_attention(q, k, v, s)
+    x = layer_norm(lin("attention.out_lin", merge_heads(head_output)) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], EPS)
+    out = lin("ffn.lin2", gelu(lin("ffn.lin1", x)))
+    x = layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], EPS)
+    return LayerTrace(layer, s, q, k, v, head_output, x)
+
+
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
+    x = w.rows("embeddings.word_embeddings.weight", input_ids) + w.rows("embeddings.position_embeddings.weight", np.arange(len(input_ids)))
+    x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], EPS)
+    for layer in range(s.layers):
+        trace = block(x, w, layer, s)
+        x = trace.hidden
+        yield trace
+
+
+def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+    return hidden

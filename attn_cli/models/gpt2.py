@@ -1,0 +1,68 @@
+"""GPT-2 (`model_type: gpt2`): pre-LayerNorm causal decoder with learned positions.
+
+Its linear layers are `Conv1D`: weights stored (in, out), so y = x·W + b with no transpose,
+and q, k, v come from one fused `c_attn` projection. The MLP uses the tanh GELU ("gelu_new").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import ModelError
+from ..ops import gelu, gelu_tanh, layer_norm, merge_heads, split_heads
+from ..weights import Weights
+from .base import LayerTrace, ModelSpec, self_attention
+
+WEIGHT_PREFIXES = ("transformer.",)
+ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu": gelu}
+
+
+def spec(config: dict) -> ModelSpec:
+    if config.get("activation_function", "gelu_new") not in ACTIVATIONS:
+        raise ModelError(f"GPT-2 activation_function {config['activation_function']!r} is not supported", f"use one of {', '.join(ACTIVATIONS)}")
+    if config.get("scale_attn_by_inverse_layer_idx") or not config.get("scale_attn_weights", True):
+        raise ModelError("GPT-2 attention scaling other than 1/√d_k is not supported", "use a standard GPT-2 config")
+    hidden, heads = config["n_embd"], config["n_head"]
+    return ModelSpec(
+        model_type="gpt2",
+        layers=config["n_layer"],
+        heads=heads,
+        kv_heads=heads,
+        head_dim=hidden // heads,
+        hidden=hidden,
+        max_positions=config["n_positions"],
+        causal=True,
+    )
+
+
+def conv1d(x: np.ndarray, w: Weights, name: str) -> np.ndarray:
+    """GPT-2's Conv1D: x·W + b with W stored (in, out)."""
+    return x @ w[f"{name}.weight"] + w[f"{name}.bias"]
+
+
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, config: dict) -> LayerTrace:
+    """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x))."""
+    p = f"h.{layer}."
+    eps = config.get("layer_norm_epsilon", 1e-5)
+    h = layer_norm(x, w[f"{p}ln_1.weight"], w[f"{p}ln_1.bias"], eps)
+    q, k, v = (split_heads(part, s.heads) for part in np.split(conv1d(h, w, f"{p}attn.c_attn"), 3, axis=-1))
+    head_output = self_attention(q, k, v, s)
+    x = x + conv1d(merge_heads(head_output), w, f"{p}attn.c_proj")
+    h = layer_norm(x, w[f"{p}ln_2.weight"], w[f"{p}ln_2.bias"], eps)
+    activation = ACTIVATIONS[config.get("activation_function", "gelu_new")]
+    x = x + conv1d(activation(conv1d(h, w, f"{p}mlp.c_fc")), w, f"{p}mlp.c_proj")
+    return LayerTrace(layer, s, q, k, v, head_output, x)
+
+
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
+    x = w.rows("wte.weight", input_ids) + w.rows("wpe.weight", np.arange(len(input_ids)))
+    for layer in range(s.layers):
+        trace = block(x, w, layer, s, config)
+        x = trace.hidden
+        yield trace
+
+
+def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+    return layer_norm(hidden, w["ln_f.weight"], w["ln_f.bias"], config.get("layer_norm_epsilon", 1e-5))

@@ -1,0 +1,119 @@
+"""The Llama family: `llama`, `mistral`, `qwen2`, `qwen3`.
+
+Pre-RMSNorm decoder; rotary position embeddings (RoPE) on q and k; grouped-query attention
+(fewer key/value heads than query heads); SwiGLU feed-forward. The members differ only in:
+Mistral's sliding window, Qwen2's biases on q/k/v, Qwen3's RMSNorm on each head's q and k
+before RoPE. Weight names follow Hugging Face's `LlamaModel` (`model.` prefix accepted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import ModelError
+from ..ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
+from ..weights import Weights
+from .base import LayerTrace, ModelSpec, self_attention
+
+WEIGHT_PREFIXES = ("model.",)
+ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def spec(config: dict) -> ModelSpec:
+    model_type = config["model_type"]
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    if config.get("hidden_act", "silu") != "silu":
+        raise ModelError(f"hidden_act {config['hidden_act']!r} is not supported for {model_type}", "use a model with hidden_act 'silu'")
+    window = config.get("sliding_window") if model_type == "mistral" else None
+    if model_type in ("qwen2", "qwen3") and config.get("use_sliding_window"):
+        raise ModelError(f"{model_type} with use_sliding_window is not supported", "use a model without a sliding window")
+    _rope_parameters(config)  # refuse unsupported RoPE variants at load time, not mid-run
+    return ModelSpec(
+        model_type=model_type,
+        layers=config["num_hidden_layers"],
+        heads=heads,
+        kv_heads=config.get("num_key_value_heads") or heads,
+        head_dim=config.get("head_dim") or hidden // heads,
+        hidden=hidden,
+        max_positions=config["max_position_embeddings"],
+        causal=True,
+        sliding_window=window,
+        rotary=True,
+    )
+
+
+def _rope_parameters(config: dict) -> dict:
+    """RoPE settings, from transformers 5's `rope_parameters` or 4's `rope_theta` + `rope_scaling`."""
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    params.setdefault("rope_theta", config.get("rope_theta", 10000.0))
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type not in ROPE_TYPES:
+        raise ModelError(f"RoPE type {rope_type!r} is not supported (supported: {', '.join(ROPE_TYPES)})", "use a model with one of those")
+    if config.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ModelError("partial rotary embeddings are not supported", "use a model that rotates the whole head")
+    return params | {"rope_type": rope_type}
+
+
+def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
+    """inv_freq (head_dim/2,) float32: θ^(-2i/d), adjusted by the config's RoPE scaling."""
+    params = _rope_parameters(config)
+    exponents = np.arange(0, head_dim, 2).astype(np.float32) / np.float32(head_dim)
+    inv_freq = (np.float32(1.0) / np.power(np.float32(params["rope_theta"]), exponents)).astype(np.float32)
+    if params["rope_type"] == "linear":
+        inv_freq = inv_freq / np.float32(params["factor"])
+    elif params["rope_type"] == "llama3":
+        inv_freq = _llama3_scaling(inv_freq, params)
+    return inv_freq.astype(np.float32)
+
+
+def _llama3_scaling(inv_freq: np.ndarray, p: dict) -> np.ndarray:
+    """Llama 3.1's NTK-by-parts: slow down long wavelengths by `factor`, keep short ones,
+    and blend smoothly in between."""
+    factor, low, high = p["factor"], p["low_freq_factor"], p["high_freq_factor"]
+    old_context = p["original_max_position_embeddings"]
+    wavelength = 2 * math.pi / inv_freq
+    scaled = np.where(wavelength > old_context / low, inv_freq / factor, inv_freq)
+    smooth = (old_context / wavelength - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelength >= old_context / high) & (wavelength <= old_context / low)
+    return np.where(medium, blended, scaled).astype(np.float32)
+
+
+def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin) -> LayerTrace:
+    """One decoder layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x))."""
+    p = f"layers.{layer}."
+    eps = config.get("rms_norm_eps", 1e-6)
+    h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps)
+
+    def project(name: str, heads: int) -> np.ndarray:
+        bias = f"{p}self_attn.{name}_proj.bias"
+        return split_heads(linear(h, w[f"{p}self_attn.{name}_proj.weight"], w[bias] if bias in w else None), heads)
+
+    q, k, v = project("q", s.heads), project("k", s.kv_heads), project("v", s.kv_heads)
+    if f"{p}self_attn.q_norm.weight" in w:  # Qwen3: RMSNorm over each head's q and k
+        q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
+        k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
+    q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    head_output = self_attention(q_rope, k_rope, v, s)
+    x = x + linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"])
+    h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps)
+    gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"]), linear(h, w[f"{p}mlp.up_proj.weight"])
+    x = x + linear(silu(gate) * up, w[f"{p}mlp.down_proj.weight"])
+    return LayerTrace(layer, s, q_rope, k_rope, v, head_output, x, q_pre_rope=q, k_pre_rope=k)
+
+
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
+    cos, sin = rope_angles(rope_frequencies(config, s.head_dim), len(input_ids))
+    x = w.rows("embed_tokens.weight", input_ids)
+    for layer in range(s.layers):
+        trace = block(x, w, layer, s, config, cos, sin)
+        x = trace.hidden
+        yield trace
+
+
+def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+    """The last hidden state as transformers reports it: the final RMSNorm of the last layer's output."""
+    return rms_norm(hidden, w["norm.weight"], config.get("rms_norm_eps", 1e-6))

@@ -1,0 +1,30 @@
+"""RoBERTa (`model_type: roberta`): BERT's encoder, with position ids that start after the
+padding index (padding_idx + 1, i.e. 2 for the usual pad id 1) and a `roberta.` weight prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from ..weights import Weights
+from . import bert
+from .base import LayerTrace, ModelSpec
+
+WEIGHT_PREFIXES = ("roberta.",)
+final_norm = bert.final_norm
+
+
+def _first_position(config: dict) -> int:
+    return config.get("pad_token_id", 1) + 1
+
+
+def spec(config: dict) -> ModelSpec:
+    base = bert.spec(config)
+    # The first positions of the table are reserved, so fewer tokens fit than the table has rows.
+    return replace(base, model_type="roberta", max_positions=base.max_positions - _first_position(config))
+
+
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
+    return bert.encoder(w, s, config, input_ids, _first_position(config) + np.arange(len(input_ids)))
