@@ -7,6 +7,7 @@ Only the query's rows are kept from each layer (plus keys and values of the head
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 
@@ -21,7 +22,10 @@ HEAD_CHOICES = ("auto", "mean", "all")
 
 def model_info(model: Model) -> ModelInfo:
     s = model.spec
-    return ModelInfo(model.name, str(model.path), s.model_type, s.layers, s.heads, s.head_dim, s.hidden, s.max_positions)
+    return ModelInfo(
+        model.name, str(model.path), s.model_type, s.layers, s.heads, s.kv_heads, s.head_dim, s.hidden,
+        s.max_positions, s.causal, s.sliding_window, s.rotary,
+    )
 
 
 def select_layers(layer: str | int, layers: int) -> list[int]:
@@ -57,15 +61,20 @@ def _integer(value: str | int, what: str, expected: str) -> int:
     raise InputError(f"--{what} {value!r} is not valid", f"give {expected}")
 
 
-def word_weights(tok: Tokenization, weights: np.ndarray, include_special: bool) -> list[WordWeight]:
+def word_weights(tok: Tokenization, weights: np.ndarray, include_special: bool, visible: np.ndarray | None = None) -> list[WordWeight]:
     """Attention to each word (the sum over its tokens), special tokens as their own entries,
-    heaviest first. weights: (seq,)."""
+    heaviest first; words a decoder hides from the query entirely are left out.
+    weights: (seq,); visible: None or (seq,) bool."""
+    def seen(indices) -> bool:
+        return visible is None or bool(visible[list(indices)].any())
+
     entries = [
         WordWeight(w.text, w.index, w.token_indices, float(weights[list(w.token_indices)].sum()), False)
         for w in tok.words
+        if seen(w.token_indices)
     ]
     if include_special:
-        entries += [WordWeight(t.text, None, (t.index,), float(weights[t.index]), True) for t in tok.tokens if t.special]
+        entries += [WordWeight(t.text, None, (t.index,), float(weights[t.index]), True) for t in tok.tokens if t.special and seen([t.index])]
     # Stable sort: equal weights keep text order.
     return sorted(entries, key=lambda e: -e.weight)
 
@@ -117,9 +126,17 @@ def inspect(
 
 
 def _layer_result(trace, tok, q, rows, head_choice, top_k, steps, include_special) -> LayerResult:
+    scores, scaled_scores, weights = trace.rows(rows)  # each (heads, len(rows), seq)
+    visible = trace.visible(rows)  # None for encoders, else (len(rows), seq)
+    if visible is not None:  # a masked score is not a number the model used: NaN, shown as "—"
+        scores, scaled_scores = (np.where(visible, x, np.nan) for x in (scores, scaled_scores))
     # A query of several tokens (a split word) gets the mean of their rows: (heads, seq).
-    scores, scaled_scores, weights = (x.mean(axis=1) for x in trace.rows(rows))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: masked for every row
+        scores, scaled_scores = (np.nanmean(x, axis=1) for x in (scores, scaled_scores))
+    weights = weights.mean(axis=1)
     heads = weights.shape[0]
+    any_visible = None if visible is None else visible.any(axis=0)
 
     chosen = auto_head(weights, tok, q) if head_choice == "auto" else None
     if head_choice == "all":
@@ -128,22 +145,28 @@ def _layer_result(trace, tok, q, rows, head_choice, top_k, steps, include_specia
         focus = (chosen if chosen is not None else head_choice,)
 
     def top(w: np.ndarray) -> tuple[WordWeight, ...]:
-        return tuple(word_weights(tok, w, include_special)[:top_k])
+        return tuple(word_weights(tok, w, include_special, any_visible)[:top_k])
+
+    def mean_rows(x: np.ndarray | None, h: int) -> np.ndarray | None:
+        return None if x is None else x[h, rows, :].mean(axis=0)
 
     results = []
     for h in range(heads):
         detail = None
         if steps and h in focus:
+            kv = trace.kv_head(h)
             detail = Steps(
-                query=trace.q[h, rows, :].mean(axis=0),
-                keys=trace.k[h],
-                values=trace.v[h],
-                output=trace.head_output[h, rows, :].mean(axis=0),
+                query=mean_rows(trace.q, h),
+                keys=trace.k[kv],
+                values=trace.v[kv],
+                output=mean_rows(trace.head_output, h),
+                query_pre_rope=mean_rows(trace.q_pre_rope, h),
+                keys_pre_rope=None if trace.k_pre_rope is None else trace.k_pre_rope[kv],
             )
-        results.append(HeadResult(h, scores[h], scaled_scores[h], weights[h], top(weights[h]), detail))
+        results.append(HeadResult(h, scores[h], scaled_scores[h], weights[h], top(weights[h]), detail, trace.kv_head(h)))
     mean = weights.mean(axis=0)
     results.append(HeadResult("mean", None, None, mean, top(mean)))
-    return LayerResult(trace.layer, tuple(results), focus, chosen)
+    return LayerResult(trace.layer, tuple(results), focus, chosen, any_visible)
 
 
 def _notes(tok: Tokenization, q: Query, query: str | None) -> list[str]:

@@ -95,7 +95,7 @@ def _find(tok: Tokenization, query: str) -> list[tuple[int, ...]]:
 
 
 def _span_text(tok: Tokenization, token_indices: tuple[int, ...]) -> str:
-    first, last = tok.tokens[token_indices[0]], tok.tokens[token_indices[-1]]
+    first, last = tok.words[tok.tokens[token_indices[0]].word], tok.words[tok.tokens[token_indices[-1]].word]
     return tok.text[first.start : last.end]
 
 

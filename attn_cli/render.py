@@ -48,6 +48,29 @@ def _token_label(result: InspectResult, index: int) -> Text:
     return Text(f"  {token.text}", style="dim" if token.special else "")
 
 
+def _row_groups(result: InspectResult, layer: LayerResult):
+    """Token rows to show: ("token", i) for each visible token, ("masked", first, last) for each
+    run of tokens a decoder hides from the query, so a long future takes one line."""
+    visible = layer.visible
+    i, n = 0, len(result.tokens)
+    while i < n:
+        if visible is None or visible[i]:
+            yield ("token", i)
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and not visible[j + 1]:
+            j += 1
+        yield ("masked", i, j)
+        i = j + 1
+
+
+def _masked_label(result: InspectResult, first: int, last: int) -> tuple[str, Text]:
+    where = "future" if first > result.query.token_indices[-1] else "before window"
+    span = str(first) if first == last else f"{first}–{last}"
+    return span, Text(f"masked ({where})", style="dim italic")
+
+
 def _head_name(head) -> str:
     return "mean over heads" if head == "mean" else f"head {head}"
 
@@ -57,23 +80,31 @@ def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult) -> 
     d_k = result.model.head_dim
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("#", justify="right", style="dim")
-    table.add_column("token")
+    table.add_column("token", no_wrap=True)
     table.add_column("Q·K", justify="right")
     table.add_column(f"Q·K/√{d_k}", justify="right")
     table.add_column("weight", justify="right")
     table.add_column("", no_wrap=True)
     top_tokens = {i for w in head.top[:3] for i in w.token_indices}
-    for i in range(len(result.tokens)):
+    for group in _row_groups(result, layer):
+        if group[0] == "masked":  # no score the model used, weight exactly 0
+            table.add_row(*_masked_label(result, group[1], group[2]), "—", "—", "—", "")
+            continue
+        i = group[1]
         weight = float(head.weights[i])
         table.add_row(
             str(i),
             _token_label(result, i),
-            "—" if head.scores is None else f"{head.scores[i]:.2f}",
-            "—" if head.scaled_scores is None else f"{head.scaled_scores[i]:.2f}",
+            _number(head.scores, i),
+            _number(head.scaled_scores, i),
             Text(f"{weight:.3f}", style="bold" if i in top_tokens else ""),
             Text(bar(weight), style="green"),
         )
     return table
+
+
+def _number(values: np.ndarray | None, i: int) -> str:
+    return "—" if values is None or np.isnan(values[i]) else f"{values[i]:.2f}"
 
 
 def top_line(head: HeadResult) -> Text:
@@ -87,26 +118,43 @@ def top_line(head: HeadResult) -> Text:
 
 
 def _vector(values: np.ndarray, dims: int = _PREVIEW_DIMS) -> str:
+    """The first `dims` numbers of a vector: [+0.12 -1.30 …]."""
     shown = " ".join(f"{x:+.2f}" for x in values[:dims])
     return f"[{shown}{' …' if len(values) > dims else ''}]"
 
 
-def steps_view(result: InspectResult, head: HeadResult, steps: Steps) -> tuple[RenderableType, RenderableType]:
+def steps_view(result: InspectResult, layer: LayerResult, head: HeadResult, steps: Steps) -> tuple[RenderableType, RenderableType]:
     """Step 1 (q of the query, k and v of every token) and step 3 (the weighted sum of values)."""
     d_k = result.model.head_dim
+    rotary = steps.keys_pre_rope is not None
+    dims = 2 if rotary else _PREVIEW_DIMS  # three vectors per row must fit 80 columns
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("#", justify="right", style="dim")
     table.add_column("token", no_wrap=True)
-    table.add_column(f"key k ({min(_PREVIEW_DIMS, d_k)} of {d_k} dims)", no_wrap=True)
-    table.add_column("‖k‖", justify="right", no_wrap=True)
+    if rotary:
+        table.add_column(f"k pre-RoPE ({dims}/{d_k})", no_wrap=True)
+        table.add_column("k post-RoPE", no_wrap=True)
+    else:
+        table.add_column(f"key k ({dims} of {d_k} dims)", no_wrap=True)
+    if not rotary:  # (RoPE is a rotation: it keeps ‖k‖, and the column would not fit)
+        table.add_column("‖k‖", justify="right", no_wrap=True)
     table.add_column("value v", no_wrap=True)
     table.add_column("‖v‖", justify="right", no_wrap=True)
-    for i in range(len(result.tokens)):
+    for group in _row_groups(result, layer):
+        if group[0] == "masked":
+            table.add_row(*_masked_label(result, group[1], group[2]))
+            continue
+        i = group[1]
         k, v = steps.keys[i], steps.values[i]
-        table.add_row(str(i), _token_label(result, i), _vector(k), f"{np.linalg.norm(k):.2f}", _vector(v), f"{np.linalg.norm(v):.2f}")
+        keys = [_vector(steps.keys_pre_rope[i], dims), _vector(k, dims)] if rotary else [_vector(k, dims), f"{np.linalg.norm(k):.2f}"]
+        table.add_row(str(i), _token_label(result, i), *keys, _vector(v, dims), f"{np.linalg.norm(v):.2f}")
+    if rotary:
+        query = [f"  q({result.query.text}) before RoPE = {_vector(steps.query_pre_rope)}", f"  q({result.query.text}) after RoPE  = {_vector(steps.query)}"]
+    else:
+        query = [f"  query q({result.query.text}) = {_vector(steps.query)}  ‖q‖ = {np.linalg.norm(steps.query):.2f}"]
     step1 = Group(
         Text(f"Step 1 · query, key and value vectors ({_head_name(head.head)})", style="bold underline"),
-        Text(f"  query q({result.query.text}) = {_vector(steps.query)}  ‖q‖ = {np.linalg.norm(steps.query):.2f}"),
+        *(Text(line) for line in query),
         table,
     )
     contributions = head.weights[:, None] * steps.values  # (seq, head_dim): weight_j · v_j
@@ -126,16 +174,30 @@ def _two_digits(weight: float) -> str:
     return "1.0" if weight >= 0.995 else f"{weight:.2f}"[1:]
 
 
+def _kv_note(result: InspectResult, head: HeadResult) -> str:
+    """Under grouped-query attention: which key/value head this query head shares, and with whom."""
+    m = result.model
+    if head.kv_head is None or m.kv_heads == m.heads:
+        return ""
+    group = m.heads // m.kv_heads
+    first = head.kv_head * group
+    return f", reads key/value head {head.kv_head}, shared by heads {first}–{first + group - 1}"
+
+
 def multihead_table(result: InspectResult, layer: LayerResult) -> Table:
     """Tokens × heads weights for the query, heat-coloured, the mean last; focus heads marked."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0), collapse_padding=True)
     table.add_column("#", justify="right", style="dim")
-    table.add_column("token", no_wrap=True, max_width=14)
+    table.add_column("token", no_wrap=True, max_width=18)
     for h in layer.heads:
         label = "mean" if h.head == "mean" else str(h.head)
         focused = h.head in layer.focus
         table.add_column(Text(label, style="bold reverse" if focused else "bold"), justify="right", min_width=3)
-    for i in range(len(result.tokens)):
+    for group in _row_groups(result, layer):
+        if group[0] == "masked":
+            table.add_row(*_masked_label(result, group[1], group[2]), *("·" for _ in layer.heads))
+            continue
+        i = group[1]
         cells = [Text(_two_digits(float(h.weights[i])), style=heat(float(h.weights[i]))) for h in layer.heads]
         table.add_row(str(i), _token_label(result, i), *cells)
     return table
@@ -158,12 +220,13 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
         for head_id in layer.focus:
             head = layer.head(head_id)
             chosen = " — chosen by --head auto: attends most to other words" if layer.auto_head is not None else ""
-            parts.append(Text(f"\nLayer {layer.layer} of 0–{m.layers - 1} · {_head_name(head_id)}{chosen}", style="bold"))
+            parts.append(Text(f"\nLayer {layer.layer} of 0–{m.layers - 1} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}", style="bold"))
             if head.steps is not None:
-                step1, step3 = steps_view(result, head, head.steps)
+                step1, step3 = steps_view(result, layer, head, head.steps)
                 parts.append(step1)
             gap = "\n" if head.steps is not None else ""
-            parts.append(Text(f"{gap}Step 2 · scores Q·K, scaled by √d_k, softmax → weights", style="bold underline"))
+            what = "Q·K (after RoPE)" if m.rotary else "Q·K"
+            parts.append(Text(f"{gap}Step 2 · scores {what}, scaled by √d_k, softmax → weights", style="bold underline"))
             parts.append(step2_table(result, layer, head))
             if head.steps is not None:
                 parts.append(step3)

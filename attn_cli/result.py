@@ -25,9 +25,13 @@ class ModelInfo:
     architecture: str
     layers: int
     heads: int
+    kv_heads: int
     head_dim: int
     hidden_size: int
     max_positions: int
+    causal: bool
+    sliding_window: int | None
+    rotary: bool
 
 
 @dataclass(frozen=True)
@@ -44,18 +48,22 @@ class WordWeight:
 @dataclass(frozen=True)
 class Steps:
     """Step 1 and step 3 for one head: query (head_dim,), keys and values (seq, head_dim),
-    output (head_dim,) = Σ_j weights[j]·values[j]."""
+    output (head_dim,) = Σ_j weights[j]·values[j]. Rotary models also keep q and k before
+    RoPE (the query and keys are after it, as they enter Q·Kᵀ)."""
 
     query: np.ndarray
     keys: np.ndarray
     values: np.ndarray
     output: np.ndarray
+    query_pre_rope: np.ndarray | None = None
+    keys_pre_rope: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class HeadResult:
     """The query's row of one head (or of the mean over heads, whose scores are None).
-    scores, scaled_scores, weights: (seq,)."""
+    scores, scaled_scores, weights: (seq,); scores are NaN where a decoder masks the key.
+    kv_head: the key/value head this query head reads (differs from `head` under GQA)."""
 
     head: HeadId
     scores: np.ndarray | None
@@ -63,6 +71,7 @@ class HeadResult:
     weights: np.ndarray
     top: tuple[WordWeight, ...]
     steps: Steps | None = None
+    kv_head: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class LayerResult:
     heads: tuple[HeadResult, ...]
     focus: tuple[HeadId, ...]
     auto_head: int | None = None  # set when the focus head was chosen by `--head auto`
+    visible: np.ndarray | None = None  # (seq,) bool for decoders: keys the query may see
 
     def head(self, head: HeadId) -> HeadResult:
         return next(h for h in self.heads if h.head == head)
@@ -120,6 +130,7 @@ class InspectResult:
                     "layer": layer.layer,
                     "focus": list(layer.focus),
                     "auto_head": layer.auto_head,
+                    "visible": None if layer.visible is None else layer.visible.tolist(),
                     "heads": [_head_json(h) for h in layer.heads],
                 }
                 for layer in self.layers
@@ -141,15 +152,21 @@ def words_json(words: tuple[Word, ...]) -> list[dict]:
 
 def floats(array: np.ndarray | None) -> list | float | None:
     """float32 values as the shortest decimals that read back to the same float32 (0.08, not
-    0.07999999821186066), nested like the array."""
+    0.07999999821186066), nested like the array; NaN (a masked score) becomes None."""
     if array is None:
         return None
-    return np.asarray(array, dtype=np.float32).astype(str).astype(np.float64).tolist()
+    array = np.asarray(array, dtype=np.float32)
+    values = array.astype(str).astype(np.float64)
+    if not np.isnan(array).any():
+        return values.tolist()
+    return np.where(np.isnan(array), None, values.astype(object)).tolist()
 
 
 def _head_json(h: HeadResult) -> dict:
     doc = {
         "head": h.head,
+        "kv_head": h.kv_head,
+        "first_token_weight": floats(h.weights[0]),
         "scores": floats(h.scores),
         "scaled_scores": floats(h.scaled_scores),
         "weights": floats(h.weights),
@@ -165,6 +182,8 @@ def _head_json(h: HeadResult) -> dict:
             "values": floats(h.steps.values),
             "output": floats(h.steps.output),
         }
+        if h.steps.query_pre_rope is not None:
+            doc["steps"] |= {"query_pre_rope": floats(h.steps.query_pre_rope), "keys_pre_rope": floats(h.steps.keys_pre_rope)}
     return doc
 
 

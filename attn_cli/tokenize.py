@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,28 +70,65 @@ def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None) -> 
             f"the text is {len(encoding.ids)} tokens long, but the model reads at most {max_tokens}",
             f"shorten the text to at most {max_tokens} tokens (see `attn tokens`)",
         )
-    # The tokenizer's word ids may skip numbers; number the words 0, 1, 2, ... in order.
-    dense = {w: n for n, w in enumerate(sorted({w for w in encoding.word_ids if w is not None}))}
-    tokens = []
-    for i, (token_id, piece, (start, end), word, special) in enumerate(
-        zip(encoding.ids, encoding.tokens, encoding.offsets, encoding.word_ids, encoding.special_tokens_mask)
-    ):
-        special = bool(special) or word is None
-        tokens.append(
-            Token(
-                index=i,
-                text=piece,
-                id=int(token_id),
-                start=None if special else start,
-                end=None if special else end,
-                word=None if special else dense[word],
-                special=special,
-            )
+    specials = [bool(m) or w is None and o == (0, 0) for m, w, o in zip(encoding.special_tokens_mask, encoding.word_ids, encoding.offsets)]
+    word_of = _word_indices(text, encoding.offsets, encoding.word_ids, specials)
+    tokens = tuple(
+        Token(
+            index=i,
+            text=piece,
+            id=int(token_id),
+            start=None if special else start,
+            end=None if special else end,
+            word=word_of[i],
+            special=special,
         )
-    return Tokenization(text, tuple(tokens), _words(text, tokens))
+        for i, (token_id, piece, (start, end), special) in enumerate(zip(encoding.ids, encoding.tokens, encoding.offsets, specials))
+    )
+    return Tokenization(text, tokens, _words(text, tokens))
 
 
-def _words(text: str, tokens: list[Token]) -> tuple[Word, ...]:
+def _is_punctuation(char: str) -> bool:
+    return unicodedata.category(char)[0] in "PS"
+
+
+def _word_indices(text: str, offsets, word_ids, specials) -> list[int | None]:
+    """The word of each token, the same way for every kind of tokenizer.
+
+    A new word starts after whitespace, at punctuation, or where the tokenizer's own word id
+    changes (BERT's pre-tokenizer splits words; Llama's SentencePiece-style tokenizers report
+    the whole text as one). Byte-level and SentencePiece tokens carry their leading space
+    (" cat"); a token that is only whitespace belongs to the word after it.
+    """
+    words: list[int | None] = [None] * len(offsets)
+    count, previous_end, previous_id, waiting = 0, None, None, []
+    for i, ((start, end), word_id, special) in enumerate(zip(offsets, word_ids, specials)):
+        if special:
+            previous_end = None
+            continue
+        piece = text[start:end]
+        core = start + len(piece) - len(piece.lstrip())
+        if core == end:  # whitespace only: joins the next word
+            waiting.append(i)
+            previous_end = None
+            continue
+        new_word = (
+            previous_end is None
+            or core > previous_end
+            or word_id != previous_id
+            or _is_punctuation(text[core])
+            or _is_punctuation(text[previous_end - 1])
+        )
+        if new_word:
+            count += 1
+        for j in waiting + [i]:
+            words[j] = count - 1
+        waiting, previous_end, previous_id = [], end, word_id
+    for j in waiting:  # trailing whitespace: part of the last word
+        words[j] = count - 1 if count else None
+    return words
+
+
+def _words(text: str, tokens: tuple[Token, ...]) -> tuple[Word, ...]:
     by_word: dict[int, list[Token]] = {}
     for token in tokens:
         if token.word is not None:
@@ -99,5 +137,7 @@ def _words(text: str, tokens: list[Token]) -> tuple[Word, ...]:
     for index in sorted(by_word):
         members = by_word[index]
         start, end = min(t.start for t in members), max(t.end for t in members)
-        words.append(Word(index, text[start:end], start, end, tuple(t.index for t in members)))
+        span = text[start:end]
+        start += len(span) - len(span.lstrip())  # a word's text has no leading space
+        words.append(Word(index, text[start:end].rstrip(), start, start + len(text[start:end].rstrip()), tuple(t.index for t in members)))
     return tuple(words)
