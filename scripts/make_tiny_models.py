@@ -3,8 +3,9 @@
 attn's NumPy forward pass must match ``transformers`` to max |delta attention| <= 1e-5
 for every architecture it supports. Real checkpoints are far too big to ship, so
 this script builds one tiny model per architecture (2 layers, 4 heads, hidden 64,
-random weights with a fixed seed), saves it in the ordinary Hugging Face folder
-layout and records what ``transformers`` computes for a few inputs.
+intermediate 96, vocab ~200-400, random weights with a fixed seed), saves it in
+the ordinary Hugging Face folder layout and records what ``transformers``
+(eager attention, float32, CPU, base model class) computes for a few inputs.
 
 It needs torch, transformers and tokenizers, which live in the throwaway
 reference virtualenv (never in the project's .venv). To regenerate, from the
@@ -42,7 +43,8 @@ Models (folder name -> what it exercises):
 - ``gpt2-sharded``: the same weights saved with a small ``max_shard_size``
   (several ``model-0000i-of-0000n.safetensors`` + ``model.safetensors.index.json``).
 - ``llama``: LlamaModel. RMSNorm (eps 1e-5), RoPE with rope_theta 50000,
-  GQA (4 query heads, 2 kv heads), SwiGLU MLP, no biases, causal.
+  GQA (4 query heads, 2 kv heads), SwiGLU MLP, no biases, causal,
+  Llama-2-style tokenizer (BOS ``<s>``, byte fallback).
 - ``llama-bf16``: the ``llama`` weights saved in bfloat16; references are that
   bf16 folder loaded with ``dtype=torch.float32`` (so they differ slightly from ``llama``).
 - ``llama3rope``: LlamaModel with ``rope_type`` llama3 (factor 8,
@@ -51,7 +53,10 @@ Models (folder name -> what it exercises):
 - ``mistral``: MistralModel with ``sliding_window`` 4 (each query sees itself
   and the 3 previous tokens), GQA 2, rope_theta 10000.
 - ``qwen2``: Qwen2Model. Biases on q/k/v (not on o_proj or the MLP), rope_theta
-  1e6, ``use_sliding_window`` False, GQA 2, byte-level BPE without BOS.
+  1e6, ``use_sliding_window`` False, GQA 2, byte-level BPE without BOS. Saved
+  through Qwen2ForCausalLM with tied embeddings (like Qwen2-0.5B), so its keys
+  start with ``model.`` and there is no ``lm_head.weight``; references still
+  come from Qwen2Model.
 - ``qwen3``: Qwen3Model. Per-head RMSNorm on q and k (``q_norm``/``k_norm``,
   weight of size head_dim) applied before RoPE, explicit ``head_dim`` 24,
   no biases, GQA 2.
@@ -84,19 +89,28 @@ import contextlib
 import importlib
 import io
 import json
-import math
 import shutil
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 from safetensors import safe_open
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "tiny"
@@ -108,7 +122,7 @@ HIDDEN = 64
 LAYERS = 2
 HEADS = 4
 KV_HEADS = 2  # Llama-family models (llama, llama3rope, mistral, qwen2, qwen3)
-INTERMEDIATE = 128
+INTERMEDIATE = 96  # keeps tests/fixtures/tiny/ under ~6 MB
 MAX_POSITIONS = 128
 
 # Redraw scales (see redraw_parameters). Chosen so that attention rows are
@@ -140,9 +154,8 @@ TRAIN_SENTENCES = [
 # byte-level BPE).
 INPUTS = [
     "The cat sat.",
-    "Attention lets every head look at the other tokens.",
-    "In the old city, the quick fox and the lazy dog measured every layer; "
-    "why does naïve attention split 1887 into pieces?",
+    "Every head looks at the other tokens.",
+    "The quick brown fox looks at the lazy dog. Why does naïve attention split 1887 into pieces?",
 ]
 
 
@@ -165,19 +178,34 @@ def _template(tok: Tokenizer, single: str, pair: str, names: list[str]) -> proce
 
 def train_wordpiece() -> Tokenizer:
     """BERT-style: lowercasing BertNormalizer, WordPiece, [CLS] $A [SEP]."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
     )
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # tokenizers' WordPiece/BPE trainers give the "##x" symbols ids in hash-map
+    # order, which changes merge tie-breaks from run to run. Seeding them (sorted)
+    # before training makes the result deterministic; the vocabulary is then put
+    # into a fresh WordPiece model so that they are ordinary (not special) tokens.
+    chars = sorted(
+        {c for s in TRAIN_SENTENCES for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(s)) for c in w}
+    )
+    trainee = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    trainee.normalizer = normalizer
+    trainee.pre_tokenizer = pre_tokenizer
     trainer = trainers.WordPieceTrainer(
         vocab_size=300,
         min_frequency=1,
-        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        special_tokens=specials + [f"##{c}" for c in chars],
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    tok.train_from_iterator(TRAIN_SENTENCES, trainer)
+    trainee.train_from_iterator(TRAIN_SENTENCES, trainer)
+
+    tok = Tokenizer(models.WordPiece(vocab=trainee.get_vocab(), unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     tok.post_processor = _template(tok, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1", ["[CLS]", "[SEP]"])
     tok.decoder = decoders.WordPiece(prefix="##")
     return tok
@@ -226,7 +254,7 @@ def train_qwen_bpe() -> Tokenizer:
     """Qwen2-style: NFC, regex split + byte-level BPE, no BOS/EOS added; specials at the end."""
     pre = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(pattern=_regex(QWEN_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.Split(pattern=Regex(QWEN_SPLIT), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
@@ -237,12 +265,6 @@ def train_qwen_bpe() -> Tokenizer:
     )
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     return tok
-
-
-def _regex(pattern: str):
-    from tokenizers import Regex
-
-    return Regex(pattern)
 
 
 def train_llama_bpe() -> Tokenizer:
@@ -422,8 +444,10 @@ def config_mistral(tok: Tokenizer):
 
 def config_qwen2(tok: Tokenizer):
     (eot,) = _ids(tok, "<|endoftext|>")
+    # Saved through Qwen2ForCausalLM with tied embeddings, like Qwen2-0.5B: keys are
+    # "model.*" and the tied lm_head.weight is not stored.
     return transformers.Qwen2Config(
-        **_llama_family_common(tok),
+        **{**_llama_family_common(tok), "tie_word_embeddings": True},
         max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
@@ -465,8 +489,6 @@ class Spec:
     sliding_window: int | None = None
     token_types: bool = False
     position_offset: int = 0  # position_ids = arange(seq) + position_offset
-    notes: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 SPECS: list[Spec] = [
@@ -486,7 +508,7 @@ SPECS: list[Spec] = [
     ),
     Spec("llama3rope", "llama-bpe", config_llama3rope, "LlamaModel", "llama", rope=True, causal=True),
     Spec("mistral", "llama-bpe", config_mistral, "MistralModel", "mistral", rope=True, causal=True, sliding_window=4),
-    Spec("qwen2", "qwen-bpe", config_qwen2, "Qwen2Model", "qwen2", rope=True, causal=True),
+    Spec("qwen2", "qwen-bpe", config_qwen2, "Qwen2Model", "qwen2", save_class="Qwen2ForCausalLM", rope=True, causal=True),
     Spec("qwen3", "qwen-bpe", config_qwen3, "Qwen3Model", "qwen3", rope=True, causal=True),
 ]
 
@@ -530,11 +552,11 @@ def save_model(spec: Spec, model: torch.nn.Module, dest: Path, seed: int) -> Non
     if spec.save_class is not None:
         cls = getattr(transformers, spec.save_class)
         to_save = cls._from_config(model.config, attn_implementation="eager", dtype=torch.float32)
-        redraw_parameters(to_save, seed + 1000)  # head weights
+        redraw_parameters(to_save, seed + 1000)  # head weights (the base model's are loaded below)
         prefix = to_save.base_model_prefix
         missing, unexpected = getattr(to_save, prefix).load_state_dict(model.state_dict(), strict=False)
         assert not missing, missing
-        assert all(k.startswith("pooler.") for k in unexpected), unexpected
+        assert all(k.startswith("pooler.") for k in unexpected), unexpected  # BertForMaskedLM has no pooler
     to_save = to_save.to(spec.save_dtype)
     kwargs = {}
     if spec.max_shard_size is not None:
@@ -739,12 +761,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(SEED)
     torch.set_grad_enabled(False)
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
 
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"versions: {versions_string()}")
 
     tokenizers: dict[str, Tokenizer] = {}
     in_memory: dict[str, torch.nn.Module] = {}
+    written: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     failures = 0
     for index, spec in enumerate(SPECS):
         needed = not args.only or spec.name in args.only or any(
@@ -784,12 +808,22 @@ def main(argv: list[str] | None = None) -> int:
             failures += not ok
             path = dest / f"ref_{i}.npz"
             save_npz(path, arrays)
+            written[spec.name, i] = arrays
+            vs_source = ""
+            if spec.source is not None and (spec.source, i) in written:
+                src = written[spec.source, i]
+                assert np.array_equal(src["input_ids"], arrays["input_ids"]), spec.name
+                diff = max(float(np.abs(src[k] - arrays[k]).max()) for k in ("attentions", "last_hidden_state"))
+                if spec.save_dtype == torch.float32 and diff != 0.0:  # same weights, only the files differ
+                    ok = False
+                    failures += 1
+                vs_source = f"  vs {spec.source}: max|d|={diff:.1e}"
             toks = tok_from_file.encode(text, add_special_tokens=True).tokens
             print(
                 f"  ref_{i}: {len(toks):3d} tokens  rowsum|d|={stats['row_sum_dev']:.1e} "
                 f"masked={stats['masked_max']:.0e} softmax(qk)|d|={stats['softmax_dev']:.1e} "
                 f"rowmax median={stats['row_max_median']:.2f} p90={stats['row_max_p90']:.2f} "
-                f">0.99:{stats['rows_gt_0.99']:.0%}  {'ok' if ok else 'FAIL'}  ({path.stat().st_size} B)"
+                f">0.99:{stats['rows_gt_0.99']:.0%}{vs_source}  {'ok' if ok else 'FAIL'}  ({path.stat().st_size} B)"
             )
             if i == 0:
                 print(f"         {toks}")

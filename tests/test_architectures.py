@@ -1,0 +1,78 @@
+"""Every architecture attn claims, against transformers, on tiny random-weight models.
+
+tests/fixtures/tiny/<name>/ holds a model folder (config.json, tokenizer.json, safetensors)
+and ref_<i>.npz reference tensors, made by scripts/make_tiny_models.py (transformers, eager
+attention). Every parameter is random, so no bias or norm is near identity and a wrong
+formula cannot hide. These tests need no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attn_cli.loader import load_model
+from attn_cli.models import ARCHITECTURES
+from attn_cli.tokenize import tokenize
+
+TINY = Path(__file__).parent / "fixtures" / "tiny"
+MODELS = sorted(p for p in TINY.iterdir() if (p / "config.json").is_file()) if TINY.is_dir() else []
+TOLERANCE = 1e-5
+
+
+def test_every_architecture_has_a_tiny_model():
+    import json
+
+    covered = {json.loads((p / "config.json").read_text())["model_type"] for p in MODELS}
+    assert covered == set(ARCHITECTURES)
+    names = {p.name for p in MODELS}
+    assert {"llama-bf16", "gpt2-sharded", "llama3rope"} <= names
+
+
+CASES = [(m, r) for m in MODELS for r in sorted(m.glob("ref_*.npz"))]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0].name}/{c[1].stem}")
+def case(request):
+    folder, ref_path = request.param
+    model = load_model(folder)
+    ref = dict(np.load(ref_path))
+    tok = tokenize(model.tokenizer, str(ref["text"]))
+    traces = list(model.arch.forward(model.weights, model.spec, model.config, tok.ids))
+    return model, ref, tok, traces
+
+
+def _close(ours: np.ndarray, want: np.ndarray) -> float:
+    """Largest difference, relative to the tensor's scale when that exceeds 1."""
+    assert ours.shape == want.shape
+    return float(np.max(np.abs(ours - want)) / max(1.0, float(np.abs(want).max())))
+
+
+def test_tokenization(case):
+    _, ref, tok, _ = case
+    assert tok.ids.tolist() == ref["input_ids"].tolist()
+
+
+def test_attention_weights_every_layer_and_head(case):
+    _, ref, _, traces = case
+    ours = np.stack([t.rows()[2] for t in traces])
+    assert ours.shape == ref["attentions"].shape
+    assert np.max(np.abs(ours - ref["attentions"])) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["q", "k", "v", "q_pre_rope", "k_pre_rope"])
+def test_vectors_as_they_enter_the_product(case, name):
+    model, ref, _, traces = case
+    if name not in ref:
+        assert not model.spec.rotary, "rotary models must have pre-RoPE references"
+        pytest.skip(f"{name} only exists for rotary models")
+    ours = np.stack([getattr(t, name) for t in traces])
+    assert _close(ours, ref[name]) <= TOLERANCE
+
+
+def test_last_hidden_state(case):
+    model, ref, _, traces = case
+    ours = model.arch.final_norm(model.weights, model.config, traces[-1].hidden)
+    assert _close(ours, ref["last_hidden_state"]) <= 1e-4
