@@ -158,6 +158,26 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
     _run(as_json, action)
 
 
+@app.command(epilog="[bold]Examples[/bold]\n\n  attn models\n\n  HF_HOME=/data/hf attn models --json | jq -r '.models[] | select(.usable) | .name'")
+def models(as_json: JsonOption = False) -> None:
+    """List the models attn can use: the bundled one, $ATTN_MODEL, and those in the Hugging Face cache."""
+
+    def action() -> None:
+        from .catalog import list_models
+
+        entries = list_models()
+        if as_json:
+            from .result import models_document
+
+            sys.stdout.write(json.dumps(models_document(entries), ensure_ascii=False) + "\n")
+        else:
+            from .render import models_table
+
+            _stdout().print(models_table(entries))
+
+    _run(as_json, action)
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the documents that --json writes."""

@@ -1,7 +1,8 @@
 """Finding and opening a model folder in the Hugging Face layout.
 
 A folder holds config.json, tokenizer.json and model.safetensors (or a sharded index).
-Without `--model`, attn uses `$ATTN_MODEL`, else the bundled all-MiniLM-L6-v2.
+`--model` (else `$ATTN_MODEL`) is a folder or a hub name `org/name` (see `hub.py`); without
+either, attn uses the bundled all-MiniLM-L6-v2.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from types import ModuleType
 from tokenizers import Tokenizer
 
 from .errors import ModelError
+from .hub import is_repo_id, resolve_repo
 from .models import ModelSpec, architecture
 from .tokenize import load_tokenizer
 from .weights import Weights, open_weights
@@ -54,10 +56,12 @@ def resolve_model_path(model: str | os.PathLike | None) -> tuple[str, Path]:
     if model is None:
         return BUNDLED_NAME, bundled_model_path()
     path = Path(model).expanduser()
+    if not path.exists() and is_repo_id(str(model)):
+        return str(model), resolve_repo(str(model))
     if not path.exists():
         raise ModelError(
             f"model folder {str(model)!r} does not exist",
-            "pass --model a folder with config.json, tokenizer.json and model.safetensors",
+            "pass --model a folder with config.json, tokenizer.json and model.safetensors, or a hub name org/name",
         )
     if not path.is_dir():
         raise ModelError(f"--model {str(model)!r} is a file, not a folder", "pass the folder that holds it")

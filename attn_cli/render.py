@@ -247,6 +247,16 @@ def tokens_table(tok: Tokenization) -> Table:
     return table
 
 
+def models_table(entries) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name in ("model", "source", "architecture", "usable", "path"):
+        table.add_column(name, overflow="fold")
+    for e in entries:
+        usable = Text("yes", style="green") if e.usable else Text(f"no: {e.problem}", style="yellow")
+        table.add_row(e.name, e.source, e.architecture or "—", usable, e.path or "—")
+    return table
+
+
 def print_all(console: Console, renderables: list[RenderableType]) -> None:
     for r in renderables:
         console.print(r)

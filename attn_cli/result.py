@@ -201,3 +201,14 @@ def tokens_document(model: ModelInfo, tok: Tokenization) -> dict:
         "tokens": tokens_json(tok.tokens),
         "words": words_json(tok.words),
     }
+
+
+def models_document(entries) -> dict:
+    """The JSON of `attn models --json`."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "models": [
+            {"name": e.name, "source": e.source, "path": e.path, "architecture": e.architecture, "usable": e.usable, "problem": e.problem}
+            for e in entries
+        ],
+    }

@@ -7,10 +7,14 @@ product claims is checked against transformers' fixtures on the real bundled mod
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 
 from attn_cli.loader import bundled_model_path
@@ -81,3 +85,38 @@ def make_tiny_bert(folder: Path, prefix: str = "", bf16: bool = False, layers: i
     tensors = {prefix + k: v for k, v in tiny_bert_tensors(layers=layers).items()}
     write_safetensors(folder / "model.safetensors", tensors, bf16=bf16)
     return folder
+
+
+def make_hub_cache(hf_home: Path, repo_id: str, source: Path, commit: str = "0" * 39 + "1") -> Path:
+    """Put the files of model folder `source` into a Hugging Face cache under `hf_home`, in the
+    hub's real layout: blobs named by hash, snapshot files as symlinks to them, refs/main."""
+    import hashlib
+
+    repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    for file in sorted(source.iterdir()):
+        if not file.is_file():
+            continue
+        data = file.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        os.symlink(os.path.relpath(blob, snapshot), snapshot / file.name)
+    return snapshot
+
+
+def attn(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run attn's entry point as a real process (pipes, exit codes, environment)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from attn_cli.cli import main; main()", *args],
+        input=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
+    )
+
+
+def validate(doc: dict, schema: dict, kind: str) -> None:
+    """`doc` is a valid `kind` document ($defs/<kind>), and the schema's top level accepts it."""
+    jsonschema.validate(doc, schema["$defs"][kind] | {"$defs": schema["$defs"]})
+    jsonschema.validate(doc, schema)

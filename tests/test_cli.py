@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
 from conftest import SENTENCE
-from helpers import make_tiny_bert
+from helpers import attn, make_tiny_bert, validate
 from typer.testing import CliRunner
 
 from attn_cli.cli import ExitStatus, app
 
 runner = CliRunner()
 ANSI = "\x1b["
-
-
-def attn(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed console script's code as a real process."""
-    return subprocess.run(
-        [sys.executable, "-c", "from attn_cli.cli import main; main()", *args],
-        input=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
-    )
-
-
-def validate(doc: dict, schema: dict, kind: str) -> None:
-    jsonschema.validate(doc, schema["$defs"][kind] | {"$defs": schema["$defs"]})
-    jsonschema.validate(doc, schema)  # the top-level oneOf accepts it too
 
 
 def test_default_screen_tells_the_three_steps_in_one_screen():
