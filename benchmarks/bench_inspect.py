@@ -16,6 +16,7 @@ Commands:
   imports       <python> -c "import numpy, tokenizers, safetensors, rich, typer"  (baseline a)
   transformers  torch + transformers doing the same, in the reference env  (reference b)
                 ($ATTN_REFENV or .refenv, made by `bash scripts/refenv.sh`; skipped if absent)
+  --blas-variant adds "attn" with OPENBLAS_NUM_THREADS=1, for information.
 
 Targets (printed as PASS/MISS; a MISS never makes this script exit non-zero):
   attn ≤ 1.2 × imports,  attn ≤ 0.05 × transformers,  attn peak RSS ≤ 100 MiB.
@@ -153,7 +154,7 @@ def refenv_python(notes: list[str]) -> tuple[Path | None, dict]:
             "(create it with `bash scripts/refenv.sh`, or point $ATTN_REFENV at one)."
         )
         return None, {}
-    probe = subprocess.run([str(python), "-c", REFENV_PROBE], capture_output=True, text=True)
+    probe = subprocess.run([str(python), "-c", REFENV_PROBE], check=False, capture_output=True, text=True)
     try:
         info = json.loads(probe.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -168,7 +169,7 @@ def refenv_python(notes: list[str]) -> tuple[Path | None, dict]:
     return python, info
 
 
-def build_commands(notes: list[str]) -> tuple[list[Command], dict]:
+def build_commands(notes: list[str], blas_variant: bool) -> tuple[list[Command], dict]:
     attn = str(find_attn())
     inspect = [attn, "inspect", SENTENCE, "--query", QUERY]
     commands = [
@@ -176,6 +177,12 @@ def build_commands(notes: list[str]) -> tuple[list[Command], dict]:
         Command("attn_json", "attn inspect --json", inspect + ["--json"], capture=True),
         Command("imports", "imports (a)", [sys.executable, "-c", import_line(notes)]),
     ]
+    if blas_variant:
+        # Diagnostic: the same command with OpenBLAS held to one thread (numpy's matmuls here are
+        # 13×384 by 384×1536: far too small to gain from threads, and on a busy 2-core machine
+        # the threads wait for each other).
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+        commands.insert(2, Command("attn_blas1", "attn, OPENBLAS 1 thread", inspect, env=env))
     python, ref_info = refenv_python(notes)
     if python is not None:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -248,7 +255,11 @@ def quartiles(values: list[float]) -> tuple[float, float]:
     return q1, q3
 
 
-def machine_info(ref_info: dict) -> list[tuple[str, str]]:
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def machine_info(ref_info: dict, load_start: str) -> list[tuple[str, str]]:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -272,31 +283,41 @@ def machine_info(ref_info: dict) -> list[tuple[str, str]]:
             return "not installed"
 
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], check=False, capture_output=True, text=True
+        ).stdout.strip()
         commit = (commit + (" (with uncommitted changes)" if dirty else "")) or "unknown"
     except OSError:
         commit = "unknown"
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     info = [
-        ("date", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("date", _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ("CPU", cpu),
         ("cores (os.cpu_count())", str(os.cpu_count())),
         ("OS", os_name),
         ("Python", f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"),
         ("numpy", version("numpy")),
-        ("tokenizers / rich / typer / safetensors", " / ".join(version(d) for d in ("tokenizers", "rich", "typer", "safetensors"))),
+        (
+            "tokenizers / rich / typer / safetensors",
+            " / ".join(version(d) for d in ("tokenizers", "rich", "typer", "safetensors")),
+        ),
         ("attn", f"{version('attn-cli')}, commit {commit}"),
     ]
     if ref_info:
         info.append(("reference env", f"torch {ref_info['torch']}, transformers {ref_info['transformers']}"))
-    info.append(("load average at start (1/5/15 min)", load))
+    info.append(("load average (1/5/15 min) at start → end", f"{load_start} → {loadavg()}"))
     pydwb = os.environ.get("PYTHONDONTWRITEBYTECODE")
-    info.append((
-        "PYTHONDONTWRITEBYTECODE",
-        f"{pydwb!r} (set: no .pyc is written at run time; the uv project byte-compiles site-packages "
-        "at install, compile-bytecode = true)" if pydwb is not None else "not set",
-    ))
+    info.append(
+        (
+            "PYTHONDONTWRITEBYTECODE",
+            f"{pydwb!r} (set: no .pyc is written at run time; the uv project byte-compiles site-packages "
+            "at install, compile-bytecode = true)"
+            if pydwb is not None
+            else "not set",
+        )
+    )
     return info
 
 
@@ -320,14 +341,25 @@ def summarize(cmd: Command) -> Row:
     rss = [k / 1024 for k in cmd.rss]
     q1, q3 = quartiles(walls)
     return Row(
-        cmd.label, short_argv(cmd), len(walls), statistics.median(walls), min(walls), max(walls), q1, q3,
-        statistics.median(rss), min(rss), max(rss),
+        cmd.label,
+        short_argv(cmd),
+        len(walls),
+        statistics.median(walls),
+        min(walls),
+        max(walls),
+        q1,
+        q3,
+        statistics.median(rss),
+        min(rss),
+        max(rss),
     )
 
 
 def short_argv(cmd: Command) -> str:
     if cmd.key == "transformers":
         return "<refenv>/bin/python -c <AutoTokenizer + AutoModel(eager), output_attentions>"
+    if cmd.key == "attn_blas1":
+        return "OPENBLAS_NUM_THREADS=1 <venv>/bin/attn " + " ".join(f'"{a}"' if " " in a else a for a in cmd.argv[1:])
     if cmd.key == "imports":
         return f'<venv>/bin/python -c "{cmd.argv[-1]}"'
     return "<venv>/bin/attn " + " ".join(f'"{a}"' if " " in a else a for a in cmd.argv[1:])
@@ -337,39 +369,63 @@ def verdicts(rows: dict[str, Row]) -> list[tuple[str, str, str, str]]:
     """(what, measured, target, PASS/MISS/n/a)."""
     out = []
     attn = rows["attn"]
-    for key, label in (("attn", "attn"), ("attn_json", "attn --json")):
+    for key, label in (("attn", "attn"), ("attn_json", "attn --json"), ("attn_blas1", "attn, OPENBLAS 1 thread")):
+        if key not in rows:
+            continue
         r = rows[key]
         imp = rows.get("imports")
         if imp:
             ratio = r.med / imp.med
-            out.append((f"{label} / imports (wall)", f"{ratio:.2f}×", f"≤ {TARGET_VS_IMPORTS}×",
-                        ("PASS" if ratio <= TARGET_VS_IMPORTS else "MISS") if key == "attn" else "(info)"))
+            out.append(
+                (
+                    f"{label} / imports (wall)",
+                    f"{ratio:.2f}×",
+                    f"≤ {TARGET_VS_IMPORTS}×",
+                    ("PASS" if ratio <= TARGET_VS_IMPORTS else "MISS") if key == "attn" else "(info)",
+                )
+            )
         tr = rows.get("transformers")
         if tr:
             ratio = r.med / tr.med
-            out.append((f"{label} / transformers (wall)", f"{ratio:.3f}×", f"≤ {TARGET_VS_TRANSFORMERS}×",
-                        ("PASS" if ratio <= TARGET_VS_TRANSFORMERS else "MISS") if key == "attn" else "(info)"))
+            out.append(
+                (
+                    f"{label} / transformers (wall)",
+                    f"{ratio:.3f}×",
+                    f"≤ {TARGET_VS_TRANSFORMERS}×",
+                    ("PASS" if ratio <= TARGET_VS_TRANSFORMERS else "MISS") if key == "attn" else "(info)",
+                )
+            )
         elif key == "attn":
             out.append((f"{label} / transformers (wall)", "skipped", f"≤ {TARGET_VS_TRANSFORMERS}×", "n/a"))
-        out.append((f"{label} peak RSS", f"{r.rss_med:.1f} MiB", f"≤ {TARGET_RSS_MIB:.0f} MiB",
-                    ("PASS" if r.rss_med <= TARGET_RSS_MIB else "MISS") if key == "attn" else "(info)"))
+        out.append(
+            (
+                f"{label} peak RSS",
+                f"{r.rss_med:.1f} MiB",
+                f"≤ {TARGET_RSS_MIB:.0f} MiB",
+                ("PASS" if r.rss_med <= TARGET_RSS_MIB else "MISS") if key == "attn" else "(info)",
+            )
+        )
     if "transformers" in rows:
-        out.append(("attn peak RSS / transformers peak RSS", f"{attn.rss_med / rows['transformers'].rss_med:.2f}×", "—", "(info)"))
+        out.append(
+            ("attn peak RSS / transformers peak RSS", f"{attn.rss_med / rows['transformers'].rss_med:.2f}×", "—", "(info)")
+        )
     return out
 
 
 def plain_report(rows: dict[str, Row], checks, info, notes, args) -> str:
     lines = [f"attn inspect cold-start benchmark — {args.runs} interleaved runs per command after {args.warmup} warm-up", ""]
-    head = f"{'command':<22} {'median ms':>10} {'IQR ms':>15} {'min–max ms':>15} {'peak RSS MiB (median, min–max)':>32}"
+    lw = max(22, *(len(r.label) for r in rows.values()))
+    cw = max(40, *(len(c[0]) for c in checks))
+    head = f"{'command':<{lw}} {'median ms':>10} {'IQR ms':>15} {'min–max ms':>15} {'peak RSS MiB (median, min–max)':>32}"
     lines += [head, "-" * len(head)]
     for r in rows.values():
         lines.append(
-            f"{r.label:<22} {r.med:>10.0f} {f'{r.q1:.0f}–{r.q3:.0f}':>15} {f'{r.lo:.0f}–{r.hi:.0f}':>15} "
+            f"{r.label:<{lw}} {r.med:>10.0f} {f'{r.q1:.0f}–{r.q3:.0f}':>15} {f'{r.lo:.0f}–{r.hi:.0f}':>15} "
             f"{f'{r.rss_med:.1f} ({r.rss_lo:.1f}–{r.rss_hi:.1f})':>32}"
         )
-    lines += ["", f"{'ratio / figure':<40} {'measured':>12} {'target':>10}  verdict", "-" * 74]
-    lines += [f"{w:<40} {m:>12} {t:>10}  {v}" for w, m, t, v in checks]
-    lines += ["", "commands:"] + [f"  {r.label:<20} {r.argv}" for r in rows.values()]
+    lines += ["", f"{'ratio / figure':<{cw}} {'measured':>12} {'target':>10}  verdict", "-" * (cw + 34)]
+    lines += [f"{w:<{cw}} {m:>12} {t:>10}  {v}" for w, m, t, v in checks]
+    lines += ["", "commands:"] + [f"  {r.label:<{lw}} {r.argv}" for r in rows.values()]
     lines += ["", "machine:"] + [f"  {k}: {v}" for k, v in info]
     if notes:
         lines += ["", "notes:"] + [f"  - {n}" for n in notes]
@@ -403,12 +459,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="measured runs per command (default 15)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up runs per command, not measured (default 2)")
     parser.add_argument("--markdown", metavar="PATH", help="also write the report as a Markdown section to PATH")
+    parser.add_argument(
+        "--blas-variant",
+        action="store_true",
+        help="also time attn with OPENBLAS_NUM_THREADS=1 (diagnostic, reported for information)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 1:
         parser.error("--runs and --warmup must be at least 1")
 
     notes: list[str] = []
-    commands, ref_info = build_commands(notes)
+    load_start = loadavg()
+    commands, ref_info = build_commands(notes, args.blas_variant)
     print(f"bench: {len(commands)} commands × ({args.warmup} warm-up + {args.runs} runs), interleaved", file=sys.stderr)
     measure(commands, args.runs, args.warmup)
 
@@ -422,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = {c.key: summarize(c) for c in commands}
     checks = verdicts(rows)
-    info = machine_info(ref_info)
+    info = machine_info(ref_info, load_start)
 
     sys.stdout.write(plain_report(rows, checks, info, notes, args))
     if args.markdown:
