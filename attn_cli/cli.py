@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Annotated, NoReturn, Optional
 
 import typer
@@ -31,6 +31,13 @@ class ExitStatus(IntEnum):
 _STATUS = {InputError: ExitStatus.USAGE, QueryNotFound: ExitStatus.QUERY_NOT_FOUND, ModelError: ExitStatus.MODEL}
 
 SENTENCE = "The Transformer is making it possible to understand language."
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
 
 app = typer.Typer(
     name="attn",
@@ -112,10 +119,15 @@ def inspect(
     top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
     steps: Annotated[bool, typer.Option("--steps", help="Also show step 1 (q, k, v vectors) and step 3 (weighted sum of values).")] = False,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")] = True,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
     model: ModelOption = None,
     as_json: JsonOption = False,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table (Rich), json (= --json), or csv: one row per layer, head and token.")
+    ] = OutputFormat.table,
 ) -> None:
     """Show how one query word attends to every token: scores, scaled scores, softmax weights, top words, all heads."""
+    output_format = OutputFormat.json if as_json else output_format
 
     def action() -> None:
         from .inspector import inspect as run_inspect
@@ -124,16 +136,24 @@ def inspect(
         source = _read_text(text)
         result = run_inspect(
             load_model(model), source, query=query, query_index=query_index, layer=layer, head=head,
-            top_k=top, steps=steps, include_special=special,
+            top_k=top, steps=steps, include_special=special, truncate=truncate,
         )
-        if as_json:
+        if output_format is OutputFormat.json:
             sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        elif output_format is OutputFormat.csv:
+            import csv
+
+            from .result import CSV_COLUMNS, csv_rows
+
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows(csv_rows(result))
         else:
             from .render import inspect_view, print_all
 
             print_all(_stdout(), inspect_view(result))
 
-    _run(as_json, action)
+    _run(output_format is OutputFormat.json, action)
 
 
 @app.command(epilog=f'[bold]Examples[/bold]\n\n  attn tokens "{SENTENCE}"\n\n  echo "Tokenizers split words." | attn tokens - --json')
@@ -199,9 +219,16 @@ def _main(
     """attn: a command-line attention inspector for transformer language models."""
 
 
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for JSON, read before parsing so that even a parse error
+    can be reported as JSON."""
+    pairs = zip(args, args[1:] + [""])
+    return "--json" in args or "--format=json" in args or any(a in ("--format", "-f") and b == "json" for a, b in pairs)
+
+
 def main() -> None:
     """Console-script entry point: every way out goes through ExitStatus."""
-    as_json = "--json" in sys.argv[1:]
+    as_json = _wants_json(sys.argv[1:])
     try:
         status = app(standalone_mode=False)
     except BrokenPipeError:

@@ -97,14 +97,16 @@ def inspect(
     top_k: int = 5,
     steps: bool = False,
     include_special: bool = True,
+    truncate: bool = False,
 ) -> InspectResult:
-    """Inspect self-attention for one query of `text` at the chosen layers and heads."""
+    """Inspect self-attention for one query of `text` at the chosen layers and heads.
+    A text longer than the model reads is an error, or with `truncate`, cut to fit."""
     if top_k < 1:
         raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
     s = model.spec
     layers = select_layers(layer, s.layers)
     head_choice = parse_head(head, s.heads)
-    tok = tokenize(model.tokenizer, text, max_tokens=s.max_positions)
+    tok = tokenize(model.tokenizer, text, max_tokens=s.max_positions, truncate=truncate)
     q = resolve_query(tok, query, query_index)
     rows = list(q.token_indices)
 
@@ -171,6 +173,9 @@ def _layer_result(trace, tok, q, rows, head_choice, top_k, steps, include_specia
 
 def _notes(tok: Tokenization, q: Query, query: str | None) -> list[str]:
     notes = []
+    if tok.total_tokens is not None:
+        last = tok.words[-1].text if tok.words else ""
+        notes.append(f"the text is {tok.total_tokens} tokens long; only its first {len(tok.tokens)} were read (up to {last!r})")
     if len(q.token_indices) > 1:
         pieces = " ".join(tok.tokens[i].text for i in q.token_indices)
         notes.append(f"{q.text!r} is {len(q.token_indices)} tokens ({pieces}): its row is the mean of their rows")

@@ -115,6 +115,7 @@ class InspectResult:
             "schema_version": SCHEMA_VERSION,
             "model": vars(self.model),
             "text": self.tokenization.text,
+            "truncated_from": self.tokenization.total_tokens,
             "tokens": tokens_json(self.tokenization.tokens),
             "words": words_json(self.tokenization.words),
             "query": {
@@ -212,3 +213,26 @@ def models_document(entries) -> dict:
             for e in entries
         ],
     }
+
+
+CSV_COLUMNS = ("layer", "head", "kv_head", "token_index", "token", "word", "special", "score", "scaled_score", "weight")
+
+
+def csv_rows(result: InspectResult):
+    """The token table in long form, for spreadsheets and R/pandas: one row per (layer, head,
+    token), the mean over heads as head "mean". Masked scores are empty cells."""
+    for layer in result.layers:
+        for head in layer.heads:
+            for token in result.tokens:
+                i = token.index
+                yield (
+                    layer.layer, head.head, "" if head.kv_head is None else head.kv_head, i, token.text,
+                    "" if token.word is None else result.tokenization.words[token.word].text, int(token.special),
+                    _csv_number(head.scores, i), _csv_number(head.scaled_scores, i), _csv_number(head.weights, i),
+                )
+
+
+def _csv_number(values: np.ndarray | None, i: int) -> str:
+    if values is None or np.isnan(values[i]):
+        return ""
+    return str(np.float32(values[i]))

@@ -42,6 +42,7 @@ class Tokenization:
     text: str
     tokens: tuple[Token, ...]
     words: tuple[Word, ...]
+    total_tokens: int | None = None  # set when the text was truncated: its length before
 
     @property
     def ids(self) -> np.ndarray:
@@ -60,16 +61,26 @@ def load_tokenizer(path: Path) -> Tokenizer:
     return tokenizer
 
 
-def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None) -> Tokenization:
-    """Tokenize one text with the model's special tokens ([CLS] … [SEP] for BERT)."""
+def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None, truncate: bool = False) -> Tokenization:
+    """Tokenize one text with the model's special tokens ([CLS] … [SEP] for BERT). A text
+    longer than `max_tokens` is an error, or with `truncate`, cut to its first tokens (the
+    tokenizer keeps the closing special tokens)."""
     if not text.strip():
         raise InputError("the text is empty", 'give a sentence, e.g. attn inspect "The cat sat." --query cat')
     encoding = tokenizer.encode(text, add_special_tokens=True)
+    total = None
     if max_tokens is not None and len(encoding.ids) > max_tokens:
-        raise InputError(
-            f"the text is {len(encoding.ids)} tokens long, but the model reads at most {max_tokens}",
-            f"shorten the text to at most {max_tokens} tokens (see `attn tokens`)",
-        )
+        if not truncate:
+            raise InputError(
+                f"the text is {len(encoding.ids)} tokens long, but the model reads at most {max_tokens}",
+                f"shorten the text, or add --truncate to keep its first {max_tokens} tokens",
+            )
+        total = len(encoding.ids)
+        tokenizer.enable_truncation(max_tokens)
+        try:
+            encoding = tokenizer.encode(text, add_special_tokens=True)
+        finally:
+            tokenizer.no_truncation()
     specials = [bool(m) or w is None and o == (0, 0) for m, w, o in zip(encoding.special_tokens_mask, encoding.word_ids, encoding.offsets)]
     word_of = _word_indices(text, encoding.offsets, encoding.word_ids, specials)
     tokens = tuple(
@@ -84,7 +95,7 @@ def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None) -> 
         )
         for i, (token_id, piece, (start, end), special) in enumerate(zip(encoding.ids, encoding.tokens, encoding.offsets, specials))
     )
-    return Tokenization(text, tokens, _words(text, tokens))
+    return Tokenization(text, tokens, _words(text, tokens), total)
 
 
 def _is_punctuation(char: str) -> bool:

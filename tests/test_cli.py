@@ -162,3 +162,38 @@ def test_sample_inputs_run(tmp_path):
 def test_version():
     p = attn("--version")
     assert p.returncode == 0 and p.stdout.startswith("attn 0.")
+
+
+def test_truncate_keeps_the_first_tokens_and_says_so(schema):
+    p = attn("inspect", "-", "-q", "word#3", "--truncate", "--json", stdin="word " * 600)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc, schema, "inspect")
+    assert doc["truncated_from"] == 602 and len(doc["tokens"]) == 512
+    assert doc["tokens"][-1]["text"] == "[SEP]"  # the tokenizer keeps the closing special token
+    assert doc["notes"][0] == "the text is 602 tokens long; only its first 512 were read (up to 'word')"
+    assert json.loads(attn("inspect", "The cat sat.", "-q", "cat", "--json").stdout)["truncated_from"] is None
+
+
+def test_csv_is_one_row_per_layer_head_and_token():
+    import csv
+    import io
+
+    p = attn("inspect", "The cat sat.", "-q", "cat", "--layer", "all", "--format", "csv")
+    assert p.returncode == 0 and p.stderr == ""
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert len(rows) == 6 * 13 * 6  # layers × (12 heads + mean) × tokens
+    doc = json.loads(attn("inspect", "The cat sat.", "-q", "cat", "--layer", "all", "--json").stdout)
+    row = next(r for r in rows if r["layer"] == "2" and r["head"] == "7" and r["token"] == "sat")
+    head = doc["layers"][2]["heads"][7]
+    assert float(row["weight"]) == head["weights"][3] and float(row["score"]) == head["scores"][3]
+    assert row["word"] == "sat" and row["special"] == "0"
+    mean = next(r for r in rows if r["head"] == "mean" and r["token"] == "[CLS]")
+    assert mean["score"] == "" and mean["special"] == "1"
+
+
+def test_format_json_errors_are_json_too():
+    p = attn("inspect", "The cat sat.", "-q", "dog", "-f", "json")
+    assert p.returncode == ExitStatus.QUERY_NOT_FOUND and json.loads(p.stderr)["error"]["code"] == "query_not_found"
+    p = attn("inspect", "The cat sat.", "-q", "cat", "--format", "xml")
+    assert p.returncode == ExitStatus.USAGE and "'xml' is not one of 'table', 'json', 'csv'" in p.stderr
