@@ -243,7 +243,8 @@ def tokens_table(tok: Tokenization) -> Table:
         table.add_column(name, justify=justify)
     for t in tok.tokens:
         word = "(special)" if t.special else f"{t.word}: {tok.words[t.word].text}"
-        table.add_row(str(t.index), t.text, str(t.id), "" if t.start is None else str(t.start), "" if t.end is None else str(t.end), Text(word, style="dim" if t.special else ""))
+        offsets = ("", "") if t.start is None else (str(t.start), str(t.end))
+        table.add_row(str(t.index), t.text, str(t.id), *offsets, Text(word, style="dim" if t.special else ""))
     return table
 
 

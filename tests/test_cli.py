@@ -148,7 +148,8 @@ def test_broken_model_folders(tmp_path, damage, message):
 
 
 def test_stdin_dash_without_a_pipe_is_an_error():
-    p = subprocess.run([sys.executable, "-c", "from attn_cli.cli import main; main()", "inspect", "-", "-q", "x"], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    command = [sys.executable, "-c", "from attn_cli.cli import main; main()", "inspect", "-", "-q", "x"]
+    p = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     assert p.returncode == ExitStatus.USAGE and "the text is empty" in p.stderr
 
 

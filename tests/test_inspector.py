@@ -92,8 +92,8 @@ def test_top_k_and_no_special(model):
 
 
 def test_layer_all_and_negative_layers(model):
-    assert [l.layer for l in inspect(model, SENTENCE, "it", layer="all").layers] == list(range(6))
-    assert [l.layer for l in inspect(model, SENTENCE, "it", layer=-6).layers] == [0]
+    assert [r.layer for r in inspect(model, SENTENCE, "it", layer="all").layers] == list(range(6))
+    assert [r.layer for r in inspect(model, SENTENCE, "it", layer=-6).layers] == [0]
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_json_document(model, schema):
     doc = result.to_json()
     jsonschema.validate(doc, schema["$defs"]["inspect"] | {"$defs": schema["$defs"]})
     assert doc["query"] == {"text": "making", "token_indices": [5], "occurrence": 1, "occurrences": 1}
-    assert len(doc["layers"]) == 6 and all(len(l["heads"]) == 13 for l in doc["layers"])
+    assert len(doc["layers"]) == 6 and all(len(layer["heads"]) == 13 for layer in doc["layers"])
     head = doc["layers"][3]["heads"][7]
     assert head["head"] == 7
     np.testing.assert_array_equal(np.float32(head["weights"]), result.layers[3].head(7).weights)  # exact float32

@@ -80,7 +80,10 @@ def test_missing_folder():
         load_model("/no/such/model")
 
 
-@pytest.mark.parametrize("missing, message", [("config.json", "has no config.json"), ("tokenizer.json", "has no tokenizer.json"), ("model.safetensors", "has no model.safetensors")])
+@pytest.mark.parametrize(
+    "missing, message",
+    [("config.json", "has no config.json"), ("tokenizer.json", "has no tokenizer.json"), ("model.safetensors", "has no model.safetensors")],
+)
 def test_missing_files(tiny, missing, message):
     (tiny / missing).unlink()
     with pytest.raises(ModelError, match=message):

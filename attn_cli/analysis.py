@@ -1,0 +1,338 @@
+"""Analyses over attention maps, as small pure functions over NumPy arrays.
+
+Word-level maps (Clark et al. 2019, "What Does BERT Look At?"), attention rollout (Abnar &
+Zuidema 2020), value-weighted norms (Kobayashi et al. 2020, "Attention is Not Only a Weight"),
+per-head statistics over one or many texts, and the comparison of two texts word by word.
+
+Nothing here knows about models, files or terminals: callers pass the weights a `LayerTrace`
+computed. Shapes in docstrings use `heads`, `seq` (tokens), `words`, `d` (head_dim) and
+`hidden`. Results keep the input's float type (float32 in, float32 out); where a long sum or
+product would lose digits in float32, the work is done in float64 and cast back.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import zip_longest
+
+import numpy as np
+
+WordGroups = Sequence[Sequence[int]]
+"""One tuple of token indices per word, in text order; special tokens are their own groups."""
+
+Alignment = list[tuple[int | None, int | None]]
+"""Pairs (word index in text A, word index in text B); None where one side has no word."""
+
+HEAD_KINDS = ("previous-token", "self", "next-token", "special-token", "first-token", "punctuation")
+"""The statistics `classify_heads` names heads by: each a mean attention mass in [0, 1]."""
+
+Stats = dict[str, tuple[np.ndarray, int]]
+"""kind -> (per-head mean (heads,), number of query rows it is the mean of). The count is what
+lets `merge_stats` pool texts of different lengths exactly."""
+
+
+def _float_dtype(x) -> np.dtype:
+    """The dtype results come back in: the input's if it is a float type, else float64."""
+    dtype = np.asarray(x).dtype
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+# --- Word level (Clark et al. 2019, §5: "to" a split word sums, "from" it averages) -----------
+
+
+def _grouped(groups: WordGroups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The token indices word after word, where each word starts among them, and word sizes."""
+    sizes = np.array([len(g) for g in groups], dtype=np.intp)
+    if sizes.size == 0 or np.any(sizes == 0):
+        # reduceat cannot express an empty group: it would return the next word's first token.
+        raise ValueError("need at least one word, and every word needs at least one token")
+    order = np.fromiter((t for g in groups for t in g), dtype=np.intp, count=int(sizes.sum()))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return order, starts, sizes
+
+
+def to_words(weights: np.ndarray, groups: WordGroups) -> np.ndarray:
+    """Attention *to* each word: the sum of its tokens' columns, (..., seq) -> (..., words).
+
+    to[..., w] = Σ_{t ∈ group w} weights[..., t]. Rows still sum to 1 when the groups cover
+    every token once (a token in no group is dropped; one in two groups counts twice).
+    """
+    order, starts, _ = _grouped(groups)
+    # Gather the columns word by word, then sum runs: O(size), where a (seq, words) indicator
+    # matmul would be O(seq²·words) on a full map.
+    return np.add.reduceat(weights[..., order], starts, axis=-1)
+
+
+def from_words(weights: np.ndarray, groups: WordGroups) -> np.ndarray:
+    """Attention *from* each word: the mean of its tokens' rows, (..., seq, k) -> (..., words, k).
+
+    from[..., w, :] = (1/|group w|)·Σ_{t ∈ group w} weights[..., t, :]. A mean of rows that sum
+    to 1 sums to 1.
+    """
+    order, starts, sizes = _grouped(groups)
+    sums = np.add.reduceat(weights[..., order, :], starts, axis=-2)
+    return sums / sizes[:, None].astype(_float_dtype(weights))
+
+
+def word_matrix(weights: np.ndarray, groups: WordGroups) -> np.ndarray:
+    """Word-to-word attention, (..., seq, seq) -> (..., words, words): rows averaged over each
+    query word's tokens, columns summed over each key word's tokens. Rows still sum to 1."""
+    return to_words(from_words(weights, groups), groups)
+
+
+# --- Rollout (Abnar & Zuidema 2020, §3) -------------------------------------------------------
+
+
+def add_residual(a: np.ndarray) -> np.ndarray:
+    """Â = ½·A + ½·I, rows renormalised to sum to 1: the residual connection carries half of
+    each token's own state past the attention. (seq, seq) -> (seq, seq), in float64."""
+    a_hat = 0.5 * np.asarray(a, dtype=np.float64) + 0.5 * np.eye(a.shape[-1])
+    return a_hat / a_hat.sum(axis=-1, keepdims=True)
+
+
+def _times_residual(r: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """r·Â for a row vector r (seq,) without forming Â: Â = D⁻¹(½A + ½I) with the row sums
+    d_i = ½·Σ_j A_ij + ½, so r·Â = ½·(r/d)·A + ½·(r/d). O(seq²) time, no seq×seq float64 temporary
+    beyond NumPy's cast of A."""
+    s = r / (0.5 * a.sum(axis=-1, dtype=np.float64) + 0.5)
+    return 0.5 * (s @ a) + 0.5 * s
+
+
+def rollout(mean_maps: Sequence[np.ndarray]) -> np.ndarray:
+    """Attention rollout R = Â_L·…·Â_1 (the later layer on the left), (seq, seq) per layer ->
+    (seq, seq). Row q says how much of each input token reaches token q after layer L.
+
+    mean_maps: one head-mean attention map A_l per layer, first layer first. The product is
+    taken in float64: L matrix products in float32 would let the rows drift off 1. O(L·seq³);
+    for one query use `rollout_row`.
+    """
+    maps = list(mean_maps)
+    if not maps:
+        raise ValueError("rollout needs at least one layer")
+    result = add_residual(maps[0])
+    for a in maps[1:]:
+        result = add_residual(a) @ result  # R_l = Â_l·R_{l-1}
+    return result.astype(_float_dtype(maps[0]))
+
+
+def rollout_row(mean_maps: Sequence[np.ndarray], query: int) -> np.ndarray:
+    """Row `query` of the rollout, e_q·Â_L·…·Â_1, as a chain of vector–matrix products from the
+    last layer down: (seq, seq) per layer -> (seq,), O(L·seq²), R itself is never formed.
+    Equal to rollout(mean_maps)[query]; computed in float64 for the same reason."""
+    maps = list(mean_maps)
+    if not maps:
+        raise ValueError("rollout needs at least one layer")
+    r = np.zeros(maps[-1].shape[-1])
+    r[query] = 1.0
+    for a in reversed(maps):
+        r = _times_residual(r, a)
+    return r.astype(_float_dtype(maps[0]))
+
+
+# --- Value norms (Kobayashi et al. 2020, §3) ---------------------------------------------------
+
+
+def output_slices(w_o: np.ndarray, heads: int) -> np.ndarray:
+    """Split the output projection by head: (heads·d, hidden) -> (heads, d, hidden).
+
+    w_o is in x@W layout (a PyTorch Linear stores (hidden, heads·d): pass its transpose). Head h
+    owns input rows h·d:(h+1)·d, the ones its output meets once heads are concatenated
+    (`ops.merge_heads`), so attention output = Σ_h head_output_h @ slices[h] (+ bias).
+    """
+    width, hidden = w_o.shape
+    if width % heads:
+        raise ValueError(f"output projection has {width} input rows, not a multiple of {heads} heads")
+    return w_o.reshape(heads, width // heads, hidden)
+
+
+def weighted_value_norms(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """‖α_j·v_j‖ = |α_j|·‖v_j‖ for one query row: weights (heads, seq), values (heads, seq, d)
+    -> (heads, seq). A large weight on a tiny value moves the output little.
+
+    Grouped-query models: pass values per *query* head, v[[kv_head(h) for h in range(heads)]].
+    """
+    return (np.abs(weights) * np.linalg.norm(values, axis=-1)).astype(_float_dtype(weights))
+
+
+def transformed_value_norms(weights: np.ndarray, values: np.ndarray, output_slices: np.ndarray) -> np.ndarray:
+    """‖α_j·v_j·W_O^h‖ for one query row: what token j adds to the layer's output through head h.
+
+    weights (heads, seq), values (heads, seq, d), output_slices (heads, d, hidden) (see
+    `output_slices`) -> (heads, seq). The output bias is added once per row, not per token, so
+    it belongs to no token and is left out. Holds a (heads, seq, hidden) temporary.
+    """
+    transformed = values @ output_slices  # (heads, seq, hidden): each token's v_j·W_O^h
+    return (np.abs(weights) * np.linalg.norm(transformed, axis=-1)).astype(_float_dtype(weights))
+
+
+# --- Head statistics over full maps (Clark et al. 2019, §3–4) ---------------------------------
+
+
+def row_entropy(weights: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row, H = −Σ_j p_j·ln p_j with 0·ln 0 = 0: (..., seq) -> (...).
+
+    Summed in float64: a long row is thousands of small terms. Between 0 (all weight on one
+    token) and ln(number of visible tokens) (uniform).
+    """
+    p = np.asarray(weights, dtype=np.float64)
+    log_p = np.log(p, out=np.zeros_like(p), where=p > 0)  # masked (zero) weights add nothing
+    # Clip: a weight rounded just above 1 has ln p > 0; + 0.0 turns −0.0 into 0.0.
+    return np.clip(-(p * log_p).sum(axis=-1), 0.0, None).astype(_float_dtype(weights)) + 0.0
+
+
+def mean_entropy(weights: np.ndarray) -> np.ndarray:
+    """Mean row entropy per head in nats: (heads, seq, seq) -> (heads,)."""
+    return row_entropy(weights).mean(axis=-1)
+
+
+def mass_on(weights: np.ndarray, token_mask: np.ndarray) -> np.ndarray:
+    """Mean over query rows of the weight on the masked keys: (heads, seq, seq), bool (seq,) ->
+    (heads,). mass = (1/seq)·Σ_i Σ_{j: mask_j} weights[h, i, j]. For special tokens, BOS,
+    punctuation."""
+    return weights[..., np.asarray(token_mask, dtype=bool)].sum(axis=-1).mean(axis=-1)
+
+
+def offset_mass(weights: np.ndarray, offset: int) -> np.ndarray:
+    """Mean of weights[h, i, i+offset] over the rows i where i+offset is a position:
+    (heads, seq, seq) -> (heads,). offset −1: previous token, 0: self, +1: next token.
+
+    Averages over seq − |offset| rows (see `head_stats`); 0 when there are none.
+    """
+    diagonal = np.diagonal(weights, offset, axis1=-2, axis2=-1)  # (heads, seq - |offset|)
+    if diagonal.shape[-1] == 0:
+        return np.zeros(weights.shape[:-2], dtype=_float_dtype(weights))
+    return diagonal.mean(axis=-1)
+
+
+def head_stats(weights: np.ndarray, special: np.ndarray, punctuation: np.ndarray) -> Stats:
+    """Every head statistic of one text, each with its row count for `merge_stats`.
+
+    weights: (heads, seq, seq), the full maps; special, punctuation: bool (seq,) token masks.
+    The kinds are `HEAD_KINDS` (mean attention masses) plus "entropy" (mean row entropy, nats).
+    "first-token" is the mass on position 0 (BOS / [CLS]).
+    """
+    seq = weights.shape[-1]
+    first = np.arange(seq) == 0
+    return {
+        "previous-token": (offset_mass(weights, -1), max(seq - 1, 0)),
+        "self": (offset_mass(weights, 0), seq),
+        "next-token": (offset_mass(weights, 1), max(seq - 1, 0)),
+        "special-token": (mass_on(weights, special), seq),
+        "first-token": (mass_on(weights, first), seq),
+        "punctuation": (mass_on(weights, punctuation), seq),
+        "entropy": (mean_entropy(weights), seq),
+    }
+
+
+def combine_means(parts: Iterable[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
+    """Pool per-text means into the mean over all their rows: (mean_i (heads,), count_i) ->
+    (Σ_i count_i·mean_i / Σ_i count_i, Σ_i count_i). Parts with no rows add nothing (their
+    mean may be anything); with no rows at all the mean is 0.
+
+    Accumulated in float64: over thousands of texts a float32 running sum loses digits.
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("nothing to combine")
+    total = sum(int(count) for _, count in parts)
+    acc = np.zeros(np.shape(parts[0][0]), dtype=np.float64)
+    for mean, count in parts:
+        if count > 0:
+            acc += int(count) * np.asarray(mean, dtype=np.float64)
+    return (acc / max(total, 1)).astype(_float_dtype(parts[0][0])), total
+
+
+def merge_stats(texts: Iterable[Stats]) -> Stats:
+    """Pool several texts' `head_stats` kind by kind with `combine_means`. Each text must have
+    the same kinds and heads as the first."""
+    texts = list(texts)
+    if not texts:
+        raise ValueError("nothing to merge")
+    return {kind: combine_means(text[kind] for text in texts) for kind in texts[0]}
+
+
+def stat_means(stats: Stats) -> dict[str, np.ndarray]:
+    """Drop the row counts: kind -> (heads,) mean, the input of `classify_heads`."""
+    return {kind: mean for kind, (mean, _) in stats.items()}
+
+
+def classify_heads(stats: Mapping[str, np.ndarray], threshold: float = 0.5) -> list[tuple[int, str, float]]:
+    """Name heads by what they attend to: (head, kind, value) for every kind in `HEAD_KINDS`
+    and every head whose mean mass is ≥ threshold, heaviest first (ties keep `HEAD_KINDS`
+    order, then head order). stats: kind -> (heads,); other keys ("entropy") are ignored.
+    A head can get several kinds (BERT's [CLS] is both "special-token" and "first-token")."""
+    found = [
+        (int(head), kind, float(value))
+        for kind in HEAD_KINDS
+        if kind in stats
+        for head, value in enumerate(np.asarray(stats[kind]))
+        if value >= threshold
+    ]
+    return sorted(found, key=lambda entry: -entry[2])  # stable
+
+
+# --- Comparing two texts word by word --------------------------------------------------------
+
+
+def align_words(words_a: Sequence[str], words_b: Sequence[str]) -> Alignment:
+    """Pair the words of two texts, case-insensitively, in order, with difflib.SequenceMatcher.
+
+    Equal blocks pair word by word; a replaced block pairs position by position and its extra
+    words get None; inserted or deleted words pair with None. Each index of either text
+    appears exactly once.
+    """
+    a = [w.casefold() for w in words_a]
+    b = [w.casefold() for w in words_b]
+    # autojunk=False: by default, in texts of 200+ words, any word making up over 1% of them
+    # ("the") is junk and never matched.
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    pairs: Alignment = []
+    for _, i1, i2, j1, j2 in matcher.get_opcodes():
+        # One rule serves all four tags: equal blocks have equal lengths, replace pads the
+        # shorter side with None, delete and insert have one side empty.
+        pairs.extend(zip_longest(range(i1, i2), range(j1, j2)))
+    return pairs
+
+
+def _aligned(weights: np.ndarray, indices: Sequence[int | None]) -> np.ndarray:
+    """(..., words) -> (..., n): column k is weights[..., indices[k]], or 0 where it is None."""
+    out = np.zeros((*weights.shape[:-1], len(indices)), dtype=weights.dtype)
+    present = [k for k, i in enumerate(indices) if i is not None]
+    out[..., present] = weights[..., [indices[k] for k in present]]
+    return out
+
+
+def compare_rows(
+    weights_a: np.ndarray, weights_b: np.ndarray, alignment: Alignment
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Put two texts' word weights for a query side by side on an alignment of n pairs.
+
+    weights_a (heads, words_a), weights_b (heads, words_b) -> a_aligned, b_aligned and
+    diff = b_aligned − a_aligned (B minus A: positive where text B attends more), each
+    (heads, n); a side with no word at a pair contributes 0.
+    """
+    a = _aligned(weights_a, [i for i, _ in alignment])
+    b = _aligned(weights_b, [j for _, j in alignment])
+    return a, b, b - a
+
+
+def most_changed_heads(diff: np.ndarray) -> list[int]:
+    """Heads ordered by how much their attention moved, most first: the L1 norm Σ_k |diff[h, k]|
+    over the aligned words (total weight moved ×2 when both rows sum to 1). (heads, n) ->
+    head indices; ties keep head order."""
+    moved = np.abs(np.asarray(diff, dtype=np.float64)).sum(axis=-1)
+    return [int(h) for h in np.argsort(-moved, kind="stable")]
+
+
+# --- One query's row, for the model view (a layers × heads grid) ------------------------------
+
+
+def query_row_entropy(row: np.ndarray) -> float:
+    """Entropy in nats of one attention row (seq,), 0·ln 0 = 0."""
+    return float(row_entropy(row))
+
+
+def weight_on(row: np.ndarray, token_indices: Iterable[int]) -> float:
+    """Total weight of one attention row (seq,) on some tokens, each counted once."""
+    return float(np.asarray(row, dtype=np.float64)[sorted(set(token_indices))].sum())

@@ -1,0 +1,125 @@
+"""What every `attn` command shares: the app, the exit codes, the options, error reporting.
+
+stdout carries data (tables, JSON, CSV); stderr carries talk (errors, warnings, progress).
+Errors are one line, never a traceback; with JSON output they are a JSON object on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import IntEnum, StrEnum
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import AttnError, QueryNotFound
+
+
+class ExitStatus(IntEnum):
+    """attn's exit codes (documented in the README)."""
+
+    OK = 0
+    ERROR = 1  # an unexpected failure: a bug in attn
+    USAGE = 2  # bad option or input text: unknown option, empty or too-long text, layer/head out of range
+    QUERY_NOT_FOUND = 3  # the query word, occurrence or position is not in the text
+    MODEL = 4  # the model folder is missing, incomplete, corrupt or unsupported
+    UNAVAILABLE = 5  # an optional extra is not installed (e.g. matplotlib for PNG plots)
+    SOME_FAILED = 6  # `attn batch`: some lines failed (each has an error object on stdout)
+
+
+# Domain errors carry a `code`; this is the one place that turns codes into exit statuses.
+STATUS_BY_CODE = {
+    "bad_input": ExitStatus.USAGE,
+    "usage": ExitStatus.USAGE,
+    "query_not_found": ExitStatus.QUERY_NOT_FOUND,
+    "model_error": ExitStatus.MODEL,
+    "missing_extra": ExitStatus.UNAVAILABLE,
+    "internal": ExitStatus.ERROR,
+}
+
+SENTENCE = "The Transformer is making it possible to understand language."
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+app = typer.Typer(
+    name="attn",
+    help="See what self-attention does inside a real transformer: Q·K, scaling, softmax, weighted sum, per head.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+)
+
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model", "-m",
+        help="Model folder (config.json, tokenizer.json, model.safetensors) or hub name org/name. Default: $ATTN_MODEL, else the bundled all-MiniLM-L6-v2.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors as JSON on stderr).")]
+TextArgument = Annotated[str, typer.Argument(help="The text, or - to read it from stdin.", show_default=False)]
+QueryOption = Annotated[
+    Optional[str],
+    typer.Option("--query", "-q", help="Query word (case-insensitive); WORD#N for its N-th occurrence; @N for token position N.", show_default=False),
+]
+QueryIndexOption = Annotated[
+    Optional[int],
+    typer.Option("--query-index", "-i", help="Query token position (0 is the first token, [CLS] for BERT; negative from the end).", show_default=False),
+]
+
+
+def console():
+    """A Rich console on stdout: colour and width follow the terminal; none when piped; NO_COLOR respected."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def read_text(text: str) -> str:
+    """TEXT as given, or stdin for `-` (without its final newline)."""
+    from ..errors import InputError
+
+    if text == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputError("TEXT is - but nothing is piped to stdin", 'pipe the text in (echo "..." | attn inspect - ...) or pass it as an argument')
+        text = sys.stdin.read()
+    return text.rstrip("\r\n")
+
+
+def write_json(document: dict) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def error_object(code: str, message: str, fix: str, extra: dict | None = None) -> dict:
+    """The JSON form of an error ($defs/error in the schema)."""
+    status = STATUS_BY_CODE.get(code, ExitStatus.ERROR)
+    return {"error": {"code": code, "message": message, "fix": fix, "exit_status": int(status), **(extra or {})}}
+
+
+def report(code: str, message: str, fix: str, as_json: bool, extra: dict | None = None) -> int:
+    """Write one error to stderr (a line, or JSON) and return its exit status."""
+    if as_json:
+        sys.stderr.write(json.dumps(error_object(code, message, fix, extra), ensure_ascii=False) + "\n")
+    else:
+        sys.stderr.write(f"attn: error: {message}" + (f" — {fix}" if fix else "") + "\n")
+    return int(STATUS_BY_CODE.get(code, ExitStatus.ERROR))
+
+
+def error_extra(exc: AttnError) -> dict | None:
+    return {"candidates": exc.candidates} if isinstance(exc, QueryNotFound) and exc.candidates else None
+
+
+def run(as_json: bool, action) -> None:
+    """Run `action`, turning domain errors into one-line messages and exit codes."""
+    try:
+        action()
+    except AttnError as exc:
+        raise typer.Exit(report(exc.code, exc.message, exc.fix, as_json, error_extra(exc))) from None

@@ -1,0 +1,133 @@
+"""`attn inspect`, `attn tokens`, `attn models` and `attn schema`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .common import (
+    SENTENCE,
+    JsonOption,
+    ModelOption,
+    OutputFormat,
+    QueryIndexOption,
+    QueryOption,
+    TextArgument,
+    app,
+    console,
+    read_text,
+    run,
+    write_json,
+)
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        f'  attn inspect "{SENTENCE}" --query making\n\n'
+        '  attn inspect "The cat sat on the mat because it was tired." -q it --layer 3 --head 7 --steps\n\n'
+        '  attn inspect "The dog chased the other dog." -q dog#2 --head all --json | jq ".layers[0].heads[-1].top"\n\n'
+        "  echo \"The cat sat.\" | attn inspect - --query-index 2 --layer all --json"
+    )
+)
+def inspect(
+    text: TextArgument,
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="Layer index (negative from the end) or 'all'.")] = "-1",
+    head: Annotated[
+        str,
+        typer.Option("--head", help="Head index, 'mean', 'all', or 'auto': the head that attends most to other words."),
+    ] = "auto",
+    top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
+    steps: Annotated[bool, typer.Option("--steps", help="Also show step 1 (q, k, v vectors) and step 3 (weighted sum of values).")] = False,
+    special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")] = True,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table (Rich), json (= --json), or csv: one row per layer, head and token.")
+    ] = OutputFormat.table,
+) -> None:
+    """Show how one query word attends to every token: scores, scaled scores, softmax weights, top words, all heads."""
+    output_format = OutputFormat.json if as_json else output_format
+
+    def action() -> None:
+        from ..inspector import inspect as run_inspect
+        from ..loader import load_model
+
+        source = read_text(text)
+        result = run_inspect(
+            load_model(model), source, query=query, query_index=query_index, layer=layer, head=head,
+            top_k=top, steps=steps, include_special=special, truncate=truncate,
+        )
+        if output_format is OutputFormat.json:
+            write_json(result.to_json())
+        elif output_format is OutputFormat.csv:
+            import csv
+
+            from ..result import CSV_COLUMNS, csv_rows
+
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows(csv_rows(result))
+        else:
+            from ..render import inspect_view, print_all
+
+            print_all(console(), inspect_view(result))
+
+    run(output_format is OutputFormat.json, action)
+
+
+@app.command(epilog=f'[bold]Examples[/bold]\n\n  attn tokens "{SENTENCE}"\n\n  echo "Tokenizers split words." | attn tokens - --json')
+def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = False) -> None:
+    """Show how the text is tokenized (position, token, id, character offsets, word), to pick a query."""
+
+    def action() -> None:
+        from ..inspector import model_info
+        from ..loader import load_model
+        from ..result import tokens_document
+        from ..tokenize import tokenize
+
+        m = load_model(model)
+        tok = tokenize(m.tokenizer, read_text(text), max_tokens=None)
+        if as_json:
+            write_json(tokens_document(model_info(m), tok))
+        else:
+            from ..render import tokens_table
+
+            console().print(tokens_table(tok))
+
+    run(as_json, action)
+
+
+@app.command(epilog="[bold]Examples[/bold]\n\n  attn models\n\n  HF_HOME=/data/hf attn models --json | jq -r '.models[] | select(.usable) | .name'")
+def models(as_json: JsonOption = False) -> None:
+    """List the models attn can use: the bundled one, $ATTN_MODEL, and those in the Hugging Face cache."""
+
+    def action() -> None:
+        from ..catalog import list_models
+
+        entries = list_models()
+        if as_json:
+            from ..result import models_document
+
+            write_json(models_document(entries))
+        else:
+            from ..render import models_table
+
+            console().print(models_table(entries))
+
+    run(as_json, action)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the documents that --json writes."""
+    import json
+
+    from ..result import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
