@@ -12,7 +12,10 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import inspect as _inspect_commands  # noqa: F401  (registers inspect, tokens, models, schema)
+# Importing a command module registers its commands on `app`.
+from . import inspect as _inspect_commands  # noqa: F401  (inspect, tokens, models, schema)
+from . import lenses as _lens_commands  # noqa: F401  (heads, rollout)
+from . import stats as _stats_commands  # noqa: F401  (stats, compare)
 from .common import ExitStatus, app, report
 
 __all__ = ["ExitStatus", "app", "main"]

@@ -1,0 +1,1 @@
+"""`attn heads` and `attn rollout` (being written)."""

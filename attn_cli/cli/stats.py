@@ -1,0 +1,1 @@
+"""`attn stats` and `attn compare` (being written)."""
