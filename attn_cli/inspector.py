@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
+from .analysis import output_slices, to_words
 from .errors import InputError
 from .loader import Model
 from .query import Query, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
-from .tokenize import Tokenization, tokenize
+from .tokenize import Tokenization, tokenize, units
 
 HEAD_CHOICES = ("auto", "mean", "all")
+LEVELS = ("token", "word")
+RANKINGS = ("weight", "value_norm", "output_norm")
 
 
 def model_info(model: Model) -> ModelInfo:
@@ -61,22 +65,24 @@ def _integer(value: str | int, what: str, expected: str) -> int:
     raise InputError(f"--{what} {value!r} is not valid", f"give {expected}")
 
 
-def word_weights(tok: Tokenization, weights: np.ndarray, include_special: bool, visible: np.ndarray | None = None) -> list[WordWeight]:
-    """Attention to each word (the sum over its tokens), special tokens as their own entries,
-    heaviest first; words a decoder hides from the query entirely are left out.
-    weights: (seq,); visible: None or (seq,) bool."""
-    def seen(indices) -> bool:
-        return visible is None or bool(visible[list(indices)].any())
+def rank_words(
+    tok: Tokenization, ranked: dict[str, np.ndarray], include_special: bool, visible: np.ndarray | None = None, by: str = "weight"
+) -> list[WordWeight]:
+    """Words (and special tokens) by attention received, heaviest first.
 
-    entries = [
-        WordWeight(w.text, w.index, w.token_indices, float(weights[list(w.token_indices)].sum()), False)
-        for w in tok.words
-        if seen(w.token_indices)
-    ]
-    if include_special:
-        entries += [WordWeight(t.text, None, (t.index,), float(weights[t.index]), True) for t in tok.tokens if t.special and seen([t.index])]
-    # Stable sort: equal weights keep text order.
-    return sorted(entries, key=lambda e: -e.weight)
+    ranked: "weight" -> (seq,) weights over tokens, summed per word; optionally "value_norm"
+    and "output_norm" -> (words,) already per word unit. Words a decoder hides entirely from
+    the query (`visible`, (seq,) bool) are left out.
+    """
+    entries = []
+    for n, unit in enumerate(units(tok, "word")):
+        if (unit.special and not include_special) or (visible is not None and not visible[list(unit.token_indices)].any()):
+            continue
+        norms = {k: float(v[n]) for k, v in ranked.items() if k != "weight"}
+        weight = float(ranked["weight"][list(unit.token_indices)].sum())
+        entries.append(WordWeight(unit.text, unit.word, unit.token_indices, weight, unit.special, **norms))
+    # Stable sort: equal values keep text order.
+    return sorted(entries, key=lambda e: -getattr(e, by))
 
 
 def auto_head(rows: np.ndarray, tok: Tokenization, query: Query) -> int:
@@ -98,22 +104,36 @@ def inspect(
     steps: bool = False,
     include_special: bool = True,
     truncate: bool = False,
+    level: str = "token",
+    norms: bool = False,
+    rank_by: str = "weight",
 ) -> InspectResult:
     """Inspect self-attention for one query of `text` at the chosen layers and heads.
-    A text longer than the model reads is an error, or with `truncate`, cut to fit."""
+
+    A text longer than the model reads is an error, or with `truncate`, cut to fit. `level`
+    "word" shows words instead of tokens (attention to a word is the sum over its tokens).
+    `norms` adds ‖α·v‖ and ‖α·v·W_O‖ beside each weight; `rank_by` ("weight", "value_norm",
+    "output_norm") orders the top-attended words, and implies `norms`.
+    """
     if top_k < 1:
         raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
+    if level not in LEVELS:
+        raise InputError(f"--level {level!r} is not valid", f"give one of {', '.join(LEVELS)}")
+    if rank_by not in RANKINGS:
+        raise InputError(f"--rank-by {rank_by!r} is not valid", f"give one of {', '.join(RANKINGS)}")
+    if steps and level == "word":
+        raise InputError("--steps shows token vectors, so it cannot be used with --level word", "drop --steps or --level word")
     s = model.spec
     layers = select_layers(layer, s.layers)
-    head_choice = parse_head(head, s.heads)
+    ask = _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
     tok = tokenize(model.tokenizer, text, max_tokens=s.max_positions, truncate=truncate)
     q = resolve_query(tok, query, query_index)
-    rows = list(q.token_indices)
 
     results = []
     for trace in model.arch.forward(model.weights, s, model.config, tok.ids):
         if trace.layer in layers:
-            results.append(_layer_result(trace, tok, q, rows, head_choice, top_k, steps, include_special))
+            w_o = model.arch.output_projection(model.weights, trace.layer) if ask.norms else None
+            results.append(_layer_result(trace, tok, q, ask, w_o))
         if trace.layer >= layers[-1]:
             break  # later layers cannot change what was asked
     return InspectResult(
@@ -124,10 +144,26 @@ def inspect(
         top_k=top_k,
         include_special=include_special,
         notes=tuple(_notes(tok, q, query)),
+        level=level,
+        rank_by=rank_by,
     )
 
 
-def _layer_result(trace, tok, q, rows, head_choice, top_k, steps, include_special) -> LayerResult:
+@dataclass(frozen=True)
+class _Ask:
+    """What the caller asked `inspect` for, passed down as one value."""
+
+    head: HeadId
+    top_k: int
+    steps: bool
+    include_special: bool
+    level: str
+    norms: bool
+    rank_by: str
+
+
+def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray | None) -> LayerResult:
+    rows = list(q.token_indices)
     scores, scaled_scores, weights = trace.rows(rows)  # each (heads, len(rows), seq)
     visible = trace.visible(rows)  # None for encoders, else (len(rows), seq)
     if visible is not None:  # a masked score is not a number the model used: NaN, shown as "—"
@@ -138,37 +174,70 @@ def _layer_result(trace, tok, q, rows, head_choice, top_k, steps, include_specia
         scores, scaled_scores = (np.nanmean(x, axis=1) for x in (scores, scaled_scores))
     weights = weights.mean(axis=1)
     heads = weights.shape[0]
-    any_visible = None if visible is None else visible.any(axis=0)
+    seen = None if visible is None else visible.any(axis=0)
 
-    chosen = auto_head(weights, tok, q) if head_choice == "auto" else None
-    if head_choice == "all":
-        focus: tuple[HeadId, ...] = tuple(range(heads))
-    else:
-        focus = (chosen if chosen is not None else head_choice,)
+    chosen = auto_head(weights, tok, q) if ask.head == "auto" else None
+    focus: tuple[HeadId, ...] = tuple(range(heads)) if ask.head == "all" else (chosen if chosen is not None else ask.head,)
+    view = [u.token_indices for u in units(tok, ask.level)]
+    words = [u.token_indices for u in units(tok, "word")]
+    slices = output_slices(w_o, heads) if w_o is not None else None
 
-    def top(w: np.ndarray) -> tuple[WordWeight, ...]:
-        return tuple(word_weights(tok, w, include_special, any_visible)[:top_k])
-
-    def mean_rows(x: np.ndarray | None, h: int) -> np.ndarray | None:
-        return None if x is None else x[h, rows, :].mean(axis=0)
+    def on_view(x: np.ndarray | None) -> np.ndarray | None:
+        """(seq,) over tokens -> over the view's units (sums per word at word level)."""
+        return x if x is None or ask.level == "token" else to_words(x, view)
 
     results = []
     for h in range(heads):
-        detail = None
-        if steps and h in focus:
-            kv = trace.kv_head(h)
-            detail = Steps(
-                query=mean_rows(trace.q, h),
-                keys=trace.k[kv],
-                values=trace.v[kv],
-                output=mean_rows(trace.head_output, h),
-                query_pre_rope=mean_rows(trace.q_pre_rope, h),
-                keys_pre_rope=None if trace.k_pre_rope is None else trace.k_pre_rope[kv],
+        kv = trace.kv_head(h)
+        norms = _norms(weights[h], trace.v[kv], slices[h], view, words) if slices is not None else {}
+        ranked = {"weight": weights[h]} | {k: v[1] for k, v in norms.items()}
+        top = tuple(rank_words(tok, ranked, ask.include_special, seen, ask.rank_by)[: ask.top_k])
+        detail = _steps(trace, h, rows) if ask.steps and h in focus else None
+        scored = ask.level == "token"  # a word's raw score is no single number the model used
+        results.append(
+            HeadResult(
+                h, scores[h] if scored else None, scaled_scores[h] if scored else None, on_view(weights[h]), top, detail, kv,
+                value_norms=norms["value_norm"][0] if norms else None, output_norms=norms["output_norm"][0] if norms else None,
             )
-        results.append(HeadResult(h, scores[h], scaled_scores[h], weights[h], top(weights[h]), detail, trace.kv_head(h)))
+        )
     mean = weights.mean(axis=0)
-    results.append(HeadResult("mean", None, None, mean, top(mean)))
-    return LayerResult(trace.layer, tuple(results), focus, chosen, any_visible)
+    mean_top = tuple(rank_words(tok, {"weight": mean}, ask.include_special, seen)[: ask.top_k])
+    results.append(HeadResult("mean", None, None, on_view(mean), mean_top))
+    seen_view = None if seen is None else np.array([seen[list(g)].any() for g in view])
+    return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view)
+
+
+def _norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, view: list, words: list) -> dict:
+    """‖Σ α_j·v_j‖ and ‖Σ α_j·v_j·W_O‖ over each unit's tokens (Kobayashi et al. 2020), as
+    (over the view's units, over word units) per name. weights: (seq,); values: (seq, d);
+    w_o: this head's (d, hidden) slice of the output projection."""
+    weighted = weights[:, None] * values  # (seq, d): what each token adds to the head's output
+    transformed = weighted @ w_o  # (seq, hidden): and to the layer's output
+
+    def norm(x: np.ndarray, groups: list) -> np.ndarray:
+        return np.linalg.norm(to_words(x.T, groups).T, axis=-1).astype(np.float32)
+
+    return {
+        "value_norm": (norm(weighted, view), norm(weighted, words)),
+        "output_norm": (norm(transformed, view), norm(transformed, words)),
+    }
+
+
+def _steps(trace, h: int, rows: list[int]) -> Steps:
+    """Step 1 and step 3 vectors of head h for the query (the mean over its rows)."""
+    kv = trace.kv_head(h)
+
+    def mean_rows(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else x[h, rows, :].mean(axis=0)
+
+    return Steps(
+        query=mean_rows(trace.q),
+        keys=trace.k[kv],
+        values=trace.v[kv],
+        output=mean_rows(trace.head_output),
+        query_pre_rope=mean_rows(trace.q_pre_rope),
+        keys_pre_rope=None if trace.k_pre_rope is None else trace.k_pre_rope[kv],
+    )
 
 
 def _notes(tok: Tokenization, q: Query, query: str | None) -> list[str]:

@@ -42,17 +42,24 @@ def heat(weight: float) -> Style:
 
 
 def _token_label(result: InspectResult, index: int) -> Text:
-    token = result.tokens[index]
-    if index in result.query.token_indices:
-        return Text(f"▶ {token.text}", style="bold cyan")
-    return Text(f"  {token.text}", style="dim" if token.special else "")
+    """The label of row `index` (a token, or a word at --level word); ▶ marks the query."""
+    unit = result.units[index]
+    if set(unit.token_indices) <= set(result.query.token_indices):
+        return Text(f"▶ {unit.text}", style="bold cyan")
+    return Text(f"  {unit.text}", style="dim" if unit.special else "")
+
+
+def _position(result: InspectResult, index: int) -> str:
+    """The # column: the token position, or a word's token positions (2–3)."""
+    first, last = result.units[index].token_indices[0], result.units[index].token_indices[-1]
+    return str(first) if first == last else f"{first}–{last}"
 
 
 def _row_groups(result: InspectResult, layer: LayerResult):
-    """Token rows to show: ("token", i) for each visible token, ("masked", first, last) for each
-    run of tokens a decoder hides from the query, so a long future takes one line."""
+    """Rows to show: ("token", i) for each visible unit, ("masked", first, last) for each run of
+    units a decoder hides from the query, so a long future takes one line."""
     visible = layer.visible
-    i, n = 0, len(result.tokens)
+    i, n = 0, len(result.units)
     while i < n:
         if visible is None or visible[i]:
             yield ("token", i)
@@ -66,6 +73,8 @@ def _row_groups(result: InspectResult, layer: LayerResult):
 
 
 def _masked_label(result: InspectResult, first: int, last: int) -> tuple[str, Text]:
+    """The # and label cells of a run of masked rows (unit indices first … last)."""
+    first, last = result.units[first].token_indices[0], result.units[last].token_indices[-1]
     where = "future" if first > result.query.token_indices[-1] else "before window"
     span = str(first) if first == last else f"{first}–{last}"
     return span, Text(f"masked ({where})", style="dim italic")
@@ -76,29 +85,38 @@ def _head_name(head) -> str:
 
 
 def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult) -> Table:
-    """One row per token: Q·K, Q·K/√d_k, softmax weight, and a bar."""
+    """One row per token (or word): Q·K, Q·K/√d_k, softmax weight, a bar; with --norms also
+    ‖α·v‖ and ‖α·v·W_O‖."""
     d_k = result.model.head_dim
+    norms = head.value_norms is not None
+    scored = head.scores is not None or result.level == "token"  # words have no score columns
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("#", justify="right", style="dim")
-    table.add_column("token", no_wrap=True)
-    table.add_column("Q·K", justify="right")
-    table.add_column(f"Q·K/√{d_k}", justify="right")
+    table.add_column(result.level, no_wrap=True)
+    if scored:
+        table.add_column("Q·K", justify="right")
+        table.add_column(f"Q·K/√{d_k}", justify="right")
     table.add_column("weight", justify="right")
+    if norms:
+        table.add_column("‖αv‖", justify="right")
+        table.add_column("‖αvWₒ‖", justify="right")
     table.add_column("", no_wrap=True)
-    top_tokens = {i for w in head.top[:3] for i in w.token_indices}
+    top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
     for group in _row_groups(result, layer):
         if group[0] == "masked":  # no score the model used, weight exactly 0
-            table.add_row(*_masked_label(result, group[1], group[2]), "—", "—", "—", "")
+            table.add_row(*_masked_label(result, group[1], group[2]), *["—"] * (1 + 2 * scored + 2 * norms), "")
             continue
         i = group[1]
         weight = float(head.weights[i])
+        extra = [f"{head.value_norms[i]:.2f}", f"{head.output_norms[i]:.2f}"] if norms else []
+        scores = [_number(head.scores, i), _number(head.scaled_scores, i)] if scored else []
         table.add_row(
-            str(i),
+            _position(result, i),
             _token_label(result, i),
-            _number(head.scores, i),
-            _number(head.scaled_scores, i),
-            Text(f"{weight:.3f}", style="bold" if i in top_tokens else ""),
-            Text(bar(weight), style="green"),
+            *scores,
+            Text(f"{weight:.3f}", style="bold" if i in top_units else ""),
+            *extra,
+            Text(bar(weight, _BAR_WIDTH // 2 if norms else _BAR_WIDTH), style="green"),
         )
     return table
 
@@ -107,13 +125,18 @@ def _number(values: np.ndarray | None, i: int) -> str:
     return "—" if values is None or np.isnan(values[i]) else f"{values[i]:.2f}"
 
 
-def top_line(head: HeadResult) -> Text:
-    text = Text("Top-attended: ", style="bold")
+_RANK_TITLES = {"weight": "Top-attended", "value_norm": "Top by ‖α·v‖", "output_norm": "Top by ‖α·v·Wₒ‖"}
+
+
+def top_line(head: HeadResult, rank_by: str = "weight") -> Text:
+    """The top words and the value that ranks them (the weight, or a value norm)."""
+    by = rank_by if head.head != "mean" else "weight"  # the mean over heads has no norms
+    text = Text(f"{_RANK_TITLES[by]}: ", style="bold")
     for n, w in enumerate(head.top):
         if n:
             text.append(" · ", style="dim")
         text.append(w.text, style="dim" if w.special else "bold")
-        text.append(f" {w.weight:.2f}")
+        text.append(f" {getattr(w, by):.2f}")
     return text
 
 
@@ -140,7 +163,7 @@ def steps_view(result: InspectResult, layer: LayerResult, head: HeadResult, step
         table.add_column("‖k‖", justify="right", no_wrap=True)
     table.add_column("value v", no_wrap=True)
     table.add_column("‖v‖", justify="right", no_wrap=True)
-    for group in _row_groups(result, layer):
+    for group in _row_groups(result, layer):  # steps are token-level only
         if group[0] == "masked":
             table.add_row(*_masked_label(result, group[1], group[2]))
             continue
@@ -188,7 +211,7 @@ def multihead_table(result: InspectResult, layer: LayerResult) -> Table:
     """Tokens × heads weights for the query, heat-coloured, the mean last; focus heads marked."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0), collapse_padding=True)
     table.add_column("#", justify="right", style="dim")
-    table.add_column("token", no_wrap=True, max_width=18)
+    table.add_column(result.level, no_wrap=True, max_width=18)
     for h in layer.heads:
         label = "mean" if h.head == "mean" else str(h.head)
         focused = h.head in layer.focus
@@ -199,7 +222,7 @@ def multihead_table(result: InspectResult, layer: LayerResult) -> Table:
             continue
         i = group[1]
         cells = [Text(_two_digits(float(h.weights[i])), style=heat(float(h.weights[i]))) for h in layer.heads]
-        table.add_row(str(i), _token_label(result, i), *cells)
+        table.add_row(_position(result, i), _token_label(result, i), *cells)
     return table
 
 
@@ -226,11 +249,14 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
                 parts.append(step1)
             gap = "\n" if head.steps is not None else ""
             what = "Q·K (after RoPE)" if m.rotary else "Q·K"
-            parts.append(Text(f"{gap}Step 2 · scores {what}, scaled by √d_k, softmax → weights", style="bold underline"))
+            title = f"Step 2 · scores {what}, scaled by √d_k, softmax → weights"
+            if result.level == "word":
+                title = "Step 2 · softmax weights, summed per word (words have no single score)"
+            parts.append(Text(gap + title, style="bold underline"))
             parts.append(step2_table(result, layer, head))
             if head.steps is not None:
                 parts.append(step3)
-            parts.append(top_line(head))
+            parts.append(top_line(head, result.rank_by))
         parts.append(Text(f'\nMulti-head · layer {layer.layer}: weights of "{q.text}" in every head', style="bold underline"))
         parts.append(multihead_table(result, layer))
         parts.append(top_line(layer.head("mean")).append("  (mean over heads)", style="dim"))

@@ -11,7 +11,7 @@ from importlib import resources
 
 import numpy as np
 
-from .tokenize import Token, Tokenization, Word
+from .tokenize import Token, Tokenization, Unit, Word, units
 
 SCHEMA_VERSION = "1.0"
 
@@ -43,6 +43,8 @@ class WordWeight:
     token_indices: tuple[int, ...]
     weight: float
     special: bool
+    value_norm: float | None = None  # ‖Σ α·v‖ over the word's tokens, with --norms
+    output_norm: float | None = None  # ‖Σ α·v·W_O‖
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class HeadResult:
     top: tuple[WordWeight, ...]
     steps: Steps | None = None
     kv_head: int | None = None
+    value_norms: np.ndarray | None = None  # (seq,) ‖α_j·v_j‖, with --norms (Kobayashi et al. 2020)
+    output_norms: np.ndarray | None = None  # (seq,) ‖α_j·v_j·W_O‖: what token j adds to the layer's output
 
 
 @dataclass(frozen=True)
@@ -105,10 +109,17 @@ class InspectResult:
     top_k: int
     include_special: bool
     notes: tuple[str, ...] = field(default=())
+    level: str = "token"  # the rows of the per-head lists: tokens, or words ("word")
+    rank_by: str = "weight"
 
     @property
     def tokens(self) -> tuple[Token, ...]:
         return self.tokenization.tokens
+
+    @property
+    def units(self) -> tuple[Unit, ...]:
+        """What the per-head lists run over: tokens, or words and special tokens."""
+        return units(self.tokenization, self.level)
 
     def to_json(self) -> dict:
         return {
@@ -126,6 +137,9 @@ class InspectResult:
             },
             "top_k": self.top_k,
             "include_special": self.include_special,
+            "level": self.level,
+            "units": [{"text": u.text, "token_indices": list(u.token_indices), "word": u.word, "special": u.special} for u in self.units],
+            "rank_by": self.rank_by,
             "layers": [
                 {
                     "layer": layer.layer,
@@ -173,9 +187,12 @@ def _head_json(h: HeadResult) -> dict:
         "weights": floats(h.weights),
         "top": [
             {"text": w.text, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
+            | ({} if w.value_norm is None else {"value_norm": floats(np.float32(w.value_norm)), "output_norm": floats(np.float32(w.output_norm))})
             for w in h.top
         ],
     }
+    if h.value_norms is not None:
+        doc |= {"value_norms": floats(h.value_norms), "output_norms": floats(h.output_norms)}
     if h.steps is not None:
         doc["steps"] = {
             "query": floats(h.steps.query),

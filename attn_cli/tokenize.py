@@ -50,6 +50,26 @@ class Tokenization:
         return np.array([t.id for t in self.tokens], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class Unit:
+    """A row of a view: a token (`--level token`) or a word (`--level word`); special tokens
+    are units of their own at both levels."""
+
+    text: str
+    token_indices: tuple[int, ...]
+    word: int | None
+    special: bool
+
+
+def units(tok: Tokenization, level: str = "token") -> tuple[Unit, ...]:
+    """The rows of a view, in text order: every token, or every word and special token."""
+    if level == "token":
+        return tuple(Unit(t.text, (t.index,), t.word, t.special) for t in tok.tokens)
+    items = [Unit(w.text, w.token_indices, w.index, False) for w in tok.words]
+    items += [Unit(t.text, (t.index,), None, True) for t in tok.tokens if t.special]
+    return tuple(sorted(items, key=lambda u: u.token_indices[0]))
+
+
 def load_tokenizer(path: Path) -> Tokenizer:
     """A tokenizer that neither pads nor truncates (MiniLM's tokenizer.json does both by default)."""
     try:

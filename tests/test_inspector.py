@@ -8,7 +8,7 @@ import pytest
 from conftest import SENTENCE
 
 from attn_cli.errors import InputError
-from attn_cli.inspector import inspect, parse_head, select_layers, word_weights
+from attn_cli.inspector import inspect, parse_head, rank_words, select_layers
 from attn_cli.tokenize import tokenize
 
 
@@ -76,10 +76,10 @@ def test_top_words_sum_split_words_and_can_leave_out_special_tokens(model):
     tok = tokenize(model.tokenizer, SENTENCE)
     weights = np.zeros(13, np.float32)
     weights[[0, 2, 3, 10]] = [0.4, 0.2, 0.15, 0.25]
-    ranked = word_weights(tok, weights, include_special=True)
+    ranked = rank_words(tok, {"weight": weights}, include_special=True)
     assert [(w.text, round(w.weight, 6)) for w in ranked[:3]] == [("[CLS]", 0.4), ("Transformer", 0.35), ("language", 0.25)]
     assert ranked[0].special and ranked[1].token_indices == (2, 3)
-    assert [w.text for w in word_weights(tok, weights, include_special=False)[:2]] == ["Transformer", "language"]
+    assert [w.text for w in rank_words(tok, {"weight": weights}, include_special=False)[:2]] == ["Transformer", "language"]
     assert sum(w.weight for w in ranked) == pytest.approx(1.0)
 
 
@@ -130,3 +130,55 @@ def test_json_document(model, schema):
     np.testing.assert_array_equal(np.float32(head["weights"]), result.layers[3].head(7).weights)  # exact float32
     assert len(head["steps"]["keys"]) == 13 and len(head["steps"]["keys"][0]) == 32
     assert doc["layers"][0]["heads"][-1]["head"] == "mean" and doc["layers"][0]["heads"][-1]["scores"] is None
+
+
+def test_word_level_sums_attention_to_split_words(model, schema):
+    tokens = inspect(model, SENTENCE, "making", head="all")
+    words = inspect(model, SENTENCE, "making", head="all", level="word")
+    assert [u.text for u in words.units] == ["[CLS]", "The", "Transformer", "is", "making", "it", "possible", "to", "understand", "language", ".", "[SEP]"]
+    for h in range(12):
+        t, w = tokens.layers[0].head(h).weights, words.layers[0].head(h).weights
+        assert w[2] == pytest.approx(t[2] + t[3], abs=1e-7)  # Transformer = transform + ##er
+        np.testing.assert_array_equal(w[3:], t[4:])
+        assert w.sum() == pytest.approx(1.0, abs=1e-6)
+        assert words.layers[0].head(h).scores is None
+    doc = words.to_json()
+    jsonschema.validate(doc, schema["$defs"]["inspect"] | {"$defs": schema["$defs"]})
+    assert doc["level"] == "word" and doc["units"][2] == {"text": "Transformer", "token_indices": [2, 3], "word": 1, "special": False}
+    assert len(doc["layers"][0]["heads"][0]["weights"]) == 12
+
+
+def test_word_level_rejects_steps(model):
+    with pytest.raises(InputError, match="--steps shows token vectors"):
+        inspect(model, SENTENCE, "making", level="word", steps=True)
+
+
+def test_value_norms_are_the_sizes_of_what_each_token_adds(model, schema):
+    result = inspect(model, SENTENCE, "making", head=3, norms=True, top_k=12)
+    head = result.layers[0].head(3)
+    _, traces = full_trace(model, SENTENCE)
+    last = traces[-1]
+    weights = last.rows([5])[2][3, 0]  # (seq,)
+    w_o = model.arch.output_projection(model.weights, 5)[3 * 32 : 4 * 32]  # head 3's rows, (d, hidden)
+    contribution = weights[:, None] * last.v[3]  # (seq, d)
+    np.testing.assert_allclose(head.value_norms, np.linalg.norm(contribution, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(head.output_norms, np.linalg.norm(contribution @ w_o, axis=1), rtol=1e-5)
+    # a split word's norm is the norm of the sum of its tokens' vectors, not the sum of norms
+    transformer = {w.text: w for w in head.top}["Transformer"]  # top_k=12: every word is listed
+    assert transformer.output_norm == pytest.approx(float(np.linalg.norm((contribution[2] + contribution[3]) @ w_o)), rel=1e-5)
+    assert transformer.weight == pytest.approx(float(weights[2] + weights[3]), rel=1e-6)
+    doc = result.to_json()
+    jsonschema.validate(doc, schema["$defs"]["inspect"] | {"$defs": schema["$defs"]})
+    assert len(doc["layers"][0]["heads"][3]["output_norms"]) == 13 and "value_norm" in doc["layers"][0]["heads"][3]["top"][0]
+
+
+def test_rank_by_output_norm_orders_the_top_words(model):
+    result = inspect(model, SENTENCE, "making", head=6, rank_by="output_norm", top_k=12)
+    top = result.layers[0].head(6).top
+    assert [w.output_norm for w in top] == sorted((w.output_norm for w in top), reverse=True)
+    assert result.rank_by == "output_norm" and top[0].text == "language"
+    # [CLS] gets weight 0.11 but adds little: the norms rank it far lower than its weight does
+    by_weight = [w.text for w in inspect(model, SENTENCE, "making", head=6, top_k=12).layers[0].head(6).top]
+    assert by_weight.index("[CLS]") < [w.text for w in top].index("[CLS]")
+    with pytest.raises(InputError, match="--rank-by 'size' is not valid"):
+        inspect(model, SENTENCE, "making", rank_by="size")

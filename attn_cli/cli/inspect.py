@@ -29,7 +29,9 @@ from .common import (
         f'  attn inspect "{SENTENCE}" --query making\n\n'
         '  attn inspect "The cat sat on the mat because it was tired." -q it --layer 3 --head 7 --steps\n\n'
         '  attn inspect "The dog chased the other dog." -q dog#2 --head all --json | jq ".layers[0].heads[-1].top"\n\n'
-        "  echo \"The cat sat.\" | attn inspect - --query-index 2 --layer all --json"
+        "  echo \"The cat sat.\" | attn inspect - --query-index 2 --layer all --json\n\n"
+        '  attn inspect "Transformers changed NLP." -q changed --level word --rank-by output_norm'
+
     )
 )
 def inspect(
@@ -45,6 +47,13 @@ def inspect(
     steps: Annotated[bool, typer.Option("--steps", help="Also show step 1 (q, k, v vectors) and step 3 (weighted sum of values).")] = False,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")] = True,
     truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
+    level: Annotated[
+        str, typer.Option("--level", help="Rows are tokens, or words: attention to a word is the sum over its tokens (Clark et al. 2019).")
+    ] = "token",
+    norms: Annotated[
+        bool, typer.Option("--norms", help="Show ‖α·v‖ and ‖α·v·W_O‖ beside each weight: weights alone mislead (Kobayashi et al. 2020).")
+    ] = False,
+    rank_by: Annotated[str, typer.Option("--rank-by", help="Rank the top words by weight, value_norm or output_norm (implies --norms).")] = "weight",
     model: ModelOption = None,
     as_json: JsonOption = False,
     output_format: Annotated[
@@ -61,7 +70,7 @@ def inspect(
         source = read_text(text)
         result = run_inspect(
             load_model(model), source, query=query, query_index=query_index, layer=layer, head=head,
-            top_k=top, steps=steps, include_special=special, truncate=truncate,
+            top_k=top, steps=steps, include_special=special, truncate=truncate, level=level, norms=norms, rank_by=rank_by,
         )
         if output_format is OutputFormat.json:
             write_json(result.to_json())

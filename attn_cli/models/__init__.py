@@ -2,7 +2,8 @@
 
 Each module provides `WEIGHT_PREFIXES`, `spec(config) -> ModelSpec`,
 `forward(weights, spec, config, input_ids) -> Iterator[LayerTrace]` and
-`final_norm(weights, config, hidden)` (the last hidden state as transformers reports it).
+`final_norm(weights, config, hidden)` (the last hidden state as transformers reports it) and
+`output_projection(weights, layer)` (W_O in x·W layout, for value norms).
 """
 
 from __future__ import annotations

@@ -84,3 +84,8 @@ def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> It
 
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
     return hidden  # post-LayerNorm: the last layer's output is already normalised
+
+
+def output_projection(w: Weights, layer: int) -> np.ndarray:
+    """W_O of the layer in x·W layout, (heads·head_dim, hidden): head h owns rows h·d:(h+1)·d."""
+    return w[f"encoder.layer.{layer}.attention.output.dense.weight"].T

@@ -57,3 +57,8 @@ def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> It
 
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
     return hidden
+
+
+def output_projection(w: Weights, layer: int) -> np.ndarray:
+    """W_O of the layer in x·W layout, (heads·head_dim, hidden)."""
+    return w[f"transformer.layer.{layer}.attention.out_lin.weight"].T

@@ -66,3 +66,8 @@ def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> It
 
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
     return layer_norm(hidden, w["ln_f.weight"], w["ln_f.bias"], config.get("layer_norm_epsilon", 1e-5))
+
+
+def output_projection(w: Weights, layer: int) -> np.ndarray:
+    """W_O of the layer in x·W layout, (heads·head_dim, hidden): Conv1D already stores it so."""
+    return w[f"h.{layer}.attn.c_proj.weight"]

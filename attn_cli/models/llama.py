@@ -117,3 +117,8 @@ def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> It
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
     """The last hidden state as transformers reports it: the final RMSNorm of the last layer's output."""
     return rms_norm(hidden, w["norm.weight"], config.get("rms_norm_eps", 1e-6))
+
+
+def output_projection(w: Weights, layer: int) -> np.ndarray:
+    """W_O of the layer in x·W layout, (heads·head_dim, hidden)."""
+    return w[f"layers.{layer}.self_attn.o_proj.weight"].T

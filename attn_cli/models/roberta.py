@@ -14,6 +14,7 @@ from .base import LayerTrace, ModelSpec
 
 WEIGHT_PREFIXES = ("roberta.",)
 final_norm = bert.final_norm
+output_projection = bert.output_projection
 
 
 def _first_position(config: dict) -> int:
