@@ -138,7 +138,7 @@ class InspectResult:
             "top_k": self.top_k,
             "include_special": self.include_special,
             "level": self.level,
-            "units": [{"text": u.text, "token_indices": list(u.token_indices), "word": u.word, "special": u.special} for u in self.units],
+            "units": units_json(self.units),
             "rank_by": self.rank_by,
             "layers": [
                 {
@@ -159,6 +159,10 @@ def tokens_json(tokens: tuple[Token, ...]) -> list[dict]:
         {"index": t.index, "text": t.text, "id": t.id, "start": t.start, "end": t.end, "word": t.word, "special": t.special}
         for t in tokens
     ]
+
+
+def units_json(items: tuple[Unit, ...]) -> list[dict]:
+    return [{"text": u.text, "token_indices": list(u.token_indices), "word": u.word, "special": u.special} for u in items]
 
 
 def words_json(words: tuple[Word, ...]) -> list[dict]:

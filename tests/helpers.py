@@ -71,18 +71,20 @@ def tiny_bert_tensors(seed: int = 0, layers: int = 2, hidden: int = 16, heads: i
     return t
 
 
-def make_tiny_bert(folder: Path, prefix: str = "", bf16: bool = False, layers: int = 2, **config_overrides) -> Path:
-    """A 2-layer, 4-head, hidden-16 random BERT that uses the bundled model's tokenizer."""
+def make_tiny_bert(
+    folder: Path, prefix: str = "", bf16: bool = False, layers: int = 2, heads: int = 4, hidden: int = 16, **config_overrides
+) -> Path:
+    """A small random BERT (default 2 layers, 4 heads, hidden 16) with the bundled tokenizer."""
     folder.mkdir(parents=True, exist_ok=True)
     config = {
-        "model_type": "bert", "hidden_size": 16, "num_attention_heads": 4, "num_hidden_layers": layers,
-        "intermediate_size": 64, "max_position_embeddings": 64, "type_vocab_size": 2,
+        "model_type": "bert", "hidden_size": hidden, "num_attention_heads": heads, "num_hidden_layers": layers,
+        "intermediate_size": 4 * hidden, "max_position_embeddings": 64, "type_vocab_size": 2,
         "layer_norm_eps": 1e-12, "hidden_act": "gelu", "vocab_size": 30522,
     }
     config.update(config_overrides)
     (folder / "config.json").write_text(json.dumps(config))
     shutil.copy(bundled_model_path() / "tokenizer.json", folder / "tokenizer.json")
-    tensors = {prefix + k: v for k, v in tiny_bert_tensors(layers=layers).items()}
+    tensors = {prefix + k: v for k, v in tiny_bert_tensors(layers=layers, hidden=hidden, heads=heads).items()}
     write_safetensors(folder / "model.safetensors", tensors, bf16=bf16)
     return folder
 

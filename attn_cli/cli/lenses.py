@@ -1,1 +1,89 @@
-"""`attn heads` and `attn rollout` (being written)."""
+"""`attn heads` (the model view: layers × heads) and `attn rollout`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .common import SENTENCE, JsonOption, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, console, read_text, run, write_json
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        f'  attn heads "{SENTENCE}" -q making\n\n'
+        '  attn heads "The cat sat on the mat because it was tired." -q it --target cat\n\n'
+        '  attn heads "The cat sat." -q sat --metric entropy --json | jq ".layers[0].heads[].value"'
+    )
+)
+def heads(
+    text: TextArgument,
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    metric: Annotated[
+        Optional[str],
+        typer.Option("--metric", help="top (each head's top-attended word), weight (on --target), or entropy. Default: weight with --target, else top."),
+    ] = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="A word of the text: show each head's weight on it.")] = None,
+    special: Annotated[bool, typer.Option("--special/--no-special", help="Let special tokens ([CLS], [SEP]) be a head's top word.")] = True,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The model view: a layers × heads grid for one query — each head's top word, its weight on a target word, or its entropy."""
+
+    def action() -> None:
+        from ..lenses import heads as run_heads
+        from ..loader import load_model
+
+        result = run_heads(load_model(model), read_text(text), query, query_index, metric, target, special)
+        if as_json:
+            write_json(result.to_json())
+        else:
+            from ..render import print_all
+            from ..render_lenses import heads_view
+
+            out = console()
+            print_all(out, heads_view(result, out.width))
+
+    run(as_json, action)
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        f'  attn rollout "{SENTENCE}" -q making\n\n'
+        '  attn rollout "The cat sat on the mat because it was tired." -q it --level word --json | jq ".top"\n\n'
+        '  attn rollout "The cat sat." -q cat --full --json | jq ".full"'
+    )
+)
+def rollout(
+    text: TextArgument,
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    full: Annotated[bool, typer.Option("--full", help="Also compute the whole rollout matrix (JSON: full).")] = False,
+    level: Annotated[str, typer.Option("--level", help="token, or word (attention to a word is the sum over its tokens).")] = "token",
+    top: Annotated[int, typer.Option("--top", "-k", help="How many top words to list.")] = 5,
+    special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens among the top words.")] = True,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Attention rollout for one query: how attention flows through all layers, with the residual stream (Abnar & Zuidema 2020)."""
+
+    def action() -> None:
+        from ..errors import InputError
+        from ..lenses import attention_rollout
+        from ..loader import load_model
+
+        if top < 1:
+            raise InputError(f"--top {top} is not valid", "give --top 1 or more")
+        result = attention_rollout(load_model(model), read_text(text), query, query_index, full, level, top, special)
+        if as_json:
+            write_json(result.to_json())
+        else:
+            from ..render import print_all
+            from ..render_lenses import rollout_view
+
+            print_all(console(), rollout_view(result))
+
+    run(as_json, action)

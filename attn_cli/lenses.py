@@ -1,0 +1,168 @@
+"""Views across the whole model for one query: the layers × heads grid (`attn heads`) and
+attention rollout (`attn rollout`). Each runs the forward pass once and reads the math from
+`analysis`; the result types carry what the renderer and the JSON writer both read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
+from .errors import InputError
+from .inspector import model_info, rank_words
+from .loader import Model
+from .query import Query, resolve_query
+from .result import SCHEMA_VERSION, ModelInfo, WordWeight, floats, tokens_json, units_json, words_json
+from .tokenize import Tokenization, tokenize, units
+
+METRICS = ("top", "weight", "entropy")
+
+
+@dataclass(frozen=True)
+class HeadsResult:
+    """One value per (layer, head) for the query: `values` (layers, heads), and the top-attended
+    word of every head (`top`, layers × heads)."""
+
+    model: ModelInfo
+    tokenization: Tokenization
+    query: Query
+    metric: str
+    target: Query | None
+    values: np.ndarray
+    top: tuple[tuple[WordWeight, ...], ...]
+
+    def to_json(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": vars(self.model),
+            "text": self.tokenization.text,
+            "tokens": tokens_json(self.tokenization.tokens),
+            "words": words_json(self.tokenization.words),
+            "query": _query_json(self.query),
+            "metric": self.metric,
+            "target": None if self.target is None else _query_json(self.target),
+            "layers": [
+                {
+                    "layer": layer,
+                    "heads": [
+                        {"head": h, "value": floats(np.float32(self.values[layer, h])), "top": _word_json(self.top[layer][h])}
+                        for h in range(self.values.shape[1])
+                    ],
+                }
+                for layer in range(self.values.shape[0])
+            ],
+        }
+
+
+def _query_json(q: Query) -> dict:
+    return {"text": q.text, "token_indices": list(q.token_indices), "occurrence": q.occurrence, "occurrences": q.occurrences}
+
+
+def _word_json(w: WordWeight) -> dict:
+    return {"text": w.text, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
+
+
+def heads(
+    model: Model,
+    text: str,
+    query: str | None = None,
+    query_index: int | None = None,
+    metric: str | None = None,
+    target: str | None = None,
+    include_special: bool = True,
+) -> HeadsResult:
+    """The layers × heads grid for one query. metric: "top" (the top-attended word's weight),
+    "weight" (the weight on `target`, a word of the text) or "entropy" (of the query's row, in
+    nats: low means focused). Default: "weight" with a target, else "top"."""
+    metric = metric or ("weight" if target else "top")
+    if metric not in METRICS:
+        raise InputError(f"--metric {metric!r} is not valid", f"give one of {', '.join(METRICS)}")
+    if (metric == "weight") != (target is not None):
+        raise InputError("--metric weight needs --target WORD (and --target needs --metric weight)", "add --target WORD, e.g. --target it")
+    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    q = resolve_query(tok, query, query_index)
+    aim = resolve_query(tok, target) if target is not None else None
+    rows = list(q.token_indices)
+    values = np.zeros((model.spec.layers, model.spec.heads), np.float32)
+    top = []
+    for trace in model.arch.forward(model.weights, model.spec, model.config, tok.ids):
+        weights = trace.rows(rows)[2].mean(axis=1)  # (heads, seq)
+        seen = None if trace.visible(rows) is None else trace.visible(rows).any(axis=0)
+        firsts = [rank_words(tok, {"weight": w}, include_special, seen)[0] for w in weights]
+        top.append(tuple(firsts))
+        for h, w in enumerate(weights):
+            if metric == "top":
+                values[trace.layer, h] = firsts[h].weight
+            elif metric == "weight":
+                values[trace.layer, h] = weight_on(w, aim.token_indices)
+            else:
+                values[trace.layer, h] = query_row_entropy(w)
+    return HeadsResult(model_info(model), tok, q, metric, aim, values, tuple(top))
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """Attention rollout for the query (Abnar & Zuidema 2020), over `level` units, next to the
+    last layer's plain attention (mean over heads). `full`: the whole (units, units) rollout."""
+
+    model: ModelInfo
+    tokenization: Tokenization
+    query: Query
+    level: str
+    rollout: np.ndarray
+    last_layer: np.ndarray
+    top: tuple[WordWeight, ...]
+    full: np.ndarray | None
+
+    def to_json(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": vars(self.model),
+            "text": self.tokenization.text,
+            "tokens": tokens_json(self.tokenization.tokens),
+            "words": words_json(self.tokenization.words),
+            "query": _query_json(self.query),
+            "level": self.level,
+            "units": units_json(units(self.tokenization, self.level)),
+            "rollout": floats(self.rollout),
+            "last_layer_mean": floats(self.last_layer),
+            "top": [_word_json(w) for w in self.top],
+            "full": floats(self.full),
+        }
+
+
+def attention_rollout(
+    model: Model,
+    text: str,
+    query: str | None = None,
+    query_index: int | None = None,
+    full: bool = False,
+    level: str = "token",
+    top_k: int = 5,
+    include_special: bool = True,
+) -> RolloutResult:
+    """Rollout: mean over heads, Â = 0.5·A + 0.5·I with rows renormalised, multiplied layer by
+    layer (later layers on the left). For one query only the row is computed (a vector–matrix
+    chain); `full` also gives the whole matrix. Works for decoders too (their maps are causal)."""
+    if level not in ("token", "word"):
+        raise InputError(f"--level {level!r} is not valid", "give token or word")
+    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    q = resolve_query(tok, query, query_index)
+    mean_maps = [trace.rows()[2].mean(axis=0) for trace in model.arch.forward(model.weights, model.spec, model.config, tok.ids)]
+    # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
+    row = np.mean([rollout_row(mean_maps, i) for i in q.token_indices], axis=0).astype(np.float32)
+    last = mean_maps[-1][list(q.token_indices)].mean(axis=0)
+    top = tuple(rank_words(tok, {"weight": row}, include_special)[:top_k])
+    groups = [u.token_indices for u in units(tok, level)]
+
+    def on_level(x: np.ndarray) -> np.ndarray:
+        return x if level == "token" else to_words(x, groups)
+
+    matrix = None
+    if full:
+        matrix = rollout(mean_maps)
+        if level == "word":  # attention *from* a word: mean of its rows; *to* a word: sum
+            matrix = word_matrix(matrix, groups)
+    return RolloutResult(model_info(model), tok, q, level, on_level(row), on_level(last), top, matrix)

@@ -1,0 +1,95 @@
+"""Rich views of `HeadsResult` (the layers × heads grid) and `RolloutResult`."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from .lenses import HeadsResult, RolloutResult
+from .render import bar, heat
+from .tokenize import units
+
+_METRIC_TITLES = {
+    "top": "the top-attended word of each head (colour: its weight)",
+    "weight": "weight on {target}",
+    "entropy": "entropy of the query's row in nats (colour: focus, dark = spread out)",
+}
+
+
+def _grid_cells(heads: int, width: int) -> int:
+    """Characters per head (after a one-space gap) so the grid fits `width`: words are cut,
+    never wrapped. 32 heads fit 80 columns with one character each."""
+    return max(1, (width - 3) // heads - 1)
+
+
+def _number(value: float, cell: int, metric: str) -> str:
+    """A value in `cell` characters. Entropy (nats): "2.1", or "2" when narrow; a weight:
+    ".63", or its tenths digit ("6" for 0.6x) when narrow."""
+    if metric == "entropy":
+        text = f"{value:.1f}" if cell >= 3 else str(min(9, int(round(value))))
+    elif cell >= 3:
+        text = "1.0" if value >= 0.995 else f"{value:.2f}"[1:]
+    else:
+        text = str(min(9, int(value * 10)))
+    return text[-cell:].rjust(cell)
+
+
+def heads_view(result: HeadsResult, width: int) -> list:
+    m = result.model
+    cell = _grid_cells(m.heads, width)
+    title = _METRIC_TITLES[result.metric].format(target=f'"{result.target.text}"' if result.target else "")
+    if cell < 3 and result.metric != "top":
+        title += "; rounded" if result.metric == "entropy" else "; in tenths"
+    header = Text.assemble(
+        (m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers × {m.heads} heads) · query ", (f'"{result.query.text}"', "bold cyan")
+    )
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="underline")
+    table.add_column("L", justify="right", style="dim", min_width=2)
+    table.add_column(" ", width=1)
+    for h in range(m.heads):
+        # Alternate the header's style so that adjoining head numbers stay readable.
+        table.add_column(Text(str(h)[-cell:], style="bold" if h % 2 else "dim"), justify="right", width=cell + 1, no_wrap=True, overflow="crop")
+    peak = float(result.values.max()) or 1.0
+    for layer in range(m.layers):
+        cells = []
+        for h in range(m.heads):
+            value = float(result.values[layer, h])
+            if result.metric == "top":
+                word = result.top[layer][h]
+                cells.append(Text(" " + word.text[:cell].ljust(cell), style=heat(word.weight)))
+            elif result.metric == "entropy":  # low entropy = focused = hot
+                cells.append(Text(" " + _number(value, cell, "entropy"), style=heat(1.0 - value / peak)))
+            else:
+                cells.append(Text(" " + _number(value, cell, "weight"), style=heat(value)))
+        table.add_row(str(layer), "", *cells)
+    return [header, Text(f"Model view · layers × heads · {title}", style="bold underline"), table]
+
+
+def rollout_view(result: RolloutResult) -> list:
+    m = result.model
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    table.add_column("#", justify="right", style="dim")
+    table.add_column(result.level, no_wrap=True)
+    table.add_column("rollout", justify="right")
+    table.add_column("", no_wrap=True)
+    table.add_column("last layer", justify="right")
+    query = set(result.query.token_indices)
+    for n, unit in enumerate(units(result.tokenization, result.level)):
+        first, last = unit.token_indices[0], unit.token_indices[-1]
+        is_query = set(unit.token_indices) <= query
+        label = Text(("▶ " if is_query else "  ") + unit.text, style="bold cyan" if is_query else ("dim" if unit.special else ""))
+        table.add_row(
+            str(first) if first == last else f"{first}–{last}", label,
+            f"{result.rollout[n]:.3f}", Text(bar(float(result.rollout[n])), style="green"), f"{result.last_layer[n]:.3f}",
+        )
+    top = Text("Top by rollout: ", style="bold")
+    for n, w in enumerate(result.top):
+        top.append((" · " if n else "") + w.text, style="dim" if w.special else "bold")
+        top.append(f" {w.weight:.2f}")
+    return [
+        Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers) · query ", (f'"{result.query.text}"', "bold cyan")),
+        Text("Attention rollout (Abnar & Zuidema 2020): mean over heads, ½A + ½I, multiplied through all layers", style="bold underline"),
+        table,
+        top,
+    ]

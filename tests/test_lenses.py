@@ -1,0 +1,107 @@
+"""`attn heads` (the model view) and `attn rollout`, checked against the forward pass."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SENTENCE
+from helpers import attn, make_tiny_bert, validate
+from typer.testing import CliRunner
+
+from attn_cli.analysis import rollout as full_rollout
+from attn_cli.cli import ExitStatus, app
+from attn_cli.errors import InputError
+from attn_cli.lenses import attention_rollout, heads
+from attn_cli.tokenize import tokenize
+
+CAT = "The cat sat on the mat because it was tired."
+runner = CliRunner()
+
+
+def mean_maps(model, text):
+    tok = tokenize(model.tokenizer, text)
+    return [t.rows()[2].mean(axis=0) for t in model.arch.forward(model.weights, model.spec, model.config, tok.ids)]
+
+
+def test_heads_weight_on_target_is_the_forward_pass_weight(model, schema):
+    result = heads(model, CAT, "it", target="cat")
+    assert result.metric == "weight" and result.values.shape == (6, 12)
+    tok = tokenize(model.tokenizer, CAT)
+    traces = list(model.arch.forward(model.weights, model.spec, model.config, tok.ids))
+    for layer in (0, 5):
+        np.testing.assert_allclose(result.values[layer], traces[layer].rows([8])[2][:, 0, 2], rtol=1e-6)
+    assert result.values[5, 11] == pytest.approx(0.71, abs=0.01)  # the coreference head: "it" -> "cat"
+    validate(result.to_json(), schema, "heads")
+
+
+def test_heads_top_and_entropy(model):
+    top = heads(model, SENTENCE, "making", include_special=False)
+    assert top.metric == "top" and not any(w.special for row in top.top for w in row)
+    np.testing.assert_allclose(top.values, [[w.weight for w in row] for row in top.top])
+    ent = heads(model, SENTENCE, "making", metric="entropy")
+    assert ent.values.min() >= 0 and ent.values.max() <= np.log(13) + 1e-5
+    assert ent.values[0, 2] < 0.05  # layer 0 head 2 looks only at the previous token
+
+
+@pytest.mark.parametrize("kwargs, message", [({"metric": "weight"}, "needs --target"), ({"metric": "size"}, "--metric 'size' is not valid")])
+def test_heads_bad_options(model, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        heads(model, SENTENCE, "making", **kwargs)
+
+
+def test_grid_fits_80_columns_with_32_layers_and_32_heads(tmp_path):
+    folder = make_tiny_bert(tmp_path / "wide", layers=32, heads=32, hidden=64)
+    for args in ([], ["--metric", "entropy"], ["--target", "sat"]):
+        result = runner.invoke(app, ["heads", "The cat sat.", "-q", "cat", "-m", str(folder), *args], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert max(len(line) for line in lines) <= 80
+        assert sum(1 for line in lines if line.strip()[:2].strip().isdigit()) == 32  # one row per layer, no wrapping
+
+
+def test_rollout_row_equals_the_full_matrix_row(model, schema):
+    result = attention_rollout(model, CAT, "it", full=True)
+    expected = full_rollout(mean_maps(model, CAT))
+    np.testing.assert_allclose(result.rollout, expected[8], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(result.full, expected, rtol=1e-5, atol=1e-7)
+    assert result.rollout.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(result.last_layer, mean_maps(model, CAT)[-1][8], rtol=1e-6)
+    validate(result.to_json(), schema, "rollout")
+
+
+def test_rollout_at_word_level_and_for_a_split_query(model):
+    tokens = attention_rollout(model, SENTENCE, "transformer")
+    words = attention_rollout(model, SENTENCE, "transformer", level="word", full=True)
+    assert words.rollout[2] == pytest.approx(tokens.rollout[2] + tokens.rollout[3], abs=1e-6)
+    rows = full_rollout(mean_maps(model, SENTENCE))
+    np.testing.assert_allclose(tokens.rollout, rows[[2, 3]].mean(axis=0), rtol=1e-5, atol=1e-7)
+    assert words.full.shape == (12, 12)
+    np.testing.assert_allclose(words.full.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_rollout_is_causal_for_decoders():
+    from pathlib import Path
+
+    from attn_cli.loader import load_model
+
+    llama = load_model(Path(__file__).parent / "fixtures" / "tiny" / "llama")
+    result = attention_rollout(llama, CAT, "sat", full=True)
+    assert np.allclose(np.triu(result.full, k=1), 0)
+    q = result.query.token_indices[0]
+    assert np.all(result.rollout[q + 1 :] == 0) and result.rollout.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cli_heads_and_rollout(schema):
+    p = attn("heads", CAT, "-q", "it", "--target", "cat", "--json")
+    assert p.returncode == 0
+    validate(json.loads(p.stdout), schema, "heads")
+    p = attn("rollout", CAT, "-q", "it", "--level", "word", "--json")
+    doc = json.loads(p.stdout)
+    validate(doc, schema, "rollout")
+    assert doc["units"][2]["text"] == "cat" and doc["full"] is None
+    p = attn("heads", CAT, "-q", "dog")
+    assert p.returncode == ExitStatus.QUERY_NOT_FOUND and "'dog' is not a word of the text" in p.stderr
+    out = runner.invoke(app, ["rollout", CAT, "-q", "it"]).output
+    assert "Attention rollout" in out and "▶ it" in out and "Top by rollout: [CLS]" in out
