@@ -34,3 +34,9 @@ class ModelError(AttnError):
     """The model folder is missing, incomplete, corrupt, or of an unsupported architecture."""
 
     code = "model_error"
+
+
+class MissingExtra(AttnError):
+    """An optional dependency (an `attn-cli[...]` extra) is needed but not installed."""
+
+    code = "missing_extra"

@@ -14,6 +14,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from .palette import heat_rgb, text_is_dark, weight_text
 from .result import HeadResult, InspectResult, LayerResult, Steps
 from .tokenize import Tokenization
 
@@ -31,14 +32,7 @@ def bar(weight: float, width: int = _BAR_WIDTH) -> str:
 
 def heat(weight: float) -> Style:
     """Background from dark blue (0) through red to yellow (1); text stays readable."""
-    w = max(0.0, min(1.0, weight)) ** 0.5  # spread the small weights, where most heads live
-    stops = [(0.0, (20, 24, 48)), (0.5, (170, 40, 60)), (1.0, (250, 220, 80))]
-    for (x0, c0), (x1, c1) in zip(stops, stops[1:]):
-        if w <= x1:
-            t = (w - x0) / (x1 - x0)
-            rgb = tuple(int(a + (b - a) * t) for a, b in zip(c0, c1))
-            break
-    return Style(bgcolor=Color.from_rgb(*rgb), color="black" if w > 0.75 else "white")
+    return Style(bgcolor=Color.from_rgb(*heat_rgb(weight)), color="black" if text_is_dark(weight) else "white")
 
 
 def _token_label(result: InspectResult, index: int) -> Text:
@@ -192,11 +186,6 @@ def steps_view(result: InspectResult, layer: LayerResult, head: HeadResult, step
     return step1, step3
 
 
-def _two_digits(weight: float) -> str:
-    """0.63 -> '.63', 1.0 -> '1.0': three characters, so 12+ heads fit 80 columns."""
-    return "1.0" if weight >= 0.995 else f"{weight:.2f}"[1:]
-
-
 def _kv_note(result: InspectResult, head: HeadResult) -> str:
     """Under grouped-query attention: which key/value head this query head shares, and with whom."""
     m = result.model
@@ -221,7 +210,7 @@ def multihead_table(result: InspectResult, layer: LayerResult) -> Table:
             table.add_row(*_masked_label(result, group[1], group[2]), *("·" for _ in layer.heads))
             continue
         i = group[1]
-        cells = [Text(_two_digits(float(h.weights[i])), style=heat(float(h.weights[i]))) for h in layer.heads]
+        cells = [Text(weight_text(float(h.weights[i])), style=heat(float(h.weights[i]))) for h in layer.heads]
         table.add_row(_position(result, i), _token_label(result, i), *cells)
     return table
 

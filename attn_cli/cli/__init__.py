@@ -15,6 +15,7 @@ from .. import __version__
 # Importing a command module registers its commands on `app`.
 from . import inspect as _inspect_commands  # noqa: F401  (inspect, tokens, models, schema)
 from . import lenses as _lens_commands  # noqa: F401  (heads, rollout)
+from . import plot as _plot_commands  # noqa: F401  (plot)
 from . import stats as _stats_commands  # noqa: F401  (stats, compare)
 from .common import ExitStatus, app, report
 
