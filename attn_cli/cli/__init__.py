@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+
 # Importing a command module registers its commands on `app`.
 from . import inspect as _inspect_commands  # noqa: F401  (inspect, tokens, models, schema)
 from . import lenses as _lens_commands  # noqa: F401  (heads, rollout)

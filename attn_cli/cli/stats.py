@@ -1,1 +1,87 @@
-"""`attn stats` and `attn compare` (being written)."""
+"""`attn stats` (what each head does, over one or many texts) and `attn compare` (how one
+query's attention moves between two texts)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .common import SENTENCE, JsonOption, ModelOption, app, console, read_text, run, write_json
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        f'  attn stats "{SENTENCE}"\n\n'
+        "  attn stats --file sample_inputs/sentences.txt --threshold 0.4\n\n"
+        "  attn stats --file sample_inputs/sentences.txt --json | jq -c '.named[:3][]'\n\n"
+        "  cat texts.txt | attn stats --file - --json"
+    )
+)
+def stats(
+    text: Annotated[Optional[str], typer.Argument(help="The text, or - to read it from stdin (or use --file).", show_default=False)] = None,
+    file: Annotated[
+        Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped); - for stdin.", show_default=False)
+    ] = None,
+    threshold: Annotated[float, typer.Option("--threshold", "-t", help="Name the heads whose mean mass for a kind is at least this.")] = 0.5,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What every head attends to, over every token of one or many texts: the previous, same or
+    next token, special tokens, the first token, punctuation; and mean entropy."""
+
+    def action() -> None:
+        from ..loader import load_model
+        from ..stats import collect_texts, head_statistics
+
+        texts = collect_texts(None if text is None else read_text(text), file)
+        result = head_statistics(load_model(model), texts, threshold)
+        if as_json:
+            write_json(result.to_json())
+        else:
+            from ..render import print_all
+            from ..render_stats import stats_view
+
+            out = console()
+            print_all(out, stats_view(result, out.width))
+
+    run(as_json, action)
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        '  attn compare "The cat sat on the mat." "The dog sat on the mat." --query sat\n\n'
+        '  attn compare "The cat sat." "A cat was sitting." -q cat --layer 2 --top 3\n\n'
+        '  attn compare "She saw the bank." "He rowed to the bank." -q bank --json | jq ".most_changed[0]"\n\n'
+        '  attn compare "The cat sat." "The cat sat down." -q sat --query-b down'
+    )
+)
+def compare(
+    text_a: Annotated[str, typer.Argument(help="Text A, or - to read it from stdin.", show_default=False)],
+    text_b: Annotated[str, typer.Argument(help="Text B, or - to read it from stdin.", show_default=False)],
+    query: Annotated[str, typer.Option("--query", "-q", help="Query word in A (and in B); WORD#N for its N-th occurrence; @N for token position N.")],
+    query_b: Annotated[Optional[str], typer.Option("--query-b", help="A different query word for text B.", show_default=False)] = None,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="Layer index (negative from the end) or 'all'.")] = "all",
+    top: Annotated[int, typer.Option("--top", "-k", help="How many of the most-changed heads to show word by word.")] = 5,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare the query's attention to each word in two texts, per layer and head: weights in A,
+    in B, the difference B − A, and the heads whose attention moved most."""
+
+    def action() -> None:
+        from ..loader import load_model
+        from ..stats import compare as run_compare
+
+        result = run_compare(load_model(model), read_text(text_a), read_text(text_b), query, query_b, layer=layer, top=top)
+        if as_json:
+            write_json(result.to_json())
+        else:
+            from ..render import print_all
+            from ..render_stats import compare_view
+
+            print_all(console(), compare_view(result))
+
+    run(as_json, action)

@@ -1,0 +1,217 @@
+"""Rich views of a `StatsResult` (named heads, then a layers × heads grid) and of a
+`CompareResult` (the most-changed heads word by word, then one line per layer).
+
+Everything shown is read from the result; only presentation happens here. Every line is laid
+out to fit the console's width (80 columns when piped): wide grids drop digits, then split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich import box
+from rich.console import RenderableType
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from .render import heat
+from .result import ModelInfo
+from .stats import CompareResult, StatsResult
+
+# One letter per kind of head in the grid, in `analysis.HEAD_KINDS` order.
+CODES = {"previous-token": "P", "self": "S", "next-token": "N", "special-token": "C", "first-token": "F", "punctuation": "."}
+_COMPARE_ROWS = 16  # aligned words per head table; longer texts keep their largest |Δ|
+_HALF_BAR = 8  # characters on each side of a signed bar's zero line
+
+
+def _model_line(m: ModelInfo) -> Text:
+    return Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers × {m.heads} heads, d_k {m.head_dim})")
+
+
+def _value(v: float) -> str:
+    """Three characters: .63, 1.0 (so a grid cell is a letter and three characters)."""
+    return "1.0" if v >= 0.995 else f"{v:.2f}"[1:]
+
+
+# --- attn stats ------------------------------------------------------------------------------
+
+
+def stats_view(result: StatsResult, width: int) -> list[RenderableType]:
+    texts = "1 text" if result.texts == 1 else f"{result.texts} texts"
+    parts: list[RenderableType] = [
+        _model_line(result.model),
+        Text(f"{texts}, {result.tokens} tokens · every query row of every text · threshold {result.threshold:g}", style="dim"),
+        Text(f"\nNamed heads · mean attention mass ≥ {result.threshold:g}, heaviest first", style="bold underline"),
+    ]
+    if result.named:
+        parts.append(named_table(result, width))
+    else:
+        parts.append(Text("  no head passes the threshold; try a lower --threshold", style="yellow"))
+    parts.append(Text("\nEvery head · its strongest kind and mass", style="bold underline"))
+    parts += grid_lines(result, width)
+    parts += [
+        Text("P previous token · S self · N next token · . punctuation", style="dim"),
+        Text("C special tokens ([CLS], [SEP]) · F the first token (BOS, [CLS])", style="dim"),
+        Text("cell: the head's strongest kind; its mean mass, also as colour · nats: entropy", style="dim"),
+    ]
+    return parts
+
+
+def named_table(result: StatsResult, width: int) -> Table:
+    """layer, head, kind, value of every named head; in two blocks side by side (read down,
+    then across) when there are many and the width allows, to keep the table short."""
+    group_width = 33  # layer 5 + head 4 + "P previous-token" 16 + value 5, a space between each
+    blocks = 2 if len(result.named) > 10 and width >= 2 * group_width + 4 else 1
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0))
+    for block in range(blocks):
+        if block:
+            table.add_column("│", style="dim", no_wrap=True)
+        table.add_column("layer", justify="right")
+        table.add_column("head", justify="right")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("value", justify="right")
+    rows = -(-len(result.named) // blocks)
+    for r in range(rows):
+        cells: list[RenderableType] = []
+        for block in range(blocks):
+            if block:
+                cells.append("│")
+            k = block * rows + r
+            if k < len(result.named):
+                n = result.named[k]
+                cells += [str(n.layer), str(n.head), f"{CODES[n.kind]} {n.kind}", Text(f"{n.value:.2f}", style=heat(n.value))]
+            else:
+                cells += ["", "", "", ""]
+        table.add_row(*cells)
+    return table
+
+
+def _grid_layout(heads: int, label: int, width: int) -> tuple[int, int, int]:
+    """(cell width, gap, heads per block): a letter and three digits per cell if every head
+    fits, else a letter alone, else letters in blocks of heads. `label`: the row label width
+    plus the entropy column."""
+    for cell, gap in ((4, 1), (1, 1), (1, 0)):
+        if label + heads * (cell + gap) <= width:
+            return cell, gap, heads
+    return 1, 0, max(1, width - label)
+
+
+def grid_lines(result: StatsResult, width: int) -> list[Text]:
+    """Layers × heads: each head's strongest kind as a letter (and its mass), heat-coloured by
+    that mass, then the layer's mean entropy in nats."""
+    heads, layers = result.model.heads, len(result.layers)
+    label = len(f"L{layers - 1}") + 1
+    cell, gap, per_block = _grid_layout(heads, label + 6, width)
+    lines = []
+    for first in range(0, heads, per_block):
+        block = range(first, min(first + per_block, heads))
+        # Narrow cells show the last digit of the head index: 0123456789012…
+        names = [str(h) if cell > 1 else str(h % 10) for h in block]
+        if cell == 1:
+            lines.append(Text(f"heads {block[0]}–{block[-1]} (each column headed by the last digit of its head)", style="dim"))
+        header = Text(" " * label, style="bold")
+        header.append((" " * gap).join(n.rjust(cell) for n in names), style="bold")
+        lines.append(header.append("  nats", style="bold"))
+        for layer in range(layers):
+            kinds, values = result.strongest(layer)
+            line = Text(f"L{layer}".ljust(label), style="bold")
+            for n, h in enumerate(block):
+                if n:
+                    line.append(" " * gap)
+                style = heat(float(values[h]))
+                line.append(CODES[kinds[h]], style=style + Style(bold=True))  # bold: "." must not read as a decimal point
+                if cell > 1:
+                    line.append(_value(float(values[h])), style=style)
+            line.append(f"  {float(np.mean(result.layers[layer]['entropy'])):4.2f}")
+            lines.append(line)
+    return lines
+
+
+# --- attn compare ----------------------------------------------------------------------------
+
+
+def _word(words: tuple[str, ...], index: int | None) -> str:
+    return "—" if index is None else words[index]
+
+
+def pair_label(result: CompareResult, k: int) -> str:
+    """The k-th aligned pair as one label: "sat", or "cat→dog" where the words differ."""
+    i, j = result.alignment[k]
+    a, b = _word(result.words_a, i), _word(result.words_b, j)
+    return a if a.casefold() == b.casefold() else f"{a}→{b}"
+
+
+def signed_bar(delta: float, scale: float) -> Text:
+    """Δ as a bar from a zero line: left (red) for B < A, right (green) for B > A, in half
+    characters, `scale` filling one side."""
+    halves = int(round(min(abs(delta) / scale, 1.0) * _HALF_BAR * 2)) if scale > 0 else 0
+    full, half = divmod(halves, 2)
+    if delta < 0:
+        left = ("▐" if half else "") + "█" * full
+        return Text.assemble((left.rjust(_HALF_BAR), "red"), ("│", "dim"), " " * _HALF_BAR)
+    return Text.assemble(" " * _HALF_BAR, ("│", "dim"), (("█" * full + ("▌" if half else "")).ljust(_HALF_BAR), "green"))
+
+
+def _shown_rows(diff: np.ndarray) -> list[int]:
+    """The aligned pairs to list, in text order: all, or the largest |Δ| of a long text."""
+    if len(diff) <= _COMPARE_ROWS:
+        return list(range(len(diff)))
+    return sorted(np.argsort(-np.abs(diff), kind="stable")[:_COMPARE_ROWS].tolist())
+
+
+def head_table(result: CompareResult, layer: int, head: int) -> tuple[Table, int]:
+    """word A | weight A | word B | weight B | Δ | bar for one head; and how many rows were left out."""
+    c = result.layer(layer)
+    a, b, diff = c.weights_a[head], c.weights_b[head], c.diff[head]
+    scale = float(np.abs(diff).max())
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    for name, justify in (("word A", "left"), ("A", "right"), ("word B", "left"), ("B", "right"), ("Δ B−A", "right")):
+        table.add_column(name, justify=justify, no_wrap=True, max_width=14 if name.startswith("word") else None, overflow="ellipsis")
+    table.add_column("", no_wrap=True)
+    rows = _shown_rows(diff)
+    for k in rows:
+        i, j = result.alignment[k]
+        table.add_row(
+            Text(_word(result.words_a, i), style="dim" if i is None else ""), "" if i is None else f"{a[k]:.3f}",
+            Text(_word(result.words_b, j), style="dim" if j is None else ""), "" if j is None else f"{b[k]:.3f}",
+            f"{diff[k]:+.3f}", signed_bar(float(diff[k]), scale),
+        )
+    return table, len(diff) - len(rows)
+
+
+def layer_summary(result: CompareResult) -> Table:
+    """One line per layer: the mean change over heads, the most changed head, and the aligned
+    word whose mean weight over heads moved most."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    for name, justify in (("layer", "right"), ("mean Σ|Δ|", "right"), ("top head", "right"), ("Σ|Δ|", "right"), ("word", "left"), ("mean Δ", "right")):
+        table.add_column(name, justify=justify, no_wrap=True, max_width=22 if name == "word" else None, overflow="ellipsis")
+    for c in result.layers:
+        top, k, moved = c.top_head, c.most_moved, float(c.mean_diff[c.most_moved])
+        table.add_row(
+            str(c.layer), f"{c.change.mean():.3f}", str(top), Text(f"{c.change[top]:.3f}", style=heat(c.change[top] / 2)),
+            pair_label(result, k), Text(f"{moved:+.3f}", style="green" if moved > 0 else "red"),
+        )
+    return table
+
+
+def compare_view(result: CompareResult) -> list[RenderableType]:
+    qa, qb = result.query_a, result.query_b
+    parts: list[RenderableType] = [_model_line(result.model)]
+    for name, text, q in (("A", result.text_a, qa), ("B", result.text_b, qb)):
+        where = ", ".join(map(str, q.token_indices))
+        line = Text.assemble((f"{name} · ", "bold"), (f'"{q.text}"', "bold cyan"), f" = token{'s' if len(q.token_indices) > 1 else ''} {where} · ")
+        line.append(text.replace("\n", " "))
+        line.no_wrap, line.overflow = True, "ellipsis"
+        parts.append(line)
+    shown = result.most_changed[: result.top]
+    title = f"\nMost changed heads · Σ|Δ| of the query's word weights, Δ = B − A ({len(shown)} of {len(result.most_changed)})"
+    parts.append(Text(title, style="bold underline"))
+    for layer, head, change in shown:
+        table, hidden = head_table(result, layer, head)
+        parts += [Text(f"\nLayer {layer} · head {head} · Σ|Δ| {change:.3f}", style="bold"), table]
+        if hidden:
+            parts.append(Text(f"  … {hidden} more aligned words with smaller |Δ|", style="dim"))
+    parts.append(Text("\nEvery layer · mean over its heads", style="bold underline"))
+    parts.append(layer_summary(result))
+    return parts
+
