@@ -130,7 +130,7 @@ def inspect(
     q = resolve_query(tok, query, query_index)
 
     results = []
-    for trace in model.arch.forward(model.weights, s, model.config, tok.ids):
+    for trace in model.trace(tok.ids):
         if trace.layer in layers:
             w_o = model.arch.output_projection(model.weights, trace.layer) if ask.norms else None
             results.append(_layer_result(trace, tok, q, ask, w_o))

@@ -87,7 +87,7 @@ def heads(
     rows = list(q.token_indices)
     values = np.zeros((model.spec.layers, model.spec.heads), np.float32)
     top = []
-    for trace in model.arch.forward(model.weights, model.spec, model.config, tok.ids):
+    for trace in model.trace(tok.ids):
         weights = trace.rows(rows)[2].mean(axis=1)  # (heads, seq)
         seen = None if trace.visible(rows) is None else trace.visible(rows).any(axis=0)
         firsts = [rank_words(tok, {"weight": w}, include_special, seen)[0] for w in weights]
@@ -150,7 +150,7 @@ def attention_rollout(
         raise InputError(f"--level {level!r} is not valid", "give token or word")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index)
-    mean_maps = [trace.rows()[2].mean(axis=0) for trace in model.arch.forward(model.weights, model.spec, model.config, tok.ids)]
+    mean_maps = [trace.rows()[2].mean(axis=0) for trace in model.trace(tok.ids)]
     # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
     row = np.mean([rollout_row(mean_maps, i) for i in q.token_indices], axis=0).astype(np.float32)
     last = mean_maps[-1][list(q.token_indices)].mean(axis=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +19,7 @@ from tokenizers import Tokenizer
 
 from .errors import ModelError
 from .hub import is_repo_id, resolve_repo
-from .models import ModelSpec, architecture
+from .models import LayerTrace, ModelSpec, architecture
 from .tokenize import load_tokenizer
 from .weights import Weights, open_weights
 
@@ -35,6 +36,13 @@ class Model:
     weights: Weights
     tokenizer: Tokenizer
     arch: ModuleType
+
+    def trace(self, input_ids) -> Iterator[LayerTrace]:
+        """The forward pass, one `LayerTrace` per layer. Between layers the weights' pages are
+        released, so a run holds one layer's weights in memory, not the whole model."""
+        for layer in self.arch.forward(self.weights, self.spec, self.config, input_ids):
+            yield layer
+            self.weights.release()
 
 
 def bundled_model_path() -> Path:

@@ -137,7 +137,7 @@ def text_layer_stats(model: Model, tok: Tokenization) -> Iterable[analysis.Stats
     (heads, seq, seq) map lives only while its statistics are computed."""
     special = np.array([t.special for t in tok.tokens], dtype=bool)
     punctuation = punctuation_mask(tok)
-    for trace in model.arch.forward(model.weights, model.spec, model.config, tok.ids):
+    for trace in model.trace(tok.ids):
         weights = trace.rows()[2]  # (heads, seq, seq); scores are not needed
         yield analysis.head_stats(weights, special, punctuation)
 
@@ -291,7 +291,7 @@ def compare(model: Model, text_a: str, text_b: str, query: str, query_b: str | N
 
     results = []
     # The two forward passes advance together, so only one layer of each is held at a time.
-    traces = zip(model.arch.forward(model.weights, s, model.config, tok_a.ids), model.arch.forward(model.weights, s, model.config, tok_b.ids))
+    traces = zip(model.trace(tok_a.ids), model.trace(tok_b.ids))
     for trace_a, trace_b in traces:
         if trace_a.layer in layers:
             wa = _query_words(trace_a, q_a.token_indices, groups_a)

@@ -9,6 +9,7 @@ just the rows of the sentence's tokens. That keeps start-up fast and memory low.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from pathlib import Path
 
@@ -72,7 +73,17 @@ class SafetensorsFile:
                     fix,
                 )
             self._entries[name] = (dtype, shape, data_start + begin, end - begin)
-        self._map = np.memmap(path, dtype=np.uint8, mode="r") if size else None
+        self._mmap = None
+        if size:
+            with path.open("rb") as f:
+                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._map = None if self._mmap is None else np.frombuffer(self._mmap, dtype=np.uint8)
+
+    def release(self) -> None:
+        """Drop the file's pages from this process's memory: they are re-read (from the page
+        cache) if used again. Called between layers, so only one layer's weights stay resident."""
+        if self._mmap is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._mmap.madvise(mmap.MADV_DONTNEED)
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -110,6 +121,11 @@ class Weights:
 
     def __contains__(self, name: str) -> bool:
         return name in self._where
+
+    def release(self) -> None:
+        """Let go of the pages read so far (see `SafetensorsFile.release`)."""
+        for file in {file for file, _ in self._where.values()}:
+            file.release()
 
     def _raw(self, name: str) -> tuple[np.ndarray, str]:
         try:

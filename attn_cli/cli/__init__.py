@@ -43,8 +43,17 @@ def _wants_json(args: list[str]) -> bool:
     return "--json" in args or "--format=json" in args or any(a in ("--format", "-f") and b == "json" for a, b in pairs)
 
 
+def _single_threaded_blas() -> None:
+    """One BLAS thread unless the user chose otherwise. attn's matrices are small (a sentence
+    by the model width): threads cost more to wake than they save, and on a busy machine a
+    spinning thread can make one inspect 5-10x slower. Must run before NumPy is imported."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
 def main() -> None:
     """Console-script entry point: every way out goes through ExitStatus."""
+    _single_threaded_blas()
     as_json = _wants_json(sys.argv[1:])
     try:
         status = app(standalone_mode=False)

@@ -8,35 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import AttnError, QueryNotFound
-
-
-class ExitStatus(IntEnum):
-    """attn's exit codes (documented in the README)."""
-
-    OK = 0
-    ERROR = 1  # an unexpected failure: a bug in attn
-    USAGE = 2  # bad option or input text: unknown option, empty or too-long text, layer/head out of range
-    QUERY_NOT_FOUND = 3  # the query word, occurrence or position is not in the text
-    MODEL = 4  # the model folder is missing, incomplete, corrupt or unsupported
-    UNAVAILABLE = 5  # an optional extra is not installed (e.g. matplotlib for PNG plots)
-    SOME_FAILED = 6  # `attn batch`: some lines failed (each has an error object on stdout)
-
-
-# Domain errors carry a `code`; this is the one place that turns codes into exit statuses.
-STATUS_BY_CODE = {
-    "bad_input": ExitStatus.USAGE,
-    "usage": ExitStatus.USAGE,
-    "query_not_found": ExitStatus.QUERY_NOT_FOUND,
-    "model_error": ExitStatus.MODEL,
-    "missing_extra": ExitStatus.UNAVAILABLE,
-    "internal": ExitStatus.ERROR,
-}
+from ..exit_status import STATUS_BY_CODE, ExitStatus
 
 SENTENCE = "The Transformer is making it possible to understand language."
 
