@@ -14,6 +14,7 @@ import typer
 from .. import __version__
 
 # Importing a command module registers its commands on `app`.
+from . import batch as _batch_commands  # noqa: F401  (batch)
 from . import inspect as _inspect_commands  # noqa: F401  (inspect, tokens, models, schema)
 from . import lenses as _lens_commands  # noqa: F401  (heads, rollout)
 from . import plot as _plot_commands  # noqa: F401  (plot)

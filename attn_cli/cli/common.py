@@ -54,11 +54,12 @@ QueryIndexOption = Annotated[
 ]
 
 
-def console():
-    """A Rich console on stdout: colour and width follow the terminal; none when piped; NO_COLOR respected."""
+def console(stderr: bool = False):
+    """A Rich console on stdout (or stderr): colour and width follow the terminal; none when
+    piped; NO_COLOR respected."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, stderr=stderr)
 
 
 def read_text(text: str) -> str:

@@ -1,0 +1,90 @@
+"""`attn batch`: one `inspect` per input line, as NDJSON (one JSON document per line)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .common import ModelOption, app, console, run, write_json
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        "  attn batch sample_inputs/sentences.txt --query-index 1 > out.ndjson\n\n"
+        '  printf \'{"text": "The cat sat.", "query": "cat"}\\n{"text": "It rained.", "query": "rained", "layer": 0}\\n\' | attn batch -\n\n'
+        "  attn batch sample_inputs/queries.jsonl --fields query,layers --workers 2 | jq -c '.layers[0].heads[-1].top[0]'"
+    )
+)
+def batch(
+    file: Annotated[str, typer.Argument(help="A file of plain text lines or JSONL objects {\"text\", \"query\", ...}; - for stdin.", show_default=False)],
+    query: Annotated[Optional[str], typer.Option("--query", "-q", help="The query of plain lines (a JSONL line may set its own).")] = None,
+    query_index: Annotated[Optional[int], typer.Option("--query-index", "-i", help="The query position of plain lines.")] = None,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="Layer index (negative from the end) or 'all'.")] = "-1",
+    head: Annotated[str, typer.Option("--head", help="Head index, 'mean', 'all' or 'auto'.")] = "auto",
+    top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
+    steps: Annotated[bool, typer.Option("--steps", help="Include q, k, v and the head output.")] = False,
+    special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens among the top words.")] = True,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Cut lines longer than the model reads, instead of failing them.")] = False,
+    level: Annotated[str, typer.Option("--level", help="token or word.")] = "token",
+    norms: Annotated[bool, typer.Option("--norms", help="Include ‖α·v‖ and ‖α·v·W_O‖.")] = False,
+    rank_by: Annotated[str, typer.Option("--rank-by", help="weight, value_norm or output_norm.")] = "weight",
+    fields: Annotated[Optional[str], typer.Option("--fields", help="Keep only these top-level fields, comma-separated (line and schema_version stay).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes to use; output keeps input order.")] = 1,
+    model: ModelOption = None,
+) -> None:
+    """Inspect every line of a file: one JSON document per line on stdout (NDJSON), in input order.
+
+    A bad line yields an error object with its line number, and the run goes on; the exit status
+    is then 6. The model is loaded once (per worker). A progress bar shows on stderr when it is a terminal.
+    """
+
+    def action() -> None:
+        from ..batch import failed, run_batch
+
+        defaults = {
+            "query": query, "query_index": query_index, "layer": layer, "head": head, "top_k": top, "steps": steps,
+            "include_special": special, "truncate": truncate, "level": level, "norms": norms, "rank_by": rank_by,
+        }
+        selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+        source = sys.stdin if file == "-" else _open(file)
+        any_failed = False
+        with _progress() as advance:
+            for doc in run_batch(model, source, defaults, workers, selected, advance):
+                write_json(doc)
+                any_failed |= failed(doc)
+        if any_failed:
+            from ..exit_status import ExitStatus
+
+            raise typer.Exit(int(ExitStatus.SOME_FAILED))
+
+    run(True, action)
+
+
+def _open(path: str):
+    from ..errors import InputError
+
+    try:
+        return open(path, encoding="utf-8")  # noqa: SIM115 (read lazily, closed at exit)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", "give a readable file, or - for stdin") from None
+
+
+class _progress:
+    """A Rich progress bar on stderr when stderr is a terminal; otherwise nothing at all."""
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("attn batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console(stderr=True), transient=True)
+        self._bar.start()
+        task = self._bar.add_task("lines", total=None)
+        return lambda n: self._bar.update(task, completed=n)
+
+    def __exit__(self, *exc) -> None:
+        if sys.stderr.isatty():
+            self._bar.stop()

@@ -1,0 +1,55 @@
+"""`attn batch` as a real process: NDJSON on stdout in input order, errors per line, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import attn, validate
+
+from attn_cli.cli import ExitStatus
+
+SAMPLES = Path(__file__).parent.parent / "sample_inputs"
+
+
+def test_jsonl_file_gives_one_valid_document_per_line(schema):
+    p = attn("batch", str(SAMPLES / "queries.jsonl"))
+    assert p.returncode == 0 and p.stderr == ""  # no progress bar when stderr is not a terminal
+    docs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [d["line"] for d in docs] == [1, 2, 3, 4]
+    for doc in docs:
+        validate(doc, schema, "inspect")
+    assert docs[1]["layers"][0]["layer"] == 3 and docs[1]["layers"][0]["focus"] == [7]
+    assert docs[2]["layers"][0]["focus"] == ["mean"] and docs[3]["query"]["occurrence"] == 2
+    single = json.loads(attn("inspect", "The cat sat on the mat because it was tired.", "-q", "it", "-l", "3", "--head", "7", "--json").stdout)
+    assert {k: v for k, v in docs[1].items() if k != "line"} == single  # the same document as inspect --json
+
+
+def test_bad_lines_fail_alone_and_the_exit_status_says_so(schema):
+    stdin = "The cat sat.\n\nThe dog ran.\n" + "word " * 600 + "\n{not json\n"
+    p = attn("batch", "-", "-q", "cat", "--fields", "query", stdin=stdin)
+    assert p.returncode == ExitStatus.SOME_FAILED
+    docs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [d["line"] for d in docs] == [1, 2, 3, 4, 5]
+    assert docs[0] == {"line": 1, "schema_version": "1.0", "query": {"text": "cat", "token_indices": [2], "occurrence": 1, "occurrences": 1}}
+    codes = {d["line"]: (d["error"]["code"], d["error"]["exit_status"]) for d in docs if "error" in d}
+    assert codes == {2: ("bad_input", 2), 3: ("query_not_found", 3), 4: ("bad_input", 2), 5: ("bad_input", 2)}
+    assert "602 tokens long" in docs[3]["error"]["message"]
+    for doc in docs[1:]:
+        validate(doc, schema, "error")
+
+
+def test_workers_keep_input_order():
+    one = attn("batch", str(SAMPLES / "sentences.txt"), "-i", "2", "--fields", "query")
+    two = attn("batch", str(SAMPLES / "sentences.txt"), "-i", "2", "--fields", "query", "--workers", "2")
+    assert one.returncode == two.returncode == 0 and one.stdout == two.stdout
+    assert len(one.stdout.splitlines()) == len((SAMPLES / "sentences.txt").read_text().splitlines())
+
+
+def test_whole_run_errors_are_single_json_objects():
+    p = attn("batch", "no-such-file.txt", "-q", "x")
+    assert p.returncode == ExitStatus.USAGE and p.stdout == "" and json.loads(p.stderr)["error"]["message"].startswith("cannot read no-such-file.txt")
+    p = attn("batch", "-", "-q", "x", "--fields", "nope", stdin="x\n")
+    assert p.returncode == ExitStatus.USAGE and p.stdout == "" and "nope" in json.loads(p.stderr)["error"]["message"]
+    p = attn("batch", "-", "-q", "x", "--workers", "0", stdin="x\n")
+    assert p.returncode == ExitStatus.USAGE and p.stdout == ""
