@@ -198,3 +198,10 @@ def test_format_json_errors_are_json_too():
     assert p.returncode == ExitStatus.QUERY_NOT_FOUND and json.loads(p.stderr)["error"]["code"] == "query_not_found"
     p = attn("inspect", "The cat sat.", "-q", "cat", "--format", "xml")
     assert p.returncode == ExitStatus.USAGE and "'xml' is not one of 'table', 'json', 'csv'" in p.stderr
+
+
+def test_shell_completion_is_available():
+    p = attn("--show-completion", "bash")
+    assert p.returncode == 0 and "_attn_completion" in p.stdout
+    p = attn(env={"_ATTN_COMPLETE": "complete_bash", "COMP_WORDS": "attn ins", "COMP_CWORD": "1"})
+    assert p.stdout.split() == ["inspect"]

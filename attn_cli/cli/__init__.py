@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Annotated
@@ -12,16 +13,14 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-
-# Importing a command module registers its commands on `app`.
-from . import batch as _batch_commands  # noqa: F401  (batch)
-from . import inspect as _inspect_commands  # noqa: F401  (inspect, tokens, models, schema)
-from . import lenses as _lens_commands  # noqa: F401  (heads, rollout)
-from . import plot as _plot_commands  # noqa: F401  (plot)
-from . import stats as _stats_commands  # noqa: F401  (stats, compare)
 from .common import ExitStatus, app, report
 
 __all__ = ["ExitStatus", "app", "main"]
+
+# Importing a command module registers its commands on `app`, in this order (that of --help).
+COMMAND_MODULES = ("inspect", "lenses", "stats", "plot", "batch")
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}")
 
 
 def _version(value: bool) -> None:
@@ -57,7 +56,7 @@ def main() -> None:
     _single_threaded_blas()
     as_json = _wants_json(sys.argv[1:])
     try:
-        status = app(standalone_mode=False)
+        status = app(standalone_mode=False, prog_name="attn")
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

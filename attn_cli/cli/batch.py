@@ -11,6 +11,7 @@ from .common import ModelOption, app, console, run, write_json
 
 
 @app.command(
+    rich_help_panel="Scale",
     epilog=(
         "[bold]Examples[/bold]\n\n"
         "  attn batch sample_inputs/sentences.txt --query-index 1 > out.ndjson\n\n"

@@ -24,6 +24,7 @@ from .common import (
 
 
 @app.command(
+    rich_help_panel="Inspect",
     epilog=(
         "[bold]Examples[/bold]\n\n"
         f'  attn inspect "{SENTENCE}" --query making\n\n'
@@ -90,7 +91,9 @@ def inspect(
     run(output_format is OutputFormat.json, action)
 
 
-@app.command(epilog=f'[bold]Examples[/bold]\n\n  attn tokens "{SENTENCE}"\n\n  echo "Tokenizers split words." | attn tokens - --json')
+@app.command(
+    rich_help_panel="Inspect",
+    epilog=f'[bold]Examples[/bold]\n\n  attn tokens "{SENTENCE}"\n\n  echo "Tokenizers split words." | attn tokens - --json')
 def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = False) -> None:
     """Show how the text is tokenized (position, token, id, character offsets, word), to pick a query."""
 
@@ -112,7 +115,9 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
     run(as_json, action)
 
 
-@app.command(epilog="[bold]Examples[/bold]\n\n  attn models\n\n  HF_HOME=/data/hf attn models --json | jq -r '.models[] | select(.usable) | .name'")
+@app.command(
+    rich_help_panel="Models",
+    epilog="[bold]Examples[/bold]\n\n  attn models\n\n  HF_HOME=/data/hf attn models --json | jq -r '.models[] | select(.usable) | .name'")
 def models(as_json: JsonOption = False) -> None:
     """List the models attn can use: the bundled one, $ATTN_MODEL, and those in the Hugging Face cache."""
 
@@ -132,7 +137,7 @@ def models(as_json: JsonOption = False) -> None:
     run(as_json, action)
 
 
-@app.command()
+@app.command(rich_help_panel="Models")
 def schema() -> None:
     """Print the JSON Schema of the documents that --json writes."""
     import json

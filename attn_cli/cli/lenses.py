@@ -10,6 +10,7 @@ from .common import SENTENCE, JsonOption, ModelOption, QueryIndexOption, QueryOp
 
 
 @app.command(
+    rich_help_panel="Views",
     epilog=(
         "[bold]Examples[/bold]\n\n"
         f'  attn heads "{SENTENCE}" -q making\n\n'
@@ -50,6 +51,7 @@ def heads(
 
 
 @app.command(
+    rich_help_panel="Views",
     epilog=(
         "[bold]Examples[/bold]\n\n"
         f'  attn rollout "{SENTENCE}" -q making\n\n'

@@ -13,6 +13,7 @@ VIEWS = ("heads", "grid")
 
 
 @app.command(
+    rich_help_panel="Views",
     epilog=(
         "[bold]Examples[/bold]\n\n"
         f'  attn plot "{SENTENCE}" -q making -o making.png\n\n'

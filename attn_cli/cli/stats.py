@@ -11,6 +11,7 @@ from .common import SENTENCE, JsonOption, ModelOption, app, console, read_text, 
 
 
 @app.command(
+    rich_help_panel="Views",
     epilog=(
         "[bold]Examples[/bold]\n\n"
         f'  attn stats "{SENTENCE}"\n\n'
@@ -28,8 +29,7 @@ def stats(
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """What every head attends to, over every token of one or many texts: the previous, same or
-    next token, special tokens, the first token, punctuation; and mean entropy."""
+    """What every head attends to, over one or many texts: previous/same/next token, special tokens, first token, punctuation; entropy."""
 
     def action() -> None:
         from ..loader import load_model
@@ -50,6 +50,7 @@ def stats(
 
 
 @app.command(
+    rich_help_panel="Views",
     epilog=(
         "[bold]Examples[/bold]\n\n"
         '  attn compare "The cat sat on the mat." "The dog sat on the mat." --query sat\n\n'
@@ -68,8 +69,7 @@ def compare(
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare the query's attention to each word in two texts, per layer and head: weights in A,
-    in B, the difference B − A, and the heads whose attention moved most."""
+    """Compare one query's attention in two texts, aligned by word: weights in A and B, B − A, and the heads that changed most."""
 
     def action() -> None:
         from ..loader import load_model
