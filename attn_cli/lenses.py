@@ -14,7 +14,7 @@ from .errors import InputError
 from .inspector import model_info, rank_words
 from .loader import Model
 from .query import Query, resolve_query
-from .result import SCHEMA_VERSION, ModelInfo, WordWeight, floats, tokens_json, units_json, words_json
+from .result import ModelInfo, WordWeight, document_header, floats, units_json
 from .tokenize import Tokenization, tokenize, units
 
 METRICS = ("top", "weight", "entropy")
@@ -35,11 +35,7 @@ class HeadsResult:
 
     def to_json(self) -> dict:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "model": vars(self.model),
-            "text": self.tokenization.text,
-            "tokens": tokens_json(self.tokenization.tokens),
-            "words": words_json(self.tokenization.words),
+            **document_header(self.model, self.tokenization),
             "query": _query_json(self.query),
             "metric": self.metric,
             "target": None if self.target is None else _query_json(self.target),
@@ -118,11 +114,7 @@ class RolloutResult:
 
     def to_json(self) -> dict:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "model": vars(self.model),
-            "text": self.tokenization.text,
-            "tokens": tokens_json(self.tokenization.tokens),
-            "words": words_json(self.tokenization.words),
+            **document_header(self.model, self.tokenization),
             "query": _query_json(self.query),
             "level": self.level,
             "units": units_json(units(self.tokenization, self.level)),

@@ -123,12 +123,8 @@ class InspectResult:
 
     def to_json(self) -> dict:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "model": vars(self.model),
-            "text": self.tokenization.text,
+            **document_header(self.model, self.tokenization),
             "truncated_from": self.tokenization.total_tokens,
-            "tokens": tokens_json(self.tokenization.tokens),
-            "words": words_json(self.tokenization.words),
             "query": {
                 "text": self.query.text,
                 "token_indices": list(self.query.token_indices),
@@ -214,8 +210,9 @@ def json_schema() -> dict:
     return json.loads(resources.files(__package__).joinpath("schema/attn.schema.json").read_text(encoding="utf-8"))
 
 
-def tokens_document(model: ModelInfo, tok: Tokenization) -> dict:
-    """The JSON of `attn tokens --json`."""
+def document_header(model: ModelInfo, tok: Tokenization) -> dict:
+    """What every document about a text starts with: schema_version, model, text, tokens, words.
+    It is all of `attn tokens --json`."""
     return {
         "schema_version": SCHEMA_VERSION,
         "model": vars(model),

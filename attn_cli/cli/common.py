@@ -77,6 +77,17 @@ def write_json(document: dict) -> None:
     sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
 
 
+def emit(result, as_json: bool, view) -> None:
+    """The result as JSON, or as the Rich renderables `view(console)` returns."""
+    if as_json:
+        write_json(result.to_json())
+        return
+    from ..render import print_all
+
+    out = console()
+    print_all(out, view(out))
+
+
 def error_object(code: str, message: str, fix: str, extra: dict | None = None) -> dict:
     """The JSON form of an error ($defs/error in the schema)."""
     status = STATUS_BY_CODE.get(code, ExitStatus.ERROR)

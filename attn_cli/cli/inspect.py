@@ -100,13 +100,13 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
     def action() -> None:
         from ..inspector import model_info
         from ..loader import load_model
-        from ..result import tokens_document
+        from ..result import document_header
         from ..tokenize import tokenize
 
         m = load_model(model)
         tok = tokenize(m.tokenizer, read_text(text), max_tokens=None)
         if as_json:
-            write_json(tokens_document(model_info(m), tok))
+            write_json(document_header(model_info(m), tok))
         else:
             from ..render import tokens_table
 

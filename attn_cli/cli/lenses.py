@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SENTENCE, JsonOption, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, console, read_text, run, write_json
+from .common import SENTENCE, JsonOption, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, emit, read_text, run
 
 
 @app.command(
@@ -38,14 +38,13 @@ def heads(
         from ..loader import load_model
 
         result = run_heads(load_model(model), read_text(text), query, query_index, metric, target, special)
-        if as_json:
-            write_json(result.to_json())
-        else:
-            from ..render import print_all
+
+        def view(out):
             from ..render_lenses import heads_view
 
-            out = console()
-            print_all(out, heads_view(result, out.width))
+            return heads_view(result, out.width)
+
+        emit(result, as_json, view)
 
     run(as_json, action)
 
@@ -80,12 +79,12 @@ def rollout(
         if top < 1:
             raise InputError(f"--top {top} is not valid", "give --top 1 or more")
         result = attention_rollout(load_model(model), read_text(text), query, query_index, full, level, top, special)
-        if as_json:
-            write_json(result.to_json())
-        else:
-            from ..render import print_all
+
+        def view(out):
             from ..render_lenses import rollout_view
 
-            print_all(console(), rollout_view(result))
+            return rollout_view(result)
+
+        emit(result, as_json, view)
 
     run(as_json, action)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SENTENCE, JsonOption, ModelOption, app, console, read_text, run, write_json
+from .common import SENTENCE, JsonOption, ModelOption, app, emit, read_text, run
 
 
 @app.command(
@@ -37,14 +37,13 @@ def stats(
 
         texts = collect_texts(None if text is None else read_text(text), file)
         result = head_statistics(load_model(model), texts, threshold)
-        if as_json:
-            write_json(result.to_json())
-        else:
-            from ..render import print_all
+
+        def view(out):
             from ..render_stats import stats_view
 
-            out = console()
-            print_all(out, stats_view(result, out.width))
+            return stats_view(result, out.width)
+
+        emit(result, as_json, view)
 
     run(as_json, action)
 
@@ -76,12 +75,12 @@ def compare(
         from ..stats import compare as run_compare
 
         result = run_compare(load_model(model), read_text(text_a), read_text(text_b), query, query_b, layer=layer, top=top)
-        if as_json:
-            write_json(result.to_json())
-        else:
-            from ..render import print_all
+
+        def view(out):
             from ..render_stats import compare_view
 
-            print_all(console(), compare_view(result))
+            return compare_view(result)
+
+        emit(result, as_json, view)
 
     run(as_json, action)
