@@ -70,20 +70,32 @@ def named_table(result: StatsResult, width: int) -> Table:
         table.add_column("head", justify="right")
         table.add_column("kind", no_wrap=True)
         table.add_column("value", justify="right")
-    rows = -(-len(result.named) // blocks)
+    heads = _by_head(result.named)
+    rows = -(-len(heads) // blocks)
     for r in range(rows):
         cells: list[RenderableType] = []
         for block in range(blocks):
             if block:
                 cells.append("│")
             k = block * rows + r
-            if k < len(result.named):
-                n = result.named[k]
-                cells += [str(n.layer), str(n.head), f"{CODES[n.kind]} {n.kind}", Text(f"{n.value:.2f}", style=heat(n.value))]
+            if k < len(heads):
+                (layer, head), kinds = heads[k]
+                label = kinds[0].kind if len(kinds) == 1 else " + ".join(n.kind.removesuffix("-token") for n in kinds)
+                codes = "".join(CODES[n.kind] for n in kinds)
+                cells += [str(layer), str(head), f"{codes:<2} {label}"[:20], Text(f"{kinds[0].value:.2f}", style=heat(kinds[0].value))]
             else:
                 cells += ["", "", "", ""]
         table.add_row(*cells)
     return table
+
+
+def _by_head(named) -> list:
+    """Named kinds grouped per (layer, head), heads in the order of their strongest kind: a
+    [CLS] head is both a special-token and a first-token head, and gets one row."""
+    grouped: dict[tuple[int, int], list] = {}
+    for n in named:
+        grouped.setdefault((n.layer, n.head), []).append(n)
+    return list(grouped.items())
 
 
 def _grid_layout(heads: int, label: int, width: int) -> tuple[int, int, int]:
