@@ -119,3 +119,26 @@ def test_attention_weights_are_distributions_and_output_is_their_average(x):
     np.testing.assert_allclose(weights.sum(-1), 1, rtol=1e-5)
     np.testing.assert_allclose(scaled, scores / np.sqrt(8), rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(out, weights @ x, rtol=1e-5, atol=1e-4)
+
+
+def test_blocked_attention_output_equals_the_one_shot_product():
+    """Long texts are computed a block of query rows at a time; the blocks must not change a number."""
+    from attn_cli.ops import attention_output, causal_visibility
+
+    rng = np.random.default_rng(1)
+    q, k, v = (rng.standard_normal((3, 37, 8)).astype(np.float32) for _ in range(3))
+    _, _, _, whole = attention(q, k, v)
+    blocked = attention_output(q, k, v, 1 / np.sqrt(8), max_elements=3 * 37 * 5)  # 5 rows per block
+    np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
+    window = causal_visibility(slice(None), 37, window=4)
+    _, _, weights, whole = attention(q, k, v, window)
+    blocked = attention_output(q, k, v, 1 / np.sqrt(8), lambda rows: causal_visibility(rows, 37, 4), max_elements=3 * 37 * 7)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
+    assert np.count_nonzero(weights[0, 20]) == 4  # a row sees itself and the three before
+
+
+def test_causal_visibility():
+    from attn_cli.ops import causal_visibility
+
+    assert causal_visibility(slice(None), 3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    assert causal_visibility(np.array([4]), 6, window=2).tolist() == [[False, False, False, True, True, False]]
