@@ -190,7 +190,7 @@ def inspect_fields() -> tuple[str, ...]:
     ($defs/inspect), so that a field added there can be selected without a change here."""
     from .result import json_schema
 
-    return tuple(json_schema()["$defs"]["inspect"]["properties"])
+    return tuple(k for k in json_schema()["$defs"]["inspect"]["properties"] if k != "line")  # "line" is always kept
 
 
 def check_fields(fields: Iterable[str]) -> None:
