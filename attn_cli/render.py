@@ -21,6 +21,7 @@ from .tokenize import Tokenization
 _BAR_WIDTH = 20
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 _PREVIEW_DIMS = 3
+_LABEL_WIDTH = 18  # longer token or word labels are cut with …
 
 
 def bar(weight: float, width: int = _BAR_WIDTH) -> str:
@@ -196,23 +197,57 @@ def _kv_note(result: InspectResult, head: HeadResult) -> str:
     return f", reads key/value head {head.kv_head}, shared by heads {first}–{first + group - 1}"
 
 
-def multihead_table(result: InspectResult, layer: LayerResult) -> Table:
+def multihead_table(result: InspectResult, layer: LayerResult) -> _HeadGrid:
     """Tokens × heads weights for the query, heat-coloured, the mean last; focus heads marked."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0), collapse_padding=True)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column(result.level, no_wrap=True, max_width=18)
-    for h in layer.heads:
-        label = "mean" if h.head == "mean" else str(h.head)
-        focused = h.head in layer.focus
-        table.add_column(Text(label, style="bold reverse" if focused else "bold"), justify="right", min_width=3)
-    for group in _row_groups(result, layer):
-        if group[0] == "masked":
-            table.add_row(*_masked_label(result, group[1], group[2]), *("·" for _ in layer.heads))
-            continue
-        i = group[1]
-        cells = [Text(weight_text(float(h.weights[i])), style=heat(float(h.weights[i]))) for h in layer.heads]
-        table.add_row(_position(result, i), _token_label(result, i), *cells)
-    return table
+    return _HeadGrid(result, layer)
+
+
+class _HeadGrid:
+    """The multi-head table as plain fixed-width lines rather than a Rich Table: the grid is
+    regular, and Rich's table layout costs ~50 ms per run for it, a tenth of attn's start-up.
+    Heads that do not fit the width go to a further block below, never wrapped."""
+
+    def __init__(self, result: InspectResult, layer: LayerResult) -> None:
+        self.result, self.layer = result, layer
+        self.rows = []  # (position, label Text, weights per head, or None for a masked run)
+        for group in _row_groups(result, layer):
+            if group[0] == "masked":
+                self.rows.append((*_masked_label(result, group[1], group[2]), None))
+            else:
+                i = group[1]
+                self.rows.append((_position(result, i), _token_label(result, i), [float(h.weights[i]) for h in layer.heads]))
+
+    def __rich_console__(self, console, options):
+        number = max(len(r[0]) for r in self.rows)
+        name = min(_LABEL_WIDTH, max(len(self.result.level), *(len(r[1]) for r in self.rows)))
+        widths = [4 if h.head == "mean" else max(3, len(str(h.head))) for h in self.layer.heads]
+        room, start = options.max_width - number - name - 1, 0
+        while start < len(widths):
+            stop = start + 1
+            while stop < len(widths) and sum(w + 1 for w in widths[start : stop + 1]) <= room:
+                stop += 1
+            yield from self._block(number, name, widths, start, stop)
+            start = stop
+
+    def _block(self, number: int, name: int, widths: list[int], start: int, stop: int):
+        header = Text(f"{'#':>{number}} {self.result.level:<{name}}", style="bold")
+        for h, width in zip(self.layer.heads[start:stop], widths[start:stop]):
+            header.append(" ")
+            label = "mean" if h.head == "mean" else str(h.head)
+            header.append(f"{label:>{width}}", style="bold reverse" if h.head in self.layer.focus else "bold")
+        yield header
+        yield Text("─" * len(header))
+        for position, label, weights in self.rows:
+            label = label.copy()
+            label.truncate(name, overflow="ellipsis", pad=True)
+            line = Text.assemble((f"{position:>{number}}", "dim"), " ", label)
+            for k in range(start, stop):
+                line.append(" ")
+                if weights is None:
+                    line.append(f"{'·':>{widths[k]}}", style="dim")
+                else:
+                    line.append(f"{weight_text(weights[k]):>{widths[k]}}", style=heat(weights[k]))
+            yield line
 
 
 def inspect_view(result: InspectResult) -> list[RenderableType]:

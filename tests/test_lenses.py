@@ -59,6 +59,11 @@ def test_grid_fits_80_columns_with_32_layers_and_32_heads(tmp_path):
         lines = result.output.splitlines()
         assert max(len(line) for line in lines) <= 80
         assert sum(1 for line in lines if line.strip()[:2].strip().isdigit()) == 32  # one row per layer, no wrapping
+    # inspect's multi-head table puts the heads that do not fit in a second block, unwrapped
+    out = runner.invoke(app, ["inspect", "The cat sat.", "-q", "cat", "-m", str(folder)], env={"COLUMNS": "80"}).output
+    assert max(len(line) for line in out.splitlines()) <= 80
+    headers = [line.split() for line in out.splitlines() if line.startswith("# token")]
+    assert len(headers) == 2 and headers[0][2:] + headers[1][2:] == [*map(str, range(32)), "mean"]
 
 
 def test_rollout_row_equals_the_full_matrix_row(model, schema):
