@@ -66,23 +66,34 @@ def _integer(value: str | int, what: str, expected: str) -> int:
 
 
 def rank_words(
-    tok: Tokenization, ranked: dict[str, np.ndarray], include_special: bool, visible: np.ndarray | None = None, by: str = "weight"
+    tok: Tokenization,
+    ranked: dict[str, np.ndarray],
+    include_special: bool,
+    visible: np.ndarray | None = None,
+    by: str = "weight",
+    top_k: int | None = None,
 ) -> list[WordWeight]:
-    """Words (and special tokens) by attention received, heaviest first.
+    """The `top_k` words (and special tokens) by attention received, heaviest first.
 
     ranked: "weight" -> (seq,) weights over tokens, summed per word; optionally "value_norm"
     and "output_norm" -> (words,) already per word unit. Words a decoder hides entirely from
     the query (`visible`, (seq,) bool) are left out.
     """
-    entries = []
-    for n, unit in enumerate(units(tok, "word")):
-        if (unit.special and not include_special) or (visible is not None and not visible[list(unit.token_indices)].any()):
-            continue
-        norms = {k: float(v[n]) for k, v in ranked.items() if k != "weight"}
-        weight = float(ranked["weight"][list(unit.token_indices)].sum())
-        entries.append(WordWeight(unit.text, unit.word, unit.token_indices, weight, unit.special, **norms))
+    items = units(tok, "word")
+    groups = [u.token_indices for u in items]
+    values = {k: v for k, v in ranked.items() if k != "weight"} | {"weight": to_words(ranked["weight"], groups)}
+    keep = np.array([include_special or not u.special for u in items])
+    if visible is not None:
+        keep &= to_words(visible.astype(np.int32), groups) > 0
     # Stable sort: equal values keep text order.
-    return sorted(entries, key=lambda e: -getattr(e, by))
+    order = [i for i in np.argsort(-values[by], kind="stable") if keep[i]][:top_k]
+    extra = [k for k in values if k != "weight"]
+
+    def entry(i: int) -> WordWeight:
+        u = items[i]
+        return WordWeight(u.text, u.word, u.token_indices, float(values["weight"][i]), u.special, **{k: float(values[k][i]) for k in extra})
+
+    return [entry(i) for i in order]
 
 
 def auto_head(rows: np.ndarray, tok: Tokenization, query: Query) -> int:
@@ -191,7 +202,7 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
         kv = trace.kv_head(h)
         norms = _norms(weights[h], trace.v[kv], slices[h], view, words) if slices is not None else {}
         ranked = {"weight": weights[h]} | {k: v[1] for k, v in norms.items()}
-        top = tuple(rank_words(tok, ranked, ask.include_special, seen, ask.rank_by)[: ask.top_k])
+        top = tuple(rank_words(tok, ranked, ask.include_special, seen, ask.rank_by, ask.top_k))
         detail = _steps(trace, h, rows) if ask.steps and h in focus else None
         scored = ask.level == "token"  # a word's raw score is no single number the model used
         results.append(
@@ -201,7 +212,7 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
             )
         )
     mean = weights.mean(axis=0)
-    mean_top = tuple(rank_words(tok, {"weight": mean}, ask.include_special, seen)[: ask.top_k])
+    mean_top = tuple(rank_words(tok, {"weight": mean}, ask.include_special, seen, top_k=ask.top_k))
     results.append(HeadResult("mean", None, None, on_view(mean), mean_top))
     seen_view = None if seen is None else np.array([seen[list(g)].any() for g in view])
     return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view)

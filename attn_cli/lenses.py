@@ -86,7 +86,7 @@ def heads(
     for trace in model.trace(tok.ids):
         weights = trace.rows(rows)[2].mean(axis=1)  # (heads, seq)
         seen = None if trace.visible(rows) is None else trace.visible(rows).any(axis=0)
-        firsts = [rank_words(tok, {"weight": w}, include_special, seen)[0] for w in weights]
+        firsts = [rank_words(tok, {"weight": w}, include_special, seen, top_k=1)[0] for w in weights]
         top.append(tuple(firsts))
         for h, w in enumerate(weights):
             if metric == "top":
@@ -146,7 +146,7 @@ def attention_rollout(
     # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
     row = np.mean([rollout_row(mean_maps, i) for i in q.token_indices], axis=0).astype(np.float32)
     last = mean_maps[-1][list(q.token_indices)].mean(axis=0)
-    top = tuple(rank_words(tok, {"weight": row}, include_special)[:top_k])
+    top = tuple(rank_words(tok, {"weight": row}, include_special, top_k=top_k))
     groups = [u.token_indices for u in units(tok, level)]
 
     def on_level(x: np.ndarray) -> np.ndarray:

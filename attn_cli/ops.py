@@ -23,11 +23,16 @@ def erfc(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     z = np.abs(x)
     t = 1.0 / (1.0 + 0.5 * z)
-    poly = np.zeros_like(t)
-    for c in reversed(_ERFC_COEFFS):
-        poly = poly * t + c
-    tail = t * np.exp(poly - z * z)  # erfc(|x|)
-    return np.where(x >= 0, tail, 2.0 - tail)
+    poly = np.full_like(t, _ERFC_COEFFS[-1])
+    for c in reversed(_ERFC_COEFFS[:-1]):  # Horner, in place: no new array per step
+        poly *= t
+        poly += c
+    z *= z
+    poly -= z
+    np.exp(poly, out=poly)
+    poly *= t  # erfc(|x|)
+    np.subtract(2.0, poly, out=poly, where=x < 0)  # erfc(-z) = 2 - erfc(z)
+    return poly
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -41,7 +46,10 @@ def gelu(x: np.ndarray) -> np.ndarray:
     Written with erfc rather than 1 + erf so that negative inputs keep their relative accuracy.
     """
     x64 = x.astype(np.float64)
-    return (0.5 * x64 * erfc(-x64 / np.sqrt(2.0))).astype(np.float32)
+    phi = erfc(x64 * -np.sqrt(0.5))
+    phi *= x64
+    phi *= 0.5
+    return phi.astype(np.float32)
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -142,13 +150,21 @@ def attention_output(q, k, v, scale: float, visible_rows=None, max_elements: int
 
     q: (heads, seq, head_dim); k, v: (heads, seq, head_dim); visible_rows: None, or a function
     from a slice of query rows to their bool (rows, seq) visibility. Returns (heads, seq, head_dim).
+    The same numbers as `attention_rows`, computed in place: this runs for every token.
     """
     heads, seq, _ = q.shape
     block = max(1, max_elements // (heads * k.shape[1]))
     output = np.empty((heads, seq, v.shape[-1]), dtype=np.float32)
+    key_t = k.transpose(0, 2, 1)
     for start in range(0, seq, block):
         rows = slice(start, min(seq, start + block))
-        *_, weights = attention_rows(q[:, rows], k, scale, None if visible_rows is None else visible_rows(rows))
+        weights = q[:, rows] @ key_t
+        weights *= np.float32(scale)
+        if visible_rows is not None:
+            np.copyto(weights, -np.inf, where=~visible_rows(rows))  # every row sees itself: never all -inf
+        weights -= weights.max(axis=-1, keepdims=True)
+        np.exp(weights, out=weights)
+        weights /= weights.sum(axis=-1, keepdims=True)
         output[:, rows] = weights @ v
     return output
 

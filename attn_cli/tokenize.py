@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,17 @@ class Word:
 
 
 @dataclass(frozen=True)
+class Unit:
+    """A row of a view: a token (`--level token`) or a word (`--level word`); special tokens
+    are units of their own at both levels."""
+
+    text: str
+    token_indices: tuple[int, ...]
+    word: int | None
+    special: bool
+
+
+@dataclass(frozen=True)
 class Tokenization:
     text: str
     tokens: tuple[Token, ...]
@@ -49,25 +61,21 @@ class Tokenization:
         """(seq,) int64 token ids, the model's input."""
         return np.array([t.id for t in self.tokens], dtype=np.int64)
 
+    # Computed once per text: views ask for them once per head.
+    @cached_property
+    def token_units(self) -> tuple[Unit, ...]:
+        return tuple(Unit(t.text, (t.index,), t.word, t.special) for t in self.tokens)
 
-@dataclass(frozen=True)
-class Unit:
-    """A row of a view: a token (`--level token`) or a word (`--level word`); special tokens
-    are units of their own at both levels."""
-
-    text: str
-    token_indices: tuple[int, ...]
-    word: int | None
-    special: bool
+    @cached_property
+    def word_units(self) -> tuple[Unit, ...]:
+        items = [Unit(w.text, w.token_indices, w.index, False) for w in self.words]
+        items += [Unit(t.text, (t.index,), None, True) for t in self.tokens if t.special]
+        return tuple(sorted(items, key=lambda u: u.token_indices[0]))
 
 
 def units(tok: Tokenization, level: str = "token") -> tuple[Unit, ...]:
     """The rows of a view, in text order: every token, or every word and special token."""
-    if level == "token":
-        return tuple(Unit(t.text, (t.index,), t.word, t.special) for t in tok.tokens)
-    items = [Unit(w.text, w.token_indices, w.index, False) for w in tok.words]
-    items += [Unit(t.text, (t.index,), None, True) for t in tok.tokens if t.special]
-    return tuple(sorted(items, key=lambda u: u.token_indices[0]))
+    return tok.token_units if level == "token" else tok.word_units
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
