@@ -251,7 +251,7 @@ def run_batch(
 
     # Loaded here even when workers load their own: a bad model fails now, as a ModelError,
     # instead of as a broken pool once the first line is sent.
-    model = load_model(model_path)
+    model = load_model(model_path, release_weights=False)  # many texts: keep the pages
     if isinstance(lines, str):
         lines = io.StringIO(lines, newline=None)  # line breaks as a text file in universal-newline mode
     jobs = (parse_line(line, n) for n, line in enumerate(lines, start=1))
@@ -295,7 +295,7 @@ def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | Non
         os.environ.setdefault(name, "1")  # a user's own setting wins
     from .loader import load_model  # imports NumPy, which reads those variables once
 
-    _WORKER = (load_model(model_path), defaults, fields)
+    _WORKER = (load_model(model_path, release_weights=False), defaults, fields)
 
 
 def _run_chunk(jobs: list[Job]) -> list[dict]:

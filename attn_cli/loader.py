@@ -36,13 +36,16 @@ class Model:
     weights: Weights
     tokenizer: Tokenizer
     arch: ModuleType
+    # Release each layer's weight pages after use, so that one run holds one layer's weights.
+    # A process that runs many texts (attn batch) keeps them: it would re-read them every time.
+    release_weights: bool = True
 
     def trace(self, input_ids) -> Iterator[LayerTrace]:
-        """The forward pass, one `LayerTrace` per layer. Between layers the weights' pages are
-        released, so a run holds one layer's weights in memory, not the whole model."""
+        """The forward pass, one `LayerTrace` per layer (see `release_weights`)."""
         for layer in self.arch.forward(self.weights, self.spec, self.config, input_ids):
             yield layer
-            self.weights.release()
+            if self.release_weights:
+                self.weights.release()
 
 
 def bundled_model_path() -> Path:
@@ -89,7 +92,7 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def load_model(model: str | os.PathLike | None = None) -> Model:
+def load_model(model: str | os.PathLike | None = None, release_weights: bool = True) -> Model:
     name, folder = resolve_model_path(model)
     config = read_config(folder)
     arch = architecture(config.get("model_type"))
@@ -104,4 +107,4 @@ def load_model(model: str | os.PathLike | None = None) -> Model:
             "save one with transformers: AutoTokenizer.from_pretrained(path).save_pretrained(path)",
         )
     weights = open_weights(folder, arch.WEIGHT_PREFIXES)
-    return Model(name, folder, config, spec, weights, load_tokenizer(tokenizer_path), arch)
+    return Model(name, folder, config, spec, weights, load_tokenizer(tokenizer_path), arch, release_weights)
