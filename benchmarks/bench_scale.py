@@ -165,8 +165,8 @@ def exact_length_text(words: list[str], count, target: int) -> tuple[str, int]:
 
 
 def long_text(target: int = 512) -> tuple[str, int]:
-    from attn_cli.loader import bundled_model_path
-    from attn_cli.tokenize import load_tokenizer
+    from attn_cli.loading.model import bundled_model_path
+    from attn_cli.loading.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(bundled_model_path() / "tokenizer.json")
     return exact_length_text(LONG_TEXT.split(), lambda t: len(tokenizer.encode(t).ids), target)
@@ -176,9 +176,9 @@ def long_text(target: int = 512) -> tuple[str, int]:
 ATTN_LONG_CHILD = r"""
 import ctypes, json, sys, time
 p = json.loads(sys.argv[1])
-from attn_cli.inspector import inspect
-from attn_cli.loader import load_model
-from attn_cli.tokenize import tokenize
+from attn_cli.compute.inspect import inspect
+from attn_cli.loading.model import load_model
+from attn_cli.loading.tokenizer import tokenize
 
 def blas_threads():
     # OpenBLAS's own thread count, from the library NumPy loaded (None if not found).
@@ -214,7 +214,7 @@ if p.get("breakdown"):
     # and inspect's own steps (few calls, so the timers cost ~nothing; no profiler). Best effort:
     # a name attn no longer has is skipped.
     import functools, statistics
-    from attn_cli import inspector
+    from attn_cli.compute import inspect as inspector
     spent = {}
 
     def wrap(owner, name, label):
@@ -724,8 +724,8 @@ def status():
 
 p = json.loads(sys.argv[1])
 start = status()
-from attn_cli.inspector import inspect
-from attn_cli.loader import load_model
+from attn_cli.compute.inspect import inspect
+from attn_cli.loading.model import load_model
 imported = status()
 model = load_model(p["model"])
 text = open(p["text"], encoding="utf-8").read()

@@ -7,8 +7,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from attn_cli.loader import load_model  # noqa: E402
-from attn_cli.result import json_schema  # noqa: E402
+from attn_cli.compute.result import json_schema  # noqa: E402
+from attn_cli.loading.model import load_model  # noqa: E402
 
 SENTENCE = "The Transformer is making it possible to understand language."
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 
-from attn_cli.loader import bundled_model_path
+from attn_cli.loading.model import bundled_model_path
 
 _CODES = {np.dtype("float32"): "F32", np.dtype("float16"): "F16", np.dtype("int64"): "I64"}
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from attn_cli.analysis import (
+from attn_cli.maths.analysis import (
     add_residual,
     align_words,
     classify_heads,

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_cli.loader import load_model
+from attn_cli.loading.model import load_model
+from attn_cli.loading.tokenizer import tokenize
 from attn_cli.models import ARCHITECTURES
-from attn_cli.tokenize import tokenize
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 MODELS = sorted(p for p in TINY.iterdir() if (p / "config.json").is_file()) if TINY.is_dir() else []

@@ -10,8 +10,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from attn_cli import batch
-from attn_cli.batch import (
+from attn_cli.compute import batch
+from attn_cli.compute.batch import (
     LINE_TYPES,
     OPTIONS,
     Job,
@@ -24,8 +24,8 @@ from attn_cli.batch import (
     select_fields,
     summarise,
 )
+from attn_cli.compute.inspect import inspect
 from attn_cli.errors import InputError, ModelError
-from attn_cli.inspector import inspect
 
 CAT = "The cat sat on the mat because it was tired."
 DOG = "The dog chased the other dog."
@@ -228,7 +228,7 @@ def test_an_unexpected_exception_fails_only_its_line(model, schema, monkeypatch)
             raise ZeroDivisionError("division by zero")
         return real(model, text, **options)
 
-    monkeypatch.setattr("attn_cli.inspector.inspect", flaky)
+    monkeypatch.setattr("attn_cli.compute.inspect.inspect", flaky)
     docs = [run_job(model, parse_line(line, n), {"query": "cat"}) for n, line in enumerate(["A cat.", "boom", "The cat."], 1)]
     assert docs[1] == {
         "line": 2,

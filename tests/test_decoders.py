@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from attn_cli.cli import app
-from attn_cli.inspector import inspect
-from attn_cli.loader import load_model
-from attn_cli.tokenize import tokenize
+from attn_cli.compute.inspect import inspect
+from attn_cli.loading.model import load_model
+from attn_cli.loading.tokenizer import tokenize
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 TEXT = "The cat sat on the mat because it was tired."

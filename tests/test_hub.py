@@ -9,7 +9,7 @@ import pytest
 from helpers import attn, make_hub_cache, make_tiny_bert, validate
 
 from attn_cli.cli import ExitStatus
-from attn_cli.hub import is_repo_id
+from attn_cli.loading.hub import is_repo_id
 
 # A loopback port where nothing listens: "the hub is out of reach", without touching the network.
 UNREACHABLE = "http://127.0.0.1:9"

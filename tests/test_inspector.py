@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import SENTENCE
 
+from attn_cli.compute.inspect import inspect, parse_head, rank_words, select_layers
 from attn_cli.errors import InputError
-from attn_cli.inspector import inspect, parse_head, rank_words, select_layers
-from attn_cli.tokenize import tokenize
+from attn_cli.loading.tokenizer import tokenize
 
 
 def full_trace(model, text):

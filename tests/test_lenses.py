@@ -10,11 +10,11 @@ from conftest import SENTENCE
 from helpers import attn, make_tiny_bert, validate
 from typer.testing import CliRunner
 
-from attn_cli.analysis import rollout as full_rollout
 from attn_cli.cli import ExitStatus, app
+from attn_cli.compute.lenses import attention_rollout, heads
 from attn_cli.errors import InputError
-from attn_cli.lenses import attention_rollout, heads
-from attn_cli.tokenize import tokenize
+from attn_cli.loading.tokenizer import tokenize
+from attn_cli.maths.analysis import rollout as full_rollout
 
 CAT = "The cat sat on the mat because it was tired."
 runner = CliRunner()
@@ -89,7 +89,7 @@ def test_rollout_at_word_level_and_for_a_split_query(model):
 def test_rollout_is_causal_for_decoders():
     from pathlib import Path
 
-    from attn_cli.loader import load_model
+    from attn_cli.loading.model import load_model
 
     llama = load_model(Path(__file__).parent / "fixtures" / "tiny" / "llama")
     result = attention_rollout(llama, CAT, "sat", full=True)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from helpers import make_tiny_bert, tiny_bert_tensors, write_safetensors
 
+from attn_cli.compute.inspect import inspect
 from attn_cli.errors import ModelError
-from attn_cli.inspector import inspect
-from attn_cli.loader import BUNDLED_NAME, bundled_model_path, load_model
-from attn_cli.weights import SafetensorsFile, open_weights
+from attn_cli.loading.model import BUNDLED_NAME, bundled_model_path, load_model
+from attn_cli.loading.weights import SafetensorsFile, open_weights
 
 
 def test_bundled_model_is_the_default(model, monkeypatch):
@@ -39,7 +39,7 @@ def test_bfloat16_and_float16_weights_widen_to_float32(tmp_path):
     write_safetensors(tmp_path / "bf.safetensors", {"x": x}, bf16=True)
     write_safetensors(tmp_path / "f16.safetensors", {"x": x.astype(np.float16)})
     bf, f16 = (SafetensorsFile(tmp_path / n).raw("x") for n in ("bf.safetensors", "f16.safetensors"))
-    from attn_cli.weights import _to_float32
+    from attn_cli.loading.weights import _to_float32
 
     got_bf = _to_float32(*bf)
     assert got_bf.dtype == np.float32

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from attn_cli.ops import attention, erf, erfc, gelu, layer_norm, linear, merge_heads, softmax, split_heads
+from attn_cli.maths.ops import attention, erf, erfc, gelu, layer_norm, linear, merge_heads, softmax, split_heads
 
 finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, width=32)
 rows = arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 40)), elements=finite)
@@ -123,7 +123,7 @@ def test_attention_weights_are_distributions_and_output_is_their_average(x):
 
 def test_blocked_attention_output_equals_the_one_shot_product():
     """Long texts are computed a block of query rows at a time; the blocks must not change a number."""
-    from attn_cli.ops import attention_output, causal_visibility
+    from attn_cli.maths.ops import attention_output, causal_visibility
 
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((3, 37, 8)).astype(np.float32) for _ in range(3))
@@ -138,7 +138,7 @@ def test_blocked_attention_output_equals_the_one_shot_product():
 
 
 def test_causal_visibility():
-    from attn_cli.ops import causal_visibility
+    from attn_cli.maths.ops import causal_visibility
 
     assert causal_visibility(slice(None), 3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
     assert causal_visibility(np.array([4]), 6, window=2).tolist() == [[False, False, False, True, True, False]]

@@ -1,4 +1,4 @@
-"""attn_cli.plot: heat maps as PNG, SVG and HTML. Pixels are read back and checked against the
+"""attn_cli.views.plot: heat maps as PNG, SVG and HTML. Pixels are read back and checked against the
 colour map at the cells' computed centres; writes are checked to be all-or-nothing."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_cli import plot
 from attn_cli.errors import AttnError, InputError, MissingExtra
-from attn_cli.palette import heat_rgb, weight_text
-from attn_cli.plot import cell_centres, heatmap_figure, write_heatmap
+from attn_cli.views import plot
+from attn_cli.views.palette import heat_rgb, weight_text
+from attn_cli.views.plot import cell_centres, heatmap_figure, write_heatmap
 
 needs_mpl = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib not installed")
 
@@ -59,7 +59,7 @@ def drawn(tmp_path_factory):
 
 
 def test_colour_map_is_the_terminals():
-    from attn_cli.render import heat
+    from attn_cli.views.terminal.inspect import heat
 
     for w in np.linspace(0, 1, 101):
         assert heat_rgb(float(w)) == heat(float(w)).bgcolor.get_truecolor()

@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from attn_cli.cli import ExitStatus, app
-from attn_cli.palette import heat_rgb
+from attn_cli.views.palette import heat_rgb
 
 CAT = "The cat sat on the mat because it was tired."
 runner = CliRunner()

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_cli.inspector import inspect
-from attn_cli.tokenize import tokenize
+from attn_cli.compute.inspect import inspect
+from attn_cli.loading.tokenizer import tokenize
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "minilm").glob("*.npz"))
 TOLERANCE = 1e-5

@@ -13,11 +13,11 @@ from helpers import attn, validate
 from rich.console import Console
 from typer.testing import CliRunner
 
-from attn_cli.analysis import HEAD_KINDS
 from attn_cli.cli import app
-from attn_cli.render_stats import stats_view
-from attn_cli.stats import STAT_FIELDS, head_statistics
-from attn_cli.tokenize import tokenize
+from attn_cli.compute.stats import STAT_FIELDS, head_statistics
+from attn_cli.loading.tokenizer import tokenize
+from attn_cli.maths.analysis import HEAD_KINDS
+from attn_cli.views.terminal.stats import stats_view
 
 runner = CliRunner()
 CAT, DOG = "The cat sat on the mat.", "The dog sat on the mat."

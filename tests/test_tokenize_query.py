@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import SENTENCE
 
+from attn_cli.compute.query import resolve_query
 from attn_cli.errors import InputError, QueryNotFound
-from attn_cli.query import resolve_query
-from attn_cli.tokenize import tokenize
+from attn_cli.loading.tokenizer import tokenize
 
 
 @pytest.fixture(scope="module")

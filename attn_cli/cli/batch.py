@@ -43,7 +43,7 @@ def batch(
     """
 
     def action() -> None:
-        from ..batch import failed, run_batch
+        from ..compute.batch import failed, run_batch
 
         defaults = {
             "query": query, "query_index": query_index, "layer": layer, "head": head, "top_k": top, "steps": steps,

@@ -82,7 +82,7 @@ def emit(result, as_json: bool, view) -> None:
     if as_json:
         write_json(result.to_json())
         return
-    from ..render import print_all
+    from ..views.terminal.inspect import print_all
 
     out = console()
     print_all(out, view(out))

@@ -65,8 +65,8 @@ def inspect(
     output_format = OutputFormat.json if as_json else output_format
 
     def action() -> None:
-        from ..inspector import inspect as run_inspect
-        from ..loader import load_model
+        from ..compute.inspect import inspect as run_inspect
+        from ..loading.model import load_model
 
         source = read_text(text)
         result = run_inspect(
@@ -78,13 +78,13 @@ def inspect(
         elif output_format is OutputFormat.csv:
             import csv
 
-            from ..result import CSV_COLUMNS, csv_rows
+            from ..compute.result import CSV_COLUMNS, csv_rows
 
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(CSV_COLUMNS)
             writer.writerows(csv_rows(result))
         else:
-            from ..render import inspect_view, print_all
+            from ..views.terminal.inspect import inspect_view, print_all
 
             print_all(console(), inspect_view(result))
 
@@ -98,17 +98,17 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
     """Show how the text is tokenized (position, token, id, character offsets, word), to pick a query."""
 
     def action() -> None:
-        from ..inspector import model_info
-        from ..loader import load_model
-        from ..result import document_header
-        from ..tokenize import tokenize
+        from ..compute.inspect import model_info
+        from ..compute.result import document_header
+        from ..loading.model import load_model
+        from ..loading.tokenizer import tokenize
 
         m = load_model(model)
         tok = tokenize(m.tokenizer, read_text(text), max_tokens=None)
         if as_json:
             write_json(document_header(model_info(m), tok))
         else:
-            from ..render import tokens_table
+            from ..views.terminal.inspect import tokens_table
 
             console().print(tokens_table(tok))
 
@@ -122,15 +122,15 @@ def models(as_json: JsonOption = False) -> None:
     """List the models attn can use: the bundled one, $ATTN_MODEL, and those in the Hugging Face cache."""
 
     def action() -> None:
-        from ..catalog import list_models
+        from ..loading.catalog import list_models
 
         entries = list_models()
         if as_json:
-            from ..result import models_document
+            from ..compute.result import models_document
 
             write_json(models_document(entries))
         else:
-            from ..render import models_table
+            from ..views.terminal.inspect import models_table
 
             console().print(models_table(entries))
 
@@ -142,6 +142,6 @@ def schema() -> None:
     """Print the JSON Schema of the documents that --json writes."""
     import json
 
-    from ..result import json_schema
+    from ..compute.result import json_schema
 
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")

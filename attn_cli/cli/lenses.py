@@ -34,13 +34,13 @@ def heads(
     """The model view: a layers × heads grid for one query — each head's top word, its weight on a target word, or its entropy."""
 
     def action() -> None:
-        from ..lenses import heads as run_heads
-        from ..loader import load_model
+        from ..compute.lenses import heads as run_heads
+        from ..loading.model import load_model
 
         result = run_heads(load_model(model), read_text(text), query, query_index, metric, target, special)
 
         def view(out):
-            from ..render_lenses import heads_view
+            from ..views.terminal.lenses import heads_view
 
             return heads_view(result, out.width)
 
@@ -72,16 +72,16 @@ def rollout(
     """Attention rollout for one query: how attention flows through all layers, with the residual stream (Abnar & Zuidema 2020)."""
 
     def action() -> None:
+        from ..compute.lenses import attention_rollout
         from ..errors import InputError
-        from ..lenses import attention_rollout
-        from ..loader import load_model
+        from ..loading.model import load_model
 
         if top < 1:
             raise InputError(f"--top {top} is not valid", "give --top 1 or more")
         result = attention_rollout(load_model(model), read_text(text), query, query_index, full, level, top, special)
 
         def view(out):
-            from ..render_lenses import rollout_view
+            from ..views.terminal.lenses import rollout_view
 
             return rollout_view(result)
 

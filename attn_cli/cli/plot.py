@@ -39,15 +39,15 @@ def plot(
         import numpy as np
 
         from ..errors import InputError
-        from ..loader import load_model
-        from ..plot import write_heatmap
+        from ..loading.model import load_model
+        from ..views.plot import write_heatmap
 
         if view not in VIEWS:
             raise InputError(f"--view {view!r} is not valid", f"give one of {', '.join(VIEWS)}")
         m = load_model(model)
         source = read_text(text)
         if view == "heads":
-            from ..inspector import inspect
+            from ..compute.inspect import inspect
 
             result = inspect(m, source, query, query_index, layer=layer, head="all", level=level)
             drawn = result.layers[0]
@@ -58,7 +58,7 @@ def plot(
             title = f'{result.model.name} · layer {drawn.layer}: weights of "{result.query.text}" in every head'
             path = write_heatmap(output, values, rows, [*map(str, range(values.shape[1] - 1)), "mean"], title, query_rows, masked)
         else:
-            from ..lenses import heads
+            from ..compute.lenses import heads
 
             result = heads(m, source, query, query_index, metric, target)
             values = result.values if result.metric != "entropy" else 1.0 - result.values / max(float(result.values.max()), 1e-9)

@@ -32,14 +32,14 @@ def stats(
     """What every head attends to, over one or many texts: previous/same/next token, special tokens, first token, punctuation; entropy."""
 
     def action() -> None:
-        from ..loader import load_model
-        from ..stats import collect_texts, head_statistics
+        from ..compute.stats import collect_texts, head_statistics
+        from ..loading.model import load_model
 
         texts = collect_texts(None if text is None else read_text(text), file)
         result = head_statistics(load_model(model), texts, threshold)
 
         def view(out):
-            from ..render_stats import stats_view
+            from ..views.terminal.stats import stats_view
 
             return stats_view(result, out.width)
 
@@ -71,13 +71,13 @@ def compare(
     """Compare one query's attention in two texts, aligned by word: weights in A and B, B − A, and the heads that changed most."""
 
     def action() -> None:
-        from ..loader import load_model
-        from ..stats import compare as run_compare
+        from ..compute.stats import compare as run_compare
+        from ..loading.model import load_model
 
         result = run_compare(load_model(model), read_text(text_a), read_text(text_b), query, query_b, layer=layer, top=top)
 
         def view(out):
-            from ..render_stats import compare_view
+            from ..views.terminal.stats import compare_view
 
             return compare_view(result)
 

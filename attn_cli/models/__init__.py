@@ -12,7 +12,7 @@ from types import ModuleType
 
 from ..errors import ModelError
 from . import bert, distilbert, gpt2, llama, roberta
-from .base import LayerTrace, ModelSpec
+from .base import LayerTrace, ModelSpec, Weights
 
 ARCHITECTURES: dict[str, ModuleType] = {
     "bert": bert,
@@ -37,4 +37,4 @@ def architecture(model_type: str | None) -> ModuleType:
         ) from None
 
 
-__all__ = ["ARCHITECTURES", "LayerTrace", "ModelSpec", "architecture"]
+__all__ = ["ARCHITECTURES", "LayerTrace", "ModelSpec", "Weights", "architecture"]

@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from ..ops import attention_output, attention_rows, causal_visibility
+from ..maths.ops import attention_output, attention_rows, causal_visibility
+
+
+class Weights(Protocol):
+    """A model's tensors by architecture name (no checkpoint prefix), as float32 arrays.
+
+    The forward pass reads weights only through this; `loading` provides it for each file format.
+    """
+
+    def __contains__(self, name: str) -> bool: ...
+
+    def __getitem__(self, name: str) -> np.ndarray: ...
+
+    def rows(self, name: str, indices: np.ndarray) -> np.ndarray:
+        """`weights[name][indices]`, reading only those rows: (len(indices), ...)."""
+        ...
+
+    def release(self) -> None:
+        """Let go of what was read so far (called between layers)."""
+        ...
 
 
 @dataclass(frozen=True)

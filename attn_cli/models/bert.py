@@ -11,9 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ModelError
-from ..ops import gelu, layer_norm, linear, merge_heads, split_heads
-from ..weights import Weights
-from .base import LayerTrace, ModelSpec, self_attention
+from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
+from .base import LayerTrace, ModelSpec, Weights, self_attention
 
 WEIGHT_PREFIXES = ("bert.",)
 

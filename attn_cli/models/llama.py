@@ -14,9 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ModelError
-from ..ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
-from ..weights import Weights
-from .base import LayerTrace, ModelSpec, self_attention
+from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
+from .base import LayerTrace, ModelSpec, Weights, self_attention
 
 WEIGHT_PREFIXES = ("model.",)
 ROPE_TYPES = ("default", "linear", "llama3")

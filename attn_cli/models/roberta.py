@@ -8,9 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..weights import Weights
 from . import bert
-from .base import LayerTrace, ModelSpec
+from .base import LayerTrace, ModelSpec, Weights
 
 WEIGHT_PREFIXES = ("roberta.",)
 final_norm = bert.final_norm

@@ -14,9 +14,9 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from .palette import heat_rgb, text_is_dark, weight_text
-from .result import HeadResult, InspectResult, LayerResult, Steps
-from .tokenize import Tokenization
+from ...compute.result import HeadResult, InspectResult, LayerResult, Steps
+from ...loading.tokenizer import Tokenization
+from ..palette import heat_rgb, text_is_dark, weight_text
 
 _BAR_WIDTH = 20
 _EIGHTHS = " ▏▎▍▌▋▊▉"

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 FILES = ["config.json", "tokenizer.json", "*.safetensors", "model.safetensors.index.json"]
@@ -75,7 +75,7 @@ def cached_models() -> list[CachedModel]:
 
 
 def _describe(name: str, folder: Path) -> CachedModel:
-    from .models import ARCHITECTURES
+    from ..models import ARCHITECTURES
 
     try:
         model_type = json.loads((folder / "config.json").read_text()).get("model_type")

@@ -6,8 +6,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from .errors import InputError, QueryNotFound
-from .tokenize import Tokenization
+from ..errors import InputError, QueryNotFound
+from ..loading.tokenizer import Tokenization
 
 _OCCURRENCE = re.compile(r"^(?P<text>.+?)#(?P<n>\d+)$")
 _POSITION = re.compile(r"^@(?P<n>-?\d+)$")

@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from .errors import InputError, MissingExtra
+from ..errors import InputError, MissingExtra
 from .palette import heat_rgb, text_is_dark, weight_text
 
 if TYPE_CHECKING:  # matplotlib is optional: imported only when a PNG or SVG is drawn

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import analysis
-from .errors import AttnError, InputError, QueryNotFound
-from .inspector import model_info, select_layers
-from .loader import Model
+from ..errors import AttnError, InputError, QueryNotFound
+from ..loading.model import Model
+from ..loading.tokenizer import Tokenization, tokenize
+from ..maths import analysis
+from .inspect import model_info, select_layers
 from .query import resolve_query
 from .result import SCHEMA_VERSION, ModelInfo, QueryInfo, floats
-from .tokenize import Tokenization, tokenize
 
 # JSON field -> the key `analysis.head_stats` uses, in the order the JSON lists them.
 STAT_FIELDS = {

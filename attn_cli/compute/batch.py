@@ -19,13 +19,13 @@ from functools import cache
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from .errors import AttnError, InputError, QueryNotFound
-from .exit_status import STATUS_BY_CODE, ExitStatus
+from ..errors import AttnError, InputError, QueryNotFound
+from ..exit_status import STATUS_BY_CODE, ExitStatus
 
 # NumPy is imported late (in the functions that need it), so that a worker process can limit
 # BLAS threads before NumPy loads: see _init_worker.
 if TYPE_CHECKING:
-    from .loader import Model
+    from ..loading.model import Model
 
 
 def _is_int(value) -> bool:
@@ -138,7 +138,7 @@ def job_options(job: Job, defaults: dict) -> dict:
 def run_job(model: Model, job: Job, defaults: dict) -> dict:
     """One line -> {"line": n, **inspect document}, or {"line": n, "error": {...}}. Never raises
     an Exception: a failing line must not end the run."""
-    from .inspector import inspect
+    from .inspect import inspect
 
     try:
         if job.error is not None:
@@ -247,7 +247,7 @@ def run_batch(
     check_workers(workers)
     if fields is not None:
         check_fields(fields)
-    from .loader import load_model
+    from ..loading.model import load_model
 
     # Loaded here even when workers load their own: a bad model fails now, as a ModelError,
     # instead of as a broken pool once the first line is sent.
@@ -293,7 +293,7 @@ def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | Non
     global _WORKER
     for name in _BLAS_THREADS:
         os.environ.setdefault(name, "1")  # a user's own setting wins
-    from .loader import load_model  # imports NumPy, which reads those variables once
+    from ..loading.model import load_model  # imports NumPy, which reads those variables once
 
     _WORKER = (load_model(model_path, release_weights=False), defaults, fields)
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
-from .errors import InputError
-from .inspector import model_info, rank_words
-from .loader import Model
+from ..errors import InputError
+from ..loading.model import Model
+from ..loading.tokenizer import Tokenization, tokenize, units
+from ..maths.analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
+from .inspect import model_info, rank_words
 from .query import Query, resolve_query
 from .result import ModelInfo, WordWeight, document_header, floats, units_json
-from .tokenize import Tokenization, tokenize, units
 
 METRICS = ("top", "weight", "entropy")
 

@@ -11,7 +11,7 @@ from importlib import resources
 
 import numpy as np
 
-from .tokenize import Token, Tokenization, Unit, Word, units
+from ..loading.tokenizer import Token, Tokenization, Unit, Word, units
 
 SCHEMA_VERSION = "1.0"
 
@@ -207,7 +207,7 @@ def _head_json(h: HeadResult) -> dict:
 
 def json_schema() -> dict:
     """The JSON Schema of `attn inspect --json` (and `attn tokens --json`), shipped in the package."""
-    return json.loads(resources.files(__package__).joinpath("schema/attn.schema.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files("attn_cli").joinpath("schema/attn.schema.json").read_text(encoding="utf-8"))
 
 
 def document_header(model: ModelInfo, tok: Tokenization) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import AttnError
+from ..errors import AttnError
 from .hub import cached_models
 
 
@@ -24,7 +24,7 @@ class ModelEntry:
 
 def _check(name: str, source: str, model: str | None) -> ModelEntry:
     """Open the model's config and weights header (cheap: nothing is read but headers)."""
-    from .loader import load_model, resolve_model_path
+    from .model import load_model, resolve_model_path
 
     try:
         _, path = resolve_model_path(model)
@@ -38,7 +38,7 @@ def _check(name: str, source: str, model: str | None) -> ModelEntry:
 
 
 def list_models() -> list[ModelEntry]:
-    from .loader import BUNDLED_NAME
+    from .model import BUNDLED_NAME
 
     entries = []
     saved = os.environ.pop("ATTN_MODEL", None)  # so that "bundled" means the bundled model

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from .errors import InputError, ModelError
+from ..errors import InputError, ModelError
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .lenses import HeadsResult, RolloutResult
-from .render import bar, heat
-from .tokenize import units
+from ...compute.lenses import HeadsResult, RolloutResult
+from ...loading.tokenizer import units
+from .inspect import bar, heat
 
 _METRIC_TITLES = {
     "top": "the top-attended word of each head (colour: its weight)",

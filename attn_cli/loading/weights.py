@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 
 _DTYPES = {
     "F32": np.dtype("<f4"),
@@ -102,7 +102,7 @@ class SafetensorsFile:
         return self._map[offset : offset + nbytes].view(np_dtype).reshape(shape), dtype
 
 
-class Weights:
+class SafetensorsWeights:
     """A model's tensors by their name without the checkpoint's prefix (`bert.`, ...).
 
     `weights["encoder.layer.0.attention.self.query.weight"]` gives a float32 array.
@@ -147,12 +147,12 @@ class Weights:
         return _to_float32(np.asarray(array[indices]), dtype)
 
 
-def open_weights(folder: Path, prefixes: tuple[str, ...]) -> Weights:
+def open_weights(folder: Path, prefixes: tuple[str, ...]) -> SafetensorsWeights:
     """Weights of the model in `folder` (`model.safetensors`, or a sharded index)."""
     single = folder / "model.safetensors"
     index = folder / "model.safetensors.index.json"
     if single.is_file():
-        return Weights([SafetensorsFile(single)], prefixes)
+        return SafetensorsWeights([SafetensorsFile(single)], prefixes)
     if index.is_file():
         try:
             shard_names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -161,7 +161,7 @@ def open_weights(folder: Path, prefixes: tuple[str, ...]) -> Weights:
         missing = [n for n in shard_names if not (folder / n).is_file()]
         if missing:
             raise ModelError(f"{folder} lacks shard {missing[0]} named in {index.name}", "download every shard")
-        return Weights([SafetensorsFile(folder / n) for n in shard_names], prefixes)
+        return SafetensorsWeights([SafetensorsFile(folder / n) for n in shard_names], prefixes)
     pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
     if pickles:
         raise ModelError(

@@ -14,9 +14,9 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from .render import heat
-from .result import ModelInfo
-from .stats import CompareResult, StatsResult
+from ...compute.result import ModelInfo
+from ...compute.stats import CompareResult, StatsResult
+from .inspect import heat
 
 # One letter per kind of head in the grid, in `analysis.HEAD_KINDS` order.
 CODES = {"previous-token": "P", "self": "S", "next-token": "N", "special-token": "C", "first-token": "F", "punctuation": "."}

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analysis import output_slices, to_words
-from .errors import InputError
-from .loader import Model
+from ..errors import InputError
+from ..loading.model import Model
+from ..loading.tokenizer import Tokenization, tokenize, units
+from ..maths.analysis import output_slices, to_words
 from .query import Query, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
-from .tokenize import Tokenization, tokenize, units
 
 HEAD_CHOICES = ("auto", "mean", "all")
 LEVELS = ("token", "word")

@@ -1,0 +1,1 @@
+"""What each command computes and keeps: one result type per command, read by every view."""

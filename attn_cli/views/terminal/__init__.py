@@ -1,0 +1,1 @@
+"""Rich views, one module per command family."""
