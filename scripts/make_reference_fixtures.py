@@ -36,10 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
+from reference import REPO_ROOT, versions_string
 from transformers import AutoTokenizer, BertModel
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "minilm"
 
 SENTENCES: dict[str, str] = {
@@ -72,10 +71,6 @@ def default_model_path() -> Path:
         if (candidate / "config.json").is_file():
             return candidate
     sys.exit(f"no model/config.json under {list(spec.submodule_search_locations)}")
-
-
-def versions_string() -> str:
-    return f"torch={torch.__version__.split('+')[0]} transformers={transformers.__version__}"
 
 
 @torch.no_grad()

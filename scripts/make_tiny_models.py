@@ -14,6 +14,10 @@ repository root::
     bash scripts/refenv.sh                             # creates .refenv/ (pip, CPU torch)
     .refenv/bin/python scripts/make_tiny_models.py     # rewrites tests/fixtures/tiny/<name>/
 
+The pieces live beside it: tiny_tokenizers.py (the trained tokenizers), tiny_specs.py (shapes,
+configs, SPECS) and reference.py (recording and checking reference tensors, shared with
+make_reference_fixtures.py).
+
 Options: ``--out DIR`` (default ``tests/fixtures/tiny``), ``--only NAME ...`` to
 rebuild some models only. No extra packages are needed (no sentencepiece, no
 protobuf): the tokenizers are trained here with the ``tokenizers`` library.
@@ -82,71 +86,23 @@ for the inputs in ``INPUTS``:
 - ``versions``: str, e.g. "torch=2.13.0 transformers=5.23.0"
 """
 
+
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import io
-import json
 import shutil
 import sys
-import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
-from safetensors import safe_open
-from tokenizers import (
-    AddedToken,
-    Regex,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    processors,
-    trainers,
-)
+from reference import REPO_ROOT, capture, check_reference, safetensors_dtypes, safetensors_keys, save_npz, to_numpy, versions_string
+from tiny_specs import BIAS_STD, EMBED_STD, MATRIX_STD, NORM_HIGH, NORM_LOW, SEED, SPECS, Spec
+from tiny_tokenizers import TOKENIZER_BUILDERS
+from tokenizers import Tokenizer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "tiny"
-
-SEED = 20240611
-
-# Shared shape of every tiny model.
-HIDDEN = 64
-LAYERS = 2
-HEADS = 4
-KV_HEADS = 2  # Llama-family models (llama, llama3rope, mistral, qwen2, qwen3)
-INTERMEDIATE = 96  # keeps tests/fixtures/tiny/ under ~6 MB
-MAX_POSITIONS = 128
-
-# Redraw scales (see redraw_parameters). Chosen so that attention rows are
-# neither uniform nor one-hot (the script prints the typical row maximum).
-EMBED_STD = 0.5
-MATRIX_STD = 0.2
-BIAS_STD = 0.1
-NORM_LOW, NORM_HIGH = 0.7, 1.3
-
-# The tokenizers are trained on these sentences only.
-TRAIN_SENTENCES = [
-    "The cat sat on the mat.",
-    "The quick brown fox jumps over the lazy dog.",
-    "Every head looks at the other tokens in the layer.",
-    "The dog looks at the cat, and the cat looks at the dog.",
-    "Why does attention split numbers like 1887 into pieces?",
-    "The model reads every token and every head looks at every token.",
-    "A lazy cat sat on the mat in the sun.",
-    "The quick fox and the lazy dog sat on the old mat.",
-    "Attention lets each token look at the other tokens.",
-    "Small models are quick to test and easy to run.",
-    "Keys and queries meet in a dot product, then a softmax.",
-    "Why does the dog chase its own tail around the park?",
-]
 
 # Inputs for the reference tensors: short (~5 tokens), medium, long (>= 20 tokens).
 # "naïve" has a character that is not in the training sentences (byte fallback
@@ -156,360 +112,6 @@ INPUTS = [
     "The cat sat.",
     "Every head looks at the other tokens.",
     "The quick brown fox looks at the lazy dog. Why does naïve attention split 1887 into pieces?",
-]
-
-
-def versions_string() -> str:
-    return f"torch={torch.__version__.split('+')[0]} transformers={transformers.__version__}"
-
-
-# --------------------------------------------------------------------------- tokenizers
-
-
-BYTE_LEVEL_VOCAB = 400  # 256 byte symbols + ~140 merges (+ specials)
-LLAMA_VOCAB = 400  # 3 specials + 256 byte-fallback tokens + ~140 learned pieces
-
-
-def _template(tok: Tokenizer, single: str, pair: str, names: list[str]) -> processors.TemplateProcessing:
-    return processors.TemplateProcessing(
-        single=single, pair=pair, special_tokens=[(n, tok.token_to_id(n)) for n in names]
-    )
-
-
-def train_wordpiece() -> Tokenizer:
-    """BERT-style: lowercasing BertNormalizer, WordPiece, [CLS] $A [SEP]."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
-    )
-    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    # tokenizers' WordPiece/BPE trainers give the "##x" symbols ids in hash-map
-    # order, which changes merge tie-breaks from run to run. Seeding them (sorted)
-    # before training makes the result deterministic; the vocabulary is then put
-    # into a fresh WordPiece model so that they are ordinary (not special) tokens.
-    chars = sorted(
-        {c for s in TRAIN_SENTENCES for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(s)) for c in w}
-    )
-    trainee = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    trainee.normalizer = normalizer
-    trainee.pre_tokenizer = pre_tokenizer
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=300,
-        min_frequency=1,
-        special_tokens=specials + [f"##{c}" for c in chars],
-        continuing_subword_prefix="##",
-        show_progress=False,
-    )
-    trainee.train_from_iterator(TRAIN_SENTENCES, trainer)
-
-    tok = Tokenizer(models.WordPiece(vocab=trainee.get_vocab(), unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizer
-    tok.pre_tokenizer = pre_tokenizer
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    tok.post_processor = _template(tok, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1", ["[CLS]", "[SEP]"])
-    tok.decoder = decoders.WordPiece(prefix="##")
-    return tok
-
-
-def _train_byte_level(vocab_size: int, special_tokens: list[str], pre_tokenizer) -> Tokenizer:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizer
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=1,
-        special_tokens=special_tokens,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(TRAIN_SENTENCES, trainer)
-    return tok
-
-
-def train_roberta_bpe() -> Tokenizer:
-    """RoBERTa-style: byte-level BPE, <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4, <s> $A </s>."""
-    tok = _train_byte_level(
-        BYTE_LEVEL_VOCAB,
-        ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-    )
-    tok.post_processor = _template(tok, "<s> $A </s>", "<s> $A </s> </s> $B </s>", ["<s>", "</s>"])
-    return tok
-
-
-def train_gpt2_bpe() -> Tokenizer:
-    """GPT-2-style: byte-level BPE, no special tokens added; <|endoftext|> is the last id."""
-    tok = _train_byte_level(BYTE_LEVEL_VOCAB, [], pre_tokenizers.ByteLevel(add_prefix_space=False))
-    tok.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    return tok
-
-
-QWEN_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
-
-def train_qwen_bpe() -> Tokenizer:
-    """Qwen2-style: NFC, regex split + byte-level BPE, no BOS/EOS added; specials at the end."""
-    pre = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(pattern=Regex(QWEN_SPLIT), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok = _train_byte_level(BYTE_LEVEL_VOCAB, [], pre)
-    tok.normalizer = normalizers.NFC()
-    tok.add_special_tokens(
-        [AddedToken(t, special=True, normalized=False) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")]
-    )
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    return tok
-
-
-def train_llama_bpe() -> Tokenizer:
-    """Llama-2/Mistral-style (converted SentencePiece BPE): <unk>=0 <s>=1 </s>=2, then the
-    256 byte-fallback tokens <0x00>..<0xFF>, then the learned pieces; "▁" marks spaces
-    (normalizer: prepend "▁", replace " " by "▁"; no pre-tokenizer); template "<s> $A"."""
-    # Train with a Metaspace pre-tokenizer so that no merge crosses a word boundary
-    # (SentencePiece's split_by_whitespace), then rebuild the final BPE model.
-    trainee = Tokenizer(models.BPE(unk_token="<unk>"))
-    trainee.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    trainer = trainers.BpeTrainer(vocab_size=LLAMA_VOCAB - 256, min_frequency=1, special_tokens=[], show_progress=False)
-    trainee.train_from_iterator(TRAIN_SENTENCES, trainer)
-    learned = json.loads(trainee.to_str())["model"]
-    pieces = sorted(learned["vocab"], key=learned["vocab"].__getitem__)
-
-    vocab: dict[str, int] = {}
-    for t in ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + pieces:
-        vocab.setdefault(t, len(vocab))
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in learned["merges"]]
-
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tok.pre_tokenizer = None
-    tok.decoder = decoders.Sequence(
-        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
-    )
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ("<unk>", "<s>", "</s>")])
-    tok.post_processor = _template(tok, "<s> $A", "<s> $A <s> $B", ["<s>"])
-    return tok
-
-
-TOKENIZER_BUILDERS: dict[str, Callable[[], Tokenizer]] = {
-    "wordpiece": train_wordpiece,
-    "roberta-bpe": train_roberta_bpe,
-    "gpt2-bpe": train_gpt2_bpe,
-    "llama-bpe": train_llama_bpe,
-    "qwen-bpe": train_qwen_bpe,
-}
-
-
-# --------------------------------------------------------------------------- models
-
-
-def _ids(tok: Tokenizer, *names: str) -> list[int]:
-    out = [tok.token_to_id(n) for n in names]
-    assert None not in out, (names, out)
-    return out
-
-
-def _llama_family_common(tok: Tokenizer) -> dict:
-    return dict(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS,
-        hidden_act="silu",
-        tie_word_embeddings=False,
-    )
-
-
-def config_bert(tok: Tokenizer):
-    (pad,) = _ids(tok, "[PAD]")
-    return transformers.BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        intermediate_size=INTERMEDIATE,
-        hidden_act="gelu",
-        max_position_embeddings=MAX_POSITIONS,
-        type_vocab_size=2,
-        layer_norm_eps=1e-12,
-        pad_token_id=pad,
-    )
-
-
-def config_roberta(tok: Tokenizer):
-    bos, pad, eos = _ids(tok, "<s>", "<pad>", "</s>")
-    return transformers.RobertaConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        intermediate_size=INTERMEDIATE,
-        hidden_act="gelu",
-        # positions pad+1 .. : 128 usable positions, like roberta-base's 514 = 512 + 2
-        max_position_embeddings=MAX_POSITIONS + pad + 1,
-        type_vocab_size=1,
-        layer_norm_eps=1e-5,
-        pad_token_id=pad,
-        bos_token_id=bos,
-        eos_token_id=eos,
-    )
-
-
-def config_distilbert(tok: Tokenizer):
-    (pad,) = _ids(tok, "[PAD]")
-    return transformers.DistilBertConfig(
-        vocab_size=tok.get_vocab_size(),
-        dim=HIDDEN,
-        n_layers=LAYERS,
-        n_heads=HEADS,
-        hidden_dim=INTERMEDIATE,
-        activation="gelu",
-        max_position_embeddings=MAX_POSITIONS,
-        sinusoidal_pos_embds=False,
-        pad_token_id=pad,
-    )
-
-
-def config_gpt2(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
-    return transformers.GPT2Config(
-        vocab_size=tok.get_vocab_size(),
-        n_positions=MAX_POSITIONS,
-        n_embd=HIDDEN,
-        n_layer=LAYERS,
-        n_head=HEADS,
-        n_inner=INTERMEDIATE,
-        activation_function="gelu_new",
-        layer_norm_epsilon=1e-5,
-        bos_token_id=eot,
-        eos_token_id=eot,
-    )
-
-
-def config_llama(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
-    return transformers.LlamaConfig(
-        **_llama_family_common(tok),
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-5,
-        rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
-        attention_bias=False,
-        mlp_bias=False,
-        bos_token_id=bos,
-        eos_token_id=eos,
-    )
-
-
-def config_llama3rope(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
-    return transformers.LlamaConfig(
-        **_llama_family_common(tok),
-        head_dim=32,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-5,
-        rope_parameters={
-            "rope_type": "llama3",
-            "rope_theta": 50000.0,
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 32,
-        },
-        attention_bias=False,
-        mlp_bias=False,
-        bos_token_id=bos,
-        eos_token_id=eos,
-    )
-
-
-def config_mistral(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
-    return transformers.MistralConfig(
-        **_llama_family_common(tok),
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-5,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        sliding_window=4,
-        bos_token_id=bos,
-        eos_token_id=eos,
-    )
-
-
-def config_qwen2(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
-    # Saved through Qwen2ForCausalLM with tied embeddings, like Qwen2-0.5B: keys are
-    # "model.*" and the tied lm_head.weight is not stored.
-    return transformers.Qwen2Config(
-        **{**_llama_family_common(tok), "tie_word_embeddings": True},
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        use_sliding_window=False,
-        bos_token_id=eot,
-        eos_token_id=eot,
-    )
-
-
-def config_qwen3(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
-    return transformers.Qwen3Config(
-        **_llama_family_common(tok),
-        head_dim=24,
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        attention_bias=False,
-        use_sliding_window=False,
-        bos_token_id=eot,
-        eos_token_id=eot,
-    )
-
-
-@dataclass
-class Spec:
-    name: str
-    tokenizer: str
-    make_config: Callable[[Tokenizer], transformers.PretrainedConfig]
-    model_class: str  # base model class used for the references
-    module: str  # transformers.models.<module>.modeling_<module>
-    # Variants re-save the weights of `source` differently instead of drawing new ones.
-    source: str | None = None
-    save_class: str | None = None  # class used to save, if not model_class
-    save_dtype: torch.dtype = torch.float32
-    max_shard_size: str | None = None
-    rope: bool = False
-    causal: bool = False
-    sliding_window: int | None = None
-    token_types: bool = False
-    position_offset: int = 0  # position_ids = arange(seq) + position_offset
-
-
-SPECS: list[Spec] = [
-    Spec("bert", "wordpiece", config_bert, "BertModel", "bert", token_types=True),
-    Spec(
-        "bert-prefixed", "wordpiece", config_bert, "BertModel", "bert",
-        source="bert", save_class="BertForMaskedLM", token_types=True,
-    ),
-    Spec("roberta", "roberta-bpe", config_roberta, "RobertaModel", "roberta", token_types=True, position_offset=2),
-    Spec("distilbert", "wordpiece", config_distilbert, "DistilBertModel", "distilbert"),
-    Spec("gpt2", "gpt2-bpe", config_gpt2, "GPT2Model", "gpt2", causal=True),
-    Spec("gpt2-sharded", "gpt2-bpe", config_gpt2, "GPT2Model", "gpt2", source="gpt2", max_shard_size="150KB", causal=True),
-    Spec("llama", "llama-bpe", config_llama, "LlamaModel", "llama", rope=True, causal=True),
-    Spec(
-        "llama-bf16", "llama-bpe", config_llama, "LlamaModel", "llama",
-        source="llama", save_dtype=torch.bfloat16, rope=True, causal=True,
-    ),
-    Spec("llama3rope", "llama-bpe", config_llama3rope, "LlamaModel", "llama", rope=True, causal=True),
-    Spec("mistral", "llama-bpe", config_mistral, "MistralModel", "mistral", rope=True, causal=True, sliding_window=4),
-    Spec("qwen2", "qwen-bpe", config_qwen2, "Qwen2Model", "qwen2", save_class="Qwen2ForCausalLM", rope=True, causal=True),
-    Spec("qwen3", "qwen-bpe", config_qwen3, "Qwen3Model", "qwen3", rope=True, causal=True),
 ]
 
 
@@ -574,50 +176,6 @@ def load_reference_model(spec: Spec, dest: Path) -> torch.nn.Module:
     return model.eval()
 
 
-# --------------------------------------------------------------------------- capture
-
-
-@contextlib.contextmanager
-def capture(module_name: str) -> Iterator[dict[str, list]]:
-    """Wrap the modeling module's `eager_attention_forward` (and `apply_rotary_pos_emb`)
-    to record the exact tensors entering Q.K^T, the mask and the scaling."""
-    mod = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
-    rec: dict[str, list] = {k: [] for k in ("q", "k", "v", "mask", "scaling", "q_pre_rope", "k_pre_rope")}
-    orig_eager = mod.eager_attention_forward
-
-    def eager(module, query, key, value, attention_mask, *args, **kwargs):
-        scaling = kwargs["scaling"] if "scaling" in kwargs else args[0]
-        rec["q"].append(query.detach()[0].clone())
-        rec["k"].append(key.detach()[0].clone())
-        rec["v"].append(value.detach()[0].clone())
-        rec["mask"].append(None if attention_mask is None else attention_mask.detach()[0, 0].clone())
-        rec["scaling"].append(scaling)
-        return orig_eager(module, query, key, value, attention_mask, *args, **kwargs)
-
-    patches = {"eager_attention_forward": eager}
-    if hasattr(mod, "apply_rotary_pos_emb"):
-        orig_rope = mod.apply_rotary_pos_emb
-
-        def rope(q, k, cos, sin, *args, **kwargs):
-            rec["q_pre_rope"].append(q.detach()[0].clone())
-            rec["k_pre_rope"].append(k.detach()[0].clone())
-            return orig_rope(q, k, cos, sin, *args, **kwargs)
-
-        patches["apply_rotary_pos_emb"] = rope
-    saved = {k: getattr(mod, k) for k in patches}
-    try:
-        for k, fn in patches.items():
-            setattr(mod, k, fn)
-        yield rec
-    finally:
-        for k, fn in saved.items():
-            setattr(mod, k, fn)
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.to(torch.float32).numpy().copy()
-
-
 @torch.no_grad()
 def run_reference(spec: Spec, model: torch.nn.Module, tok: Tokenizer, text: str) -> tuple[dict, list]:
     enc = tok.encode(text, add_special_tokens=True)
@@ -646,105 +204,18 @@ def run_reference(spec: Spec, model: torch.nn.Module, tok: Tokenizer, text: str)
     if spec.token_types:
         arrays["token_type_ids"] = np.asarray(enc.type_ids, dtype=np.int64)
     arrays.update(
-        attentions=_np(attentions),
-        q=_np(torch.stack(rec["q"])),
-        k=_np(torch.stack(rec["k"])),
-        v=_np(torch.stack(rec["v"])),
+        attentions=to_numpy(attentions),
+        q=to_numpy(torch.stack(rec["q"])),
+        k=to_numpy(torch.stack(rec["k"])),
+        v=to_numpy(torch.stack(rec["v"])),
     )
     if spec.rope:
-        arrays["q_pre_rope"] = _np(torch.stack(rec["q_pre_rope"]))
-        arrays["k_pre_rope"] = _np(torch.stack(rec["k_pre_rope"]))
+        arrays["q_pre_rope"] = to_numpy(torch.stack(rec["q_pre_rope"]))
+        arrays["k_pre_rope"] = to_numpy(torch.stack(rec["k_pre_rope"]))
     arrays["scaling"] = np.float32(scalings.pop())
-    arrays["last_hidden_state"] = _np(out.last_hidden_state[0])
+    arrays["last_hidden_state"] = to_numpy(out.last_hidden_state[0])
     arrays["versions"] = np.array(versions_string())
     return arrays, rec["mask"]
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Like np.savez_compressed, but with fixed zip timestamps (byte-reproducible)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue())
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def allowed_mask(seq: int, causal: bool, window: int | None) -> np.ndarray:
-    """[q, kv] True where attention is allowed (transformers 5.23 rule)."""
-    q = np.arange(seq)[:, None]
-    kv = np.arange(seq)[None, :]
-    allowed = np.ones((seq, seq), dtype=bool)
-    if causal:
-        allowed &= kv <= q
-    if window is not None:
-        allowed &= kv > q - window
-    return allowed
-
-
-def check_reference(spec: Spec, arrays: dict, masks: list) -> dict[str, float]:
-    att = arrays["attentions"].astype(np.float64)
-    layers, heads, seq, _ = att.shape
-    allowed = allowed_mask(seq, spec.causal, spec.sliding_window)
-    for m in masks:
-        if m is None:
-            assert not spec.causal, spec.name
-        else:
-            m = m.numpy()
-            assert np.array_equal(m == 0, allowed), f"{spec.name}: captured mask differs from the documented rule"
-            assert np.all(m[~allowed] == np.finfo(np.float32).min), spec.name
-    row_sum_dev = float(np.abs(att.sum(-1) - 1.0).max())
-    masked_max = float(np.abs(att[..., ~allowed]).max()) if (~allowed).any() else 0.0
-
-    q = arrays["q"].astype(np.float64)
-    k = arrays["k"].astype(np.float64)
-    kv_heads = k.shape[1]
-    group = heads // kv_heads
-    k_rep = np.repeat(k, group, axis=1)  # query head h uses kv head h // group
-    scores = np.einsum("lhqd,lhkd->lhqk", q, k_rep) * float(arrays["scaling"])
-    scores = np.where(allowed, scores, -np.inf)
-    scores -= scores.max(-1, keepdims=True)
-    p = np.exp(scores)
-    p /= p.sum(-1, keepdims=True)
-    softmax_dev = float(np.abs(p - att).max())
-
-    # typical peakiness: row maxima over rows that can see >= 4 keys
-    rows = allowed.sum(-1) >= 4
-    row_max = att.max(-1)[..., rows]
-    return {
-        "row_sum_dev": row_sum_dev,
-        "masked_max": masked_max,
-        "softmax_dev": softmax_dev,
-        "row_max_median": float(np.median(row_max)),
-        "row_max_p90": float(np.quantile(row_max, 0.9)),
-        "rows_gt_0.99": float((row_max > 0.99).mean()),
-    }
-
-
-def safetensors_keys(dest: Path) -> list[str]:
-    keys: list[str] = []
-    for f in sorted(dest.glob("*.safetensors")):
-        with safe_open(str(f), framework="np") as st:
-            keys.extend(st.keys())
-    return sorted(keys)
-
-
-def safetensors_dtypes(dest: Path) -> set[str]:
-    dtypes: set[str] = set()
-    for f in sorted(dest.glob("*.safetensors")):
-        raw = f.read_bytes()
-        n = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + n])
-        dtypes |= {v["dtype"] for k, v in header.items() if k != "__metadata__"}
-    return dtypes
-
-
-# --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -803,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  keys: {len(keys)}, e.g. {keys[0]!r} .. {keys[-1]!r}")
         for i, text in enumerate(INPUTS):
             arrays, masks = run_reference(spec, ref_model, tok_from_file, text)
-            stats = check_reference(spec, arrays, masks)
+            stats = check_reference(spec.name, spec.causal, spec.sliding_window, arrays, masks)
             ok = stats["row_sum_dev"] < 1e-5 and stats["masked_max"] == 0.0 and stats["softmax_dev"] < 1e-5
             failures += not ok
             path = dest / f"ref_{i}.npz"

@@ -1,0 +1,233 @@
+"""What each tiny reference model is: its shape, its transformers config, and how it is saved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import transformers
+from tokenizers import Tokenizer
+
+SEED = 20240611
+
+# Shared shape of every tiny model.
+HIDDEN = 64
+LAYERS = 2
+HEADS = 4
+KV_HEADS = 2  # Llama-family models (llama, llama3rope, mistral, qwen2, qwen3)
+INTERMEDIATE = 96  # keeps tests/fixtures/tiny/ under ~6 MB
+MAX_POSITIONS = 128
+
+# Redraw scales (see redraw_parameters). Chosen so that attention rows are
+# neither uniform nor one-hot (the script prints the typical row maximum).
+EMBED_STD = 0.5
+MATRIX_STD = 0.2
+BIAS_STD = 0.1
+NORM_LOW, NORM_HIGH = 0.7, 1.3
+
+
+def _ids(tok: Tokenizer, *names: str) -> list[int]:
+    out = [tok.token_to_id(n) for n in names]
+    assert None not in out, (names, out)
+    return out
+
+
+def _llama_family_common(tok: Tokenizer) -> dict:
+    return dict(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        hidden_act="silu",
+        tie_word_embeddings=False,
+    )
+
+
+def _bert_family_common(tok: Tokenizer) -> dict:
+    return dict(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=INTERMEDIATE,
+        hidden_act="gelu",
+    )
+
+
+def config_bert(tok: Tokenizer):
+    (pad,) = _ids(tok, "[PAD]")
+    return transformers.BertConfig(
+        **_bert_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS,
+        type_vocab_size=2,
+        layer_norm_eps=1e-12,
+        pad_token_id=pad,
+    )
+
+
+def config_roberta(tok: Tokenizer):
+    bos, pad, eos = _ids(tok, "<s>", "<pad>", "</s>")
+    return transformers.RobertaConfig(
+        **_bert_family_common(tok),
+        # positions pad+1 .. : 128 usable positions, like roberta-base's 514 = 512 + 2
+        max_position_embeddings=MAX_POSITIONS + pad + 1,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        pad_token_id=pad,
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+
+
+def config_distilbert(tok: Tokenizer):
+    (pad,) = _ids(tok, "[PAD]")
+    return transformers.DistilBertConfig(
+        vocab_size=tok.get_vocab_size(),
+        dim=HIDDEN,
+        n_layers=LAYERS,
+        n_heads=HEADS,
+        hidden_dim=INTERMEDIATE,
+        activation="gelu",
+        max_position_embeddings=MAX_POSITIONS,
+        sinusoidal_pos_embds=False,
+        pad_token_id=pad,
+    )
+
+
+def config_gpt2(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    return transformers.GPT2Config(
+        vocab_size=tok.get_vocab_size(),
+        n_positions=MAX_POSITIONS,
+        n_embd=HIDDEN,
+        n_layer=LAYERS,
+        n_head=HEADS,
+        n_inner=INTERMEDIATE,
+        activation_function="gelu_new",
+        layer_norm_epsilon=1e-5,
+        bos_token_id=eot,
+        eos_token_id=eot,
+    )
+
+
+def config_llama(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    return transformers.LlamaConfig(
+        **_llama_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+
+
+def config_llama3rope(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    return transformers.LlamaConfig(
+        **_llama_family_common(tok),
+        head_dim=32,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        rope_parameters={
+            "rope_type": "llama3",
+            "rope_theta": 50000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 32,
+        },
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+
+
+def config_mistral(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    return transformers.MistralConfig(
+        **_llama_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        sliding_window=4,
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+
+
+def config_qwen2(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    # Saved through Qwen2ForCausalLM with tied embeddings, like Qwen2-0.5B: keys are
+    # "model.*" and the tied lm_head.weight is not stored.
+    return transformers.Qwen2Config(
+        **{**_llama_family_common(tok), "tie_word_embeddings": True},
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        use_sliding_window=False,
+        bos_token_id=eot,
+        eos_token_id=eot,
+    )
+
+
+def config_qwen3(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    return transformers.Qwen3Config(
+        **_llama_family_common(tok),
+        head_dim=24,
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        attention_bias=False,
+        use_sliding_window=False,
+        bos_token_id=eot,
+        eos_token_id=eot,
+    )
+
+
+@dataclass
+class Spec:
+    name: str
+    tokenizer: str
+    make_config: Callable[[Tokenizer], transformers.PretrainedConfig]
+    model_class: str  # base model class used for the references
+    module: str  # transformers.models.<module>.modeling_<module>
+    # Variants re-save the weights of `source` differently instead of drawing new ones.
+    source: str | None = None
+    save_class: str | None = None  # class used to save, if not model_class
+    save_dtype: torch.dtype = torch.float32
+    max_shard_size: str | None = None
+    rope: bool = False
+    causal: bool = False
+    sliding_window: int | None = None
+    token_types: bool = False
+    position_offset: int = 0  # position_ids = arange(seq) + position_offset
+
+
+SPECS: list[Spec] = [
+    Spec("bert", "wordpiece", config_bert, "BertModel", "bert", token_types=True),
+    Spec(
+        "bert-prefixed", "wordpiece", config_bert, "BertModel", "bert",
+        source="bert", save_class="BertForMaskedLM", token_types=True,
+    ),
+    Spec("roberta", "roberta-bpe", config_roberta, "RobertaModel", "roberta", token_types=True, position_offset=2),
+    Spec("distilbert", "wordpiece", config_distilbert, "DistilBertModel", "distilbert"),
+    Spec("gpt2", "gpt2-bpe", config_gpt2, "GPT2Model", "gpt2", causal=True),
+    Spec("gpt2-sharded", "gpt2-bpe", config_gpt2, "GPT2Model", "gpt2", source="gpt2", max_shard_size="150KB", causal=True),
+    Spec("llama", "llama-bpe", config_llama, "LlamaModel", "llama", rope=True, causal=True),
+    Spec(
+        "llama-bf16", "llama-bpe", config_llama, "LlamaModel", "llama",
+        source="llama", save_dtype=torch.bfloat16, rope=True, causal=True,
+    ),
+    Spec("llama3rope", "llama-bpe", config_llama3rope, "LlamaModel", "llama", rope=True, causal=True),
+    Spec("mistral", "llama-bpe", config_mistral, "MistralModel", "mistral", rope=True, causal=True, sliding_window=4),
+    Spec("qwen2", "qwen-bpe", config_qwen2, "Qwen2Model", "qwen2", save_class="Qwen2ForCausalLM", rope=True, causal=True),
+    Spec("qwen3", "qwen-bpe", config_qwen3, "Qwen3Model", "qwen3", rope=True, causal=True),
+]
