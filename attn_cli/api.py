@@ -14,30 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .compute.inspect import inspect
-from .compute.lenses import HeadsResult, RolloutResult, attention_rollout, heads
-from .compute.result import InspectResult
-from .compute.stats import CompareResult, StatsResult, compare, head_statistics
-from .loading.model import Model, load_model
+from . import _API
+from .compute.inspect import inspect as inspect
+from .compute.lenses import HeadsResult as HeadsResult
+from .compute.lenses import RolloutResult as RolloutResult
+from .compute.lenses import attention_rollout
+from .compute.lenses import heads as heads
+from .compute.result import InspectResult as InspectResult
+from .compute.stats import CompareResult as CompareResult
+from .compute.stats import StatsResult, head_statistics
+from .compute.stats import compare as compare
+from .loading.model import Model
+from .loading.model import load_model as load_model
 from .loading.tokenizer import Tokenization
 from .loading.tokenizer import tokenize as _tokenize
 
-__all__ = [
-    "CompareResult",
-    "HeadsResult",
-    "InspectResult",
-    "Model",
-    "RolloutResult",
-    "StatsResult",
-    "Tokenization",
-    "compare",
-    "heads",
-    "inspect",
-    "load_model",
-    "rollout",
-    "stats",
-    "tokenize",
-]
+__all__ = list(_API)  # listed once, in attn_cli/__init__.py (re-exports are `x as x`)
 
 rollout = attention_rollout
 
