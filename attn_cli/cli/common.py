@@ -6,7 +6,6 @@ Errors are one line, never a traceback; with JSON output they are a JSON object 
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from typing import Annotated, Optional
@@ -74,7 +73,29 @@ def read_text(text: str) -> str:
 
 
 def write_json(document: dict) -> None:
-    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    """One JSON document on stdout, whole (see `output`)."""
+    from .output import json_text, write_stdout
+
+    write_stdout(json_text(document))
+
+
+def write_screen(renderables, out=None) -> None:
+    """Rich renderables on stdout: rendered in memory first, with the colours and width of the
+    real stdout, then written whole."""
+    import io
+
+    from rich.console import Console
+
+    from ..views.terminal.inspect import print_all
+    from .output import write_stdout
+
+    out = out or console()
+    page = Console(
+        file=io.StringIO(), force_terminal=out.is_terminal, color_system=out.color_system, width=out.width,
+        no_color=out.no_color, highlight=False, soft_wrap=False, legacy_windows=False,
+    )
+    print_all(page, renderables if isinstance(renderables, list) else [renderables])
+    write_stdout(page.file.getvalue())
 
 
 def emit(result, as_json: bool, view) -> None:
@@ -82,10 +103,8 @@ def emit(result, as_json: bool, view) -> None:
     if as_json:
         write_json(result.to_json())
         return
-    from ..views.terminal.inspect import print_all
-
     out = console()
-    print_all(out, view(out))
+    write_screen(view(out), out)
 
 
 def error_object(code: str, message: str, fix: str, extra: dict | None = None) -> dict:
@@ -95,11 +114,15 @@ def error_object(code: str, message: str, fix: str, extra: dict | None = None) -
 
 
 def report(code: str, message: str, fix: str, as_json: bool, extra: dict | None = None) -> int:
-    """Write one error to stderr (a line, or JSON) and return its exit status."""
+    """Write one error to stderr (one line, control characters escaped; or JSON) and return
+    its exit status."""
+    from ..views.text import printable
+    from .output import json_text, write_stderr
+
     if as_json:
-        sys.stderr.write(json.dumps(error_object(code, message, fix, extra), ensure_ascii=False) + "\n")
+        write_stderr(json_text(error_object(code, message, fix, extra), sys.stderr))
     else:
-        sys.stderr.write(f"attn: error: {message}" + (f" — {fix}" if fix else "") + "\n")
+        write_stderr(f"attn: error: {printable(message)}" + (f" — {printable(fix)}" if fix else "") + "\n")
     return int(STATUS_BY_CODE.get(code, ExitStatus.ERROR))
 
 

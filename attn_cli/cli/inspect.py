@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -16,11 +15,12 @@ from .common import (
     QueryOption,
     TextArgument,
     app,
-    console,
     read_text,
     run,
     write_json,
+    write_screen,
 )
+from .output import write_stdout
 
 
 @app.command(
@@ -77,16 +77,19 @@ def inspect(
             write_json(result.to_json())
         elif output_format is OutputFormat.csv:
             import csv
+            import io
 
             from ..compute.result import CSV_COLUMNS, csv_rows
 
-            writer = csv.writer(sys.stdout, lineterminator="\n")
+            table = io.StringIO()
+            writer = csv.writer(table, lineterminator="\n")
             writer.writerow(CSV_COLUMNS)
             writer.writerows(csv_rows(result))
+            write_stdout(table.getvalue())
         else:
-            from ..views.terminal.inspect import inspect_view, print_all
+            from ..views.terminal.inspect import inspect_view
 
-            print_all(console(), inspect_view(result))
+            write_screen(inspect_view(result))
 
     run(output_format is OutputFormat.json, action)
 
@@ -110,7 +113,7 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
         else:
             from ..views.terminal.inspect import tokens_table
 
-            console().print(tokens_table(tok))
+            write_screen(tokens_table(tok))
 
     run(as_json, action)
 
@@ -132,7 +135,7 @@ def models(as_json: JsonOption = False) -> None:
         else:
             from ..views.terminal.inspect import models_table
 
-            console().print(models_table(entries))
+            write_screen(models_table(entries))
 
     run(as_json, action)
 
@@ -144,4 +147,4 @@ def schema() -> None:
 
     from ..compute.result import json_schema
 
-    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+    run(False, lambda: write_stdout(json.dumps(json_schema(), indent=2) + "\n"))

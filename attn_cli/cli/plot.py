@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import SENTENCE, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, read_text, run
+from .output import write_stdout
 
 VIEWS = ("heads", "grid")
 
@@ -69,6 +70,6 @@ def plot(
             }[result.metric]
             title = f'{result.model.name} · query "{result.query.text}": {what} per layer and head'
             path = write_heatmap(output, values, [f"L{i}" for i in range(values.shape[0])], [str(h) for h in range(values.shape[1])], title)
-        typer.echo(str(path))
+        write_stdout(str(path) + "\n")
 
     run(False, action)
