@@ -64,9 +64,9 @@ def main() -> None:
 
 
 def _main() -> int:
+    from ..errors import OutputFailed
     from ..exit_status import ExitStatus
     from . import signals
-    from ..errors import OutputFailed
     from .output import BrokenPipe, GuardedStdout, silence_stdout
 
     _single_threaded_blas()

@@ -50,7 +50,7 @@ def batch(
             "include_special": special, "truncate": truncate, "level": level, "norms": norms, "rank_by": rank_by,
         }
         selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
-        source = sys.stdin if file == "-" else _open(file)
+        source = _stdin_lines() if file == "-" else _open(file)
         any_failed = False
         with _progress() as advance:
             for doc in run_batch(model, source, defaults, workers, selected, advance):
@@ -64,11 +64,21 @@ def batch(
     run(True, action)
 
 
+def _stdin_lines():
+    """stdin as text lines, undecodable bytes kept as surrogates (see _open)."""
+    import io
+
+    if sys.stdin is None:
+        return iter(())
+    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape") if hasattr(sys.stdin, "buffer") else sys.stdin
+
+
 def _open(path: str):
     from ..errors import InputError
 
     try:
-        return open(path, encoding="utf-8")  # noqa: SIM115 (read lazily, closed at exit)
+        # surrogateescape: a byte that is not UTF-8 fails its own line (see compute.batch), not the run
+        return open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 (read lazily, closed at exit)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}", "give a readable file, or - for stdin") from None
 
@@ -81,7 +91,12 @@ class _progress:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._bar = Progress(TextColumn("attn batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console(stderr=True), transient=True)
+        # redirect_stdout=False: Rich would otherwise capture sys.stdout into the stderr console
+        # while the bar shows, and the data would go to the terminal instead of the file.
+        self._bar = Progress(
+            TextColumn("attn batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console(stderr=True), transient=True, redirect_stdout=False, redirect_stderr=False,
+        )
         self._bar.start()
         task = self._bar.add_task("lines", total=None)
         return lambda n: self._bar.update(task, completed=n)

@@ -3,16 +3,20 @@ order of --help (importing one registers its commands on the one Typer app, `com
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated
 
 import typer
 
 from .. import __version__
-from . import inspect, lenses, stats, plot, batch  # noqa: F401, I001 (order = --help order)
 from .common import app
 from .output import write_stdout
 
 __all__ = ["app"]
+
+COMMAND_MODULES = ("inspect", "lenses", "stats", "plot", "batch")
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__package__}.{_name}")
 
 
 def _version(value: bool) -> None:

@@ -68,7 +68,9 @@ def read_text(text: str) -> str:
     if text == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("TEXT is - but nothing is piped to stdin", 'pipe the text in (echo "..." | attn inspect - ...) or pass it as an argument')
-        text = sys.stdin.read()
+        # Bytes that are not UTF-8 are kept as surrogates, for tokenize to refuse by position.
+        buffer = getattr(sys.stdin, "buffer", None)
+        text = buffer.read().decode("utf-8", errors="surrogateescape") if buffer is not None else sys.stdin.read()
     return text.rstrip("\r\n")
 
 

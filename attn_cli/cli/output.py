@@ -67,13 +67,26 @@ def write_stdout(text: str) -> None:
             stream.flush()
             return
         stream.flush()
-        buffer.write(data)
-        buffer.flush()
+        fd = _fileno(stream)
+        if fd is None:
+            buffer.write(data)
+            buffer.flush()
+            return
+        view = memoryview(data)
+        while view:  # os.write may write less than asked (at a file size limit, say): go on until it fails
+            view = view[os.write(fd, view) :]
     except BrokenPipeError:
         raise BrokenPipe() from None
     except (OSError, ValueError) as exc:  # ValueError: a stream closed inside this process
         problem, fix = _WHY.get(getattr(exc, "errno", errno.EBADF), (getattr(exc, "strerror", None) or str(exc), "check where stdout goes"))
         raise OutputFailed(f"cannot write the output: {problem}", fix) from None
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def write_stderr(text: str) -> None:

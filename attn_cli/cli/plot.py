@@ -50,7 +50,7 @@ def plot(
         if view == "heads":
             from ..compute.inspect import inspect
 
-            result = inspect(m, source, query, query_index, layer=layer, head="all", level=level)
+            result = inspect(m, source, query, query_index, layer=layer, head="all", level=level, truncate=None)
             drawn = result.layers[0]
             values = np.stack([h.weights for h in drawn.heads], axis=1)  # (units, heads + mean)
             masked = None if drawn.visible is None else np.repeat(~drawn.visible[:, None], values.shape[1], axis=1)

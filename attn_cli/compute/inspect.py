@@ -114,7 +114,7 @@ def inspect(
     top_k: int = 5,
     steps: bool = False,
     include_special: bool = True,
-    truncate: bool = False,
+    truncate: bool | None = False,
     level: str = "token",
     norms: bool = False,
     rank_by: str = "weight",
@@ -259,6 +259,8 @@ def _notes(tok: Tokenization, q: Query, query: str | None) -> list[str]:
     if len(q.token_indices) > 1:
         pieces = " ".join(tok.tokens[i].text for i in q.token_indices)
         notes.append(f"{q.text!r} is {len(q.token_indices)} tokens ({pieces}): its row is the mean of their rows")
+    if q.accents_ignored:
+        notes.append(f"{query!r} matched {q.text!r} only once accents were set aside")
     if q.occurrences and q.occurrences > 1 and query is not None and "#" not in query:
         notes.append(f"{q.text!r} occurs {q.occurrences} times; this is the first ({q.text}#1); use {q.text}#2 for the next")
     return notes

@@ -7,6 +7,7 @@ and keeps only small per-head results, never a layer's full map longer than it i
 
 from __future__ import annotations
 
+import io
 import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -49,17 +50,21 @@ def _file_name(file: str) -> str:
 
 
 def _read_lines(file: str) -> list[str]:
+    """The lines of FILE as a text file has them (split at \\n, \\r\\n or \\r, as `attn batch` and
+    editors count them; not at U+2028 or a form feed, as str.splitlines would), BOM dropped.
+    Bytes that are not UTF-8 stay as surrogates, so that their line fails by number."""
     if file == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("--file is - but nothing is piped to stdin", "pipe the lines in (attn stats --file - < texts.txt) or give a file name")
-        return sys.stdin.read().lstrip("\ufeff").splitlines()
-    try:
-        with open(file, encoding="utf-8-sig") as handle:
-            return handle.read().splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the file name") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{file} is not UTF-8 text", "save the file as UTF-8") from None
+        buffer = getattr(sys.stdin, "buffer", None)
+        data = buffer.read().decode("utf-8", errors="surrogateescape") if buffer is not None else sys.stdin.read()
+    else:
+        try:
+            with open(file, encoding="utf-8", errors="surrogateescape") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the file name") from None
+    return [line.rstrip("\r\n") for line in io.StringIO(data.removeprefix("\ufeff"), newline=None)]
 
 
 def _relabel(exc: AttnError, prefix: str) -> AttnError:
