@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from helpers import attn
-
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 BERT = str(TINY / "bert")
 ENTRY = [sys.executable, "-c", "from attn_cli.cli import main; main()"]
