@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import output_slices, to_words
-from .query import Query, resolve_query
+from .query import Query, check_rankable, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
 
 HEAD_CHOICES = ("auto", "mean", "all")
@@ -139,6 +139,7 @@ def inspect(
     ask = _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
     tok = tokenize(model.tokenizer, text, max_tokens=s.max_positions, truncate=truncate)
     q = resolve_query(tok, query, query_index)
+    check_rankable(tok, q, s.causal, include_special)
 
     results = []
     for trace in model.trace(tok.ids):

@@ -14,7 +14,7 @@ from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
 from .inspect import model_info, rank_words
-from .query import Query, resolve_query
+from .query import Query, check_rankable, resolve_query
 from .result import ModelInfo, WordWeight, document_header, floats, units_json
 
 METRICS = ("top", "weight", "entropy")
@@ -79,6 +79,7 @@ def heads(
         raise InputError("--metric weight needs --target WORD (and --target needs --metric weight)", "add --target WORD, e.g. --target it")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index)
+    check_rankable(tok, q, model.spec.causal, include_special)
     aim = resolve_query(tok, target) if target is not None else None
     rows = list(q.token_indices)
     values = np.zeros((model.spec.layers, model.spec.heads), np.float32)
@@ -142,6 +143,7 @@ def attention_rollout(
         raise InputError(f"--level {level!r} is not valid", "give token or word")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index)
+    check_rankable(tok, q, model.spec.causal, include_special)
     mean_maps = [trace.rows()[2].mean(axis=0) for trace in model.trace(tok.ids)]
     # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
     row = np.mean([rollout_row(mean_maps, i) for i in q.token_indices], axis=0).astype(np.float32)

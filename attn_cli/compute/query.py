@@ -83,6 +83,20 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
     return Query(_span_text(tok, chosen), chosen, occurrence or 1, len(matches), accents_ignored)
 
 
+def check_rankable(tok: Tokenization, q: Query, causal: bool, include_special: bool) -> None:
+    """With --no-special, a decoder's query must see a word that is not special: `<s>` (or any
+    query before the first word) sees only special tokens, which leaves nothing to rank."""
+    if include_special:
+        return
+    seen = tok.tokens[: q.token_indices[-1] + 1] if causal else tok.tokens
+    if all(t.special for t in seen):
+        raise InputError(
+            f"the query {q.text!r} sees only special tokens ({', '.join(dict.fromkeys(t.text for t in seen))}), "
+            "so --no-special leaves no word to rank",
+            "drop --no-special, or pick a later query",
+        )
+
+
 def _check_cut(tok: Tokenization, query: str) -> None:
     """A query that is in the part of the text --truncate cut off: say so, not "not a word"."""
     if tok.total_tokens is None or not tok.words:

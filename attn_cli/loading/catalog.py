@@ -34,6 +34,8 @@ def _check(name: str, source: str, model: str | None) -> ModelEntry:
         loaded = load_model(str(path))
     except AttnError as exc:
         return ModelEntry(name, source, str(path), None, exc.message)
+    except Exception as exc:  # a model broken in a way nobody foresaw is listed as unusable, never a crash
+        return ModelEntry(name, source, str(path), None, f"cannot be opened ({type(exc).__name__}: {exc})")
     return ModelEntry(name, source, str(path), loaded.spec.model_type, None)
 
 
@@ -49,5 +51,10 @@ def list_models() -> list[ModelEntry]:
             os.environ["ATTN_MODEL"] = saved
     if saved:
         entries.append(_check(saved, "ATTN_MODEL", saved))
-    entries += [ModelEntry(m.name, "cache", str(m.path), m.architecture, m.problem) for m in cached_models()]
+    for m in cached_models():
+        entry = ModelEntry(m.name, "cache", str(m.path), m.architecture, m.problem)
+        if m.problem is None:  # its files are there: open it as a run would (headers only), to be sure
+            opened = _check(m.name, "cache", str(m.path))
+            entry = ModelEntry(m.name, "cache", str(m.path), opened.architecture or m.architecture, opened.problem)
+        entries.append(entry)
     return entries
