@@ -201,7 +201,10 @@ def test_non_finite_weights_are_reported_never_shown_as_nan(tmp_path, bad):
 
 # --- shard indexes, paths ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("index", [[], None, {"weight_map": None}, {"weight_map": {"wte.weight": 3}}, {"weight_map": {"wte.weight": "../x"}}, {"weight_map": {}}])
+BAD_INDEXES = [[], None, {"weight_map": None}, {"weight_map": {"wte.weight": 3}}, {"weight_map": {"wte.weight": "../x"}}, {"weight_map": {}}]
+
+
+@pytest.mark.parametrize("index", BAD_INDEXES)
 def test_a_malformed_shard_index_is_refused(tmp_path, index):
     folder = copy_of("gpt2-sharded", tmp_path)
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))

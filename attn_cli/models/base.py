@@ -143,7 +143,9 @@ def head_dim(c: ConfigValues, hidden: int, heads: int, key: str | None = "head_d
     if key is not None and c.config.get(key) is not None:
         return c.integer(key)
     if hidden % heads:
-        raise ModelError(f"config.json: the width {hidden} does not split into {heads} heads", "correct the hidden size or the number of heads: heads must divide it")
+        raise ModelError(
+            f"config.json: the width {hidden} does not split into {heads} heads", "correct the hidden size or the number of heads: heads must divide it"
+        )
     return hidden // heads
 
 

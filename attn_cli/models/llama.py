@@ -59,9 +59,11 @@ def _rope_parameters(config: dict) -> dict:
         try:
             p.number(name)
         except ModelError as exc:
-            raise ModelError(f"{key}: {exc.message.removeprefix('config.json: ')}", f"give {key} its {rope_type} keys: {', '.join(required[rope_type])}") from None
+            message = f"{key}: {exc.message.removeprefix('config.json: ')}"
+            raise ModelError(message, f"give {key} its {rope_type} keys: {', '.join(required[rope_type])}") from None
     if rope_type == "llama3" and params["low_freq_factor"] == params["high_freq_factor"]:
-        raise ModelError(f"{key}: low_freq_factor equals high_freq_factor ({params['low_freq_factor']})", "correct them: llama3 scaling blends between two different factors")
+        message = f"{key}: low_freq_factor equals high_freq_factor ({params['low_freq_factor']})"
+        raise ModelError(message, "correct them: llama3 scaling blends between two different factors")
     if c.number("partial_rotary_factor", 1.0) != 1.0:
         raise ModelError("partial rotary embeddings are not supported", "use a model that rotates the whole head")
     return params | {"rope_type": rope_type}
