@@ -62,9 +62,17 @@ def inspect(
     ] = OutputFormat.table,
 ) -> None:
     """Show how one query word attends to every token: scores, scaled scores, softmax weights, top words, all heads."""
+    if as_json and output_format is OutputFormat.csv:
+        from .common import report
+
+        raise typer.Exit(report("usage", "--json and --format csv ask for two different outputs", "give one of them", True))
     output_format = OutputFormat.json if as_json else output_format
 
     def action() -> None:
+        if output_format is OutputFormat.csv and steps:
+            from ..errors import InputError
+
+            raise InputError("--steps has no CSV form (q, k, v are vectors, not rows of weights)", "use --json for the steps, or drop --steps")
         from ..compute.inspect import inspect as run_inspect
         from ..loading.model import load_model
 
@@ -79,11 +87,11 @@ def inspect(
             import csv
             import io
 
-            from ..compute.result import CSV_COLUMNS, csv_rows
+            from ..compute.result import csv_columns, csv_rows
 
             table = io.StringIO()
             writer = csv.writer(table, lineterminator="\n")
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow(csv_columns(result))
             writer.writerows(csv_rows(result))
             write_stdout(table.getvalue())
         else:

@@ -96,11 +96,15 @@ def rank_words(
     return [entry(i) for i in order]
 
 
-def auto_head(rows: np.ndarray, tok: Tokenization, query: Query) -> int:
+def auto_head(rows: np.ndarray, tok: Tokenization, query: Query, causal: bool = False) -> int:
     """The head that sends the most attention to *other* words: not to special tokens, not
-    to the query itself. Such heads show context being gathered. rows: (heads, seq)."""
+    to the query itself, and for a decoder not to the first token, whatever it is: a decoder's
+    heads park unused attention there (the "attention sink"; SmolLM2 adds no BOS, so the sink
+    is the first word). Such heads show context being gathered. rows: (heads, seq)."""
     other = np.array([not t.special for t in tok.tokens])
     other[list(query.token_indices)] = False
+    if causal:
+        other[0] = False
     return int(np.argmax(rows[:, other].sum(axis=1)))
 
 
@@ -188,7 +192,7 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
     heads = weights.shape[0]
     seen = None if visible is None else visible.any(axis=0)
 
-    chosen = auto_head(weights, tok, q) if ask.head == "auto" else None
+    chosen = auto_head(weights, tok, q, trace.spec.causal) if ask.head == "auto" else None
     focus: tuple[HeadId, ...] = tuple(range(heads)) if ask.head == "all" else (chosen if chosen is not None else ask.head,)
     view = [u.token_indices for u in units(tok, ask.level)]
     words = [u.token_indices for u in units(tok, "word")]

@@ -33,6 +33,25 @@ class HeadsResult:
     values: np.ndarray
     top: tuple[tuple[WordWeight, ...], ...]
 
+    @property
+    def visible_keys(self) -> int:
+        """How many keys the query's row spreads over: every token for an encoder; a decoder's
+        query sees itself and what comes before (within a sliding window)."""
+        seq = len(self.tokenization.tokens)
+        if not self.model.causal:
+            return seq
+        seen = self.query.token_indices[-1] + 1
+        return min(seen, self.model.sliding_window) if self.model.sliding_window else seen
+
+    @property
+    def focus(self) -> np.ndarray:
+        """(layers, heads) entropy as focus in [0, 1]: 1 − H / ln(visible keys). 1 is all weight
+        on one key, 0 an even spread over every key the query sees (entropy = `values`, nats)."""
+        if self.metric != "entropy":
+            raise ValueError("focus is defined for the entropy metric")
+        most = np.log(self.visible_keys)
+        return np.ones_like(self.values) if most == 0 else np.clip(1.0 - self.values / most, 0.0, 1.0)
+
     def to_json(self) -> dict:
         return {
             **document_header(self.model, self.tokenization),

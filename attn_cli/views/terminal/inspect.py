@@ -277,6 +277,12 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
             if result.level == "word":
                 title = "Step 2 · softmax weights, summed per word (words have no single score)"
             parts.append(Text(gap + title, style="bold underline"))
+            if len(q.token_indices) > 1 and head.scores is not None:  # the arithmetic on screen must be true
+                parts.append(Text(
+                    f"each column is the mean over the {len(q.token_indices)} query tokens' rows: the weights are the mean of "
+                    "their softmax rows, not the softmax of the mean scores",
+                    style="dim",
+                ))
             parts.append(step2_table(result, layer, head))
             if head.steps is not None:
                 parts.append(step3)

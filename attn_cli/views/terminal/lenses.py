@@ -8,12 +8,13 @@ from rich.text import Text
 
 from ...compute.lenses import HeadsResult, RolloutResult
 from ...loading.tokenizer import units
+from ..text import printable
 from .inspect import bar, heat
 
 _METRIC_TITLES = {
     "top": "the top-attended word of each head (colour: its weight)",
     "weight": "weight on {target}",
-    "entropy": "entropy of the query's row in nats (colour: focus, dark = spread out)",
+    "entropy": "entropy in nats; colour: focus 1 − H/ln {keys} (keys seen)",
 }
 
 
@@ -38,7 +39,8 @@ def _number(value: float, cell: int, metric: str) -> str:
 def heads_view(result: HeadsResult, width: int) -> list:
     m = result.model
     cell = _grid_cells(m.heads, width)
-    title = _METRIC_TITLES[result.metric].format(target=f'"{result.target.text}"' if result.target else "")
+    keys = result.visible_keys if result.metric == "entropy" else 0
+    title = _METRIC_TITLES[result.metric].format(target=f'"{printable(result.target.text)}"' if result.target else "", keys=keys)
     if cell < 3 and result.metric != "top":
         title += "; rounded" if result.metric == "entropy" else "; in tenths"
     header = Text.assemble(
@@ -50,7 +52,7 @@ def heads_view(result: HeadsResult, width: int) -> list:
     for h in range(m.heads):
         # Alternate the header's style so that adjoining head numbers stay readable.
         table.add_column(Text(str(h)[-cell:], style="bold" if h % 2 else "dim"), justify="right", width=cell + 1, no_wrap=True, overflow="crop")
-    peak = float(result.values.max()) or 1.0
+    focus = result.focus if result.metric == "entropy" else None
     for layer in range(m.layers):
         cells = []
         for h in range(m.heads):
@@ -59,7 +61,7 @@ def heads_view(result: HeadsResult, width: int) -> list:
                 word = result.top[layer][h]
                 cells.append(Text(" " + word.text[:cell].ljust(cell), style=heat(word.weight)))
             elif result.metric == "entropy":  # low entropy = focused = hot
-                cells.append(Text(" " + _number(value, cell, "entropy"), style=heat(1.0 - value / peak)))
+                cells.append(Text(" " + _number(value, cell, "entropy"), style=heat(float(focus[layer, h]))))
             else:
                 cells.append(Text(" " + _number(value, cell, "weight"), style=heat(value)))
         table.add_row(str(layer), "", *cells)
