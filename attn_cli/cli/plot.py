@@ -30,7 +30,7 @@ def plot(
     view: Annotated[str, typer.Option("--view", help="heads: tokens × heads of one layer; grid: layers × heads (the model view).")] = "heads",
     layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="The one layer of --view heads (negative from the end). Default: the last.")] = None,
     level: Annotated[Optional[str], typer.Option("--level", help="Rows are tokens, or words (--view heads).")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="--view grid: top, weight (on --target) or entropy (drawn as focus, 1 − H/ln keys).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="--view grid: top, weight (on --target) or entropy (drawn as focus 1 − H/ln n).")] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="--view grid: the word whose weight each head shows.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a read-only file.")] = False,
     model: ModelOption = None,
@@ -92,4 +92,4 @@ def _refuse_what_the_view_ignores(view: str, layer: str | None, level: str | Non
     else:
         for option, value in (("--layer", layer), ("--level", level)):
             if value is not None:
-                raise InputError(f"{option} belongs to --view heads; --view grid shows every layer, per word of the query", f"drop {option}, or use --view heads")
+                raise InputError(f"{option} belongs to --view heads; --view grid shows every layer for the query", f"drop {option}, or use --view heads")
