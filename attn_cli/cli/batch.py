@@ -20,18 +20,18 @@ from .common import ModelOption, app, console, run, write_json
     )
 )
 def batch(
-    file: Annotated[str, typer.Argument(help="A file of plain text lines or JSONL objects {\"text\", \"query\", ...}; - for stdin.", show_default=False)],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A file of plain text lines or JSONL objects {\"text\", \"query\", ...}; - for stdin.", show_default=False)],
     query: Annotated[Optional[str], typer.Option("--query", "-q", help="The query of plain lines (a JSONL line may set its own).")] = None,
     query_index: Annotated[Optional[int], typer.Option("--query-index", "-i", help="The query position of plain lines.")] = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="Layer index (negative from the end) or 'all'.")] = "-1",
-    head: Annotated[str, typer.Option("--head", help="Head index, 'mean', 'all' or 'auto'.")] = "auto",
+    layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "-1",
+    head: Annotated[str, typer.Option("--head", metavar="H|auto|mean|all", help="Head index, 'mean', 'all' or 'auto'.")] = "auto",
     top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
     steps: Annotated[bool, typer.Option("--steps", help="Include q, k, v and the head output.")] = False,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens among the top words.")] = True,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut lines longer than the model reads, instead of failing them.")] = False,
-    level: Annotated[str, typer.Option("--level", help="token or word.")] = "token",
+    level: Annotated[str, typer.Option("--level", metavar="token|word", help="token or word.")] = "token",
     norms: Annotated[bool, typer.Option("--norms", help="Include ‖α·v‖ and ‖α·v·W_O‖.")] = False,
-    rank_by: Annotated[str, typer.Option("--rank-by", help="weight, value_norm or output_norm.")] = "weight",
+    rank_by: Annotated[str, typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="weight, value_norm or output_norm.")] = "weight",
     fields: Annotated[Optional[str], typer.Option("--fields", help="Keep only these top-level fields, comma-separated (line and schema_version stay).")] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Processes to use; output keeps input order.")] = 1,
     model: ModelOption = None,

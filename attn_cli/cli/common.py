@@ -24,6 +24,22 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
+def _usage_without_braces() -> None:
+    """Usage lines as man pages write them, `attn inspect [OPTIONS] TEXT`: this Typer writes a
+    required argument as `{TEXT}`, which reads like a shell brace expansion."""
+    from typer.core import TyperArgument
+
+    braced = TyperArgument.make_metavar
+
+    def make_metavar(self, ctx, *, usage: bool = False) -> str:
+        var = braced(self, ctx, usage=usage)
+        return var[1:-1] if usage and var.startswith("{") and var.endswith("}") else var
+
+    TyperArgument.make_metavar = make_metavar
+
+
+_usage_without_braces()
+
 app = typer.Typer(
     name="attn",
     help="See what self-attention does inside a real transformer: Q·K, scaling, softmax, weighted sum, per head.",
@@ -42,7 +58,7 @@ ModelOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors as JSON on stderr).")]
-TextArgument = Annotated[str, typer.Argument(help="The text, or - to read it from stdin.", show_default=False)]
+TextArgument = Annotated[str, typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin.", show_default=False)]
 QueryOption = Annotated[
     Optional[str],
     typer.Option("--query", "-q", help="Query word (case-insensitive); WORD#N for its N-th occurrence; @N for token position N.", show_default=False),
@@ -88,7 +104,6 @@ def write_screen(renderables, out=None) -> None:
 
     from rich.console import Console
 
-    from ..views.terminal.inspect import print_all
     from .output import write_stdout
 
     out = out or console()
@@ -96,8 +111,25 @@ def write_screen(renderables, out=None) -> None:
         file=io.StringIO(), force_terminal=out.is_terminal, color_system=out.color_system, width=out.width,
         no_color=out.no_color, highlight=False, soft_wrap=False, legacy_windows=False,
     )
-    print_all(page, renderables if isinstance(renderables, list) else [renderables])
+    for renderable in renderables if isinstance(renderables, list) else [renderables]:
+        page.print(_shown(page, renderable))
     write_stdout(page.file.getvalue())
+
+
+def _shown(page, renderable):
+    """`renderable` laid out, with every control character of the text it shows made visible
+    (`views.text.printable`): an ESC or BEL in the input, or a token, reaches the terminal as
+    `\\x1b`, never as a command. Line breaks are the layout's, kept."""
+    from rich.segment import Segment, Segments
+
+    from ..views.text import printable
+
+    def visible(segment: Segment) -> Segment:
+        if segment.control or segment.text == "\n" or segment.text.isprintable():
+            return segment
+        return Segment("\n".join(printable(part) for part in segment.text.split("\n")), segment.style)
+
+    return Segments([visible(s) for s in page.render(renderable)])
 
 
 def emit(result, as_json: bool, view) -> None:

@@ -39,22 +39,22 @@ def inspect(
     text: TextArgument,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="Layer index (negative from the end) or 'all'.")] = "-1",
+    layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "-1",
     head: Annotated[
         str,
-        typer.Option("--head", help="Head index, 'mean', 'all', or 'auto': the head that attends most to other words."),
+        typer.Option("--head", metavar="H|auto|mean|all", help="Head index, 'mean', 'all', or 'auto': the head that attends most to other words."),
     ] = "auto",
     top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
     steps: Annotated[bool, typer.Option("--steps", help="Also show step 1 (q, k, v vectors) and step 3 (weighted sum of values).")] = False,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")] = True,
     truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
     level: Annotated[
-        str, typer.Option("--level", help="Rows are tokens, or words: attention to a word is the sum over its tokens (Clark et al. 2019).")
+        str, typer.Option("--level", metavar="token|word", help="Rows are tokens, or words: attention to a word is the sum over its tokens (Clark et al. 2019).")
     ] = "token",
     norms: Annotated[
         bool, typer.Option("--norms", help="Show ‖α·v‖ and ‖α·v·W_O‖ beside each weight: weights alone mislead (Kobayashi et al. 2020).")
     ] = False,
-    rank_by: Annotated[str, typer.Option("--rank-by", help="Rank the top words by weight, value_norm or output_norm (implies --norms).")] = "weight",
+    rank_by: Annotated[str, typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="Rank the top words by weight, value_norm or output_norm (implies --norms).")] = "weight",
     model: ModelOption = None,
     as_json: JsonOption = False,
     output_format: Annotated[
