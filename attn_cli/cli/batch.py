@@ -20,7 +20,10 @@ from .common import ModelOption, app, console, run, write_json
     )
 )
 def batch(
-    file: Annotated[str, typer.Argument(metavar="FILE", help="A file of plain text lines or JSONL objects {\"text\", \"query\", ...}; - for stdin.", show_default=False)],
+    file: Annotated[
+        str,
+        typer.Argument(metavar="FILE", help="A file of plain text lines or JSONL objects {\"text\", \"query\", ...}; - for stdin.", show_default=False),
+    ],
     query: Annotated[Optional[str], typer.Option("--query", "-q", help="The query of plain lines (a JSONL line may set its own).")] = None,
     query_index: Annotated[Optional[int], typer.Option("--query-index", "-i", help="The query position of plain lines.")] = None,
     layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "-1",

@@ -49,12 +49,15 @@ def inspect(
     special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")] = True,
     truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
     level: Annotated[
-        str, typer.Option("--level", metavar="token|word", help="Rows are tokens, or words: attention to a word is the sum over its tokens (Clark et al. 2019).")
+        str, typer.Option("--level", metavar="token|word", help="Rows are tokens, or words: attention to a word is the sum of its tokens (Clark et al. 2019).")
     ] = "token",
     norms: Annotated[
         bool, typer.Option("--norms", help="Show ‖α·v‖ and ‖α·v·W_O‖ beside each weight: weights alone mislead (Kobayashi et al. 2020).")
     ] = False,
-    rank_by: Annotated[str, typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="Rank the top words by weight, value_norm or output_norm (implies --norms).")] = "weight",
+    rank_by: Annotated[
+        str,
+        typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="Rank the top words by weight, value_norm or output_norm (implies --norms)."),
+    ] = "weight",
     model: ModelOption = None,
     as_json: JsonOption = False,
     output_format: Annotated[

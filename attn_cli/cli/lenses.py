@@ -24,7 +24,10 @@ def heads(
     query_index: QueryIndexOption = None,
     metric: Annotated[
         Optional[str],
-        typer.Option("--metric", metavar="top|weight|entropy", help="top (each head's top-attended word), weight (on --target), or entropy. Default: weight with --target, else top."),
+        typer.Option(
+            "--metric", metavar="top|weight|entropy",
+            help="top (each head's top-attended word), weight (on --target), or entropy. Default: weight with --target, else top.",
+        ),
     ] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="A word of the text: show each head's weight on it.")] = None,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Let special tokens ([CLS], [SEP]) be a head's top word.")] = True,

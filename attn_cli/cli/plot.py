@@ -27,10 +27,19 @@ def plot(
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")],
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    view: Annotated[str, typer.Option("--view", metavar="heads|grid", help="heads: tokens × heads of one layer; grid: layers × heads (the model view).")] = "heads",
-    layer: Annotated[Optional[str], typer.Option("--layer", "-l", metavar="L", help="The one layer of --view heads (negative from the end). Default: the last.")] = None,
+    view: Annotated[
+        str,
+        typer.Option("--view", metavar="heads|grid", help="heads: tokens × heads of one layer; grid: layers × heads (the model view)."),
+    ] = "heads",
+    layer: Annotated[
+        Optional[str],
+        typer.Option("--layer", "-l", metavar="L", help="The one layer of --view heads (negative from the end). Default: the last."),
+    ] = None,
     level: Annotated[Optional[str], typer.Option("--level", metavar="token|word", help="Rows are tokens, or words (--view heads).")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", metavar="top|weight|entropy", help="--view grid: top, weight (on --target) or entropy (drawn as focus 1 − H/ln n).")] = None,
+    metric: Annotated[
+        Optional[str],
+        typer.Option("--metric", metavar="top|weight|entropy", help="--view grid: top, weight (on --target) or entropy (drawn as focus 1 − H/ln n)."),
+    ] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="--view grid: the word whose weight each head shows.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a read-only file.")] = False,
     model: ModelOption = None,
