@@ -172,7 +172,10 @@ def _word_indices(text: str, offsets, word_ids, specials) -> list[int | None]:
             waiting.append(i)
             previous_end = None
             continue
-        new_word = (
+        # A combining mark (a decomposed é's accent) belongs to the letter before it, though
+        # byte-level pre-tokenizers split it off as a word of its own.
+        continues_letter = previous_end == core and unicodedata.category(text[core]).startswith("M")
+        new_word = not continues_letter and (
             previous_end is None
             or core > previous_end
             or word_id != previous_id
