@@ -112,7 +112,7 @@ def write_screen(renderables, out=None) -> None:
         no_color=out.no_color, highlight=False, soft_wrap=False, legacy_windows=False,
     )
     for renderable in renderables if isinstance(renderables, list) else [renderables]:
-        page.print(_shown(page, renderable))
+        page.print(_shown(page, renderable), crop=False)  # a table too wide for the screen keeps its numbers
     write_stdout(page.file.getvalue())
 
 

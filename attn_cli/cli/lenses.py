@@ -45,7 +45,7 @@ def heads(
         def view(out):
             from ..views.terminal.lenses import heads_view
 
-            return heads_view(result, out.width)
+            return heads_view(result, out.width, colour=out.color_system is not None and not out.no_color)
 
         emit(result, as_json, view)
 

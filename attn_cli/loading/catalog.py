@@ -16,6 +16,8 @@ class ModelEntry:
     path: str | None
     architecture: str | None
     problem: str | None  # why attn cannot use it; None when it can
+    layers: int | None = None
+    heads: int | None = None
 
     @property
     def usable(self) -> bool:
@@ -36,7 +38,7 @@ def _check(name: str, source: str, model: str | None) -> ModelEntry:
         return ModelEntry(name, source, str(path), None, exc.message)
     except Exception as exc:  # a model broken in a way nobody foresaw is listed as unusable, never a crash
         return ModelEntry(name, source, str(path), None, f"cannot be opened ({type(exc).__name__}: {exc})")
-    return ModelEntry(name, source, str(path), loaded.spec.model_type, None)
+    return ModelEntry(name, source, str(path), loaded.spec.model_type, None, loaded.spec.layers, loaded.spec.heads)
 
 
 def list_models() -> list[ModelEntry]:
@@ -55,6 +57,6 @@ def list_models() -> list[ModelEntry]:
         entry = ModelEntry(m.name, "cache", str(m.path), m.architecture, m.problem)
         if m.problem is None:  # its files are there: open it as a run would (headers only), to be sure
             opened = _check(m.name, "cache", str(m.path))
-            entry = ModelEntry(m.name, "cache", str(m.path), opened.architecture or m.architecture, opened.problem)
+            entry = ModelEntry(m.name, "cache", str(m.path), opened.architecture or m.architecture, opened.problem, opened.layers, opened.heads)
         entries.append(entry)
     return entries

@@ -117,10 +117,12 @@ def grid_lines(result: StatsResult, width: int) -> list[Text]:
     lines = []
     for first in range(0, heads, per_block):
         block = range(first, min(first + per_block, heads))
-        # Narrow cells show the last digit of the head index: 0123456789012…
+        # Narrow cells: the head index written downwards, tens above units, never cut to a digit.
         names = [str(h) if cell > 1 else str(h % 10) for h in block]
-        if cell == 1:
-            lines.append(Text(f"heads {block[0]}–{block[-1]} (each column headed by the last digit of its head)", style="dim"))
+        if cell == 1 and block[-1] >= 10:
+            tens = Text(" " * label, style="bold")
+            tens.append((" " * gap).join((str(h // 10) if h >= 10 else " ") for h in block), style="bold")
+            lines.append(tens)
         header = Text(" " * label, style="bold")
         header.append((" " * gap).join(n.rjust(cell) for n in names), style="bold")
         lines.append(header.append("  nats", style="bold"))
