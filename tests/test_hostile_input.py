@@ -293,3 +293,11 @@ def test_any_query_is_found_or_refused_with_an_attn_error(tiny_bert, text, query
         resolve_query(tok, query)
     except AttnError as exc:
         assert exc.message and exc.fix
+
+
+def test_batch_reports_a_bad_option_as_json_like_its_other_errors():
+    from helpers import attn as run
+
+    result = run("batch", "-", "--workers", "abc")
+    assert result.returncode == ExitStatus.USAGE
+    assert json.loads(result.stderr)["error"]["code"] == "usage"
