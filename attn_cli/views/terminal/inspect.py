@@ -125,7 +125,7 @@ class _Step2:
             else:
                 table.add_column(name, justify="right", no_wrap=True, min_width=natural[c], style="dim" if c == 0 else "")
         if bar_width:
-            table.add_column("", no_wrap=True, width=bar_width)
+            table.add_column("", no_wrap=True, max_width=bar_width)
         for row, weight in zip(rows, weights):
             table.add_row(*row, *([Text(bar(weight, bar_width), style="green") if weight is not None else ""] if bar_width else []))
         yield table
