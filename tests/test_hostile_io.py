@@ -154,3 +154,14 @@ def test_batch_workers_die_with_their_parent(tmp_path):
     while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
         time.sleep(0.1)
     assert not [c for c in children if Path(f"/proc/{c}").exists()]
+
+
+def test_a_plot_over_the_file_size_limit_is_an_output_failure_and_leaves_nothing(tmp_path):
+    import resource
+
+    out = tmp_path / "grid.html"
+    run = subprocess.run([*ENTRY, "plot", SENTENCE, "-q", "cat", "-o", str(out), "-m", BERT], capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512)))
+    assert run.returncode == 7, run.stderr
+    assert run.stderr.startswith(f"attn: error: cannot write {out}: File too large — ")
+    assert list(tmp_path.iterdir()) == [] and run.stdout == ""

@@ -82,3 +82,9 @@ def test_the_default_screen_ends_the_story():
 def test_rollout_shows_a_decoders_future_as_inspect_does():
     out = screen("rollout", "The cat sat on the mat.", "-q", "cat", "-m", str(TINY / "llama"))
     assert "masked (future)" in out and " 0.000 " not in out
+
+
+def test_compare_shows_a_decoders_future_as_masked():
+    out = screen("compare", "The cat sat on the mat.", "The dog sat on the rug.", "-q", "sat", "-m", str(TINY / "llama"))
+    on = next(line for line in out.splitlines() if line.startswith("on "))
+    assert on.split()[:5] == ["on", "—", "on", "—", "—"]

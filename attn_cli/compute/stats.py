@@ -219,6 +219,10 @@ class CompareResult:
     layers: tuple[CompareLayer, ...]
     most_changed: tuple[tuple[int, int, float], ...]  # (layer, head, change), every pair, most first
     top: int  # how many of most_changed the table view details
+    # Decoders: whether the query may see each word of A and of B (views show the rest as
+    # masked, as inspect does); empty for encoders, which see every word.
+    seen_a: tuple[bool, ...] = ()
+    seen_b: tuple[bool, ...] = ()
 
     def layer(self, layer: int) -> CompareLayer:
         return next(entry for entry in self.layers if entry.layer == layer)
@@ -308,7 +312,13 @@ def compare(model: Model, text_a: str, text_b: str, query: str, query_b: str | N
     return CompareResult(
         model_info(model), tok_a.text, tok_b.text, q_a, q_b, tuple(w for w, _ in entries_a), tuple(w for w, _ in entries_b),
         tuple(alignment), tuple(results), _rank(results, s.heads), top,
+        *((_seen(groups_a, q_a), _seen(groups_b, q_b)) if s.causal else ()),
     )
+
+
+def _seen(groups, q: QueryInfo) -> tuple[bool, ...]:
+    """Per word (a group of token indices): whether a decoder's query sees it."""
+    return tuple(g[0] <= q.token_indices[-1] for g in groups)
 
 
 def _rank(layers: Sequence[CompareLayer], heads: int) -> tuple[tuple[int, int, float], ...]:

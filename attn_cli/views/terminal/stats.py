@@ -183,12 +183,18 @@ def head_table(result: CompareResult, layer: int, head: int) -> tuple[Table, int
         table.add_column(name, justify=justify, no_wrap=True, max_width=14 if name.startswith("word") else None, overflow="ellipsis")
     table.add_column("", no_wrap=True)
     rows = _shown_rows(diff)
+    def weight(seen: tuple[bool, ...], index: int | None, value: float) -> str:
+        if index is None:
+            return ""
+        return "—" if seen and not seen[index] else f"{value:.3f}"  # a decoder's future: masked, as in inspect
+
     for k in rows:
         i, j = result.alignment[k]
+        masked = bool(result.seen_a and i is not None and not result.seen_a[i] and (j is None or not result.seen_b[j]))
         table.add_row(
-            Text(_word(result.words_a, i), style="dim" if i is None else ""), "" if i is None else f"{a[k]:.3f}",
-            Text(_word(result.words_b, j), style="dim" if j is None else ""), "" if j is None else f"{b[k]:.3f}",
-            f"{diff[k]:+.3f}", signed_bar(float(diff[k]), scale),
+            Text(_word(result.words_a, i), style="dim" if i is None else ""), weight(result.seen_a, i, a[k]),
+            Text(_word(result.words_b, j), style="dim" if j is None else ""), weight(result.seen_b, j, b[k]),
+            "—" if masked else f"{diff[k]:+.3f}", signed_bar(float(diff[k]), scale),
         )
     return table, len(diff) - len(rows)
 
