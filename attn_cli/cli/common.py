@@ -107,8 +107,15 @@ def write_screen(renderables, out=None) -> None:
     from .output import write_stdout
 
     out = out or console()
+
+    class Page(io.StringIO):
+        """The screen in memory, with stdout's encoding, so that Rich draws ASCII boxes and
+        rules where stdout cannot show Unicode ones."""
+
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+
     page = Console(
-        file=io.StringIO(), force_terminal=out.is_terminal, color_system=out.color_system, width=out.width,
+        file=Page(), force_terminal=out.is_terminal, color_system=out.color_system, width=out.width,
         no_color=out.no_color, highlight=False, soft_wrap=False, legacy_windows=False,
     )
     for renderable in renderables if isinstance(renderables, list) else [renderables]:
