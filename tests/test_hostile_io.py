@@ -102,9 +102,12 @@ def test_batch_writes_its_data_to_stdout_while_the_progress_bar_is_on_a_terminal
     try:
         with out.open("wb") as f:
             run = subprocess.run([*ENTRY, "batch", str(lines), "-q", "the", "-m", BERT], stdout=f, stderr=secondary, timeout=120)
+        os.set_blocking(primary, False)
+        drawn = os.read(primary, 65536)
     finally:
         os.close(secondary)
         os.close(primary)
+    assert b"attn batch" in drawn  # the bar was on the terminal, and the data in the file:
     assert run.returncode == 0
     assert [json.loads(line)["line"] for line in out.read_text().splitlines()] == [1, 2, 3]
 

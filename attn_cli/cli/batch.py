@@ -42,7 +42,8 @@ def batch(
     """Inspect every line of a file: one JSON document per line on stdout (NDJSON), in input order.
 
     A bad line yields an error object with its line number, and the run goes on; the exit status
-    is then 6. The model is loaded once (per worker). A progress bar shows on stderr when it is a terminal.
+    is then 6. The model is loaded once (per worker). A progress bar shows on stderr when it is a terminal
+    and stdout is not.
     """
 
     def action() -> None:
@@ -87,10 +88,13 @@ def _open(path: str):
 
 
 class _progress:
-    """A Rich progress bar on stderr when stderr is a terminal; otherwise nothing at all."""
+    """A Rich progress bar on stderr when stderr is a terminal and stdout is not (the data goes
+    to a file or a pipe; on the same terminal the bar would be drawn over the data); otherwise
+    nothing at all."""
 
     def __enter__(self):
-        if not sys.stderr.isatty():
+        self._bar = None
+        if not sys.stderr.isatty() or sys.stdout is None or sys.stdout.isatty():
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -105,5 +109,5 @@ class _progress:
         return lambda n: self._bar.update(task, completed=n)
 
     def __exit__(self, *exc) -> None:
-        if sys.stderr.isatty():
+        if self._bar is not None:
             self._bar.stop()
