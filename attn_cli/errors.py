@@ -40,3 +40,9 @@ class MissingExtra(AttnError):
     """An optional dependency (an `attn-cli[...]` extra) is needed but not installed."""
 
     code = "missing_extra"
+
+
+class OutputFailed(AttnError):
+    """The output cannot be written: stdout closed, a full disk, a file size limit."""
+
+    code = "output_error"

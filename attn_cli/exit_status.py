@@ -19,6 +19,11 @@ class ExitStatus(IntEnum):
     MODEL = 4  # the model folder is missing, incomplete, corrupt or unsupported
     UNAVAILABLE = 5  # an optional extra is not installed (e.g. matplotlib for PNG plots)
     SOME_FAILED = 6  # `attn batch`: some lines failed (each has an error object on stdout)
+    OUTPUT = 7  # the output could not be written: stdout closed, disk full, file size limit
+    HANGUP = 129  # 128 + SIGHUP: the terminal went away
+    INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
+    BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`), as coreutils exit
+    TERMINATED = 143  # 128 + SIGTERM
 
 
 # Domain errors carry a `code`; this is the one place that turns codes into exit statuses.
@@ -28,5 +33,6 @@ STATUS_BY_CODE = {
     "query_not_found": ExitStatus.QUERY_NOT_FOUND,
     "model_error": ExitStatus.MODEL,
     "missing_extra": ExitStatus.UNAVAILABLE,
+    "output_error": ExitStatus.OUTPUT,
     "internal": ExitStatus.ERROR,
 }

@@ -64,7 +64,7 @@ def test_models_lists_bundled_and_cached(hf_home, schema):
     assert by_name["acme/tiny-bert"] == by_name["acme/tiny-bert"] | {"source": "cache", "architecture": "bert", "usable": True, "problem": None}
     assert by_name["acme/no-tokenizer"]["usable"] is False and by_name["acme/no-tokenizer"]["problem"] == "no tokenizer.json"
     table = attn("models", env={"HF_HOME": str(hf_home), "COLUMNS": "200"}).stdout
-    assert "acme/tiny-bert" in table and "no: no tokenizer.json" in table
+    assert "acme/tiny-bert" in table and "unusable: no tokenizer.json" in table
 
 
 def test_models_with_an_empty_cache_and_attn_model(tmp_path, schema):

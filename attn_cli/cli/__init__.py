@@ -1,46 +1,39 @@
 """The `attn` command line: parse options, call the library, hand the result to a renderer.
 
-`common` holds what commands share; each other module adds commands to the one Typer app.
+`common` holds what commands share; each other module adds commands to the one Typer app
+(`commands` imports them all). This module stays light: `main` installs the signal handlers
+before Typer, NumPy or any command is imported, so Ctrl-C during imports is handled too.
+`app` and `ExitStatus` are loaded on first use.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from typing import Annotated
-
-import typer
-
-from .. import __version__
-from .common import ExitStatus, app, report
 
 __all__ = ["ExitStatus", "app", "main"]
 
-# Importing a command module registers its commands on `app`, in this order (that of --help).
-COMMAND_MODULES = ("inspect", "lenses", "stats", "plot", "batch")
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"{__name__}.{_name}")
 
+def __getattr__(name: str):
+    if name == "app":
+        from .commands import app
 
-def _version(value: bool) -> None:
-    if value:
-        sys.stdout.write(f"attn {__version__}\n")
-        raise typer.Exit()
+        return app
+    if name == "ExitStatus":
+        from ..exit_status import ExitStatus
 
-
-@app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
-) -> None:
-    """attn: a command-line attention inspector for transformer language models."""
+        return ExitStatus
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _wants_json(args: list[str]) -> bool:
     """Whether the command line asks for JSON, read before parsing so that even a parse error
-    can be reported as JSON."""
+    can be reported as JSON. `attn batch` writes JSON whatever its options."""
     pairs = zip(args, args[1:] + [""])
-    return "--json" in args or "--format=json" in args or any(a in ("--format", "-f") and b == "json" for a, b in pairs)
+    return (
+        "--json" in args or "--format=json" in args or any(a in ("--format", "-f") and b == "json" for a, b in pairs)
+        or (bool(args) and args[0] == "batch")
+    )
 
 
 def _single_threaded_blas() -> None:
@@ -53,30 +46,62 @@ def _single_threaded_blas() -> None:
 
 def main() -> None:
     """Console-script entry point: every way out goes through ExitStatus."""
+    from . import signals
+
+    signals.install()
+    try:
+        sys.exit(_main())
+    except signals.Stopped as stop:
+        from .output import write_stderr
+
+        write_stderr(signals.message(stop.signum))
+        sys.exit(stop.status)
+    except KeyboardInterrupt:  # raised by a library before our handler could (or by a test)
+        from .output import write_stderr
+
+        write_stderr(signals.message(2))
+        sys.exit(130)
+
+
+def _main() -> int:
+    from ..errors import OutputFailed
+    from ..exit_status import ExitStatus
+    from . import signals
+    from .output import BrokenPipe, GuardedStdout, silence_stdout
+
     _single_threaded_blas()
+    if sys.stdout is not None:
+        sys.stdout = GuardedStdout(sys.stdout)
     as_json = _wants_json(sys.argv[1:])
     try:
+        from .commands import app
+        from .common import report
+
         status = app(standalone_mode=False, prog_name="attn")
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(int(ExitStatus.OK))
-    except KeyboardInterrupt:
-        sys.stderr.write("attn: interrupted\n")
-        sys.exit(130)
+    except (BrokenPipe, BrokenPipeError):
+        # The reader went away (e.g. `| head`): stop quietly, with the status coreutils give.
+        silence_stdout()
+        return int(ExitStatus.BROKEN_PIPE)
+    except OutputFailed as exc:  # --help or --version, outside a command's own reporting
+        from .common import report
+
+        return report(exc.code, exc.message, exc.fix, as_json)
     except Exception as exc:
+        if signals.received is not None:  # a signal landed where it was turned into another error
+            raise signals.Stopped(signals.received) from None
         # Typer vendors Click, so its usage errors are matched by behaviour, not by class.
         if callable(getattr(exc, "format_message", None)) and getattr(exc, "exit_code", None) == 2:
             if not exc.format_message():  # `attn` alone: Click has already printed the help
-                sys.exit(int(ExitStatus.USAGE))
+                return int(ExitStatus.USAGE)
             ctx = getattr(exc, "ctx", None)
             command = f"attn {ctx.info_name}" if ctx is not None and ctx.info_name != "attn" else "attn"
-            sys.exit(report("usage", exc.format_message(), f"see `{command} --help`", as_json))
+            return report("usage", exc.format_message(), f"see `{command} --help`", as_json)
         if type(exc).__name__ == "Abort":
-            sys.stderr.write("attn: interrupted\n")
-            sys.exit(130)
+            raise KeyboardInterrupt from None
         if os.environ.get("ATTN_DEBUG"):
             raise
+        from .common import report
+
         # A bug: say so in one line; ATTN_DEBUG=1 shows the traceback.
-        sys.exit(report("internal", f"unexpected {type(exc).__name__}: {exc}", "please report this bug (ATTN_DEBUG=1 shows the traceback)", as_json))
-    sys.exit(int(status or 0))
+        return report("internal", f"unexpected {type(exc).__name__}: {exc}", "please report this bug (ATTN_DEBUG=1 shows the traceback)", as_json)
+    return int(status or 0)

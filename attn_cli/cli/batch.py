@@ -20,18 +20,21 @@ from .common import ModelOption, app, console, run, write_json
     )
 )
 def batch(
-    file: Annotated[str, typer.Argument(help="A file of plain text lines or JSONL objects {\"text\", \"query\", ...}; - for stdin.", show_default=False)],
+    file: Annotated[
+        str,
+        typer.Argument(metavar="FILE", help="A file of plain text lines or JSONL objects {\"text\", \"query\", ...}; - for stdin.", show_default=False),
+    ],
     query: Annotated[Optional[str], typer.Option("--query", "-q", help="The query of plain lines (a JSONL line may set its own).")] = None,
     query_index: Annotated[Optional[int], typer.Option("--query-index", "-i", help="The query position of plain lines.")] = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="Layer index (negative from the end) or 'all'.")] = "-1",
-    head: Annotated[str, typer.Option("--head", help="Head index, 'mean', 'all' or 'auto'.")] = "auto",
+    layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "-1",
+    head: Annotated[str, typer.Option("--head", metavar="H|auto|mean|all", help="Head index, 'mean', 'all' or 'auto'.")] = "auto",
     top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
     steps: Annotated[bool, typer.Option("--steps", help="Include q, k, v and the head output.")] = False,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens among the top words.")] = True,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut lines longer than the model reads, instead of failing them.")] = False,
-    level: Annotated[str, typer.Option("--level", help="token or word.")] = "token",
+    level: Annotated[str, typer.Option("--level", metavar="token|word", help="token or word.")] = "token",
     norms: Annotated[bool, typer.Option("--norms", help="Include ‖α·v‖ and ‖α·v·W_O‖.")] = False,
-    rank_by: Annotated[str, typer.Option("--rank-by", help="weight, value_norm or output_norm.")] = "weight",
+    rank_by: Annotated[str, typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="weight, value_norm or output_norm.")] = "weight",
     fields: Annotated[Optional[str], typer.Option("--fields", help="Keep only these top-level fields, comma-separated (line and schema_version stay).")] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Processes to use; output keeps input order.")] = 1,
     model: ModelOption = None,
@@ -39,7 +42,8 @@ def batch(
     """Inspect every line of a file: one JSON document per line on stdout (NDJSON), in input order.
 
     A bad line yields an error object with its line number, and the run goes on; the exit status
-    is then 6. The model is loaded once (per worker). A progress bar shows on stderr when it is a terminal.
+    is then 6. The model is loaded once (per worker). A progress bar shows on stderr when it is a terminal
+    and stdout is not.
     """
 
     def action() -> None:
@@ -50,7 +54,7 @@ def batch(
             "include_special": special, "truncate": truncate, "level": level, "norms": norms, "rank_by": rank_by,
         }
         selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
-        source = sys.stdin if file == "-" else _open(file)
+        source = _stdin_lines() if file == "-" else _open(file)
         any_failed = False
         with _progress() as advance:
             for doc in run_batch(model, source, defaults, workers, selected, advance):
@@ -64,28 +68,46 @@ def batch(
     run(True, action)
 
 
+def _stdin_lines():
+    """stdin as text lines, undecodable bytes kept as surrogates (see _open)."""
+    import io
+
+    if sys.stdin is None:
+        return iter(())
+    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape") if hasattr(sys.stdin, "buffer") else sys.stdin
+
+
 def _open(path: str):
     from ..errors import InputError
 
     try:
-        return open(path, encoding="utf-8")  # noqa: SIM115 (read lazily, closed at exit)
+        # surrogateescape: a byte that is not UTF-8 fails its own line (see compute.batch), not the run
+        return open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 (read lazily, closed at exit)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}", "give a readable file, or - for stdin") from None
 
 
 class _progress:
-    """A Rich progress bar on stderr when stderr is a terminal; otherwise nothing at all."""
+    """A Rich progress bar on stderr when stderr is a terminal and stdout is not (the data goes
+    to a file or a pipe; on the same terminal the bar would be drawn over the data); otherwise
+    nothing at all."""
 
     def __enter__(self):
-        if not sys.stderr.isatty():
+        self._bar = None
+        if not sys.stderr.isatty() or sys.stdout is None or sys.stdout.isatty():
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._bar = Progress(TextColumn("attn batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console(stderr=True), transient=True)
+        # redirect_stdout=False: Rich would otherwise capture sys.stdout into the stderr console
+        # while the bar shows, and the data would go to the terminal instead of the file.
+        self._bar = Progress(
+            TextColumn("attn batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console(stderr=True), transient=True, redirect_stdout=False, redirect_stderr=False,
+        )
         self._bar.start()
         task = self._bar.add_task("lines", total=None)
         return lambda n: self._bar.update(task, completed=n)
 
     def __exit__(self, *exc) -> None:
-        if sys.stderr.isatty():
+        if self._bar is not None:
             self._bar.stop()

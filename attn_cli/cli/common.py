@@ -6,7 +6,6 @@ Errors are one line, never a traceback; with JSON output they are a JSON object 
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from typing import Annotated, Optional
@@ -24,6 +23,22 @@ class OutputFormat(StrEnum):
     json = "json"
     csv = "csv"
 
+
+def _usage_without_braces() -> None:
+    """Usage lines as man pages write them, `attn inspect [OPTIONS] TEXT`: this Typer writes a
+    required argument as `{TEXT}`, which reads like a shell brace expansion."""
+    from typer.core import TyperArgument
+
+    braced = TyperArgument.make_metavar
+
+    def make_metavar(self, ctx, *, usage: bool = False) -> str:
+        var = braced(self, ctx, usage=usage)
+        return var[1:-1] if usage and var.startswith("{") and var.endswith("}") else var
+
+    TyperArgument.make_metavar = make_metavar
+
+
+_usage_without_braces()
 
 app = typer.Typer(
     name="attn",
@@ -43,7 +58,7 @@ ModelOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors as JSON on stderr).")]
-TextArgument = Annotated[str, typer.Argument(help="The text, or - to read it from stdin.", show_default=False)]
+TextArgument = Annotated[str, typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin.", show_default=False)]
 QueryOption = Annotated[
     Optional[str],
     typer.Option("--query", "-q", help="Query word (case-insensitive); WORD#N for its N-th occurrence; @N for token position N.", show_default=False),
@@ -69,12 +84,59 @@ def read_text(text: str) -> str:
     if text == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("TEXT is - but nothing is piped to stdin", 'pipe the text in (echo "..." | attn inspect - ...) or pass it as an argument')
-        text = sys.stdin.read()
+        # Bytes that are not UTF-8 are kept as surrogates, for tokenize to refuse by position.
+        buffer = getattr(sys.stdin, "buffer", None)
+        text = buffer.read().decode("utf-8", errors="surrogateescape") if buffer is not None else sys.stdin.read()
     return text.rstrip("\r\n")
 
 
 def write_json(document: dict) -> None:
-    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    """One JSON document on stdout, whole (see `output`)."""
+    from .output import json_text, write_stdout
+
+    write_stdout(json_text(document))
+
+
+def write_screen(renderables, out=None) -> None:
+    """Rich renderables on stdout: rendered in memory first, with the colours and width of the
+    real stdout, then written whole."""
+    import io
+
+    from rich.console import Console
+
+    from .output import write_stdout
+
+    out = out or console()
+
+    class Page(io.StringIO):
+        """The screen in memory, with stdout's encoding, so that Rich draws ASCII boxes and
+        rules where stdout cannot show Unicode ones."""
+
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+
+    page = Console(
+        file=Page(), force_terminal=out.is_terminal, color_system=out.color_system, width=out.width,
+        no_color=out.no_color, highlight=False, soft_wrap=False, legacy_windows=False,
+    )
+    for renderable in renderables if isinstance(renderables, list) else [renderables]:
+        page.print(_shown(page, renderable), crop=False)  # a table too wide for the screen keeps its numbers
+    write_stdout(page.file.getvalue())
+
+
+def _shown(page, renderable):
+    """`renderable` laid out, with every control character of the text it shows made visible
+    (`views.text.printable`): an ESC or BEL in the input, or a token, reaches the terminal as
+    `\\x1b`, never as a command. Line breaks are the layout's, kept."""
+    from rich.segment import Segment, Segments
+
+    from ..views.text import printable
+
+    def visible(segment: Segment) -> Segment:
+        if segment.control or segment.text == "\n" or segment.text.isprintable():
+            return segment
+        return Segment("\n".join(printable(part) for part in segment.text.split("\n")), segment.style)
+
+    return Segments([visible(s) for s in page.render(renderable)])
 
 
 def emit(result, as_json: bool, view) -> None:
@@ -82,10 +144,8 @@ def emit(result, as_json: bool, view) -> None:
     if as_json:
         write_json(result.to_json())
         return
-    from ..views.terminal.inspect import print_all
-
     out = console()
-    print_all(out, view(out))
+    write_screen(view(out), out)
 
 
 def error_object(code: str, message: str, fix: str, extra: dict | None = None) -> dict:
@@ -95,11 +155,15 @@ def error_object(code: str, message: str, fix: str, extra: dict | None = None) -
 
 
 def report(code: str, message: str, fix: str, as_json: bool, extra: dict | None = None) -> int:
-    """Write one error to stderr (a line, or JSON) and return its exit status."""
+    """Write one error to stderr (one line, control characters escaped; or JSON) and return
+    its exit status."""
+    from ..views.text import printable
+    from .output import json_text, write_stderr
+
     if as_json:
-        sys.stderr.write(json.dumps(error_object(code, message, fix, extra), ensure_ascii=False) + "\n")
+        write_stderr(json_text(error_object(code, message, fix, extra), sys.stderr))
     else:
-        sys.stderr.write(f"attn: error: {message}" + (f" — {fix}" if fix else "") + "\n")
+        write_stderr(f"attn: error: {printable(message)}" + (f" — {printable(fix)}" if fix else "") + "\n")
     return int(STATUS_BY_CODE.get(code, ExitStatus.ERROR))
 
 

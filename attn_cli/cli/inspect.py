@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -16,11 +15,12 @@ from .common import (
     QueryOption,
     TextArgument,
     app,
-    console,
     read_text,
     run,
     write_json,
+    write_screen,
 )
+from .output import write_stdout
 
 
 @app.command(
@@ -39,22 +39,25 @@ def inspect(
     text: TextArgument,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="Layer index (negative from the end) or 'all'.")] = "-1",
+    layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "-1",
     head: Annotated[
         str,
-        typer.Option("--head", help="Head index, 'mean', 'all', or 'auto': the head that attends most to other words."),
+        typer.Option("--head", metavar="H|auto|mean|all", help="Head index, 'mean', 'all', or 'auto': the head that attends most to other words."),
     ] = "auto",
     top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
     steps: Annotated[bool, typer.Option("--steps", help="Also show step 1 (q, k, v vectors) and step 3 (weighted sum of values).")] = False,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")] = True,
     truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
     level: Annotated[
-        str, typer.Option("--level", help="Rows are tokens, or words: attention to a word is the sum over its tokens (Clark et al. 2019).")
+        str, typer.Option("--level", metavar="token|word", help="Rows are tokens, or words: attention to a word is the sum of its tokens (Clark et al. 2019).")
     ] = "token",
     norms: Annotated[
         bool, typer.Option("--norms", help="Show ‖α·v‖ and ‖α·v·W_O‖ beside each weight: weights alone mislead (Kobayashi et al. 2020).")
     ] = False,
-    rank_by: Annotated[str, typer.Option("--rank-by", help="Rank the top words by weight, value_norm or output_norm (implies --norms).")] = "weight",
+    rank_by: Annotated[
+        str,
+        typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="Rank the top words by weight, value_norm or output_norm (implies --norms)."),
+    ] = "weight",
     model: ModelOption = None,
     as_json: JsonOption = False,
     output_format: Annotated[
@@ -62,9 +65,17 @@ def inspect(
     ] = OutputFormat.table,
 ) -> None:
     """Show how one query word attends to every token: scores, scaled scores, softmax weights, top words, all heads."""
+    if as_json and output_format is OutputFormat.csv:
+        from .common import report
+
+        raise typer.Exit(report("usage", "--json and --format csv ask for two different outputs", "give one of them", True))
     output_format = OutputFormat.json if as_json else output_format
 
     def action() -> None:
+        if output_format is OutputFormat.csv and steps:
+            from ..errors import InputError
+
+            raise InputError("--steps has no CSV form (q, k, v are vectors, not rows of weights)", "use --json for the steps, or drop --steps")
         from ..compute.inspect import inspect as run_inspect
         from ..loading.model import load_model
 
@@ -77,16 +88,19 @@ def inspect(
             write_json(result.to_json())
         elif output_format is OutputFormat.csv:
             import csv
+            import io
 
-            from ..compute.result import CSV_COLUMNS, csv_rows
+            from ..compute.result import csv_columns, csv_rows
 
-            writer = csv.writer(sys.stdout, lineterminator="\n")
-            writer.writerow(CSV_COLUMNS)
+            table = io.StringIO()
+            writer = csv.writer(table, lineterminator="\n")
+            writer.writerow(csv_columns(result))
             writer.writerows(csv_rows(result))
+            write_stdout(table.getvalue())
         else:
-            from ..views.terminal.inspect import inspect_view, print_all
+            from ..views.terminal.inspect import inspect_view
 
-            print_all(console(), inspect_view(result))
+            write_screen(inspect_view(result))
 
     run(output_format is OutputFormat.json, action)
 
@@ -110,7 +124,7 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
         else:
             from ..views.terminal.inspect import tokens_table
 
-            console().print(tokens_table(tok))
+            write_screen(tokens_table(tok))
 
     run(as_json, action)
 
@@ -132,7 +146,7 @@ def models(as_json: JsonOption = False) -> None:
         else:
             from ..views.terminal.inspect import models_table
 
-            console().print(models_table(entries))
+            write_screen(models_table(entries))
 
     run(as_json, action)
 
@@ -144,4 +158,4 @@ def schema() -> None:
 
     from ..compute.result import json_schema
 
-    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+    run(False, lambda: write_stdout(json.dumps(json_schema(), indent=2) + "\n"))

@@ -24,7 +24,10 @@ def heads(
     query_index: QueryIndexOption = None,
     metric: Annotated[
         Optional[str],
-        typer.Option("--metric", help="top (each head's top-attended word), weight (on --target), or entropy. Default: weight with --target, else top."),
+        typer.Option(
+            "--metric", metavar="top|weight|entropy",
+            help="top (each head's top-attended word), weight (on --target), or entropy. Default: weight with --target, else top.",
+        ),
     ] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="A word of the text: show each head's weight on it.")] = None,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Let special tokens ([CLS], [SEP]) be a head's top word.")] = True,
@@ -42,7 +45,7 @@ def heads(
         def view(out):
             from ..views.terminal.lenses import heads_view
 
-            return heads_view(result, out.width)
+            return heads_view(result, out.width, colour=out.color_system is not None and not out.no_color)
 
         emit(result, as_json, view)
 
@@ -63,7 +66,7 @@ def rollout(
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
     full: Annotated[bool, typer.Option("--full", help="Also compute the whole rollout matrix (JSON: full).")] = False,
-    level: Annotated[str, typer.Option("--level", help="token, or word (attention to a word is the sum over its tokens).")] = "token",
+    level: Annotated[str, typer.Option("--level", metavar="token|word", help="token, or word (attention to a word is the sum over its tokens).")] = "token",
     top: Annotated[int, typer.Option("--top", "-k", help="How many top words to list.")] = 5,
     special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens among the top words.")] = True,
     model: ModelOption = None,

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import SENTENCE, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, read_text, run
+from .output import write_stdout
 
 VIEWS = ("heads", "grid")
 
@@ -23,14 +24,24 @@ VIEWS = ("heads", "grid")
 )
 def plot(
     text: TextArgument,
-    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli[plot]) or .html (self-contained).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")],
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    view: Annotated[str, typer.Option("--view", help="heads: tokens × heads of one layer; grid: layers × heads (the model view).")] = "heads",
-    layer: Annotated[str, typer.Option("--layer", "-l", help="The layer of --view heads (negative from the end).")] = "-1",
-    level: Annotated[str, typer.Option("--level", help="Rows are tokens, or words (--view heads).")] = "token",
-    metric: Annotated[Optional[str], typer.Option("--metric", help="--view grid: top, weight (on --target) or entropy.")] = None,
+    view: Annotated[
+        str,
+        typer.Option("--view", metavar="heads|grid", help="heads: tokens × heads of one layer; grid: layers × heads (the model view)."),
+    ] = "heads",
+    layer: Annotated[
+        Optional[str],
+        typer.Option("--layer", "-l", metavar="L", help="The one layer of --view heads (negative from the end). Default: the last."),
+    ] = None,
+    level: Annotated[Optional[str], typer.Option("--level", metavar="token|word", help="Rows are tokens, or words (--view heads).")] = None,
+    metric: Annotated[
+        Optional[str],
+        typer.Option("--metric", metavar="top|weight|entropy", help="--view grid: top, weight (on --target) or entropy (drawn as focus 1 − H/ln n)."),
+    ] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="--view grid: the word whose weight each head shows.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a read-only file.")] = False,
     model: ModelOption = None,
 ) -> None:
     """Draw attention as a heat map: tokens × heads of a layer, or layers × heads. Files are written atomically; prints the path."""
@@ -44,31 +55,50 @@ def plot(
 
         if view not in VIEWS:
             raise InputError(f"--view {view!r} is not valid", f"give one of {', '.join(VIEWS)}")
+        _refuse_what_the_view_ignores(view, layer, level, metric, target)
         m = load_model(model)
         source = read_text(text)
         if view == "heads":
             from ..compute.inspect import inspect
 
-            result = inspect(m, source, query, query_index, layer=layer, head="all", level=level)
+            result = inspect(m, source, query, query_index, layer=layer or "-1", head="all", level=level or "token", truncate=None)
             drawn = result.layers[0]
             values = np.stack([h.weights for h in drawn.heads], axis=1)  # (units, heads + mean)
             masked = None if drawn.visible is None else np.repeat(~drawn.visible[:, None], values.shape[1], axis=1)
             rows = [u.text for u in result.units]
             query_rows = {i for i, u in enumerate(result.units) if set(u.token_indices) <= set(result.query.token_indices)}
             title = f'{result.model.name} · layer {drawn.layer}: weights of "{result.query.text}" in every head'
-            path = write_heatmap(output, values, rows, [*map(str, range(values.shape[1] - 1)), "mean"], title, query_rows, masked)
+            path = write_heatmap(output, values, rows, [*map(str, range(values.shape[1] - 1)), "mean"], title, query_rows, masked, force=force)
         else:
             from ..compute.lenses import heads
 
             result = heads(m, source, query, query_index, metric, target)
-            values = result.values if result.metric != "entropy" else 1.0 - result.values / max(float(result.values.max()), 1e-9)
+            values = result.values if result.metric != "entropy" else result.focus
             what = {
                 "top": "top-attended word's weight",
                 "weight": f'weight on "{result.target.text if result.target else ""}"',
-                "entropy": "focus (1 − entropy / max)",
+                "entropy": f"focus = 1 − H/ln {result.visible_keys} (entropy H in nats over the {result.visible_keys} keys the query sees)",
             }[result.metric]
             title = f'{result.model.name} · query "{result.query.text}": {what} per layer and head'
-            path = write_heatmap(output, values, [f"L{i}" for i in range(values.shape[0])], [str(h) for h in range(values.shape[1])], title)
-        typer.echo(str(path))
+            legend = "focus" if result.metric == "entropy" else "weight"
+            rows, cols = [f"L{i}" for i in range(values.shape[0])], [str(h) for h in range(values.shape[1])]
+            path = write_heatmap(output, values, rows, cols, title, legend=legend, force=force)
+        write_stdout(str(path) + "\n")
 
     run(False, action)
+
+
+def _refuse_what_the_view_ignores(view: str, layer: str | None, level: str | None, metric: str | None, target: str | None) -> None:
+    """An option the chosen view would not use is an error, not silently dropped."""
+    from ..errors import InputError
+
+    if view == "heads":
+        if metric is not None or target is not None:
+            option = "--metric" if metric is not None else "--target"
+            raise InputError(f"{option} belongs to --view grid; --view heads draws weights", f"add --view grid, or drop {option}")
+        if layer is not None and layer.strip().lower() == "all":
+            raise InputError("--view heads draws one layer, not all", "give --layer N, or use --view grid for every layer and head")
+    else:
+        for option, value in (("--layer", layer), ("--level", level)):
+            if value is not None:
+                raise InputError(f"{option} belongs to --view heads; --view grid shows every layer for the query", f"drop {option}, or use --view heads")

@@ -21,7 +21,7 @@ from .common import SENTENCE, JsonOption, ModelOption, app, emit, read_text, run
     )
 )
 def stats(
-    text: Annotated[Optional[str], typer.Argument(help="The text, or - to read it from stdin (or use --file).", show_default=False)] = None,
+    text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (or use --file).", show_default=False)] = None,
     file: Annotated[
         Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped); - for stdin.", show_default=False)
     ] = None,
@@ -59,11 +59,11 @@ def stats(
     )
 )
 def compare(
-    text_a: Annotated[str, typer.Argument(help="Text A, or - to read it from stdin.", show_default=False)],
-    text_b: Annotated[str, typer.Argument(help="Text B, or - to read it from stdin.", show_default=False)],
+    text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="Text A, or - to read it from stdin.", show_default=False)],
+    text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="Text B, or - to read it from stdin.", show_default=False)],
     query: Annotated[str, typer.Option("--query", "-q", help="Query word in A (and in B); WORD#N for its N-th occurrence; @N for token position N.")],
     query_b: Annotated[Optional[str], typer.Option("--query-b", help="A different query word for text B.", show_default=False)] = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="Layer index (negative from the end) or 'all'.")] = "all",
+    layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "all",
     top: Annotated[int, typer.Option("--top", "-k", help="How many of the most-changed heads to show word by word.")] = 5,
     model: ModelOption = None,
     as_json: JsonOption = False,

@@ -7,6 +7,7 @@ so output n always answers input line n, with or without worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing
@@ -254,12 +255,31 @@ def run_batch(
     model = load_model(model_path, release_weights=False)  # many texts: keep the pages
     if isinstance(lines, str):
         lines = io.StringIO(lines, newline=None)  # line breaks as a text file in universal-newline mode
-    jobs = (parse_line(line, n) for n, line in enumerate(lines, start=1))
+    jobs = _check_query_given((parse_line(line, n) for n, line in enumerate(lines, start=1)), defaults)
     if workers == 1:
         docs = (_answer(model, job, defaults, fields) for job in jobs)
     else:
         docs = _parallel(model_path, jobs, defaults, fields, workers)
     return _report(docs, on_done)
+
+
+def _check_query_given(jobs: Iterator[Job], defaults: dict) -> Iterator[Job]:
+    """`jobs`, unchanged, once the first line that runs is known not to lack a query: plain text
+    without a batch-wide --query or --query-index would fail on every line, so refuse up front."""
+    from itertools import chain
+
+    seen: list[Job] = []
+    for job in jobs:
+        seen.append(job)
+        if job.error is None:
+            break
+    first = seen[-1] if seen else None
+    if first is not None and first.error is None and not first.overrides and defaults.get("query") is None and defaults.get("query_index") is None:
+        raise InputError(
+            f"line {first.number} is plain text, and no query was given for plain lines",
+            "add --query WORD or --query-index N, or write JSONL lines with their own query, e.g. " + JSON_EXAMPLE,
+        )
+    return chain(seen, jobs)
 
 
 def _answer(model: Model, job: Job, defaults: dict, fields: list[str] | None) -> dict:
@@ -289,8 +309,39 @@ _WORKER: tuple[Model, dict, list[str] | None] | None = None
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | None) -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the process that started it ends, however it ends (SIGKILL
+    included): otherwise a killed `attn batch` leaves its workers running, holding the caller's
+    pipes open. Linux: the kernel's parent-death signal. Elsewhere: a thread that watches the
+    parent's pid. Ctrl-C in a terminal reaches the whole process group: the parent handles it
+    (and stops the pool), so workers ignore it instead of each printing a traceback."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | None, parent: int | None = None) -> None:
     global _WORKER
+    if parent is not None:
+        _die_with_parent(parent)
     for name in _BLAS_THREADS:
         os.environ.setdefault(name, "1")  # a user's own setting wins
     from ..loading.model import load_model  # imports NumPy, which reads those variables once
@@ -321,7 +372,7 @@ def _parallel(model_path: str | None, jobs: Iterable[Job], defaults: dict, field
     (tokenizers, BLAS) in whatever state they were; and spawn needs the model path, not the Model.
     """
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(model_path, defaults, fields)
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(model_path, defaults, fields, os.getpid())
     )
     pending: deque = deque()
     try:

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import output_slices, to_words
-from .query import Query, resolve_query
+from .query import Query, check_rankable, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
 
 HEAD_CHOICES = ("auto", "mean", "all")
@@ -96,11 +96,15 @@ def rank_words(
     return [entry(i) for i in order]
 
 
-def auto_head(rows: np.ndarray, tok: Tokenization, query: Query) -> int:
+def auto_head(rows: np.ndarray, tok: Tokenization, query: Query, causal: bool = False) -> int:
     """The head that sends the most attention to *other* words: not to special tokens, not
-    to the query itself. Such heads show context being gathered. rows: (heads, seq)."""
+    to the query itself, and for a decoder not to the first token, whatever it is: a decoder's
+    heads park unused attention there (the "attention sink"; SmolLM2 adds no BOS, so the sink
+    is the first word). Such heads show context being gathered. rows: (heads, seq)."""
     other = np.array([not t.special for t in tok.tokens])
     other[list(query.token_indices)] = False
+    if causal:
+        other[0] = False
     return int(np.argmax(rows[:, other].sum(axis=1)))
 
 
@@ -114,7 +118,7 @@ def inspect(
     top_k: int = 5,
     steps: bool = False,
     include_special: bool = True,
-    truncate: bool = False,
+    truncate: bool | None = False,
     level: str = "token",
     norms: bool = False,
     rank_by: str = "weight",
@@ -139,6 +143,7 @@ def inspect(
     ask = _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
     tok = tokenize(model.tokenizer, text, max_tokens=s.max_positions, truncate=truncate)
     q = resolve_query(tok, query, query_index)
+    check_rankable(tok, q, s.causal, include_special)
 
     results = []
     for trace in model.trace(tok.ids):
@@ -187,7 +192,7 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
     heads = weights.shape[0]
     seen = None if visible is None else visible.any(axis=0)
 
-    chosen = auto_head(weights, tok, q) if ask.head == "auto" else None
+    chosen = auto_head(weights, tok, q, trace.spec.causal) if ask.head == "auto" else None
     focus: tuple[HeadId, ...] = tuple(range(heads)) if ask.head == "all" else (chosen if chosen is not None else ask.head,)
     view = [u.token_indices for u in units(tok, ask.level)]
     words = [u.token_indices for u in units(tok, "word")]
@@ -259,6 +264,8 @@ def _notes(tok: Tokenization, q: Query, query: str | None) -> list[str]:
     if len(q.token_indices) > 1:
         pieces = " ".join(tok.tokens[i].text for i in q.token_indices)
         notes.append(f"{q.text!r} is {len(q.token_indices)} tokens ({pieces}): its row is the mean of their rows")
+    if q.accents_ignored:
+        notes.append(f"{query!r} matched {q.text!r} only once accents were set aside")
     if q.occurrences and q.occurrences > 1 and query is not None and "#" not in query:
         notes.append(f"{q.text!r} occurs {q.occurrences} times; this is the first ({q.text}#1); use {q.text}#2 for the next")
     return notes

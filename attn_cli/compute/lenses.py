@@ -14,7 +14,7 @@ from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
 from .inspect import model_info, rank_words
-from .query import Query, resolve_query
+from .query import Query, check_rankable, resolve_query
 from .result import ModelInfo, WordWeight, document_header, floats, units_json
 
 METRICS = ("top", "weight", "entropy")
@@ -32,6 +32,25 @@ class HeadsResult:
     target: Query | None
     values: np.ndarray
     top: tuple[tuple[WordWeight, ...], ...]
+
+    @property
+    def visible_keys(self) -> int:
+        """How many keys the query's row spreads over: every token for an encoder; a decoder's
+        query sees itself and what comes before (within a sliding window)."""
+        seq = len(self.tokenization.tokens)
+        if not self.model.causal:
+            return seq
+        seen = self.query.token_indices[-1] + 1
+        return min(seen, self.model.sliding_window) if self.model.sliding_window else seen
+
+    @property
+    def focus(self) -> np.ndarray:
+        """(layers, heads) entropy as focus in [0, 1]: 1 − H / ln(visible keys). 1 is all weight
+        on one key, 0 an even spread over every key the query sees (entropy = `values`, nats)."""
+        if self.metric != "entropy":
+            raise ValueError("focus is defined for the entropy metric")
+        most = np.log(self.visible_keys)
+        return np.ones_like(self.values) if most == 0 else np.clip(1.0 - self.values / most, 0.0, 1.0)
 
     def to_json(self) -> dict:
         return {
@@ -79,6 +98,7 @@ def heads(
         raise InputError("--metric weight needs --target WORD (and --target needs --metric weight)", "add --target WORD, e.g. --target it")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index)
+    check_rankable(tok, q, model.spec.causal, include_special)
     aim = resolve_query(tok, target) if target is not None else None
     rows = list(q.token_indices)
     values = np.zeros((model.spec.layers, model.spec.heads), np.float32)
@@ -142,6 +162,7 @@ def attention_rollout(
         raise InputError(f"--level {level!r} is not valid", "give token or word")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index)
+    check_rankable(tok, q, model.spec.causal, include_special)
     mean_maps = [trace.rows()[2].mean(axis=0) for trace in model.trace(tok.ids)]
     # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
     row = np.mean([rollout_row(mean_maps, i) for i in q.token_indices], axis=0).astype(np.float32)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from ..errors import InputError, QueryNotFound
-from ..loading.tokenizer import Tokenization
+from ..loading.tokenizer import Tokenization, check_unicode
 
 _OCCURRENCE = re.compile(r"^(?P<text>.+?)#(?P<n>\d+)$")
 _POSITION = re.compile(r"^@(?P<n>-?\d+)$")
@@ -23,6 +24,19 @@ class Query:
     token_indices: tuple[int, ...]
     occurrence: int | None
     occurrences: int | None
+    accents_ignored: bool = False  # found only once accents were set aside ("cafe" for "Café")
+
+
+def same_text(text: str) -> str:
+    """The form in which a query and the text are compared: NFC (a decomposed é is the
+    composed é), case-folded."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def without_accents(text: str) -> str:
+    """The fallback form: `same_text` with combining marks removed ("Café" -> "cafe")."""
+    decomposed = unicodedata.normalize("NFD", text.casefold())
+    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
 
 
 def resolve_query(tok: Tokenization, query: str | None = None, query_index: int | None = None) -> Query:
@@ -40,15 +54,18 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
     if query_index is not None:
         return _by_position(tok, query_index)
     assert query is not None
-    query = query.strip()
+    query = check_unicode(query, "the query").strip()
     occurrence = None
     if m := _OCCURRENCE.match(query):
         query, occurrence = m["text"], int(m["n"])
         if occurrence < 1:
             raise InputError(f"occurrence #{occurrence} is not valid", f"count occurrences from 1: {query}#1")
-    matches = _find(tok, query)
+    matches, accents_ignored = _find(tok, query, same_text), False
     if not matches:
-        close = difflib.get_close_matches(query.casefold(), [w.text.casefold() for w in tok.words], n=3, cutoff=0.6)
+        matches, accents_ignored = _find(tok, query, without_accents), True
+    if not matches:
+        _check_cut(tok, query)
+        close = difflib.get_close_matches(same_text(query), [same_text(w.text) for w in tok.words], n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(dict.fromkeys(close))}? " if close else ""
         raise QueryNotFound(
             f"{query!r} is not a word of the text; {hint}the words are: {_word_list(tok)}",
@@ -63,7 +80,35 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
             candidates=[f"{query}#{n}" for n in range(1, len(matches) + 1)],
         )
     chosen = matches[(occurrence or 1) - 1]
-    return Query(_span_text(tok, chosen), chosen, occurrence or 1, len(matches))
+    return Query(_span_text(tok, chosen), chosen, occurrence or 1, len(matches), accents_ignored)
+
+
+def check_rankable(tok: Tokenization, q: Query, causal: bool, include_special: bool) -> None:
+    """With --no-special, a decoder's query must see a word that is not special: `<s>` (or any
+    query before the first word) sees only special tokens, which leaves nothing to rank."""
+    if include_special:
+        return
+    seen = tok.tokens[: q.token_indices[-1] + 1] if causal else tok.tokens
+    if all(t.special for t in seen):
+        raise InputError(
+            f"the query {q.text!r} sees only special tokens ({', '.join(dict.fromkeys(t.text for t in seen))}), "
+            "so --no-special leaves no word to rank",
+            "drop --no-special, or pick a later query",
+        )
+
+
+def _check_cut(tok: Tokenization, query: str) -> None:
+    """A query that is in the part of the text --truncate cut off: say so, not "not a word"."""
+    if tok.total_tokens is None or not tok.words:
+        return
+    rest = tok.text[tok.words[-1].end :]
+    if same_text(query) in same_text(rest) or without_accents(query) in without_accents(rest):
+        raise QueryNotFound(
+            f"{query!r} is in the part of the text that --truncate cut off: the model reads its first "
+            f"{len(tok.tokens)} of {tok.total_tokens} tokens, up to {tok.words[-1].text!r}",
+            "pick a word before the cut, or shorten the text so that the word comes earlier",
+            candidates=[w.text for w in tok.words],
+        )
 
 
 def _by_position(tok: Tokenization, index: int) -> Query:
@@ -77,15 +122,16 @@ def _by_position(tok: Tokenization, index: int) -> Query:
     return Query(token.text, (token.index,), None, None)
 
 
-def _find(tok: Tokenization, query: str) -> list[tuple[int, ...]]:
-    """Token indices of each run of consecutive words whose text is `query`, case-insensitively.
-    A run may be one word or several ("New York", "aren't" split at the apostrophe)."""
-    target = query.casefold()
+def _find(tok: Tokenization, query: str, form) -> list[tuple[int, ...]]:
+    """Token indices of each run of consecutive words whose text is `query` once both are put
+    in `form` (same_text or without_accents). A run may be one word or several ("New York",
+    "aren't" split at the apostrophe)."""
+    target = form(query)
     matches = []
     words = tok.words
     for i, first in enumerate(words):
         for last in words[i:]:
-            span = tok.text[first.start : last.end].casefold()
+            span = form(tok.text[first.start : last.end])
             if span == target:
                 matches.append(tuple(t for w in words[first.index : last.index + 1] for t in w.token_indices))
                 break

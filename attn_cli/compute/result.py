@@ -234,19 +234,28 @@ def models_document(entries) -> dict:
 
 
 CSV_COLUMNS = ("layer", "head", "kv_head", "token_index", "token", "word", "special", "score", "scaled_score", "weight")
+CSV_NORM_COLUMNS = ("value_norm", "output_norm")
+
+
+def csv_columns(result: InspectResult) -> tuple[str, ...]:
+    """The CSV header: CSV_COLUMNS, plus the norms when the result has them (--norms)."""
+    return CSV_COLUMNS + (CSV_NORM_COLUMNS if result.layers and result.layers[0].heads[0].value_norms is not None else ())
 
 
 def csv_rows(result: InspectResult):
-    """The token table in long form, for spreadsheets and R/pandas: one row per (layer, head,
-    token), the mean over heads as head "mean". Masked scores are empty cells."""
+    """The table in long form, for spreadsheets and R/pandas: one row per (layer, head, unit),
+    the units being those of the JSON's weights (tokens, or words with --level word, whose
+    `token_index` lists their tokens, space-separated), the mean over heads as head "mean".
+    Masked scores, and scores at word level, are empty cells."""
+    norms = len(csv_columns(result)) > len(CSV_COLUMNS)
     for layer in result.layers:
         for head in layer.heads:
-            for token in result.tokens:
-                i = token.index
+            for i, unit in enumerate(result.units):
                 yield (
-                    layer.layer, head.head, "" if head.kv_head is None else head.kv_head, i, token.text,
-                    "" if token.word is None else result.tokenization.words[token.word].text, int(token.special),
+                    layer.layer, head.head, "" if head.kv_head is None else head.kv_head, " ".join(map(str, unit.token_indices)), unit.text,
+                    "" if unit.word is None else result.tokenization.words[unit.word].text, int(unit.special),
                     _csv_number(head.scores, i), _csv_number(head.scaled_scores, i), _csv_number(head.weights, i),
+                    *((_csv_number(head.value_norms, i), _csv_number(head.output_norms, i)) if norms else ()),
                 )
 
 

@@ -7,6 +7,7 @@ and keeps only small per-head results, never a layer's full map longer than it i
 
 from __future__ import annotations
 
+import io
 import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -49,17 +50,21 @@ def _file_name(file: str) -> str:
 
 
 def _read_lines(file: str) -> list[str]:
+    """The lines of FILE as a text file has them (split at \\n, \\r\\n or \\r, as `attn batch` and
+    editors count them; not at U+2028 or a form feed, as str.splitlines would), BOM dropped.
+    Bytes that are not UTF-8 stay as surrogates, so that their line fails by number."""
     if file == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("--file is - but nothing is piped to stdin", "pipe the lines in (attn stats --file - < texts.txt) or give a file name")
-        return sys.stdin.read().lstrip("\ufeff").splitlines()
-    try:
-        with open(file, encoding="utf-8-sig") as handle:
-            return handle.read().splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the file name") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{file} is not UTF-8 text", "save the file as UTF-8") from None
+        buffer = getattr(sys.stdin, "buffer", None)
+        data = buffer.read().decode("utf-8", errors="surrogateescape") if buffer is not None else sys.stdin.read()
+    else:
+        try:
+            with open(file, encoding="utf-8", errors="surrogateescape") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the file name") from None
+    return [line.rstrip("\r\n") for line in io.StringIO(data.removeprefix("\ufeff"), newline=None)]
 
 
 def _relabel(exc: AttnError, prefix: str) -> AttnError:
@@ -214,6 +219,10 @@ class CompareResult:
     layers: tuple[CompareLayer, ...]
     most_changed: tuple[tuple[int, int, float], ...]  # (layer, head, change), every pair, most first
     top: int  # how many of most_changed the table view details
+    # Decoders: whether the query may see each word of A and of B (views show the rest as
+    # masked, as inspect does); empty for encoders, which see every word.
+    seen_a: tuple[bool, ...] = ()
+    seen_b: tuple[bool, ...] = ()
 
     def layer(self, layer: int) -> CompareLayer:
         return next(entry for entry in self.layers if entry.layer == layer)
@@ -303,7 +312,13 @@ def compare(model: Model, text_a: str, text_b: str, query: str, query_b: str | N
     return CompareResult(
         model_info(model), tok_a.text, tok_b.text, q_a, q_b, tuple(w for w, _ in entries_a), tuple(w for w, _ in entries_b),
         tuple(alignment), tuple(results), _rank(results, s.heads), top,
+        *((_seen(groups_a, q_a), _seen(groups_b, q_b)) if s.causal else ()),
     )
+
+
+def _seen(groups, q: QueryInfo) -> tuple[bool, ...]:
+    """Per word (a group of token indices): whether a decoder's query sees it."""
+    return tuple(g[0] <= q.token_indices[-1] for g in groups)
 
 
 def _rank(layers: Sequence[CompareLayer], heads: int) -> tuple[tuple[int, int, float], ...]:

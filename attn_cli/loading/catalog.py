@@ -16,6 +16,8 @@ class ModelEntry:
     path: str | None
     architecture: str | None
     problem: str | None  # why attn cannot use it; None when it can
+    layers: int | None = None
+    heads: int | None = None
 
     @property
     def usable(self) -> bool:
@@ -34,7 +36,9 @@ def _check(name: str, source: str, model: str | None) -> ModelEntry:
         loaded = load_model(str(path))
     except AttnError as exc:
         return ModelEntry(name, source, str(path), None, exc.message)
-    return ModelEntry(name, source, str(path), loaded.spec.model_type, None)
+    except Exception as exc:  # a model broken in a way nobody foresaw is listed as unusable, never a crash
+        return ModelEntry(name, source, str(path), None, f"cannot be opened ({type(exc).__name__}: {exc})")
+    return ModelEntry(name, source, str(path), loaded.spec.model_type, None, loaded.spec.layers, loaded.spec.heads)
 
 
 def list_models() -> list[ModelEntry]:
@@ -49,5 +53,10 @@ def list_models() -> list[ModelEntry]:
             os.environ["ATTN_MODEL"] = saved
     if saved:
         entries.append(_check(saved, "ATTN_MODEL", saved))
-    entries += [ModelEntry(m.name, "cache", str(m.path), m.architecture, m.problem) for m in cached_models()]
+    for m in cached_models():
+        entry = ModelEntry(m.name, "cache", str(m.path), m.architecture, m.problem)
+        if m.problem is None:  # its files are there: open it as a run would (headers only), to be sure
+            opened = _check(m.name, "cache", str(m.path))
+            entry = ModelEntry(m.name, "cache", str(m.path), opened.architecture or m.architecture, opened.problem, opened.layers, opened.heads)
+        entries.append(entry)
     return entries

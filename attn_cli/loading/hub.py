@@ -78,9 +78,12 @@ def _describe(name: str, folder: Path) -> CachedModel:
     from ..models import ARCHITECTURES
 
     try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError):
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return CachedModel(name, folder, None, "no readable config.json")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str):
+        return CachedModel(name, folder, None, "config.json has no model_type string")
     if model_type not in ARCHITECTURES:
         return CachedModel(name, folder, model_type, f"model_type {model_type!r} is not supported")
     if not (folder / "tokenizer.json").is_file():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from ..errors import ModelError
@@ -41,11 +42,47 @@ class Model:
     release_weights: bool = True
 
     def trace(self, input_ids) -> Iterator[LayerTrace]:
-        """The forward pass, one `LayerTrace` per layer (see `release_weights`)."""
-        for layer in self.arch.forward(self.weights, self.spec, self.config, input_ids):
+        """The forward pass, one `LayerTrace` per layer (see `release_weights`). A layer whose
+        numbers are not finite, or weights whose shapes do not fit the config, are a ModelError:
+        attn never shows NaN as an attention weight."""
+        layers = self.arch.forward(self.weights, self.spec, self.config, input_ids)
+        while True:
+            try:
+                with np.errstate(all="ignore"):  # non-finite numbers are reported below, not warned about
+                    layer = next(layers)
+            except StopIteration:
+                return
+            except ValueError as exc:  # NumPy: shapes that do not fit (a matmul, a reshape, a split)
+                raise ModelError(
+                    f"the weights of {self.path} do not fit its config.json: {exc}",
+                    "use the config.json that came with the weights (hidden size, heads, head_dim)",
+                ) from None
+            _check_layer(layer, len(input_ids), self.path)
             yield layer
             if self.release_weights:
                 self.weights.release()
+
+
+def _check_layer(layer: LayerTrace, seq: int, path: Path) -> None:
+    """The layer computed what its spec says, in finite numbers: weights whose shapes fit NumPy
+    but not the config (8 heads of 8 where the config says 4 of 16) would give wrong numbers."""
+    s = layer.spec
+    expected = {"q": (s.heads, seq, s.head_dim), "k": (s.kv_heads, seq, s.head_dim), "v": (s.kv_heads, seq, s.head_dim), "hidden": (seq, s.hidden)}
+    for name, shape in expected.items():
+        if getattr(layer, name).shape != shape:
+            raise ModelError(
+                f"the weights of {path} do not fit its config.json: layer {layer.layer} computes {name} of shape "
+                f"{getattr(layer, name).shape}, where the config (heads {s.heads}, key/value heads {s.kv_heads}, "
+                f"head_dim {s.head_dim}, hidden {s.hidden}) makes {shape}",
+                "use the config.json that came with the weights",
+            )
+    for name in ("q", "k", "hidden"):
+        if not np.isfinite(getattr(layer, name)).all():
+            raise ModelError(
+                f"layer {layer.layer} of {path} computes {name} values that are NaN or infinite: "
+                "its weights hold NaN/Inf, or are too large for float32",
+                "re-download or re-export the model: its weight file is corrupt",
+            )
 
 
 def bundled_model_path() -> Path:
@@ -66,10 +103,16 @@ def resolve_model_path(model: str | os.PathLike | None) -> tuple[str, Path]:
         model = os.environ.get("ATTN_MODEL") or None
     if model is None:
         return BUNDLED_NAME, bundled_model_path()
-    path = Path(model).expanduser()
-    if not path.exists() and is_repo_id(str(model)):
+    try:
+        path = Path(model).expanduser()
+        exists = path.exists()
+    except RuntimeError:  # ~nosuchuser/...
+        raise ModelError(f"--model {str(model)!r} starts with a ~user that does not exist", "give the folder's full path") from None
+    except OSError as exc:  # a name too long, a folder we may not enter
+        raise ModelError(f"cannot use --model {str(model)!r}: {exc.strerror}", "give the path of a model folder you can read") from None
+    if not exists and is_repo_id(str(model)):
         return str(model), resolve_repo(str(model))
-    if not path.exists():
+    if not exists:
         raise ModelError(
             f"model folder {str(model)!r} does not exist",
             "pass --model a folder with config.json, tokenizer.json and model.safetensors, or a hub name org/name",
@@ -87,19 +130,31 @@ def read_config(folder: Path) -> dict:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {path}: {exc}", "re-download config.json") from None
+    except RecursionError:
+        raise ModelError(f"cannot read {path}: its JSON is nested too deeply", "re-download config.json") from None
     if not isinstance(config, dict):
         raise ModelError(f"{path} is not a JSON object", "re-download config.json")
     return config
 
 
 def load_model(model: str | os.PathLike | None = None, release_weights: bool = True) -> Model:
+    """Open a model folder (see `resolve_model_path`): config checked into a ModelSpec, weight
+    headers checked against their bytes, the tokenizer read. Any problem is a ModelError."""
+    try:
+        return _load(model, release_weights)
+    except OSError as exc:  # a folder or file we may not read: the permission, not a bug
+        where = exc.filename if exc.filename is not None else model
+        raise ModelError(f"cannot read {where}: {exc.strerror or exc}", "check that the model folder and its files are readable") from None
+
+
+def _load(model, release_weights: bool) -> Model:
     name, folder = resolve_model_path(model)
     config = read_config(folder)
-    arch = architecture(config.get("model_type"))
     try:
-        spec = arch.spec(config)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{folder / 'config.json'} lacks or garbles {exc}", "re-download config.json") from None
+        arch = architecture(config.get("model_type"))
+        spec = arch.spec(config)  # every value checked: see models.base.ConfigValues
+    except ModelError as exc:
+        raise ModelError(f"{folder}: {exc.message}", exc.fix) from None
     tokenizer_path = folder / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise ModelError(

@@ -89,19 +89,41 @@ def load_tokenizer(path: Path) -> Tokenizer:
     return tokenizer
 
 
-def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None, truncate: bool = False) -> Tokenization:
+def check_unicode(text: str, what: str = "the text") -> str:
+    """`text` if it is valid Unicode, else InputError naming the first bad character.
+
+    Text that was not valid UTF-8 reaches attn as lone surrogates: Python decodes argv, and attn
+    decodes stdin and files, with `surrogateescape`, which keeps each bad byte as U+DC80+byte;
+    a JSON string may also spell one ("\\ud800"). Checked here, where every text and query enters.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ord(text[exc.start])
+        problem = f"byte 0x{bad - 0xDC00:02x}, which is not UTF-8" if 0xDC80 <= bad <= 0xDCFF else f"a lone surrogate U+{bad:04X}"
+        raise InputError(
+            f"{what} is not valid Unicode: character {exc.start + 1} is {problem}",
+            "give UTF-8 text (convert it first, e.g. iconv -f latin1 -t utf-8)",
+        ) from None
+    return text
+
+
+def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None, truncate: bool | None = None) -> Tokenization:
     """Tokenize one text with the model's special tokens ([CLS] … [SEP] for BERT). A text
     longer than `max_tokens` is an error, or with `truncate`, cut to its first tokens (the
-    tokenizer keeps the closing special tokens)."""
+    tokenizer keeps the closing special tokens). `truncate=None`: the caller offers no way to
+    truncate, so the error does not suggest one."""
+    check_unicode(text)
     if not text.strip():
         raise InputError("the text is empty", 'give a sentence, e.g. attn inspect "The cat sat." --query cat')
     encoding = tokenizer.encode(text, add_special_tokens=True)
     total = None
     if max_tokens is not None and len(encoding.ids) > max_tokens:
         if not truncate:
+            offer = f", or add --truncate to keep its first {max_tokens} tokens" if truncate is not None else f" to at most {max_tokens} tokens"
             raise InputError(
                 f"the text is {len(encoding.ids)} tokens long, but the model reads at most {max_tokens}",
-                f"shorten the text, or add --truncate to keep its first {max_tokens} tokens",
+                f"shorten the text{offer}",
             )
         total = len(encoding.ids)
         tokenizer.enable_truncation(max_tokens)
@@ -150,7 +172,10 @@ def _word_indices(text: str, offsets, word_ids, specials) -> list[int | None]:
             waiting.append(i)
             previous_end = None
             continue
-        new_word = (
+        # A combining mark (a decomposed é's accent) belongs to the letter before it, though
+        # byte-level pre-tokenizers split it off as a word of its own.
+        continues_letter = previous_end == core and unicodedata.category(text[core]).startswith("M")
+        new_word = not continues_letter and (
             previous_end is None
             or core > previous_end
             or word_id != previous_id

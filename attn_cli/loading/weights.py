@@ -9,6 +9,7 @@ just the rows of the sentence's tokens. That keeps start-up fast and memory low.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import struct
 from pathlib import Path
@@ -26,6 +27,52 @@ _DTYPES = {
     "I32": np.dtype("<i4"),
 }
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Bytes per element of every safetensors dtype, read or not: a header is checked whole at load.
+_ITEMSIZE = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_entries(path: Path, header: dict, data_size: int, fix: str) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
+    """Each tensor's (dtype, shape, begin, size in bytes), once the header is known to describe
+    the file: known dtypes, shapes of non-negative integers, byte ranges inside the data section
+    (never the header) that do not overlap, each exactly shape × dtype bytes long."""
+    entries = {}
+    for name, entry in header.items():
+        try:
+            dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        except (KeyError, TypeError):
+            raise ModelError(f"{path} has a corrupt entry for tensor {name!r}: it needs dtype, shape and data_offsets", fix) from None
+        if dtype not in _ITEMSIZE:
+            raise ModelError(f"{path}: tensor {name!r} has an unknown dtype {dtype!r}", fix)
+        if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+            raise ModelError(f"{path}: tensor {name!r} has the shape {shape!r}, not a list of sizes", fix)
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(n) for n in offsets) or offsets[0] > offsets[1]:
+            raise ModelError(f"{path}: tensor {name!r} has the byte range {offsets!r}, not [begin, end] with 0 ≤ begin ≤ end", fix)
+        begin, end = offsets
+        if end > data_size:
+            raise ModelError(
+                f"{path} is truncated: tensor {name!r} ends at byte {end:,} of the data, "
+                f"but the file holds {max(data_size, 0):,} bytes of data",
+                fix,
+            )
+        expected = _ITEMSIZE[dtype] * math.prod(shape)
+        if end - begin != expected:
+            raise ModelError(
+                f"{path}: tensor {name!r} of shape {tuple(shape)} in {dtype} needs {expected:,} bytes, but its range holds {end - begin:,}",
+                fix,
+            )
+        entries[name] = (dtype, tuple(shape), begin, end - begin)
+    spans = sorted((begin, begin + size, name) for name, (_, _, begin, size) in entries.items() if size)
+    for (_, end, first), (begin, _, second) in zip(spans, spans[1:]):
+        if begin < end:
+            raise ModelError(f"{path}: the bytes of tensors {first!r} and {second!r} overlap", fix)
+    return entries
 
 
 def _to_float32(array: np.ndarray, dtype: str) -> np.ndarray:
@@ -55,24 +102,16 @@ class SafetensorsFile:
             if isinstance(exc, ModelError):
                 raise
             raise ModelError(f"cannot read {path}: {exc}", fix) from None
+        except RecursionError:
+            raise ModelError(f"{path} has a corrupt safetensors header: JSON nested too deeply", fix) from None
         if not isinstance(header, dict):
             raise ModelError(f"{path} has a corrupt safetensors header", fix)
         header.pop("__metadata__", None)
         data_start = 8 + header_len
-        self._entries: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
-        for name, entry in header.items():
-            try:
-                dtype, shape = entry["dtype"], tuple(int(n) for n in entry["shape"])
-                begin, end = (int(n) for n in entry["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise ModelError(f"{path} has a corrupt entry for tensor {name!r}", fix) from None
-            if data_start + end > size:
-                raise ModelError(
-                    f"{path} is truncated: tensor {name!r} ends at byte {data_start + end:,} "
-                    f"but the file has {size:,} bytes",
-                    fix,
-                )
-            self._entries[name] = (dtype, shape, data_start + begin, end - begin)
+        self._entries = {
+            name: (dtype, shape, data_start + begin, nbytes)
+            for name, (dtype, shape, begin, nbytes) in _check_entries(path, header, size - data_start, fix).items()
+        }
         self._mmap = None
         if size:
             with path.open("rb") as f:
@@ -96,9 +135,7 @@ class SafetensorsFile:
                 f"tensor {name!r} in {self.path} has dtype {dtype}, which attn cannot read",
                 "convert the checkpoint to float32, float16 or bfloat16",
             )
-        np_dtype = _DTYPES[dtype]
-        if np_dtype.itemsize * int(np.prod(shape)) != nbytes:
-            raise ModelError(f"tensor {name!r} in {self.path} has a size that does not match its shape")
+        np_dtype = _DTYPES[dtype]  # sizes were checked against shapes at load (_check_entries)
         return self._map[offset : offset + nbytes].view(np_dtype).reshape(shape), dtype
 
 
@@ -144,7 +181,35 @@ class SafetensorsWeights:
     def rows(self, name: str, indices: np.ndarray) -> np.ndarray:
         """`weights[name][indices]`, reading only those rows from disk: (len(indices), ...)."""
         array, dtype = self._raw(name)
+        indices = np.asarray(indices)
+        if indices.size and (int(indices.max()) >= len(array) or int(indices.min()) < -len(array)):
+            what = "position" if "position" in name or name.startswith("wpe") else "token id"
+            fix = (
+                "use the tokenizer that came with the weights (its vocabulary is larger than the embedding table)"
+                if what == "token id"
+                else "correct max_position_embeddings in config.json: the position table has fewer rows"
+            )
+            raise ModelError(f"{what} {int(indices.max())} is beyond the {len(array):,} rows of {name}", fix)
         return _to_float32(np.asarray(array[indices]), dtype)
+
+
+def _shards(index: Path) -> list[str]:
+    """The shard file names an index's weight_map points at: {"weight_map": {tensor: file}}."""
+    fix = "re-export the sharded checkpoint (model.safetensors.index.json maps each tensor to a shard file)"
+    try:
+        document = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {index}: {exc}", fix) from None
+    except RecursionError:
+        raise ModelError(f"cannot read {index}: its JSON is nested too deeply", fix) from None
+    weight_map = document.get("weight_map") if isinstance(document, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ModelError(f"{index} has no weight_map object of tensor names and shard files", fix)
+    names = set(weight_map.values())
+    bad = next((n for n in names if not isinstance(n, str) or not n or Path(n).name != n), None)
+    if bad is not None or not names:
+        raise ModelError(f"{index}: the weight_map names the shard {bad!r}, not a file name in the folder", fix)
+    return sorted(names)
 
 
 def open_weights(folder: Path, prefixes: tuple[str, ...]) -> SafetensorsWeights:
@@ -154,10 +219,7 @@ def open_weights(folder: Path, prefixes: tuple[str, ...]) -> SafetensorsWeights:
     if single.is_file():
         return SafetensorsWeights([SafetensorsFile(single)], prefixes)
     if index.is_file():
-        try:
-            shard_names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            raise ModelError(f"cannot read {index}: {exc}", "re-export the sharded checkpoint") from None
+        shard_names = _shards(index)
         missing = [n for n in shard_names if not (folder / n).is_file()]
         if missing:
             raise ModelError(f"{folder} lacks shard {missing[0]} named in {index.name}", "download every shard")

@@ -26,9 +26,12 @@ ARCHITECTURES: dict[str, ModuleType] = {
 }
 
 
-def architecture(model_type: str | None) -> ModuleType:
+def architecture(model_type) -> ModuleType:
+    if not isinstance(model_type, str):
+        shown = "missing" if model_type is None else f"{model_type!r}, not a string"
+        raise ModelError(f"config.json: model_type is {shown}", f"set model_type to one of: {', '.join(sorted(ARCHITECTURES))}")
     try:
-        return ARCHITECTURES[model_type]  # type: ignore[index]
+        return ARCHITECTURES[model_type]
     except KeyError:
         supported = ", ".join(sorted(ARCHITECTURES))
         raise ModelError(

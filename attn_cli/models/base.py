@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from ..errors import ModelError
 from ..maths.ops import attention_output, attention_rows, causal_visibility
 
 
@@ -29,9 +32,81 @@ class Weights(Protocol):
         ...
 
 
+_MISSING = object()
+MAX_COUNT = 1 << 20  # layers, heads, widths: far beyond any real model, far below a typo's 1e13
+MAX_POSITIONS = 1 << 24
+
+
+class ConfigValues:
+    """config.json read once, each value checked as an architecture's `spec()` reads it: a wrong
+    type or range is a ModelError naming the key, the value and what was expected, at load,
+    never a TypeError mid-forward. A key set to null counts as absent (configs write
+    "num_key_value_heads": null for "the default")."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+
+    def _get(self, key: str, default):
+        value = self.config.get(key)
+        if value is None:
+            if default is _MISSING:
+                raise ModelError(f"config.json has no {key}", f"add {key} to config.json (or re-download it)")
+            return default
+        return value
+
+    def _wrong(self, key: str, value, expected: str) -> ModelError:
+        try:
+            shown = json.dumps(value)
+        except (RecursionError, TypeError, ValueError):
+            shown = f"a {type(value).__name__}"
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return ModelError(f"config.json: {key} is {shown}, expected {expected}", f"set {key} to {expected} in config.json (or re-download it)")
+
+    def integer(self, key: str, default=_MISSING, low: int = 1, high: int = MAX_COUNT) -> int:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self._wrong(key, value, f"an integer from {low:,} to {high:,}")
+        return value
+
+    def number(self, key: str, default=_MISSING, positive: bool = True) -> float:
+        value = self._get(key, default)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (value > 0 or not positive)
+        if not ok:
+            raise self._wrong(key, value, "a positive number" if positive else "a number")
+        return float(value)
+
+    def boolean(self, key: str, default=_MISSING) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self._wrong(key, value, "true or false")
+        return value
+
+    def string(self, key: str, default=_MISSING) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str):
+            raise self._wrong(key, value, "a string")
+        return value
+
+    def choice(self, key: str, choices, default=_MISSING, what: str = "") -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            raise ModelError(
+                f"config.json: {what or key} {value!r} is not supported (supported: {', '.join(choices)})",
+                "use a model with one of those",
+            )
+        return value
+
+    def mapping(self, key: str) -> dict:
+        value = self._get(key, {})
+        if not isinstance(value, dict):
+            raise self._wrong(key, value, "an object")
+        return value
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """The shape of a model, read from its config.json."""
+    """The shape of a model, read from its config.json, checked whole when made: every count
+    positive, the heads splitting the width, the key/value heads dividing the heads."""
 
     model_type: str
     layers: int
@@ -44,9 +119,34 @@ class ModelSpec:
     sliding_window: int | None = None  # keys further back than this are masked (Mistral)
     rotary: bool = False  # q and k are rotated (RoPE) before Q·Kᵀ
 
+    def __post_init__(self) -> None:
+        for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "max_positions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ModelError(f"config.json gives the model {value!r} {name.replace('_', ' ')}", "correct config.json: it must be a positive integer")
+        if self.heads % self.kv_heads:
+            raise ModelError(
+                f"config.json: {self.kv_heads} key/value heads do not divide {self.heads} attention heads",
+                "correct num_key_value_heads: it must divide num_attention_heads",
+            )
+        if self.sliding_window is not None and (isinstance(self.sliding_window, bool) or not isinstance(self.sliding_window, int) or self.sliding_window < 1):
+            raise ModelError(f"config.json: sliding_window is {self.sliding_window!r}, expected a positive integer or null", "correct sliding_window")
+
     @property
     def scale(self) -> float:
         return float(self.head_dim) ** -0.5
+
+
+def head_dim(c: ConfigValues, hidden: int, heads: int, key: str | None = "head_dim") -> int:
+    """The config's `key` (head_dim) if the architecture has one and it is set, else
+    hidden / heads, which must then divide evenly."""
+    if key is not None and c.config.get(key) is not None:
+        return c.integer(key)
+    if hidden % heads:
+        raise ModelError(
+            f"config.json: the width {hidden} does not split into {heads} heads", "correct the hidden size or the number of heads: heads must divide it"
+        )
+    return hidden // heads
 
 
 @dataclass(frozen=True)

@@ -10,30 +10,27 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..errors import ModelError
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
-from .base import LayerTrace, ModelSpec, Weights, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
 
 WEIGHT_PREFIXES = ("bert.",)
 
 
 def spec(config: dict) -> ModelSpec:
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise ModelError(
-            f"BERT position_embedding_type {config['position_embedding_type']!r} is not supported",
-            "use a BERT model with absolute position embeddings",
-        )
-    if config.get("hidden_act", "gelu") != "gelu":
-        raise ModelError(f"BERT hidden_act {config['hidden_act']!r} is not supported", "use a model with hidden_act 'gelu'")
-    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    c = ConfigValues(config)
+    c.choice("position_embedding_type", ("absolute",), "absolute", "BERT position_embedding_type")
+    c.choice("hidden_act", ("gelu",), "gelu", "BERT hidden_act")
+    c.number("layer_norm_eps", 1e-12)
+    c.integer("type_vocab_size", 2)
+    hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
     return ModelSpec(
         model_type="bert",
-        layers=config["num_hidden_layers"],
+        layers=c.integer("num_hidden_layers"),
         heads=heads,
         kv_heads=heads,
-        head_dim=hidden // heads,
+        head_dim=head_dim(c, hidden, heads, key=None),
         hidden=hidden,
-        max_positions=config["max_position_embeddings"],
+        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
         causal=False,
     )
 

@@ -7,26 +7,25 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..errors import ModelError
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
-from .base import LayerTrace, ModelSpec, Weights, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
 
 WEIGHT_PREFIXES = ("distilbert.",)
 EPS = 1e-12  # DistilBERT's LayerNorms use a fixed eps, not a config value
 
 
 def spec(config: dict) -> ModelSpec:
-    if config.get("activation", "gelu") != "gelu":
-        raise ModelError(f"DistilBERT activation {config['activation']!r} is not supported", "use a model with activation 'gelu'")
-    hidden, heads = config["dim"], config["n_heads"]
+    c = ConfigValues(config)
+    c.choice("activation", ("gelu",), "gelu", "DistilBERT activation")
+    hidden, heads = c.integer("dim"), c.integer("n_heads")
     return ModelSpec(
         model_type="distilbert",
-        layers=config["n_layers"],
+        layers=c.integer("n_layers"),
         heads=heads,
         kv_heads=heads,
-        head_dim=hidden // heads,
+        head_dim=head_dim(c, hidden, heads, key=None),
         hidden=hidden,
-        max_positions=config["max_position_embeddings"],
+        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
         causal=False,
     )
 

@@ -12,26 +12,27 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.ops import gelu, gelu_tanh, layer_norm, merge_heads, split_heads
-from .base import LayerTrace, ModelSpec, Weights, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
 
 WEIGHT_PREFIXES = ("transformer.",)
 ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu": gelu}
 
 
 def spec(config: dict) -> ModelSpec:
-    if config.get("activation_function", "gelu_new") not in ACTIVATIONS:
-        raise ModelError(f"GPT-2 activation_function {config['activation_function']!r} is not supported", f"use one of {', '.join(ACTIVATIONS)}")
-    if config.get("scale_attn_by_inverse_layer_idx") or not config.get("scale_attn_weights", True):
+    c = ConfigValues(config)
+    c.choice("activation_function", tuple(ACTIVATIONS), "gelu_new", "GPT-2 activation_function")
+    if c.boolean("scale_attn_by_inverse_layer_idx", False) or not c.boolean("scale_attn_weights", True):
         raise ModelError("GPT-2 attention scaling other than 1/√d_k is not supported", "use a standard GPT-2 config")
-    hidden, heads = config["n_embd"], config["n_head"]
+    c.number("layer_norm_epsilon", 1e-5)
+    hidden, heads = c.integer("n_embd"), c.integer("n_head")
     return ModelSpec(
         model_type="gpt2",
-        layers=config["n_layer"],
+        layers=c.integer("n_layer"),
         heads=heads,
         kv_heads=heads,
-        head_dim=hidden // heads,
+        head_dim=head_dim(c, hidden, heads, key=None),
         hidden=hidden,
-        max_positions=config["n_positions"],
+        max_positions=c.integer("n_positions", high=MAX_POSITIONS),
         causal=True,
     )
 

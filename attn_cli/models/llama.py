@@ -15,29 +15,30 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
-from .base import LayerTrace, ModelSpec, Weights, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
 
 WEIGHT_PREFIXES = ("model.",)
 ROPE_TYPES = ("default", "linear", "llama3")
 
 
 def spec(config: dict) -> ModelSpec:
-    model_type = config["model_type"]
-    hidden, heads = config["hidden_size"], config["num_attention_heads"]
-    if config.get("hidden_act", "silu") != "silu":
-        raise ModelError(f"hidden_act {config['hidden_act']!r} is not supported for {model_type}", "use a model with hidden_act 'silu'")
-    window = config.get("sliding_window") if model_type == "mistral" else None
-    if model_type in ("qwen2", "qwen3") and config.get("use_sliding_window"):
+    c = ConfigValues(config)
+    model_type = c.string("model_type")
+    hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
+    c.choice("hidden_act", ("silu",), "silu", f"{model_type} hidden_act")
+    window = c.integer("sliding_window", None, high=MAX_POSITIONS) if model_type == "mistral" else None
+    if model_type in ("qwen2", "qwen3") and c.boolean("use_sliding_window", False):
         raise ModelError(f"{model_type} with use_sliding_window is not supported", "use a model without a sliding window")
-    _rope_parameters(config)  # refuse unsupported RoPE variants at load time, not mid-run
+    c.number("rms_norm_eps", 1e-6)
+    _rope_parameters(config)  # refuse unsupported or garbled RoPE settings at load time, not mid-run
     return ModelSpec(
         model_type=model_type,
-        layers=config["num_hidden_layers"],
+        layers=c.integer("num_hidden_layers"),
         heads=heads,
-        kv_heads=config.get("num_key_value_heads") or heads,
-        head_dim=config.get("head_dim") or hidden // heads,
+        kv_heads=c.integer("num_key_value_heads", heads),
+        head_dim=head_dim(c, hidden, heads),
         hidden=hidden,
-        max_positions=config["max_position_embeddings"],
+        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
         causal=True,
         sliding_window=window,
         rotary=True,
@@ -46,12 +47,24 @@ def spec(config: dict) -> ModelSpec:
 
 def _rope_parameters(config: dict) -> dict:
     """RoPE settings, from transformers 5's `rope_parameters` or 4's `rope_theta` + `rope_scaling`."""
-    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    c = ConfigValues(config)
+    key = "rope_parameters" if config.get("rope_parameters") else "rope_scaling"
+    params = dict(c.mapping(key))
     params.setdefault("rope_theta", config.get("rope_theta", 10000.0))
-    rope_type = params.get("rope_type", params.get("type", "default"))
-    if rope_type not in ROPE_TYPES:
-        raise ModelError(f"RoPE type {rope_type!r} is not supported (supported: {', '.join(ROPE_TYPES)})", "use a model with one of those")
-    if config.get("partial_rotary_factor", 1.0) != 1.0:
+    p = ConfigValues(params)
+    rope_type = p.choice("rope_type", ROPE_TYPES, p.string("type", "default"), f"{key}.rope_type")
+    p.number("rope_theta")
+    required = {"linear": ("factor",), "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+    for name in required.get(rope_type, ()):
+        try:
+            p.number(name)
+        except ModelError as exc:
+            message = f"{key}: {exc.message.removeprefix('config.json: ')}"
+            raise ModelError(message, f"give {key} its {rope_type} keys: {', '.join(required[rope_type])}") from None
+    if rope_type == "llama3" and params["low_freq_factor"] == params["high_freq_factor"]:
+        message = f"{key}: low_freq_factor equals high_freq_factor ({params['low_freq_factor']})"
+        raise ModelError(message, "correct them: llama3 scaling blends between two different factors")
+    if c.number("partial_rotary_factor", 1.0) != 1.0:
         raise ModelError("partial rotary embeddings are not supported", "use a model that rotates the whole head")
     return params | {"rope_type": rope_type}
 

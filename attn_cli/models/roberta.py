@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..errors import ModelError
 from . import bert
-from .base import LayerTrace, ModelSpec, Weights
+from .base import ConfigValues, LayerTrace, ModelSpec, Weights
 
 WEIGHT_PREFIXES = ("roberta.",)
 final_norm = bert.final_norm
@@ -17,13 +18,19 @@ output_projection = bert.output_projection
 
 
 def _first_position(config: dict) -> int:
-    return config.get("pad_token_id", 1) + 1
+    return ConfigValues(config).integer("pad_token_id", 1, low=0) + 1
 
 
 def spec(config: dict) -> ModelSpec:
     base = bert.spec(config)
     # The first positions of the table are reserved, so fewer tokens fit than the table has rows.
-    return replace(base, model_type="roberta", max_positions=base.max_positions - _first_position(config))
+    first = _first_position(config)
+    if base.max_positions <= first:
+        raise ModelError(
+            f"config.json: max_position_embeddings is {base.max_positions}, which leaves no position after the {first} that RoBERTa reserves",
+            f"set max_position_embeddings above {first} (RoBERTa models have 514)",
+        )
+    return replace(base, model_type="roberta", max_positions=base.max_positions - first)
 
 
 def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:

@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import InputError, MissingExtra
+from ..errors import InputError, MissingExtra, OutputFailed
 from .palette import heat_rgb, text_is_dark, weight_text
 
 if TYPE_CHECKING:  # matplotlib is optional: imported only when a PNG or SVG is drawn
@@ -47,22 +47,25 @@ def write_heatmap(
     highlight_rows: Collection[int] = frozenset(),
     masked: np.ndarray | None = None,
     cell_text: bool = True,
+    legend: str = "weight",
+    force: bool = False,
 ) -> Path:
     """Write the heat map of `values` (rows, cols) to `path`, in the format its extension names
     (.png, .svg, .html). `masked` (rows, cols) bool marks cells drawn grey with no number (NaN
     values are masked too); `highlight_rows` get bold labels. The file appears whole or not at
-    all. Returns `path`."""
+    all. `legend` names what the colour measures. A symlink is written through (its target is
+    replaced); a read-only file is refused unless `force`. Returns `path`."""
     path = Path(path)
     suffix = _format(path)
-    _check_destination(path)
+    path = _check_destination(path, force)
     if suffix == ".html":
-        page = heatmap_html(values, row_labels, col_labels, title, highlight_rows, masked, cell_text)
+        page = heatmap_html(values, row_labels, col_labels, title, highlight_rows, masked, cell_text, legend)
         return _write_atomically(path, lambda f: f.write(page.encode("utf-8")))
     _matplotlib()  # before any file exists: a missing extra leaves nothing behind
 
     def draw(f: IO[bytes]) -> None:
         with _style():
-            fig = heatmap_figure(values, row_labels, col_labels, title, highlight_rows, masked, cell_text)
+            fig = heatmap_figure(values, row_labels, col_labels, title, highlight_rows, masked, cell_text, legend)
             # No date and no version stamp, so the same grid gives the same bytes.
             metadata = {"Title": title, "Software": None} if suffix == ".png" else {"Title": title, "Date": None}
             fig.savefig(f, format=suffix[1:], dpi=fig.dpi, metadata=metadata)
@@ -78,6 +81,7 @@ def heatmap_figure(
     highlight_rows: Collection[int] = frozenset(),
     masked: np.ndarray | None = None,
     cell_text: bool = True,
+    legend: str = "weight",
 ) -> Figure:
     """The matplotlib Figure `write_heatmap` saves as PNG or SVG (same arguments), laid out and
     ready to save at `fig.dpi`. Raises MissingExtra without matplotlib."""
@@ -130,7 +134,7 @@ def heatmap_figure(
         bar = fig.colorbar(mesh, ax=ax, fraction=min(0.15, 0.6 / width), aspect=max(20.0, rows * cell / 0.2), pad=0.02)
         bar.set_ticks([0, 0.25, 0.5, 0.75, 1], labels=["0", ".25", ".5", ".75", "1"])
         bar.ax.tick_params(labelsize=font)
-        bar.set_label("weight", fontsize=font)
+        bar.set_label(legend, fontsize=font)
         fig.tight_layout()
         fig.set_layout_engine("none")  # freeze it: savefig must not lay out again, or cell_centres could lie
     return fig
@@ -156,6 +160,7 @@ def heatmap_html(
     highlight_rows: Collection[int] = frozenset(),
     masked: np.ndarray | None = None,
     cell_text: bool = True,
+    legend: str = "weight",
 ) -> str:
     """One self-contained HTML page: a table whose cells carry their colour inline. No script,
     no external link, so it opens anywhere, offline, and can be mailed as is."""
@@ -179,7 +184,7 @@ def heatmap_html(
             cells.append(f'<td class="cell" style="{style}" title="{where}: {w:.4f}">{text}</td>')
         body.append(f"<tr>{''.join(cells)}</tr>")
     stops = ", ".join(f"{_hex(heat_rgb(x))} {x * 100:g}%" for x in np.linspace(0, 1, 21))
-    return _PAGE.format(title=e(title), head=head, body="\n".join(body), stops=stops, size="2.6em" if show_text else "1.2em")
+    return _PAGE.format(title=e(title), head=head, body="\n".join(body), stops=stops, size="2.6em" if show_text else "1.2em", legend=e(legend))
 
 
 _PAGE = """<!DOCTYPE html>
@@ -209,7 +214,7 @@ td.cell {{ min-width: {size}; height: 1.6em; text-align: center; font: 11px ui-m
 {body}
 </tbody>
 </table>
-<div class="legend"><span>0</span><span class="bar"></span><span>1 (weight)</span><span class="masked"></span><span>masked</span></div>
+<div class="legend"><span>0</span><span class="bar"></span><span>1 ({legend})</span><span class="masked"></span><span>masked</span></div>
 </body>
 </html>
 """
@@ -223,13 +228,20 @@ def _format(path: Path) -> str:
     return suffix
 
 
-def _check_destination(path: Path) -> None:
+def _check_destination(path: Path, force: bool = False) -> Path:
+    """The file to write, as the shell's `>` would: through a symlink to its target; never over
+    a read-only file unless `force`. InputError when it cannot be written there."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.is_file() and not os.access(path, os.W_OK) and not force:
+        raise InputError(f"cannot write {path}: the file is read-only", "add --force to replace it, or choose another path")
     parent = path.parent
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
         raise InputError(f"cannot write {path}: {parent} {what}", f"create the directory first (mkdir -p {parent}) or choose another path")
     if path.is_dir():
         raise InputError(f"cannot write {path}: it is a directory", f"name a file inside it, e.g. {path / 'attention.png'}")
+    return path
 
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -247,9 +259,11 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
             os.fsync(tmp.fileno())  # the data is on disk before the name points at it
         os.chmod(tmp.name, _mode_for(path))
         os.replace(tmp.name, path)
-    except BaseException:
+    except BaseException as exc:  # Ctrl-C and SIGTERM included (see cli.signals)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp.name)
+        if isinstance(exc, OSError):  # a full disk, ulimit -f (EFBIG), a vanished directory
+            raise OutputFailed(f"cannot write {path}: {exc.strerror or exc}", "free some space or raise the file size limit, or write elsewhere") from None
         raise
     return path
 

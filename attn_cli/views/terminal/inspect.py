@@ -79,41 +79,56 @@ def _head_name(head) -> str:
     return "mean over heads" if head == "mean" else f"head {head}"
 
 
-def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult) -> Table:
+def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult) -> _Step2:
     """One row per token (or word): Q·K, Q·K/√d_k, softmax weight, a bar; with --norms also
-    ‖α·v‖ and ‖α·v·W_O‖."""
-    d_k = result.model.head_dim
-    norms = head.value_norms is not None
-    scored = head.scores is not None or result.level == "token"  # words have no score columns
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
-    table.add_column("#", justify="right", style="dim")
-    table.add_column(result.level, no_wrap=True)
-    if scored:
-        table.add_column("Q·K", justify="right")
-        table.add_column(f"Q·K/√{d_k}", justify="right")
-    table.add_column("weight", justify="right")
-    if norms:
-        table.add_column("‖αv‖", justify="right")
-        table.add_column("‖αvWₒ‖", justify="right")
-    table.add_column("", no_wrap=True)
-    top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
-    for group in _row_groups(result, layer):
-        if group[0] == "masked":  # no score the model used, weight exactly 0
-            table.add_row(*_masked_label(result, group[1], group[2]), *["—"] * (1 + 2 * scored + 2 * norms), "")
-            continue
-        i = group[1]
-        weight = float(head.weights[i])
-        extra = [f"{head.value_norms[i]:.2f}", f"{head.output_norms[i]:.2f}"] if norms else []
-        scores = [_number(head.scores, i), _number(head.scaled_scores, i)] if scored else []
-        table.add_row(
-            _position(result, i),
-            _token_label(result, i),
-            *scores,
-            Text(f"{weight:.3f}", style="bold" if i in top_units else ""),
-            *extra,
-            Text(bar(weight, _BAR_WIDTH // 2 if norms else _BAR_WIDTH), style="green"),
-        )
-    return table
+    ‖α·v‖ and ‖α·v·W_O‖. Laid out for the width it is given (see `_Step2`)."""
+    return _Step2(result, layer, head)
+
+
+class _Step2:
+    """The step-2 table, fitted to the width: numbers are never cut. The bar shrinks first,
+    then goes; then labels are cut (to 6 characters, with …); a table that still does not fit
+    keeps its numbers whole and is wider than the screen (the terminal wraps it)."""
+
+    def __init__(self, result: InspectResult, layer: LayerResult, head: HeadResult) -> None:
+        self.result, self.layer, self.head = result, layer, head
+
+    def __rich_console__(self, console, options):
+        result, layer, head = self.result, self.layer, self.head
+        norms = head.value_norms is not None
+        scored = head.scores is not None or result.level == "token"  # words have no score columns
+        headers = ["#", result.level] + (["Q·K", f"Q·K/√{result.model.head_dim}"] if scored else []) + ["weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
+        top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
+        rows, weights = [], []
+        for group in _row_groups(result, layer):
+            if group[0] == "masked":  # no score the model used, weight exactly 0
+                rows.append([*_masked_label(result, group[1], group[2]), *["—"] * (len(headers) - 2)])
+                weights.append(None)
+                continue
+            i = group[1]
+            weight = float(head.weights[i])
+            scores = [_number(head.scores, i), _number(head.scaled_scores, i)] if scored else []
+            extra = [f"{head.value_norms[i]:.2f}", f"{head.output_norms[i]:.2f}"] if norms else []
+            rows.append([_position(result, i), _token_label(result, i), *scores, Text(f"{weight:.3f}", style="bold" if i in top_units else ""), *extra])
+            weights.append(weight)
+        natural = [max(len(headers[c]), *(len(str(r[c]) if not isinstance(r[c], Text) else r[c].plain) for r in rows)) for c in range(len(headers))]
+        fixed = sum(natural) - natural[1] + 2 * len(headers)  # every column but the label, and the gaps
+        room = options.max_width - fixed
+        label, bar_width = natural[1], min(_BAR_WIDTH // 2 if norms else _BAR_WIDTH, room - natural[1])
+        if bar_width < 3:  # no room for a bar worth the name: drop it, then cut labels if need be
+            bar_width, label = 0, max(6, min(natural[1], room + 2))
+        width = fixed + label + (bar_width + 2 if bar_width else 0) - 2
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), width=max(width, 1) if width > options.max_width else None)
+        for c, name in enumerate(headers):
+            if c == 1:
+                table.add_column(name, no_wrap=True, width=label, overflow="ellipsis")
+            else:
+                table.add_column(name, justify="right", no_wrap=True, min_width=natural[c], style="dim" if c == 0 else "")
+        if bar_width:
+            table.add_column("", no_wrap=True, max_width=bar_width)
+        for row, weight in zip(rows, weights):
+            table.add_row(*row, *([Text(bar(weight, bar_width), style="green") if weight is not None else ""] if bar_width else []))
+        yield table
 
 
 def _number(values: np.ndarray | None, i: int) -> str:
@@ -123,16 +138,34 @@ def _number(values: np.ndarray | None, i: int) -> str:
 _RANK_TITLES = {"weight": "Top-attended", "value_norm": "Top by ‖α·v‖", "output_norm": "Top by ‖α·v·Wₒ‖"}
 
 
-def top_line(head: HeadResult, rank_by: str = "weight") -> Text:
+def top_line(head: HeadResult, rank_by: str = "weight") -> Items:
     """The top words and the value that ranks them (the weight, or a value norm)."""
     by = rank_by if head.head != "mean" else "weight"  # the mean over heads has no norms
-    text = Text(f"{_RANK_TITLES[by]}: ", style="bold")
-    for n, w in enumerate(head.top):
-        if n:
-            text.append(" · ", style="dim")
-        text.append(w.text, style="dim" if w.special else "bold")
-        text.append(f" {getattr(w, by):.2f}")
-    return text
+    items = [Text.assemble((w.text, "dim" if w.special else "bold"), f" {getattr(w, by):.2f}") for w in head.top]
+    return Items(Text(f"{_RANK_TITLES[by]}: ", style="bold"), items)
+
+
+class Items:
+    """A line of items ("language 0.30") joined by " · ", wrapped only between items, so that a
+    word is never parted from its number. `append` adds a last item (a remark)."""
+
+    def __init__(self, title: Text, items: list[Text]) -> None:
+        self.title, self.items, self.tail = title, items, []
+
+    def append(self, text: str, style: str = "") -> Items:
+        self.tail.append(Text(text, style=style))
+        return self
+
+    def __rich_console__(self, console, options):
+        line = self.title.copy()
+        pieces = [(" · " if n else "", item) for n, item in enumerate(self.items)] + [("", t) for t in self.tail]
+        for sep, item in pieces:
+            if line.cell_len + len(sep) + item.cell_len > options.max_width and line.plain.strip():
+                yield line
+                line, sep = Text("  "), ""
+            line.append(sep, style="dim")
+            line.append_text(item)
+        yield line
 
 
 def _vector(values: np.ndarray, dims: int = _PREVIEW_DIMS) -> str:
@@ -277,14 +310,32 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
             if result.level == "word":
                 title = "Step 2 · softmax weights, summed per word (words have no single score)"
             parts.append(Text(gap + title, style="bold underline"))
+            if len(q.token_indices) > 1 and head.scores is not None:  # the arithmetic on screen must be true
+                parts.append(Text(
+                    f"each column is the mean over the {len(q.token_indices)} query tokens' rows: the weights are the mean of "
+                    "their softmax rows, not the softmax of the mean scores",
+                    style="dim",
+                ))
             parts.append(step2_table(result, layer, head))
+            parts.append(Text(f"Σ weights = {float(np.sum(head.weights)):.3f}: softmax makes each row sum to 1", style="dim"))
             if head.steps is not None:
                 parts.append(step3)
             parts.append(top_line(head, result.rank_by))
         parts.append(Text(f'\nMulti-head · layer {layer.layer}: weights of "{q.text}" in every head', style="bold underline"))
         parts.append(multihead_table(result, layer))
         parts.append(top_line(layer.head("mean")).append("  (mean over heads)", style="dim"))
+    parts.append(_legend())
+    if not any(h.steps is not None for layer in result.layers for h in layer.heads):
+        parts.append(Text("--steps adds step 1 (the q, k, v vectors) and step 3 (output = Σ weights·v)", style="dim"))
     return parts
+
+
+def _legend() -> Text:
+    """What the heat map's colours mean, on one line: the weight scale from 0 to 1."""
+    line = Text("colour: weight ", style="dim")
+    for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0):
+        line.append(f" {weight_text(w)} ", style=heat(w))
+    return line.append("  · = masked (a decoder's future)", style="dim")
 
 
 def tokens_table(tok: Tokenization) -> Table:
@@ -298,14 +349,16 @@ def tokens_table(tok: Tokenization) -> Table:
     return table
 
 
-def models_table(entries) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for name in ("model", "source", "architecture", "usable", "path"):
-        table.add_column(name, overflow="fold")
+def models_table(entries) -> Group:
+    """Two lines per model: its name, source, architecture, layers × heads and whether attn can
+    use it; then its path, whole (a path broken mid-word cannot be copied)."""
+    lines = []
     for e in entries:
-        usable = Text("yes", style="green") if e.usable else Text(f"no: {e.problem}", style="yellow")
-        table.add_row(e.name, e.source, e.architecture or "—", usable, e.path or "—")
-    return table
+        shape = f"{e.layers} layers × {e.heads} heads" if getattr(e, "layers", None) else None
+        line = Text.assemble((e.name, "bold"), f"  {e.source} · {' · '.join(x for x in (e.architecture, shape) if x) or '—'} · ")
+        line.append_text(Text("usable", style="green") if e.usable else Text(f"unusable: {e.problem}", style="yellow"))
+        lines += [line, Text(f"  {e.path or '—'}", style="dim", no_wrap=True, overflow="ignore")]
+    return Group(*lines)
 
 
 def print_all(console: Console, renderables: list[RenderableType]) -> None:

@@ -8,12 +8,13 @@ from rich.text import Text
 
 from ...compute.lenses import HeadsResult, RolloutResult
 from ...loading.tokenizer import units
+from ..text import printable
 from .inspect import bar, heat
 
 _METRIC_TITLES = {
     "top": "the top-attended word of each head (colour: its weight)",
     "weight": "weight on {target}",
-    "entropy": "entropy of the query's row in nats (colour: focus, dark = spread out)",
+    "entropy": "entropy in nats; colour: focus 1 − H/ln {keys} (keys seen)",
 }
 
 
@@ -35,35 +36,51 @@ def _number(value: float, cell: int, metric: str) -> str:
     return text[-cell:].rjust(cell)
 
 
-def heads_view(result: HeadsResult, width: int) -> list:
+def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
+    """The grid; without colour (NO_COLOR, piped), the top words' weights, which colour alone
+    carried, follow as a grid of numbers of their own."""
     m = result.model
     cell = _grid_cells(m.heads, width)
-    title = _METRIC_TITLES[result.metric].format(target=f'"{result.target.text}"' if result.target else "")
+    keys = result.visible_keys if result.metric == "entropy" else 0
+    title = _METRIC_TITLES[result.metric].format(target=f'"{printable(result.target.text)}"' if result.target else "", keys=keys)
     if cell < 3 and result.metric != "top":
         title += "; rounded" if result.metric == "entropy" else "; in tenths"
     header = Text.assemble(
         (m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers × {m.heads} heads) · query ", (f'"{result.query.text}"', "bold cyan")
     )
-    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="underline")
-    table.add_column("L", justify="right", style="dim", min_width=2)
-    table.add_column(" ", width=1)
-    for h in range(m.heads):
-        # Alternate the header's style so that adjoining head numbers stay readable.
-        table.add_column(Text(str(h)[-cell:], style="bold" if h % 2 else "dim"), justify="right", width=cell + 1, no_wrap=True, overflow="crop")
-    peak = float(result.values.max()) or 1.0
+    table = _grid_table(m.heads, cell)
+    focus = result.focus if result.metric == "entropy" else None
+    numbers = _grid_table(m.heads, cell) if result.metric == "top" and not colour else None
     for layer in range(m.layers):
         cells = []
         for h in range(m.heads):
             value = float(result.values[layer, h])
+            if numbers is not None and h == 0:
+                numbers.add_row(str(layer), "", *(" " + _number(float(result.values[layer, k]), cell, "weight") for k in range(m.heads)))
             if result.metric == "top":
                 word = result.top[layer][h]
                 cells.append(Text(" " + word.text[:cell].ljust(cell), style=heat(word.weight)))
             elif result.metric == "entropy":  # low entropy = focused = hot
-                cells.append(Text(" " + _number(value, cell, "entropy"), style=heat(1.0 - value / peak)))
+                cells.append(Text(" " + _number(value, cell, "entropy"), style=heat(float(focus[layer, h]))))
             else:
                 cells.append(Text(" " + _number(value, cell, "weight"), style=heat(value)))
         table.add_row(str(layer), "", *cells)
-    return [header, Text(f"Model view · layers × heads · {title}", style="bold underline"), table]
+    parts = [header, Text(f"Model view · layers × heads · {title}", style="bold underline"), table]
+    if numbers is not None:
+        parts += [Text("\nTheir weights" + ("" if cell >= 3 else ", in tenths"), style="bold underline"), numbers]
+    return parts
+
+
+def _grid_table(heads: int, cell: int) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="underline")
+    downwards = len(str(heads - 1)) > cell  # head numbers too long for a cell: tens above units
+    table.add_column("\nL" if downwards else "L", justify="right", style="dim", min_width=2)
+    table.add_column(" ", width=1)
+    for h in range(heads):
+        # Alternate the header's style so that adjoining head numbers stay readable.
+        name = f"{h // 10 if h >= 10 else ' '}\n{h % 10}" if downwards else str(h)
+        table.add_column(Text(name, style="bold" if h % 2 else "dim"), justify="right", width=cell + 1, no_wrap=True, overflow="crop")
+    return table
 
 
 def rollout_view(result: RolloutResult) -> list:
@@ -79,10 +96,11 @@ def rollout_view(result: RolloutResult) -> list:
         first, last = unit.token_indices[0], unit.token_indices[-1]
         is_query = set(unit.token_indices) <= query
         label = Text(("▶ " if is_query else "  ") + unit.text, style="bold cyan" if is_query else ("dim" if unit.special else ""))
-        table.add_row(
-            str(first) if first == last else f"{first}–{last}", label,
-            f"{result.rollout[n]:.3f}", Text(bar(float(result.rollout[n])), style="green"), f"{result.last_layer[n]:.3f}",
-        )
+        position = str(first) if first == last else f"{first}–{last}"
+        if m.causal and first > max(query):  # as inspect shows them: masked, not a weight of 0
+            table.add_row(position, Text("  masked (future)", style="dim italic"), "—", "", "—")
+            continue
+        table.add_row(position, label, f"{result.rollout[n]:.3f}", Text(bar(float(result.rollout[n])), style="green"), f"{result.last_layer[n]:.3f}")
     top = Text("Top by rollout: ", style="bold")
     for n, w in enumerate(result.top):
         top.append((" · " if n else "") + w.text, style="dim" if w.special else "bold")

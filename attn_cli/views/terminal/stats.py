@@ -117,10 +117,12 @@ def grid_lines(result: StatsResult, width: int) -> list[Text]:
     lines = []
     for first in range(0, heads, per_block):
         block = range(first, min(first + per_block, heads))
-        # Narrow cells show the last digit of the head index: 0123456789012…
+        # Narrow cells: the head index written downwards, tens above units, never cut to a digit.
         names = [str(h) if cell > 1 else str(h % 10) for h in block]
-        if cell == 1:
-            lines.append(Text(f"heads {block[0]}–{block[-1]} (each column headed by the last digit of its head)", style="dim"))
+        if cell == 1 and block[-1] >= 10:
+            tens = Text(" " * label, style="bold")
+            tens.append((" " * gap).join((str(h // 10) if h >= 10 else " ") for h in block), style="bold")
+            lines.append(tens)
         header = Text(" " * label, style="bold")
         header.append((" " * gap).join(n.rjust(cell) for n in names), style="bold")
         lines.append(header.append("  nats", style="bold"))
@@ -181,12 +183,18 @@ def head_table(result: CompareResult, layer: int, head: int) -> tuple[Table, int
         table.add_column(name, justify=justify, no_wrap=True, max_width=14 if name.startswith("word") else None, overflow="ellipsis")
     table.add_column("", no_wrap=True)
     rows = _shown_rows(diff)
+    def weight(seen: tuple[bool, ...], index: int | None, value: float) -> str:
+        if index is None:
+            return ""
+        return "—" if seen and not seen[index] else f"{value:.3f}"  # a decoder's future: masked, as in inspect
+
     for k in rows:
         i, j = result.alignment[k]
+        masked = bool(result.seen_a and i is not None and not result.seen_a[i] and (j is None or not result.seen_b[j]))
         table.add_row(
-            Text(_word(result.words_a, i), style="dim" if i is None else ""), "" if i is None else f"{a[k]:.3f}",
-            Text(_word(result.words_b, j), style="dim" if j is None else ""), "" if j is None else f"{b[k]:.3f}",
-            f"{diff[k]:+.3f}", signed_bar(float(diff[k]), scale),
+            Text(_word(result.words_a, i), style="dim" if i is None else ""), weight(result.seen_a, i, a[k]),
+            Text(_word(result.words_b, j), style="dim" if j is None else ""), weight(result.seen_b, j, b[k]),
+            "—" if masked else f"{diff[k]:+.3f}", signed_bar(float(diff[k]), scale),
         )
     return table, len(diff) - len(rows)
 
