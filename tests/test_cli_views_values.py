@@ -9,7 +9,6 @@ import re
 from importlib.metadata import version
 
 import numpy as np
-import pytest
 from option_registry import TINY, close, covers, invoke, ref, run_json
 from tokenizers import Tokenizer
 
@@ -179,7 +178,8 @@ def test_tokens_are_the_tokenizers():
         encoding = Tokenizer.from_file(str(TINY / name / "tokenizer.json")).encode(text)
         doc = run_json("tokens", text, "-m", str(TINY / name), "--json")
         assert [t["id"] for t in doc["tokens"]] == encoding.ids
-        assert [(t["start"], t["end"]) for t in doc["tokens"] if not t["special"]] == [o for o, s in zip(encoding.offsets, encoding.special_tokens_mask) if not s]
+        offsets = [o for o, special in zip(encoding.offsets, encoding.special_tokens_mask) if not special]
+        assert [(t["start"], t["end"]) for t in doc["tokens"] if not t["special"]] == offsets
 
 
 @covers("models --json")
