@@ -240,6 +240,19 @@ def test_csv_columns_kv_heads_and_numbers():
     assert run_json(*args, "--format", "json") == run_json(*args, "--json")
 
 
+@covers("inspect --format", "inspect --level")
+def test_csv_at_word_level_has_one_row_per_word():
+    """A split word is one row whose weight is the sum of its tokens' (it was once each token's
+    row reading the units' weights by token index, and an IndexError half-way)."""
+    out = invoke("inspect", SENTENCE, "-q", "making", "--layer", "5", "--head", "6", "--level", "word", "--format", "csv").stdout
+    rows = [row for row in _csv(out)[1:] if row[1] == "6"]
+    row = MAKING["attentions"][5, 6, 5]
+    assert [int(r[3]) for r in rows] == [g[0] for g in MINILM_WORDS]
+    assert [r[4] for r in rows][:4] == ["[CLS]", "The", "Transformer", "is"]
+    assert np.allclose([float(r[9]) for r in rows], [row[g].sum() for g in MINILM_WORDS], atol=1e-5)
+    assert all(r[7] == r[8] == "" for r in rows)
+
+
 def test_json_floats_are_the_shortest_decimals_of_float32():
     out = invoke("inspect", SENTENCE, "-q", "making", "--layer", "all", "--head", "all", "--norms", "--json").stdout
     raw: list[str] = []

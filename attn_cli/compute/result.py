@@ -238,14 +238,16 @@ CSV_COLUMNS = ("layer", "head", "kv_head", "token_index", "token", "word", "spec
 
 def csv_rows(result: InspectResult):
     """The token table in long form, for spreadsheets and R/pandas: one row per (layer, head,
-    token), the mean over heads as head "mean". Masked scores are empty cells."""
+    unit), the mean over heads as head "mean". Masked scores are empty cells. Units are tokens,
+    or with --level word words and special tokens (token_index: the word's first token; no
+    scores, as in JSON)."""
+    words = result.tokenization.words
     for layer in result.layers:
         for head in layer.heads:
-            for token in result.tokens:
-                i = token.index
+            for i, unit in enumerate(result.units):  # head.weights runs over units, not tokens
                 yield (
-                    layer.layer, head.head, "" if head.kv_head is None else head.kv_head, i, token.text,
-                    "" if token.word is None else result.tokenization.words[token.word].text, int(token.special),
+                    layer.layer, head.head, "" if head.kv_head is None else head.kv_head, unit.token_indices[0], unit.text,
+                    "" if unit.word is None else words[unit.word].text, int(unit.special),
                     _csv_number(head.scores, i), _csv_number(head.scaled_scores, i), _csv_number(head.weights, i),
                 )
 
