@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 
@@ -75,3 +76,24 @@ def test_dash_with_a_terminal_as_stdin_says_nothing_is_piped():
         os.close(leader)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.startswith("attn: error: TEXT is - but nothing is piped to stdin — pipe the text in")
+
+
+@pytest.mark.parametrize("spelling", [["--format=json"], ["-f", "json"], ["--format", "json"], ["--json"]])
+def test_a_usage_error_asked_for_as_json_is_a_json_error(monkeypatch, capsys, spelling):
+    """Every spelling of JSON output is seen before parsing, so even a bad option answers in JSON."""
+    code, out, err = run_main(monkeypatch, capsys, "inspect", "The cat sat.", "-q", "cat", *spelling, "--bogus")
+    error = json.loads(err)["error"]
+    assert code == 2 and out == "" and error["code"] == "usage" and error["exit_status"] == 2
+    assert "--bogus" in error["message"] and error["fix"] == "see `attn inspect --help`"
+
+
+def test_json_errors_keep_non_ascii_and_list_candidates(monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "inspect", "Ein naïver Satz.", "-q", "über", "--json")
+    assert code == 3 and "über" in err and "\\u" not in err
+    assert json.loads(err)["error"]["candidates"] == ["Ein", "naïver", "Satz", "."]
+
+
+def test_a_plain_error_is_exactly_one_line(monkeypatch, capsys):
+    code, out, err = run_main(monkeypatch, capsys, "inspect", "The cat sat.", "-q", "dog")
+    assert code == 3 and out == ""
+    assert re.fullmatch(r"attn: error: 'dog' is not a word of the text[^\n]* — [^\n]+\n", err), err

@@ -35,3 +35,31 @@ def test_rope_angles_are_float32_products_at_long_positions():
     assert np.array_equal(cos[:, :32], np.cos(angles32)) and np.array_equal(sin[:, 32:], np.sin(angles32))
     angles64 = np.arange(4096, dtype=np.float64)[:, None] * inv_freq.astype(np.float64)[None, :]
     assert not np.array_equal(np.cos(angles64).astype(np.float32), np.cos(angles32))  # the test can tell them apart
+
+
+# --- maths/analysis.py ---
+
+from attn_cli.maths import analysis  # noqa: E402
+
+
+def test_rollout_steps_are_float64_with_rows_summing_to_one():
+    a = np.full((3, 3), 1 / 3, dtype=np.float32)
+    assert analysis.add_residual(a).dtype == np.float64
+    assert np.allclose(analysis.add_residual(a).sum(axis=-1), 1.0, atol=1e-15)
+
+
+def test_entropy_of_a_one_hot_row_is_plus_zero():
+    h = analysis.row_entropy(np.array([[1.0, 0.0, 0.0]], dtype=np.float32))
+    assert h[0] == 0 and not np.signbit(h[0])
+
+
+def test_aligned_weights_keep_their_dtype():
+    a, b, diff = analysis.compare_rows(np.ones((2, 2), np.float32), np.ones((2, 3), np.float32), [(0, 0), (1, 1), (None, 2)])
+    assert a.dtype == b.dtype == diff.dtype == np.float32
+    assert diff.tolist() == [[0, 0, 1], [0, 0, 1]]
+
+
+def test_most_changed_heads_keep_head_order_on_ties():
+    diff = np.array([[0.1, -0.1]] * 40 + [[0.5, 0.0]], dtype=np.float32)
+    assert analysis.most_changed_heads(diff)[:3] == [40, 0, 1]
+    assert analysis.most_changed_heads(diff)[1:] == list(range(40))
