@@ -30,7 +30,8 @@ def llama3_inv_freq(theta, d, factor, low, high, old):
 
 
 def test_llama3_rope_with_other_frequency_factors():
-    params = {"rope_type": "llama3", "rope_theta": 50000.0, "factor": 8.0, "low_freq_factor": 2.0, "high_freq_factor": 16.0, "original_max_position_embeddings": 256}
+    params = {"rope_type": "llama3", "rope_theta": 50000.0, "factor": 8.0, "low_freq_factor": 2.0, "high_freq_factor": 16.0}
+    params["original_max_position_embeddings"] = 256
     ours = rope_frequencies({"rope_parameters": params}, 32)
     want = llama3_inv_freq(50000.0, 32, 8.0, 2.0, 16.0, 256)
     wavelen = 2 * math.pi / want
