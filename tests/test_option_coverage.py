@@ -37,23 +37,47 @@ def cli_parameters() -> set[str]:
     return keys - BUILTIN
 
 
-def declared() -> dict[str, list[str]]:
-    """key -> the tests that declare they cover it, read from every tests/test_*.py."""
-    found: dict[str, list[str]] = {}
+def spellings() -> dict[str, set[str]]:
+    """"command --option" -> every way to write that option on the command line."""
+    root = typer.main.get_command(app)
+    out: dict[str, set[str]] = {}
+    for command, params in [("attn", root.params), *((n, c.params) for n, c in root.commands.items())]:
+        for p in params:
+            if p.param_type_name == "option":
+                out[f"{command} {max(p.opts, key=len)}"] = set(p.opts)
+                out.update({f"{command} {o}": {o} for o in p.secondary_opts})
+    return out
+
+
+def declared(with_strings: bool = False) -> dict:
+    """key -> the tests that declare they cover it, read from every tests/test_*.py; with
+    `with_strings`, key -> [(test, the string constants in its body)]."""
+    found: dict = {}
     for path in sorted(TESTS.glob("test_*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test"):
                 continue
             for deco in node.decorator_list:
                 if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "covers":
+                    strings = {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
                     for arg in deco.args:
-                        found.setdefault(ast.literal_eval(arg), []).append(f"{path.name}::{node.name}")
+                        test = f"{path.name}::{node.name}"
+                        found.setdefault(ast.literal_eval(arg), []).append((test, strings) if with_strings else test)
     return found
 
 
 def test_every_cli_option_has_a_test():
     missing = sorted(cli_parameters() - set(declared()))
     assert not missing, f"CLI options no test passes through the CLI: {missing}"
+
+
+def test_every_covering_test_spells_its_option():
+    """A test that claims an option writes it (any of its spellings) on its command line."""
+    ways = spellings()
+    unspelt = [
+        (key, test) for key, tests in declared(with_strings=True).items() if key in ways for test, strings in tests if not ways[key] & strings
+    ]
+    assert not unspelt, unspelt
 
 
 def test_every_declared_option_exists():
