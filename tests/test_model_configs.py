@@ -1,0 +1,67 @@
+"""Config settings the reference fixtures hold at one value only (found by mutation testing,
+docs/testing.md): llama3 RoPE with a low_freq_factor other than 1, RoBERTa's usable positions,
+defaults for keys a config leaves out."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+from option_registry import TINY, ref, runner
+from tokenizers import Tokenizer
+
+from attn_cli.cli import app
+from attn_cli.loading.model import load_model
+from attn_cli.loading.tokenizer import tokenize
+from attn_cli.models.llama import rope_frequencies
+
+
+def llama3_inv_freq(theta, d, factor, low, high, old):
+    """transformers' `_compute_llama3_parameters`, written out again from its notes
+    (tests/fixtures/tiny/README.md)."""
+    inv = (1.0 / theta ** (np.arange(0, d, 2, dtype=np.float32) / np.float32(d))).astype(np.float32)
+    wavelen = 2 * math.pi / inv
+    inv_l = np.where(wavelen > old / low, inv / factor, inv)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * inv_l / factor + smooth * inv_l
+    return np.where(~(wavelen < old / high) & ~(wavelen > old / low), smoothed, inv_l)
+
+
+def test_llama3_rope_with_other_frequency_factors():
+    params = {"rope_type": "llama3", "rope_theta": 50000.0, "factor": 8.0, "low_freq_factor": 2.0, "high_freq_factor": 16.0}
+    params["original_max_position_embeddings"] = 256
+    ours = rope_frequencies({"rope_parameters": params}, 32)
+    want = llama3_inv_freq(50000.0, 32, 8.0, 2.0, 16.0, 256)
+    wavelen = 2 * math.pi / want
+    assert (wavelen < 256 / 16).any() and (wavelen > 256 / 2).any() and ((wavelen >= 16) & (wavelen <= 128)).any()  # all three bands
+    assert np.allclose(ours, want, rtol=1e-6, atol=0)
+
+
+def test_roberta_reads_max_positions_minus_its_offset():
+    """max_position_embeddings 130, positions start at pad + 1 = 2: 128 tokens fit, 129 do not."""
+    tokenizer = Tokenizer.from_file(str(TINY / "roberta" / "tokenizer.json"))
+    words = []
+    while len(tokenizer.encode(" ".join(words)).ids) < 129:
+        words.append("cat")
+    text_129, text_128 = " ".join(words), " ".join(words[:-1])
+    assert len(tokenizer.encode(text_128).ids) == 128
+    ok = runner.invoke(app, ["tokens", text_128, "-m", str(TINY / "roberta")])
+    inspect_ok = runner.invoke(app, ["inspect", text_128, "-m", str(TINY / "roberta"), "-i", "-1", "--json"])
+    too_long = runner.invoke(app, ["inspect", text_129, "-m", str(TINY / "roberta"), "-i", "1"])
+    assert ok.exit_code == 0 and inspect_ok.exit_code == 0
+    assert len(json.loads(inspect_ok.stdout)["tokens"]) == 128
+    assert too_long.exit_code == 2 and "128" in too_long.output
+
+
+def test_configs_without_optional_keys_use_transformers_defaults(tmp_path):
+    """GPT-2 without layer_norm_epsilon: 1e-5, transformers' default (and the fixture's value)."""
+    folder = tmp_path / "gpt2"
+    shutil.copytree(TINY / "gpt2", folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config.pop("layer_norm_epsilon") == 1e-5
+    (folder / "config.json").write_text(json.dumps(config))
+    model, r = load_model(folder), ref("gpt2", 2)
+    ours = np.stack([t.rows()[2] for t in model.trace(tokenize(model.tokenizer, str(r["text"])).ids)])
+    assert np.abs(ours - r["attentions"]).max() <= 1e-5
