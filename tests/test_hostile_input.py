@@ -9,6 +9,7 @@ import ast
 import csv
 import io
 import json
+import os
 import unicodedata
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from option_registry import covers
 from typer.testing import CliRunner
 
 import attn_cli as attn
@@ -218,6 +220,7 @@ def test_help_shows_choices_extras_and_plain_usage():
 
 # --- plots written as the shell would ------------------------------------------------------------------
 
+@covers("plot --force")
 def test_plot_writes_through_a_symlink_and_refuses_a_read_only_file(tmp_path):
     target, link = tmp_path / "real.html", tmp_path / "link.html"
     target.write_text("old")
@@ -225,11 +228,13 @@ def test_plot_writes_through_a_symlink_and_refuses_a_read_only_file(tmp_path):
     args = ["plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o"]
     assert invoke(*args, str(link)).exit_code == 0
     assert link.is_symlink() and "<table>" in target.read_text()
+    target.write_text("old")
     target.chmod(0o444)
     refused = invoke(*args, str(target))
-    if not __import__("os").access(target, __import__("os").W_OK):  # root may write anything
-        assert refused.exit_code == ExitStatus.USAGE and "read-only" in refused.stderr
+    if not os.access(target, os.W_OK):  # root may write anything, as the shell's > does
+        assert refused.exit_code == ExitStatus.USAGE and "read-only" in refused.stderr and target.read_text() == "old"
     assert invoke(*args, str(target), "--force").exit_code == 0
+    assert "<table>" in target.read_text()
 
 
 def test_a_signal_during_a_plot_write_leaves_no_part_file(tmp_path, monkeypatch):
