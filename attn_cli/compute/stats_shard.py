@@ -144,13 +144,13 @@ def induction_sums(model: Model, options: DetectorOptions, seed: int) -> HeadSum
     from the vocabulary less special and bracketed tokens ([unused7])."""
     import numpy as np
 
-    from ..maths import detectors, headsums
+    from ..maths import headsums
 
     sums = headsums.HeadSums(model.spec.layers, model.spec.heads)
     wrapper = model.tokenizer.encode("", add_special_tokens=True).ids
     special = {t.content for t in model.tokenizer.get_added_tokens_decoder().values() if t.special}
     vocab = np.array(sorted(i for t, i in model.tokenizer.get_vocab().items() if t not in special and not (t.startswith("[") and t.endswith("]"))))
-    prompts = detectors.repeated_random_tokens(vocab, INDUCTION_LENGTH, INDUCTION_SEQUENCES, seed)
+    prompts = headsums.repeated_random_tokens(vocab, INDUCTION_LENGTH, INDUCTION_SEQUENCES, seed)
     lead = len(wrapper) if model.spec.causal else min(1, len(wrapper))  # BERT: [CLS] first, [SEP] last
     for prompt in prompts:
         ids = np.array([*wrapper[:lead], *prompt, *wrapper[lead:]], dtype=np.int64)
