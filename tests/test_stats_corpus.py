@@ -215,3 +215,25 @@ def test_induction_prompts_follow_the_seed():
     assert (a.metrics["induction_mul"] == b.metrics["induction_mul"]).all()
     assert not (a.metrics["induction_mul"] == c.metrics["induction_mul"]).all()
     assert a.to_json()["detectors"]["induction"] == {"seed": 0, "sequences": 10, "length": 25}
+
+
+def test_plot_stats_draws_the_saved_grid(small, local, tmp_path):
+    saved = tmp_path / "stats.json"
+    saved.write_text(json.dumps(local.to_json()))
+    out = runner.invoke(app, ["plot", "--stats", str(saved), "--metric", "previous_token", "-o", str(tmp_path / "grid.html")])
+    assert out.exit_code == 0, out.output
+    page = (tmp_path / "grid.html").read_text()
+    assert "previous_token per layer and head, over 70 texts" in page
+    for value in local.metrics["previous_token"][1]:
+        assert f"{value:.2f}"[1:] in page or value >= 0.995
+    # From stdin, to PNG: a real image of a 2 × 4 grid.
+    out = runner.invoke(app, ["plot", "--stats", "-", "-o", str(tmp_path / "grid.png")], input=saved.read_text())
+    assert out.exit_code == 0 and (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for args, message in (
+        (["--stats", str(tmp_path / "grid.html")], "is not JSON"),
+        (["--stats", str(saved), "--metric", "top"], "--metric 'top' is not a statistic"),
+        (["The cat sat.", "--stats", str(saved)], "give TEXT or --stats, not both"),
+    ):
+        out = runner.invoke(app, ["plot", *args, "-o", str(tmp_path / "x.png")])
+        assert out.exit_code == 2 and message in out.output, out.output
+    assert not (tmp_path / "x.png").exists()

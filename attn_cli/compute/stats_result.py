@@ -130,3 +130,35 @@ def build_result(model: ModelInfo, sums: headsums.HeadSums, threshold: float, op
     ]
     named.sort(key=lambda n: -n.value)  # stable: ties keep layer order
     return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction)
+
+
+def read_stats_document(source: str) -> dict:
+    """A saved `attn stats --json` document (a path, or `-` for stdin), checked enough to plot."""
+    import json
+    import sys
+
+    from ..errors import InputError
+
+    fix = "save one with: attn stats --file corpus.txt --json > stats.json"
+    try:
+        raw = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror or exc}", fix) from None
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{source} is not JSON", fix) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not isinstance(doc.get("model"), dict) or not doc["layers"]:
+        raise InputError(f"{source} is not an attn stats document (it has no layers)", fix)
+    return doc
+
+
+def metric_grid(doc: dict, metric: str) -> np.ndarray:
+    """(layers, heads) of one statistic from a stats document; NaN where it is null or absent
+    (a document from before the statistic existed)."""
+    from ..errors import InputError
+
+    if metric not in headsums.METRICS:
+        raise InputError(f"--metric {metric!r} is not a statistic", f"give one of {', '.join(headsums.METRICS)}")
+    rows = [[h.get(metric) for h in layer["heads"]] for layer in doc["layers"]]
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)
