@@ -237,3 +237,11 @@ def test_plot_stats_draws_the_saved_grid(small, local, tmp_path):
         out = runner.invoke(app, ["plot", *args, "-o", str(tmp_path / "x.png")])
         assert out.exit_code == 2 and message in out.output, out.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_engine_ray_without_ray_names_the_extra(small, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    out = runner.invoke(app, ["stats", "--file", str(small), "--model", TINY, "--engine", "ray", "--json"])
+    assert out.exit_code == 5, out.output
+    error = json.loads(out.stderr)["error"]
+    assert error["code"] == "missing_extra" and "attn-cli[ray]" in error["fix"] and out.stdout == ""
