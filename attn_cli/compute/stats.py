@@ -1,8 +1,9 @@
-"""`stats` and `compare`: what each head does over many texts, and how one query's attention
-moves between two texts. Result types and their JSON form ($defs/stats, $defs/compare).
+"""`stats` and `compare`: what each head does over one text or a corpus, and how one query's
+attention moves between two texts. The compare result and its JSON ($defs/compare) live here;
+the stats result (StatsResult, $defs/stats) in `stats_result.py`, its per-shard function and
+engines in `stats_shard.py` and `stats_ray.py`, its maths in `maths/headsums.py`.
 
-The math is `analysis.py`'s; this module runs the forward pass, feeds it one layer at a time,
-and keeps only small per-head results, never a layer's full map longer than it is needed.
+Both keep only small per-head results, never a layer's full map longer than it is needed.
 """
 
 from __future__ import annotations
