@@ -29,7 +29,7 @@ import json, sys, time, unicodedata
 import os
 import torch
 from transformers import AutoModel, AutoTokenizer
-torch.set_num_threads(2)
+torch.set_num_threads(int(sys.argv[3]))
 folder = sys.argv[2]  # attn's bundled MiniLM folder
 tok = AutoTokenizer.from_pretrained(folder)
 model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
@@ -77,18 +77,10 @@ def max_diff(a, b) -> float:
     return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sentences", type=int, default=2000)
-    parser.add_argument("--rss-lines", type=int, nargs="*", default=[1000, 10000, 100000])
-    args = parser.parse_args()
-    attn = str(find_attn())
-    work = Path("/tmp/attn-bench-stats")
-    work.mkdir(exist_ok=True)
+def speed(args, attn: str, work: Path, notes: list[str]) -> None:
+    """sentences/s of each engine and of the transformers loop, in one run, and whether they agree."""
     corpus = work / f"kjv{args.sentences}.txt"
     corpus.write_text("\n".join(kjv_lines(args.sentences)) + "\n", encoding="utf-8")
-    notes: list[str] = []
-    load_start = loadavg()
     runs = {}
     engines = (("attn, 1 process", []), ("attn --workers 2", ["--workers", "2"]), ("attn --engine ray (local, 2 CPUs)", ["--engine", "ray", "--workers", "2"]))
     for name, extra in engines:
@@ -100,11 +92,10 @@ def main() -> None:
     if python is not None:
         from attn_cli.loading.model import bundled_model_path
 
-        ref = run_process([str(python), "-c", REFERENCE, str(corpus), str(bundled_model_path())], capture=True)
+        ref = run_process([str(python), "-c", REFERENCE, str(corpus), str(bundled_model_path()), str(args.torch_threads)], capture=True)
         assert ref.status == 0, ref.stderr.decode()[-800:]
         ref_doc = json.loads(ref.stdout.decode().strip().splitlines()[-1])
-        runs[f"transformers {info['transformers']} loop (torch {info['torch']}, 2 threads)"] = (ref, None)
-    load_end = loadavg()
+        runs[f"transformers {info['transformers']} loop (torch {info['torch']}, {args.torch_threads} thread(s))"] = (ref, None)
 
     base = runs["attn, 1 process"][1]
     ref_wall = next((r.wall for n, (r, d) in runs.items() if d is None), None)
@@ -124,6 +115,23 @@ def main() -> None:
         worst = {f: max_diff(stats_grid(base, f), ref_doc[f]) for f in ref_doc}
         print("- transformers loop vs attn: " + ", ".join(f"{f} {d:.1e}" for f, d in worst.items()))
 
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=2000, help="0: skip the speed runs")
+    parser.add_argument("--rss-lines", type=int, nargs="*", default=[1000, 10000, 100000])
+    # On a loaded machine torch's second intra-op thread busy-waits: 50 sentences took 24 s of
+    # CPU with 2 threads against 7 s with 1 (2026-12-01, load average ~9 on 2 cores).
+    parser.add_argument("--torch-threads", type=int, default=1)
+    args = parser.parse_args()
+    attn = str(find_attn())
+    work = Path("/tmp/attn-bench-stats")
+    work.mkdir(exist_ok=True)
+    notes: list[str] = []
+    load_start = loadavg()
+    if args.sentences:
+        speed(args, attn, work, notes)
     print("\n## Peak RSS as the corpus grows (tiny BERT fixture, 1 process)\n")
     rss_rows = []
     for lines in args.rss_lines:
@@ -135,7 +143,7 @@ def main() -> None:
         rss_rows.append([f"{lines:,}", f"{path.stat().st_size / 1e6:.1f}", f"{run.wall:.1f}", f"{run.maxrss_mib:.1f}"])
         print(f"rss {lines}: {run.maxrss_mib:.1f} MiB", file=sys.stderr)
     print("\n".join(md_table(["lines", "file MB", "wall s", "peak RSS MiB"], rss_rows)))
-    print(f"\nLoad average (1, 5, 15 min) at start: {load_start}; at the end: {load_end}. 2 cores, shared.")
+    print(f"\nLoad average (1, 5, 15 min) at start: {load_start}; at the end: {loadavg()}. 2 cores, shared.")
     for note in notes:
         print(f"\nNote: {note}")
 
