@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SENTENCE, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, read_text, run
+from .common import SENTENCE, ModelOption, QueryIndexOption, QueryOption, app, read_text, run
 from .output import write_stdout
 
 VIEWS = ("heads", "grid")
@@ -19,12 +19,15 @@ VIEWS = ("heads", "grid")
         "[bold]Examples[/bold]\n\n"
         f'  attn plot "{SENTENCE}" -q making -o making.png\n\n'
         '  attn plot "The cat sat on the mat because it was tired." -q it --view grid --target cat -o it-cat.svg\n\n'
-        '  attn plot "The cat sat." -q cat --layer 0 --level word -o cat.html'
+        '  attn plot "The cat sat." -q cat --layer 0 --level word -o cat.html\n\n'
+        "  attn stats --file sample_inputs/sentences.txt --json > stats.json && attn plot --stats stats.json --metric first_token -o sinks.png"
     )
 )
 def plot(
-    text: TextArgument,
-    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")],
+    text: Annotated[Optional[str], typer.Argument(help="The text, or - to read it from stdin (not with --stats).", show_default=False)] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")
+    ] = None,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
     view: Annotated[
@@ -38,9 +41,16 @@ def plot(
     level: Annotated[Optional[str], typer.Option("--level", metavar="token|word", help="Rows are tokens, or words (--view heads).")] = None,
     metric: Annotated[
         Optional[str],
-        typer.Option("--metric", metavar="top|weight|entropy", help="--view grid: top, weight (on --target) or entropy (drawn as focus 1 − H/ln n)."),
+        typer.Option(
+            "--metric",
+            metavar="top|weight|entropy|STAT",
+            help="--view grid: top, weight (on --target) or entropy (drawn as focus 1 − H/ln n). --stats: a statistic (default first_token).",
+        ),
     ] = None,
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="--view grid: the word whose weight each head shows.")] = None,
+    stats: Annotated[
+        Optional[str], typer.Option("--stats", help="Plot a saved `attn stats --json` document (- for stdin): layers × heads of --metric.", show_default=False)
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a read-only file.")] = False,
     model: ModelOption = None,
 ) -> None:
@@ -53,6 +63,15 @@ def plot(
         from ..loading.model import load_model
         from ..views.plot import write_heatmap
 
+        if output is None:
+            raise InputError("--output FILE is missing", "give the file to write, e.g. -o heads.png (.png, .svg or .html)")
+        if stats is not None:
+            if text is not None:
+                raise InputError("give TEXT or --stats, not both", "attn plot --stats stats.json -o heads.png")
+            write_stdout(str(_plot_stats(stats, metric or "first_token", output, force)) + "\n")
+            return
+        if text is None:
+            raise InputError("TEXT is missing", f'e.g. attn plot "{SENTENCE}" -q making -o making.png')
         if view not in VIEWS:
             raise InputError(f"--view {view!r} is not valid", f"give one of {', '.join(VIEWS)}")
         _refuse_what_the_view_ignores(view, layer, level, metric, target)
@@ -102,3 +121,24 @@ def _refuse_what_the_view_ignores(view: str, layer: str | None, level: str | Non
         for option, value in (("--layer", layer), ("--level", level)):
             if value is not None:
                 raise InputError(f"{option} belongs to --view heads; --view grid shows every layer for the query", f"drop {option}, or use --view heads")
+
+
+def _plot_stats(source: str, metric: str, output: Path, force: bool) -> Path:
+    """Clark et al.'s Figure 2 for any model: one statistic per layer and head, from saved JSON."""
+    import numpy as np
+
+    from ..compute.stats_result import metric_grid, read_stats_document
+    from ..views.plot import write_heatmap
+
+    doc = read_stats_document(source)
+    values = metric_grid(doc, metric)
+    note = ""
+    if metric == "entropy":
+        top = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
+        values, note = values / max(top, 1e-9), f" (nats ÷ {top:.2f}, the largest)"
+    elif metric.endswith("_abs"):
+        note = " (below 0 drawn as 0)"
+    texts = doc.get("texts", "?")
+    title = f"{doc['model'].get('name', 'model')} · {metric}{note} per layer and head, over {texts} texts"
+    layers, heads = values.shape
+    return write_heatmap(output, values, [f"L{i}" for i in range(layers)], [str(h) for h in range(heads)], title, force=force)

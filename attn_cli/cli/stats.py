@@ -3,11 +3,14 @@ query's attention moves between two texts)."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
 
 from .common import SENTENCE, JsonOption, ModelOption, app, emit, read_text, run
+
+FORMATS = ("table", "json", "csv")
 
 
 @app.command(
@@ -16,36 +19,96 @@ from .common import SENTENCE, JsonOption, ModelOption, app, emit, read_text, run
         "[bold]Examples[/bold]\n\n"
         f'  attn stats "{SENTENCE}"\n\n'
         "  attn stats --file sample_inputs/sentences.txt --threshold 0.4\n\n"
-        "  attn stats --file sample_inputs/sentences.txt --json | jq -c '.named[:3][]'\n\n"
-        "  cat texts.txt | attn stats --file - --json"
+        "  attn stats --file corpus.txt --metric induction_mul\n\n"
+        "  attn stats --file corpus.txt --workers 2 --json > stats.json && attn plot --stats stats.json -o heads.png\n\n"
+        "  attn stats --file corpus.txt --engine ray --ray-address auto --format csv > stats.csv\n\n"
+        "  cat texts.txt | attn stats --file - --json | jq -c '.named[:3][]'"
     )
 )
 def stats(
     text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (or use --file).", show_default=False)] = None,
     file: Annotated[
-        Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped); - for stdin.", show_default=False)
+        Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped), streamed; - for stdin.", show_default=False)
     ] = None,
     threshold: Annotated[float, typer.Option("--threshold", "-t", help="Name the heads whose mean mass for a kind is at least this.")] = 0.5,
+    metric: Annotated[
+        Optional[str], typer.Option("--metric", "-m", help="The statistic the grid shows (a JSON field: first_token, induction_mul, ...).", show_default=False)
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table, json (as --json) or csv (layer,head,statistic,value).")] = "table",
+    workers: Annotated[int, typer.Option("--workers", "-w", help="--file: processes (or Ray actors) to use; each loads the model once.")] = 1,
+    engine: Annotated[str, typer.Option("--engine", help="--file: local (this machine) or ray (needs attn-cli[ray]).")] = "local",
+    ray_address: Annotated[
+        Optional[str], typer.Option("--ray-address", help="--engine ray: the cluster (else RAY_ADDRESS, else a local Ray).", show_default=False)
+    ] = None,
+    exclude_bos: Annotated[bool, typer.Option("--exclude-bos", help="Detector scores ignore attention to the first token (exclude_bos).")] = False,
+    exclude_current: Annotated[
+        bool, typer.Option("--exclude-current-token", help="Detector scores ignore attention to the token itself (exclude_current_token).")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random-token prompts the induction score is measured on.")] = 0,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """What every head attends to, over one or many texts: previous/same/next token, special tokens, first token, punctuation; entropy."""
+    """What every head attends to, over one text or a corpus: entropy, mass on special/first/punctuation/nearby tokens, detector scores, sinks.
+
+    The detectors are TransformerLens' (previous-token, duplicate-token, induction; mul and abs).
+
+    With --file the corpus is streamed: memory does not grow with its length. Progress goes to stderr when it is a terminal.
+    """
+    wants_json = as_json or output_format == "json"
 
     def action() -> None:
-        from ..compute.stats import collect_texts, head_statistics
-        from ..loading.model import load_model
+        from ..compute.stats import corpus_statistics, head_statistics
+        from ..errors import InputError
+        from ..maths.headsums import METRICS, DetectorOptions
 
-        texts = collect_texts(None if text is None else read_text(text), file)
-        result = head_statistics(load_model(model), texts, threshold)
+        if output_format not in FORMATS:
+            raise InputError(f"--format {output_format!r} is not valid", f"give one of {', '.join(FORMATS)}")
+        if metric is not None and metric not in METRICS:
+            raise InputError(f"--metric {metric!r} is not a statistic", f"give one of {', '.join(METRICS)}")
+        if (text is None) == (file is None):
+            raise InputError("give either TEXT or --file FILE", 'e.g. attn stats "The cat sat." or attn stats --file sentences.txt')
+        options = DetectorOptions(exclude_bos, exclude_current)
+        if file is None:
+            from ..loading.model import load_model
+
+            if engine != "local" or workers != 1:
+                raise InputError("--workers and --engine are for a corpus", "use them with --file FILE")
+            result = head_statistics(load_model(model), [(None, read_text(text))], threshold, options, seed)
+        else:
+            with _Progress() as progress:
+                result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress)
+        if output_format == "csv" and not as_json:
+            sys.stdout.write(result.to_csv())
+            return
 
         def view(out):
             from ..views.terminal.stats import stats_view
 
-            return stats_view(result, out.width)
+            return stats_view(result, out.width, metric)
 
-        emit(result, as_json, view)
+        emit(result, wants_json, view)
 
-    run(as_json, action)
+    run(wants_json, action)
+
+
+class _Progress:
+    """"N texts" on stderr while a corpus runs, when stderr is a terminal; otherwise nothing."""
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+        from .common import console
+
+        self._bar = Progress(TextColumn("attn stats · {task.completed} texts"), TimeElapsedColumn(), console=console(stderr=True), transient=True)
+        self._bar.start()
+        task = self._bar.add_task("texts", total=None)
+        return lambda n: self._bar.update(task, completed=n)
+
+    def __exit__(self, *exc) -> None:
+        if sys.stderr.isatty():
+            self._bar.stop()
 
 
 @app.command(

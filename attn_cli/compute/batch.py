@@ -7,7 +7,6 @@ so output n always answers input line n, with or without worker processes.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import multiprocessing
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AttnError, InputError, QueryNotFound
 from ..exit_status import STATUS_BY_CODE, ExitStatus
+from .lifeline import bind_to_parent
 
 # NumPy is imported late (in the functions that need it), so that a worker process can limit
 # BLAS threads before NumPy loads: see _init_worker.
@@ -309,39 +309,10 @@ _WORKER: tuple[Model, dict, list[str] | None] | None = None
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _die_with_parent(parent: int) -> None:
-    """End this worker when the process that started it ends, however it ends (SIGKILL
-    included): otherwise a killed `attn batch` leaves its workers running, holding the caller's
-    pipes open. Linux: the kernel's parent-death signal. Elsewhere: a thread that watches the
-    parent's pid. Ctrl-C in a terminal reaches the whole process group: the parent handles it
-    (and stops the pool), so workers ignore it instead of each printing a traceback."""
-    import signal
-    import sys
-    import threading
-    import time
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | None, parent: int | None = None) -> None:
     global _WORKER
     if parent is not None:
-        _die_with_parent(parent)
+        bind_to_parent(parent)
     for name in _BLAS_THREADS:
         os.environ.setdefault(name, "1")  # a user's own setting wins
     from ..loading.model import load_model  # imports NumPy, which reads those variables once

@@ -1,16 +1,14 @@
-"""`stats` and `compare`: what each head does over many texts, and how one query's attention
-moves between two texts. Result types and their JSON form ($defs/stats, $defs/compare).
+"""`stats` and `compare`: what each head does over one text or a corpus, and how one query's
+attention moves between two texts. The compare result and its JSON ($defs/compare) live here;
+the stats result (StatsResult, $defs/stats) in `stats_result.py`, its per-shard function and
+engines in `stats_shard.py` and `stats_ray.py`, its maths in `maths/headsums.py`.
 
-The math is `analysis.py`'s; this module runs the forward pass, feeds it one layer at a time,
-and keeps only small per-head results, never a layer's full map longer than it is needed.
+Both keep only small per-head results, never a layer's full map longer than it is needed.
 """
 
 from __future__ import annotations
 
-import io
-import sys
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,52 +17,20 @@ from ..errors import AttnError, InputError, QueryNotFound
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize
 from ..maths import analysis
+from ..maths.headsums import NO_EXCLUSIONS, DetectorOptions, HeadSums
+from . import stats_shard
 from .inspect import model_info, select_layers
 from .query import resolve_query
 from .result import SCHEMA_VERSION, ModelInfo, QueryInfo, floats
+from .stats_result import STAT_FIELDS, Induction, NamedHead, StatsResult, build_result
 
-# JSON field -> the key `analysis.head_stats` uses, in the order the JSON lists them.
-STAT_FIELDS = {
-    "entropy": "entropy", "special": "special-token", "first_token": "first-token", "punctuation": "punctuation",
-    "previous_token": "previous-token", "self": "self", "next_token": "next-token",
-}
+__all__ = ["STAT_FIELDS", "NamedHead", "StatsResult", "corpus_statistics", "head_statistics", "compare"]
 
 # --- Inputs ----------------------------------------------------------------------------------
 
 
-def collect_texts(text: str | None, file: str | None) -> list[tuple[int | None, str]]:
-    """The texts of `attn stats`: TEXT (already read, `-` resolved), or each non-blank line of
-    FILE (`-` for stdin) as (line number, text). Exactly one of the two must be given."""
-    if (text is None) == (file is None):
-        raise InputError("give either TEXT or --file FILE", 'e.g. attn stats "The cat sat." or attn stats --file sentences.txt')
-    if text is not None:
-        return [(None, text)]
-    texts = [(n, line) for n, line in enumerate(_read_lines(file), start=1) if line.strip()]
-    if not texts:
-        raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
-    return texts
-
-
 def _file_name(file: str) -> str:
     return "stdin" if file == "-" else file
-
-
-def _read_lines(file: str) -> list[str]:
-    """The lines of FILE as a text file has them (split at \\n, \\r\\n or \\r, as `attn batch` and
-    editors count them; not at U+2028 or a form feed, as str.splitlines would), BOM dropped.
-    Bytes that are not UTF-8 stay as surrogates, so that their line fails by number."""
-    if file == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise InputError("--file is - but nothing is piped to stdin", "pipe the lines in (attn stats --file - < texts.txt) or give a file name")
-        buffer = getattr(sys.stdin, "buffer", None)
-        data = buffer.read().decode("utf-8", errors="surrogateescape") if buffer is not None else sys.stdin.read()
-    else:
-        try:
-            with open(file, encoding="utf-8", errors="surrogateescape") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the file name") from None
-    return [line.rstrip("\r\n") for line in io.StringIO(data.removeprefix("\ufeff"), newline=None)]
 
 
 def _relabel(exc: AttnError, prefix: str) -> AttnError:
@@ -83,96 +49,88 @@ def _tokenize(model: Model, text: str, prefix: str) -> Tokenization:
 
 # --- attn stats ------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class NamedHead:
-    """A head that passes the threshold for one kind (`analysis.HEAD_KINDS`)."""
-
-    layer: int
-    head: int
-    kind: str
-    value: float
+ENGINES = ("local", "ray")
 
 
-@dataclass(frozen=True)
-class StatsResult:
-    """Per-head statistics pooled over every query row of every text.
-    layers[l]: kind -> (heads,) mean, for the kinds of `analysis.head_stats` (incl. "entropy")."""
-
-    model: ModelInfo
-    texts: int
-    tokens: int
-    threshold: float
-    layers: tuple[dict[str, np.ndarray], ...]
-    named: tuple[NamedHead, ...]
-
-    def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
-        """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,))."""
-        masses = np.stack([self.layers[layer][k] for k in analysis.HEAD_KINDS])  # (kinds, heads)
-        best = masses.argmax(axis=0)
-        return [analysis.HEAD_KINDS[k] for k in best], masses[best, np.arange(masses.shape[1])]
-
-    def to_json(self) -> dict:
-        def head(stats: dict[str, np.ndarray], h: int) -> dict:
-            return {"head": h, **{name: floats(np.float32(stats[key][h])) for name, key in STAT_FIELDS.items()}}
-
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "model": vars(self.model),
-            "texts": self.texts,
-            "tokens": self.tokens,
-            "threshold": self.threshold,
-            "layers": [{"layer": layer, "heads": [head(stats, h) for h in range(self.model.heads)]} for layer, stats in enumerate(self.layers)],
-            "named": [{"layer": n.layer, "head": n.head, "kind": n.kind, "value": floats(np.float32(n.value))} for n in self.named],
-        }
-
-
-def punctuation_mask(tok: Tokenization) -> np.ndarray:
-    """bool (seq,): tokens whose text (read from the input, so without ## or a leading-space
-    marker) is all Unicode punctuation (categories P*). Special tokens are not punctuation."""
-    def is_punct(t) -> bool:
-        piece = "" if t.special else tok.text[t.start : t.end].strip()
-        return bool(piece) and all(unicodedata.category(c).startswith("P") for c in piece)
-
-    return np.array([is_punct(t) for t in tok.tokens], dtype=bool)
-
-
-def text_layer_stats(model: Model, tok: Tokenization) -> Iterable[analysis.Stats]:
-    """`analysis.head_stats` of each layer in turn for one text. Each layer's full
-    (heads, seq, seq) map lives only while its statistics are computed."""
-    special = np.array([t.special for t in tok.tokens], dtype=bool)
-    punctuation = punctuation_mask(tok)
-    for trace in model.trace(tok.ids):
-        weights = trace.rows()[2]  # (heads, seq, seq); scores are not needed
-        yield analysis.head_stats(weights, special, punctuation)
-
-
-def _float64(stats: analysis.Stats) -> analysis.Stats:
-    # merge_stats keeps its first input's dtype: pooling a float64 running total with each new
-    # text loses no digits however many texts there are.
-    return {kind: (mean.astype(np.float64), count) for kind, (mean, count) in stats.items()}
-
-
-def head_statistics(model: Model, texts: Sequence[tuple[int | None, str]], threshold: float = 0.5) -> StatsResult:
-    """Pool `head_stats` over `texts` ((line number or None, text) pairs) and name the heads
-    whose mean mass for a kind is ≥ threshold. Every text is tokenized before any forward pass,
-    so a bad line fails fast."""
+def _check_threshold(threshold: float) -> None:
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"--threshold {threshold} is not valid", "give a mass between 0 and 1, e.g. --threshold 0.5")
-    toks = [_tokenize(model, text, "" if line is None else f"line {line}: ") for line, text in texts]
-    pooled: list[analysis.Stats] | None = None
-    for tok in toks:
-        per_layer = [_float64(s) for s in text_layer_stats(model, tok)]
-        pooled = per_layer if pooled is None else [analysis.merge_stats([p, s]) for p, s in zip(pooled, per_layer)]
-    assert pooled is not None  # collect_texts never returns an empty list
-    layers = tuple(analysis.stat_means(s) for s in pooled)
-    named = [
-        NamedHead(layer, head, kind, value)
-        for layer, means in enumerate(layers)
-        for head, kind, value in analysis.classify_heads(means, threshold)
-    ]
-    named.sort(key=lambda n: -n.value)  # stable: ties keep layer order
-    return StatsResult(model_info(model), len(toks), sum(len(t.tokens) for t in toks), threshold, layers, tuple(named))
+
+
+def _induction(model: Model, options: DetectorOptions, seed: int) -> tuple[HeadSums, Induction]:
+    from .stats_shard import INDUCTION_LENGTH, INDUCTION_SEQUENCES, induction_sums
+
+    return induction_sums(model, options, seed), Induction(seed, INDUCTION_SEQUENCES, INDUCTION_LENGTH)
+
+
+def head_statistics(
+    model: Model, texts: Iterable[tuple[int | None, str]], threshold: float = 0.5, options: DetectorOptions = NO_EXCLUSIONS, seed: int = 0
+) -> StatsResult:
+    """Per-head statistics of `texts` ((line number or None, text) pairs) in this process, the
+    induction score on seeded repeated random tokens, and the heads whose mean mass for a kind
+    is ≥ threshold."""
+    _check_threshold(threshold)
+    sums = HeadSums(model.spec.layers, model.spec.heads)
+    for shard in stats_shard.shards(texts):
+        sums.merge(stats_shard.raise_if_error(stats_shard.shard_sums(model, shard, options)))
+    if sums.texts == 0:
+        raise InputError("there is no text", "give at least one non-blank text")
+    induction, how = _induction(model, options, seed)
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how)
+
+
+def corpus_statistics(
+    model_path: str | None,
+    file: str,
+    threshold: float = 0.5,
+    engine: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    options: DetectorOptions = NO_EXCLUSIONS,
+    seed: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+) -> StatsResult:
+    """Per-head statistics over every non-blank line of `file` (`-`: stdin), streamed in shards.
+
+    engine "local": this process (workers 1) or `workers` spawned processes; "ray": `workers`
+    Ray actors on the cluster at `ray_address` / RAY_ADDRESS, else on a local Ray started for
+    the run. Every engine maps `stats_shard.shard_sums` over the same shards and merges in shard
+    order, so the numbers agree (to float32 rounding of the forward pass, as BLAS threads differ).
+    A bad line stops the run with its line number. on_progress(texts done) after each shard.
+    """
+    from ..loading.model import load_model
+
+    _check_threshold(threshold)
+    if engine not in ENGINES:
+        raise InputError(f"--engine {engine!r} is not valid", f"give one of {', '.join(ENGINES)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"--workers {workers!r} is not valid", "give --workers 1 or more")
+    if engine == "ray":
+        from .stats_ray import import_ray
+
+        import_ray()  # fail now, before reading anything
+    # Loaded here even when workers load their own: a bad model fails now, as a ModelError; the
+    # induction prompts run on it; and it names the model in the result.
+    model = load_model(model_path, release_weights=False)
+    parts = stats_shard.shards(stats_shard.iter_lines(file))
+    if engine == "ray":
+        from .stats_ray import run_ray
+
+        results = run_ray(model_path, parts, options, workers, ray_address)
+    elif workers > 1:
+        results = stats_shard.run_processes(model_path, parts, options, workers)
+    else:
+        results = stats_shard.run_local(model, parts, options)
+    try:
+        sums = stats_shard.merge_in_order(results, HeadSums(model.spec.layers, model.spec.heads), on_progress)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # stops the workers now, also on an error or Ctrl-C
+    if sums.texts == 0:
+        raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
+    induction, how = _induction(model, options, seed)
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how)
 
 
 # --- attn compare ----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _value(v: float) -> str:
 # --- attn stats ------------------------------------------------------------------------------
 
 
-def stats_view(result: StatsResult, width: int) -> list[RenderableType]:
+def stats_view(result: StatsResult, width: int, metric: str | None = None) -> list[RenderableType]:
     texts = "1 text" if result.texts == 1 else f"{result.texts} texts"
     parts: list[RenderableType] = [
         _model_line(result.model),
@@ -47,6 +47,17 @@ def stats_view(result: StatsResult, width: int) -> list[RenderableType]:
         parts.append(named_table(result, width))
     else:
         parts.append(Text("  no head passes the threshold; try a lower --threshold", style="yellow"))
+    sink = result.sink()
+    parts.append(
+        Text(
+            f"\nSinks (Gu et al., ε = {sink['epsilon']:g}): {sink['heads_over_epsilon']:.0%} of heads put a mean > ε on the first token;"
+            f" {sink['fraction']:.0%} of (head, text) pairs do",
+            style="dim",
+        )
+    )
+    if metric is not None:
+        parts.append(Text(f"\nEvery head · {metric} ({METRIC_NOTES.get(metric, 'mean')})", style="bold underline"))
+        return parts + metric_lines(result, metric, width)
     parts.append(Text("\nEvery head · its strongest kind and mass", style="bold underline"))
     parts += grid_lines(result, width)
     parts += [
@@ -137,6 +148,57 @@ def grid_lines(result: StatsResult, width: int) -> list[Text]:
                 if cell > 1:
                     line.append(_value(float(values[h])), style=style)
             line.append(f"  {float(np.mean(result.layers[layer]['entropy'])):4.2f}")
+            lines.append(line)
+    return lines
+
+
+METRIC_NOTES = {
+    "entropy": "nats; colour: share of the largest",
+    "entropy_normalised": "entropy / ln(visible keys)",
+    "sink_rate": "share of texts where the head's mean first-token attention > ε",
+    "induction_mul": "on repeated random tokens",
+    "induction_abs": "on repeated random tokens; 1 − row L1 error",
+    "previous_token_abs": "1 − row L1 error",
+    "duplicate_token_abs": "1 − row L1 error",
+}
+
+
+def _cell(v: float) -> str:
+    """Three characters for any statistic: .63, 1.0, 2.4, -.3, 12 ; " - " for no data."""
+    if np.isnan(v):
+        return " - "
+    if 0 <= v < 0.995:
+        return f"{v:.2f}"[1:]
+    if -0.95 < v < 0:
+        return "-" + f"{-v:.1f}"[1:]
+    if abs(v) < 9.95:
+        return f"{v:3.1f}"
+    return f"{v:3.0f}"[:3]
+
+
+def metric_lines(result: StatsResult, metric: str, width: int) -> list[Text]:
+    """Layers × heads of one statistic: its value in each cell, heat-coloured (values in [0, 1]
+    as they are; entropy in nats as a share of the grid's largest; negatives as 0)."""
+    values = result.metric(metric)
+    top = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
+    scale = top if metric == "entropy" and top > 0 else 1.0
+    heads, layers = result.model.heads, values.shape[0]
+    label = len(f"L{layers - 1}") + 1
+    per_block = max(1, (width - label - 6) // 4)
+    lines = []
+    for first in range(0, heads, per_block):
+        block = range(first, min(first + per_block, heads))
+        header = Text(" " * label, style="bold")
+        header.append(" ".join(str(h).rjust(3) for h in block), style="bold")
+        lines.append(header.append("  mean", style="bold"))
+        for layer in range(layers):
+            line = Text(f"L{layer}".ljust(label), style="bold")
+            for n, h in enumerate(block):
+                v = float(values[layer, h])
+                line.append(" " if n else "")
+                line.append(_cell(v), style=heat(0.0 if np.isnan(v) else min(max(v / scale, 0.0), 1.0)))
+            row = values[layer]
+            line.append("  " + (_cell(float(np.nanmean(row))) if np.isfinite(row).any() else " - "))
             lines.append(line)
     return lines
 

@@ -1,0 +1,164 @@
+"""The result of `attn stats` ($defs/stats): per-head means over a corpus, built from merged
+`HeadSums`, and its JSON and CSV forms. Every view (Rich grid, JSON, CSV, plot) reads it."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..maths import analysis, headsums
+from .result import SCHEMA_VERSION, ModelInfo, floats
+
+# JSON field -> the key `analysis.HEAD_KINDS` (and the grid) use, in the order the JSON lists them.
+STAT_FIELDS = {
+    "entropy": "entropy", "special": "special-token", "first_token": "first-token", "punctuation": "punctuation",
+    "previous_token": "previous-token", "self": "self", "next_token": "next-token",
+}
+# The fields added with corpus statistics, after the ones above, in JSON order.
+NEW_FIELDS = tuple(m for m in headsums.METRICS if m not in STAT_FIELDS)
+
+
+@dataclass(frozen=True)
+class NamedHead:
+    """A head that passes the threshold for one kind (`analysis.HEAD_KINDS`)."""
+
+    layer: int
+    head: int
+    kind: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Induction:
+    """How the induction score was measured: `sequences` prompts of `length` seeded random
+    tokens, each repeated once."""
+
+    seed: int
+    sequences: int
+    length: int
+
+
+@dataclass(frozen=True)
+class StatsResult:
+    """Per-head statistics over a corpus.
+
+    layers[l]: kind -> (heads,) mean, for `analysis.HEAD_KINDS` and "entropy" (the named-head
+    kinds). metrics: every field of `headsums.METRICS` -> (layers, heads) mean (NaN: no data).
+    histogram: (layers, heads, bins) counts of normalised row entropy on [0, 1].
+    """
+
+    model: ModelInfo
+    texts: int
+    tokens: int
+    threshold: float
+    layers: tuple[dict[str, np.ndarray], ...]
+    named: tuple[NamedHead, ...]
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    histogram: np.ndarray | None = None
+    options: headsums.DetectorOptions = headsums.NO_EXCLUSIONS
+    induction: Induction | None = None
+
+    def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
+        """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,))."""
+        masses = np.stack([self.layers[layer][k] for k in analysis.HEAD_KINDS])  # (kinds, heads)
+        best = masses.argmax(axis=0)
+        return [analysis.HEAD_KINDS[k] for k in best], masses[best, np.arange(masses.shape[1])]
+
+    def metric(self, name: str) -> np.ndarray:
+        """(layers, heads) means of one statistic (a JSON field name)."""
+        return self.metrics[name]
+
+    def sink(self) -> dict:
+        """Attention sinks (Gu et al.): the share of (head, text) pairs whose mean first-token
+        attention exceeds ε, overall and per layer; and the share of heads whose corpus mean does."""
+        rate = self.metrics["sink_rate"]
+        return {
+            "epsilon": headsums.SINK_EPSILON,
+            "fraction": floats(np.float32(rate.mean())),
+            "heads_over_epsilon": floats(np.float32((self.metrics["first_token"] > headsums.SINK_EPSILON).mean())),
+            "layers": floats(rate.mean(axis=1).astype(np.float32)),
+        }
+
+    def to_json(self) -> dict:
+        def head(layer: int, h: int) -> dict:
+            entry = {"head": h, **{name: floats(np.float32(self.layers[layer][key][h])) for name, key in STAT_FIELDS.items()}}
+            entry.update({name: floats(np.float32(self.metrics[name][layer, h])) for name in NEW_FIELDS})
+            entry["entropy_histogram"] = self.histogram[layer, h].tolist()
+            return entry
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": vars(self.model),
+            "texts": self.texts,
+            "tokens": self.tokens,
+            "threshold": self.threshold,
+            "detectors": {
+                "exclude_bos": self.options.exclude_bos,
+                "exclude_current_token": self.options.exclude_current_token,
+                "induction": None if self.induction is None else vars(self.induction),
+            },
+            "sink": self.sink(),
+            "layers": [{"layer": layer, "heads": [head(layer, h) for h in range(self.model.heads)]} for layer in range(len(self.layers))],
+            "named": [{"layer": n.layer, "head": n.head, "kind": n.kind, "value": floats(np.float32(n.value))} for n in self.named],
+        }
+
+    def to_csv(self) -> str:
+        """layer,head,statistic,value: one row per layer, head and statistic (METRICS order);
+        an empty value where a statistic has no data."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["layer", "head", "statistic", "value"])
+        for layer in range(len(self.layers)):
+            for h in range(self.model.heads):
+                for name in headsums.METRICS:
+                    value = floats(np.float32(self.metrics[name][layer, h]))
+                    writer.writerow([layer, h, name, "" if value is None else repr(value)])
+        return out.getvalue()
+
+
+def build_result(model: ModelInfo, sums: headsums.HeadSums, threshold: float, options: headsums.DetectorOptions, induction: Induction | None) -> StatsResult:
+    """Means of merged sums (corpus and, if measured, induction prompts) and the named heads."""
+    metrics = sums.means()
+    layers = tuple({key: metrics[name][layer] for name, key in STAT_FIELDS.items()} for layer in range(sums.layers))
+    named = [
+        NamedHead(layer, head, kind, value)
+        for layer, means in enumerate(layers)
+        for head, kind, value in analysis.classify_heads(means, threshold)
+    ]
+    named.sort(key=lambda n: -n.value)  # stable: ties keep layer order
+    return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction)
+
+
+def read_stats_document(source: str) -> dict:
+    """A saved `attn stats --json` document (a path, or `-` for stdin), checked enough to plot."""
+    import json
+    import sys
+
+    from ..errors import InputError
+
+    fix = "save one with: attn stats --file corpus.txt --json > stats.json"
+    try:
+        raw = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror or exc}", fix) from None
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{source} is not JSON", fix) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not isinstance(doc.get("model"), dict) or not doc["layers"]:
+        raise InputError(f"{source} is not an attn stats document (it has no layers)", fix)
+    return doc
+
+
+def metric_grid(doc: dict, metric: str) -> np.ndarray:
+    """(layers, heads) of one statistic from a stats document; NaN where it is null or absent
+    (a document from before the statistic existed)."""
+    from ..errors import InputError
+
+    if metric not in headsums.METRICS:
+        raise InputError(f"--metric {metric!r} is not a statistic", f"give one of {', '.join(headsums.METRICS)}")
+    rows = [[h.get(metric) for h in layer["heads"]] for layer in doc["layers"]]
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)

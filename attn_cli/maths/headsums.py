@@ -1,0 +1,253 @@
+"""Per-head statistics over a corpus as sums that merge by addition, and the head detectors.
+
+Every statistic is kept as a float64 sum per (layer, head) and a count, so any split of a
+corpus into shards, summed shard by shard and merged in any grouping, gives the same means as
+one pass (to float64 rounding). Memory is O(layers · heads · (metrics + bins)), whatever the
+corpus size. Two kinds of mean:
+
+- over query rows (every row of every text counts once): the attention masses, entropy;
+- over texts (one score per text, as TransformerLens averages over prompts): the detector
+  scores and the sink rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# --- Head detectors (TransformerLens' `head_detector`) ---------------------------------------
+# Head detectors as TransformerLens defines them (`transformer_lens.head_detector`), in NumPy.
+#
+# A detection pattern D (seq, seq) is the attention map an ideal head of a kind would have, 0/1
+# and lower-triangular. A head's score compares its map A (seq, seq) with D:
+#
+# - "mul": Σ A'·D / Σ A', where A' is A with the excluded cells zeroed: the share of the head's
+#   (remaining) attention that lands where the pattern says. 0 … 1.
+# - "abs": 1 − Σ |A − D|' / seq, the excluded cells of |A − D| zeroed: 1 minus the mean over
+#   rows of each row's L1 error. 1 is a perfect match, −1 a perfect mismatch.
+#
+# exclude_bos zeroes column 0 (attention to BOS / [CLS]); exclude_current_token the diagonal.
+# TransformerLens scores one prompt at a time and averages the scores over prompts; over a corpus
+# that mean is a sum of per-text scores and a count of texts, so it merges by addition.
+#
+# Differences from TransformerLens, on purpose: "abs" is not rounded to 3 decimals; and for a
+# bidirectional model (BERT) the map is not lower-triangular, which TransformerLens asserts
+# against: here its upper triangle counts as error under "abs" (the pattern puts 0 there) and
+# as attention the pattern misses under "mul".
+
+DETECTORS = ("previous-token", "duplicate-token", "induction")
+MEASURES = ("mul", "abs")
+
+
+def previous_token_pattern(seq: int) -> np.ndarray:
+    """D[i, i−1] = 1 for i ≥ 1: (seq, seq) float64."""
+    return np.eye(seq, k=-1)
+
+
+def duplicate_token_pattern(ids: np.ndarray) -> np.ndarray:
+    """D[i, j] = 1 where j < i and token j is the same token as i (an earlier copy): (seq, seq)."""
+    ids = np.asarray(ids)
+    same = ids[:, None] == ids[None, :]
+    return np.tril(same, k=-1).astype(np.float64)
+
+
+def induction_pattern(ids: np.ndarray) -> np.ndarray:
+    """D[i, j+1] = 1 where j < i is an earlier copy of token i, and j + 1 ≤ i: attend to the
+    token that followed the earlier copy. The duplicate pattern shifted one column right (the
+    first column 0), kept lower-triangular: (seq, seq)."""
+    duplicate = duplicate_token_pattern(ids)
+    shifted = np.zeros_like(duplicate)
+    shifted[:, 1:] = duplicate[:, :-1]
+    return np.tril(shifted)
+
+
+def patterns(ids: np.ndarray) -> dict[str, np.ndarray]:
+    """The detection pattern of each kind in DETECTORS for one token sequence (seq,)."""
+    seq = len(ids)
+    return {"previous-token": previous_token_pattern(seq), "duplicate-token": duplicate_token_pattern(ids), "induction": induction_pattern(ids)}
+
+
+def _excluded(x: np.ndarray, exclude_bos: bool, exclude_current_token: bool) -> np.ndarray:
+    """A copy of x (heads, seq, seq) with column 0 and/or the diagonal set to 0."""
+    x = np.array(x, dtype=np.float64)  # a copy: the caller's map stays as it was
+    if exclude_bos:
+        x[..., :, 0] = 0.0
+    if exclude_current_token:
+        seq = x.shape[-1]
+        x[..., np.arange(seq), np.arange(seq)] = 0.0
+    return x
+
+
+def score(weights: np.ndarray, pattern: np.ndarray, measure: str = "mul", exclude_bos: bool = False, exclude_current_token: bool = False) -> np.ndarray:
+    """Each head's detector score for one text: weights (heads, seq, seq), pattern (seq, seq)
+    -> (heads,) float64. See the module docstring for "mul" and "abs". Under "mul" a head whose
+    remaining attention is all excluded scores 0 (TransformerLens would divide 0 by 0)."""
+    if measure == "mul":
+        a = _excluded(weights, exclude_bos, exclude_current_token)
+        total = a.sum(axis=(-2, -1))
+        hits = (a * pattern).sum(axis=(-2, -1))
+        return np.divide(hits, total, out=np.zeros_like(total), where=total > 0)
+    if measure == "abs":
+        error = _excluded(np.abs(np.asarray(weights, dtype=np.float64) - pattern), exclude_bos, exclude_current_token)
+        return 1.0 - error.sum(axis=(-2, -1)) / weights.shape[-1]
+    raise ValueError(f"unknown measure {measure!r}; expected one of {MEASURES}")
+
+
+def repeated_random_tokens(vocab: np.ndarray, length: int, sequences: int, seed: int) -> np.ndarray:
+    """`sequences` rows of `length` tokens drawn uniformly (seeded) from `vocab` (ids), each row
+    then repeated once: (sequences, 2·length). The prompt TransformerLens' demos score induction
+    heads on: in the second half, an induction head attends to the token after the earlier copy."""
+    rng = np.random.default_rng(seed)
+    half = rng.choice(np.asarray(vocab), size=(sequences, length), replace=True)
+    return np.concatenate([half, half], axis=1)
+
+
+# --- Mergeable sums ----------------------------------------------------------------------------
+
+# JSON field names, in the order the JSON lists them. Pooled over query rows:
+ROW_METRICS = ("entropy", "entropy_normalised", "special", "first_token", "punctuation", "previous_token", "self", "next_token")
+# Pooled over texts (the sink rate, and the detectors scored on the corpus's own texts):
+TEXT_METRICS = ("sink_rate", "previous_token_mul", "previous_token_abs", "duplicate_token_mul", "duplicate_token_abs")
+# Scored on repeated random-token sequences, not on the corpus (see `repeated_random_tokens`):
+INDUCTION_METRICS = ("induction_mul", "induction_abs")
+METRICS = ROW_METRICS + TEXT_METRICS + INDUCTION_METRICS
+
+SINK_EPSILON = 0.3  # Gu et al.: a head is a sink on a text when its mean first-token attention exceeds ε
+HISTOGRAM_BINS = 10  # of each head's normalised row entropies, on [0, 1]
+
+LayerSums = dict[str, tuple[np.ndarray, int]]  # metric -> ((heads,) float64 sum, count)
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """TransformerLens' options of `detect_head`, applied to every detector score."""
+
+    exclude_bos: bool = False
+    exclude_current_token: bool = False
+
+
+NO_EXCLUSIONS = DetectorOptions()
+
+
+@dataclass
+class HeadSums:
+    """Sums (layers, heads) float64 and counts per metric, the histogram (layers, heads, bins)
+    int64 of normalised row entropy, and how many texts and tokens were added. `a.merge(b)`
+    adds b into a; `means()` divides."""
+
+    layers: int
+    heads: int
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    histogram: np.ndarray | None = None
+    texts: int = 0
+    tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for metric in METRICS:
+            self.sums.setdefault(metric, np.zeros((self.layers, self.heads), dtype=np.float64))
+            self.counts.setdefault(metric, 0)
+        if self.histogram is None:
+            self.histogram = np.zeros((self.layers, self.heads, HISTOGRAM_BINS), dtype=np.int64)
+
+    def add_layer(self, layer: int, parts: LayerSums, histogram: np.ndarray) -> None:
+        """Add one text's sums for one layer (from `layer_sums`). Counts are per metric and the
+        same in every layer, so they are taken from layer 0 only."""
+        for metric, (total, count) in parts.items():
+            self.sums[metric][layer] += total
+            if layer == 0:
+                self.counts[metric] += int(count)
+        self.histogram[layer] += histogram
+
+    def merge(self, other: HeadSums) -> HeadSums:
+        """Add `other` into this one (in place) and return it."""
+        if (other.layers, other.heads) != (self.layers, self.heads):
+            raise ValueError(f"cannot merge sums of {other.layers}×{other.heads} heads into {self.layers}×{self.heads}")
+        for metric in METRICS:
+            self.sums[metric] += other.sums[metric]
+            self.counts[metric] += other.counts[metric]
+        self.histogram += other.histogram
+        self.texts += other.texts
+        self.tokens += other.tokens
+        return self
+
+    def means(self) -> dict[str, np.ndarray]:
+        """metric -> (layers, heads) mean; NaN where a metric has no count (no text long
+        enough for it, or no induction run)."""
+        out = {}
+        for metric in METRICS:
+            count = self.counts[metric]
+            out[metric] = self.sums[metric] / count if count else np.full((self.layers, self.heads), np.nan)
+        return out
+
+
+def empty_like(sums: HeadSums) -> HeadSums:
+    return HeadSums(sums.layers, sums.heads)
+
+
+def _row_sums(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Σ over rows of the weight on the masked keys: (heads, seq, seq) -> (heads,)."""
+    return p[..., mask].sum(axis=(-2, -1))
+
+
+def layer_sums(
+    weights: np.ndarray,
+    ids: np.ndarray,
+    special: np.ndarray,
+    punctuation: np.ndarray,
+    visible: np.ndarray,
+    options: DetectorOptions = NO_EXCLUSIONS,
+) -> tuple[LayerSums, np.ndarray]:
+    """One text's sums for one layer, and its (heads, bins) histogram of normalised entropy.
+
+    weights (heads, seq, seq), the layer's full maps; ids (seq,) token ids; special, punctuation
+    bool (seq,); visible (seq,) int: how many keys row i may attend to (seq for an encoder,
+    i + 1 for a decoder, capped by a sliding window).
+    """
+    p = np.asarray(weights, dtype=np.float64)
+    heads, seq = p.shape[0], p.shape[-1]
+    log_p = np.log(p, out=np.zeros_like(p), where=p > 0)
+    entropy = np.clip(-(p * log_p).sum(axis=-1), 0.0, None)  # (heads, seq), nats
+    spread = visible > 1  # a row that sees one key has no choice: no normalised entropy
+    normalised = entropy[:, spread] / np.log(visible[spread])  # (heads, rows)
+    bins = np.clip((normalised * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)
+    histogram = np.zeros((heads, HISTOGRAM_BINS), dtype=np.int64)
+    np.add.at(histogram, (np.arange(heads)[:, None], bins), 1)
+
+    first = np.arange(seq) == 0
+    parts: LayerSums = {
+        "entropy": (entropy.sum(axis=-1), seq),
+        "entropy_normalised": (normalised.sum(axis=-1), int(spread.sum())),
+        "special": (_row_sums(p, special), seq),
+        "first_token": (_row_sums(p, first), seq),
+        "punctuation": (_row_sums(p, punctuation), seq),
+        "previous_token": (np.diagonal(p, -1, axis1=-2, axis2=-1).sum(axis=-1), max(seq - 1, 0)),
+        "self": (np.diagonal(p, 0, axis1=-2, axis2=-1).sum(axis=-1), seq),
+        "next_token": (np.diagonal(p, 1, axis1=-2, axis2=-1).sum(axis=-1), max(seq - 1, 0)),
+        "sink_rate": ((p[..., 0].mean(axis=-1) > SINK_EPSILON).astype(np.float64), 1),
+    }
+    if seq > 1:  # TransformerLens scores prompts of 2 tokens or more
+        found = patterns(ids)
+        for kind in ("previous-token", "duplicate-token"):
+            for measure in MEASURES:
+                s = score(p, found[kind], measure, options.exclude_bos, options.exclude_current_token)
+                parts[f"{kind.replace('-', '_')}_{measure}"] = (s, 1)
+    return parts, histogram
+
+
+def induction_sums(weights: np.ndarray, ids: np.ndarray, options: DetectorOptions = NO_EXCLUSIONS) -> LayerSums:
+    """One repeated random-token prompt's induction scores for one layer: (heads, seq, seq),
+    ids (seq,) -> metric -> ((heads,), 1)."""
+    pattern = induction_pattern(ids)
+    return {
+        f"induction_{m}": (score(weights, pattern, m, options.exclude_bos, options.exclude_current_token), 1) for m in MEASURES
+    }
+
+
+def visible_keys(seq: int, causal: bool, window: int | None = None) -> np.ndarray:
+    """(seq,) int: how many keys each query row sees."""
+    if not causal:
+        return np.full(seq, seq, dtype=np.int64)
+    seen = np.arange(1, seq + 1, dtype=np.int64)
+    return seen if window is None else np.minimum(seen, window)
