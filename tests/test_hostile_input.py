@@ -214,7 +214,7 @@ def test_help_shows_choices_extras_and_plain_usage():
     result = invoke("plot", "--help")
     text = " ".join(result.stdout.split())
     assert "attn-cli[plot]" in text and "heads|grid" in text and "top|weight|entropy" in text
-    assert "Usage: attn plot [OPTIONS] TEXT" in text
+    assert "Usage: attn plot [OPTIONS] [TEXT]" in text  # TEXT is optional with --stats
     assert "H|auto|mean|all" in invoke("inspect", "--help").stdout
 
 

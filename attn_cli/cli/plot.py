@@ -24,7 +24,7 @@ VIEWS = ("heads", "grid")
     )
 )
 def plot(
-    text: Annotated[Optional[str], typer.Argument(help="The text, or - to read it from stdin (not with --stats).", show_default=False)] = None,
+    text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (not with --stats).", show_default=False)] = None,
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")
     ] = None,
