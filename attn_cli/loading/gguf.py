@@ -147,7 +147,17 @@ class GGUFFile:
         return hashlib.sha256(self._mmap[: self.metadata_end]).hexdigest()
 
     def quantization(self) -> str:
-        """The ggml type of most of the weights (by bytes), e.g. "Q4_K"."""
+        """How the weights are stored: the file type llama.cpp recorded (e.g. "Q4_K_M"), else
+        the ggml type of most of the weights (by bytes)."""
+        from gguf import LlamaFileType
+
+        file_type = self.metadata.get("general.file_type")
+        try:
+            name = LlamaFileType(int(file_type)).name if file_type is not None else None
+        except ValueError:
+            name = None
+        if name and name != "GUESSED":
+            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
         by_type: dict[str, int] = {}
         for info in self.tensors.values():
             if len(info.shape) > 1:
@@ -373,3 +383,22 @@ def open_gguf(path: Path) -> tuple[dict, GGUFFile, GGUFWeights]:
     file = GGUFFile(path)
     config = config_from_metadata(file)
     return config, file, GGUFWeights(file, file.architecture, config)
+
+
+@dataclass(frozen=True)
+class GGUFSummary:
+    """What `attn models` says of a GGUF file, read from its header only."""
+
+    architecture: str
+    layers: int
+    heads: int
+    quantization: str
+    size_bytes: int
+
+
+def summarize(path: Path) -> GGUFSummary:
+    """Architecture, layers × heads, quantization and size of a GGUF file (ModelError if attn
+    cannot use it). Neither the weights nor the tokenizer are read."""
+    file = GGUFFile(path)
+    config = config_from_metadata(file)
+    return GGUFSummary(config["model_type"], config["num_hidden_layers"], config["num_attention_heads"], file.quantization(), path.stat().st_size)
