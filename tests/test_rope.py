@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_cli.maths import rope, sleef
+from attn_cli.maths import rope
 from attn_cli.maths.ops import rope_angles
 from attn_cli.models import llama
 
@@ -51,17 +51,17 @@ def test_cos_sin_up_to_8192_positions(case):
 
 
 def test_numpy_pow_alone_is_not_enough():
-    """Why sleef.py exists: NumPy's float32 pow misses some of torch's frequencies."""
+    """Why the SLEEF emulation exists: NumPy's float32 pow misses some of torch's frequencies."""
     exponents = np.arange(0, 64, 2).astype(np.float32) / np.float32(64)
     naive = np.float32(1) / np.power(np.float32(1e5), exponents)
     assert (naive != REF["inv_freq_1"]).any()
-    assert not (np.float32(1) / sleef.powf(1e5, exponents) != REF["inv_freq_1"]).any()
+    assert not (np.float32(1) / rope.sleef_powf(1e5, exponents) != REF["inv_freq_1"]).any()
 
 
 def test_fma_rounds_once():
     """(1 + 2^-12)² = 1 + 2^-11 + 2^-24 is halfway between two float32; a tiny c decides the
     direction. float64 loses c, and its tie would round to even (down) either way."""
     a = np.float32(1 + 2**-12)
-    assert sleef.fma(a, a, np.float32(2**-80)) == np.float32(1 + 2**-11 + 2**-23)
-    assert sleef.fma(a, a, np.float32(-(2**-80))) == np.float32(1 + 2**-11)
-    assert sleef.fma(np.float32(3), np.float32(5), np.float32(-15)) == 0
+    assert rope.fma(a, a, np.float32(2**-80)) == np.float32(1 + 2**-11 + 2**-23)
+    assert rope.fma(a, a, np.float32(-(2**-80))) == np.float32(1 + 2**-11)
+    assert rope.fma(np.float32(3), np.float32(5), np.float32(-15)) == 0

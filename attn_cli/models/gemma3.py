@@ -75,7 +75,7 @@ def spec(config: dict) -> ModelSpec:
     window = int(c["sliding_window"])
     heads = c["num_attention_heads"]
     return ModelSpec(
-        model_type="gemma3_text",
+        model_type=config["model_type"],  # gemma3 for an image+text checkpoint: its text model is what runs
         layers=c["num_hidden_layers"],
         heads=heads,
         kv_heads=c.get("num_key_value_heads") or heads,
