@@ -14,14 +14,12 @@ Keys, for case i: `theta_<i>`, `head_dim_<i>`, `rope_<i>` (a JSON string of rope
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
+from reference import save_npz, versions_string
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
@@ -38,7 +36,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     positions = np.unique(np.concatenate([np.arange(32), np.arange(4064, 4128), np.arange(8160, 8192), rng.integers(0, SEQ, 64)]))
     arrays = {"positions": positions.astype(np.int64), "cpu": np.array(torch.backends.cpu.get_cpu_capability()),
-              "versions": np.array(f"torch={torch.__version__.split('+')[0]} transformers={transformers.__version__}")}
+              "versions": np.array(versions_string())}
     for i, (theta, dim, extra) in enumerate(CASES):
         rope = {"rope_type": "default", "rope_theta": theta} | extra
         config = LlamaConfig(hidden_size=dim * 4, num_attention_heads=4, head_dim=dim, max_position_embeddings=SEQ, rope_parameters=rope)
@@ -50,13 +48,7 @@ def main() -> None:
             f"inv_freq_{i}": emb.inv_freq.numpy().copy(),
             f"cos_{i}": cos[0, positions].numpy().copy(), f"sin_{i}": sin[0, positions].numpy().copy(),
         }
-    with zipfile.ZipFile(OUT, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
-            zf.writestr(info, buf.getvalue())
+    save_npz(OUT, arrays)
     print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB)")
 
 
