@@ -28,7 +28,7 @@ def model_info(model: Model) -> ModelInfo:
     s = model.spec
     return ModelInfo(
         model.name, str(model.path), s.model_type, s.layers, s.heads, s.kv_heads, s.head_dim, s.hidden,
-        s.max_positions, s.causal, s.sliding_window, s.rotary, s.layer_windows,
+        s.max_positions, s.causal, s.sliding_window, s.rotary, s.layer_windows, s.scale,
     )
 
 

@@ -33,6 +33,7 @@ class ModelInfo:
     sliding_window: int | None
     rotary: bool
     layer_windows: tuple[int | None, ...] | None = None  # per layer: its window, or None for a global layer (Gemma 3)
+    scale: float | None = None  # the factor on Q·K: 1/√head_dim, or Gemma's query_pre_attn_scalar^-½
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,15 @@ def _token_label(result: InspectResult, index: int) -> Text:
     return Text(f"  {unit.text}", style="dim" if unit.special else "")
 
 
+def _scale_divisor(result: InspectResult) -> int | float:
+    """s in Q·K/√s: head_dim, unless the model scales by something else (Gemma 3)."""
+    scale = result.model.scale
+    if scale is None or abs(scale * result.model.head_dim**0.5 - 1) < 1e-6:
+        return result.model.head_dim
+    s = 1 / scale**2
+    return round(s) if abs(s - round(s)) < 1e-3 else round(s, 2)
+
+
 def _layer_kind(result: InspectResult, layer: LayerResult) -> str:
     """For models whose layers differ (Gemma 3): whether this one slides or sees everything."""
     if result.model.layer_windows is None:
@@ -104,7 +113,7 @@ class _Step2:
         result, layer, head = self.result, self.layer, self.head
         norms = head.value_norms is not None
         scored = head.scores is not None or result.level == "token"  # words have no score columns
-        headers = ["#", result.level] + (["Q·K", f"Q·K/√{result.model.head_dim}"] if scored else []) + ["weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
+        headers = ["#", result.level] + (["Q·K", f"Q·K/√{_scale_divisor(result)}"] if scored else []) + ["weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
         top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
         rows, weights = [], []
         for group in _row_groups(result, layer):
@@ -313,7 +322,8 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
                 parts.append(step1)
             gap = "\n" if head.steps is not None else ""
             what = "Q·K (after RoPE)" if m.rotary else "Q·K"
-            title = f"Step 2 · scores {what}, scaled by √d_k, softmax → weights"
+            by = "√d_k" if _scale_divisor(result) == m.head_dim else "√query_pre_attn_scalar"
+            title = f"Step 2 · scores {what}, scaled by {by}, softmax → weights"
             if result.level == "word":
                 title = "Step 2 · softmax weights, summed per word (words have no single score)"
             parts.append(Text(gap + title, style="bold underline"))
