@@ -104,9 +104,9 @@ def main() -> int:
         if "transformers" in runs:
             ratio = statistics.median(x.wall for x in runs["attn"]) / statistics.median(x.wall for x in runs["transformers"])
             rss = max(x.maxrss_mib for x in runs["attn"])
-            verdict = "" if name != "smollm2" else (
-                f" ({'PASS' if ratio <= TARGET_RATIO else 'MISS'} ≤ {TARGET_RATIO}×; RSS {'PASS' if rss <= TARGET_RSS_MIB else 'MISS'} ≤ {TARGET_RSS_MIB:.0f} MiB)"
-            )
+            time_ok = "PASS" if ratio <= TARGET_RATIO else "MISS"
+            rss_ok = "PASS" if rss <= TARGET_RSS_MIB else "MISS"
+            verdict = "" if name != "smollm2" else f" ({time_ok} ≤ {TARGET_RATIO}×; RSS {rss_ok} ≤ {TARGET_RSS_MIB:.0f} MiB)"
             notes.append(f"{name}: attn / transformers time = {ratio:.3f}×, attn peak RSS {rss:.0f} MiB{verdict}")
     header = ["model", "command", "median s", "IQR s", "peak RSS MiB"]
     info = machine_info(ref_info, load_start, [("runs", f"{args.runs} per command and model, after 1 warm-up")])

@@ -158,7 +158,8 @@ def save_model(spec: Spec, model: torch.nn.Module, dest: Path, seed: int) -> Non
     to_save = model
     if spec.save_class == "Gemma3ForConditionalGeneration":  # the text model inside an image+text checkpoint
         torch.manual_seed(seed + 1000)  # the vision tower and projector keep their (seeded) initial weights
-        to_save = transformers.Gemma3ForConditionalGeneration._from_config(gemma3_multimodal_config(model.config), attn_implementation="eager", dtype=torch.float32)
+        config = gemma3_multimodal_config(model.config)
+        to_save = transformers.Gemma3ForConditionalGeneration._from_config(config, attn_implementation="eager", dtype=torch.float32)
         to_save.model.language_model.load_state_dict(model.state_dict(), strict=True)
     elif spec.save_class is not None:
         cls = getattr(transformers, spec.save_class)

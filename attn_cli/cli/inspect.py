@@ -131,7 +131,11 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
 
 @app.command(
     rich_help_panel="Models",
-    epilog="[bold]Examples[/bold]\n\n  attn models\n\n  attn models ~/models/*.gguf\n\n  HF_HOME=/data/hf attn models --json | jq -r '.models[] | select(.usable) | .name'")
+    epilog=(
+        "[bold]Examples[/bold]\n\n  attn models\n\n  attn models ~/models/*.gguf\n\n"
+        "  HF_HOME=/data/hf attn models --json | jq -r '.models[] | select(.usable) | .name'"
+    ),
+)
 def models(
     paths: Annotated[list[str] | None, typer.Argument(help="Model folders or .gguf files to describe too.", show_default=False)] = None,
     as_json: JsonOption = False,

@@ -345,7 +345,9 @@ def config_from_metadata(file: GGUFFile) -> dict:
     scaling = m.get(f"{arch}.rope.scaling.type")
     if scaling not in (None, "none"):
         if scaling != "linear":
-            raise ModelError(f"{file.path.name} uses RoPE scaling {scaling!r}, which attn does not support for GGUF", "use a model with linear or no RoPE scaling")
+            raise ModelError(
+                f"{file.path.name} uses RoPE scaling {scaling!r}, which attn does not support for GGUF", "use a model with linear or no RoPE scaling"
+            )
         rope |= {"rope_type": "linear", "factor": float(get("rope.scaling.factor"))}
     if "rope_freqs.weight" in file.tensors:
         raise ModelError(

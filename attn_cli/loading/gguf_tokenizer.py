@@ -66,7 +66,9 @@ def build_tokenizer(metadata: dict, architecture: str, filename: str = "the GGUF
     elif kind == "llama":
         tokenizer, add_bos_default = _sentencepiece(metadata, tokens), True
     else:
-        raise ModelError(f"{filename} has a tokenizer of type {kind!r}, which attn cannot rebuild (supported: gpt2, llama)", "use a model folder with tokenizer.json")
+        raise ModelError(
+            f"{filename} has a tokenizer of type {kind!r}, which attn cannot rebuild (supported: gpt2, llama)", "use a model folder with tokenizer.json"
+        )
     # As the file spells them: Gemma's respelled space runs are not added tokens.
     _add_special_tokens(tokenizer, tokens, types, byte_level=kind == "gpt2")
     _set_post_processor(tokenizer, metadata, tokens, add_bos_default)

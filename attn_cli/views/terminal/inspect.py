@@ -316,7 +316,8 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
         for head_id in layer.focus:
             head = layer.head(head_id)
             chosen = " — chosen by --head auto: attends most to other words" if layer.auto_head is not None else ""
-            parts.append(Text(f"\nLayer {layer.layer} of 0–{m.layers - 1}{_layer_kind(result, layer)} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}", style="bold"))
+            where = f"Layer {layer.layer} of 0–{m.layers - 1}{_layer_kind(result, layer)}"
+            parts.append(Text(f"\n{where} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}", style="bold"))
             if head.steps is not None:
                 step1, step3 = steps_view(result, layer, head, head.steps)
                 parts.append(step1)
