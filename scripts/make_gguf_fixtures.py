@@ -33,15 +33,11 @@ It writes tests/fixtures/gguf/<model>.npz (np.load-able without pickle; fixed zi
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
+from reference import capture, save_npz, versions_string
 from transformers import AutoModel, AutoTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -80,32 +76,6 @@ LONG_ROWS = {"smollm2": (0, 300, 520), "gemma3": (0, 100, 511, 512, 513, 560)}
 MODULES = {"smollm2": "llama", "gemma3": "gemma3"}
 
 
-@contextlib.contextmanager
-def capture(module_name: str):
-    """Record q, k, v as they enter `eager_attention_forward`, and q, k before RoPE."""
-    mod = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
-    rec: dict[str, list] = {k: [] for k in ("q", "k", "v", "q_pre_rope", "k_pre_rope", "scaling")}
-    eager, rope = mod.eager_attention_forward, mod.apply_rotary_pos_emb
-
-    def eager_spy(module, query, key, value, attention_mask, *args, **kwargs):
-        rec["q"].append(query[0].detach().clone())
-        rec["k"].append(key[0].detach().clone())
-        rec["v"].append(value[0].detach().clone())
-        rec["scaling"].append(kwargs.get("scaling"))
-        return eager(module, query, key, value, attention_mask, *args, **kwargs)
-
-    def rope_spy(q, k, cos, sin, *args, **kwargs):
-        rec["q_pre_rope"].append(q[0].detach().clone())
-        rec["k_pre_rope"].append(k[0].detach().clone())
-        return rope(q, k, cos, sin, *args, **kwargs)
-
-    mod.eager_attention_forward, mod.apply_rotary_pos_emb = eager_spy, rope_spy
-    try:
-        yield rec
-    finally:
-        mod.eager_attention_forward, mod.apply_rotary_pos_emb = eager, rope
-
-
 def query_rows(seq: int, name: str, long: bool) -> np.ndarray:
     if long:
         return np.array([r for r in LONG_ROWS[name] if r < seq] + [seq - 1], dtype=np.int64)
@@ -138,20 +108,8 @@ def make(name: str, path: Path) -> dict[str, np.ndarray]:
             for key in ("q", "k", "v", "q_pre_rope", "k_pre_rope"):
                 arrays[key] = torch.stack(rec[key])[:, :, pos, :].numpy().copy()
             arrays["scaling"] = np.float32(rec["scaling"][0])
-    arrays["versions"] = np.array(f"torch={torch.__version__.split('+')[0]} transformers={transformers.__version__}")
+    arrays["versions"] = np.array(versions_string())
     return arrays
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez_compressed with fixed zip timestamps, so that re-runs give the same bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
-            zf.writestr(info, buf.getvalue())
 
 
 def main() -> None:
@@ -164,6 +122,7 @@ def main() -> None:
     torch.manual_seed(0)
     for name in args.only or sorted(MODULES):
         target = args.out / f"{name}.npz"
+        target.parent.mkdir(parents=True, exist_ok=True)
         save_npz(target, make(name, getattr(args, name).resolve()))
         print(f"wrote {target} ({target.stat().st_size / 1e6:.2f} MB)")
 
