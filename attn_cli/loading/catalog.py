@@ -51,7 +51,7 @@ def _check(name: str, source: str, model: str | None) -> ModelEntry:
 
 def _check_gguf(name: str, source: str, path: Path) -> ModelEntry:
     """A GGUF file from its header alone (its tokenizer is neither read nor built)."""
-    from .gguf import summarize
+    from .gguf_config import summarize
 
     try:
         g = summarize(path)

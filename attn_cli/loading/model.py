@@ -188,7 +188,7 @@ def _load(model, release_weights: bool) -> Model:
 
 def _load_gguf(name: str, path: Path, release_weights: bool) -> Model:
     """A GGUF model: config from its metadata into the same architecture code as a folder's."""
-    from .gguf import open_gguf
+    from .gguf_config import open_gguf
     from .gguf_tokenizer import gguf_tokenizer
 
     config, file, weights = open_gguf(path)
