@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths.ops import apply_rope, gelu_tanh, linear, merge_heads, rope_angles, split_heads
 from . import llama
-from .base import LayerTrace, ModelSpec, Weights, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
 
 WEIGHT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 SLIDING, GLOBAL = "sliding_attention", "full_attention"
@@ -29,7 +29,10 @@ DEFAULT_THETA = {GLOBAL: 1_000_000.0, SLIDING: 10_000.0}
 def text_config(config: dict) -> dict:
     """The text model's settings, with Gemma3TextConfig's defaults for what is left out."""
     if config.get("model_type") == "gemma3":
-        config = dict(config.get("text_config") or {}, model_type="gemma3_text")
+        text = config.get("text_config")
+        if not isinstance(text, dict):
+            raise ModelError("config.json: a gemma3 checkpoint has no text_config object", "re-download config.json")
+        config = dict(text, model_type="gemma3_text")
     defaults = {
         "head_dim": 256, "rms_norm_eps": 1e-6, "query_pre_attn_scalar": 256, "sliding_window": 4096,
         "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 131_072,
@@ -49,7 +52,7 @@ def rope_parameters(c: dict, kind: str) -> dict:
     """RoPE settings of one layer type: transformers 5's `rope_parameters[kind]`, or 4's
     `rope_theta` / `rope_local_base_freq`, with `rope_scaling` on the global layers."""
     params = c.get("rope_parameters") or {}
-    if kind in params:
+    if isinstance(params, dict) and kind in params:
         params = dict(params[kind] or {})
     elif kind == GLOBAL:
         params = dict(c.get("rope_scaling") or {}) | {"rope_theta": c.get("rope_theta", DEFAULT_THETA[GLOBAL])}
@@ -60,33 +63,38 @@ def rope_parameters(c: dict, kind: str) -> dict:
 
 
 def spec(config: dict) -> ModelSpec:
-    c = text_config(config)
-    if c["hidden_activation"] not in ("gelu_pytorch_tanh", "gelu_tanh"):
-        raise ModelError(f"hidden_activation {c['hidden_activation']!r} is not supported for Gemma 3", "use a model with gelu_pytorch_tanh")
-    if c.get("attn_logit_softcapping") is not None:
+    t = text_config(config)
+    c = ConfigValues(t)
+    c.choice("hidden_activation", ("gelu_pytorch_tanh", "gelu_tanh"), what="Gemma 3 hidden_activation")
+    if t.get("attn_logit_softcapping") is not None:
         raise ModelError("attention logit soft-capping is not supported", "use a Gemma 3 model without attn_logit_softcapping")
-    if c.get("use_bidirectional_attention"):
+    if c.boolean("use_bidirectional_attention", False):
         raise ModelError("bidirectional Gemma 3 (an embedding model) is not supported", "use a causal Gemma 3 model")
-    kinds = layer_types(c)
-    if len(kinds) != c["num_hidden_layers"] or set(kinds) - {SLIDING, GLOBAL}:
-        raise ModelError("config.json's layer_types does not give sliding or full attention for every layer", "re-download config.json")
+    layers, hidden, heads = c.integer("num_hidden_layers"), c.integer("hidden_size"), c.integer("num_attention_heads")
+    c.integer("sliding_window_pattern", 6)
+    kinds = layer_types(t)
+    if len(kinds) != layers or set(kinds) - {SLIDING, GLOBAL}:
+        raise ModelError(
+            f"config.json: layer_types does not give sliding_attention or full_attention for each of the {layers} layers", "re-download config.json"
+        )
+    c.number("rms_norm_eps")
+    window = c.integer("sliding_window", high=MAX_POSITIONS)
+    dim = head_dim(c, hidden, heads)
     for kind in set(kinds):
-        llama.rope_frequencies({"rope_parameters": rope_parameters(c, kind)}, c["head_dim"])  # refuse bad RoPE now
-    window = int(c["sliding_window"])
-    heads = c["num_attention_heads"]
+        llama.rope_frequencies({"rope_parameters": rope_parameters(t, kind)}, dim)  # refuse bad RoPE now, not mid-run
     return ModelSpec(
-        model_type=config["model_type"],  # gemma3 for an image+text checkpoint: its text model is what runs
-        layers=c["num_hidden_layers"],
+        model_type=ConfigValues(config).string("model_type"),  # gemma3 for an image+text checkpoint: its text model is what runs
+        layers=layers,
         heads=heads,
-        kv_heads=c.get("num_key_value_heads") or heads,
-        head_dim=c["head_dim"],
-        hidden=c["hidden_size"],
-        max_positions=c["max_position_embeddings"],
+        kv_heads=c.integer("num_key_value_heads", heads),
+        head_dim=dim,
+        hidden=hidden,
+        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
         causal=True,
         sliding_window=window,
         rotary=True,
         layer_windows=tuple(window if kind == SLIDING else None for kind in kinds),
-        query_scale=float(c["query_pre_attn_scalar"]) ** -0.5,
+        query_scale=c.number("query_pre_attn_scalar") ** -0.5,
     )
 
 
