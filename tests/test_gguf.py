@@ -210,3 +210,17 @@ def test_unknown_architecture_and_unsupported_quantization(tmp_path):
     p = attn("inspect", TEXT, "-q", "cat", "-m", str(path))
     assert p.returncode == ExitStatus.MODEL and "Q8_1" in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_garbled_metadata_is_a_model_error(tmp_path):
+    """A count stored as a string is named, not a traceback."""
+    path = write_gguf(tmp_path / "m.gguf", "qwen2")
+    data = path.read_bytes()
+    key = b"qwen2.block_count"
+    at = data.index(key) + len(key)
+    assert data[at : at + 4] == (4).to_bytes(4, "little")  # uint32 type
+    path.write_bytes(data[:at] + (5).to_bytes(4, "little") + data[at + 4 :])  # now read as int32: fine
+    assert load_model(path).spec.layers == 2
+    path.write_bytes(data[:at] + (6).to_bytes(4, "little") + data[at + 4 :])  # float32: 2.8e-45 layers
+    p = attn("inspect", TEXT, "-q", "cat", "-m", str(path))
+    assert p.returncode == ExitStatus.MODEL and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -98,10 +98,18 @@ def _int_or_none(value) -> int | None:
     return None if value is None else int(value)
 
 
+def checked_config(file: GGUFFile) -> dict:
+    """`config_from_metadata`, with metadata of the wrong type (a string for a count) a ModelError."""
+    try:
+        return config_from_metadata(file)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ModelError(f"{file.path.name} has garbled metadata ({exc})", "re-download the file, or re-convert it with a current llama.cpp") from None
+
+
 def open_gguf(path: Path) -> tuple[dict, GGUFFile, GGUFWeights]:
     """(config, file, weights) of a GGUF model file."""
     file = GGUFFile(path)
-    config = config_from_metadata(file)
+    config = checked_config(file)
     return config, file, GGUFWeights(file, file.architecture, config)
 
 
@@ -120,5 +128,5 @@ def summarize(path: Path) -> GGUFSummary:
     """Architecture, layers × heads, quantization and size of a GGUF file (ModelError if attn
     cannot use it). Neither the weights nor the tokenizer are read."""
     file = GGUFFile(path)
-    config = config_from_metadata(file)
+    config = checked_config(file)
     return GGUFSummary(config["model_type"], config["num_hidden_layers"], config["num_attention_heads"], file.quantization(), path.stat().st_size)
