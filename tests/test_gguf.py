@@ -16,6 +16,7 @@ from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize, quantize
 from gguf_helpers import TINY, packaged_gguf, write_gguf
 from helpers import attn, validate
+from option_registry import covers
 
 from attn_cli.exit_status import ExitStatus
 from attn_cli.loading.gguf import GGUFFile
@@ -224,3 +225,21 @@ def test_garbled_metadata_is_a_model_error(tmp_path):
     path.write_bytes(data[:at] + (6).to_bytes(4, "little") + data[at + 4 :])  # float32: 2.8e-45 layers
     p = attn("inspect", TEXT, "-q", "cat", "-m", str(path))
     assert p.returncode == ExitStatus.MODEL and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+@covers("models PATHS")
+def test_models_describes_gguf_files_given_as_paths(tmp_path, schema):
+    good = write_gguf(tmp_path / "tiny.gguf", "qwen2", Q.Q8_0)
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + b"\0" * 4)  # version 3, then nothing whole
+    p = attn("models", str(good), str(broken), "--json", env={"HF_HOME": str(tmp_path)})
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc, schema, "models")
+    entries = {m["name"]: m for m in doc["models"] if m["source"] == "path"}
+    assert entries[str(good)] | {"problem": None} == entries[str(good)]
+    assert (entries[str(good)]["architecture"], entries[str(good)]["layers"], entries[str(good)]["heads"]) == ("qwen2", 2, 4)
+    assert entries[str(good)]["quantization"] == "Q8_0" and entries[str(good)]["size_bytes"] == good.stat().st_size
+    assert entries[str(broken)]["usable"] is False and "ends inside its header" in entries[str(broken)]["problem"]
+    screen = attn("models", str(good), env={"HF_HOME": str(tmp_path), "COLUMNS": "200"}).stdout
+    assert "qwen2 · 2 layers × 4 heads · Q8_0" in screen
