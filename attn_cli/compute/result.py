@@ -221,7 +221,10 @@ def document_header(model: ModelInfo, tok: Tokenization) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "model": vars(model)
-        | {"layer_windows": None if model.layer_windows is None else list(model.layer_windows), "scale": floats(None if model.scale is None else np.float32(model.scale))},
+        | {
+            "layer_windows": None if model.layer_windows is None else list(model.layer_windows),
+            "scale": floats(None if model.scale is None else np.float32(model.scale)),
+        },
         "text": tok.text,
         "tokens": tokens_json(tok.tokens),
         "words": words_json(tok.words),
