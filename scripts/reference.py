@@ -93,21 +93,24 @@ def allowed_mask(seq: int, causal: bool, window: int | None) -> np.ndarray:
     return allowed
 
 
-def check_reference(name: str, causal: bool, window: int | None, arrays: dict, masks: list) -> dict[str, float]:
+def check_reference(name: str, causal: bool, window, arrays: dict, masks: list) -> dict[str, float]:
     """Sanity checks of recorded attention: rows sum to 1, masked keys get 0, and softmax(q·k·scaling)
-    recomputed from the recorded q and k equals the recorded weights."""
+    recomputed from the recorded q and k equals the recorded weights. `window`: None, a window
+    for every layer, or a tuple of per-layer windows (None for a global layer, as in Gemma 3)."""
     att = arrays["attentions"].astype(np.float64)
     layers, heads, seq, _ = att.shape
-    allowed = allowed_mask(seq, causal, window)
-    for m in masks:
+    windows = window if isinstance(window, tuple) else (window,) * layers
+    allowed = np.stack([allowed_mask(seq, causal, w) for w in windows])[:, None]  # (layers, 1, q, kv)
+    for layer, m in enumerate(masks):
         if m is None:
             assert not causal, name
         else:
             m = m.numpy()
-            assert np.array_equal(m == 0, allowed), f"{name}: captured mask differs from the documented rule"
-            assert np.all(m[~allowed] == np.finfo(np.float32).min), name
+            assert np.array_equal(m == 0, allowed[layer, 0]), f"{name}: captured mask differs from the documented rule"
+            assert np.all(m[~allowed[layer, 0]] == np.finfo(np.float32).min), name
     row_sum_dev = float(np.abs(att.sum(-1) - 1.0).max())
-    masked_max = float(np.abs(att[..., ~allowed]).max()) if (~allowed).any() else 0.0
+    allowed = np.broadcast_to(allowed, att.shape)
+    masked_max = float(np.abs(att[~allowed]).max()) if (~allowed).any() else 0.0
 
     q = arrays["q"].astype(np.float64)
     k = arrays["k"].astype(np.float64)
@@ -123,7 +126,7 @@ def check_reference(name: str, causal: bool, window: int | None, arrays: dict, m
 
     # typical peakiness: row maxima over rows that can see >= 4 keys
     rows = allowed.sum(-1) >= 4
-    row_max = att.max(-1)[..., rows]
+    row_max = att.max(-1)[rows]
     return {
         "row_sum_dev": row_sum_dev,
         "masked_max": masked_max,

@@ -192,6 +192,35 @@ def config_qwen3(tok: Tokenizer):
     )
 
 
+def config_gemma3(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    common = _llama_family_common(tok)
+    del common["hidden_act"]
+    return transformers.Gemma3TextConfig(
+        **common,
+        head_dim=24,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-6,
+        query_pre_attn_scalar=20,  # != head_dim, so that the scaling is tested
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+        },
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=0,
+    )
+
+
+def gemma3_multimodal_config(text_config) -> transformers.PretrainedConfig:
+    """A Gemma 3 (image + text) checkpoint around the tiny text model, with a tiny vision tower."""
+    vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=8)
+    return transformers.Gemma3Config(text_config=text_config.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4)
+
+
 @dataclass
 class Spec:
     name: str
@@ -207,6 +236,7 @@ class Spec:
     rope: bool = False
     causal: bool = False
     sliding_window: int | None = None
+    layer_windows: tuple[int | None, ...] | None = None  # per layer, when layers differ (Gemma 3)
     token_types: bool = False
     position_offset: int = 0  # position_ids = arange(seq) + position_offset
 
@@ -230,4 +260,9 @@ SPECS: list[Spec] = [
     Spec("mistral", "llama-bpe", config_mistral, "MistralModel", "mistral", rope=True, causal=True, sliding_window=4),
     Spec("qwen2", "qwen-bpe", config_qwen2, "Qwen2Model", "qwen2", save_class="Qwen2ForCausalLM", rope=True, causal=True),
     Spec("qwen3", "qwen-bpe", config_qwen3, "Qwen3Model", "qwen3", rope=True, causal=True),
+    Spec("gemma3", "llama-bpe", config_gemma3, "Gemma3TextModel", "gemma3", rope=True, causal=True, layer_windows=(4, None)),
+    Spec(
+        "gemma3-multimodal", "llama-bpe", config_gemma3, "Gemma3TextModel", "gemma3", source="gemma3",
+        save_class="Gemma3ForConditionalGeneration", rope=True, causal=True, layer_windows=(4, None),
+    ),
 ]

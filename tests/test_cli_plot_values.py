@@ -81,15 +81,21 @@ def test_png_pixels_are_the_weights_colours(tmp_path):
     out = tmp_path / "p.png"
     invoke("plot", str(r["text"]), "-m", str(TINY / "gpt2"), "-i", "3", "--layer", "1", "-o", str(out))
     want = np.column_stack([r["attentions"][1, :, 3].T, r["attentions"][1, :, 3].mean(axis=0)])  # (tokens, heads + mean)
-    # Only the geometry is taken from the figure: where each cell's centre lands in the image.
-    centres = cell_centres(heatmap_figure(want, ["a"] * 4, ["0", "1", "2", "3", "mean"], 'gpt2 · layer 1: weights of "." in every head', {3}))
+    # Only the geometry is taken from the figure: where each cell's centre lands in the image
+    # (with the plot's own row labels, whose width sets the left margin).
+    from attn_cli.loading.model import load_model
+    from attn_cli.loading.tokenizer import tokenize
+
+    labels = [t.text for t in tokenize(load_model(TINY / "gpt2").tokenizer, str(r["text"])).tokens]
+    centres = cell_centres(heatmap_figure(want, labels, ["0", "1", "2", "3", "mean"], 'gpt2 · layer 1: weights of "." in every head', {3}))
     with Image.open(out) as im:
         image = np.asarray(im.convert("RGB")).astype(int)
     assert abs(image.shape[1] - 2 * centres[0, 0, 0]) > 0  # the figure really was laid out
+    step = np.array([centres[0, 1, 0] - centres[0, 0, 0], centres[1, 0, 1] - centres[0, 0, 1]])  # one cell, in pixels
     spread = 0
     for t in range(4):
         for c in range(5):
-            x, y = centres[t, c]
+            x, y = centres[t, c] - 0.3 * step  # off the centre, where the cell's number is drawn
             pixel = image[int(y), int(x)]
             assert np.abs(pixel - np.array(heat_rgb(want[t, c]))).max() <= 12, (t, c, pixel, heat_rgb(want[t, c]))
             spread = max(spread, abs(want[t, c] - want[0, 0]))

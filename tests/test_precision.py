@@ -27,12 +27,14 @@ def test_silu_of_very_negative_inputs_is_minus_zero_without_a_warning():
 
 def test_rope_angles_are_float32_products_at_long_positions():
     """cos/sin of float32(position)·float32(inv_freq), written out here; at position ~4,000
-    a float64 product rounds differently, so this pins the float32 one."""
+    a float64 product rounds differently, so this pins the float32 one. (The cos and sin of
+    those float32 angles are rounded correctly, from float64: see tests/test_rope.py.)"""
     inv_freq = (1.0 / 10000.0 ** (np.arange(0, 64, 2, dtype=np.float32) / np.float32(64))).astype(np.float32)
     cos, sin = ops.rope_angles(inv_freq, 4096)
     angles32 = np.arange(4096, dtype=np.float32)[:, None] * inv_freq[None, :]
     assert cos.dtype == sin.dtype == np.float32 and cos.shape == (4096, 64)
-    assert np.array_equal(cos[:, :32], np.cos(angles32)) and np.array_equal(sin[:, 32:], np.sin(angles32))
+    exact = angles32.astype(np.float64)
+    assert np.array_equal(cos[:, :32], np.cos(exact).astype(np.float32)) and np.array_equal(sin[:, 32:], np.sin(exact).astype(np.float32))
     angles64 = np.arange(4096, dtype=np.float64)[:, None] * inv_freq.astype(np.float64)[None, :]
     assert not np.array_equal(np.cos(angles64).astype(np.float32), np.cos(angles32))  # the test can tell them apart
 

@@ -53,7 +53,10 @@ ModelOption = Annotated[
     Optional[str],
     typer.Option(
         "--model", "-m",
-        help="Model folder (config.json, tokenizer.json, model.safetensors) or hub name org/name. Default: $ATTN_MODEL, else the bundled all-MiniLM-L6-v2.",
+        help=(
+            "Model folder (config.json, tokenizer.json, model.safetensors), .gguf file, packaged model (smollm2, gemma3) "
+            "or hub name org/name. Default: $ATTN_MODEL, else the bundled all-MiniLM-L6-v2."
+        ),
         show_default=False,
     ),
 ]

@@ -131,14 +131,21 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
 
 @app.command(
     rich_help_panel="Models",
-    epilog="[bold]Examples[/bold]\n\n  attn models\n\n  HF_HOME=/data/hf attn models --json | jq -r '.models[] | select(.usable) | .name'")
-def models(as_json: JsonOption = False) -> None:
-    """List the models attn can use: the bundled one, $ATTN_MODEL, and those in the Hugging Face cache."""
+    epilog=(
+        "[bold]Examples[/bold]\n\n  attn models\n\n  attn models ~/models/*.gguf\n\n"
+        "  HF_HOME=/data/hf attn models --json | jq -r '.models[] | select(.usable) | .name'"
+    ),
+)
+def models(
+    paths: Annotated[list[str] | None, typer.Argument(help="Model folders or .gguf files to describe too.", show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the models attn can use: the bundled one, $ATTN_MODEL, the packaged real decoders (smollm2, gemma3), PATHS, and those in the Hugging Face cache."""
 
     def action() -> None:
         from ..loading.catalog import list_models
 
-        entries = list_models()
+        entries = list_models(paths or ())
         if as_json:
             from ..compute.result import models_document
 

@@ -28,7 +28,7 @@ def model_info(model: Model) -> ModelInfo:
     s = model.spec
     return ModelInfo(
         model.name, str(model.path), s.model_type, s.layers, s.heads, s.kv_heads, s.head_dim, s.hidden,
-        s.max_positions, s.causal, s.sliding_window, s.rotary,
+        s.max_positions, s.causal, s.sliding_window, s.rotary, s.layer_windows, s.scale,
     )
 
 
@@ -220,7 +220,7 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
     mean_top = tuple(rank_words(tok, {"weight": mean}, ask.include_special, seen, top_k=ask.top_k))
     results.append(HeadResult("mean", None, None, on_view(mean), mean_top))
     seen_view = None if seen is None else np.array([seen[list(g)].any() for g in view])
-    return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view)
+    return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view, trace.spec.window(trace.layer))
 
 
 def _norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, view: list, words: list) -> dict:

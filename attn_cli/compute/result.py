@@ -32,6 +32,8 @@ class ModelInfo:
     causal: bool
     sliding_window: int | None
     rotary: bool
+    layer_windows: tuple[int | None, ...] | None = None  # per layer: its window, or None for a global layer (Gemma 3)
+    scale: float | None = None  # the factor on Q·K: 1/√head_dim, or Gemma's query_pre_attn_scalar^-½
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class LayerResult:
     focus: tuple[HeadId, ...]
     auto_head: int | None = None  # set when the focus head was chosen by `--head auto`
     visible: np.ndarray | None = None  # (seq,) bool for decoders: keys the query may see
+    window: int | None = None  # this layer's sliding window; None when it attends to every (earlier) token
 
     def head(self, head: HeadId) -> HeadResult:
         return next(h for h in self.heads if h.head == head)
@@ -142,6 +145,8 @@ class InspectResult:
                     "focus": list(layer.focus),
                     "auto_head": layer.auto_head,
                     "visible": None if layer.visible is None else layer.visible.tolist(),
+                    "attention": "global" if layer.window is None else "sliding",
+                    "window": layer.window,
                     "heads": [_head_json(h) for h in layer.heads],
                 }
                 for layer in self.layers
@@ -152,7 +157,7 @@ class InspectResult:
 
 def tokens_json(tokens: tuple[Token, ...]) -> list[dict]:
     return [
-        {"index": t.index, "text": t.text, "id": t.id, "start": t.start, "end": t.end, "word": t.word, "special": t.special}
+        {"index": t.index, "text": t.text, "piece": t.piece or t.text, "id": t.id, "start": t.start, "end": t.end, "word": t.word, "special": t.special}
         for t in tokens
     ]
 
@@ -215,7 +220,11 @@ def document_header(model: ModelInfo, tok: Tokenization) -> dict:
     It is all of `attn tokens --json`."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": vars(model),
+        "model": vars(model)
+        | {
+            "layer_windows": None if model.layer_windows is None else list(model.layer_windows),
+            "scale": floats(None if model.scale is None else np.float32(model.scale)),
+        },
         "text": tok.text,
         "tokens": tokens_json(tok.tokens),
         "words": words_json(tok.words),
@@ -227,7 +236,8 @@ def models_document(entries) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "models": [
-            {"name": e.name, "source": e.source, "path": e.path, "architecture": e.architecture, "usable": e.usable, "problem": e.problem}
+            {"name": e.name, "source": e.source, "path": e.path, "architecture": e.architecture, "usable": e.usable, "problem": e.problem,
+             "layers": e.layers, "heads": e.heads, "quantization": e.quantization, "size_bytes": e.size_bytes}
             for e in entries
         ],
     }

@@ -1,8 +1,9 @@
 """Finding and opening a model folder in the Hugging Face layout.
 
 A folder holds config.json, tokenizer.json and model.safetensors (or a sharded index).
-`--model` (else `$ATTN_MODEL`) is a folder or a hub name `org/name` (see `hub.py`); without
-either, attn uses the bundled all-MiniLM-L6-v2.
+`--model` (else `$ATTN_MODEL`) is a folder, a `.gguf` file (or a folder whose only model file
+is one; see `gguf.py`), a packaged model's name (`smollm2`, `gemma3`; see `packaged.py`) or a
+hub name `org/name` (see `hub.py`); without any, attn uses the bundled all-MiniLM-L6-v2.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tokenizers import Tokenizer
 from ..errors import ModelError
 from ..models import LayerTrace, ModelSpec, Weights, architecture
 from .hub import is_repo_id, resolve_repo
+from .packaged import PACKAGED, resolve_packaged
 from .tokenizer import load_tokenizer
 from .weights import open_weights
 
@@ -40,6 +42,7 @@ class Model:
     # Release each layer's weight pages after use, so that one run holds one layer's weights.
     # A process that runs many texts (attn batch) keeps them: it would re-read them every time.
     release_weights: bool = True
+    chat_template: str | None = None  # the Jinja template a GGUF file ships (`tokenizer.chat_template`)
 
     def trace(self, input_ids) -> Iterator[LayerTrace]:
         """The forward pass, one `LayerTrace` per layer (see `release_weights`). A layer whose
@@ -110,16 +113,31 @@ def resolve_model_path(model: str | os.PathLike | None) -> tuple[str, Path]:
         raise ModelError(f"--model {str(model)!r} starts with a ~user that does not exist", "give the folder's full path") from None
     except OSError as exc:  # a name too long, a folder we may not enter
         raise ModelError(f"cannot use --model {str(model)!r}: {exc.strerror}", "give the path of a model folder you can read") from None
+    if not exists and str(model) in PACKAGED:
+        return str(model), resolve_packaged(str(model))
     if not exists and is_repo_id(str(model)):
         return str(model), resolve_repo(str(model))
     if not exists:
         raise ModelError(
             f"model folder {str(model)!r} does not exist",
-            "pass --model a folder with config.json, tokenizer.json and model.safetensors, or a hub name org/name",
+            "pass --model a folder with config.json, tokenizer.json and model.safetensors, a .gguf file, "
+            f"a packaged model ({', '.join(PACKAGED)}), or a hub name org/name",
         )
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return path.name, path.resolve()
     if not path.is_dir():
-        raise ModelError(f"--model {str(model)!r} is a file, not a folder", "pass the folder that holds it")
+        raise ModelError(f"--model {str(model)!r} is a file, not a folder or a .gguf file", "pass the folder that holds it")
     return path.resolve().name, path.resolve()
+
+
+def gguf_in(folder: Path) -> Path | None:
+    """The .gguf file of a folder that holds one and no config.json, else None."""
+    if (folder / "config.json").is_file():
+        return None
+    found = sorted(folder.glob("*.gguf"))
+    if len(found) > 1:
+        raise ModelError(f"{folder} holds {len(found)} .gguf files ({found[0].name}, {found[1].name}, …)", "pass --model the .gguf file to use")
+    return found[0] if found else None
 
 
 def read_config(folder: Path) -> dict:
@@ -149,6 +167,9 @@ def load_model(model: str | os.PathLike | None = None, release_weights: bool = T
 
 def _load(model, release_weights: bool) -> Model:
     name, folder = resolve_model_path(model)
+    gguf_file = folder if folder.is_file() else gguf_in(folder)
+    if gguf_file is not None:
+        return _load_gguf(name, gguf_file, release_weights)
     config = read_config(folder)
     try:
         arch = architecture(config.get("model_type"))
@@ -163,3 +184,20 @@ def _load(model, release_weights: bool) -> Model:
         )
     weights = open_weights(folder, arch.WEIGHT_PREFIXES)
     return Model(name, folder, config, spec, weights, load_tokenizer(tokenizer_path), arch, release_weights)
+
+
+def _load_gguf(name: str, path: Path, release_weights: bool) -> Model:
+    """A GGUF model: config from its metadata into the same architecture code as a folder's."""
+    from .gguf_config import open_gguf
+    from .gguf_tokenizer import gguf_tokenizer
+
+    config, file, weights = open_gguf(path)
+    arch = architecture(config["model_type"])
+    try:
+        spec = arch.spec(config)  # the same checks as a folder's config.json
+    except ModelError as exc:
+        raise ModelError(f"{path.name} (its metadata as config): {exc.message}", "re-convert the model with a current llama.cpp") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path.name}'s metadata lacks or garbles {exc}", "re-convert the model with a current llama.cpp") from None
+    template = file.metadata.get("tokenizer.chat_template")
+    return Model(name, path, config, spec, weights, gguf_tokenizer(file), arch, release_weights, template if isinstance(template, str) else None)

@@ -16,7 +16,8 @@ from ..errors import InputError, ModelError
 @dataclass(frozen=True)
 class Token:
     """One token. `start`/`end` are character offsets into the text (None for special tokens);
-    `word` is the index of the input word it belongs to (None for special tokens)."""
+    `word` is the index of the input word it belongs to (None for special tokens). `text` is the
+    token as a person reads it; `piece` as the vocabulary spells it (`Ġcat`, `Ã©`, `<0xF0>`)."""
 
     index: int
     text: str
@@ -25,6 +26,7 @@ class Token:
     end: int | None
     word: int | None
     special: bool
+    piece: str | None = None  # None when it reads as `text`
 
 
 @dataclass(frozen=True)
@@ -133,19 +135,53 @@ def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None, tru
             tokenizer.no_truncation()
     specials = [bool(m) or w is None and o == (0, 0) for m, w, o in zip(encoding.special_tokens_mask, encoding.word_ids, encoding.offsets)]
     word_of = _word_indices(text, encoding.offsets, encoding.word_ids, specials)
+    shown = _readable(text, encoding.tokens, encoding.offsets, specials) if _pieces_are_bytes(tokenizer) else encoding.tokens
     tokens = tuple(
         Token(
             index=i,
-            text=piece,
+            text=label,
             id=int(token_id),
             start=None if special else start,
             end=None if special else end,
             word=word_of[i],
             special=special,
+            piece=None if label == piece else piece,
         )
-        for i, (token_id, piece, (start, end), special) in enumerate(zip(encoding.ids, encoding.tokens, encoding.offsets, specials))
+        for i, (token_id, piece, label, (start, end), special) in enumerate(zip(encoding.ids, encoding.tokens, shown, encoding.offsets, specials))
     )
     return Tokenization(text, tokens, _words(text, tokens), total)
+
+
+_WHITESPACE_SIGNS = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+def _pieces_are_bytes(tokenizer: Tokenizer) -> bool:
+    """Whether the vocabulary spells tokens as bytes (`Ġcat`, `Ã©`) or falls back to them
+    (`<0xF0>`, with `▁` for a space): then a token is shown as the text it covers."""
+    decoder = repr(tokenizer.decoder)
+    return "ByteLevel" in decoder or "ByteFallback" in decoder
+
+
+def _readable(text: str, pieces, offsets, specials) -> list[str]:
+    """Each token as a person reads it: the text it covers, without the leading space the piece
+    carries (`Ġcat` -> `cat`, `Ã©` -> `é`); whitespace alone as a sign (␣ ↵ ⇥). A character
+    split into several byte tokens (an emoji) is shown on its first token, and each further
+    token reads `+` and the character."""
+    shown, previous_end = [], None
+    for piece, (start, end), special in zip(pieces, offsets, specials):
+        if special:
+            shown.append(piece)
+            previous_end = None
+            continue
+        span = text[start:end]
+        if previous_end is not None and start < previous_end:  # continues the previous token's last character
+            shown.append("+" + text[previous_end - 1 : previous_end])
+        elif span.strip():
+            shown.append(span.lstrip())
+        else:
+            shown.append("".join(_WHITESPACE_SIGNS.get(c, c) for c in span) or piece)
+        previous_end = end
+    return shown
 
 
 def _is_punctuation(char: str) -> bool:
@@ -168,6 +204,10 @@ def _word_indices(text: str, offsets, word_ids, specials) -> list[int | None]:
             continue
         piece = text[start:end]
         core = start + len(piece) - len(piece.lstrip())
+        if previous_end is not None and start < previous_end:  # more bytes of the same character
+            words[i] = count - 1
+            previous_end = max(previous_end, end)
+            continue
         if core == end:  # whitespace only: joins the next word
             waiting.append(i)
             previous_end = None

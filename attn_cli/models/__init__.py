@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..errors import ModelError
-from . import bert, distilbert, gpt2, llama, roberta
+from . import bert, distilbert, gemma3, gpt2, llama, roberta
 from .base import LayerTrace, ModelSpec, Weights
 
 ARCHITECTURES: dict[str, ModuleType] = {
@@ -23,6 +23,8 @@ ARCHITECTURES: dict[str, ModuleType] = {
     "mistral": llama,
     "qwen2": llama,
     "qwen3": llama,
+    "gemma3_text": gemma3,
+    "gemma3": gemma3,  # the multimodal checkpoint: attn reads its text model
 }
 
 

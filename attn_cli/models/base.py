@@ -118,6 +118,10 @@ class ModelSpec:
     causal: bool
     sliding_window: int | None = None  # keys further back than this are masked (Mistral)
     rotary: bool = False  # q and k are rotated (RoPE) before Q·Kᵀ
+    # Per layer, the window of a sliding layer or None for a global one (Gemma 3); None when
+    # every layer has `sliding_window`.
+    layer_windows: tuple[int | None, ...] | None = None
+    query_scale: float | None = None  # the factor on Q·Kᵀ when it is not 1/√head_dim (Gemma)
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "max_positions"):
@@ -134,7 +138,13 @@ class ModelSpec:
 
     @property
     def scale(self) -> float:
-        return float(self.head_dim) ** -0.5
+        return self.query_scale if self.query_scale is not None else float(self.head_dim) ** -0.5
+
+    def window(self, layer: int | None = None) -> int | None:
+        """The sliding window of `layer` (keys further back are masked), None if it sees all."""
+        if self.layer_windows is not None and layer is not None:
+            return self.layer_windows[layer]
+        return self.sliding_window
 
 
 def head_dim(c: ConfigValues, hidden: int, heads: int, key: str | None = "head_dim") -> int:
@@ -178,7 +188,7 @@ class LayerTrace:
         """bool (rows, seq), True where the query rows may look; None for encoders (all)."""
         if not self.spec.causal:
             return None
-        return causal_visibility(rows, self.q.shape[1], self.spec.sliding_window)
+        return causal_visibility(rows, self.q.shape[1], self.spec.window(self.layer))
 
     def rows(self, rows=slice(None)):
         """(scores, scaled_scores, weights) of query `rows` (a slice or index list), each
@@ -193,9 +203,10 @@ def _per_query_head(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return x if group == 1 else np.repeat(x, group, axis=0)
 
 
-def self_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec) -> np.ndarray:
+def self_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int | None = None) -> np.ndarray:
     """The head outputs weights·V for every token: q (heads, seq, d), k and v (kv_heads, seq, d)
-    -> (heads, seq, d), in blocks of rows (see `ops.attention_output`)."""
+    -> (heads, seq, d), in blocks of rows (see `ops.attention_output`). `layer` picks its window."""
     seq = q.shape[1]
-    visible = (lambda rows: causal_visibility(rows, seq, spec.sliding_window)) if spec.causal else None
+    window = spec.window(layer)
+    visible = (lambda rows: causal_visibility(rows, seq, window)) if spec.causal else None
     return attention_output(q, _per_query_head(k, spec), _per_query_head(v, spec), spec.scale, visible)

@@ -8,12 +8,12 @@ before RoPE. Weight names follow Hugging Face's `LlamaModel` (`model.` prefix ac
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
 
 from ..errors import ModelError
+from ..maths import rope
 from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
 from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
 
@@ -70,28 +70,17 @@ def _rope_parameters(config: dict) -> dict:
 
 
 def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
-    """inv_freq (head_dim/2,) float32: θ^(-2i/d), adjusted by the config's RoPE scaling."""
+    """inv_freq (head_dim/2,) float32: θ^(-2i/d), adjusted by the config's RoPE scaling,
+    bit for bit as transformers computes it (see `maths.rope`)."""
     params = _rope_parameters(config)
-    exponents = np.arange(0, head_dim, 2).astype(np.float32) / np.float32(head_dim)
-    inv_freq = (np.float32(1.0) / np.power(np.float32(params["rope_theta"]), exponents)).astype(np.float32)
+    inv_freq = rope.inv_freq(params["rope_theta"], head_dim)
     if params["rope_type"] == "linear":
         inv_freq = inv_freq / np.float32(params["factor"])
     elif params["rope_type"] == "llama3":
-        inv_freq = _llama3_scaling(inv_freq, params)
+        inv_freq = rope.llama3_scaling(
+            inv_freq, params["factor"], params["low_freq_factor"], params["high_freq_factor"], params["original_max_position_embeddings"]
+        )
     return inv_freq.astype(np.float32)
-
-
-def _llama3_scaling(inv_freq: np.ndarray, p: dict) -> np.ndarray:
-    """Llama 3.1's NTK-by-parts: slow down long wavelengths by `factor`, keep short ones,
-    and blend smoothly in between."""
-    factor, low, high = p["factor"], p["low_freq_factor"], p["high_freq_factor"]
-    old_context = p["original_max_position_embeddings"]
-    wavelength = 2 * math.pi / inv_freq
-    scaled = np.where(wavelength > old_context / low, inv_freq / factor, inv_freq)
-    smooth = (old_context / wavelength - low) / (high - low)
-    blended = (1 - smooth) * scaled / factor + smooth * scaled
-    medium = (wavelength >= old_context / high) & (wavelength <= old_context / low)
-    return np.where(medium, blended, scaled).astype(np.float32)
 
 
 def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin) -> LayerTrace:

@@ -44,6 +44,22 @@ def _token_label(result: InspectResult, index: int) -> Text:
     return Text(f"  {unit.text}", style="dim" if unit.special else "")
 
 
+def _scale_divisor(result: InspectResult) -> int | float:
+    """s in Q·K/√s: head_dim, unless the model scales by something else (Gemma 3)."""
+    scale = result.model.scale
+    if scale is None or abs(scale * result.model.head_dim**0.5 - 1) < 1e-6:
+        return result.model.head_dim
+    s = 1 / scale**2
+    return round(s) if abs(s - round(s)) < 1e-3 else round(s, 2)
+
+
+def _layer_kind(result: InspectResult, layer: LayerResult) -> str:
+    """For models whose layers differ (Gemma 3): whether this one slides or sees everything."""
+    if result.model.layer_windows is None:
+        return ""
+    return " (global attention)" if layer.window is None else f" (sliding window {layer.window})"
+
+
 def _position(result: InspectResult, index: int) -> str:
     """The # column: the token position, or a word's token positions (2–3)."""
     first, last = result.units[index].token_indices[0], result.units[index].token_indices[-1]
@@ -97,7 +113,7 @@ class _Step2:
         result, layer, head = self.result, self.layer, self.head
         norms = head.value_norms is not None
         scored = head.scores is not None or result.level == "token"  # words have no score columns
-        headers = ["#", result.level] + (["Q·K", f"Q·K/√{result.model.head_dim}"] if scored else []) + ["weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
+        headers = ["#", result.level] + (["Q·K", f"Q·K/√{_scale_divisor(result)}"] if scored else []) + ["weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
         top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
         rows, weights = [], []
         for group in _row_groups(result, layer):
@@ -300,13 +316,15 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
         for head_id in layer.focus:
             head = layer.head(head_id)
             chosen = " — chosen by --head auto: attends most to other words" if layer.auto_head is not None else ""
-            parts.append(Text(f"\nLayer {layer.layer} of 0–{m.layers - 1} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}", style="bold"))
+            where = f"Layer {layer.layer} of 0–{m.layers - 1}{_layer_kind(result, layer)}"
+            parts.append(Text(f"\n{where} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}", style="bold"))
             if head.steps is not None:
                 step1, step3 = steps_view(result, layer, head, head.steps)
                 parts.append(step1)
             gap = "\n" if head.steps is not None else ""
             what = "Q·K (after RoPE)" if m.rotary else "Q·K"
-            title = f"Step 2 · scores {what}, scaled by √d_k, softmax → weights"
+            by = "√d_k" if _scale_divisor(result) == m.head_dim else "√query_pre_attn_scalar"
+            title = f"Step 2 · scores {what}, scaled by {by}, softmax → weights"
             if result.level == "word":
                 title = "Step 2 · softmax weights, summed per word (words have no single score)"
             parts.append(Text(gap + title, style="bold underline"))
@@ -350,12 +368,16 @@ def tokens_table(tok: Tokenization) -> Table:
 
 
 def models_table(entries) -> Group:
-    """Two lines per model: its name, source, architecture, layers × heads and whether attn can
-    use it; then its path, whole (a path broken mid-word cannot be copied)."""
+    """Two lines per model: its name, source, architecture, layers × heads (GGUF files: their
+    quantization and size) and whether attn can use it; then its path, whole (a path broken
+    mid-word cannot be copied)."""
     lines = []
     for e in entries:
         shape = f"{e.layers} layers × {e.heads} heads" if getattr(e, "layers", None) else None
-        line = Text.assemble((e.name, "bold"), f"  {e.source} · {' · '.join(x for x in (e.architecture, shape) if x) or '—'} · ")
+        quantization = getattr(e, "quantization", None)
+        size = f"{e.size_bytes / 2**20:,.0f} MiB" if getattr(e, "size_bytes", None) else None
+        facts = " · ".join(x for x in (e.architecture, shape, quantization, size) if x) or "—"
+        line = Text.assemble((e.name, "bold"), f"  {e.source} · {facts} · ")
         line.append_text(Text("usable", style="green") if e.usable else Text(f"unusable: {e.problem}", style="yellow"))
         lines += [line, Text(f"  {e.path or '—'}", style="dim", no_wrap=True, overflow="ignore")]
     return Group(*lines)

@@ -1,0 +1,293 @@
+"""Reading a GGUF file (llama.cpp, Ollama, LM Studio, `llm`): metadata, config and weights.
+
+A GGUF file is a header (magic `GGUF`, version, tensor and key/value counts), key/value metadata
+(the config, the tokenizer), a table of tensors (name, shape, ggml type, offset) and, aligned,
+the tensors' bytes. attn reads the header itself (gguf-py's `GGUFReader` builds a Python object
+per vocabulary entry: ~25 s for Gemma 3's 262,144 tokens) and memory-maps the data; ggml-org's
+`gguf.quants.dequantize` turns each tensor into float32 when the forward pass first reads it,
+exactly as transformers' GGUF loader does, so both start from the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+
+MAGIC = b"GGUF"
+VERSIONS = (2, 3)
+_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8", 12: "<f8"}
+_STRING, _ARRAY = 8, 9
+
+
+class _Corrupt(Exception):
+    """The header ends early or holds an impossible value (turned into a ModelError)."""
+
+
+class _Cursor:
+    """Reads little-endian GGUF values from a buffer, failing cleanly at its end."""
+
+    def __init__(self, buffer, pos: int = 0) -> None:
+        self.buffer, self.pos = buffer, pos
+
+    def take(self, n: int):
+        if n < 0 or self.pos + n > len(self.buffer):
+            raise _Corrupt(f"ends inside its header (at byte {self.pos:,})")
+        start, self.pos = self.pos, self.pos + n
+        return self.buffer[start : self.pos]
+
+    def scalar(self, kind: int):
+        fmt = _SCALAR[kind]
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        return bytes(self.take(self.scalar(10))).decode("utf-8", errors="replace")
+
+    def value(self, kind: int):
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            item, count = self.scalar(4), self.scalar(10)
+            if item == _STRING:
+                return [self.string() for _ in range(count)]
+            if item not in _NUMPY:
+                raise _Corrupt(f"has an array of unknown type {item}")
+            dtype = np.dtype(_NUMPY[item])
+            array = np.frombuffer(self.take(count * dtype.itemsize), dtype=dtype)
+            return array.astype(bool) if item == 7 else array
+        if kind not in _SCALAR:
+            raise _Corrupt(f"has a value of unknown type {kind}")
+        return self.scalar(kind)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # numpy order, slowest axis first: (out, in) for a matrix
+    ggml_type: int
+    offset: int  # absolute byte offset in the file
+    nbytes: int
+
+    @property
+    def type_name(self) -> str:
+        from gguf import GGMLQuantizationType
+
+        try:
+            return GGMLQuantizationType(self.ggml_type).name
+        except ValueError:
+            return f"type {self.ggml_type}"
+
+
+class GGUFFile:
+    """One memory-mapped GGUF file: `metadata` (key -> value) and `tensors` (name -> TensorInfo)."""
+
+    def __init__(self, path: Path) -> None:
+        from gguf.constants import GGML_QUANT_SIZES
+
+        self.path = path
+        fix = f"re-download {path.name}: it should be a complete GGUF file"
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as f:
+                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        except OSError as exc:
+            raise ModelError(f"cannot read {path}: {exc.strerror or exc}", fix) from None
+        buffer = memoryview(self._mmap) if self._mmap is not None else memoryview(b"")
+        if bytes(buffer[:4]) != MAGIC:
+            raise ModelError(f"{path} is not a GGUF file (it does not start with the bytes 'GGUF')", "pass a .gguf model file, or a model folder")
+        try:
+            cursor = _Cursor(buffer, 4)
+            version = cursor.scalar(4)
+            if version not in VERSIONS:
+                raise ModelError(f"{path} is GGUF version {version}; attn reads versions 2 and 3", "re-convert the model with a current llama.cpp")
+            tensor_count, kv_count = cursor.scalar(10), cursor.scalar(10)
+            self.metadata: dict = {}
+            for _ in range(kv_count):
+                key = cursor.string()
+                self.metadata[key] = cursor.value(cursor.scalar(4))
+            self.metadata_end = cursor.pos
+            infos = []
+            for _ in range(tensor_count):
+                name = cursor.string()
+                dims = [cursor.scalar(10) for _ in range(cursor.scalar(4))]
+                infos.append((name, tuple(reversed(dims)), cursor.scalar(4), cursor.scalar(10)))
+        except _Corrupt as exc:
+            raise ModelError(f"{path} {exc}: the file is truncated or corrupt", fix) from None
+        alignment = int(self.metadata.get("general.alignment", 32)) or 32
+        data_start = -(-cursor.pos // alignment) * alignment
+        self.tensors: dict[str, TensorInfo] = {}
+        for name, shape, kind, offset in infos:
+            elements = int(np.prod(shape))
+            if kind in GGML_QUANT_SIZES:
+                block, type_size = GGML_QUANT_SIZES[kind]
+                nbytes = elements // block * type_size
+            else:
+                nbytes = 0  # an unknown type: refused when the tensor is read
+            end = data_start + offset + nbytes
+            if end > size:
+                raise ModelError(f"{path} is truncated: tensor {name!r} ends at byte {end:,} but the file has {size:,} bytes", fix)
+            self.tensors[name] = TensorInfo(name, shape, kind, data_start + offset, nbytes)
+        self._bytes = np.frombuffer(self._mmap, dtype=np.uint8) if self._mmap is not None else None
+
+    @property
+    def architecture(self) -> str | None:
+        value = self.metadata.get("general.architecture")
+        return value if isinstance(value, str) else None
+
+    def metadata_digest(self) -> str:
+        """sha256 of the key/value section: names the tokenizer this file describes."""
+        return hashlib.sha256(self._mmap[: self.metadata_end]).hexdigest()
+
+    def quantization(self) -> str:
+        """How the weights are stored: the file type llama.cpp recorded (e.g. "Q4_K_M"), else
+        the ggml type of most of the weights (by bytes)."""
+        from gguf import LlamaFileType
+
+        file_type = self.metadata.get("general.file_type")
+        try:
+            name = LlamaFileType(int(file_type)).name if file_type is not None else None
+        except ValueError:
+            name = None
+        if name and name != "GUESSED":
+            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        by_type: dict[str, int] = {}
+        for info in self.tensors.values():
+            if len(info.shape) > 1:
+                by_type[info.type_name] = by_type.get(info.type_name, 0) + info.nbytes
+        return max(by_type, key=by_type.get) if by_type else "F32"
+
+    def dequantize(self, info: TensorInfo, rows: np.ndarray | None = None) -> np.ndarray:
+        """The tensor (or some of its rows) as float32, in numpy order (out, in)."""
+        from gguf import GGMLQuantizationType
+        from gguf.quants import dequantize
+
+        try:
+            kind = GGMLQuantizationType(info.ggml_type)
+        except ValueError:
+            kind = None
+        if kind is None or info.nbytes == 0:
+            raise ModelError(
+                f"tensor {info.name!r} in {self.path.name} has ggml type {info.type_name}, which attn cannot read",
+                "use a file quantized as F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or Q2_K … Q6_K",
+            )
+        raw = self._bytes[info.offset : info.offset + info.nbytes]
+        raw = raw.reshape(*info.shape[:-1], info.nbytes // max(1, int(np.prod(info.shape[:-1]))))
+        if rows is not None:
+            raw = raw[rows]
+        try:
+            values = dequantize(np.ascontiguousarray(raw), kind)
+        except NotImplementedError:
+            raise ModelError(
+                f"tensor {info.name!r} in {self.path.name} is quantized as {kind.name}, which gguf cannot de-quantize",
+                "use a file quantized as F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or Q2_K … Q6_K",
+            ) from None
+        shape = (len(raw), *info.shape[1:]) if rows is not None else info.shape
+        return np.asarray(values, dtype=np.float32).reshape(shape)
+
+    def release(self) -> None:
+        """Drop the file's pages from this process (they come back from the page cache if read again)."""
+        if self._mmap is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._mmap.madvise(mmap.MADV_DONTNEED)
+
+
+# GGUF tensor names -> the architecture's (Hugging Face) names, one table for every family.
+# `{n}` is the layer. Where a family differs, it has its own entry.
+TENSOR_NAMES: dict[str, str | dict[str, str]] = {
+    "token_embd.weight": "embed_tokens.weight",
+    "output_norm.weight": "norm.weight",
+    "output.weight": "lm_head.weight",
+    "blk.{n}.attn_norm.weight": "layers.{n}.input_layernorm.weight",
+    "blk.{n}.attn_q.weight": "layers.{n}.self_attn.q_proj.weight",
+    "blk.{n}.attn_k.weight": "layers.{n}.self_attn.k_proj.weight",
+    "blk.{n}.attn_v.weight": "layers.{n}.self_attn.v_proj.weight",
+    "blk.{n}.attn_q.bias": "layers.{n}.self_attn.q_proj.bias",
+    "blk.{n}.attn_k.bias": "layers.{n}.self_attn.k_proj.bias",
+    "blk.{n}.attn_v.bias": "layers.{n}.self_attn.v_proj.bias",
+    "blk.{n}.attn_output.weight": "layers.{n}.self_attn.o_proj.weight",
+    "blk.{n}.attn_q_norm.weight": "layers.{n}.self_attn.q_norm.weight",
+    "blk.{n}.attn_k_norm.weight": "layers.{n}.self_attn.k_norm.weight",
+    "blk.{n}.ffn_norm.weight": {
+        "default": "layers.{n}.post_attention_layernorm.weight",  # Llama: the norm before the MLP
+        "gemma3": "layers.{n}.pre_feedforward_layernorm.weight",
+    },
+    "blk.{n}.post_attention_norm.weight": "layers.{n}.post_attention_layernorm.weight",
+    "blk.{n}.post_ffw_norm.weight": "layers.{n}.post_feedforward_layernorm.weight",
+    "blk.{n}.ffn_gate.weight": "layers.{n}.mlp.gate_proj.weight",
+    "blk.{n}.ffn_up.weight": "layers.{n}.mlp.up_proj.weight",
+    "blk.{n}.ffn_down.weight": "layers.{n}.mlp.down_proj.weight",
+}
+_LAYER = re.compile(r"^blk\.(\d+)\.")
+
+
+def architecture_name(gguf_name: str, arch: str) -> str | None:
+    """The architecture's name for a GGUF tensor name, or None if attn does not use it."""
+    match = _LAYER.match(gguf_name)
+    key = gguf_name if match is None else "blk.{n}." + gguf_name[match.end() :]
+    target = TENSOR_NAMES.get(key)
+    if isinstance(target, dict):
+        target = target.get(arch, target["default"])
+    return None if target is None else target.replace("{n}", match.group(1) if match else "")
+
+
+def unpermute_rows(w: np.ndarray, heads: int) -> np.ndarray:
+    """Undo llama.cpp's reordering of Q and K rows for the Llama family (its converter
+    interleaves each head's two rotary halves): (heads·d, in) -> (heads·d, in), as
+    transformers' GGUF loader does."""
+    half = w.shape[0] // heads // 2
+    return w.reshape(heads, half, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
+
+
+class GGUFWeights:
+    """A GGUF file's tensors under the architecture's names, de-quantized to float32 when read.
+
+    Implements `models.base.Weights`. Nothing is de-quantized twice between two `release()`
+    calls; `release()` (after each layer) forgets them and drops the file's pages, so a forward
+    pass holds about one layer in float32."""
+
+    def __init__(self, file: GGUFFile, arch: str, config: dict) -> None:
+        self.file, self.arch = file, arch
+        self._heads = {"q_proj": config["num_attention_heads"], "k_proj": config["num_key_value_heads"]}
+        self._where = {}
+        for name, info in file.tensors.items():
+            mapped = architecture_name(name, arch)
+            if mapped is not None:
+                self._where[mapped] = info
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._where
+
+    def _info(self, name: str) -> TensorInfo:
+        try:
+            return self._where[name]
+        except KeyError:
+            raise ModelError(f"{self.file.path.name} has no tensor for {name!r}", "use a complete GGUF file of a supported architecture") from None
+
+    def _convert(self, name: str, w: np.ndarray) -> np.ndarray:
+        """What llama.cpp's converter did, undone the way transformers undoes it."""
+        if self.arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+            w = unpermute_rows(w, self._heads[name.split(".")[-2]])
+        if self.arch == "gemma3" and name.endswith("norm.weight"):
+            w = w - np.float32(1.0)  # GGUF stores Gemma's 1 + w; the architecture adds the 1 back
+        return w
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            self._cache[name] = self._convert(name, self.file.dequantize(self._info(name)))
+        return self._cache[name]
+
+    def rows(self, name: str, indices: np.ndarray) -> np.ndarray:
+        """Only these rows are de-quantized (the embedding table is the largest tensor)."""
+        return self._convert(name, self.file.dequantize(self._info(name), np.asarray(indices)))
+
+    def release(self) -> None:
+        self._cache.clear()
+        self.file.release()

