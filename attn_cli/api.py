@@ -5,6 +5,8 @@
     >>> r = attn.inspect(model, "The cat sat on the mat.", query="sat", layer="all", head="all")
     >>> r.layers[-1].heads[3].weights                   # (units,) softmax row of "sat", head 3
     >>> r.to_json()                                     # the document `attn inspect --json` prints
+    >>> g = attn.generate(attn.load_model("smollm2"), "The capital of France is", 8)
+    >>> g.continuation, [s.attended.text for s in g.steps]   # what it wrote, what each token attended to
 
 Every function raises `attn_cli.errors.AttnError` subclasses (`InputError`, `QueryNotFound`,
 `ModelError`) with `.message` and `.fix`; none prints anything.
@@ -15,7 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import _API
+from .compute.generate import GenerateResult as GenerateResult
+from .compute.generate import generate as generate
 from .compute.inspect import inspect as inspect
+from .compute.lens import LensResult as LensResult
+from .compute.lens import lens as lens
 from .compute.lenses import HeadsResult as HeadsResult
 from .compute.lenses import RolloutResult as RolloutResult
 from .compute.lenses import attention_rollout

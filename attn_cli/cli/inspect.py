@@ -58,6 +58,8 @@ def inspect(
         str,
         typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="Rank the top words by weight, value_norm or output_norm (implies --norms)."),
     ] = "weight",
+    chat: Annotated[bool, typer.Option("--chat", help="Read TEXT as a user message, rendered by the model's chat template (decoders).")] = False,
+    system: Annotated[str | None, typer.Option("--system", help="With --chat: a system message before the user's.", show_default=False)] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
     output_format: Annotated[
@@ -83,6 +85,7 @@ def inspect(
         result = run_inspect(
             load_model(model), source, query=query, query_index=query_index, layer=layer, head=head,
             top_k=top, steps=steps, include_special=special, truncate=truncate, level=level, norms=norms, rank_by=rank_by,
+            chat=chat, system=system,
         )
         if output_format is OutputFormat.json:
             write_json(result.to_json())

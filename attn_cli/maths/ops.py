@@ -91,12 +91,13 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / np.where(total > 0, total, 1.0)
 
 
-def rope_angles(inv_freq: np.ndarray, seq: int) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of the rotary angles position·inv_freq, (seq, 2·len(inv_freq)), each frequency
-    twice (the two halves of a head are rotated together). The angles are float32 products, as
-    PyTorch computes them, so long positions round the same way; their cos and sin are rounded
-    correctly from float64 (PyTorch's, from MKL, are within one ulp of those)."""
-    angles = np.arange(seq, dtype=np.float32)[:, None] * inv_freq.astype(np.float32)[None, :]
+def rope_angles(inv_freq: np.ndarray, seq: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of the rotary angles position·inv_freq for positions start … start+seq-1,
+    (seq, 2·len(inv_freq)), each frequency twice (the two halves of a head are rotated together).
+    The angles are float32 products, as PyTorch computes them, so long positions round the same
+    way; their cos and sin are rounded correctly from float64 (PyTorch's, from MKL, are within
+    one ulp of those). A KV cache step asks for its new positions alone (start = cache length)."""
+    angles = np.arange(start, start + seq, dtype=np.float32)[:, None] * inv_freq.astype(np.float32)[None, :]
     angles = np.concatenate([angles, angles], axis=-1).astype(np.float64)
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
@@ -170,9 +171,11 @@ def attention_output(q, k, v, scale: float, visible_rows=None, max_elements: int
     return output
 
 
-def causal_visibility(rows: slice | np.ndarray, seq: int, window: int | None = None) -> np.ndarray:
-    """bool (rows, seq): query i sees key j when j <= i (and, with a sliding window w, i - j < w)."""
-    i = np.arange(seq)[rows][:, None]
+def causal_visibility(rows: slice | np.ndarray, seq: int, window: int | None = None, start: int = 0) -> np.ndarray:
+    """bool (rows, seq): query i sees key j when j <= i (and, with a sliding window w, i - j < w).
+    Query row r is position start + r: with a KV cache the queries are the last seq - start
+    positions, the keys all seq of them."""
+    i = np.arange(start, seq)[rows][:, None]
     j = np.arange(seq)[None, :]
     visible = j <= i
     return visible if window is None else visible & (i - j < window)

@@ -1,9 +1,12 @@
 """Architectures, keyed by config.json's `model_type`.
 
 Each module provides `WEIGHT_PREFIXES`, `spec(config) -> ModelSpec`,
-`forward(weights, spec, config, input_ids) -> Iterator[LayerTrace]` and
+`forward(weights, spec, config, input_ids, cache=None) -> Iterator[LayerTrace]` and
 `final_norm(weights, config, hidden)` (the last hidden state as transformers reports it) and
-`output_projection(weights, layer)` (W_O in x·W layout, for value norms).
+`output_projection(weights, layer)` (W_O in x·W layout, for value norms). Decoders also take a
+`cache` (`cache.KVCache`, the keys and values of earlier positions: `forward` then runs the new
+tokens only, from position cache.length) and provide `logits(weights, config, hidden)` (the
+final norm and LM head: (seq, vocab)), which is what `attn generate` and `attn lens` need.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from types import ModuleType
 from ..errors import ModelError
 from . import bert, distilbert, gemma3, gpt2, llama, roberta
 from .base import LayerTrace, ModelSpec, Weights
+from .cache import KVCache
 
 ARCHITECTURES: dict[str, ModuleType] = {
     "bert": bert,
@@ -42,4 +46,4 @@ def architecture(model_type) -> ModuleType:
         ) from None
 
 
-__all__ = ["ARCHITECTURES", "LayerTrace", "ModelSpec", "Weights", "architecture"]
+__all__ = ["ARCHITECTURES", "KVCache", "LayerTrace", "ModelSpec", "Weights", "architecture"]

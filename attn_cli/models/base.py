@@ -180,6 +180,7 @@ class LayerTrace:
     hidden: np.ndarray
     q_pre_rope: np.ndarray | None = None
     k_pre_rope: np.ndarray | None = None
+    start: int = 0  # position of q's first row: with a KV cache, q holds the new tokens, k and v every position
 
     def kv_head(self, head: int) -> int:
         return head // (self.spec.heads // self.spec.kv_heads)
@@ -188,7 +189,7 @@ class LayerTrace:
         """bool (rows, seq), True where the query rows may look; None for encoders (all)."""
         if not self.spec.causal:
             return None
-        return causal_visibility(rows, self.q.shape[1], self.spec.window(self.layer))
+        return causal_visibility(rows, self.k.shape[1], self.spec.window(self.layer), self.start)
 
     def rows(self, rows=slice(None)):
         """(scores, scaled_scores, weights) of query `rows` (a slice or index list), each
@@ -203,10 +204,48 @@ def _per_query_head(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return x if group == 1 else np.repeat(x, group, axis=0)
 
 
-def self_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int | None = None) -> np.ndarray:
-    """The head outputs weights·V for every token: q (heads, seq, d), k and v (kv_heads, seq, d)
-    -> (heads, seq, d), in blocks of rows (see `ops.attention_output`). `layer` picks its window."""
-    seq = q.shape[1]
+def self_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int | None = None, start: int = 0) -> np.ndarray:
+    """The head outputs weights·V for every query: q (heads, rows, d), k and v (kv_heads, seq, d)
+    -> (heads, rows, d), in blocks of rows (see `ops.attention_output`). `layer` picks its window.
+    Query row r is position start + r (start = seq - rows with a KV cache, else 0)."""
+    seq = k.shape[1]
     window = spec.window(layer)
-    visible = (lambda rows: causal_visibility(rows, seq, window)) if spec.causal else None
+    visible = (lambda rows: causal_visibility(rows, seq, window, start)) if spec.causal else None
     return attention_output(q, _per_query_head(k, spec), _per_query_head(v, spec), spec.scale, visible)
+
+
+def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int, cache=None):
+    """Self-attention of the new positions, through the KV cache when there is one.
+
+    q: (heads, n, d), k and v: (kv_heads, n, d) of the n new tokens. Without a cache they are
+    the whole sequence; with one (`models.cache.KVCache`) they are appended to the layer's past
+    keys and values and the queries attend over all of them. Returns (head_output (heads, n, d),
+    keys (kv_heads, seq, d), values (kv_heads, seq, d), start: the position of the first query).
+    """
+    start = 0
+    if cache is not None:
+        start = cache.lengths[layer]
+        k, v = cache.append(layer, k, v)
+    return self_attention(q, k, v, spec, layer, start), k, v, start
+
+
+def lm_logits(w: Weights, config: dict, normed: np.ndarray, embedding: str, tied_by_default: bool) -> np.ndarray:
+    """Next-token logits (seq, vocab) from the final-normed hidden state (seq, hidden): through
+    `lm_head.weight`, or the input embedding when the model ties them (config
+    `tie_word_embeddings`, whose default differs by architecture); then Gemma's soft-cap
+    cap·tanh(logits/cap) when `final_logit_softcapping` is set."""
+    tied = config.get("tie_word_embeddings", tied_by_default)
+    if tied and embedding in w:
+        head = w[embedding]
+    elif "lm_head.weight" in w:
+        head = w["lm_head.weight"]
+    else:
+        raise ModelError(
+            "the checkpoint has no LM head (lm_head.weight) and does not tie it to the embeddings: it is a base model",
+            "use the model's *ForCausalLM checkpoint (the one that generates text)",
+        )
+    logits = normed @ head.T
+    cap = config.get("final_logit_softcapping")
+    if cap:
+        logits = np.tanh(logits / np.float32(cap)) * np.float32(cap)
+    return logits.astype(np.float32)

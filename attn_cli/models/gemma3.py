@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths.ops import apply_rope, gelu_tanh, linear, merge_heads, rope_angles, split_heads
 from . import llama
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
 
 WEIGHT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 SLIDING, GLOBAL = "sliding_attention", "full_attention"
@@ -104,8 +104,9 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return (x * inverse) * (np.float32(1.0) + weight)
 
 
-def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin) -> LayerTrace:
-    """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x)))."""
+def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin, cache=None) -> LayerTrace:
+    """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x))). With a KV cache,
+    x is the new tokens only (the cache keeps every position; a sliding layer's mask drops the old)."""
     p = f"layers.{layer}."
     h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps)
     q = split_heads(linear(h, w[f"{p}self_attn.q_proj.weight"]), s.heads)
@@ -114,32 +115,41 @@ def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin) -> Laye
     q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
     k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
     q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    head_output = self_attention(q_rope, k_rope, v, s, layer)
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache)
     attended = linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"])
     x = x + rms_norm(attended, w[f"{p}post_attention_layernorm.weight"], eps)
     h = rms_norm(x, w[f"{p}pre_feedforward_layernorm.weight"], eps)
     gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"]), linear(h, w[f"{p}mlp.up_proj.weight"])
     fed = linear(gelu_tanh(gate) * up, w[f"{p}mlp.down_proj.weight"])
     x = x + rms_norm(fed, w[f"{p}post_feedforward_layernorm.weight"], eps)
-    return LayerTrace(layer, s, q_rope, k_rope, v, head_output, x, q_pre_rope=q, k_pre_rope=k)
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer; with a KV cache, `input_ids` follow the cached positions."""
     c = text_config(config)
     kinds = layer_types(c)
+    start = 0 if cache is None else cache.length
     angles = {
-        kind: rope_angles(llama.rope_frequencies({"rope_parameters": rope_parameters(c, kind)}, s.head_dim), len(input_ids))
+        kind: rope_angles(llama.rope_frequencies({"rope_parameters": rope_parameters(c, kind)}, s.head_dim), len(input_ids), start)
         for kind in set(kinds)
     }
     x = w.rows("embed_tokens.weight", input_ids) * np.float32(math.sqrt(s.hidden))
     for layer in range(s.layers):
-        trace = block(x, w, layer, s, c["rms_norm_eps"], *angles[kinds[layer]])
+        trace = block(x, w, layer, s, c["rms_norm_eps"], *angles[kinds[layer]], cache)
         x = trace.hidden
         yield trace
 
 
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
     return rms_norm(hidden, w["norm.weight"], text_config(config)["rms_norm_eps"])
+
+
+def logits(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+    """Next-token logits (seq, vocab): the final norm, the tied embeddings, then the soft-cap
+    cap·tanh(logits/cap) when `final_logit_softcapping` is set."""
+    c = text_config(config)
+    return lm_logits(w, c, final_norm(w, config, hidden), "embed_tokens.weight", tied_by_default=True)
 
 
 def output_projection(w: Weights, layer: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.ops import gelu, gelu_tanh, layer_norm, merge_heads, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
 
 WEIGHT_PREFIXES = ("transformer.",)
 ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu": gelu}
@@ -42,30 +42,38 @@ def conv1d(x: np.ndarray, w: Weights, name: str) -> np.ndarray:
     return x @ w[f"{name}.weight"] + w[f"{name}.bias"]
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, config: dict) -> LayerTrace:
-    """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x))."""
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, config: dict, cache=None) -> LayerTrace:
+    """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x)). With a KV cache, x is the new tokens only."""
     p = f"h.{layer}."
     eps = config.get("layer_norm_epsilon", 1e-5)
     h = layer_norm(x, w[f"{p}ln_1.weight"], w[f"{p}ln_1.bias"], eps)
     q, k, v = (split_heads(part, s.heads) for part in np.split(conv1d(h, w, f"{p}attn.c_attn"), 3, axis=-1))
-    head_output = self_attention(q, k, v, s)
+    head_output, k, v, start = attend(q, k, v, s, layer, cache)
     x = x + conv1d(merge_heads(head_output), w, f"{p}attn.c_proj")
     h = layer_norm(x, w[f"{p}ln_2.weight"], w[f"{p}ln_2.bias"], eps)
     activation = ACTIVATIONS[config.get("activation_function", "gelu_new")]
     x = x + conv1d(activation(conv1d(h, w, f"{p}mlp.c_fc")), w, f"{p}mlp.c_proj")
-    return LayerTrace(layer, s, q, k, v, head_output, x)
+    return LayerTrace(layer, s, q, k, v, head_output, x, start=start)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
-    x = w.rows("wte.weight", input_ids) + w.rows("wpe.weight", np.arange(len(input_ids)))
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer. With a KV cache (`models.cache.KVCache`), `input_ids` are the
+    tokens after the cached ones, at positions cache.length onwards."""
+    start = 0 if cache is None else cache.length
+    x = w.rows("wte.weight", input_ids) + w.rows("wpe.weight", np.arange(start, start + len(input_ids)))
     for layer in range(s.layers):
-        trace = block(x, w, layer, s, config)
+        trace = block(x, w, layer, s, config, cache)
         x = trace.hidden
         yield trace
 
 
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
     return layer_norm(hidden, w["ln_f.weight"], w["ln_f.bias"], config.get("layer_norm_epsilon", 1e-5))
+
+
+def logits(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+    """Next-token logits (seq, vocab): ln_f, then the LM head, which GPT-2 ties to wte."""
+    return lm_logits(w, config, final_norm(w, config, hidden), "wte.weight", tied_by_default=True)
 
 
 def output_projection(w: Weights, layer: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths import rope
 from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
 
 WEIGHT_PREFIXES = ("model.",)
 ROPE_TYPES = ("default", "linear", "llama3")
@@ -83,8 +83,9 @@ def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
     return inv_freq.astype(np.float32)
 
 
-def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin) -> LayerTrace:
-    """One decoder layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x))."""
+def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache=None) -> LayerTrace:
+    """One decoder layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x)). With a KV
+    cache, x is the new tokens only and cos, sin their positions' angles."""
     p = f"layers.{layer}."
     eps = config.get("rms_norm_eps", 1e-6)
     h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps)
@@ -98,19 +99,23 @@ def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin) -> La
         q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
         k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
     q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    head_output = self_attention(q_rope, k_rope, v, s)
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache)
     x = x + linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"])
     h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps)
     gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"]), linear(h, w[f"{p}mlp.up_proj.weight"])
     x = x + linear(silu(gate) * up, w[f"{p}mlp.down_proj.weight"])
-    return LayerTrace(layer, s, q_rope, k_rope, v, head_output, x, q_pre_rope=q, k_pre_rope=k)
+    # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
-    cos, sin = rope_angles(rope_frequencies(config, s.head_dim), len(input_ids))
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer. With a KV cache (`models.cache.KVCache`), `input_ids` are the
+    tokens after the cached ones, at positions cache.length onwards."""
+    start = 0 if cache is None else cache.length
+    cos, sin = rope_angles(rope_frequencies(config, s.head_dim), len(input_ids), start)
     x = w.rows("embed_tokens.weight", input_ids)
     for layer in range(s.layers):
-        trace = block(x, w, layer, s, config, cos, sin)
+        trace = block(x, w, layer, s, config, cos, sin, cache)
         x = trace.hidden
         yield trace
 
@@ -118,6 +123,11 @@ def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> It
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
     """The last hidden state as transformers reports it: the final RMSNorm of the last layer's output."""
     return rms_norm(hidden, w["norm.weight"], config.get("rms_norm_eps", 1e-6))
+
+
+def logits(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+    """Next-token logits (seq, vocab): the final RMSNorm, then lm_head (or the embeddings, if tied)."""
+    return lm_logits(w, config, final_norm(w, config, hidden), "embed_tokens.weight", tied_by_default=False)
 
 
 def output_projection(w: Weights, layer: int) -> np.ndarray:

@@ -1,0 +1,97 @@
+"""`attn generate` (a decoder writes, and shows what it attended to) and `attn lens` (the logit lens)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .common import JsonOption, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, emit, read_text, run
+
+ChatOption = Annotated[bool, typer.Option("--chat", help="Read TEXT as a user message, rendered by the model's chat template.")]
+SystemOption = Annotated[Optional[str], typer.Option("--system", help="With --chat: a system message before the user's.", show_default=False)]
+
+
+@app.command(
+    rich_help_panel="Decoders",
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        '  attn generate "The capital of France is" --model smollm2 -n 12\n\n'
+        '  attn generate "What is the capital of France?" --chat --model smollm2\n\n'
+        '  attn generate "Once upon a time" --sample --temperature 0.8 --top-p 0.9 --seed 7 -m smollm2\n\n'
+        '  attn generate "The capital of France is" -m gemma3 -n 12 --query-index -2 --layer all --json'
+    ),
+)
+def generate(
+    text: TextArgument,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Generate at most this many tokens (fewer if the model ends its text).")] = 20,
+    sample: Annotated[bool, typer.Option("--sample", help="Draw each token (default: greedy, the most likely).")] = False,
+    temperature: Annotated[float, typer.Option("--temperature", help="With --sample: divide the logits by T (below 1: surer).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="With --sample: draw among the K most likely tokens only.", show_default=False)] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option("--top-p", help="With --sample: draw among the most likely tokens whose probabilities add up to P.", show_default=False)
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="With --sample: the same seed gives the same text.", show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", help="How many alternatives to list per generated token.")] = 5,
+    chat: ChatOption = False,
+    system: SystemOption = None,
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="With a query: layer index (negative from the end) or 'all'.")] = "-1",
+    head: Annotated[str, typer.Option("--head", help="With a query: head index, 'mean', 'all', or 'auto'.")] = "auto",
+    steps: Annotated[bool, typer.Option("--steps", help="With a query: also show step 1 (q, k, v) and step 3 (weighted sum of values).")] = False,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="Keep past keys and values (KV cache); --no-cache reruns the whole text per token.")
+    ] = True,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Let a decoder write: each new token's probability, the alternatives and what it attended to; --query inspects any token."""
+
+    def action() -> None:
+        from ..compute.decoding import Sampling
+        from ..compute.generate import generate as run_generate
+        from ..loading.model import load_model
+
+        sampling = Sampling(sample, temperature, top_k, top_p, seed)
+        result = run_generate(
+            load_model(model), read_text(text), max_new_tokens, sampling, top, chat, system, query, query_index, use_cache=cache,
+            layer=layer, head=head, steps=steps,
+        )
+        from ..views.terminal.generate import generate_view
+
+        emit(result, as_json, lambda _: generate_view(result))
+
+    run(as_json, action)
+
+
+@app.command(
+    rich_help_panel="Decoders",
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        '  attn lens "The capital of France is" --model smollm2\n\n'
+        '  attn lens "The Eiffel Tower is in Paris" -q Tower -m smollm2 --json'
+    ),
+)
+def lens(
+    text: TextArgument,
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    top: Annotated[int, typer.Option("--top", "-k", help="How many predictions to list per layer.")] = 5,
+    chat: ChatOption = False,
+    system: SystemOption = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The logit lens: the next token a decoder would predict after each layer, read through its final norm and LM head."""
+
+    def action() -> None:
+        from ..compute.lens import lens as run_lens
+        from ..loading.model import load_model
+
+        result = run_lens(load_model(model), read_text(text), query, query_index, top, chat, system)
+        from ..views.terminal.generate import lens_view
+
+        emit(result, as_json, lambda _: lens_view(result))
+
+    run(as_json, action)

@@ -1,0 +1,132 @@
+"""The decoding loop of `attn generate`: a forward pass per new token over a KV cache, the next
+token read from the LM head, until the length limit or an end-of-sequence id.
+
+`decode` yields each step's layer traces and logits, so that the command, the tests (cache
+equals the full pass; equals transformers' `generate`) and the benchmark read the same loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, ModelError
+from ..loading.model import Model
+from ..maths.sampling import greedy, sample
+from ..models import KVCache, LayerTrace
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen: greedy (the most likely), or drawn with a seeded generator
+    after temperature, top-k and top-p."""
+
+    sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if not self.sample:
+            return
+        if not self.temperature > 0:
+            raise InputError(f"--temperature {self.temperature} cannot be used with --sample", "give --temperature above 0 (drop --sample for greedy decoding)")
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError(f"--top-k {self.top_k} is not valid", "give --top-k 1 or more (1 is greedy)")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InputError(f"--top-p {self.top_p} is not valid", "give --top-p in (0, 1]")
+
+    def chooser(self) -> Callable[[np.ndarray], int]:
+        """logits (vocab,) -> the next id; a sampler keeps its generator, so a seed gives one text."""
+        if not self.sample:
+            return greedy
+        rng = np.random.default_rng(self.seed)
+        return lambda logits: sample(logits, rng, self.temperature, self.top_k, self.top_p)
+
+
+@dataclass(frozen=True)
+class DecodeStep:
+    """One generated token: `position` is where it goes; `logits` (vocab,) are the model's output
+    at position - 1, which chose it; `traces` are the layers of the forward pass that made them
+    (with the cache, over the new tokens only: the prompt at the first step, then one token)."""
+
+    position: int
+    id: int
+    logits: np.ndarray
+    traces: tuple[LayerTrace, ...]
+
+
+def require_decoder(model: Model, command: str = "generate") -> None:
+    """Encoders (BERT) see the whole text at once and have no next-token head: they cannot generate."""
+    if not model.spec.causal or not hasattr(model.arch, "logits"):
+        raise InputError(
+            f"{model.name} is an encoder ({model.spec.model_type}): it sees the whole text at once and cannot predict a next token",
+            f"use a decoder for attn {command} (gpt2, llama, mistral, qwen2, qwen3, …), e.g. --model smollm2",
+        )
+
+
+def eos_ids(model: Model) -> tuple[int, ...]:
+    """The ids that end generation, where transformers' `generate` finds them: generation_config.json's
+    `eos_token_id` (an id or a list), else config.json's, else the tokenizer's eos_token."""
+    for source in (_json(model.path / "generation_config.json"), model.config):
+        ids = source.get("eos_token_id")
+        if ids is not None:
+            ids = [ids] if isinstance(ids, int) else ids
+            return tuple(int(i) for i in ids)
+    token = _json(model.path / "tokenizer_config.json").get("eos_token")
+    token = token.get("content") if isinstance(token, dict) else token
+    found = model.tokenizer.token_to_id(token) if isinstance(token, str) else None
+    return () if found is None else (int(found),)
+
+
+def _json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}", f"re-download {path.name}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def check_length(model: Model, prompt_tokens: int, max_new_tokens: int) -> None:
+    if max_new_tokens < 1:
+        raise InputError(f"-n {max_new_tokens} is not valid", "give -n/--max-new-tokens 1 or more")
+    limit = model.spec.max_positions
+    if prompt_tokens + max_new_tokens > limit:
+        raise InputError(
+            f"the prompt is {prompt_tokens} tokens and {max_new_tokens} new ones would make {prompt_tokens + max_new_tokens}, "
+            f"but the model reads at most {limit}",
+            f"give -n {max(limit - prompt_tokens, 0)} or less, or a shorter prompt",
+        )
+
+
+def decode(
+    model: Model,
+    prompt_ids: np.ndarray,
+    max_new_tokens: int,
+    choose: Callable[[np.ndarray], int] = greedy,
+    eos: tuple[int, ...] = (),
+    use_cache: bool = True,
+) -> Iterator[DecodeStep]:
+    """Generate up to `max_new_tokens` after `prompt_ids`, stopping after an id in `eos` (which
+    is yielded). With `use_cache` each step runs the new token alone over the KV cache; without,
+    it reruns the whole sequence (the same numbers, to float32 rounding; slower)."""
+    require_decoder(model)
+    ids = [int(i) for i in prompt_ids]
+    cache = KVCache(model.spec, len(ids) + max_new_tokens) if use_cache else None
+    new = np.asarray(ids, dtype=np.int64)
+    for _ in range(max_new_tokens):
+        traces = tuple(model.trace(new if use_cache else np.asarray(ids, dtype=np.int64), cache))
+        logits = model.arch.logits(model.weights, model.config, traces[-1].hidden[-1:])[0]
+        token = int(choose(logits))
+        yield DecodeStep(len(ids), token, logits, traces)
+        ids.append(token)
+        if token in eos:
+            return
+        new = np.asarray([token], dtype=np.int64)

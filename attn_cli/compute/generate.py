@@ -1,0 +1,192 @@
+"""`generate`: a decoder writes tokens (KV cache, greedy or seeded sampling); for each one, what
+it predicted and what it attended to while writing it; with a query, inspect's view of that token.
+
+Each step's attention is the row of the position that chose the token (the last one before
+it), in the last layer, mean over heads, read from the cached forward pass itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..loading.model import Model, kept
+from ..loading.tokenizer import Tokenization, continued, decoded_piece, tokenize
+from ..maths.analysis import to_words
+from ..maths.sampling import log_softmax, top_tokens
+from ..models.cache import cache_bytes
+from .decoding import Sampling, check_length, decode, eos_ids, require_decoder
+from .inspect import inspect_tokens, model_info
+from .result import InspectResult, ModelInfo, document_header, floats
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A token the model could write next, with its log-probability (temperature 1, unfiltered)."""
+
+    id: int
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class Attended:
+    """The prompt or earlier word a step attended to most (first token excluded: the sink)."""
+
+    text: str
+    token_indices: tuple[int, ...]
+    weight: float
+
+
+@dataclass(frozen=True)
+class Step:
+    """One generated token at `position`: its id, decoded text, log-probability, the top
+    alternatives (itself included, when it is among them) and its most-attended word."""
+
+    position: int
+    id: int
+    text: str
+    logprob: float
+    top: tuple[Candidate, ...]
+    attended: Attended | None
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    model: ModelInfo
+    tokenization: Tokenization  # the prompt (or rendered chat) and every generated token
+    prompt_tokens: int
+    steps: tuple[Step, ...]
+    stop_reason: str  # "eos" or "length"
+    sampling: Sampling
+    max_new_tokens: int
+    eos_ids: tuple[int, ...]
+    chat: bool
+    system: str | None
+    cache_bytes: int  # the KV cache's size: layers × kv_heads × positions × head_dim × 2 × 4 bytes
+    prompt: Tokenization | None = None  # the prompt alone (its tokens are the first prompt_tokens of `tokenization`)
+    inspect: InspectResult | None = None  # with --query: inspect's view of that token of the whole sequence
+
+    @property
+    def continuation(self) -> str:
+        return "".join(s.text for s in self.steps)
+
+    def to_json(self) -> dict:
+        doc = {
+            **document_header(self.model, self.tokenization),
+            "prompt_tokens": self.prompt_tokens,
+            "chat": self.chat,
+            "system": self.system,
+            "continuation": self.continuation,
+            "steps": [
+                {
+                    "position": s.position,
+                    "id": s.id,
+                    "text": s.text,
+                    "logprob": floats(np.float32(s.logprob)),
+                    "top": [{"id": c.id, "text": c.text, "logprob": floats(np.float32(c.logprob))} for c in s.top],
+                    "attended": None if s.attended is None else {
+                        "text": s.attended.text, "token_indices": list(s.attended.token_indices), "weight": floats(np.float32(s.attended.weight)),
+                    },
+                }
+                for s in self.steps
+            ],
+            "stop_reason": self.stop_reason,
+            "max_new_tokens": self.max_new_tokens,
+            "eos_ids": list(self.eos_ids),
+            "sampling": {
+                "sample": self.sampling.sample, "temperature": self.sampling.temperature, "top_k": self.sampling.top_k,
+                "top_p": self.sampling.top_p, "seed": self.sampling.seed,
+            },
+            "kv_cache_bytes": self.cache_bytes,
+        }
+        for t, token in zip(doc["tokens"], self.tokenization.tokens):
+            t["generated"] = token.index >= self.prompt_tokens
+        if self.inspect is not None:
+            view = self.inspect.to_json()
+            doc |= {k: view[k] for k in ("query", "top_k", "include_special", "level", "units", "rank_by", "layers")}
+            doc["notes"] = view["notes"]
+        return doc
+
+
+def prompt_tokenization(model: Model, prompt: str, chat: bool = False, system: str | None = None) -> Tokenization:
+    if chat:
+        from .chat import chat_tokenization
+
+        return chat_tokenization(model, prompt, system)
+    if system is not None:
+        raise InputError("--system is a chat template's system message", "add --chat, or drop --system")
+    return tokenize(model.tokenizer, prompt, max_tokens=None)
+
+
+def generate(
+    model: Model,
+    prompt: str,
+    max_new_tokens: int = 20,
+    sampling: Sampling | None = None,
+    top: int = 5,
+    chat: bool = False,
+    system: str | None = None,
+    query: str | None = None,
+    query_index: int | None = None,
+    use_cache: bool = True,
+    on_step=None,
+    **inspect_options,
+) -> GenerateResult:
+    """Generate up to `max_new_tokens` after `prompt` (greedy unless `sampling.sample`), stopping
+    at the model's EOS (included). `on_step(step)` is called as each token is written. With a
+    `query`/`query_index` over the whole sequence (negative from the end), the result also holds
+    inspect's view of that token (`inspect_options`: layer, head, steps, level, ...)."""
+    require_decoder(model)
+    if top < 1:
+        raise InputError(f"--top {top} is not valid", "give --top 1 or more")
+    if max_new_tokens < 1:
+        raise InputError(f"-n {max_new_tokens} is not valid", "give -n/--max-new-tokens 1 or more")
+    sampling = sampling or Sampling()
+    sampling.validate()
+    model = kept(model)
+    tok = prompt_tokenization(model, prompt, chat, system)
+    check_length(model, len(tok.tokens), max_new_tokens)
+    eos = eos_ids(model)
+    ids = [int(i) for i in tok.ids]
+    prompt_tokens = len(ids)
+    steps, pieces, stop = [], [], "length"
+    for d in decode(model, tok.ids, max_new_tokens, sampling.chooser(), eos, use_cache):
+        logprobs = log_softmax(d.logits)
+        candidates = tuple(Candidate(int(i), decoded_piece(model.tokenizer, ids, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top))
+        piece = decoded_piece(model.tokenizer, ids, d.id)
+        step = Step(d.position, d.id, piece, float(logprobs[d.id]), candidates, _attended(d.traces[-1], tok, ids, pieces))
+        steps.append(step)
+        pieces.append(piece)
+        ids.append(d.id)
+        if on_step is not None:
+            on_step(step)
+        if d.id in eos:
+            stop = "eos"
+    full = continued(model.tokenizer, tok, ids[prompt_tokens:], pieces)
+    view = None
+    if query is not None or query_index is not None:
+        view = inspect_tokens(model, full, query, query_index, **inspect_options)
+    return GenerateResult(
+        model_info(model), full, prompt_tokens, tuple(steps), stop, sampling, max_new_tokens, eos, chat, system,
+        cache_bytes(model.spec, len(ids)) if use_cache else 0, tok, view,
+    )
+
+
+def _attended(trace, tok: Tokenization, ids: list[int], pieces: list[str]) -> Attended | None:
+    """The word the writing position attended to most: its last-layer row, mean over heads,
+    summed per word, the first token left out (a sink that takes weight from every query)."""
+    _, _, weights = trace.rows([trace.q.shape[1] - 1])
+    row = weights[:, 0].mean(axis=0)  # (seq,)
+    if row.shape[0] < 2:
+        return None
+    prompt = len(tok.tokens)
+    # Units: the prompt's words and special tokens, then each generated token so far.
+    units = [(u.text, u.token_indices) for u in tok.word_units]
+    units += [(piece.strip() or piece, (prompt + k,)) for k, piece in enumerate(pieces)]
+    units = [(text, idx) for text, idx in units if 0 not in idx or len(idx) > 1]
+    mass = to_words(np.where(np.arange(row.shape[0]) == 0, 0.0, row).astype(np.float32), [list(i) for _, i in units])
+    best = int(np.argmax(mass))
+    return Attended(units[best][0], tuple(units[best][1]), float(mass[best]))

@@ -1,0 +1,78 @@
+"""`lens`: the logit lens (nostalgebraist 2020). The residual stream after each layer, read
+through the model's final norm and LM head, as if the model stopped there: what it would
+predict next, layer by layer. After the last layer it is the model's real prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..loading.model import Model
+from ..loading.tokenizer import Tokenization, decoded_piece, tokenize
+from ..maths.sampling import log_softmax, top_tokens
+from .decoding import require_decoder
+from .generate import Candidate
+from .inspect import model_info
+from .query import resolve_query
+from .result import ModelInfo, QueryInfo, document_header, floats
+
+
+@dataclass(frozen=True)
+class LensLayer:
+    """The next-token prediction read after `layer`: the top candidates by log-probability."""
+
+    layer: int
+    top: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True)
+class LensResult:
+    model: ModelInfo
+    tokenization: Tokenization
+    query: QueryInfo  # the position read: its last token (the next token comes after it)
+    position: int
+    layers: tuple[LensLayer, ...]
+    top_k: int
+
+    def to_json(self) -> dict:
+        return {
+            **document_header(self.model, self.tokenization),
+            "query": {
+                "text": self.query.text, "token_indices": list(self.query.token_indices),
+                "occurrence": self.query.occurrence, "occurrences": self.query.occurrences,
+            },
+            "position": self.position,
+            "top_k": self.top_k,
+            "layers": [
+                {"layer": r.layer, "top": [{"id": c.id, "text": c.text, "logprob": floats(np.float32(c.logprob))} for c in r.top]}
+                for r in self.layers
+            ],
+        }
+
+
+def lens(
+    model: Model, text: str, query: str | None = None, query_index: int | None = None, top_k: int = 5, chat: bool = False, system: str | None = None,
+) -> LensResult:
+    """Top-`top_k` next-token predictions after every layer, at the last token (or the query's
+    last token)."""
+    from ..errors import InputError
+
+    require_decoder(model, "lens")
+    if top_k < 1:
+        raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
+    if chat:
+        from .chat import chat_tokenization
+
+        tok = chat_tokenization(model, text, system)
+    else:
+        tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    q = resolve_query(tok, query, query_index if query is not None or query_index is not None else -1)
+    position = q.token_indices[-1]
+    before = [int(i) for i in tok.ids[: position + 1]]
+    rows = []
+    for trace in model.trace(tok.ids[: position + 1]):  # later tokens cannot change this position
+        logprobs = log_softmax(model.arch.logits(model.weights, model.config, trace.hidden[-1:])[0])
+        top = tuple(Candidate(int(i), decoded_piece(model.tokenizer, before, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top_k))
+        rows.append(LensLayer(trace.layer, top))
+    return LensResult(model_info(model), tok, QueryInfo(q.text, q.token_indices, q.occurrence, q.occurrences), position, tuple(rows), top_k)

@@ -1,0 +1,95 @@
+"""Rich views of `attn generate` (the continuation, then one line per generated token) and of
+`attn lens` (layers as rows). With a query, generate's view ends with inspect's, from the same
+renderer."""
+
+from __future__ import annotations
+
+import math
+
+from rich import box
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ...compute.generate import GenerateResult
+from ...compute.lens import LensResult
+from .inspect import inspect_view, tokens_table
+
+
+def _shown(text: str) -> str:
+    """A token's text on one line: newlines and tabs as escapes, a token of spaces as ␣, the
+    empty string as ∅."""
+    if not text:
+        return "∅"
+    shown = repr(text)[1:-1]
+    return shown.replace(" ", "␣") if not text.strip() else shown
+
+
+def _mib(n: int) -> str:
+    if n < 2**20:
+        return f"{n / 2**10:.1f} KiB"
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+def _settings(r: GenerateResult) -> str:
+    s = r.sampling
+    if not s.sample:
+        return "greedy"
+    parts = [f"sampled, temperature {s.temperature:g}"]
+    parts += [f"top-k {s.top_k}"] if s.top_k is not None else []
+    parts += [f"top-p {s.top_p:g}"] if s.top_p is not None else []
+    return ", ".join(parts + [f"seed {s.seed}" if s.seed is not None else "no seed (not reproducible)"])
+
+
+def generate_view(r: GenerateResult) -> list[RenderableType]:
+    m = r.model
+    parts: list[RenderableType] = [
+        Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers × {m.heads} heads) · {_settings(r)}")
+    ]
+    prompt_text = r.prompt.text if r.prompt is not None else r.tokenization.text[: len(r.tokenization.text) - len(r.continuation)]
+    if r.chat:
+        parts.append(Text("\nChat template, rendered (special tokens dim in the table):", style="bold"))
+        parts.append(Text(prompt_text, style="dim"))
+        if r.prompt is not None:
+            parts.append(tokens_table(r.prompt))
+    parts.append(Text.assemble(("\n" if not r.chat else "") + "Text: ", (prompt_text if not r.chat else "…", "dim"), (r.continuation, "bold green")))
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    for name, justify in (("#", "right"), ("token", "left"), ("p", "right"), ("alternatives", "left"), ("attended most", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "alternatives")
+    for s in r.steps:
+        alternatives = Text()
+        for c in (c for c in s.top if c.id != s.id):
+            if alternatives:
+                alternatives.append(" · ", style="dim")
+            alternatives.append(_shown(c.text))
+            alternatives.append(f" {math.exp(c.logprob):.2f}", style="dim")
+        attended = Text("—") if s.attended is None else Text.assemble(_shown(s.attended.text), (f" {s.attended.weight:.2f}", "dim"))
+        table.add_row(str(s.position), Text(_shown(s.text), style="bold"), f"{math.exp(s.logprob):.2f}", alternatives, attended)
+    parts.append(table)
+    stop = "end of sequence" if r.stop_reason == "eos" else f"length (-n {r.max_new_tokens})"
+    cache = f" · KV cache {_mib(r.cache_bytes)}" if r.cache_bytes else " · no KV cache"
+    parts.append(Text(f"{len(r.steps)} tokens · stopped at {stop}{cache} · attended most: last layer, mean over heads, first token left out", style="dim"))
+    if r.inspect is not None:
+        parts.append(Text(""))
+        parts += inspect_view(r.inspect)
+    return parts
+
+
+def lens_view(r: LensResult) -> list[RenderableType]:
+    m = r.model
+    parts: list[RenderableType] = [
+        Text.assemble(
+            (m.name, "bold magenta"), f" · logit lens at token {r.position} ",
+            (f'"{r.tokenization.tokens[r.position].text}"', "bold cyan"), ": the next token read after each layer"
+        )
+    ]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    table.add_column("layer", justify="right")
+    for k in range(r.top_k):
+        table.add_column(f"#{k + 1}", no_wrap=True)
+    for row in r.layers:
+        table.add_row(str(row.layer), *(Text.assemble(_shown(c.text), (f" {math.exp(c.logprob):.2f}", "dim")) for c in row.top))
+    parts.append(table)
+    parts.append(Text("the last layer's row is the model's own prediction", style="dim"))
+    return parts

@@ -1,0 +1,179 @@
+"""`attn generate`'s decoding: the KV cache equals the full pass, generation equals transformers'
+`generate` (tests/fixtures/generate, made by scripts/make_generate_fixtures.py), EOS and sampling."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attn_cli.compute.decoding import Sampling, decode, eos_ids
+from attn_cli.compute.generate import generate
+from attn_cli.loading.model import kept, load_model
+from attn_cli.maths.sampling import filtered_logits, log_softmax, sample, top_tokens
+from attn_cli.models import KVCache
+from attn_cli.models.cache import cache_bytes
+
+TINY = Path(__file__).parent / "fixtures" / "tiny"
+FIXTURES = Path(__file__).parent / "fixtures" / "generate"
+DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3")
+
+
+def tied_copy(name: str, folder: Path, **config) -> Path:
+    """A tiny decoder whose LM head is its embeddings (its file holds no lm_head.weight)."""
+    target = folder / name
+    shutil.copytree(TINY / name, target)
+    c = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps(c | {"tie_word_embeddings": True} | config))
+    return target
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-lm")
+    return {name: kept(load_model(tied_copy(name, root))) for name in DECODERS}
+
+
+def step_rows(step) -> np.ndarray:
+    """(layers, heads, seq): the last query row of each layer of one decode step."""
+    return np.stack([t.rows([t.q.shape[1] - 1])[2][:, 0] for t in step.traces])
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_cache_equals_the_full_pass(tiny, name):
+    """Every step's attention rows and logits through the cache equal those of a forward pass
+    over the whole sequence, at every layer (and equal generation without the cache)."""
+    model = tiny[name]
+    prompt = np.load(TINY / name / "ref_1.npz")["input_ids"]
+    cached = list(decode(model, prompt, 10))
+    uncached = list(decode(model, prompt, 10, use_cache=False))
+    assert [s.id for s in cached] == [s.id for s in uncached]
+    sequence = np.concatenate([prompt, [s.id for s in cached]])
+    full = list(model.trace(sequence))
+    for step, plain in zip(cached, uncached):
+        position = step.position - 1  # the row that chose the token
+        want = np.stack([t.rows([position])[2][:, 0, : position + 1] for t in full])
+        np.testing.assert_allclose(step_rows(step), want, atol=1e-5)
+        np.testing.assert_allclose(step_rows(plain), want, atol=1e-5)
+        assert np.abs(step.logits - plain.logits).max() <= 1e-4 * np.abs(plain.logits).max()
+    assert cached[1].traces[0].q.shape[1] == 1  # after the prompt, one token per step
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_greedy_equals_transformers_generate(tiny, name):
+    ref = np.load(FIXTURES / f"tiny-{name}-plain.npz")
+    model = tiny[name]
+    steps = list(decode(model, ref["input_ids"], len(ref["generated"]), eos=eos_ids(model)))
+    assert [s.id for s in steps] == ref["generated"].tolist()
+    check_steps(steps, ref)
+
+
+def check_steps(steps, ref) -> None:
+    """Top-5 log-probs within 1e-3 and attention rows of each step within 1e-5 of transformers'."""
+    for n, step in enumerate(steps):
+        logprobs = log_softmax(step.logits)
+        top = top_tokens(logprobs, 5)
+        assert set(top.tolist()) == set(ref["top_ids"][n].tolist()) or np.allclose(logprobs[top], ref["top_logprobs"][n], atol=1e-3)
+        np.testing.assert_allclose(logprobs[ref["top_ids"][n]], ref["top_logprobs"][n], atol=1e-3)
+        rows = step_rows(step)  # (layers, heads, seq)
+        for layer, want in enumerate(ref["rows"][n]):
+            keys = int(np.isfinite(want[0]).sum())  # transformers keeps only a sliding layer's window of keys
+            np.testing.assert_allclose(rows[layer, :, rows.shape[-1] - keys :], want[:, :keys], atol=1e-5)
+            assert not rows[layer, :, : rows.shape[-1] - keys].any()  # what it dropped had weight 0 here
+
+
+def test_the_cache_holds_keys_after_rope_per_kv_head(tiny):
+    model = tiny["llama"]  # 2 layers, 2 kv heads of 16 dims
+    ids = np.load(TINY / "llama" / "ref_0.npz")["input_ids"]
+    cache = KVCache(model.spec, len(ids) + 3)
+    traces = list(model.trace(ids, cache))
+    assert cache.length == len(ids) and cache.k.shape == (2, 2, len(ids) + 3, 16)
+    np.testing.assert_array_equal(cache.k[1, :, : len(ids)], traces[1].k)
+    ref = np.load(TINY / "llama" / "ref_0.npz")
+    np.testing.assert_allclose(cache.k[:, :, : len(ids)], ref["k"], atol=1e-5)
+    assert cache.nbytes == cache_bytes(model.spec, len(ids) + 3) == 2 * 2 * (len(ids) + 3) * 16 * 2 * 4
+
+
+def test_generation_stops_at_any_eos_id_and_keeps_it(tmp_path):
+    folder = tied_copy("llama", tmp_path)
+    free = generate(load_model(folder), "The cat sat.", 8)
+    third = free.steps[2].id
+    assert third not in [s.id for s in free.steps[:2]]
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": [12345, third]}))
+    r = generate(load_model(folder), "The cat sat.", 8)
+    assert [s.id for s in r.steps] == [s.id for s in free.steps[:3]]
+    assert r.stop_reason == "eos" and free.stop_reason == "length" and r.eos_ids == (12345, third)
+    assert r.tokenization.tokens[-1].id == third and len(r.tokenization.tokens) == r.prompt_tokens + 3
+
+
+def test_eos_comes_from_generation_config_then_config(tmp_path):
+    folder = tied_copy("llama", tmp_path)
+    assert eos_ids(load_model(folder)) == (2,)  # config.json
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 7}))
+    assert eos_ids(load_model(folder)) == (7,)
+
+
+def test_sampling_is_reproducible_and_top_k_1_is_greedy(tiny):
+    model = tiny["qwen3"]
+    draw = lambda seed, **kw: [s.id for s in generate(model, "The cat sat.", 8, Sampling(True, seed=seed, **kw)).steps]  # noqa: E731
+    assert draw(1) == draw(1)
+    assert draw(1) != draw(2) or draw(1) != draw(3)
+    assert draw(5, top_k=1) == [s.id for s in generate(model, "The cat sat.", 8).steps]
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    kept_p = np.isfinite(filtered_logits(logits, top_p=0.75))
+    assert kept_p.tolist() == [True, True, False, False]
+    assert np.isfinite(filtered_logits(logits, top_p=0.85)).sum() == 3
+    assert np.isfinite(filtered_logits(logits, top_p=0.1)).tolist() == [True, False, False, False]
+    assert np.isfinite(filtered_logits(logits, top_k=2)).tolist() == [True, True, False, False]
+    rng = np.random.default_rng(0)
+    counts = np.bincount([sample(logits, rng, temperature=1.0) for _ in range(4000)], minlength=4) / 4000
+    np.testing.assert_allclose(counts, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    sharp = np.bincount([sample(logits, rng, temperature=0.25) for _ in range(2000)], minlength=4) / 2000
+    assert sharp[0] > 0.8  # p^(1/T) renormalised: 0.5^4 / Σ ≈ 0.87
+
+
+def test_generated_tokens_extend_the_tokenization(tiny):
+    r = generate(tiny["gpt2"], "The cat sat.", 5, top=3)
+    tok = r.tokenization
+    assert len(tok.tokens) == r.prompt_tokens + 5 and tok.text == "The cat sat." + r.continuation
+    for step, token in zip(r.steps, tok.tokens[r.prompt_tokens :]):
+        assert token.id == step.id and token.index == step.position
+        assert token.special or tok.text[token.start : token.end] == step.text
+        assert len(step.top) == 3 and step.top[0].logprob >= step.top[1].logprob >= step.top[2].logprob
+        assert step.logprob <= step.top[0].logprob + 1e-6
+    assert r.steps[0].top[0].id == r.steps[0].id  # greedy writes the most likely token
+    doc = r.to_json()
+    assert [t["generated"] for t in doc["tokens"]] == [False] * r.prompt_tokens + [True] * 5
+
+
+def test_query_view_of_a_generated_token_is_inspects_over_the_whole_sequence(tiny):
+    from attn_cli.compute.inspect import inspect_tokens
+
+    model = tiny["mistral"]
+    r = generate(model, "The cat sat.", 4, query_index=-2, layer="all", head="all")
+    assert r.inspect.query.token_indices == (len(r.tokenization.tokens) - 2,)
+    again = inspect_tokens(model, r.tokenization, query_index=-2, layer="all", head="all")
+    for a, b in zip(r.inspect.layers, again.layers):
+        np.testing.assert_array_equal(a.head(0).weights, b.head(0).weights)
+    weights = r.inspect.layers[0].head(1).weights
+    assert weights[-1] == 0 and abs(weights.sum() - 1) < 1e-5  # the last token is in its future
+
+
+def test_auto_head_ignores_a_decoders_first_token_sink(tiny):
+    from attn_cli.compute.inspect import auto_head
+    from attn_cli.compute.query import resolve_query
+    from attn_cli.loading.tokenizer import tokenize
+
+    tok = tokenize(tiny["gpt2"].tokenizer, "The cat sat.")  # GPT-2 adds no BOS: token 0 is "The"
+    q = resolve_query(tok, query_index=-1)
+    rows = np.zeros((2, len(tok.tokens)), dtype=np.float32)
+    rows[0, 0] = 0.9  # a sink head
+    rows[1, 1] = 0.3  # a head that reads "cat"
+    assert auto_head(rows, tok, q, causal=True) == 1
+    assert auto_head(rows, tok, q, causal=False) == 0
