@@ -136,11 +136,12 @@ def tokenize(
             encoding = tokenizer.encode(text, add_special_tokens=add_special_tokens)
         finally:
             tokenizer.no_truncation()
-    # Special tokens written in the text itself (a chat template's <|im_start|>) are special too.
+    # Special tokens written in the text itself (a chat template's <|im_start|>) are special too;
+    # an unknown character that became [UNK] is not: the text there is the character, not "[UNK]".
     written = special_ids(tokenizer)
     specials = [
-        bool(m) or w is None and o == (0, 0) or i in written
-        for m, w, o, i in zip(encoding.special_tokens_mask, encoding.word_ids, encoding.offsets, encoding.ids)
+        bool(m) or w is None and o == (0, 0) or i in written and text[o[0] : o[1]] == piece
+        for m, w, o, i, piece in zip(encoding.special_tokens_mask, encoding.word_ids, encoding.offsets, encoding.ids, encoding.tokens)
     ]
     word_of = _word_indices(text, encoding.offsets, encoding.word_ids, specials)
     shown = _readable(text, encoding.tokens, encoding.offsets, specials) if _pieces_are_bytes(tokenizer) else encoding.tokens
