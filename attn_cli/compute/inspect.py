@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from ..errors import InputError
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import output_slices, to_words
+from ..models import LayerTrace
 from .query import Query, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
 
@@ -126,6 +128,34 @@ def inspect(
     `norms` adds ‖α·v‖ and ‖α·v·W_O‖ beside each weight; `rank_by` ("weight", "value_norm",
     "output_norm") orders the top-attended words, and implies `norms`.
     """
+    layers, ask = _options(model, layer, head, top_k, steps, include_special, level, norms, rank_by)
+    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions, truncate=truncate)
+    return _inspect(model, tok, model.trace(tok.ids), resolve_query(tok, query, query_index), query, layers, ask)
+
+
+def inspect_traced(
+    model: Model,
+    tok: Tokenization,
+    traces: Iterable[LayerTrace],
+    query: str | None = None,
+    query_index: int | None = None,
+    layer: str | int = -1,
+    head: str | int = "auto",
+    top_k: int = 5,
+    steps: bool = False,
+    include_special: bool = True,
+    level: str = "token",
+    norms: bool = False,
+    rank_by: str = "weight",
+) -> InspectResult:
+    """`inspect` over traces already computed for `tok` (in layer order), e.g. kept by the
+    explorer: the same result, and so the same JSON, without another forward pass."""
+    layers, ask = _options(model, layer, head, top_k, steps, include_special, level, norms, rank_by)
+    return _inspect(model, tok, traces, resolve_query(tok, query, query_index), query, layers, ask)
+
+
+def _options(model: Model, layer, head, top_k, steps, include_special, level, norms, rank_by) -> tuple[list[int], _Ask]:
+    """The caller's options, validated: (layer indices, what to keep)."""
     if top_k < 1:
         raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
     if level not in LEVELS:
@@ -136,12 +166,12 @@ def inspect(
         raise InputError("--steps shows token vectors, so it cannot be used with --level word", "drop --steps or --level word")
     s = model.spec
     layers = select_layers(layer, s.layers)
-    ask = _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
-    tok = tokenize(model.tokenizer, text, max_tokens=s.max_positions, truncate=truncate)
-    q = resolve_query(tok, query, query_index)
+    return layers, _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
 
+
+def _inspect(model: Model, tok: Tokenization, traces: Iterable[LayerTrace], q: Query, query: str | None, layers: list[int], ask: _Ask) -> InspectResult:
     results = []
-    for trace in model.trace(tok.ids):
+    for trace in traces:
         if trace.layer in layers:
             w_o = model.arch.output_projection(model.weights, trace.layer) if ask.norms else None
             results.append(_layer_result(trace, tok, q, ask, w_o))
@@ -152,11 +182,11 @@ def inspect(
         tokenization=tok,
         query=QueryInfo(q.text, q.token_indices, q.occurrence, q.occurrences),
         layers=tuple(results),
-        top_k=top_k,
-        include_special=include_special,
+        top_k=ask.top_k,
+        include_special=ask.include_special,
         notes=tuple(_notes(tok, q, query)),
-        level=level,
-        rank_by=rank_by,
+        level=ask.level,
+        rank_by=ask.rank_by,
     )
 
 
