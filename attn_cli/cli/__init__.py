@@ -18,7 +18,7 @@ from .common import ExitStatus, app, report
 __all__ = ["ExitStatus", "app", "main"]
 
 # Importing a command module registers its commands on `app`, in this order (that of --help).
-COMMAND_MODULES = ("inspect", "lenses", "stats", "plot", "batch")
+COMMAND_MODULES = ("inspect", "lenses", "stats", "plot", "batch", "explore")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
 
