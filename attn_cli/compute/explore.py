@@ -21,6 +21,8 @@ from .lenses import HeadsResult, RolloutResult, heads_traced, mean_maps, rollout
 from .query import Query, resolve_query
 from .result import InspectResult
 
+_KEPT = 64  # InspectResults kept (each holds one layer's rows for one query: O(heads·seq))
+
 
 class TracedText:
     """`model`'s forward pass over `tokenization`, one slimmed `LayerTrace` per layer."""
@@ -29,13 +31,20 @@ class TracedText:
         self.model, self.tokenization, self.traces = model, tokenization, traces
         self._maps: list[np.ndarray] | None = None
         self._heads: dict[tuple[int, ...], HeadsResult] = {}
+        self._results: dict[tuple, InspectResult] = {}
 
     def resolve(self, query: str | None = None, query_index: int | None = None) -> Query:
         return resolve_query(self.tokenization, query, query_index)
 
     def inspect(self, query: str | None = None, query_index: int | None = None, **options) -> InspectResult:
-        """What `attn inspect TEXT --query … --json` computes, for the same options."""
-        return inspect_traced(self.model, self.tokenization, self.traces, query, query_index, **options)
+        """What `attn inspect TEXT --query … --json` computes, for the same options. The last
+        `_KEPT` results are kept: going back to a view is a dictionary look-up."""
+        key = (query, query_index, tuple(sorted(options.items())))
+        if key not in self._results:
+            if len(self._results) >= _KEPT:
+                self._results.pop(next(iter(self._results)))
+            self._results[key] = inspect_traced(self.model, self.tokenization, self.traces, query, query_index, **options)
+        return self._results[key]
 
     def heads(self, query: str | None = None, query_index: int | None = None) -> HeadsResult:
         """The model view (`attn heads`, metric "top") for the query; cached per query."""

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Input, Static
+from textual.widgets import Input
 
 from ...compute.explore import TracedText
 from ...errors import AttnError
 from .lines import Pane, grid_pane, header, heads_pane, rollout_pane, steps_pane, title, token_strip, weights_pane
 from .state import COMMAND_OF_MODE, View
-from .widgets import Body, HelpScreen, keys_line
+from .widgets import Body, HelpScreen, TextBlock, keys_line
 
 
 def _keys(*pairs) -> list[Binding]:
@@ -33,11 +34,7 @@ class Explorer(App[int]):
     AUTO_FOCUS = None  # keys go to the app; the prompt takes them only while open
     CSS = """
     Screen { layout: vertical; }
-    #header { height: 1; background: $panel; }
-    #title { height: 1; }
-    #strip { height: auto; margin: 0 0 1 0; }
-    #columns, #below { height: auto; }
-    #keys { height: auto; background: $panel; }
+    #header, #keys { background: $panel; }
     #prompt { display: none; height: 1; border: none; padding: 0 1; }
     #prompt.shown { display: block; }
     """
@@ -57,14 +54,12 @@ class Explorer(App[int]):
         self._asking: str | None = None  # "find" or "export" while the prompt is open
 
     def compose(self) -> ComposeResult:
-        yield Static(id="header")
-        yield Static(id="title")
-        yield Static(id="strip")
-        yield Static(id="columns")
+        for name in ("header", "title", "strip", "columns"):
+            yield TextBlock(id=name)
         yield Body(id="body")
-        yield Static(id="below")
+        yield TextBlock(id="below")
         yield Input(id="prompt")
-        yield Static(keys_line(), id="keys")
+        yield TextBlock(id="keys")
 
     def on_mount(self) -> None:
         self.redraw()
@@ -79,16 +74,17 @@ class Explorer(App[int]):
 
     def redraw(self) -> None:
         """Re-read the traces for the current view and update every part of the screen."""
-        view, width = self.view, max(20, self.size.width)
+        view, width, console = self.view, max(20, self.size.width), self.console
         result = self.result()
-        self.query_one("#header", Static).update(header(result, view))
-        self.query_one("#title", Static).update(title(result, view))
+        block = lambda name: self.query_one(f"#{name}", TextBlock)
+        block("header").set(list(header(result, view).wrap(console, width)))
+        block("title").set([title(result, view)])
         strip_lines = 3 if self.size.height <= 30 else min(8, self.size.height // 6)
-        self.query_one("#strip", Static).update(token_strip(result, view, width, strip_lines))
+        block("strip").set(token_strip(result, view, width, strip_lines) + [Text("")])
         pane = self._pane(result, width)
-        self.query_one("#columns", Static).update(_joined(pane.columns))
-        self.query_one("#columns").display = bool(pane.columns)
-        self.query_one("#below", Static).update(_joined(pane.below))
+        block("columns").set(pane.columns)
+        block("below").set(pane.below)
+        block("keys").set(list(keys_line().wrap(console, width)))
         self.query_one(Body).show(pane.body)
 
     def _pane(self, result, width: int) -> Pane:
@@ -236,9 +232,3 @@ class Explorer(App[int]):
         _check_destination(path)
         data = (json.dumps(self.document(), ensure_ascii=False) + "\n").encode("utf-8")
         return _write_atomically(path, lambda f: f.write(data))
-
-
-def _joined(lines: list) -> object:
-    from rich.text import Text
-
-    return Text("\n").join(lines) if lines else Text("")

@@ -20,7 +20,7 @@ from ...compute.lenses import HeadsResult, RolloutResult
 from ...compute.result import HeadResult, InspectResult, LayerResult
 from ...loading.tokenizer import units
 from ..palette import weight_text
-from ..terminal.inspect import _LABEL_WIDTH, _kv_note, _masked_label, _position, _row_groups, _vector, bar, heat, top_line
+from ..terminal.inspect import _LABEL_WIDTH, _masked_label, _position, _row_groups, _vector, bar, heat, top_line
 from ..terminal.lenses import _grid_cells
 from .state import View
 
@@ -87,7 +87,10 @@ def _label(result: InspectResult, i: int, width: int) -> Text:
 
 
 def _label_width(result: InspectResult) -> int:
-    return 2 + min(_LABEL_WIDTH, max(len(result.level), *(len(u.text) for u in result.units)))
+    """The label column: tokens up to 18 characters, and room for "masked (before window)"."""
+    widest = 2 + min(_LABEL_WIDTH, max(len(result.level), *(len(u.text) for u in result.units)))
+    masked = result.layers[0].visible is not None and not result.layers[0].visible.all()
+    return max(widest, len("masked (before window)" if result.model.sliding_window else "masked (future)")) if masked else widest
 
 
 def _number(values: np.ndarray | None, i: int) -> str:
@@ -107,7 +110,8 @@ def header(result: InspectResult, view: View) -> Text:
     head = "mean" if view.head == "mean" else f"head {view.head}"
     text = Text.assemble((m.name, "bold magenta"), " · ", (f"layer {view.layer}", "bold"), f"/{m.layers - 1} · ", (head, "bold"))
     if view.head != "mean" and m.kv_heads != m.heads:
-        text.append(f" (kv {result.layers[0].head(view.head).kv_head})")
+        kv, group = result.layers[0].head(view.head).kv_head, m.heads // m.kv_heads
+        text.append(f" (kv {kv}, shared by {kv * group}–{kv * group + group - 1})")
     text.append(" · query ")
     text.append(f'"{q.text}"', _QUERY)
     text.append(f" ({where})")
@@ -119,8 +123,6 @@ def header(result: InspectResult, view: View) -> Text:
 def title(result: InspectResult, view: View) -> Text:
     """What the body shows, in the words of `attn inspect`."""
     m = result.model
-    layer = result.layers[0]
-    kv = "" if view.head == "mean" else _kv_note(result, layer.head(view.head)).lstrip(", ")
     words = " · words" if result.level == "word" else ""
     if view.mode == "heads":
         text = f'Multi-head · layer {view.layer}: weights of "{result.query.text}" in every head{words}'
@@ -134,43 +136,54 @@ def title(result: InspectResult, view: View) -> Text:
         text = "Step 2 · softmax weights, summed per word (words have no single score)"
     else:
         text = f"Step 2 · scores Q·K{' (after RoPE)' if m.rotary else ''}, scaled by √d_k, softmax → weights"
-    line = Text(text, style="bold underline")
-    if kv and view.mode in ("weights", "steps"):
-        line.append(f"  {kv}", style="dim")
-    return line
+    return Text(text, style="bold underline")
 
 
-def token_strip(result: InspectResult, view: View, width: int, max_lines: int) -> Text:
+_LAYOUTS: dict[tuple[int, int], tuple[object, list[list[int]]]] = {}
+
+
+def _strip_layout(items: tuple, width: int) -> list[list[int]]:
+    """The unit indices on each line of the strip, wrapped at `width` (cached per text, level
+    and width: a 500-token text is laid out once, not on every key press)."""
+    key = (id(items), width)
+    if key not in _LAYOUTS or _LAYOUTS[key][0] is not items:
+        lines, used = [[]], 0
+        for i, unit in enumerate(items):
+            size = cell_len(unit.text) + 1
+            if used and used + size > width - 1:  # 1: room for the query's ▶
+                lines.append([])
+                used = 0
+            lines[-1].append(i)
+            used += size
+        _LAYOUTS[key] = (items, lines)
+    return _LAYOUTS[key][1]
+
+
+def token_strip(result: InspectResult, view: View, width: int, max_lines: int) -> list[Text]:
     """The text as tokens (or words), each tinted by the weight the query gives it, the query
     marked ▶, masked keys dim; at most `max_lines` lines, the query's always among them."""
     layer = result.layers[0]
-    head = layer.head(view.head)
-    pieces, lines, used = [], [[]], 0
-    for i, unit in enumerate(result.units):
-        label = unit.text.replace("\n", "⏎")
-        if _is_query(result, unit):
-            label, style = "▶" + label, heat(float(head.weights[i])) + Style(bold=True, underline=True)
-        elif layer.visible is not None and not layer.visible[i]:
-            style = _MASKED
-        else:
-            style = heat(float(head.weights[i]))
-        size = cell_len(label) + 1
-        if used and used + size > width:
-            lines.append([])
-            used = 0
-        lines[-1].append(len(pieces))
-        pieces.append((label, style + _pick(unit.token_indices[0])))
-        used += size
-    where = next(n for n, line in enumerate(lines) for k in line if _is_query(result, result.units[k]))
+    weights = layer.head(view.head).weights
+    items = result.units
+    lines = _strip_layout(items, width)
+    where = next(n for n, line in enumerate(lines) for k in line if _is_query(result, items[k]))
     start = max(0, min(where - max_lines // 2, len(lines) - max_lines))
-    text = Text()
-    for n, line in enumerate(lines[start : start + max_lines]):
-        if n:
-            text.append("\n")
-        for k in line:
-            text.append(*pieces[k])
+    shown = []
+    for line in lines[start : start + max_lines]:
+        text = Text()
+        shown.append(text)
+        for i in line:  # only the units on the lines shown are styled
+            unit = items[i]
+            label = unit.text.replace("\n", "⏎")
+            if _is_query(result, unit):
+                label, style = "▶" + label, heat(float(weights[i])) + Style(bold=True, underline=True)
+            elif layer.visible is not None and not layer.visible[i]:
+                style = _MASKED
+            else:
+                style = heat(float(weights[i]))
+            text.append(label, style + _pick(unit.token_indices[0]))
             text.append(" ")
-    return text
+    return shown
 
 
 def _bar_width(width: int, used: int) -> int:
@@ -374,11 +387,11 @@ def grid_pane(result: HeadsResult, view: View, width: int) -> Pane:
     """Layers × heads, each cell the head's top word on its weight's heat; the current cell
     reversed. Clicking a cell selects it; Enter opens it."""
     layers, heads = result.values.shape
-    cell = _grid_cells(heads, width)
+    cell = min(12, _grid_cells(heads, width))
     columns = Text(" L ", style="bold")
     for h in range(heads):
         style = Style(bold=h % 2 == 1, dim=h % 2 == 0, reverse=h == view.head) + Style.on(click=f"app.head({h})")
-        columns.append(" " + str(h)[-cell:].rjust(cell), style=style)
+        columns.append(" " + str(h)[-cell:].ljust(cell), style=style)
 
     def make(n: int) -> Text:
         layer = layers - 1 - n  # the last layer on top, so that ↑ (next layer) moves up

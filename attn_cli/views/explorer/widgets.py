@@ -11,6 +11,7 @@ from textual.geometry import Size
 from textual.screen import ModalScreen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import Static
 
 from .lines import Lines
@@ -26,11 +27,15 @@ class Body(ScrollView, can_focus=False):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.lines = Lines.of([])
+        self._style = None
 
     def show(self, lines: Lines) -> None:
         """Show `lines`, scrolling only if their focus (the query's row) would be out of sight."""
         self.lines = lines
-        self.virtual_size = Size(self.size.width, len(lines))
+        self._style = self.rich_style  # computing it costs ~0.5 ms: once per view, not per line
+        size = Size(self.size.width, len(lines))
+        if size != self.virtual_size:  # a new virtual size re-lays the screen out: only when it changes
+            self.virtual_size = size
         height = self.size.height
         if lines.focus is not None and height and not self.scroll_y <= lines.focus < self.scroll_y + height:
             self.scroll_to(y=max(0, lines.focus - height // 2), animate=False, immediate=True)
@@ -38,11 +43,34 @@ class Body(ScrollView, can_focus=False):
 
     def render_line(self, y: int) -> Strip:
         i = int(self.scroll_offset.y) + y
-        width = self.size.width
+        width, style = self.size.width, self._style or self.rich_style
         if i >= len(self.lines):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, style)
         segments = list(self.lines.line(i).render(self.app.console, end=""))
-        return Strip(segments).crop_extend(int(self.scroll_offset.x), int(self.scroll_offset.x) + width, self.rich_style)
+        return Strip(segments).crop_extend(int(self.scroll_offset.x), int(self.scroll_offset.x) + width, style)
+
+
+class TextBlock(Widget):
+    """A few lines of Rich Text drawn line by line (cheaper than a Static: no markup, no
+    reflow); its height follows the number of lines, so the layout changes only when that does."""
+
+    DEFAULT_CSS = "TextBlock { height: 0; }"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lines: list[Text] = []
+
+    def set(self, lines: list[Text]) -> None:
+        self.lines = lines
+        if self.styles.height is None or self.styles.height.value != len(lines):
+            self.styles.height = len(lines)
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        style = self.rich_style
+        if y >= len(self.lines):
+            return Strip.blank(self.size.width, style)
+        return Strip(list(self.lines[y].render(self.app.console, end=""))).crop_extend(0, self.size.width, style)
 
 
 def keys_line() -> Text:
