@@ -40,33 +40,16 @@ def explore(
 
     def action() -> None:
         from ..compute.explore import trace_text
-        from ..errors import InputError
         from ..loading.model import load_model
+        from ..views.explorer.state import start_view
 
-        if str(layer).strip().lower() == "all" or str(head).strip().lower() == "all":
-            raise InputError("attn explore starts at one layer and head", "give --layer N and --head N, mean or auto (keys a and g show them all)")
         source = read_text(text)
         _attach_terminal(from_stdin=text == "-")
         traced = trace_text(load_model(model), source, truncate=truncate)
-        if query is None and query_index is None:  # start at the first word
-            first = next((t.index for t in traced.tokenization.tokens if not t.special), 0)
-            result = traced.inspect(query_index=first, layer=layer, head=head, level=level)
-        else:
-            result = traced.inspect(query, query_index, layer=layer, head=head, level=level)
-        from ..views.explorer.state import View
+        start = start_view(traced, query, query_index, layer, head, level)
+        from ..views.explorer.app import Explorer  # Textual: imported by this command only
 
-        shown = result.layers[0]
-        picked = shown.focus[0]
-        by_index = query is None or query_index is not None
-        start = View(
-            layer=shown.layer, head=picked, query=None if by_index else query,
-            query_index=(result.query.token_indices[0] if by_index else None), level=level,
-            last_head=picked if picked != "mean" else 0,
-        )
-        from ..views.explorer.app import Explorer
-
-        status = Explorer(traced, start).run()
-        raise typer.Exit(status or 0)
+        raise typer.Exit(Explorer(traced, start).run() or 0)
 
     run(False, action)
 

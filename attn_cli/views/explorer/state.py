@@ -10,8 +10,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, replace
 
+from ...compute.explore import TracedText
 from ...compute.query import Query
 from ...compute.result import HeadId
+from ...errors import InputError
 
 MODES = ("weights", "heads", "steps", "rollout", "grid")
 # The command whose --json the `e` key writes, per mode (the grid is `attn heads`).
@@ -115,3 +117,22 @@ class View:
 
     def toggle_norms(self) -> View:
         return replace(self, norms=not self.norms)
+
+
+def start_view(traced: TracedText, query: str | None, query_index: int | None, layer: str | int, head: str | int, level: str = "token") -> View:
+    """The first view, from the command line's options, validated as `attn inspect` validates
+    them (the errors are its errors). No query: the first word. `--head auto` is resolved to
+    the head it picks, as `attn inspect` names it."""
+    if str(layer).strip().lower() == "all" or str(head).strip().lower() == "all":
+        raise InputError("attn explore starts at one layer and head", "give --layer N and --head N, mean or auto (keys a and g show them all)")
+    if query is None and query_index is None:
+        query_index = next((t.index for t in traced.tokenization.tokens if not t.special), 0)
+    result = traced.inspect(query, query_index, layer=layer, head=head, level=level)
+    shown = result.layers[0]
+    picked = shown.focus[0]
+    by_index = query_index is not None or (query or "").startswith("@")
+    return View(
+        layer=shown.layer, head=picked, query=None if by_index else query,
+        query_index=result.query.token_indices[0] if by_index else None, level=level,
+        last_head=0 if picked == "mean" else int(picked),
+    )
