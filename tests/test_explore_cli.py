@@ -32,7 +32,7 @@ def started(monkeypatch):
     """Pretend to have a terminal, and record the app instead of running it."""
     apps = []
     monkeypatch.setattr(explore_cli, "_attach_terminal", lambda from_stdin: None)
-    monkeypatch.setattr(Explorer, "run", lambda self: apps.append(self) or 0)
+    monkeypatch.setattr(Explorer, "run", lambda self: apps.append(self))
     return apps
 
 

@@ -49,7 +49,9 @@ def explore(
         start = start_view(traced, query, query_index, layer, head, level)
         from ..views.explorer.app import Explorer  # Textual: imported by this command only
 
-        raise typer.Exit(Explorer(traced, start).run() or 0)
+        explorer = Explorer(traced, start)
+        explorer.run()
+        raise typer.Exit(explorer.return_code or 0)  # 1 if the app failed (Textual has shown why)
 
     run(False, action)
 

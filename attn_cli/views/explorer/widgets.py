@@ -105,9 +105,17 @@ class HelpScreen(ModalScreen[None]):
         table.add_row("click", "a token: make it the query; a head's number: select it")
         yield Static(table)
 
+    _gone = False
+
     def on_key(self, event) -> None:
         event.stop()
-        self.dismiss()
+        self._close()
 
     def on_click(self) -> None:
-        self.dismiss()
+        self._close()
+
+    def _close(self) -> None:
+        """Once: a second key can arrive before the screen has gone."""
+        if not self._gone:
+            self._gone = True
+            self.dismiss()
