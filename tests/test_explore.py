@@ -248,3 +248,22 @@ def test_help_and_quit(minilm):
         return helped, closed, app.return_value
 
     assert asyncio.run(go()) == ("HelpScreen", "Screen", 0)
+
+
+def test_no_color_still_shows_every_number(minilm, monkeypatch):
+    """NO_COLOR: Textual's monochrome filter runs over every line we draw (and once failed on an
+    unstyled segment); the numbers stay."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    view = start_view(minilm, "making", None, "-1", "6")
+
+    def check(app):
+        import io
+
+        from rich.console import Console
+
+        console = Console(width=80, height=24, file=io.StringIO(), record=True, force_terminal=True)
+        console.print(app.screen._compositor.render_update(full=True))
+        return app.no_color, console.export_text()
+
+    no_color, screen = drive(minilm, view, ["a"], check)
+    assert no_color and ".63 .68 .27 .57" in screen and "(mean over heads)" in screen

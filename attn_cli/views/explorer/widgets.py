@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from rich import box
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -46,8 +48,7 @@ class Body(ScrollView, can_focus=False):
         width, style = self.size.width, self._style or self.rich_style
         if i >= len(self.lines):
             return Strip.blank(width, style)
-        segments = list(self.lines.line(i).render(self.app.console, end=""))
-        return Strip(segments).crop_extend(int(self.scroll_offset.x), int(self.scroll_offset.x) + width, style)
+        return _strip(self.lines.line(i), self.app.console, style).crop_extend(int(self.scroll_offset.x), int(self.scroll_offset.x) + width, style)
 
 
 class TextBlock(Widget):
@@ -70,7 +71,13 @@ class TextBlock(Widget):
         style = self.rich_style
         if y >= len(self.lines):
             return Strip.blank(self.size.width, style)
-        return Strip(list(self.lines[y].render(self.app.console, end=""))).crop_extend(0, self.size.width, style)
+        return _strip(self.lines[y], self.app.console, style).crop_extend(0, self.size.width, style)
+
+
+def _strip(text: Text, console, base: Style) -> Strip:
+    """One line of Text as a Strip over the widget's own style: every segment gets a style
+    (Textual's NO_COLOR filter fails on a segment without one)."""
+    return Strip(list(Segment.apply_style(text.render(console, end=""), base)))
 
 
 def keys_line() -> Text:
