@@ -14,7 +14,7 @@ from .output import write_stdout
 
 __all__ = ["app"]
 
-COMMAND_MODULES = ("inspect", "lenses", "generate", "stats", "plot", "batch")
+COMMAND_MODULES = ("inspect", "lenses", "generate", "stats", "plot", "batch", "explore")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__package__}.{_name}")
 

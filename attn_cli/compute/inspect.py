@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from ..errors import InputError
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import output_slices, to_words
+from ..models import LayerTrace
 from .query import Query, check_rankable, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
 
@@ -132,13 +134,14 @@ def inspect(
     "output_norm") orders the top-attended words, and implies `norms`. `chat` reads `text` as
     a user message rendered by the model's chat template (after `system`, if given).
     """
+    layers, ask = _options(model, layer, head, top_k, steps, include_special, level, norms, rank_by)
     if chat:
         from .chat import chat_tokenization
 
         tok = chat_tokenization(model, text, system, truncate=truncate)
     else:
         tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions, truncate=truncate)
-    return inspect_tokens(model, tok, query, query_index, layer, head, top_k, steps, include_special, level, norms, rank_by)
+    return _inspect(model, tok, None, query, query_index, layers, ask)
 
 
 def inspect_tokens(
@@ -154,8 +157,17 @@ def inspect_tokens(
     level: str = "token",
     norms: bool = False,
     rank_by: str = "weight",
+    traces: Iterable[LayerTrace] | None = None,
 ) -> InspectResult:
-    """`inspect` of a text already tokenized (a chat, or a prompt and what a decoder generated)."""
+    """`inspect` of a text already tokenized (a chat, or a prompt and what a decoder generated),
+    over `traces` already computed for `tok` in layer order (the explorer keeps them), else a
+    forward pass of its own: the same result, and so the same JSON, either way."""
+    layers, ask = _options(model, layer, head, top_k, steps, include_special, level, norms, rank_by)
+    return _inspect(model, tok, traces, query, query_index, layers, ask)
+
+
+def _options(model: Model, layer, head, top_k, steps, include_special, level, norms, rank_by) -> tuple[list[int], _Ask]:
+    """The caller's options, validated: (layer indices, what to keep)."""
     if top_k < 1:
         raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
     if level not in LEVELS:
@@ -166,12 +178,16 @@ def inspect_tokens(
         raise InputError("--steps shows token vectors, so it cannot be used with --level word", "drop --steps or --level word")
     s = model.spec
     layers = select_layers(layer, s.layers)
-    ask = _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
-    q = resolve_query(tok, query, query_index)
-    check_rankable(tok, q, s.causal, include_special)
+    return layers, _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
 
+
+def _inspect(
+    model: Model, tok: Tokenization, traces: Iterable[LayerTrace] | None, query: str | None, query_index: int | None, layers: list[int], ask: _Ask
+) -> InspectResult:
+    q = resolve_query(tok, query, query_index)
+    check_rankable(tok, q, model.spec.causal, ask.include_special)
     results = []
-    for trace in model.trace(tok.ids):
+    for trace in model.trace(tok.ids) if traces is None else traces:
         if trace.layer in layers:
             w_o = model.arch.output_projection(model.weights, trace.layer) if ask.norms else None
             results.append(_layer_result(trace, tok, q, ask, w_o))
@@ -182,11 +198,11 @@ def inspect_tokens(
         tokenization=tok,
         query=QueryInfo(q.text, q.token_indices, q.occurrence, q.occurrences),
         layers=tuple(results),
-        top_k=top_k,
-        include_special=include_special,
+        top_k=ask.top_k,
+        include_special=ask.include_special,
         notes=tuple(_notes(tok, q, query)),
-        level=level,
-        rank_by=rank_by,
+        level=ask.level,
+        rank_by=ask.rank_by,
     )
 
 

@@ -5,6 +5,7 @@ attention rollout (`attn rollout`). Each runs the forward pass once and reads th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from ..errors import InputError
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
+from ..models import LayerTrace
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
 from .result import ModelInfo, WordWeight, document_header, floats, units_json
@@ -91,19 +93,39 @@ def heads(
     """The layers × heads grid for one query. metric: "top" (the top-attended word's weight),
     "weight" (the weight on `target`, a word of the text) or "entropy" (of the query's row, in
     nats: low means focused). Default: "weight" with a target, else "top"."""
+    _check_metric(metric, target)
+    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    return heads_traced(model, tok, model.trace(tok.ids), query, query_index, metric, target, include_special)
+
+
+def _check_metric(metric: str | None, target: str | None) -> str:
     metric = metric or ("weight" if target else "top")
     if metric not in METRICS:
         raise InputError(f"--metric {metric!r} is not valid", f"give one of {', '.join(METRICS)}")
     if (metric == "weight") != (target is not None):
         raise InputError("--metric weight needs --target WORD (and --target needs --metric weight)", "add --target WORD, e.g. --target it")
-    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    return metric
+
+
+def heads_traced(
+    model: Model,
+    tok: Tokenization,
+    traces: Iterable[LayerTrace],
+    query: str | None = None,
+    query_index: int | None = None,
+    metric: str | None = None,
+    target: str | None = None,
+    include_special: bool = True,
+) -> HeadsResult:
+    """`heads` over traces already computed for `tok` (every layer, in order)."""
+    metric = _check_metric(metric, target)
     q = resolve_query(tok, query, query_index)
     check_rankable(tok, q, model.spec.causal, include_special)
     aim = resolve_query(tok, target) if target is not None else None
     rows = list(q.token_indices)
     values = np.zeros((model.spec.layers, model.spec.heads), np.float32)
     top = []
-    for trace in model.trace(tok.ids):
+    for trace in traces:
         weights = trace.rows(rows)[2].mean(axis=1)  # (heads, seq)
         seen = None if trace.visible(rows) is None else trace.visible(rows).any(axis=0)
         firsts = [rank_words(tok, {"weight": w}, include_special, seen, top_k=1)[0] for w in weights]
@@ -162,11 +184,24 @@ def attention_rollout(
         raise InputError(f"--level {level!r} is not valid", "give token or word")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index)
+    return rollout_from_maps(model, tok, mean_maps(model.trace(tok.ids)), q, full, level, top_k, include_special)
+
+
+def mean_maps(traces: Iterable[LayerTrace]) -> list[np.ndarray]:
+    """Each layer's attention map, mean over heads: (seq, seq) per layer, what rollout multiplies."""
+    return [trace.rows()[2].mean(axis=0) for trace in traces]
+
+
+def rollout_from_maps(
+    model: Model, tok: Tokenization, maps: list[np.ndarray], q: Query, full: bool = False, level: str = "token", top_k: int = 5, include_special: bool = True
+) -> RolloutResult:
+    """`attention_rollout` over the layers' mean maps (`mean_maps`), already computed for `tok`."""
+    if level not in ("token", "word"):
+        raise InputError(f"--level {level!r} is not valid", "give token or word")
     check_rankable(tok, q, model.spec.causal, include_special)
-    mean_maps = [trace.rows()[2].mean(axis=0) for trace in model.trace(tok.ids)]
     # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
-    row = np.mean([rollout_row(mean_maps, i) for i in q.token_indices], axis=0).astype(np.float32)
-    last = mean_maps[-1][list(q.token_indices)].mean(axis=0)
+    row = np.mean([rollout_row(maps, i) for i in q.token_indices], axis=0).astype(np.float32)
+    last = maps[-1][list(q.token_indices)].mean(axis=0)
     top = tuple(rank_words(tok, {"weight": row}, include_special, top_k=top_k))
     groups = [u.token_indices for u in units(tok, level)]
 
@@ -175,7 +210,7 @@ def attention_rollout(
 
     matrix = None
     if full:
-        matrix = rollout(mean_maps)
+        matrix = rollout(maps)
         if level == "word":  # attention *from* a word: mean of its rows; *to* a word: sum
             matrix = word_matrix(matrix, groups)
     return RolloutResult(model_info(model), tok, q, level, on_level(row), on_level(last), top, matrix)

@@ -172,16 +172,20 @@ class Items:
         self.tail.append(Text(text, style=style))
         return self
 
-    def __rich_console__(self, console, options):
-        line = self.title.copy()
+    def lines(self, width: int) -> list[Text]:
+        """The line, wrapped between items to `width` cells."""
+        out, line = [], self.title.copy()
         pieces = [(" · " if n else "", item) for n, item in enumerate(self.items)] + [("", t) for t in self.tail]
         for sep, item in pieces:
-            if line.cell_len + len(sep) + item.cell_len > options.max_width and line.plain.strip():
-                yield line
+            if line.cell_len + len(sep) + item.cell_len > width and line.plain.strip():
+                out.append(line)
                 line, sep = Text("  "), ""
             line.append(sep, style="dim")
             line.append_text(item)
-        yield line
+        return [*out, line]
+
+    def __rich_console__(self, console, options):
+        yield from self.lines(options.max_width)
 
 
 def _vector(values: np.ndarray, dims: int = _PREVIEW_DIMS) -> str:

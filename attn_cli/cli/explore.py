@@ -1,0 +1,76 @@
+"""`attn explore`: the interactive explorer (Textual, imported only by this command).
+
+Everything that can go wrong is checked before the app starts — the terminal, the text, the
+model, the query, layer and head — so errors are the usual one line and exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from .common import SENTENCE, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, read_text, run
+
+
+@app.command(
+    rich_help_panel="Views",
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        f'  attn explore "{SENTENCE}"\n\n'
+        "  attn explore - -m tests/fixtures/tiny/llama < sample_inputs/cat.txt\n\n"
+        '  attn explore "The cat sat on the mat because it was tired." --query it --layer 2 --head 3\n\n'
+        "Keys: ←/→ query · ↑/↓ layer · ]/[ head · m mean · a all heads · s steps · w words · n norms · "
+        "r rollout · g model view · / find a word · e export JSON · ? help · q quit"
+    ),
+)
+def explore(
+    text: TextArgument,
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="The layer to start at (negative from the end).")] = "-1",
+    head: Annotated[str, typer.Option("--head", help="The head to start at: an index, 'mean', or 'auto' (the one attending most to other words).")] = "auto",
+    level: Annotated[str, typer.Option("--level", help="Start with rows as tokens, or words (w switches).")] = "token",
+    truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
+    model: ModelOption = None,
+) -> None:
+    """Explore one text's attention interactively: move the query, the layer and the head with the keys; every number as in `attn inspect`."""
+
+    def action() -> None:
+        from ..compute.explore import trace_text
+        from ..loading.model import load_model
+        from ..views.explorer.state import start_view
+
+        source = read_text(text)
+        _attach_terminal(from_stdin=text == "-")
+        traced = trace_text(load_model(model), source, truncate=truncate)
+        start = start_view(traced, query, query_index, layer, head, level)
+        from ..views.explorer.app import Explorer  # Textual: imported by this command only
+
+        explorer = Explorer(traced, start)
+        explorer.run()
+        raise typer.Exit(explorer.return_code or 0)  # 1 if the app failed (Textual has shown why)
+
+    run(False, action)
+
+
+def _attach_terminal(from_stdin: bool) -> None:
+    """The explorer reads keys from stdin and draws on stderr: both must be a terminal. When the
+    text came through stdin, the keys come from the controlling terminal instead (as in fzf)."""
+    from ..errors import InputError
+
+    fix = "run attn explore in a terminal; for pipes and scripts use attn inspect (with --json)"
+    if not sys.stderr.isatty():
+        raise InputError("attn explore draws on stderr, and stderr is not a terminal", fix)
+    if not from_stdin:
+        if not sys.stdin.isatty():
+            raise InputError("attn explore reads keys from stdin, and stdin is not a terminal", fix)
+        return
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        raise InputError("the text came on stdin, and there is no terminal to read keys from", fix) from None
+    os.dup2(tty, sys.stdin.fileno())
+    os.close(tty)

@@ -1,0 +1,234 @@
+"""`attn explore`: one text's attention, explored with the keyboard and mouse (Textual).
+
+The forward pass has run before the app starts (`compute.explore.TracedText`); a key press
+changes the `View` and re-reads the kept traces through the functions `attn inspect` uses, so
+each redraw is a few milliseconds and every number equals `attn inspect --json`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Input
+
+from ...compute.explore import TracedText
+from ...errors import AttnError
+from .lines import Pane, grid_pane, header, heads_pane, rollout_pane, steps_pane, title, token_strip, weights_pane
+from .state import COMMAND_OF_MODE, View
+from .widgets import Body, HelpScreen, TextBlock, keys_line
+
+
+def _keys(*pairs) -> list[Binding]:
+    return [Binding(key, action, show=False) for key, action in pairs]
+
+
+class Explorer(App[int]):
+    """The explorer of one traced text, starting at `view`."""
+
+    TITLE = "attn explore"
+    ENABLE_COMMAND_PALETTE = False
+    AUTO_FOCUS = None  # keys go to the app; the prompt takes them only while open
+    CSS = """
+    Screen { layout: vertical; }
+    #header, #keys { background: $panel; }
+    #prompt { display: none; height: 1; border: none; padding: 0 1; }
+    #prompt.shown { display: block; }
+    """
+    BINDINGS = _keys(
+        ("left", "query(-1)"), ("right", "query(1)"), ("up", "layer(1)"), ("down", "layer(-1)"),
+        ("right_square_bracket", "move_head(1)"), ("left_square_bracket", "move_head(-1)"), ("m", "mean"),
+        ("a", "mode('heads')"), ("s", "mode('steps')"), ("r", "mode('rollout')"), ("g", "mode('grid')"),
+        ("w", "level"), ("n", "norms"), ("slash", "find"), ("e", "export"), ("question_mark", "help"),
+        ("enter", "open"), ("q", "quit"), ("escape", "back"), ("pageup", "page(-1)"), ("pagedown", "page(1)"),
+        ("home", "edge(0)"), ("end", "edge(1)"),
+    )
+
+    def __init__(self, traced: TracedText, view: View, export_dir: Path | None = None) -> None:
+        super().__init__()
+        self.traced, self.view = traced, view
+        self.export_dir = export_dir or Path.cwd()
+        self._asking: str | None = None  # "find" or "export" while the prompt is open
+
+    def compose(self) -> ComposeResult:
+        for name in ("header", "title", "strip", "columns"):
+            yield TextBlock(id=name)
+        yield Body(id="body")
+        yield TextBlock(id="below")
+        yield Input(id="prompt")
+        yield TextBlock(id="keys")
+
+    def on_mount(self) -> None:
+        self.redraw()
+
+    def on_resize(self) -> None:
+        self.redraw()
+
+    # What is shown.
+
+    def result(self):
+        return self.traced.inspect(**self.view.query_args(), **self.view.inspect_options())
+
+    def redraw(self) -> None:
+        """Re-read the traces for the current view and update every part of the screen."""
+        view, width, console = self.view, max(20, self.size.width), self.console
+        result = self.result()
+        block = lambda name: self.query_one(f"#{name}", TextBlock)
+        block("header").set(list(header(result, view).wrap(console, width)))
+        block("title").set([title(result, view)])
+        strip_lines = 3 if self.size.height <= 30 else min(8, self.size.height // 6)
+        block("strip").set(token_strip(result, view, width, strip_lines) + [Text("")])
+        pane = self._pane(result, width)
+        block("columns").set(pane.columns)
+        block("below").set(pane.below)
+        block("keys").set(list(keys_line().wrap(console, width)))
+        self.query_one(Body).show(pane.body)
+
+    def _pane(self, result, width: int) -> Pane:
+        v, console = self.view, self.console
+        if v.mode == "heads":
+            return heads_pane(result, v, width, console)
+        if v.mode == "steps":
+            return steps_pane(result, v, width, console)
+        if v.mode == "rollout":
+            return rollout_pane(self.traced.rollout(**v.query_args(), level=v.level), width, console)
+        if v.mode == "grid":
+            return grid_pane(self.traced.heads(**v.query_args()), v, width)
+        return weights_pane(result, v, width, console)
+
+    def go(self, view: View) -> None:
+        if view != self.view:
+            self.view = view
+            self.redraw()
+
+    # Keys and clicks.
+
+    def action_query(self, step: int) -> None:
+        q = self.traced.resolve(**self.view.query_args())
+        self.go(self.view.token(q, step, len(self.traced.tokenization.tokens)))
+
+    def action_pick(self, index: int) -> None:
+        self.go(self.view.at_token(index))
+
+    def action_layer(self, step: int) -> None:
+        self.go(self.view.move_layer(step, self.traced.model.spec.layers))
+
+    def action_move_head(self, step: int) -> None:
+        self.go(self.view.move_head(step, self.traced.model.spec.heads))
+
+    def action_head(self, head) -> None:
+        self.go(self.view.at_head(head))
+
+    def action_cell(self, layer: int, head: int) -> None:
+        self.go(self.view.at_head(head).move_layer(layer - self.view.layer, self.traced.model.spec.layers))
+
+    def action_mean(self) -> None:
+        self.go(self.view.toggle_mean())
+
+    def action_mode(self, mode: str) -> None:
+        self.go(self.view.toggle_mode(mode))
+
+    def action_open(self) -> None:
+        if self.view.mode == "grid":
+            self.go(self.view.toggle_mode("grid"))
+
+    def action_back(self) -> None:
+        if self.view.mode != "weights":
+            self.go(self.view.toggle_mode(self.view.mode))
+
+    def action_level(self) -> None:
+        if self.view.mode == "steps":
+            self.notify("the steps are token vectors: leave them (s) for word level", severity="warning")
+            return
+        self.go(self.view.toggle_level())
+
+    def action_norms(self) -> None:
+        self.go(self.view.toggle_norms())
+
+    def action_page(self, step: int) -> None:
+        body = self.query_one(Body)
+        (body.scroll_page_down if step > 0 else body.scroll_page_up)(animate=False)
+
+    def action_edge(self, end: int) -> None:
+        body = self.query_one(Body)
+        (body.scroll_end if end else body.scroll_home)(animate=False)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit(self) -> None:
+        self.exit(0)
+
+    # The prompt: `/` a word to query, `e` a file to export to.
+
+    def action_find(self) -> None:
+        self._ask("find", "", "query word (WORD, WORD#N, @N) — Enter, or Esc: ")
+
+    def action_export(self) -> None:
+        self._ask("export", str(self.export_dir / self.export_name()), "export JSON to — Enter, or Esc: ")
+
+    def _ask(self, what: str, value: str, placeholder: str) -> None:
+        prompt = self.query_one("#prompt", Input)
+        self._asking = what
+        prompt.placeholder, prompt.value = placeholder, value
+        prompt.add_class("shown")
+        prompt.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        what, value = self._asking, event.value.strip()
+        self._close_prompt()
+        if not value:
+            return
+        try:
+            if what == "find":
+                self.traced.resolve(value)  # an error here names the words it could be
+                self.go(self.view.at_word(value))
+            else:
+                path = self.write_export(Path(value))
+                self.notify(f"wrote {path}\n(= {self.view.command()})", timeout=6)
+        except AttnError as exc:
+            self.notify(f"{exc.message} — {exc.fix}", severity="error", timeout=8)
+
+    def on_key(self, event) -> None:
+        if event.key == "escape" and self._asking:
+            event.stop()
+            self._close_prompt()
+
+    def _close_prompt(self) -> None:
+        prompt = self.query_one("#prompt", Input)
+        prompt.remove_class("shown")
+        self._asking = None
+        self.set_focus(None)
+
+    # Export.
+
+    def export_name(self) -> str:
+        v = self.view
+        q = self.traced.resolve(**v.query_args()).token_indices[0]
+        which = COMMAND_OF_MODE[v.mode]
+        if which == "inspect":
+            return f"attn-inspect-L{v.layer}-H{v.head}-t{q}.json"
+        return f"attn-{which}-t{q}.json"
+
+    def document(self) -> dict:
+        """The document that `self.view.command()` prints: `attn inspect --json` for the
+        weights, heads and steps views, `attn rollout --json`, `attn heads --json`."""
+        v = self.view
+        which = COMMAND_OF_MODE[v.mode]
+        if which == "rollout":
+            return self.traced.rollout(**v.query_args(), level=v.level).to_json()
+        if which == "heads":
+            return self.traced.heads(**v.query_args()).to_json()
+        return self.result().to_json()
+
+    def write_export(self, path: Path) -> Path:
+        """The view's JSON, written to a temporary file then renamed (never half-written)."""
+        from ..plot import _check_destination, _write_atomically
+
+        path = path.expanduser()
+        _check_destination(path)
+        data = (json.dumps(self.document(), ensure_ascii=False) + "\n").encode("utf-8")
+        return _write_atomically(path, lambda f: f.write(data))
