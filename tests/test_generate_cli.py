@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from helpers import attn, validate
+from option_registry import covers
 from test_generate import tied_copy
 from typer.testing import CliRunner
 
@@ -34,6 +35,7 @@ def folder(tmp_path_factory):
     return path
 
 
+@covers("generate --max-new-tokens", "generate --json")
 def test_generate_json_is_valid_and_complete(folder, schema):
     result = runner.invoke(app, ["generate", "The cat sat.", "-m", str(folder), "-n", "4", "--json"])
     assert result.exit_code == 0, result.output
@@ -45,6 +47,7 @@ def test_generate_json_is_valid_and_complete(folder, schema):
     assert "layers" not in doc
 
 
+@covers("generate --query-index", "generate --layer")
 def test_generate_with_a_query_carries_inspects_layers(folder, schema):
     result = runner.invoke(app, ["generate", "The cat sat.", "-m", str(folder), "-n", "3", "-i", "-2", "--layer", "all", "--json"])
     doc = json.loads(result.stdout)
@@ -64,6 +67,7 @@ def test_generate_screen_lists_each_token(folder):
     assert "stopped at length" in result.stdout and "KV cache" in result.stdout
 
 
+@covers("generate --seed")
 def test_sampling_with_a_seed_is_the_same_text_in_two_processes(folder):
     args = ["generate", "The cat sat.", "-m", str(folder), "-n", "6", "--sample", "--temperature", "1.5", "--top-p", "0.95", "--seed", "11", "--json"]
     first, second = attn(*args), attn(*args)
@@ -100,6 +104,7 @@ def test_an_encoder_cannot_generate(schema):
     assert attn("lens", "The cat sat.").returncode == 2
 
 
+@covers("inspect --chat", "generate --chat")
 def test_chat_renders_the_template_with_special_tokens_marked(folder):
     model = load_model(folder)
     assert chat_text(model, "Hi there", "Be brief.") == "<s><|system|>Be brief.</s><|user|>Hi there</s><|assistant|>"

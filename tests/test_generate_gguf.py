@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from option_registry import covers, run_json
 from test_generate import check_steps
 
 from attn_cli.compute.chat import chat_tokenization
@@ -62,3 +63,19 @@ def test_kv_cache_size_is_layers_kv_heads_positions_head_dim_two_floats(real):
     s = model.spec
     r = generate(model, "The capital of France is", 2)
     assert r.cache_bytes == s.layers * s.kv_heads * len(r.tokenization.tokens) * s.head_dim * 2 * 4
+
+
+@pytest.mark.parametrize("name, kind", [("smollm2", "plain"), ("smollm2", "chat"), ("gemma3", "plain")])
+@covers("generate --model", "generate --chat", "lens --model", "lens --chat")
+def test_the_cli_by_model_name_writes_transformers_text(name, kind):
+    """`--model smollm2` through the command line: the ids transformers' GGUF loader generated, and
+    the logit lens' last layer is its first prediction (with --chat, from its chat template)."""
+    if not is_installed(name):
+        pytest.skip(f"{name} is not installed (uv sync --group models)")
+    ref = np.load(FIXTURES / f"{name}-{kind}.npz")
+    chat = ["--chat"] if kind == "chat" else []
+    doc = run_json("generate", str(ref["text"]), "--model", name, *chat, "-n", "12", "--json")
+    assert [t["id"] for t in doc["tokens"][: doc["prompt_tokens"]]] == ref["input_ids"].tolist()
+    assert [s["id"] for s in doc["steps"]] == ref["generated"].tolist()
+    seen = run_json("lens", str(ref["text"]), "--model", name, *chat, "--top", "5", "--json")
+    assert [t["id"] for t in seen["layers"][-1]["top"]] == ref["top_ids"][0].tolist()
