@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import SENTENCE
 from helpers import attn
+from option_registry import covers
 from test_layout import PACKAGE, imports_of, modules
 from typer.testing import CliRunner
 
@@ -36,6 +37,7 @@ def started(monkeypatch):
     return apps
 
 
+@covers("explore TEXT", "explore --query", "explore --layer", "explore --head")
 def test_the_app_starts_at_the_view_the_options_name(started):
     result = runner.invoke(app, ["explore", "The cat sat on the mat because it was tired.", "--query", "it", "--layer", "2", "--head", "3"])
     assert result.exit_code == 0, result.output
@@ -43,6 +45,26 @@ def test_the_app_starts_at_the_view_the_options_name(started):
     v = explorer.view
     assert (v.layer, v.head, v.query, v.mode) == (2, 3, "it", "weights")
     assert len(explorer.traced.traces) == 6  # one forward pass, every layer kept
+
+
+@covers("explore --query-index", "explore --level", "explore --model", "explore --truncate")
+def test_the_other_options_reach_the_explorer(started):
+    from attn_cli.loading.model import load_model
+    from attn_cli.loading.tokenizer import tokenize
+
+    text = "The cat sat on the mat because it was tired."
+    result = runner.invoke(app, ["explore", text, "--model", str(LLAMA), "--query-index", "3", "--level", "word"])
+    assert result.exit_code == 0, result.output
+    (explorer,) = started
+    assert (explorer.view.query_index, explorer.view.level) == (3, "word")
+    llama = load_model(LLAMA)
+    assert explorer.traced.model.spec.model_type == "llama"
+    assert explorer.traced.tokenization.ids.tolist() == tokenize(llama.tokenizer, text).ids.tolist()  # the llama's own tokens
+    long = " ".join(["the cat sat"] * 60)  # over the tiny llama's 128 positions
+    assert runner.invoke(app, ["explore", long, "-m", str(LLAMA)]).exit_code == ExitStatus.USAGE
+    assert runner.invoke(app, ["explore", long, "-m", str(LLAMA), "--truncate"]).exit_code == 0
+    cut = started[-1].traced.tokenization
+    assert len(cut.tokens) == llama.spec.max_positions and cut.total_tokens == len(tokenize(llama.tokenizer, long).ids) > llama.spec.max_positions
 
 
 @pytest.mark.parametrize(
