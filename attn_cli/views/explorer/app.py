@@ -17,7 +17,8 @@ from textual.widgets import Input
 
 from ...compute.explore import TracedText
 from ...errors import AttnError
-from .lines import Pane, grid_pane, header, heads_pane, rollout_pane, steps_pane, title, token_strip, weights_pane
+from .lines import Pane, header, heads_pane, steps_pane, title, token_strip, weights_pane
+from .model_lines import grid_pane, rollout_pane
 from .state import COMMAND_OF_MODE, View
 from .widgets import Body, HelpScreen, TextBlock, keys_line
 
