@@ -23,10 +23,10 @@ GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "q
 
 def packaged_gguf(name: str) -> Path:
     """The real model file of packaged model `name`. Outside CI a missing package skips the
-    test; in CI (where `uv run --group models pytest` installs them) it fails it."""
+    test; in CI (where `uv run --group test pytest` installs them) it fails it."""
     if not is_installed(name):
         if os.environ.get("CI"):
-            pytest.fail(f"{PACKAGED[name].title} is not installed: CI must run `uv run --group models pytest`")
+            pytest.fail(f"{PACKAGED[name].title} is not installed: CI must run `uv run --group test pytest`")
         pytest.skip(f"{name} not installed (`uv sync --group models`)")
     return resolve_packaged(name)
 

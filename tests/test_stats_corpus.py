@@ -35,6 +35,17 @@ def corpus(path: Path, lines: int, seed: int = 1) -> Path:
     return path
 
 
+def need_ray():
+    """Ray, or a skip outside CI; in CI (where the test group installs it) its absence fails."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("ray is not installed: CI must run `uv run --group test pytest`")
+        pytest.skip("ray is not installed (uv sync --group test)")
+    return ray
+
+
 def metrics_equal(a, b, rtol: float) -> None:
     assert (a.texts, a.tokens) == (b.texts, b.tokens)
     for name in METRICS:
@@ -74,7 +85,7 @@ def test_worker_processes_give_the_same_numbers(small, local):
 
 
 def test_ray_engine_on_a_local_cluster_gives_the_same_numbers(small, local):
-    ray = pytest.importorskip("ray")
+    ray = need_ray()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 1024 * 1024, logging_level="ERROR")
     try:
         result = corpus_statistics(TINY, str(small), engine="ray", workers=2)
@@ -105,7 +116,7 @@ def test_workers_through_the_cli_give_the_numbers_of_one_process(small, local):
 
 @covers("stats --ray-address", "stats --engine")
 def test_the_ray_address_reaches_the_cluster_connection(small, monkeypatch):
-    pytest.importorskip("ray")
+    need_ray()
     from attn_cli.compute import stats_ray
     from attn_cli.errors import InputError
 
