@@ -88,3 +88,21 @@ def test_compare_shows_a_decoders_future_as_masked():
     out = screen("compare", "The cat sat on the mat.", "The dog sat on the rug.", "-q", "sat", "-m", str(TINY / "llama"))
     on = next(line for line in out.splitlines() if line.startswith("on "))
     assert on.split()[:5] == ["on", "—", "on", "—", "—"]
+
+
+def test_generate_never_parts_an_alternative_from_its_probability(tmp_path):
+    """The alternatives column wraps between alternatives (it once broke "New" from "0.01")."""
+    from test_generate import tied_copy
+
+    llama = str(tied_copy("llama", tmp_path))  # the tiny llama with its LM head tied, so that it writes
+    for columns in ("60", "80"):
+        out = CliRunner().invoke(app, ["generate", "The cat sat on the", "-m", llama, "-n", "4", "--top", "6"], env={"COLUMNS": columns})
+        assert out.exit_code == 0, out.output
+        lines = out.stdout.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("───")) + 1
+        stop = next(i for i, line in enumerate(lines) if "stopped at" in line)
+        rows = [line for line in lines[start:stop] if "·" in line]  # the table's rows
+        assert rows
+        for line in rows:  # every piece between separators is a token and its probability
+            for piece in line.split("·")[:-1]:
+                assert re.search(r"\S+ [01]\.\d\d\s*$", piece), (columns, line)

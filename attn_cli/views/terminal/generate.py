@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ...compute.generate import GenerateResult
 from ...compute.lens import LensResult
-from .inspect import inspect_view, tokens_table
+from .inspect import Items, inspect_view, tokens_table
 
 
 def _shown(text: str) -> str:
@@ -58,12 +58,8 @@ def generate_view(r: GenerateResult) -> list[RenderableType]:
     for name, justify in (("#", "right"), ("token", "left"), ("p", "right"), ("alternatives", "left"), ("attended most", "left")):
         table.add_column(name, justify=justify, no_wrap=name != "alternatives")
     for s in r.steps:
-        alternatives = Text()
-        for c in (c for c in s.top if c.id != s.id):
-            if alternatives:
-                alternatives.append(" · ", style="dim")
-            alternatives.append(_shown(c.text))
-            alternatives.append(f" {math.exp(c.logprob):.2f}", style="dim")
+        # Wrapped between alternatives, never between a token and its probability.
+        alternatives = Items(Text(""), [Text.assemble(_shown(c.text), (f" {math.exp(c.logprob):.2f}", "dim")) for c in s.top if c.id != s.id])
         attended = Text("—") if s.attended is None else Text.assemble(_shown(s.attended.text), (f" {s.attended.weight:.2f}", "dim"))
         table.add_row(str(s.position), Text(_shown(s.text), style="bold"), f"{math.exp(s.logprob):.2f}", alternatives, attended)
     parts.append(table)

@@ -187,6 +187,16 @@ class Items:
     def __rich_console__(self, console, options):
         yield from self.lines(options.max_width)
 
+    def __rich_measure__(self, console, options):
+        """Narrowest: the widest item on a line of its own; widest: everything on one line (so a
+        table column holding items wraps between them, never inside one)."""
+        from rich.measure import Measurement
+
+        one_line = self.lines(10**6)[0].cell_len
+        first = self.title.cell_len + (self.items[0].cell_len if self.items else 0)
+        alone = [first, *(2 + i.cell_len for i in self.items[1:]), *(2 + t.cell_len for t in self.tail)]
+        return Measurement(min(max(alone), one_line), one_line)
+
 
 def _vector(values: np.ndarray, dims: int = _PREVIEW_DIMS) -> str:
     """The first `dims` numbers of a vector: [+0.12 -1.30 …]."""
