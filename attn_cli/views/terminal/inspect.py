@@ -188,8 +188,7 @@ class Items:
         yield from self.lines(options.max_width)
 
     def __rich_measure__(self, console, options):
-        """Narrowest: the widest item on a line of its own; widest: everything on one line (so a
-        table column holding items wraps between them, never inside one)."""
+        """From the widest item alone to all on one line: a table column wraps between items."""
         from rich.measure import Measurement
 
         one_line = self.lines(10**6)[0].cell_len
