@@ -10,6 +10,7 @@ import numpy as np
 from rich import box
 from rich.color import Color
 from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement  # rich.console imports it anyway
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -189,8 +190,6 @@ class Items:
 
     def __rich_measure__(self, console, options):
         """From the widest item alone to all on one line: a table column wraps between items."""
-        from rich.measure import Measurement
-
         one_line = self.lines(10**6)[0].cell_len
         first = self.title.cell_len + (self.items[0].cell_len if self.items else 0)
         alone = [first, *(2 + i.cell_len for i in self.items[1:]), *(2 + t.cell_len for t in self.tail)]
