@@ -112,17 +112,28 @@ def test_text_on_stdin_without_a_terminal_for_the_keys_says_so():
     assert "the text came on stdin, and there is no terminal to read keys from" in err
 
 
-def _read_all(fd: int, wait: float = 2.0) -> bytes:
-    data = b""
-    while select.select([fd], [], [], wait)[0]:
+def _chunks(fd: int, poll: float = 0.5, idle: float | None = None, until: float | None = None):
+    """What `fd` gives, chunk by chunk, until its end or an error; with `idle`, until that long
+    without output; with `until` (time.monotonic()), until then."""
+    quiet = 0.0
+    while until is None or time.monotonic() < until:
+        if not select.select([fd], [], [], poll)[0]:
+            quiet += poll
+            if idle is not None and quiet >= idle:
+                return
+            continue
+        quiet = 0.0
         try:
             chunk = os.read(fd, 65536)
         except OSError:
-            break
+            return
         if not chunk:
-            break
-        data += chunk
-    return data
+            return
+        yield chunk
+
+
+def _read_all(fd: int, wait: float = 2.0) -> bytes:
+    return b"".join(_chunks(fd, poll=wait, idle=wait))
 
 
 def test_in_a_real_terminal_keys_work_and_q_quits_with_0_restoring_the_terminal():
@@ -139,15 +150,7 @@ def test_in_a_real_terminal_keys_work_and_q_quits_with_0_restoring_the_terminal(
                   dict(os.environ, TERM="xterm-256color"))
     seen, sent, deadline = b"", [], time.monotonic() + 90
     try:
-        while time.monotonic() < deadline:
-            if not select.select([fd], [], [], 0.5)[0]:
-                continue
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
+        for chunk in _chunks(fd, until=deadline):
             seen += chunk
             if not sent and b"Top-attended" in seen:
                 os.write(fd, b"\x1b[C")  # →: the next token becomes the query
@@ -155,7 +158,7 @@ def test_in_a_real_terminal_keys_work_and_q_quits_with_0_restoring_the_terminal(
             elif sent == ["right"] and b"(token 4)" in seen:  # the header names the new query
                 os.write(fd, b"q")
                 sent.append("q")
-        else:
+        if time.monotonic() >= deadline:  # the app never ended by itself
             os.kill(pid, 9)
         _, status = os.waitpid(pid, 0)
     finally:
