@@ -1,0 +1,29 @@
+"""What every cold start relies on: compiled bytecode, cached once.
+
+A CLI run is a fresh process. Without cached .pyc files each `attn` re-compiles NumPy, Rich,
+Typer and attn from source (~1 s instead of ~0.2 s), and uv installs no bytecode by default."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from helpers import attn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_entry_point_caches_bytecode_even_under_pythondontwritebytecode(tmp_path):
+    cache = tmp_path / "pycache"
+    done = attn("inspect", "a cat sat", "--query", "cat", "--json", env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(cache)})
+    assert done.returncode == 0, done.stderr
+    written = {p.relative_to(cache).as_posix() for p in cache.rglob("*.pyc")}
+    assert any("attn_cli/compute/inspect." in p for p in written), sorted(written)[:5]
+    assert any("numpy/_core/" in p for p in written)
+
+
+def test_uv_is_not_asked_to_recompile_site_packages_on_every_run():
+    # `compile-bytecode = true` makes every `uv run` compile all of site-packages again
+    # (astral-sh/uv#12202): +0.2-0.45 s and a "Bytecode compiled" line on each run.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert not config.get("tool", {}).get("uv", {}).get("compile-bytecode", False)
