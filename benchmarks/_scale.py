@@ -25,6 +25,11 @@ def blas_env(threads: int) -> dict[str, str]:
     return dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
 
+def attn_threads_env(threads: int) -> dict[str, str]:
+    """This environment with attn allowed `threads` threads (what `attn --threads N` would do)."""
+    return blas_env(threads) | {"ATTN_THREADS": str(threads)}
+
+
 def torch_env() -> dict[str, str]:
     """Offline, and without thread-count variables: torch picks its default intra-op threads."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -49,7 +54,6 @@ def max_abs_diff(ours: list[list[float]], theirs: list[list[float]]) -> float:
     return max(abs(x - y) for r1, r2 in zip(ours, theirs, strict=True) for x, y in zip(r1, r2, strict=True))
 
 
-
 @dataclass
 class Proc:
     key: str
@@ -61,23 +65,28 @@ class Proc:
     output: bytes = b""  # stdout of the warm-up run
 
 
-def interleave(procs: list[Proc], rounds: int, warmup: int, what: str, **limits) -> None:
-    """Warm-up runs, then `rounds` rounds over the processes, the first one rotating."""
-    for w in range(warmup):
+def interleave(procs: list[Proc], rounds: int, warmup: int, what: str, rounds_of: dict[str, int] | None = None, **limits) -> None:
+    """`warmup` unmeasured runs, then `rounds` rounds over the processes, the first one rotating.
+    `rounds_of` caps the rounds of slow processes (by key): they run in the first rounds only.
+    Each process's first run (warm-up or not) keeps its stdout in `Proc.output`."""
+
+    def once(p: Proc, where: str) -> Run:
+        run = run_process(p.argv, env=p.env, capture=not p.output, stdin=p.stdin, **limits)
+        if run.status != 0:
+            sys.exit(f"bench: {what} {p.label} failed (exit {run.status}) in {where}:\n  {failure_tail(run)}")
+        p.output = p.output or run.stdout
+        return run
+
+    for _ in range(warmup):
         for p in procs:
-            run = run_process(p.argv, env=p.env, capture=w == 0, stdin=p.stdin, **limits)
-            if run.status != 0:
-                sys.exit(f"bench: {what} {p.label} failed (exit {run.status}) in warm-up:\n  {failure_tail(run)}")
-            if w == 0:
-                p.output = run.stdout
-            log(f"  warm-up {p.label:<34} {run.wall:7.2f} s")
+            log(f"  warm-up {p.label:<34} {once(p, 'warm-up').wall:7.2f} s")
     for r in range(rounds):
         order = procs[r % len(procs) :] + procs[: r % len(procs)]
         line = []
         for p in order:
-            run = run_process(p.argv, env=p.env, stdin=p.stdin, **limits)
-            if run.status != 0:
-                sys.exit(f"bench: {what} {p.label} failed (exit {run.status}) in round {r + 1}:\n  {failure_tail(run)}")
+            if r >= (rounds_of or {}).get(p.key, rounds):
+                continue
+            run = once(p, f"round {r + 1}")
             p.runs.append(run)
             line.append(f"{p.key} {run.wall:.2f}")
         log(f"  round {r + 1}/{rounds}: " + ", ".join(line) + " s")

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import find_attn, loadavg, machine_info, md_table, plain_table, run_process  # noqa: E402
-from bench_scale import long_text  # noqa: E402
+from scale_long512 import long_text  # noqa: E402
 
 SENTENCE = "The Transformer is making it possible to understand language."
 TARGET_FIRST_PAINT = 1.5

