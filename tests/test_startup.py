@@ -5,6 +5,7 @@ Typer and attn from source (~1 s instead of ~0.2 s), and uv installs no bytecode
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -27,3 +28,20 @@ def test_uv_is_not_asked_to_recompile_site_packages_on_every_run():
     # (astral-sh/uv#12202): +0.2-0.45 s and a "Bytecode compiled" line on each run.
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert not config.get("tool", {}).get("uv", {}).get("compile-bytecode", False)
+
+
+def test_no_bytecode_is_cached_under_a_file_size_limit(tmp_path):
+    # CPython ignores short writes of .pyc files: under `ulimit -f` it would install truncated
+    # ones, and every later import of those modules would fail ("marshal data too short").
+    import resource
+    import subprocess
+    import sys
+
+    cache = tmp_path / "pycache"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", "from attn_cli.cli import main; main()", "inspect", "a cat sat", "--query", "cat", "--json"],
+        env=env, capture_output=True, timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert not list(cache.rglob("*.pyc"))

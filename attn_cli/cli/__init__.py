@@ -51,7 +51,16 @@ def _cache_bytecode() -> None:
     Typer and attn from source (~1 s instead of ~0.2 s here). Some machines and containers set the
     variable globally, and uv installs no bytecode by default, so compiling once, on first use, is
     the only cache such a user gets. The files land beside the sources, where `pip install` would
-    have put them; an unwritable tree is skipped silently by Python."""
+    have put them; an unwritable tree is skipped silently by Python. Not under a file-size limit
+    (`ulimit -f`): CPython does not check that a .pyc was written whole, and a truncated one
+    breaks every later import of that module."""
+    try:
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+            return
+    except (ImportError, OSError, ValueError):  # no `resource` (Windows): nothing to guard against
+        pass
     sys.dont_write_bytecode = False
 
 
