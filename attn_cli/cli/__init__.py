@@ -49,8 +49,14 @@ def main() -> None:
     from . import signals
 
     signals.install()
+    # Called by the program's own top level (the console script, `python -c "...; main()"`),
+    # main ends the process itself; called from other code (tests), it raises SystemExit.
+    owns_process = sys._getframe(1).f_globals.get("__name__") == "__main__"
     try:
-        sys.exit(_main())
+        status = _main()
+        if owns_process:
+            _end_process(status)
+        sys.exit(status)
     except signals.Stopped as stop:
         from .output import write_stderr
 
@@ -61,6 +67,35 @@ def main() -> None:
 
         write_stderr(signals.message(2))
         sys.exit(130)
+
+
+def _end_process(status: int) -> None:
+    """Exit now, skipping the interpreter's teardown (freeing every module and object: ~10-25 ms
+    that nothing needs), when that changes nothing else: stdout and stderr flushed, atexit
+    handlers run, no other live thread that the interpreter would wait for, no worker processes.
+    Anything unusual returns instead, for the ordinary `sys.exit`, which then behaves as ever
+    (a flush that fails is reported the way Python reports it)."""
+    import atexit
+    import threading
+
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        return
+    if "multiprocessing" in sys.modules or "concurrent.futures.process" in sys.modules:
+        return  # pools and their finalisers shut down in the interpreter's own exit
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except Exception:
+        return
+    atexit._run_exitfuncs()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except Exception:
+        return
+    os._exit(status)
 
 
 def _main() -> int:
