@@ -1,8 +1,9 @@
 """The `attn` command line: parse options, call the library, hand the result to a renderer.
 
 `common` holds what commands share; each other module adds commands to the one Typer app
-(`commands` imports them all). This module stays light: `main` installs the signal handlers
-before Typer, NumPy or any command is imported, so Ctrl-C during imports is handled too.
+(`commands` imports them all, or only the one the command line names). This module stays
+light: `main` installs the signal handlers before Typer, NumPy or any command is imported, so
+Ctrl-C during imports is handled too.
 `app` and `ExitStatus` are loaded on first use.
 """
 
@@ -16,9 +17,9 @@ __all__ = ["ExitStatus", "app", "main"]
 
 def __getattr__(name: str):
     if name == "app":
-        from .commands import app
+        from .commands import full_app
 
-        return app
+        return full_app()
     if name == "ExitStatus":
         from ..exit_status import ExitStatus
 
@@ -109,10 +110,10 @@ def _main() -> int:
         sys.stdout = GuardedStdout(sys.stdout)
     as_json = _wants_json(sys.argv[1:])
     try:
-        from .commands import app
+        from .commands import app_for
         from .common import report
 
-        status = app(standalone_mode=False, prog_name="attn")
+        status = app_for(sys.argv[1:])(standalone_mode=False, prog_name="attn")
     except (BrokenPipe, BrokenPipeError):
         # The reader went away (e.g. `| head`): stop quietly, with the status coreutils give.
         silence_stdout()
