@@ -1,9 +1,17 @@
 """The whole command line: the app's own options, then every command module, imported in the
-order of --help (importing one registers its commands on the one Typer app, `common.app`)."""
+order of --help (importing one registers its commands on the one Typer app, `common.app`).
+
+`app_for(args)` is what `main` runs: when the command line names a command, only that command
+is imported and built (Typer builds the Click objects of every registered command before it
+dispatches, ~20-30 ms for all of them); anything else (`attn`, `--help`, `--version`, an unknown
+command, shell completion) gets the whole app, exactly as `full_app()` gives it to tests.
+"""
 
 from __future__ import annotations
 
+import copy
 import importlib
+import os
 from typing import Annotated
 
 import typer
@@ -12,11 +20,45 @@ from .. import __version__
 from .common import app
 from .output import write_stdout
 
-__all__ = ["app"]
+__all__ = ["COMMANDS", "app_for", "full_app"]
 
 COMMAND_MODULES = ("inspect", "lenses", "generate", "stats", "plot", "batch", "explore")
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"{__package__}.{_name}")
+# Each command's name -> the module that registers it (tests/test_cli_lazy.py checks this
+# against the app that `full_app` builds).
+COMMANDS = {
+    "inspect": "inspect", "tokens": "inspect", "models": "inspect", "schema": "inspect",
+    "heads": "lenses", "rollout": "lenses", "generate": "generate", "lens": "generate",
+    "stats": "stats", "compare": "stats", "plot": "plot", "batch": "batch", "explore": "explore",
+}
+COMPLETE_VAR = "_ATTN_COMPLETE"  # set by the shell when it asks for completions (Click's naming)
+
+
+def _import(module: str) -> None:
+    importlib.import_module(f"{__package__}.{module}")
+
+
+def full_app() -> typer.Typer:
+    """The app with every command registered, in the order of --help."""
+    for module in COMMAND_MODULES:
+        _import(module)
+    return app
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app `main` runs for `args` (sys.argv[1:]): the whole app unless args[0] names a
+    command, then a copy of it that holds just that command (the shared `app` is not changed)."""
+    name = args[0] if args else None
+    if name not in COMMANDS or os.environ.get(COMPLETE_VAR):
+        return full_app()
+    _import(COMMANDS[name])
+    lean = copy.copy(app)
+    lean.registered_commands = [c for c in app.registered_commands if _name(c) == name]
+    return lean
+
+
+def _name(info) -> str:
+    """The name Typer gives a registered command (its function's, `_` written `-`)."""
+    return info.name or info.callback.__name__.lower().replace("_", "-")
 
 
 def _version(value: bool) -> None:

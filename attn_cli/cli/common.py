@@ -80,6 +80,43 @@ def console(stderr: bool = False):
     return Console(highlight=False, soft_wrap=False, stderr=stderr)
 
 
+def plain_width() -> int | None:
+    """The width of the screen when Rich would print stdout without colour or any terminal
+    feature (a pipe or a file; see rich.console.Console.is_terminal and .size), else None: a
+    terminal, FORCE_COLOR/TTY_COMPATIBLE, an encoding Rich draws ASCII boxes for, Windows.
+    Views with a plain-text form write it there without importing Rich's console."""
+    import os
+
+    stdout = sys.stdout
+    if sys.platform == "win32" or stdout is None or "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        return None
+    try:
+        if stdout.isatty() or not (getattr(stdout, "encoding", None) or "utf-8").lower().startswith("utf"):
+            return None
+    except (AttributeError, ValueError):
+        return None
+    width = None
+    for fd in (_fileno(sys.__stdin__, 0), _fileno(sys.__stdout__, 1), _fileno(sys.__stderr__, 2)):
+        try:
+            width = os.get_terminal_size(fd).columns
+        except (AttributeError, ValueError, OSError):
+            continue
+        break
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        if int(columns) == 0:  # Rich takes that as a width of 0: leave it to Rich
+            return None
+        width = int(columns)
+    return width or 80
+
+
+def _fileno(stream, default: int) -> int:
+    try:
+        return stream.fileno()
+    except Exception:  # as Rich finds the standard streams: None, closed, or no file
+        return default
+
+
 def read_text(text: str) -> str:
     """TEXT as given, or stdin for `-` (without its final newline)."""
     from ..errors import InputError

@@ -15,6 +15,7 @@ from .common import (
     QueryOption,
     TextArgument,
     app,
+    plain_width,
     read_text,
     run,
     write_json,
@@ -101,11 +102,24 @@ def inspect(
             writer.writerows(csv_rows(result))
             write_stdout(table.getvalue())
         else:
-            from ..views.terminal.inspect import inspect_view
-
-            write_screen(inspect_view(result))
+            write_inspect_screen(result)
 
     run(output_format is OutputFormat.json, action)
+
+
+def write_inspect_screen(result) -> None:
+    """The inspect screen: as plain text where stdout shows no colour and the plain view can
+    promise Rich's very characters (no Rich console to import), else drawn by Rich."""
+    width = plain_width()
+    if width is not None:
+        from ..views.terminal.plain import inspect_text
+
+        if (text := inspect_text(result, width)) is not None:
+            write_stdout(text)
+            return
+    from ..views.terminal.inspect import inspect_view
+
+    write_screen(inspect_view(result))
 
 
 @app.command(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 
 import numpy as np
 
@@ -212,6 +211,8 @@ def _head_json(h: HeadResult) -> dict:
 
 def json_schema() -> dict:
     """The JSON Schema of `attn inspect --json` (and `attn tokens --json`), shipped in the package."""
+    from importlib import resources  # only `attn schema` and tests read the schema
+
     return json.loads(resources.files("attn_cli").joinpath("schema/attn.schema.json").read_text(encoding="utf-8"))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -18,6 +17,8 @@ def cache_dir() -> Path:
 def write_atomically(path: Path, text: str) -> bool:
     """Write `path` whole or not at all; False if it could not be written (a cache that cannot
     be written only costs time, so callers carry on)."""
+    import tempfile  # only when a cache entry is written
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")

@@ -21,8 +21,6 @@ from tokenizers import Tokenizer
 
 from ..errors import ModelError
 from ..models import LayerTrace, ModelSpec, Weights, architecture
-from .hub import is_repo_id, resolve_repo
-from .packaged import PACKAGED, resolve_packaged
 from .tokenizer import load_tokenizer
 from .weights import KeptWeights, open_weights
 
@@ -123,6 +121,10 @@ def resolve_model_path(model: str | os.PathLike | None) -> tuple[str, Path]:
         raise ModelError(f"--model {str(model)!r} starts with a ~user that does not exist", "give the folder's full path") from None
     except OSError as exc:  # a name too long, a folder we may not enter
         raise ModelError(f"cannot use --model {str(model)!r}: {exc.strerror}", "give the path of a model folder you can read") from None
+    # Imported here, not at the top: the bundled model (the common case) needs neither.
+    from .hub import is_repo_id, resolve_repo
+    from .packaged import PACKAGED, resolve_packaged
+
     if not exists and str(model) in PACKAGED:
         return str(model), resolve_packaged(str(model))
     if not exists and is_repo_id(str(model)):

@@ -81,13 +81,21 @@ def units(tok: Tokenization, level: str = "token") -> tuple[Unit, ...]:
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
-    """A tokenizer that neither pads nor truncates (MiniLM's tokenizer.json does both by default)."""
+    """A tokenizer that neither pads nor truncates (MiniLM's tokenizer.json does both by default).
+    A WordPiece folder's is built from its vocab.txt once that is proved the same (`tokenizer_vocab`)."""
+    from . import tokenizer_vocab
+
+    stamp = tokenizer_vocab.stamp(path)
+    if stamp is not None and (fast := tokenizer_vocab.cached(path, stamp)) is not None:
+        return fast
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # the Rust side raises plain Exception on bad JSON
         raise ModelError(f"cannot read {path}: {exc}", "re-download tokenizer.json") from None
     tokenizer.no_padding()
     tokenizer.no_truncation()
+    if stamp is not None:
+        tokenizer_vocab.remember(path, tokenizer, stamp)
     return tokenizer
 
 

@@ -18,18 +18,32 @@ from rich.text import Text
 from ...compute.result import HeadResult, InspectResult, LayerResult, Steps
 from ...loading.tokenizer import Tokenization
 from ..palette import heat_rgb, text_is_dark, weight_text
-
-_BAR_WIDTH = 20
-_EIGHTHS = " ▏▎▍▌▋▊▉"
-_PREVIEW_DIMS = 3
-_LABEL_WIDTH = 18  # longer token or word labels are cut with …
-
-
-def bar(weight: float, width: int = _BAR_WIDTH) -> str:
-    """A horizontal bar of `weight` ∈ [0, 1] in eighths of a character."""
-    eighths = int(round(max(0.0, min(1.0, weight)) * width * 8))
-    full, rest = divmod(eighths, 8)
-    return "█" * full + (_EIGHTHS[rest] if rest else "")
+from .inspect_parts import (  # noqa: F401  (_LABEL_WIDTH, _vector: read by the explorer's views)
+    _LABEL_WIDTH,
+    _PREVIEW_DIMS,
+    LEGEND_TAIL,
+    LEGEND_WEIGHTS,
+    STEPS_HINT,
+    _head_name,
+    _number,
+    _position,
+    _row_groups,
+    _vector,
+    bar,
+    grid_blocks,
+    grid_widths,
+    header_parts,
+    label_text,
+    layer_title,
+    masked_text,
+    mean_rows_note,
+    multihead_title,
+    step2_fit,
+    step2_headers,
+    step2_title,
+    sum_line,
+    top_items,
+)
 
 
 def heat(weight: float) -> Style:
@@ -39,61 +53,14 @@ def heat(weight: float) -> Style:
 
 def _token_label(result: InspectResult, index: int) -> Text:
     """The label of row `index` (a token, or a word at --level word); ▶ marks the query."""
-    unit = result.units[index]
-    if set(unit.token_indices) <= set(result.query.token_indices):
-        return Text(f"▶ {unit.text}", style="bold cyan")
-    return Text(f"  {unit.text}", style="dim" if unit.special else "")
-
-
-def _scale_divisor(result: InspectResult) -> int | float:
-    """s in Q·K/√s: head_dim, unless the model scales by something else (Gemma 3)."""
-    scale = result.model.scale
-    if scale is None or abs(scale * result.model.head_dim**0.5 - 1) < 1e-6:
-        return result.model.head_dim
-    s = 1 / scale**2
-    return round(s) if abs(s - round(s)) < 1e-3 else round(s, 2)
-
-
-def _layer_kind(result: InspectResult, layer: LayerResult) -> str:
-    """For models whose layers differ (Gemma 3): whether this one slides or sees everything."""
-    if result.model.layer_windows is None:
-        return ""
-    return " (global attention)" if layer.window is None else f" (sliding window {layer.window})"
-
-
-def _position(result: InspectResult, index: int) -> str:
-    """The # column: the token position, or a word's token positions (2–3)."""
-    first, last = result.units[index].token_indices[0], result.units[index].token_indices[-1]
-    return str(first) if first == last else f"{first}–{last}"
-
-
-def _row_groups(result: InspectResult, layer: LayerResult):
-    """Rows to show: ("token", i) for each visible unit, ("masked", first, last) for each run of
-    units a decoder hides from the query, so a long future takes one line."""
-    visible = layer.visible
-    i, n = 0, len(result.units)
-    while i < n:
-        if visible is None or visible[i]:
-            yield ("token", i)
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and not visible[j + 1]:
-            j += 1
-        yield ("masked", i, j)
-        i = j + 1
+    text, style = label_text(result, index)
+    return Text(text, style=style)
 
 
 def _masked_label(result: InspectResult, first: int, last: int) -> tuple[str, Text]:
     """The # and label cells of a run of masked rows (unit indices first … last)."""
-    first, last = result.units[first].token_indices[0], result.units[last].token_indices[-1]
-    where = "future" if first > result.query.token_indices[-1] else "before window"
-    span = str(first) if first == last else f"{first}–{last}"
-    return span, Text(f"masked ({where})", style="dim italic")
-
-
-def _head_name(head) -> str:
-    return "mean over heads" if head == "mean" else f"head {head}"
+    span, text = masked_text(result, first, last)
+    return span, Text(text, style="dim italic")
 
 
 def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult) -> _Step2:
@@ -112,9 +79,7 @@ class _Step2:
 
     def __rich_console__(self, console, options):
         result, layer, head = self.result, self.layer, self.head
-        norms = head.value_norms is not None
-        scored = head.scores is not None or result.level == "token"  # words have no score columns
-        headers = ["#", result.level] + (["Q·K", f"Q·K/√{_scale_divisor(result)}"] if scored else []) + ["weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
+        headers, scored, norms = step2_headers(result, head)
         top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
         rows, weights = [], []
         for group in _row_groups(result, layer):
@@ -129,12 +94,7 @@ class _Step2:
             rows.append([_position(result, i), _token_label(result, i), *scores, Text(f"{weight:.3f}", style="bold" if i in top_units else ""), *extra])
             weights.append(weight)
         natural = [max(len(headers[c]), *(len(str(r[c]) if not isinstance(r[c], Text) else r[c].plain) for r in rows)) for c in range(len(headers))]
-        fixed = sum(natural) - natural[1] + 2 * len(headers)  # every column but the label, and the gaps
-        room = options.max_width - fixed
-        label, bar_width = natural[1], min(_BAR_WIDTH // 2 if norms else _BAR_WIDTH, room - natural[1])
-        if bar_width < 3:  # no room for a bar worth the name: drop it, then cut labels if need be
-            bar_width, label = 0, max(6, min(natural[1], room + 2))
-        width = fixed + label + (bar_width + 2 if bar_width else 0) - 2
+        label, bar_width, width = step2_fit(natural, norms, options.max_width)
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), width=max(width, 1) if width > options.max_width else None)
         for c, name in enumerate(headers):
             if c == 1:
@@ -148,18 +108,10 @@ class _Step2:
         yield table
 
 
-def _number(values: np.ndarray | None, i: int) -> str:
-    return "—" if values is None or np.isnan(values[i]) else f"{values[i]:.2f}"
-
-
-_RANK_TITLES = {"weight": "Top-attended", "value_norm": "Top by ‖α·v‖", "output_norm": "Top by ‖α·v·Wₒ‖"}
-
-
 def top_line(head: HeadResult, rank_by: str = "weight") -> Items:
     """The top words and the value that ranks them (the weight, or a value norm)."""
-    by = rank_by if head.head != "mean" else "weight"  # the mean over heads has no norms
-    items = [Text.assemble((w.text, "dim" if w.special else "bold"), f" {getattr(w, by):.2f}") for w in head.top]
-    return Items(Text(f"{_RANK_TITLES[by]}: ", style="bold"), items)
+    title, items = top_items(head, rank_by)
+    return Items(Text(title, style="bold"), [Text.assemble((text, style), value) for text, style, value in items])
 
 
 class Items:
@@ -194,12 +146,6 @@ class Items:
         first = self.title.cell_len + (self.items[0].cell_len if self.items else 0)
         alone = [first, *(2 + i.cell_len for i in self.items[1:]), *(2 + t.cell_len for t in self.tail)]
         return Measurement(min(max(alone), one_line), one_line)
-
-
-def _vector(values: np.ndarray, dims: int = _PREVIEW_DIMS) -> str:
-    """The first `dims` numbers of a vector: [+0.12 -1.30 …]."""
-    shown = " ".join(f"{x:+.2f}" for x in values[:dims])
-    return f"[{shown}{' …' if len(values) > dims else ''}]"
 
 
 def steps_view(result: InspectResult, layer: LayerResult, head: HeadResult, steps: Steps) -> tuple[RenderableType, RenderableType]:
@@ -248,16 +194,6 @@ def steps_view(result: InspectResult, layer: LayerResult, head: HeadResult, step
     return step1, step3
 
 
-def _kv_note(result: InspectResult, head: HeadResult) -> str:
-    """Under grouped-query attention: which key/value head this query head shares, and with whom."""
-    m = result.model
-    if head.kv_head is None or m.kv_heads == m.heads:
-        return ""
-    group = m.heads // m.kv_heads
-    first = head.kv_head * group
-    return f", reads key/value head {head.kv_head}, shared by heads {first}–{first + group - 1}"
-
-
 def multihead_table(result: InspectResult, layer: LayerResult) -> _HeadGrid:
     """Tokens × heads weights for the query, heat-coloured, the mean last; focus heads marked."""
     return _HeadGrid(result, layer)
@@ -281,14 +217,9 @@ class _HeadGrid:
     def __rich_console__(self, console, options):
         number = max(len(r[0]) for r in self.rows)
         name = min(_LABEL_WIDTH, max(len(self.result.level), *(len(r[1]) for r in self.rows)))
-        widths = [4 if h.head == "mean" else max(3, len(str(h.head))) for h in self.layer.heads]
-        room, start = options.max_width - number - name - 1, 0
-        while start < len(widths):
-            stop = start + 1
-            while stop < len(widths) and sum(w + 1 for w in widths[start : stop + 1]) <= room:
-                stop += 1
+        widths = grid_widths(self.layer)
+        for start, stop in grid_blocks(widths, options.max_width - number - name - 1):
             yield from self._block(number, name, widths, start, stop)
-            start = stop
 
     def _block(self, number: int, name: int, widths: list[int], start: int, stop: int):
         header = Text(f"{'#':>{number}} {self.result.level:<{name}}", style="bold")
@@ -312,60 +243,40 @@ class _HeadGrid:
 
 
 def inspect_view(result: InspectResult) -> list[RenderableType]:
-    m = result.model
-    q = result.query
-    where = f"token {q.token_indices[0]}" if len(q.token_indices) == 1 else f"tokens {', '.join(map(str, q.token_indices))}"
-    parts: list[RenderableType] = [
-        Text.assemble(
-            (m.name, "bold magenta"),
-            f" ({m.architecture}, {m.layers} layers × {m.heads} heads, d_k {m.head_dim}) · query ",
-            (f'"{q.text}"', "bold cyan"),
-            f" = {where}",
-        )
-    ]
+    """The screen of `attn inspect` (`plain.inspect_text` writes the same without colour or Rich)."""
+    parts: list[RenderableType] = [Text.assemble(*header_parts(result))]
     parts += [Text(f"note: {note}", style="yellow") for note in result.notes]
     for layer in result.layers:
         for head_id in layer.focus:
             head = layer.head(head_id)
-            chosen = " — chosen by --head auto: attends most to other words" if layer.auto_head is not None else ""
-            where = f"Layer {layer.layer} of 0–{m.layers - 1}{_layer_kind(result, layer)}"
-            parts.append(Text(f"\n{where} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}", style="bold"))
+            parts.append(Text(f"\n{layer_title(result, layer, head_id, head)}", style="bold"))
             if head.steps is not None:
                 step1, step3 = steps_view(result, layer, head, head.steps)
                 parts.append(step1)
             gap = "\n" if head.steps is not None else ""
-            what = "Q·K (after RoPE)" if m.rotary else "Q·K"
-            by = "√d_k" if _scale_divisor(result) == m.head_dim else "√query_pre_attn_scalar"
-            title = f"Step 2 · scores {what}, scaled by {by}, softmax → weights"
-            if result.level == "word":
-                title = "Step 2 · softmax weights, summed per word (words have no single score)"
-            parts.append(Text(gap + title, style="bold underline"))
-            if len(q.token_indices) > 1 and head.scores is not None:  # the arithmetic on screen must be true
-                parts.append(Text(
-                    f"each column is the mean over the {len(q.token_indices)} query tokens' rows: the weights are the mean of "
-                    "their softmax rows, not the softmax of the mean scores",
-                    style="dim",
-                ))
+            parts.append(Text(gap + step2_title(result), style="bold underline"))
+            if (note := mean_rows_note(result, head)) is not None:
+                parts.append(Text(note, style="dim"))
             parts.append(step2_table(result, layer, head))
-            parts.append(Text(f"Σ weights = {float(np.sum(head.weights)):.3f}: softmax makes each row sum to 1", style="dim"))
+            parts.append(Text(sum_line(head), style="dim"))
             if head.steps is not None:
                 parts.append(step3)
             parts.append(top_line(head, result.rank_by))
-        parts.append(Text(f'\nMulti-head · layer {layer.layer}: weights of "{q.text}" in every head', style="bold underline"))
+        parts.append(Text(f"\n{multihead_title(result, layer)}", style="bold underline"))
         parts.append(multihead_table(result, layer))
         parts.append(top_line(layer.head("mean")).append("  (mean over heads)", style="dim"))
     parts.append(_legend())
     if not any(h.steps is not None for layer in result.layers for h in layer.heads):
-        parts.append(Text("--steps adds step 1 (the q, k, v vectors) and step 3 (output = Σ weights·v)", style="dim"))
+        parts.append(Text(STEPS_HINT, style="dim"))
     return parts
 
 
 def _legend() -> Text:
     """What the heat map's colours mean, on one line: the weight scale from 0 to 1."""
     line = Text("colour: weight ", style="dim")
-    for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0):
+    for w in LEGEND_WEIGHTS:
         line.append(f" {weight_text(w)} ", style=heat(w))
-    return line.append("  · = masked (a decoder's future)", style="dim")
+    return line.append(LEGEND_TAIL, style="dim")
 
 
 def tokens_table(tok: Tokenization) -> Table:

@@ -1,0 +1,190 @@
+"""What the inspect screen says, without Rich: bars, numbers, row groups, labels and titles.
+
+Shared by the Rich view (`inspect.py`) and the plain-text one (`plain.py`), so that both write the
+same words; this module imports no Rich, so that the plain screen does not pay for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...compute.result import HeadResult, InspectResult, LayerResult
+
+_BAR_WIDTH = 20
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+_PREVIEW_DIMS = 3
+_LABEL_WIDTH = 18  # longer token or word labels are cut with …
+RANK_TITLES = {"weight": "Top-attended", "value_norm": "Top by ‖α·v‖", "output_norm": "Top by ‖α·v·Wₒ‖"}
+LEGEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+LEGEND_TAIL = "  · = masked (a decoder's future)"
+STEPS_HINT = "--steps adds step 1 (the q, k, v vectors) and step 3 (output = Σ weights·v)"
+
+
+def bar(weight: float, width: int = _BAR_WIDTH) -> str:
+    """A horizontal bar of `weight` ∈ [0, 1] in eighths of a character."""
+    eighths = int(round(max(0.0, min(1.0, weight)) * width * 8))
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[rest] if rest else "")
+
+
+def label_text(result: InspectResult, index: int) -> tuple[str, str]:
+    """(text, style) of row `index` (a token, or a word at --level word); ▶ marks the query."""
+    unit = result.units[index]
+    if set(unit.token_indices) <= set(result.query.token_indices):
+        return f"▶ {unit.text}", "bold cyan"
+    return f"  {unit.text}", "dim" if unit.special else ""
+
+
+def _scale_divisor(result: InspectResult) -> int | float:
+    """s in Q·K/√s: head_dim, unless the model scales by something else (Gemma 3)."""
+    scale = result.model.scale
+    if scale is None or abs(scale * result.model.head_dim**0.5 - 1) < 1e-6:
+        return result.model.head_dim
+    s = 1 / scale**2
+    return round(s) if abs(s - round(s)) < 1e-3 else round(s, 2)
+
+
+def _layer_kind(result: InspectResult, layer: LayerResult) -> str:
+    """For models whose layers differ (Gemma 3): whether this one slides or sees everything."""
+    if result.model.layer_windows is None:
+        return ""
+    return " (global attention)" if layer.window is None else f" (sliding window {layer.window})"
+
+
+def _position(result: InspectResult, index: int) -> str:
+    """The # column: the token position, or a word's token positions (2–3)."""
+    first, last = result.units[index].token_indices[0], result.units[index].token_indices[-1]
+    return str(first) if first == last else f"{first}–{last}"
+
+
+def _row_groups(result: InspectResult, layer: LayerResult):
+    """Rows to show: ("token", i) for each visible unit, ("masked", first, last) for each run of
+    units a decoder hides from the query, so a long future takes one line."""
+    visible = layer.visible
+    i, n = 0, len(result.units)
+    while i < n:
+        if visible is None or visible[i]:
+            yield ("token", i)
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and not visible[j + 1]:
+            j += 1
+        yield ("masked", i, j)
+        i = j + 1
+
+
+def masked_text(result: InspectResult, first: int, last: int) -> tuple[str, str]:
+    """The # cell and the label text of a run of masked rows (unit indices first … last)."""
+    first, last = result.units[first].token_indices[0], result.units[last].token_indices[-1]
+    where = "future" if first > result.query.token_indices[-1] else "before window"
+    span = str(first) if first == last else f"{first}–{last}"
+    return span, f"masked ({where})"
+
+
+def _head_name(head) -> str:
+    return "mean over heads" if head == "mean" else f"head {head}"
+
+
+def _number(values: np.ndarray | None, i: int) -> str:
+    return "—" if values is None or np.isnan(values[i]) else f"{values[i]:.2f}"
+
+
+def _vector(values: np.ndarray, dims: int = _PREVIEW_DIMS) -> str:
+    """The first `dims` numbers of a vector: [+0.12 -1.30 …]."""
+    shown = " ".join(f"{x:+.2f}" for x in values[:dims])
+    return f"[{shown}{' …' if len(values) > dims else ''}]"
+
+
+def _kv_note(result: InspectResult, head: HeadResult) -> str:
+    """Under grouped-query attention: which key/value head this query head shares, and with whom."""
+    m = result.model
+    if head.kv_head is None or m.kv_heads == m.heads:
+        return ""
+    group = m.heads // m.kv_heads
+    first = head.kv_head * group
+    return f", reads key/value head {head.kv_head}, shared by heads {first}–{first + group - 1}"
+
+
+def header_parts(result: InspectResult) -> list[tuple[str, str]]:
+    """The first line, as (text, style) parts: the model, its shape, the query and where it is."""
+    m, q = result.model, result.query
+    where = f"token {q.token_indices[0]}" if len(q.token_indices) == 1 else f"tokens {', '.join(map(str, q.token_indices))}"
+    return [
+        (m.name, "bold magenta"), (f" ({m.architecture}, {m.layers} layers × {m.heads} heads, d_k {m.head_dim}) · query ", ""),
+        (f'"{q.text}"', "bold cyan"), (f" = {where}", ""),
+    ]
+
+
+def layer_title(result: InspectResult, layer: LayerResult, head_id, head: HeadResult) -> str:
+    chosen = " — chosen by --head auto: attends most to other words" if layer.auto_head is not None else ""
+    where = f"Layer {layer.layer} of 0–{result.model.layers - 1}{_layer_kind(result, layer)}"
+    return f"{where} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}"
+
+
+def step2_title(result: InspectResult) -> str:
+    if result.level == "word":
+        return "Step 2 · softmax weights, summed per word (words have no single score)"
+    what = "Q·K (after RoPE)" if result.model.rotary else "Q·K"
+    by = "√d_k" if _scale_divisor(result) == result.model.head_dim else "√query_pre_attn_scalar"
+    return f"Step 2 · scores {what}, scaled by {by}, softmax → weights"
+
+
+def mean_rows_note(result: InspectResult, head: HeadResult) -> str | None:
+    """Said when the query is several tokens: the arithmetic on screen must be true."""
+    q = result.query
+    if len(q.token_indices) > 1 and head.scores is not None:
+        return (
+            f"each column is the mean over the {len(q.token_indices)} query tokens' rows: the weights are the mean of "
+            "their softmax rows, not the softmax of the mean scores"
+        )
+    return None
+
+
+def sum_line(head: HeadResult) -> str:
+    return f"Σ weights = {float(np.sum(head.weights)):.3f}: softmax makes each row sum to 1"
+
+
+def multihead_title(result: InspectResult, layer: LayerResult) -> str:
+    return f'Multi-head · layer {layer.layer}: weights of "{result.query.text}" in every head'
+
+
+def step2_headers(result: InspectResult, head: HeadResult) -> tuple[list[str], bool, bool]:
+    """The step-2 table's column names, whether it has score columns, whether it has norms."""
+    norms = head.value_norms is not None
+    scored = head.scores is not None or result.level == "token"  # words have no score columns
+    headers = ["#", result.level] + (["Q·K", f"Q·K/√{_scale_divisor(result)}"] if scored else []) + ["weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
+    return headers, scored, norms
+
+
+def step2_fit(natural: list[int], norms: bool, max_width: int) -> tuple[int, int, int]:
+    """(label width, bar width, table width) of the step-2 table in `max_width` cells, from each
+    column's natural width: the bar shrinks first, then goes; then labels are cut (to 6)."""
+    fixed = sum(natural) - natural[1] + 2 * len(natural)  # every column but the label, and the gaps
+    room = max_width - fixed
+    label, bar_width = natural[1], min(_BAR_WIDTH // 2 if norms else _BAR_WIDTH, room - natural[1])
+    if bar_width < 3:  # no room for a bar worth the name: drop it, then cut labels if need be
+        bar_width, label = 0, max(6, min(natural[1], room + 2))
+    return label, bar_width, fixed + label + (bar_width + 2 if bar_width else 0) - 2
+
+
+def top_items(head: HeadResult, rank_by: str = "weight") -> tuple[str, list[tuple[str, str, str]]]:
+    """The top line's title and items (word, its style, the value that ranks it)."""
+    by = rank_by if head.head != "mean" else "weight"  # the mean over heads has no norms
+    return f"{RANK_TITLES[by]}: ", [(w.text, "dim" if w.special else "bold", f" {getattr(w, by):.2f}") for w in head.top]
+
+
+def grid_widths(layer: LayerResult) -> list[int]:
+    """The width of each head's column in the multi-head grid."""
+    return [4 if h.head == "mean" else max(3, len(str(h.head))) for h in layer.heads]
+
+
+def grid_blocks(widths: list[int], room: int):
+    """(start, stop) of each block of heads that fits `room` cells (at least one head a block)."""
+    start = 0
+    while start < len(widths):
+        stop = start + 1
+        while stop < len(widths) and sum(w + 1 for w in widths[start : stop + 1]) <= room:
+            stop += 1
+        yield start, stop
+        start = stop
