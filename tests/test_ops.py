@@ -139,19 +139,39 @@ def test_attention_weights_are_distributions_and_output_is_their_average(x):
 
 
 def test_blocked_attention_output_equals_the_one_shot_product():
-    """Long texts are computed a block of query rows at a time; the blocks must not change a number."""
-    from attn_cli.maths.ops import attention_output, causal_visibility
+    """Long texts are computed a block of query rows at a time, and a causal block multiplies
+    only the keys it can see; neither may change a number."""
+    from attn_cli.maths.attention import attention_output
+    from attn_cli.maths.ops import causal_visibility
 
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((3, 37, 8)).astype(np.float32) for _ in range(3))
     _, _, _, whole = attention(q, k, v)
-    blocked = attention_output(q, k, v, 1 / np.sqrt(8), max_elements=3 * 37 * 5)  # 5 rows per block
+    blocked = attention_output(q, k, v, 1 / np.sqrt(8), block_elements=37 * 5)  # 5 rows per block
     np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
     window = causal_visibility(slice(None), 37, window=4)
     _, _, weights, whole = attention(q, k, v, window)
-    blocked = attention_output(q, k, v, 1 / np.sqrt(8), lambda rows: causal_visibility(rows, 37, 4), max_elements=3 * 37 * 7)
-    np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
+    for block in (37 * 7, 37 * 3 * 40, 1):  # 7 rows, every row and head at once, one row of one head
+        blocked = attention_output(q, k, v, 1 / np.sqrt(8), causal=True, window=4, block_elements=block)
+        np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
     assert np.count_nonzero(weights[0, 20]) == 4  # a row sees itself and the three before
+
+
+def test_attention_output_of_grouped_heads_and_cached_positions():
+    """kv head h serves query heads h·g … h·g+g-1 without being repeated; with a KV cache the
+    queries are the last positions (start > 0) and see every earlier key."""
+    from attn_cli.maths.attention import attention_output
+    from attn_cli.maths.ops import causal_visibility
+
+    rng = np.random.default_rng(2)
+    q = rng.standard_normal((6, 30, 4)).astype(np.float32)
+    k, v = (rng.standard_normal((2, 30, 4)).astype(np.float32) for _ in range(2))
+    k6, v6 = np.repeat(k, 3, axis=0), np.repeat(v, 3, axis=0)
+    _, _, _, whole = attention(q, k6, v6, causal_visibility(slice(None), 30))
+    for block in (30 * 3 * 4, 1 << 18):
+        np.testing.assert_allclose(attention_output(q, k, v, 0.5, causal=True, block_elements=block), whole, rtol=1e-6, atol=1e-6)
+    last = attention_output(q[:, 25:], k, v, 0.5, causal=True, start=25, block_elements=30 * 3 * 2)
+    np.testing.assert_allclose(last, whole[:, 25:], rtol=1e-6, atol=1e-6)
 
 
 def test_causal_visibility():

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths.ops import gelu, gelu_tanh, layer_norm, merge_heads, split_heads
 from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
+from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("transformer.",)
 ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu": gelu}
@@ -48,7 +49,7 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, config: dict, cac
     eps = config.get("layer_norm_epsilon", 1e-5)
     h = layer_norm(x, w[f"{p}ln_1.weight"], w[f"{p}ln_1.bias"], eps)
     q, k, v = (split_heads(part, s.heads) for part in np.split(conv1d(h, w, f"{p}attn.c_attn"), 3, axis=-1))
-    head_output, k, v, start = attend(q, k, v, s, layer, cache)
+    head_output, k, v, start = attend(q, k, v, s, layer, cache, rows_runner(len(x)))
     x = x + conv1d(merge_heads(head_output), w, f"{p}attn.c_proj")
     h = layer_norm(x, w[f"{p}ln_2.weight"], w[f"{p}ln_2.bias"], eps)
     activation = ACTIVATIONS[config.get("activation_function", "gelu_new")]
