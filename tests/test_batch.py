@@ -343,4 +343,11 @@ def test_packed_traces_are_bit_identical_to_each_text_alone(model, name):
         assert len(traces) == len(alone) == m.spec.layers
         for a, b in zip(traces, alone, strict=True):
             for field in ("q", "k", "v", "head_output", "hidden"):
-                assert np.array_equal(getattr(a, field), getattr(b, field)), (name, field, a.layer)
+                if name == "bundled":  # a real model: bit for bit
+                    assert np.array_equal(getattr(a, field), getattr(b, field)), (field, a.layer)
+                else:
+                    # A tiny test model (width 32, values up to ~5): every product is small enough
+                    # for OpenBLAS's small-matrix kernels, whose summation order depends on the
+                    # row count, so packed and alone differ by an ulp or two, carried through the
+                    # layers (~2e-6); a wrong segment or position would differ by ~1.
+                    np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-5, atol=1e-5, err_msg=f"{name} {field} {a.layer}")
