@@ -179,3 +179,18 @@ def test_causal_visibility():
 
     assert causal_visibility(slice(None), 3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
     assert causal_visibility(np.array([4]), 6, window=2).tolist() == [[False, False, False, True, True, False]]
+
+
+@given(st.integers(0, 60), st.integers(1, 20), st.one_of(st.none(), st.integers(1, 30)))
+def test_mask_bias_hides_exactly_what_causal_visibility_hides(first, rows, window):
+    from attn_cli.maths.attention import key_range, mask_bias
+    from attn_cli.maths.ops import causal_visibility
+
+    keys = first + rows
+    lo, hi = key_range(first, first + rows - 1, keys, True, window)
+    scores = np.zeros((rows, hi - lo), np.float32)
+    for offset, bias in mask_bias(first, rows, lo, hi, window):
+        scores[:, offset : offset + bias.shape[1]] += bias
+    visible = causal_visibility(slice(first, first + rows), keys, window)  # rows of positions first …
+    assert not visible[:, :lo].any() and not visible[:, hi:].any()  # the keys skipped are all hidden
+    np.testing.assert_array_equal(np.isfinite(scores), visible[:, lo:hi])

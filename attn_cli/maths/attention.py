@@ -25,18 +25,30 @@ def key_range(first: int, last: int, keys: int, causal: bool, window: int | None
     return lo, min(keys, last + 1)
 
 
-def mask_bias(first: int, rows: int, lo: int, hi: int, window: int | None) -> np.ndarray | None:
-    """(rows, hi - lo) float32: 0 where query position first + r sees key lo + c, -inf where
-    the mask hides it; None when the block hides nothing. Adding it to the scores is one
-    plain pass (0 + s = s exactly, -inf + s = -inf), where a masked copy is ten times slower."""
-    i = np.arange(first, first + rows)[:, None]
-    j = np.arange(lo, hi)[None, :]
-    hidden = j > i
+def mask_bias(first: int, rows: int, lo: int, hi: int, window: int | None) -> list[tuple[int, np.ndarray]]:
+    """Where a causal mask hides keys lo … hi-1 from query positions first … first+rows-1:
+    [(column offset from lo, bias (rows, width) float32)], the bias 0 where a query sees the
+    key and -inf where it does not; empty when the block hides nothing. Only the block's edges
+    can hide anything (the future at its right, beyond the window at its left), so only they get
+    a bias. Adding it to the scores is one plain pass (0 + s = s exactly, -inf + s = -inf),
+    where a masked copy is ten times slower."""
+    last = first + rows - 1
+    edges = [(max(lo, first + 1), hi)]  # keys after the first query: the future of some
     if window is not None:
-        hidden |= i - j >= window
-    if not hidden.any():
-        return None
-    return np.where(hidden, np.float32(-np.inf), np.float32(0.0))
+        edges.append((lo, min(hi, last - window + 1)))  # keys beyond the last query's window
+    edges = [(a, b) for a, b in edges if a < b]
+    if len(edges) == 2 and edges[1][1] >= edges[0][0]:  # they meet: one range
+        edges = [(lo, hi)]
+    biases = []
+    i = np.arange(first, first + rows)[:, None]
+    for a, b in edges:
+        j = np.arange(a, b)[None, :]
+        hidden = j > i
+        if window is not None:
+            hidden |= i - j >= window
+        if hidden.any():
+            biases.append((a - lo, np.where(hidden, np.float32(-np.inf), np.float32(0.0))))
+    return biases
 
 
 def attention_output(
@@ -84,13 +96,15 @@ def attention_output(
 
     def compute(first: int, stop: int) -> None:
         buffer = np.empty(size, dtype=np.float32)  # one per thread, reused block after block
+        biased = (None, [])  # the last row block's mask: the next blocks of heads share it
         for r0, r1, h0, h1 in blocks[first:stop]:
             lo, hi = key_range(start + r0, start + r1 - 1, keys, causal, window)
             s = buffer[: (h1 - h0) * group * (r1 - r0) * (hi - lo)].reshape(h1 - h0, group, r1 - r0, hi - lo)
             np.matmul(q4[h0:h1, :, r0:r1], kt4[h0:h1, :, :, lo:hi], out=s)
-            bias = mask_bias(start + r0, r1 - r0, lo, hi, window) if causal else None
-            if bias is not None:
-                s += bias
+            if causal and biased[0] != r0:
+                biased = (r0, mask_bias(start + r0, r1 - r0, lo, hi, window))
+            for offset, bias in biased[1]:
+                s[..., offset : offset + bias.shape[1]] += bias
             s -= s.max(axis=-1, keepdims=True)
             np.exp(s, out=s)
             summed = s @ v1[h0:h1, :, lo:hi]  # (heads, group, rows, head_dim + 1)
