@@ -91,3 +91,21 @@ def test_the_allocator_is_tuned_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert runtime.tune_allocator() is True
+
+
+def test_a_forked_child_gets_its_own_pool():
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    runtime.split_rows(lambda a, b: None, 10, 2, 2)  # the parent's pool exists
+    assert runtime._POOL is not None
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:  # a child that split work on its parent's pool would wait forever
+        assert pool.apply_async(_split_in_child).get(timeout=60) == list(range(100))
+
+
+def _split_in_child() -> list[int]:
+    seen = []
+    runtime.split_rows(lambda a, b: seen.extend(range(a, b)), 100, 2, 4)
+    return sorted(seen)

@@ -14,6 +14,7 @@ import numpy as np
 # Scores per block: 2^18 float32 = 1 MiB, which stays in a core's L2 cache through the
 # block's passes (max, subtract, exp).
 BLOCK_ELEMENTS = 1 << 18
+PRODUCT_ROWS = 128
 
 
 def key_range(first: int, last: int, keys: int, causal: bool, window: int | None) -> tuple[int, int]:
@@ -80,34 +81,41 @@ def attention_output(
     # ones: e·[V | 1] gives the weighted sum and the softmax's denominator Σe in one product,
     # so the scores are read three times (max, subtract, exp), not six.
     q4 = (q * np.float32(scale)).reshape(kv_heads, group, rows, dim)
-    kt4 = k.transpose(0, 2, 1)[:, None]  # (kv_heads, 1, head_dim, keys)
-    v1 = np.concatenate([v, np.ones((kv_heads, keys, 1), dtype=v.dtype)], axis=-1)[:, None]  # (kv_heads, 1, keys, head_dim + 1)
+    kt = k.transpose(0, 2, 1)  # (kv_heads, head_dim, keys)
+    v1 = np.concatenate([v, np.ones((kv_heads, keys, 1), dtype=v.dtype)], axis=-1)  # (kv_heads, keys, head_dim + 1)
     out4 = out.reshape(kv_heads, group, rows, v.shape[-1])
-    # As many kv heads and query rows per block as fit in block_elements (at least one of each).
+    # As many kv heads and query rows per block as fit in block_elements (at least one of each),
+    # yet at least PRODUCT_ROWS rows of q per product when keys are many: BLAS is slow on few.
     per_row = group * keys
-    block_rows = max(1, min(rows, block_elements // per_row))
+    block_rows = max(1, min(rows, max(block_elements // per_row, -(-PRODUCT_ROWS // group))))
     block_heads = max(1, min(kv_heads, block_elements // (per_row * block_rows)))
     blocks = [
         (r0, min(rows, r0 + block_rows), h0, min(kv_heads, h0 + block_heads))
         for r0 in range(0, rows, block_rows)
         for h0 in range(0, kv_heads, block_heads)
     ]
+    if causal:  # later rows see more keys: first and last blocks alternate, so that any run of blocks costs alike
+        blocks = [blocks[i // 2] if i % 2 == 0 else blocks[-1 - i // 2] for i in range(len(blocks))]
     size = block_heads * group * block_rows * keys
 
     def compute(first: int, stop: int) -> None:
         buffer = np.empty(size, dtype=np.float32)  # one per thread, reused block after block
         biased = (None, [])  # the last row block's mask: the next blocks of heads share it
         for r0, r1, h0, h1 in blocks[first:stop]:
+            heads_, rows_ = h1 - h0, r1 - r0
             lo, hi = key_range(start + r0, start + r1 - 1, keys, causal, window)
-            s = buffer[: (h1 - h0) * group * (r1 - r0) * (hi - lo)].reshape(h1 - h0, group, r1 - r0, hi - lo)
-            np.matmul(q4[h0:h1, :, r0:r1], kt4[h0:h1, :, :, lo:hi], out=s)
+            # The query heads of a kv head are one product: (group·rows, d)·(d, keys), whose
+            # many rows BLAS runs far faster than `group` products of a few rows each.
+            s = buffer[: heads_ * group * rows_ * (hi - lo)].reshape(heads_, group * rows_, hi - lo)
+            np.matmul(q4[h0:h1, :, r0:r1].reshape(heads_, group * rows_, dim), kt[h0:h1, :, lo:hi], out=s)
             if causal and biased[0] != r0:
-                biased = (r0, mask_bias(start + r0, r1 - r0, lo, hi, window))
+                biased = (r0, mask_bias(start + r0, rows_, lo, hi, window))
+            by_row = s.reshape(heads_, group, rows_, hi - lo)
             for offset, bias in biased[1]:
-                s[..., offset : offset + bias.shape[1]] += bias
+                by_row[..., offset : offset + bias.shape[1]] += bias
             s -= s.max(axis=-1, keepdims=True)
             np.exp(s, out=s)
-            summed = s @ v1[h0:h1, :, lo:hi]  # (heads, group, rows, head_dim + 1)
+            summed = (s @ v1[h0:h1, lo:hi]).reshape(heads_, group, rows_, -1)  # (.., head_dim + 1)
             np.divide(summed[..., :-1], summed[..., -1:], out=out4[h0:h1, :, r0:r1])
 
     if run is None:
