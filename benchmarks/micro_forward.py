@@ -109,7 +109,7 @@ def main() -> None:
             threads = int(label.split("t=")[1])
             query = 5 if args.case == "long512" else 2
             params = {"text": str(work / "text.txt"), "query_index": query, "warmup": args.warmup, "runs": args.runs, "threads": threads}
-            run = subprocess.run(argv + [json.dumps(params)], env=env, capture_output=True, text=True, check=False)
+            run = subprocess.run(argv + [json.dumps(params)], env=env, capture_output=True, text=True, check=False, cwd=work)  # not the checkout: -c puts the cwd first on sys.path
             if run.returncode != 0:
                 sys.exit(f"{label} failed:\n{run.stderr[-2000:]}")
             got = json.loads(run.stdout.strip().splitlines()[-1])["times"]

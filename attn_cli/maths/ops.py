@@ -114,14 +114,22 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return (0.5 * x * (1.0 + np.tanh(np.float32(np.sqrt(2.0 / np.pi)) * (x + np.float32(0.044715) * x**3)))).astype(np.float32)
 
 
-def silu(x: np.ndarray) -> np.ndarray:
-    """x·σ(x), the gate of SwiGLU. Any shape."""
+def silu(x: np.ndarray, run=None) -> np.ndarray:
+    """x·σ(x), the gate of SwiGLU. Any shape. `run` (see `linear`) splits the rows between threads."""
+    if run is not None:
+        out = np.empty(x.shape, dtype=np.float32)
+        run(lambda start, stop: out.__setitem__(slice(start, stop), silu(x[start:stop])), x.shape[0])
+        return out
     with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x ≪ 0, and x/inf = -0: fine
         return (x / (np.float32(1.0) + np.exp(-x))).astype(np.float32)
 
 
-def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    """RMSNorm over the last axis, weight·x/√(mean(x²) + eps): (..., d) -> (..., d)."""
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, run=None) -> np.ndarray:
+    """RMSNorm over the last axis, weight·x/√(mean(x²) + eps): (..., d) -> (..., d). `run`: see `silu`."""
+    if run is not None and x.ndim == 2:
+        out = np.empty(x.shape, dtype=np.result_type(x, weight))
+        run(lambda start, stop: out.__setitem__(slice(start, stop), rms_norm(x[start:stop], weight, eps)), x.shape[0])
+        return out
     return weight * (x / np.sqrt(np.square(x).mean(axis=-1, keepdims=True) + np.float32(eps)))
 
 
@@ -136,9 +144,14 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
 
         run(part, x.shape[0])
         return out
-    mean = x.mean(axis=-1, keepdims=True)
-    variance = np.square(x - mean).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(variance + np.float32(eps)) * weight + bias
+    centred = x - x.mean(axis=-1, keepdims=True)
+    variance = np.square(centred).mean(axis=-1, keepdims=True)
+    if centred.dtype != np.result_type(centred, weight, bias):
+        return centred / np.sqrt(variance + np.float32(eps)) * weight + bias
+    centred /= np.sqrt(variance + np.float32(eps))  # the same operations, in place
+    centred *= weight
+    centred += bias
+    return centred
 
 
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, run=None) -> np.ndarray:
@@ -166,7 +179,9 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, ru
             y += bias
         return y
     y = x @ weight.T
-    return y if bias is None else y + bias
+    if bias is not None:
+        y += bias
+    return y
 
 
 FEW_ROWS = 128

@@ -90,7 +90,7 @@ def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache
     p = f"layers.{layer}."
     eps = config.get("rms_norm_eps", 1e-6)
     run = rows_runner(len(x))
-    h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps)
+    h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps, run)
 
     def project(name: str, heads: int) -> np.ndarray:
         bias = f"{p}self_attn.{name}_proj.bias"
@@ -103,9 +103,9 @@ def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache
     q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
     x = x + linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run)
-    h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps)
+    h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps, run)
     gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
-    x = x + linear(silu(gate) * up, w[f"{p}mlp.down_proj.weight"], run=run)
+    x = x + linear(silu(gate, run) * up, w[f"{p}mlp.down_proj.weight"], run=run)
     # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
 
