@@ -318,7 +318,8 @@ _WORKER: tuple[Model, dict, list[str] | None] | None = None
 # per core in every worker), 2 workers on a busy 2-core machine ran 20 lines in 7.1 s instead of
 # 1.2 s. The price: BLAS sums in another order than a multi-threaded process does, so numbers
 # can differ from a workers=1 run in the last float32 bits (as they do between machines).
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# attn's own threads too (ATTN_THREADS, see models/runtime.py): one each, for the same reason.
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS")
 
 
 def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | None, parent: int | None = None) -> None:
