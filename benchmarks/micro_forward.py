@@ -6,7 +6,8 @@ Times attn's `inspect(model, text, query_index=5, layer="all")` on the bundled M
 processes, interleaved round by round: this checkout, optionally an older tree (`--base`, a
 directory holding an `attn_cli` package, e.g. `git archive main attn_cli | tar -x -C DIR`), and
 torch + transformers (eager, output_attentions) from the reference venv when there is one, each
-at the same thread count (BLAS / torch intra-op threads; ATTN_THREADS for attn). Medians of
+at the same thread count: torch.set_num_threads(n); ATTN_THREADS=n for attn with BLAS held
+at 1; OPENBLAS_NUM_THREADS=n for the old tree, which had no threads of its own. Medians of
 each child's timed passes; the load average before and after.
 """
 
@@ -109,7 +110,8 @@ def main() -> None:
             threads = int(label.split("t=")[1])
             query = 5 if args.case == "long512" else 2
             params = {"text": str(work / "text.txt"), "query_index": query, "warmup": args.warmup, "runs": args.runs, "threads": threads}
-            run = subprocess.run(argv + [json.dumps(params)], env=env, capture_output=True, text=True, check=False, cwd=work)  # not the checkout: -c puts the cwd first on sys.path
+            # cwd: not the checkout, since `python -c` puts the cwd first on sys.path (it would shadow --base)
+            run = subprocess.run(argv + [json.dumps(params)], env=env, capture_output=True, text=True, check=False, cwd=work)
             if run.returncode != 0:
                 sys.exit(f"{label} failed:\n{run.stderr[-2000:]}")
             got = json.loads(run.stdout.strip().splitlines()[-1])["times"]
