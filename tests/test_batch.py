@@ -307,3 +307,47 @@ def test_input_is_read_as_needed_and_a_reader_that_stops_early_stops_the_workers
     assert len(read) <= (2 * batch.AHEAD + 1) * batch.CHUNK
     docs.close()  # returns once running chunks finish: queued ones are cancelled, not run
     assert len(read) <= (2 * batch.AHEAD + 1) * batch.CHUNK
+
+
+def test_packed_lines_answer_exactly_as_each_line_alone(model):
+    # One process packs lines into one forward pass (compute/packed.py): the documents must be
+    # the very same, float for float, as each line run by itself, whatever sits beside it in
+    # its pack: errors, lines too long (failed, or truncated), JSON lines with their own options.
+    long = " ".join(["The cat sat on the mat."] * 20)
+    lines = [
+        CAT, DOG, "", long, '{"text": "A cat.", "layer": "all", "head": "all"}', "word " * 600,
+        '{"text": "' + "cat " * 600 + '", "truncate": true}', "{oops", "The cat.", "cat", CAT + " " + DOG,
+    ] * 3
+    docs = list(run_batch(None, lines, {"query": "cat"}))
+    alone = [run_job(model, parse_line(line, n), {"query": "cat"}) for n, line in enumerate(lines, 1)]
+    assert docs == alone
+    assert summarise(docs) == (21, 12)  # per copy: blank, too long, bad JSON, and DOG has no "cat"
+
+
+@pytest.mark.parametrize("name", ["bundled", "bert", "roberta", "distilbert"])
+def test_packed_traces_are_bit_identical_to_each_text_alone(model, name):
+    from pathlib import Path
+
+    from attn_cli.loading.model import load_model
+    from attn_cli.loading.tokenizer import tokenize
+
+    m = model if name == "bundled" else load_model(Path(__file__).parent / "fixtures" / "tiny" / name)
+    assert m.packs
+    # Over 256 tokens in all, so two threads split the pack too. (Texts of 1-3 tokens are never
+    # packed: OpenBLAS's small-matrix kernels sum their products in another order.)
+    texts = [CAT, DOG, "A cat.", " ".join(["The cat sat on the mat."] * 30), "The cat."]
+    ids = [tokenize(m.tokenizer, t, max_tokens=m.spec.max_positions, truncate=True).ids for t in texts]
+    packed = m.trace_packed(ids)
+    for one, traces in zip(ids, packed, strict=True):
+        alone = list(m.trace(one))
+        assert len(traces) == len(alone) == m.spec.layers
+        for a, b in zip(traces, alone, strict=True):
+            for field in ("q", "k", "v", "head_output", "hidden"):
+                if name == "bundled":  # a real model: bit for bit
+                    assert np.array_equal(getattr(a, field), getattr(b, field)), (field, a.layer)
+                else:
+                    # A tiny test model (width 32, values up to ~5): every product is small enough
+                    # for OpenBLAS's small-matrix kernels, whose summation order depends on the
+                    # row count, so packed and alone differ by an ulp or two, carried through the
+                    # layers (~2e-6); a wrong segment or position would differ by ~1.
+                    np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-5, atol=1e-5, err_msg=f"{name} {field} {a.layer}")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import AttnError, InputError, QueryNotFound
 from ..exit_status import STATUS_BY_CODE, ExitStatus
 from .lifeline import bind_to_parent
+from .packed import answer_pack, packs
 
 # NumPy is imported late (in the functions that need it), so that a worker process can limit
 # BLAS threads before NumPy loads: see _init_worker.
@@ -138,15 +139,21 @@ def job_options(job: Job, defaults: dict) -> dict:
     return options
 
 
-def run_job(model: Model, job: Job, defaults: dict) -> dict:
+def run_job(model: Model, job: Job, defaults: dict, packed: tuple | None = None) -> dict:
     """One line -> {"line": n, **inspect document}, or {"line": n, "error": {...}}. Never raises
-    an Exception: a failing line must not end the run."""
-    from .inspect import inspect
+    an Exception: a failing line must not end the run. `packed`: (tokenization, traces) of the
+    line already run in a pack (see `packed.answer_pack`), else the line runs by itself."""
+    from .inspect import inspect, inspect_tokens
 
     try:
         if job.error is not None:
             raise InputError(*job.error)
-        return {"line": job.number, **inspect(model, job.text, **job_options(job, defaults)).to_json()}
+        options = job_options(job, defaults)
+        if packed is None:
+            return {"line": job.number, **inspect(model, job.text, **options).to_json()}
+        tok, traces = packed
+        rest = {k: v for k, v in options.items() if k not in ("truncate", "chat", "system")}  # how the text became tokens
+        return {"line": job.number, **inspect_tokens(model, tok, traces=traces, **rest).to_json()}
     except AttnError as exc:
         return error_document(job.number, exc)
     except Exception as exc:  # a bug, but only this line's
@@ -259,7 +266,7 @@ def run_batch(
         lines = io.StringIO(lines, newline=None)  # line breaks as a text file in universal-newline mode
     jobs = _check_query_given((parse_line(line, n) for n, line in enumerate(lines, start=1)), defaults)
     if workers == 1:
-        docs = (_answer(model, job, defaults, fields) for job in jobs)
+        docs = (_select(doc, fields) for pack in packs(jobs) for doc in answer_pack(model, pack, defaults))
     else:
         docs = _parallel(model_path, jobs, defaults, fields, workers)
     return _report(docs, on_done)
@@ -285,7 +292,10 @@ def _check_query_given(jobs: Iterator[Job], defaults: dict) -> Iterator[Job]:
 
 
 def _answer(model: Model, job: Job, defaults: dict, fields: list[str] | None) -> dict:
-    doc = run_job(model, job, defaults)
+    return _select(run_job(model, job, defaults), fields)
+
+
+def _select(doc: dict, fields: list[str] | None) -> dict:
     return doc if fields is None else select_fields(doc, fields)
 
 
@@ -308,7 +318,8 @@ _WORKER: tuple[Model, dict, list[str] | None] | None = None
 # per core in every worker), 2 workers on a busy 2-core machine ran 20 lines in 7.1 s instead of
 # 1.2 s. The price: BLAS sums in another order than a multi-threaded process does, so numbers
 # can differ from a workers=1 run in the last float32 bits (as they do between machines).
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# attn's own threads too (ATTN_THREADS, see models/runtime.py): one each, for the same reason.
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS")
 
 
 def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | None, parent: int | None = None) -> None:
@@ -325,7 +336,7 @@ def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | Non
 def _run_chunk(jobs: list[Job]) -> list[dict]:
     assert _WORKER is not None, "worker not initialised"
     model, defaults, fields = _WORKER
-    return [_answer(model, job, defaults, fields) for job in jobs]
+    return [_select(doc, fields) for doc in answer_pack(model, jobs, defaults)]
 
 
 def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[Job]]:

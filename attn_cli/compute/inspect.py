@@ -67,6 +67,26 @@ def _integer(value: str | int, what: str, expected: str) -> int:
     raise InputError(f"--{what} {value!r} is not valid", f"give {expected}")
 
 
+@dataclass(frozen=True)
+class WordIndex:
+    """A tokenization's word units, arranged once for ranking many rows: `rank_words` runs for
+    every head of every layer shown. order, starts: `np.add.reduceat` runs summing each word's
+    token columns (what `analysis.to_words` computes); special: (words,) bool."""
+
+    items: tuple
+    order: np.ndarray
+    starts: np.ndarray
+    special: np.ndarray
+
+
+def word_index(tok: Tokenization) -> WordIndex:
+    items = units(tok, "word")
+    sizes = np.array([len(u.token_indices) for u in items], dtype=np.intp)
+    order = np.fromiter((t for u in items for t in u.token_indices), dtype=np.intp, count=int(sizes.sum()))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    return WordIndex(items, order, starts, np.array([u.special for u in items], dtype=bool))
+
+
 def rank_words(
     tok: Tokenization,
     ranked: dict[str, np.ndarray],
@@ -74,28 +94,31 @@ def rank_words(
     visible: np.ndarray | None = None,
     by: str = "weight",
     top_k: int | None = None,
+    index: WordIndex | None = None,
 ) -> list[WordWeight]:
     """The `top_k` words (and special tokens) by attention received, heaviest first.
 
     ranked: "weight" -> (seq,) weights over tokens, summed per word; optionally "value_norm"
     and "output_norm" -> (words,) already per word unit. Words a decoder hides entirely from
-    the query (`visible`, (seq,) bool) are left out.
+    the query (`visible`, (seq,) bool) are left out. `index`: `word_index(tok)`, if the caller
+    ranks many rows of one text.
     """
-    items = units(tok, "word")
-    groups = [u.token_indices for u in items]
-    values = {k: v for k, v in ranked.items() if k != "weight"} | {"weight": to_words(ranked["weight"], groups)}
-    keep = np.array([include_special or not u.special for u in items])
+    index = word_index(tok) if index is None else index
+    items = index.items
+    values = {k: v for k, v in ranked.items() if k != "weight"} | {"weight": np.add.reduceat(ranked["weight"][index.order], index.starts)}
+    keep = np.ones(len(items), dtype=bool) if include_special else ~index.special
     if visible is not None:
-        keep &= to_words(visible.astype(np.int32), groups) > 0
+        keep &= np.add.reduceat(visible.astype(np.int32)[index.order], index.starts) > 0
     # Stable sort: equal values keep text order.
-    order = [i for i in np.argsort(-values[by], kind="stable") if keep[i]][:top_k]
+    order = np.argsort(-values[by], kind="stable")
+    order = order[keep[order]][:top_k]
     extra = [k for k in values if k != "weight"]
 
     def entry(i: int) -> WordWeight:
         u = items[i]
         return WordWeight(u.text, u.word, u.token_indices, float(values["weight"][i]), u.special, **{k: float(values[k][i]) for k in extra})
 
-    return [entry(i) for i in order]
+    return [entry(int(i)) for i in order]
 
 
 def auto_head(rows: np.ndarray, tok: Tokenization, query: Query, causal: bool = False) -> int:
@@ -238,6 +261,7 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
     view = [u.token_indices for u in units(tok, ask.level)]
     words = [u.token_indices for u in units(tok, "word")]
     slices = output_slices(w_o, heads) if w_o is not None else None
+    index = word_index(tok)
 
     def on_view(x: np.ndarray | None) -> np.ndarray | None:
         """(seq,) over tokens -> over the view's units (sums per word at word level)."""
@@ -248,7 +272,7 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
         kv = trace.kv_head(h)
         norms = _norms(weights[h], trace.v[kv], slices[h], view, words) if slices is not None else {}
         ranked = {"weight": weights[h]} | {k: v[1] for k, v in norms.items()}
-        top = tuple(rank_words(tok, ranked, ask.include_special, seen, ask.rank_by, ask.top_k))
+        top = tuple(rank_words(tok, ranked, ask.include_special, seen, ask.rank_by, ask.top_k, index))
         detail = _steps(trace, h, rows) if ask.steps and h in focus else None
         scored = ask.level == "token"  # a word's raw score is no single number the model used
         results.append(
@@ -258,7 +282,7 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
             )
         )
     mean = weights.mean(axis=0)
-    mean_top = tuple(rank_words(tok, {"weight": mean}, ask.include_special, seen, top_k=ask.top_k))
+    mean_top = tuple(rank_words(tok, {"weight": mean}, ask.include_special, seen, top_k=ask.top_k, index=index))
     results.append(HeadResult("mean", None, None, on_view(mean), mean_top))
     seen_view = None if seen is None else np.array([seen[list(g)].any() for g in view])
     return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view, trace.spec.window(trace.layer))

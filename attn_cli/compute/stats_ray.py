@@ -35,7 +35,7 @@ class _ShardActor:
     """One Ray worker: the model loaded once, then shard after shard."""
 
     def __init__(self, model_path: str | None, options: DetectorOptions) -> None:
-        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS"):  # the workers are the parallelism
             os.environ.setdefault(name, "1")
         from ..loading.model import load_model
 

@@ -177,8 +177,8 @@ def run_local(model: Model, parts: Iterable[Shard], options: DetectorOptions) ->
         yield shard_sums(model, shard, options)
 
 
-# One BLAS thread per worker: the workers are the parallelism (see compute/batch.py).
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# One BLAS thread, and one attn thread, per worker: the workers are the parallelism (see compute/batch.py).
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS")
 _WORKER: tuple[Model, DetectorOptions] | None = None
 
 

@@ -66,6 +66,29 @@ class Model:
             if self.release_weights:
                 self.weights.release()
 
+    @property
+    def packs(self) -> bool:
+        """Whether the architecture runs several texts in one pass (`trace_packed`): encoders."""
+        return hasattr(self.arch, "forward_packed")
+
+    def trace_packed(self, texts: list[np.ndarray]) -> list[list[LayerTrace]]:
+        """The forward passes of several texts at once (see `packs`), checked as `trace` checks
+        one: [text][layer] -> that text's LayerTrace, the same numbers as `trace(text)`."""
+        per_text: list[list[LayerTrace]] = [[] for _ in texts]
+        layers = self.arch.forward_packed(self.weights, self.spec, self.config, texts)
+        try:
+            with np.errstate(all="ignore"):
+                for traces in layers:
+                    for ids, trace, kept in zip(texts, traces, per_text, strict=True):
+                        _check_layer(trace, len(ids), 0, self.path)
+                        kept.append(trace)
+        except ValueError as exc:
+            raise ModelError(
+                f"the weights of {self.path} do not fit its config.json: {exc}",
+                "use the config.json that came with the weights (hidden size, heads, head_dim)",
+            ) from None
+        return per_text
+
 
 def _check_layer(layer: LayerTrace, seq: int, past: int, path: Path) -> None:
     """The layer computed what its spec says, in finite numbers: weights whose shapes fit NumPy

@@ -40,16 +40,73 @@ def erf(x: np.ndarray) -> np.ndarray:
     return 1.0 - erfc(x)
 
 
-def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact GELU, x·Φ(x) = x/2·erfc(-x/√2) (not the tanh approximation). Any shape.
+def gelu(x: np.ndarray, run=None) -> np.ndarray:
+    """Exact GELU, x·Φ(x) (not the tanh approximation), float32 in and out. Any shape.
 
-    Written with erfc rather than 1 + erf so that negative inputs keep their relative accuracy.
+    Written as relu(x) − |x|/2·erfc(|x|/√2), so that negative inputs keep their relative
+    accuracy (1 + erf would cancel). The erfc of `erfc`, with the work split by what needs
+    float64: t and the exponent −x²/2 + P(t) in float64 (x² is exact there, and the exponent's
+    absolute error is the result's relative error), the degree-9 polynomial P in float32 but
+    for its last step, whose rounding nothing would damp. Within 2.2e-7 of the exact value,
+    relatively, for every input (float64 throughout: 1.6e-7); 5x faster than float64
+    throughout. Computed in blocks that stay in the CPU's cache, through scratch arrays reused
+    from block to block: this runs over every feed-forward activation of every layer. `run`
+    (see `linear`) splits the rows (the first axis) between threads.
     """
-    x64 = x.astype(np.float64)
-    phi = erfc(x64 * -np.sqrt(0.5))
-    phi *= x64
-    phi *= 0.5
-    return phi.astype(np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty(x.shape, dtype=np.float32)
+    if run is None or x.ndim == 0:
+        _gelu_flat(x.reshape(-1), out.reshape(-1))
+    else:
+        run(lambda start, stop: _gelu_flat(x[start:stop].reshape(-1), out[start:stop].reshape(-1)), x.shape[0])
+    return out
+
+
+def _gelu_flat(x: np.ndarray, out: np.ndarray) -> None:
+    """GELU of x (n,) into out (n,), a block at a time."""
+    n = max(1, min(_GELU_BLOCK, x.size))
+    scratch32 = np.empty((2, n), np.float32)
+    scratch64 = np.empty((4, n), np.float64)
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):  # far tails: 0 (inf or NaN in: NaN out)
+        for start in range(0, x.size, n):
+            block = x[start : start + n]
+            m = len(block)
+            _gelu_block(block, out[start : start + m], scratch32[:, :m], scratch64[:, :m])
+
+
+_GELU_BLOCK = 32768  # elements: the block's scratch (1.2 MB) stays in a core's L2 cache
+_ERFC_COEFFS32 = tuple(np.float32(c) for c in _ERFC_COEFFS)
+_SQRT_HALF = float(np.sqrt(0.5))
+
+
+def _gelu_block(x: np.ndarray, out: np.ndarray, scratch32: np.ndarray, scratch64: np.ndarray) -> None:
+    """GELU of one block x (n,) into out (n,); scratch32 (2, n) float32, scratch64 (4, n) float64."""
+    t, p = scratch32
+    half_a, t64, e64, s64 = scratch64
+    np.abs(x, out=p)
+    np.multiply(p, 0.5, out=half_a)  # |x|/2, exact
+    np.multiply(half_a, _SQRT_HALF, out=t64)  # z/2, z = |x|/√2
+    t64 += 1.0
+    np.divide(1.0, t64, out=t64)  # t = 1/(1 + z/2)
+    np.copyto(t, t64, casting="same_kind")
+    np.multiply(t, _ERFC_COEFFS32[9], out=p)  # Horner in float32, in place, down to the t¹ coefficient
+    p += _ERFC_COEFFS32[8]
+    for c in _ERFC_COEFFS32[7:0:-1]:
+        p *= t
+        p += c
+    np.copyto(e64, p)
+    e64 *= t64
+    e64 += _ERFC_COEFFS[0]  # P(t)
+    np.abs(x, out=p)
+    np.copyto(s64, p)
+    s64 *= half_a  # x²/2, exact
+    e64 -= s64
+    np.exp(e64, out=e64)
+    e64 *= t64  # erfc(|x|/√2)
+    e64 *= half_a
+    np.copyto(p, e64, casting="same_kind")  # |x|/2·erfc(|x|/√2)
+    np.maximum(x, np.float32(0.0), out=out)
+    out -= p
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -57,28 +114,77 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return (0.5 * x * (1.0 + np.tanh(np.float32(np.sqrt(2.0 / np.pi)) * (x + np.float32(0.044715) * x**3)))).astype(np.float32)
 
 
-def silu(x: np.ndarray) -> np.ndarray:
-    """x·σ(x), the gate of SwiGLU. Any shape."""
+def silu(x: np.ndarray, run=None) -> np.ndarray:
+    """x·σ(x), the gate of SwiGLU. Any shape. `run` (see `linear`) splits the rows between threads."""
+    if run is not None:
+        out = np.empty(x.shape, dtype=np.float32)
+        run(lambda start, stop: out.__setitem__(slice(start, stop), silu(x[start:stop])), x.shape[0])
+        return out
     with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x ≪ 0, and x/inf = -0: fine
         return (x / (np.float32(1.0) + np.exp(-x))).astype(np.float32)
 
 
-def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    """RMSNorm over the last axis, weight·x/√(mean(x²) + eps): (..., d) -> (..., d)."""
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, run=None) -> np.ndarray:
+    """RMSNorm over the last axis, weight·x/√(mean(x²) + eps): (..., d) -> (..., d). `run`: see `silu`."""
+    if run is not None and x.ndim == 2:
+        out = np.empty(x.shape, dtype=np.result_type(x, weight))
+        run(lambda start, stop: out.__setitem__(slice(start, stop), rms_norm(x[start:stop], weight, eps)), x.shape[0])
+        return out
     return weight * (x / np.sqrt(np.square(x).mean(axis=-1, keepdims=True) + np.float32(eps)))
 
 
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
-    """LayerNorm over the last axis: (..., hidden) -> (..., hidden)."""
-    mean = x.mean(axis=-1, keepdims=True)
-    variance = np.square(x - mean).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(variance + np.float32(eps)) * weight + bias
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, run=None) -> np.ndarray:
+    """LayerNorm over the last axis: (..., hidden) -> (..., hidden). `run` (see `linear`)
+    splits the rows (the first axis) between threads, each row computed whole."""
+    if run is not None:
+        out = np.empty(np.broadcast_shapes(x.shape, weight.shape), dtype=np.result_type(x, weight, bias))
+
+        def part(start: int, stop: int) -> None:
+            out[start:stop] = layer_norm(x[start:stop], weight, bias, eps)
+
+        run(part, x.shape[0])
+        return out
+    centred = x - x.mean(axis=-1, keepdims=True)
+    variance = np.square(centred).mean(axis=-1, keepdims=True)
+    if centred.dtype != np.result_type(centred, weight, bias):
+        return centred / np.sqrt(variance + np.float32(eps)) * weight + bias
+    centred /= np.sqrt(variance + np.float32(eps))  # the same operations, in place
+    centred *= weight
+    centred += bias
+    return centred
 
 
-def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """x @ Wᵀ + b with W stored as (out, in), the PyTorch layout: (seq, in) -> (seq, out)."""
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, run=None) -> np.ndarray:
+    """x @ Wᵀ + b with W stored as (out, in), the PyTorch layout: (seq, in) -> (seq, out).
+
+    OpenBLAS is slow on a few rows: from 2 to FEW_ROWS rows, (W @ xᵀ)ᵀ computes the same
+    numbers (the same dot products, summed in the same order) in about 2/3 of the time. `run`
+    (see `models.runtime.rows_runner`), if given, splits the rows between threads; each row is
+    computed whole either way, so the numbers do not change.
+    """
+    rows = x.shape[0]
+    if run is not None:
+        y = np.empty((rows, weight.shape[0]), dtype=np.result_type(x, weight))
+
+        def part(start: int, stop: int) -> None:
+            np.matmul(x[start:stop], weight.T, out=y[start:stop])
+            if bias is not None:
+                y[start:stop] += bias
+
+        run(part, rows)
+        return y
+    if 2 <= rows < FEW_ROWS and x.ndim == 2:
+        y = np.ascontiguousarray((weight @ x.T).T)
+        if bias is not None:
+            y += bias
+        return y
     y = x @ weight.T
-    return y if bias is None else y + bias
+    if bias is not None:
+        y += bias
+    return y
+
+
+FEW_ROWS = 128
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -144,31 +250,6 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, visible: np.ndarray |
     """
     scores, scaled_scores, weights = attention_rows(q, k, 1.0 / np.sqrt(q.shape[-1]), visible)
     return scores, scaled_scores, weights, weights @ v
-
-
-def attention_output(q, k, v, scale: float, visible_rows=None, max_elements: int = 1 << 23) -> np.ndarray:
-    """softmax(Q·Kᵀ·scale)·V for every query row, computed a block of rows at a time so that no
-    more than ~`max_elements` scores exist at once (a 4,096-token decoder never holds an n×n map).
-
-    q: (heads, seq, head_dim); k, v: (heads, seq, head_dim); visible_rows: None, or a function
-    from a slice of query rows to their bool (rows, seq) visibility. Returns (heads, seq, head_dim).
-    The same numbers as `attention_rows`, computed in place: this runs for every token.
-    """
-    heads, seq, _ = q.shape
-    block = max(1, max_elements // (heads * k.shape[1]))
-    output = np.empty((heads, seq, v.shape[-1]), dtype=np.float32)
-    key_t = k.transpose(0, 2, 1)
-    for start in range(0, seq, block):
-        rows = slice(start, min(seq, start + block))
-        weights = q[:, rows] @ key_t
-        weights *= np.float32(scale)
-        if visible_rows is not None:
-            np.copyto(weights, -np.inf, where=~visible_rows(rows))  # every row sees itself: never all -inf
-        weights -= weights.max(axis=-1, keepdims=True)
-        np.exp(weights, out=weights)
-        weights /= weights.sum(axis=-1, keepdims=True)
-        output[:, rows] = weights @ v
-    return output
 
 
 def causal_visibility(rows: slice | np.ndarray, seq: int, window: int | None = None, start: int = 0) -> np.ndarray:

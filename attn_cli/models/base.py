@@ -10,7 +10,8 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import ModelError
-from ..maths.ops import attention_output, attention_rows, causal_visibility
+from ..maths.attention import attention_output
+from ..maths.ops import attention_rows, causal_visibility
 
 
 class Weights(Protocol):
@@ -204,17 +205,51 @@ def _per_query_head(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return x if group == 1 else np.repeat(x, group, axis=0)
 
 
-def self_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int | None = None, start: int = 0) -> np.ndarray:
+def self_attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int | None = None, start: int = 0, run=None, segments=None
+) -> np.ndarray:
     """The head outputs weights·V for every query: q (heads, rows, d), k and v (kv_heads, seq, d)
-    -> (heads, rows, d), in blocks of rows (see `ops.attention_output`). `layer` picks its window.
-    Query row r is position start + r (start = seq - rows with a KV cache, else 0)."""
-    seq = k.shape[1]
-    window = spec.window(layer)
-    visible = (lambda rows: causal_visibility(rows, seq, window, start)) if spec.causal else None
-    return attention_output(q, _per_query_head(k, spec), _per_query_head(v, spec), spec.scale, visible)
+    -> (heads, rows, d), a cache-sized block at a time, skipping the keys a causal mask hides
+    from a whole block (see `maths.attention`). `layer` picks its window. Query row r is
+    position start + r (start = seq - rows with a KV cache, else 0). `run`: see `runtime.rows_runner`.
+    `segments`: [(first, stop), ...] when the rows are several texts packed one after another
+    (`attn batch`): each text attends to itself alone, exactly as if it ran by itself."""
+    if segments is None:
+        return attention_output(q, k, v, spec.scale, spec.causal, spec.window(layer), start, run=run)
+    out = np.empty((q.shape[0], q.shape[1], v.shape[-1]), dtype=np.float32)
+
+    def part(first: int, stop: int) -> None:
+        for a, b in segments[first:stop]:
+            out[:, a:b] = attention_output(q[:, a:b], k[:, a:b], v[:, a:b], spec.scale, spec.causal, spec.window(layer))
+
+    if run is None:
+        part(0, len(segments))
+    else:
+        run(part, len(segments), 1)
+    return out
 
 
-def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int, cache=None):
+def segments_of(texts: list[np.ndarray]) -> list[tuple[int, int]]:
+    """[(first, stop), ...]: where each text's rows lie once the texts are packed in order."""
+    bounds = np.cumsum([0] + [len(t) for t in texts])
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def split_trace(trace: LayerTrace, segments) -> list[LayerTrace]:
+    """The trace of packed texts (see `self_attention`) as one trace per text: views, no copies."""
+    def cut(x, axis):
+        return None if x is None else [x[:, a:b] if axis else x[a:b] for a, b in segments]
+
+    q, k, v, o = (cut(getattr(trace, n), 1) for n in ("q", "k", "v", "head_output"))
+    qp, kp = cut(trace.q_pre_rope, 1), cut(trace.k_pre_rope, 1)
+    hidden = cut(trace.hidden, 0)
+    return [
+        LayerTrace(trace.layer, trace.spec, q[i], k[i], v[i], o[i], hidden[i], None if qp is None else qp[i], None if kp is None else kp[i])
+        for i in range(len(segments))
+    ]
+
+
+def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int, cache=None, run=None):
     """Self-attention of the new positions, through the KV cache when there is one.
 
     q: (heads, n, d), k and v: (kv_heads, n, d) of the n new tokens. Without a cache they are
@@ -226,7 +261,7 @@ def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: 
     if cache is not None:
         start = cache.lengths[layer]
         k, v = cache.append(layer, k, v)
-    return self_attention(q, k, v, spec, layer, start), k, v, start
+    return self_attention(q, k, v, spec, layer, start, run), k, v, start
 
 
 def lm_logits(w: Weights, config: dict, normed: np.ndarray, embedding: str, tied_by_default: bool) -> np.ndarray:

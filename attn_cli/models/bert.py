@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, segments_of, self_attention, split_trace
+from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("bert.",)
 
@@ -48,34 +49,49 @@ def embeddings(w: Weights, input_ids: np.ndarray, positions: np.ndarray, eps: fl
     return layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float) -> LayerTrace:
-    """One encoder layer: self-attention, residual, LayerNorm; feed-forward, residual, LayerNorm."""
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float, segments=None) -> LayerTrace:
+    """One encoder layer: self-attention, residual, LayerNorm; feed-forward, residual, LayerNorm.
+    A long input's rows (and heads) are shared between threads (`runtime.rows_runner`);
+    `segments`: several texts packed in x's rows (see `base.self_attention`)."""
     p = f"encoder.layer.{layer}."
+    run = rows_runner(len(x))
     q, k, v = (
-        split_heads(linear(x, w[f"{p}attention.self.{n}.weight"], w[f"{p}attention.self.{n}.bias"]), s.heads)
+        split_heads(linear(x, w[f"{p}attention.self.{n}.weight"], w[f"{p}attention.self.{n}.bias"], run), s.heads)
         for n in ("query", "key", "value")
     )
-    head_output = self_attention(q, k, v, s)
-    attended = linear(merge_heads(head_output), w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"])
-    x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps)
-    inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"]))
-    out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"])
-    x = layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], eps)
+    head_output = self_attention(q, k, v, s, run=run, segments=segments)
+    attended = linear(merge_heads(head_output), w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"], run)
+    x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps, run)
+    inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"], run), run)
+    out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"], run)
+    x = layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], eps, run)
     return LayerTrace(layer, s, q, k, v, head_output, x)
 
 
-def encoder(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions: np.ndarray) -> Iterator[LayerTrace]:
+def encoder(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions: np.ndarray, segments=None) -> Iterator[LayerTrace]:
     """Run the encoder layer by layer, yielding each layer's trace; stop early by not iterating."""
     eps = config.get("layer_norm_eps", 1e-12)
     x = embeddings(w, input_ids, positions, eps)
     for layer in range(s.layers):
-        trace = block(x, w, layer, s, eps)
+        trace = block(x, w, layer, s, eps, segments)
         x = trace.hidden
         yield trace
 
 
 def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
     return encoder(w, s, config, input_ids, np.arange(len(input_ids)))
+
+
+def forward_packed(w: Weights, s: ModelSpec, config: dict, texts: list[np.ndarray], first_position: int = 0) -> Iterator[list[LayerTrace]]:
+    """Several texts' forward passes at once, layer by layer: their tokens packed into one matrix
+    for everything that works token by token (embeddings, projections, feed-forward, norms),
+    each text's attention over itself alone. Yields, per layer, one trace per text, the same
+    numbers as `forward` of that text alone (each row is computed whole, as alone)."""
+    segments = segments_of(texts)
+    ids = np.concatenate(texts)
+    positions = np.concatenate([first_position + np.arange(len(t)) for t in texts])
+    for trace in encoder(w, s, config, ids, positions, segments):
+        yield split_trace(trace, segments)
 
 
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, self_attention
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, segments_of, self_attention, split_trace
+from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("distilbert.",)
 EPS = 1e-12  # DistilBERT's LayerNorms use a fixed eps, not a config value
@@ -30,27 +31,37 @@ def spec(config: dict) -> ModelSpec:
     )
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec) -> LayerTrace:
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None) -> LayerTrace:
     p = f"transformer.layer.{layer}."
+    run = rows_runner(len(x))
 
     def lin(name: str, h: np.ndarray) -> np.ndarray:
-        return linear(h, w[f"{p}{name}.weight"], w[f"{p}{name}.bias"])
+        return linear(h, w[f"{p}{name}.weight"], w[f"{p}{name}.bias"], run)
 
     q, k, v = (split_heads(lin(f"attention.{n}_lin", x), s.heads) for n in ("q", "k", "v"))
-    head_output = self_attention(q, k, v, s)
-    x = layer_norm(lin("attention.out_lin", merge_heads(head_output)) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], EPS)
-    out = lin("ffn.lin2", gelu(lin("ffn.lin1", x)))
-    x = layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], EPS)
+    head_output = self_attention(q, k, v, s, run=run, segments=segments)
+    x = layer_norm(lin("attention.out_lin", merge_heads(head_output)) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], EPS, run)
+    out = lin("ffn.lin2", gelu(lin("ffn.lin1", x), run))
+    x = layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], EPS, run)
     return LayerTrace(layer, s, q, k, v, head_output, x)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
-    x = w.rows("embeddings.word_embeddings.weight", input_ids) + w.rows("embeddings.position_embeddings.weight", np.arange(len(input_ids)))
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions=None, segments=None) -> Iterator[LayerTrace]:
+    positions = np.arange(len(input_ids)) if positions is None else positions
+    x = w.rows("embeddings.word_embeddings.weight", input_ids) + w.rows("embeddings.position_embeddings.weight", positions)
     x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], EPS)
     for layer in range(s.layers):
-        trace = block(x, w, layer, s)
+        trace = block(x, w, layer, s, segments)
         x = trace.hidden
         yield trace
+
+
+def forward_packed(w: Weights, s: ModelSpec, config: dict, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
+    """Several texts at once, one trace per text per layer: see `bert.forward_packed`."""
+    segments = segments_of(texts)
+    positions = np.concatenate([np.arange(len(t)) for t in texts])
+    for trace in forward(w, s, config, np.concatenate(texts), positions, segments):
+        yield split_trace(trace, segments)
 
 
 def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from ..errors import ModelError
 from ..maths.ops import apply_rope, gelu_tanh, linear, merge_heads, rope_angles, split_heads
 from . import llama
 from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
+from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 SLIDING, GLOBAL = "sliding_attention", "full_attention"
@@ -108,19 +109,20 @@ def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin, cache=N
     """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x))). With a KV cache,
     x is the new tokens only (the cache keeps every position; a sliding layer's mask drops the old)."""
     p = f"layers.{layer}."
+    run = rows_runner(len(x))
     h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps)
-    q = split_heads(linear(h, w[f"{p}self_attn.q_proj.weight"]), s.heads)
-    k = split_heads(linear(h, w[f"{p}self_attn.k_proj.weight"]), s.kv_heads)
-    v = split_heads(linear(h, w[f"{p}self_attn.v_proj.weight"]), s.kv_heads)
+    q = split_heads(linear(h, w[f"{p}self_attn.q_proj.weight"], run=run), s.heads)
+    k = split_heads(linear(h, w[f"{p}self_attn.k_proj.weight"], run=run), s.kv_heads)
+    v = split_heads(linear(h, w[f"{p}self_attn.v_proj.weight"], run=run), s.kv_heads)
     q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
     k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
     q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache)
-    attended = linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"])
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
+    attended = linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run)
     x = x + rms_norm(attended, w[f"{p}post_attention_layernorm.weight"], eps)
     h = rms_norm(x, w[f"{p}pre_feedforward_layernorm.weight"], eps)
-    gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"]), linear(h, w[f"{p}mlp.up_proj.weight"])
-    fed = linear(gelu_tanh(gate) * up, w[f"{p}mlp.down_proj.weight"])
+    gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
+    fed = linear(gelu_tanh(gate) * up, w[f"{p}mlp.down_proj.weight"], run=run)
     x = x + rms_norm(fed, w[f"{p}post_feedforward_layernorm.weight"], eps)
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
 

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ModelError
-from ..maths.ops import gelu, gelu_tanh, layer_norm, merge_heads, split_heads
+from ..maths.ops import gelu, gelu_tanh, layer_norm, linear, merge_heads, split_heads
 from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
+from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("transformer.",)
 ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu": gelu}
@@ -37,22 +38,23 @@ def spec(config: dict) -> ModelSpec:
     )
 
 
-def conv1d(x: np.ndarray, w: Weights, name: str) -> np.ndarray:
-    """GPT-2's Conv1D: x·W + b with W stored (in, out)."""
-    return x @ w[f"{name}.weight"] + w[f"{name}.bias"]
+def conv1d(x: np.ndarray, w: Weights, name: str, run=None) -> np.ndarray:
+    """GPT-2's Conv1D: x·W + b with W stored (in, out): `linear` of Wᵀ (a view, no copy)."""
+    return linear(x, w[f"{name}.weight"].T, w[f"{name}.bias"], run)
 
 
 def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, config: dict, cache=None) -> LayerTrace:
     """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x)). With a KV cache, x is the new tokens only."""
     p = f"h.{layer}."
     eps = config.get("layer_norm_epsilon", 1e-5)
-    h = layer_norm(x, w[f"{p}ln_1.weight"], w[f"{p}ln_1.bias"], eps)
-    q, k, v = (split_heads(part, s.heads) for part in np.split(conv1d(h, w, f"{p}attn.c_attn"), 3, axis=-1))
-    head_output, k, v, start = attend(q, k, v, s, layer, cache)
-    x = x + conv1d(merge_heads(head_output), w, f"{p}attn.c_proj")
-    h = layer_norm(x, w[f"{p}ln_2.weight"], w[f"{p}ln_2.bias"], eps)
+    run = rows_runner(len(x))
+    h = layer_norm(x, w[f"{p}ln_1.weight"], w[f"{p}ln_1.bias"], eps, run)
+    q, k, v = (split_heads(part, s.heads) for part in np.split(conv1d(h, w, f"{p}attn.c_attn", run), 3, axis=-1))
+    head_output, k, v, start = attend(q, k, v, s, layer, cache, run)
+    x = x + conv1d(merge_heads(head_output), w, f"{p}attn.c_proj", run)
+    h = layer_norm(x, w[f"{p}ln_2.weight"], w[f"{p}ln_2.bias"], eps, run)
     activation = ACTIVATIONS[config.get("activation_function", "gelu_new")]
-    x = x + conv1d(activation(conv1d(h, w, f"{p}mlp.c_fc")), w, f"{p}mlp.c_proj")
+    x = x + conv1d(activation(conv1d(h, w, f"{p}mlp.c_fc", run)), w, f"{p}mlp.c_proj", run)
     return LayerTrace(layer, s, q, k, v, head_output, x, start=start)
 
 

@@ -16,6 +16,7 @@ from ..errors import ModelError
 from ..maths import rope
 from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
 from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
+from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("model.",)
 ROPE_TYPES = ("default", "linear", "llama3")
@@ -88,22 +89,23 @@ def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache
     cache, x is the new tokens only and cos, sin their positions' angles."""
     p = f"layers.{layer}."
     eps = config.get("rms_norm_eps", 1e-6)
-    h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps)
+    run = rows_runner(len(x))
+    h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps, run)
 
     def project(name: str, heads: int) -> np.ndarray:
         bias = f"{p}self_attn.{name}_proj.bias"
-        return split_heads(linear(h, w[f"{p}self_attn.{name}_proj.weight"], w[bias] if bias in w else None), heads)
+        return split_heads(linear(h, w[f"{p}self_attn.{name}_proj.weight"], w[bias] if bias in w else None, run), heads)
 
     q, k, v = project("q", s.heads), project("k", s.kv_heads), project("v", s.kv_heads)
     if f"{p}self_attn.q_norm.weight" in w:  # Qwen3: RMSNorm over each head's q and k
         q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
         k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
     q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache)
-    x = x + linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"])
-    h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps)
-    gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"]), linear(h, w[f"{p}mlp.up_proj.weight"])
-    x = x + linear(silu(gate) * up, w[f"{p}mlp.down_proj.weight"])
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
+    x = x + linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run)
+    h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps, run)
+    gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
+    x = x + linear(silu(gate, run) * up, w[f"{p}mlp.down_proj.weight"], run=run)
     # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
 

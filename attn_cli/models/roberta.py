@@ -35,3 +35,8 @@ def spec(config: dict) -> ModelSpec:
 
 def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
     return bert.encoder(w, s, config, input_ids, _first_position(config) + np.arange(len(input_ids)))
+
+
+def forward_packed(w: Weights, s: ModelSpec, config: dict, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
+    """See `bert.forward_packed`: RoBERTa's positions start after the padding index."""
+    return bert.forward_packed(w, s, config, texts, _first_position(config))
