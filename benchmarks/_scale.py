@@ -26,8 +26,9 @@ def blas_env(threads: int) -> dict[str, str]:
 
 
 def attn_threads_env(threads: int) -> dict[str, str]:
-    """This environment with attn allowed `threads` threads (what `attn --threads N` would do)."""
-    return blas_env(threads) | {"ATTN_THREADS": str(threads)}
+    """This environment with attn allowed `threads` threads: its own (ATTN_THREADS), over a
+    one-thread BLAS, as the CLI runs it (see attn_cli/models/runtime.py)."""
+    return blas_env(1) | {"ATTN_THREADS": str(threads)}
 
 
 def torch_env() -> dict[str, str]:

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (full, quick) in PROFILES.items():
         parser.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {full} ({quick} with --quick)")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false", help="skip the breakdowns of attn's time (long512) and memory (decoder)")
-    parser.add_argument("--decoder-blas2", action="store_true", help="decoder: also run attn with 2 threads")
+    parser.add_argument("--decoder-one-thread", action="store_true", help="decoder: also run attn with ATTN_THREADS=1")
     parser.add_argument("--decoder-timeout", type=float, default=600.0, help="decoder: time limit of a transformers run, s (default 600)")
     parser.add_argument("--min-available-mib", type=float, default=1024.0, help="decoder: stop transformers if MemAvailable falls below this (default 1024)")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ from _common import (  # noqa: E402
     plain_table,
     run_process,
 )
-from _scale import Proc, Section, blas_env, exact_length_text, log, max_abs_diff, med, torch_env  # noqa: E402
+from _scale import Proc, Section, attn_threads_env, exact_length_text, log, max_abs_diff, med, torch_env  # noqa: E402
 
 DECODER_TOKENS = 4096
 TARGET_DECODER_WALL = 0.2  # attn / transformers, whole processes, medians
@@ -115,7 +115,7 @@ def sampled_release(self):
     seen["anon"] = max(seen["anon"], s["RssAnon"])
     release(self)
 cls.release = sampled_release
-attention = model.arch.self_attention
+attention = model.arch.attend  # one layer's self-attention, scores to weighted values
 def traced_attention(*a, **k):
     before = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
@@ -123,7 +123,7 @@ def traced_attention(*a, **k):
         return attention(*a, **k)
     finally:
         seen["attention"] = max(seen["attention"], (tracemalloc.get_traced_memory()[1] - before) / 2**20)
-model.arch.self_attention = traced_attention
+model.arch.attend = traced_attention
 tracemalloc.start()
 inspect(model, text, query_index=-1)
 traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
@@ -192,9 +192,9 @@ def bench_decoder(args, python_ref: Path | None, workdir: Path) -> Section:
     made = json.loads((folder / "bench-complete").read_text())
     attn = str(find_attn())
     attn_argv = [attn, "inspect", "-", "--query-index", "-1", "--json", "--model", str(folder)]
-    procs = [Proc("attn", "attn inspect (CLI default: 1 BLAS thread)", attn_argv, stdin=path)]
-    if args.decoder_blas2:
-        procs.append(Proc("attn2", "attn inspect, OPENBLAS_NUM_THREADS=2", attn_argv, blas_env(2), stdin=path))
+    procs = [Proc("attn", "attn inspect (CLI default: its threads, 1 BLAS thread)", attn_argv, stdin=path)]
+    if args.decoder_one_thread:
+        procs.append(Proc("attn1", "attn inspect, ATTN_THREADS=1", attn_argv, attn_threads_env(1), stdin=path))
     tr = None
     if python_ref is not None:
         tr = Proc(
@@ -234,7 +234,7 @@ def bench_decoder(args, python_ref: Path | None, workdir: Path) -> Section:
     if args.breakdown:
         log(f"{name}: memory breakdown of attn (one more in-process run, with tracemalloc)")
         params = json.dumps({"model": str(folder), "text": str(path)})
-        run = run_process([sys.executable, "-c", ATTN_DECODER_MEMORY_CHILD, params], env=blas_env(1), capture=True)
+        run = run_process([sys.executable, "-c", ATTN_DECODER_MEMORY_CHILD, params], env=attn_threads_env(1), capture=True)
         if run.status == 0:
             memory = last_json_line(run.stdout)
         else:
@@ -278,9 +278,9 @@ def bench_decoder(args, python_ref: Path | None, workdir: Path) -> Section:
         )
     rss_verdict = ("PASS" if a_rss <= TARGET_DECODER_RSS_MIB else "MISS") if tokens == DECODER_TOKENS else "(quick)"
     sec.verdicts.append((f"{name}: attn peak RSS", f"{a_rss:.0f} MiB", f"≤ {TARGET_DECODER_RSS_MIB:.0f} MiB", rss_verdict))
-    if "attn2" in {p.key for p in procs}:
-        a2 = [x.wall for x in procs[1].runs]
-        checks.append(("attn, 2 BLAS threads / 1 thread (wall)", f"{med(a2) / a_wall:.2f}×"))
+    if "attn1" in {p.key for p in procs}:
+        a1 = [x.wall for x in procs[1].runs]
+        checks.append(("attn at 1 thread / attn at its default (wall)", f"{med(a1) / a_wall:.2f}×"))
     sec.plain += [""] + [f"{w:<80} {m}" for w, m in checks]
     sec.markdown += [""] + md_table(["figure", "value"], [list(c) for c in checks])
 
@@ -297,8 +297,8 @@ def bench_decoder(args, python_ref: Path | None, workdir: Path) -> Section:
             ["… of which the most one layer's self-attention holds at once (score blocks and softmax temporaries)", f"{m['attention_peak']:.0f} MiB"],
             ["peak RSS of that process (VmHWM)", f"{m['end']['VmHWM']:.0f} MiB"],
         ]
-        sec.plain += ["", "attn's memory on this input (one in-process run, 1 BLAS thread, tracemalloc on):"] + [f"  {a:<100} {b}" for a, b in mrows]
-        sec.markdown += ["", "Where attn's peak RSS comes from (one in-process `inspect()` of the same input, 1 BLAS thread, tracemalloc on):", ""]
+        sec.plain += ["", "attn's memory on this input (one in-process run, 1 thread, tracemalloc on):"] + [f"  {a:<100} {b}" for a, b in mrows]
+        sec.markdown += ["", "Where attn's peak RSS comes from (one in-process `inspect()` of the same input, 1 thread, tracemalloc on):", ""]
         sec.markdown += md_table(["stage / part", "MiB"], mrows)
     sec.notes.append(
         f"model: random weights (seed 0) in SmolLM2-135M's shape ({', '.join(f'{k} {v}' for k, v in DECODER_CONFIG.items())}), "

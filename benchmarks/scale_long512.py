@@ -123,7 +123,7 @@ if p.get("breakdown"):
     wrap(arch, "embeddings", "embeddings")
     wrap(arch, "linear", "linear layers (x·Wᵀ + b: Q, K, V, output, feed-forward)")
     wrap(arch, "self_attention", "self-attention (Q·Kᵀ, softmax, ·V, all rows)")
-    wrap(arch, "gelu", "GELU (erfc in float64)")
+    wrap(arch, "gelu", "GELU (float32, erfc within 2.2e-7)")
     wrap(arch, "layer_norm", "LayerNorm")
     wrap(type(model.weights), "release", "releasing weight pages (madvise)")
     wrap(inspector, "_layer_result", "building the result (query rows, auto head, top words), 6 layers")
@@ -287,7 +287,7 @@ def bench_long512(args, python_ref: Path | None, workdir: Path) -> Section:
     if bd and bd[0].get("breakdown"):
         b = bd[0]["breakdown"]
         brow = [[name, f"{v * 1000:.0f} ms", f"{100 * v / b['total']:.0f} %"] for name, v in b["parts"]]
-        bheader = [f"where attn's inspect() time goes (1 BLAS thread; median total {b['total'] * 1000:.0f} ms)", "median", "share"]
+        bheader = [f"where attn's inspect() time goes (1 thread; median total {b['total'] * 1000:.0f} ms)", "median", "share"]
         sec.plain += [""] + plain_table(bheader, brow)
         sec.markdown += ["", "Where attn's time goes: wall-clock timers around its building blocks, in a separate process (not a profiler):", ""]
         sec.markdown += md_table(bheader, brow)
