@@ -45,3 +45,18 @@ def test_no_bytecode_is_cached_under_a_file_size_limit(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert not list(cache.rglob("*.pyc"))
+
+
+def test_a_short_inspect_imports_no_thread_pool():
+    # The pool is for inputs of 256+ tokens; concurrent.futures brings logging (~3 ms of each start).
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "from attn_cli.cli import main; main()", "inspect", "a cat sat", "--query", "cat", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "attn_cli.compute.inspect" in imported
+    assert not imported & {"concurrent.futures", "logging"}

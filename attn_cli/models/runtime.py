@@ -25,8 +25,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a pool is made: concurrent.futures brings logging, ~3 ms of every start
+    from concurrent.futures import ThreadPoolExecutor
 
 MIN_PARALLEL_ROWS = 256  # measured: below this, one thread is as fast
 MIN_CHUNK_ROWS = 192  # a matrix product of fewer rows loses BLAS efficiency
@@ -112,6 +115,8 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL._max_workers < workers:
+            from concurrent.futures import ThreadPoolExecutor
+
             _POOL = ThreadPoolExecutor(workers, thread_name_prefix="attn-forward")
         return _POOL
 
