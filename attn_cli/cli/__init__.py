@@ -104,20 +104,22 @@ def _end_process(status: int) -> None:
         return
     if "multiprocessing" in sys.modules or "concurrent.futures.process" in sys.modules:
         return  # pools and their finalisers shut down in the interpreter's own exit
-    try:
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.flush()
-    except Exception:
+    if not _flushed():
         return
     atexit._run_exitfuncs()
+    if _flushed():  # again: an atexit handler may have written
+        os._exit(status)
+
+
+def _flushed() -> bool:
+    """Flush stdout and stderr; False if either fails (then the ordinary exit reports it)."""
     try:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
     except Exception:
-        return
-    os._exit(status)
+        return False
+    return True
 
 
 def _main() -> int:
