@@ -40,6 +40,7 @@ from .inspect_parts import (  # noqa: F401  (_LABEL_WIDTH, _vector: read by the 
     multihead_title,
     step2_fit,
     step2_headers,
+    step2_rows,
     step2_title,
     sum_line,
     top_items,
@@ -81,19 +82,17 @@ class _Step2:
         result, layer, head = self.result, self.layer, self.head
         headers, scored, norms = step2_headers(result, head)
         top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
+        table_rows = step2_rows(result, layer, head, scored, norms)
+        natural = [max(len(headers[c]), *(len(cells[c]) for cells, *_ in table_rows)) for c in range(len(headers))]
+        weight_column = 2 + 2 * scored
         rows, weights = [], []
-        for group in _row_groups(result, layer):
-            if group[0] == "masked":  # no score the model used, weight exactly 0
-                rows.append([*_masked_label(result, group[1], group[2]), *["—"] * (len(headers) - 2)])
-                weights.append(None)
-                continue
-            i = group[1]
-            weight = float(head.weights[i])
-            scores = [_number(head.scores, i), _number(head.scaled_scores, i)] if scored else []
-            extra = [f"{head.value_norms[i]:.2f}", f"{head.output_norms[i]:.2f}"] if norms else []
-            rows.append([_position(result, i), _token_label(result, i), *scores, Text(f"{weight:.3f}", style="bold" if i in top_units else ""), *extra])
+        for cells, weight, style, i in table_rows:
+            row = [*cells]
+            row[1] = Text(cells[1], style=style)
+            if i is not None:
+                row[weight_column] = Text(cells[weight_column], style="bold" if i in top_units else "")
+            rows.append(row)
             weights.append(weight)
-        natural = [max(len(headers[c]), *(len(str(r[c]) if not isinstance(r[c], Text) else r[c].plain) for r in rows)) for c in range(len(headers))]
         label, bar_width, width = step2_fit(natural, norms, options.max_width)
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), width=max(width, 1) if width > options.max_width else None)
         for c, name in enumerate(headers):

@@ -157,6 +157,25 @@ def step2_headers(result: InspectResult, head: HeadResult) -> tuple[list[str], b
     return headers, scored, norms
 
 
+def step2_rows(result: InspectResult, layer: LayerResult, head: HeadResult, scored: bool, norms: bool) -> list[tuple[list[str], float | None, str, int | None]]:
+    """The step-2 table's rows as text, the cells both views print under `step2_headers`:
+    (cells, weight, the label's style, unit index) per row; a run of masked rows has weight and
+    index None."""
+    rows = []
+    for group in _row_groups(result, layer):
+        if group[0] == "masked":  # no score the model used, weight exactly 0
+            span, text = masked_text(result, group[1], group[2])
+            rows.append(([span, text, *["—"] * (2 * scored + 1 + 2 * norms)], None, "dim italic", None))
+            continue
+        i = group[1]
+        weight = float(head.weights[i])
+        label, style = label_text(result, i)
+        scores = [_number(head.scores, i), _number(head.scaled_scores, i)] if scored else []
+        extra = [f"{head.value_norms[i]:.2f}", f"{head.output_norms[i]:.2f}"] if norms else []
+        rows.append(([_position(result, i), label, *scores, f"{weight:.3f}", *extra], weight, style, i))
+    return rows
+
+
 def step2_fit(natural: list[int], norms: bool, max_width: int) -> tuple[int, int, int]:
     """(label width, bar width, table width) of the step-2 table in `max_width` cells, from each
     column's natural width: the bar shrinks first, then goes; then labels are cut (to 6)."""

@@ -17,7 +17,6 @@ from .inspect_parts import (
     LEGEND_TAIL,
     LEGEND_WEIGHTS,
     STEPS_HINT,
-    _number,
     _position,
     _row_groups,
     bar,
@@ -31,6 +30,7 @@ from .inspect_parts import (
     multihead_title,
     step2_fit,
     step2_headers,
+    step2_rows,
     step2_title,
     sum_line,
     top_items,
@@ -108,18 +108,8 @@ def _step2(result: InspectResult, layer: LayerResult, head: HeadResult, max_widt
     """The step-2 table as Rich lays it out when it fits: SIMPLE_HEAD, no edge, one cell of
     padding, columns as wide as their widest cell; a table that must shrink is Rich's."""
     headers, scored, norms = step2_headers(result, head)
-    rows, weights = [], []
-    for group in _row_groups(result, layer):
-        if group[0] == "masked":
-            rows.append([*masked_text(result, group[1], group[2]), *["—"] * (len(headers) - 2)])
-            weights.append(None)
-            continue
-        i = group[1]
-        weight = float(head.weights[i])
-        scores = [_number(head.scores, i), _number(head.scaled_scores, i)] if scored else []
-        extra = [f"{head.value_norms[i]:.2f}", f"{head.output_norms[i]:.2f}"] if norms else []
-        rows.append([_position(result, i), label_text(result, i)[0], *scores, f"{weight:.3f}", *extra])
-        weights.append(weight)
+    table = step2_rows(result, layer, head, scored, norms)
+    rows, weights = [cells for cells, *_ in table], [weight for _, weight, *_ in table]
     natural = [max(len(headers[c]), *(len(r[c]) for r in rows)) for c in range(len(headers))]
     label, bar_width, width = step2_fit(natural, norms, max_width)
     if width > max_width:
