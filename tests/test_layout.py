@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "attn_cli"
 # Rank of each layer; a module may import modules of equal or lower rank.
-LAYERS = {"errors": 0, "exit_status": 0, "maths": 1, "models": 2, "loading": 3, "compute": 4, "views": 5, "api": 6, "cli": 7}
+LAYERS = {"errors": 0, "exit_status": 0, "records": 0, "maths": 1, "models": 2, "loading": 3, "compute": 4, "views": 5, "api": 6, "cli": 7}
 
 
 def modules() -> list[Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import output_slices, to_words
 from ..models import LayerTrace
+from ..records import frozen
 from .query import Query, check_rankable, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
 
@@ -67,7 +67,7 @@ def _integer(value: str | int, what: str, expected: str) -> int:
     raise InputError(f"--{what} {value!r} is not valid", f"give {expected}")
 
 
-@dataclass(frozen=True)
+@frozen
 class WordIndex:
     """A tokenization's word units, arranged once for ranking many rows: `rank_words` runs for
     every head of every layer shown. order, starts: `np.add.reduceat` runs summing each word's
@@ -229,7 +229,7 @@ def _inspect(
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class _Ask:
     """What the caller asked `inspect` for, passed down as one value."""
 

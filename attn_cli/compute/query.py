@@ -5,16 +5,16 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from dataclasses import dataclass
 
 from ..errors import InputError, QueryNotFound
 from ..loading.tokenizer import Tokenization, check_unicode
+from ..records import frozen
 
 _OCCURRENCE = re.compile(r"^(?P<text>.+?)#(?P<n>\d+)$")
 _POSITION = re.compile(r"^@(?P<n>-?\d+)$")
 
 
-@dataclass(frozen=True)
+@frozen
 class Query:
     """The resolved query. A word split into several tokens has several `token_indices`;
     its attention row is the mean of theirs. `occurrence` is 1-based among `occurrences`

@@ -6,18 +6,19 @@ The table renderer and the JSON writer both read an `InspectResult`, so they can
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from ..loading.tokenizer import Token, Tokenization, Unit, Word, units
+from ..records import frozen
 
 SCHEMA_VERSION = "1.0"
 
 HeadId = int | str  # a head index, or "mean" (the mean over the layer's heads)
 
 
-@dataclass(frozen=True)
+@frozen
 class ModelInfo:
     name: str
     path: str
@@ -35,7 +36,7 @@ class ModelInfo:
     scale: float | None = None  # the factor on Q·K: 1/√head_dim, or Gemma's query_pre_attn_scalar^-½
 
 
-@dataclass(frozen=True)
+@frozen
 class WordWeight:
     """Attention to one word: the sum over its tokens. Special tokens count as their own words."""
 
@@ -48,7 +49,7 @@ class WordWeight:
     output_norm: float | None = None  # ‖Σ α·v·W_O‖
 
 
-@dataclass(frozen=True)
+@frozen
 class Steps:
     """Step 1 and step 3 for one head: query (head_dim,), keys and values (seq, head_dim),
     output (head_dim,) = Σ_j weights[j]·values[j]. Rotary models also keep q and k before
@@ -62,7 +63,7 @@ class Steps:
     keys_pre_rope: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class HeadResult:
     """The query's row of one head (or of the mean over heads, whose scores are None).
     scores, scaled_scores, weights: (seq,); scores are NaN where a decoder masks the key.
@@ -79,7 +80,7 @@ class HeadResult:
     output_norms: np.ndarray | None = None  # (seq,) ‖α_j·v_j·W_O‖: what token j adds to the layer's output
 
 
-@dataclass(frozen=True)
+@frozen
 class LayerResult:
     """Every head of one layer, then the mean; `focus` names the heads shown in detail."""
 
@@ -94,7 +95,7 @@ class LayerResult:
         return next(h for h in self.heads if h.head == head)
 
 
-@dataclass(frozen=True)
+@frozen
 class QueryInfo:
     text: str
     token_indices: tuple[int, ...]
@@ -102,7 +103,7 @@ class QueryInfo:
     occurrences: int | None
 
 
-@dataclass(frozen=True)
+@frozen
 class InspectResult:
     model: ModelInfo
     tokenization: Tokenization

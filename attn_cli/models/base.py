@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -12,6 +11,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths.attention import attention_output
 from ..maths.ops import attention_rows, causal_visibility
+from ..records import frozen
 
 
 class Weights(Protocol):
@@ -104,7 +104,7 @@ class ConfigValues:
         return value
 
 
-@dataclass(frozen=True)
+@frozen
 class ModelSpec:
     """The shape of a model, read from its config.json, checked whole when made: every count
     positive, the heads splitting the width, the key/value heads dividing the heads."""
@@ -160,7 +160,7 @@ def head_dim(c: ConfigValues, hidden: int, heads: int, key: str | None = "head_d
     return hidden // heads
 
 
-@dataclass(frozen=True)
+@frozen
 class LayerTrace:
     """What one layer's self-attention computed, for every head and every token.
 
