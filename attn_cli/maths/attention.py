@@ -9,6 +9,8 @@ window left behind, are never multiplied). Nothing here knows about models or fi
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 # Scores per block: 2^18 float32 = 1 MiB, which stays in a core's L2 cache through the
@@ -28,11 +30,11 @@ def key_range(first: int, last: int, keys: int, causal: bool, window: int | None
 
 def mask_bias(first: int, rows: int, lo: int, hi: int, window: int | None) -> list[tuple[int, np.ndarray]]:
     """Where a causal mask hides keys lo … hi-1 from query positions first … first+rows-1:
-    [(column offset from lo, bias (rows, width) float32)], the bias 0 where a query sees the
-    key and -inf where it does not; empty when the block hides nothing. Only the block's edges
-    can hide anything (the future at its right, beyond the window at its left), so only they get
-    a bias. Adding it to the scores is one plain pass (0 + s = s exactly, -inf + s = -inf),
-    where a masked copy is ten times slower."""
+    [(column offset from lo, bias (rows, width) float32, read-only)], the bias 0 where a query
+    sees the key and -inf where it does not; empty when the block hides nothing. Only the
+    block's edges can hide anything (the future at its right, beyond the window at its left),
+    so only they get a bias. Adding it to the scores is one plain pass (0 + s = s exactly,
+    -inf + s = -inf), where a masked copy is ten times slower."""
     last = first + rows - 1
     edges = [(max(lo, first + 1), hi)]  # keys after the first query: the future of some
     if window is not None:
@@ -40,16 +42,25 @@ def mask_bias(first: int, rows: int, lo: int, hi: int, window: int | None) -> li
     edges = [(a, b) for a, b in edges if a < b]
     if len(edges) == 2 and edges[1][1] >= edges[0][0]:  # they meet: one range
         edges = [(lo, hi)]
-    biases = []
-    i = np.arange(first, first + rows)[:, None]
-    for a, b in edges:
-        j = np.arange(a, b)[None, :]
-        hidden = j > i
-        if window is not None:
-            hidden |= i - j >= window
-        if hidden.any():
-            biases.append((a - lo, np.where(hidden, np.float32(-np.inf), np.float32(0.0))))
-    return biases
+    biases = ((a - lo, _edge_bias(rows, a - first, b - first, window)) for a, b in edges)
+    return [(offset, bias) for offset, bias in biases if bias is not None]
+
+
+@lru_cache(maxsize=32)
+def _edge_bias(rows: int, a: int, b: int, window: int | None) -> np.ndarray | None:
+    """The bias of keys first+a … first+b-1 for queries first … first+rows-1, None if it hides
+    nothing. It depends on positions only through these offsets, so every block of a causal
+    pass shares it: made once, not once per block."""
+    i = np.arange(rows)[:, None]
+    j = np.arange(a, b)[None, :]
+    hidden = j > i
+    if window is not None:
+        hidden |= i - j >= window
+    if not hidden.any():
+        return None
+    bias = np.where(hidden, np.float32(-np.inf), np.float32(0.0))
+    bias.flags.writeable = False
+    return bias
 
 
 def attention_output(
@@ -81,7 +92,7 @@ def attention_output(
     # ones: e·[V | 1] gives the weighted sum and the softmax's denominator Σe in one product,
     # so the scores are read three times (max, subtract, exp), not six.
     q4 = (q * np.float32(scale)).reshape(kv_heads, group, rows, dim)
-    kt = k.transpose(0, 2, 1)  # (kv_heads, head_dim, keys)
+    kt = np.ascontiguousarray(k.transpose(0, 2, 1))  # (kv_heads, head_dim, keys): BLAS multiplies by it ~15 % faster than by a transposed view
     v1 = np.concatenate([v, np.ones((kv_heads, keys, 1), dtype=v.dtype)], axis=-1)  # (kv_heads, keys, head_dim + 1)
     out4 = out.reshape(kv_heads, group, rows, v.shape[-1])
     # As many kv heads and query rows per block as fit in block_elements (at least one of each),
@@ -100,7 +111,6 @@ def attention_output(
 
     def compute(first: int, stop: int) -> None:
         buffer = np.empty(size, dtype=np.float32)  # one per thread, reused block after block
-        biased = (None, [])  # the last row block's mask: the next blocks of heads share it
         for r0, r1, h0, h1 in blocks[first:stop]:
             heads_, rows_ = h1 - h0, r1 - r0
             lo, hi = key_range(start + r0, start + r1 - 1, keys, causal, window)
@@ -108,10 +118,8 @@ def attention_output(
             # many rows BLAS runs far faster than `group` products of a few rows each.
             s = buffer[: heads_ * group * rows_ * (hi - lo)].reshape(heads_, group * rows_, hi - lo)
             np.matmul(q4[h0:h1, :, r0:r1].reshape(heads_, group * rows_, dim), kt[h0:h1, :, lo:hi], out=s)
-            if causal and biased[0] != r0:
-                biased = (r0, mask_bias(start + r0, rows_, lo, hi, window))
             by_row = s.reshape(heads_, group, rows_, hi - lo)
-            for offset, bias in biased[1]:
+            for offset, bias in mask_bias(start + r0, rows_, lo, hi, window) if causal else ():
                 by_row[..., offset : offset + bias.shape[1]] += bias
             s -= s.max(axis=-1, keepdims=True)
             np.exp(s, out=s)
