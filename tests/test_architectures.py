@@ -76,3 +76,22 @@ def test_last_hidden_state(case):
     model, ref, _, traces = case
     ours = model.arch.final_norm(model.weights, model.config, traces[-1].hidden)
     assert _close(ours, ref["last_hidden_state"]) <= 1e-4
+
+
+@pytest.mark.parametrize("folder", MODELS, ids=lambda p: p.name)
+def test_a_pass_cut_short_stops_at_its_layer_with_the_same_attention_inputs(folder):
+    """`through` (what inspect asks for): layers 0 … L as in the whole pass, the last of them
+    only up to q, k, v (the same numbers), its head outputs and output never computed."""
+    model = load_model(folder)
+    ids = tokenize(model.tokenizer, "The cat sat on the mat because it was tired.").ids
+    whole = list(model.trace(ids))
+    last = model.spec.layers // 2
+    cut = list(model.trace(ids, through=last))
+    assert [t.layer for t in cut] == list(range(last + 1))
+    for ours, full in zip(cut, whole):
+        for name in ("q", "k", "v", "q_pre_rope", "k_pre_rope"):
+            a, b = getattr(ours, name), getattr(full, name)
+            assert (a is None) == (b is None) and (a is None or np.array_equal(a, b)), name
+        assert ours.layer == last or np.array_equal(ours.hidden, full.hidden)
+    assert cut[-1].head_output is None and cut[-1].hidden is None
+    np.testing.assert_array_equal(cut[-1].rows()[2], whole[last].rows()[2])

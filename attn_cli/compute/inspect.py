@@ -210,7 +210,10 @@ def _inspect(
     q = resolve_query(tok, query, query_index)
     check_rankable(tok, q, model.spec.causal, ask.include_special)
     results = []
-    for trace in model.trace(tok.ids) if traces is None else traces:
+    # The last layer asked for is needed only as far as its attention maps (q, k, v), unless
+    # --steps shows its head outputs: `through` skips the rest of its work.
+    through = None if ask.steps else layers[-1]
+    for trace in model.trace(tok.ids, through=through) if traces is None else traces:
         if trace.layer in layers:
             w_o = model.arch.output_projection(model.weights, trace.layer) if ask.norms else None
             results.append(_layer_result(trace, tok, q, ask, w_o))

@@ -43,14 +43,17 @@ class Model:
     release_weights: bool = True
     chat_template: str | None = None  # the Jinja template a GGUF file ships (`tokenizer.chat_template`)
 
-    def trace(self, input_ids, cache=None) -> Iterator[LayerTrace]:
+    def trace(self, input_ids, cache=None, through: int | None = None) -> Iterator[LayerTrace]:
         """The forward pass, one `LayerTrace` per layer (see `release_weights`). With a
-        `KVCache` (decoders), `input_ids` are the tokens after the cached ones. A layer whose
+        `KVCache` (decoders), `input_ids` are the tokens after the cached ones. With `through`,
+        it stops at that layer, computing of it only q, k and v (`models.base.layer_plan`): for
+        a caller that reads nothing else of it (its head_output and hidden are None). A layer whose
         numbers are not finite, or weights whose shapes do not fit the config, are a ModelError:
         attn never shows NaN as an attention weight."""
         cached = () if cache is None else (cache,)  # encoders' forward takes no cache
         past = 0 if cache is None else cache.length
-        layers = self.arch.forward(self.weights, self.spec, self.config, input_ids, *cached)
+        cut = {} if through is None else {"through": through}
+        layers = self.arch.forward(self.weights, self.spec, self.config, input_ids, *cached, **cut)
         while True:
             try:
                 with np.errstate(all="ignore"):  # non-finite numbers are reported below, not warned about
@@ -98,7 +101,7 @@ def _check_layer(layer: LayerTrace, seq: int, past: int, path: Path) -> None:
     s, keys = layer.spec, past + seq
     expected = {"q": (s.heads, seq, s.head_dim), "k": (s.kv_heads, keys, s.head_dim), "v": (s.kv_heads, keys, s.head_dim), "hidden": (seq, s.hidden)}
     for name, shape in expected.items():
-        if getattr(layer, name).shape != shape:
+        if getattr(layer, name) is not None and getattr(layer, name).shape != shape:  # hidden is None in a pass cut short
             raise ModelError(
                 f"the weights of {path} do not fit its config.json: layer {layer.layer} computes {name} of shape "
                 f"{getattr(layer, name).shape}, where the config (heads {s.heads}, key/value heads {s.kv_heads}, "
@@ -106,7 +109,7 @@ def _check_layer(layer: LayerTrace, seq: int, past: int, path: Path) -> None:
                 "use the config.json that came with the weights",
             )
     for name in ("q", "k", "hidden"):
-        if not np.isfinite(getattr(layer, name)).all():
+        if getattr(layer, name) is not None and not np.isfinite(getattr(layer, name)).all():
             raise ModelError(
                 f"layer {layer.layer} of {path} computes {name} values that are NaN or infinite: "
                 "its weights hold NaN/Inf, or are too large for float32",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -168,6 +169,7 @@ class LayerTrace:
     (after RoPE for rotary models, whose pre-rotation q and k are `q_pre_rope`, `k_pre_rope`).
     head_output: (heads, seq, head_dim), weights·V before the output projection.
     hidden: (seq, hidden), the layer's output (the next layer's input).
+    Both are None in the last trace of a pass cut short (`layer_plan`): nothing reads them.
     Scores and weights are not stored: `rows()` computes the rows asked for, so that a long
     text never holds a seq×seq map per layer.
     """
@@ -177,8 +179,8 @@ class LayerTrace:
     q: np.ndarray
     k: np.ndarray
     v: np.ndarray
-    head_output: np.ndarray
-    hidden: np.ndarray
+    head_output: np.ndarray | None
+    hidden: np.ndarray | None
     q_pre_rope: np.ndarray | None = None
     k_pre_rope: np.ndarray | None = None
     start: int = 0  # position of q's first row: with a KV cache, q holds the new tokens, k and v every position
@@ -247,6 +249,15 @@ def split_trace(trace: LayerTrace, segments) -> list[LayerTrace]:
         LayerTrace(trace.layer, trace.spec, q[i], k[i], v[i], o[i], hidden[i], None if qp is None else qp[i], None if kp is None else kp[i])
         for i in range(len(segments))
     ]
+
+
+def layer_plan(layers: int, through: int | None = None) -> Iterator[tuple[int, bool]]:
+    """(layer, whole) for each layer a forward pass runs: every layer, whole; or, given
+    `through`, layers 0 … through, the last of them only as far as its attention maps need:
+    q, k and v. Its head outputs (every row), output projection and feed-forward would feed
+    only the layers after it, so they are not computed (a sixth of a 6-layer model's work)."""
+    last = layers - 1 if through is None else through
+    return ((layer, through is None or layer < last) for layer in range(last + 1))
 
 
 def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int, cache=None, run=None):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, segments_of, self_attention, split_trace
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, layer_plan, segments_of, self_attention, split_trace
 from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("bert.",)
@@ -49,16 +49,19 @@ def embeddings(w: Weights, input_ids: np.ndarray, positions: np.ndarray, eps: fl
     return layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float, segments=None) -> LayerTrace:
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float, segments=None, whole: bool = True) -> LayerTrace:
     """One encoder layer: self-attention, residual, LayerNorm; feed-forward, residual, LayerNorm.
     A long input's rows (and heads) are shared between threads (`runtime.rows_runner`);
-    `segments`: several texts packed in x's rows (see `base.self_attention`)."""
+    `segments`: several texts packed in x's rows (see `base.self_attention`); not `whole`:
+    q, k and v only (`base.layer_plan`)."""
     p = f"encoder.layer.{layer}."
     run = rows_runner(len(x))
     q, k, v = (
         split_heads(linear(x, w[f"{p}attention.self.{n}.weight"], w[f"{p}attention.self.{n}.bias"], run), s.heads)
         for n in ("query", "key", "value")
     )
+    if not whole:
+        return LayerTrace(layer, s, q, k, v, None, None)
     head_output = self_attention(q, k, v, s, run=run, segments=segments)
     attended = linear(merge_heads(head_output), w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"], run)
     x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps, run)
@@ -68,18 +71,19 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float, segme
     return LayerTrace(layer, s, q, k, v, head_output, x)
 
 
-def encoder(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions: np.ndarray, segments=None) -> Iterator[LayerTrace]:
-    """Run the encoder layer by layer, yielding each layer's trace; stop early by not iterating."""
+def encoder(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None) -> Iterator[LayerTrace]:
+    """Run the encoder layer by layer, yielding each layer's trace; stop early by not iterating,
+    or at layer `through` (see `base.layer_plan`)."""
     eps = config.get("layer_norm_eps", 1e-12)
     x = embeddings(w, input_ids, positions, eps)
-    for layer in range(s.layers):
-        trace = block(x, w, layer, s, eps, segments)
+    for layer, whole in layer_plan(s.layers, through):
+        trace = block(x, w, layer, s, eps, segments, whole)
         x = trace.hidden
         yield trace
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
-    return encoder(w, s, config, input_ids, np.arange(len(input_ids)))
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, through: int | None = None) -> Iterator[LayerTrace]:
+    return encoder(w, s, config, input_ids, np.arange(len(input_ids)), through=through)
 
 
 def forward_packed(w: Weights, s: ModelSpec, config: dict, texts: list[np.ndarray], first_position: int = 0) -> Iterator[list[LayerTrace]]:

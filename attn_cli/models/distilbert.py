@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, segments_of, self_attention, split_trace
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, layer_plan, segments_of, self_attention, split_trace
 from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("distilbert.",)
@@ -31,7 +31,7 @@ def spec(config: dict) -> ModelSpec:
     )
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None) -> LayerTrace:
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None, whole: bool = True) -> LayerTrace:
     p = f"transformer.layer.{layer}."
     run = rows_runner(len(x))
 
@@ -39,6 +39,8 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None) ->
         return linear(h, w[f"{p}{name}.weight"], w[f"{p}{name}.bias"], run)
 
     q, k, v = (split_heads(lin(f"attention.{n}_lin", x), s.heads) for n in ("q", "k", "v"))
+    if not whole:  # q, k and v only: see `base.layer_plan`
+        return LayerTrace(layer, s, q, k, v, None, None)
     head_output = self_attention(q, k, v, s, run=run, segments=segments)
     x = layer_norm(lin("attention.out_lin", merge_heads(head_output)) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], EPS, run)
     out = lin("ffn.lin2", gelu(lin("ffn.lin1", x), run))
@@ -46,12 +48,12 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None) ->
     return LayerTrace(layer, s, q, k, v, head_output, x)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions=None, segments=None) -> Iterator[LayerTrace]:
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions=None, segments=None, through=None) -> Iterator[LayerTrace]:
     positions = np.arange(len(input_ids)) if positions is None else positions
     x = w.rows("embeddings.word_embeddings.weight", input_ids) + w.rows("embeddings.position_embeddings.weight", positions)
     x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], EPS)
-    for layer in range(s.layers):
-        trace = block(x, w, layer, s, segments)
+    for layer, whole in layer_plan(s.layers, through):
+        trace = block(x, w, layer, s, segments, whole)
         x = trace.hidden
         yield trace
 

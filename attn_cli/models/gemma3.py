@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths.ops import apply_rope, gelu_tanh, linear, merge_heads, rope_angles, split_heads
 from . import llama
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, layer_plan, lm_logits
 from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
@@ -105,9 +105,10 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return (x * inverse) * (np.float32(1.0) + weight)
 
 
-def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin, cache=None) -> LayerTrace:
+def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin, cache=None, whole: bool = True) -> LayerTrace:
     """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x))). With a KV cache,
-    x is the new tokens only (the cache keeps every position; a sliding layer's mask drops the old)."""
+    x is the new tokens only (the cache keeps every position; a sliding layer's mask drops the old).
+    Not `whole` (and no cache): q, k and v only (`base.layer_plan`)."""
     p = f"layers.{layer}."
     run = rows_runner(len(x))
     h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps)
@@ -117,6 +118,8 @@ def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin, cache=N
     q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
     k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
     q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    if not whole and cache is None:
+        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
     attended = linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run)
     x = x + rms_norm(attended, w[f"{p}post_attention_layernorm.weight"], eps)
@@ -127,8 +130,9 @@ def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin, cache=N
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None) -> Iterator[LayerTrace]:
-    """One `LayerTrace` per layer; with a KV cache, `input_ids` follow the cached positions."""
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None, through=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`); with a KV cache,
+    `input_ids` follow the cached positions."""
     c = text_config(config)
     kinds = layer_types(c)
     start = 0 if cache is None else cache.length
@@ -137,8 +141,8 @@ def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache
         for kind in set(kinds)
     }
     x = w.rows("embed_tokens.weight", input_ids) * np.float32(math.sqrt(s.hidden))
-    for layer in range(s.layers):
-        trace = block(x, w, layer, s, c["rms_norm_eps"], *angles[kinds[layer]], cache)
+    for layer, whole in layer_plan(s.layers, through):
+        trace = block(x, w, layer, s, c["rms_norm_eps"], *angles[kinds[layer]], cache, whole)
         x = trace.hidden
         yield trace
 

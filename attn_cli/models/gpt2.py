@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.ops import gelu, gelu_tanh, layer_norm, linear, merge_heads, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, layer_plan, lm_logits
 from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("transformer.",)
@@ -43,13 +43,16 @@ def conv1d(x: np.ndarray, w: Weights, name: str, run=None) -> np.ndarray:
     return linear(x, w[f"{name}.weight"].T, w[f"{name}.bias"], run)
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, config: dict, cache=None) -> LayerTrace:
-    """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x)). With a KV cache, x is the new tokens only."""
+def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, config: dict, cache=None, whole: bool = True) -> LayerTrace:
+    """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x)). With a KV cache, x is the new tokens
+    only. Not `whole` (and no cache): q, k and v only (`base.layer_plan`)."""
     p = f"h.{layer}."
     eps = config.get("layer_norm_epsilon", 1e-5)
     run = rows_runner(len(x))
     h = layer_norm(x, w[f"{p}ln_1.weight"], w[f"{p}ln_1.bias"], eps, run)
     q, k, v = (split_heads(part, s.heads) for part in np.split(conv1d(h, w, f"{p}attn.c_attn", run), 3, axis=-1))
+    if not whole and cache is None:
+        return LayerTrace(layer, s, q, k, v, None, None)
     head_output, k, v, start = attend(q, k, v, s, layer, cache, run)
     x = x + conv1d(merge_heads(head_output), w, f"{p}attn.c_proj", run)
     h = layer_norm(x, w[f"{p}ln_2.weight"], w[f"{p}ln_2.bias"], eps, run)
@@ -58,13 +61,14 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, config: dict, cac
     return LayerTrace(layer, s, q, k, v, head_output, x, start=start)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None) -> Iterator[LayerTrace]:
-    """One `LayerTrace` per layer. With a KV cache (`models.cache.KVCache`), `input_ids` are the
-    tokens after the cached ones, at positions cache.length onwards."""
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None, through=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`). With a KV cache
+    (`models.cache.KVCache`), `input_ids` are the tokens after the cached ones, at positions
+    cache.length onwards."""
     start = 0 if cache is None else cache.length
     x = w.rows("wte.weight", input_ids) + w.rows("wpe.weight", np.arange(start, start + len(input_ids)))
-    for layer in range(s.layers):
-        trace = block(x, w, layer, s, config, cache)
+    for layer, whole in layer_plan(s.layers, through):
+        trace = block(x, w, layer, s, config, cache, whole)
         x = trace.hidden
         yield trace
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths import rope
 from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, lm_logits
+from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, layer_plan, lm_logits
 from .runtime import rows_runner
 
 WEIGHT_PREFIXES = ("model.",)
@@ -84,9 +84,10 @@ def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
     return inv_freq.astype(np.float32)
 
 
-def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache=None) -> LayerTrace:
+def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache=None, whole: bool = True) -> LayerTrace:
     """One decoder layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x)). With a KV
-    cache, x is the new tokens only and cos, sin their positions' angles."""
+    cache, x is the new tokens only and cos, sin their positions' angles. Not `whole` (and no
+    cache): q, k and v only (`base.layer_plan`)."""
     p = f"layers.{layer}."
     eps = config.get("rms_norm_eps", 1e-6)
     run = rows_runner(len(x))
@@ -101,6 +102,8 @@ def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache
         q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
         k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
     q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    if not whole and cache is None:
+        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
     x = x + linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run)
     h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps, run)
@@ -110,14 +113,14 @@ def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None) -> Iterator[LayerTrace]:
-    """One `LayerTrace` per layer. With a KV cache (`models.cache.KVCache`), `input_ids` are the
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None, through=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`). With a KV cache (`models.cache.KVCache`), `input_ids` are the
     tokens after the cached ones, at positions cache.length onwards."""
     start = 0 if cache is None else cache.length
     cos, sin = rope_angles(rope_frequencies(config, s.head_dim), len(input_ids), start)
     x = w.rows("embed_tokens.weight", input_ids)
-    for layer in range(s.layers):
-        trace = block(x, w, layer, s, config, cos, sin, cache)
+    for layer, whole in layer_plan(s.layers, through):
+        trace = block(x, w, layer, s, config, cos, sin, cache, whole)
         x = trace.hidden
         yield trace
 

@@ -33,8 +33,8 @@ def spec(config: dict) -> ModelSpec:
     return replace(base, model_type="roberta", max_positions=base.max_positions - first)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray) -> Iterator[LayerTrace]:
-    return bert.encoder(w, s, config, input_ids, _first_position(config) + np.arange(len(input_ids)))
+def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, through: int | None = None) -> Iterator[LayerTrace]:
+    return bert.encoder(w, s, config, input_ids, _first_position(config) + np.arange(len(input_ids)), through=through)
 
 
 def forward_packed(w: Weights, s: ModelSpec, config: dict, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
