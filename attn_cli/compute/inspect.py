@@ -210,13 +210,14 @@ def _inspect(
     q = resolve_query(tok, query, query_index)
     check_rankable(tok, q, model.spec.causal, ask.include_special)
     results = []
+    text = _text_units(tok, ask.level)
     # The last layer asked for is needed only as far as its attention maps (q, k, v), unless
     # --steps shows its head outputs: `through` skips the rest of its work.
     through = None if ask.steps else layers[-1]
     for trace in model.trace(tok.ids, through=through) if traces is None else traces:
         if trace.layer in layers:
             w_o = model.arch.output_projection(model.weights, trace.layer) if ask.norms else None
-            results.append(_layer_result(trace, tok, q, ask, w_o))
+            results.append(_layer_result(trace, tok, text, q, ask, w_o))
         if trace.layer >= layers[-1]:
             break  # later layers cannot change what was asked
     return InspectResult(
@@ -245,7 +246,15 @@ class _Ask:
     rank_by: str
 
 
-def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray | None) -> LayerResult:
+def _text_units(tok: Tokenization, level: str) -> tuple[list, list, WordIndex]:
+    """What every layer's result needs of the text, found once: the token groups of the view's
+    units and of the words, and the word index that ranks them."""
+    words = [u.token_indices for u in units(tok, "word")]
+    view = words if level == "word" else [u.token_indices for u in units(tok, level)]
+    return view, words, word_index(tok)
+
+
+def _layer_result(trace, tok: Tokenization, text: tuple, q: Query, ask: _Ask, w_o: np.ndarray | None) -> LayerResult:
     rows = list(q.token_indices)
     scores, scaled_scores, weights = trace.rows(rows)  # each (heads, len(rows), seq)
     visible = trace.visible(rows)  # None for encoders, else (len(rows), seq)
@@ -261,10 +270,8 @@ def _layer_result(trace, tok: Tokenization, q: Query, ask: _Ask, w_o: np.ndarray
 
     chosen = auto_head(weights, tok, q, trace.spec.causal) if ask.head == "auto" else None
     focus: tuple[HeadId, ...] = tuple(range(heads)) if ask.head == "all" else (chosen if chosen is not None else ask.head,)
-    view = [u.token_indices for u in units(tok, ask.level)]
-    words = [u.token_indices for u in units(tok, "word")]
+    view, words, index = text
     slices = output_slices(w_o, heads) if w_o is not None else None
-    index = word_index(tok)
 
     def on_view(x: np.ndarray | None) -> np.ndarray | None:
         """(seq,) over tokens -> over the view's units (sums per word at word level)."""
