@@ -267,7 +267,8 @@ def bench_long512(args, python_ref: Path | None, workdir: Path) -> Section:
         a, ref = f"attn{t}", f"torch{t}"
         whole = [x for doc in results[a] for x in doc.get("whole", [])]
         if whole and ref in times:
-            checks.append((f"attn every layer whole (model.trace) / torch, {t} thread(s)", f"{med(whole) / med(times[ref]):.2f}×", f"{min(whole) / min(times[ref]):.2f}×", "—", "(info)"))
+            label = f"attn every layer whole (model.trace) / torch, {t} thread(s)"
+            checks.append((label, f"{med(whole) / med(times[ref]):.2f}×", f"{min(whole) / min(times[ref]):.2f}×", "—", "(info)"))
     checks.append(
         (
             "attn 1 thread / attn 2 threads",
