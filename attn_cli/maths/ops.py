@@ -121,7 +121,10 @@ def silu(x: np.ndarray, run=None) -> np.ndarray:
         run(lambda start, stop: out.__setitem__(slice(start, stop), silu(x[start:stop])), x.shape[0])
         return out
     with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x ≪ 0, and x/inf = -0: fine
-        return (x / (np.float32(1.0) + np.exp(-x))).astype(np.float32)
+        e = np.negative(x, dtype=np.float32)
+        np.exp(e, out=e)
+        e += np.float32(1.0)
+        return np.divide(x, e, out=e)
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, run=None) -> np.ndarray:
@@ -208,12 +211,26 @@ def rope_angles(inv_freq: np.ndarray, seq: int, start: int = 0) -> tuple[np.ndar
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, run=None) -> np.ndarray:
     """Rotate pairs (x_i, x_{i+d/2}) by the position's angles (Hugging Face's `rotate_half`
-    layout). x: (heads, seq, d); cos, sin: (seq, d)."""
+    layout): x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]. x: (heads, seq, d); cos,
+    sin: (seq, d). Computed as x·cos, then ∓ the other half's products, in place: the same
+    roundings as the formula (-a·b = -(a·b) exactly), without its copies. `run` (see `linear`)
+    splits the positions between threads."""
     half = x.shape[-1] // 2
-    rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return (x * cos + rotated * sin).astype(np.float32)
+    out = np.empty(x.shape, dtype=np.float32)
+
+    def part(start: int, stop: int) -> None:
+        xs, c, s, o = x[:, start:stop], cos[start:stop], sin[start:stop], out[:, start:stop]
+        np.multiply(xs, c, out=o)
+        o[..., :half] -= xs[..., half:] * s[..., :half]
+        o[..., half:] += xs[..., :half] * s[..., half:]
+
+    if run is None:
+        part(0, x.shape[1])
+    else:
+        run(part, x.shape[1])
+    return out
 
 
 def split_heads(x: np.ndarray, heads: int) -> np.ndarray:

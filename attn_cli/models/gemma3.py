@@ -117,7 +117,7 @@ def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin, cache=N
     v = split_heads(linear(h, w[f"{p}self_attn.v_proj.weight"], run=run), s.kv_heads)
     q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
     k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
-    q_rope, k_rope = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    q_rope, k_rope = apply_rope(q, cos, sin, run), apply_rope(k, cos, sin, run)
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
