@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -172,6 +173,39 @@ def test_attention_output_of_grouped_heads_and_cached_positions():
         np.testing.assert_allclose(attention_output(q, k, v, 0.5, causal=True, block_elements=block), whole, rtol=1e-6, atol=1e-6)
     last = attention_output(q[:, 25:], k, v, 0.5, causal=True, start=25, block_elements=30 * 3 * 2)
     np.testing.assert_allclose(last, whole[:, 25:], rtol=1e-6, atol=1e-6)
+
+
+def _attention_float64(q, k, v, scale, causal):
+    s = (q.astype(np.float64) * scale) @ k.astype(np.float64).transpose(0, 2, 1)
+    if causal:
+        s = np.where(np.tri(s.shape[-1], dtype=bool), s, -np.inf)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)) @ v.astype(np.float64)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_output_skips_the_softmax_shift_only_where_exp_cannot_overflow_or_underflow(causal, monkeypatch):
+    """Moderate scores: exp(s) without the max subtracted, as exact as with it. Scores of ±200
+    (beyond float32's exp, e^±88): the shift, or exp would give inf or 0 and the rows NaN."""
+    from attn_cli.maths import attention as blocked
+
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((2, 40, 16)).astype(np.float32) for _ in range(3))
+    want = _attention_float64(q, k, v, 0.25, causal)
+    unshifted = blocked.attention_output(q, k, v, 0.25, causal)
+    np.testing.assert_allclose(unshifted, want, rtol=0, atol=2e-6)
+    monkeypatch.setattr(blocked, "SAFE_EXPONENT", -np.inf)  # always shift
+    shifted = blocked.attention_output(q, k, v, 0.25, causal)
+    np.testing.assert_allclose(shifted, want, rtol=0, atol=2e-6)
+    assert not np.array_equal(unshifted, shifted)  # the two paths did run
+    monkeypatch.undo()
+    big_q = np.zeros_like(q)
+    big_q[..., 0] = 40.0
+    for sign in (1, -1):  # every score +200 (exp overflows) or -200 (exp underflows to 0)
+        big_k = np.zeros_like(k)
+        big_k[..., 0] = sign * 20.0
+        out = blocked.attention_output(big_q, big_k, v, 0.25, causal)
+        np.testing.assert_allclose(out, _attention_float64(big_q, big_k, v, 0.25, causal), rtol=0, atol=1e-6)
 
 
 def test_causal_visibility():

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import math
+
 import numpy as np
 
 # Scores per block: 2^18 float32 = 1 MiB, which stays in a core's L2 cache through the
 # block's passes (max, subtract, exp).
 BLOCK_ELEMENTS = 1 << 18
 PRODUCT_ROWS = 128
+# softmax(s) = exp(s - c) / Σ exp(s - c) for any shift c; the usual c = the row's max costs two
+# passes over the scores (max, subtract) and guards only against overflow and underflow. attn
+# skips it when neither can happen: no score is beyond ±max‖q‖·max‖k‖ (Cauchy-Schwarz), so when
+# that bound plus log(keys·(1 + max|v|)) stays under SAFE_EXPONENT, every exp(s) is a normal
+# float32 (e^±64, where float32 spans e^±87) and so are Σ exp(s) and e·V. Without the shift,
+# exp reads the scores as BLAS computed them: one rounding fewer.
+SAFE_EXPONENT = 64.0
 
 
 def key_range(first: int, last: int, keys: int, causal: bool, window: int | None) -> tuple[int, int]:
@@ -90,11 +99,13 @@ def attention_output(
     out = np.empty((heads, rows, v.shape[-1]), dtype=np.float32)
     # The scale on q, not on the scores: rows·d products, not rows·keys. And V with a column of
     # ones: e·[V | 1] gives the weighted sum and the softmax's denominator Σe in one product,
-    # so the scores are read three times (max, subtract, exp), not six.
+    # so the scores are read once (exp), or three times with the shift (max, subtract, exp), not six.
     q4 = (q * np.float32(scale)).reshape(kv_heads, group, rows, dim)
     kt = np.ascontiguousarray(k.transpose(0, 2, 1))  # (kv_heads, head_dim, keys): BLAS multiplies by it ~15 % faster than by a transposed view
     v1 = np.concatenate([v, np.ones((kv_heads, keys, 1), dtype=v.dtype)], axis=-1)  # (kv_heads, keys, head_dim + 1)
     out4 = out.reshape(kv_heads, group, rows, v.shape[-1])
+    largest = _norm_max(q4) * _norm_max(k) + math.log(max(1, keys) * (1.0 + float(np.abs(v).max(initial=0.0))))
+    shift = not largest < SAFE_EXPONENT  # NaN or inf in q, k or v: shifted, as ever
     # As many kv heads and query rows per block as fit in block_elements (at least one of each),
     # yet at least PRODUCT_ROWS rows of q per product when keys are many: BLAS is slow on few.
     per_row = group * keys
@@ -121,7 +132,8 @@ def attention_output(
             by_row = s.reshape(heads_, group, rows_, hi - lo)
             for offset, bias in mask_bias(start + r0, rows_, lo, hi, window) if causal else ():
                 by_row[..., offset : offset + bias.shape[1]] += bias
-            s -= s.max(axis=-1, keepdims=True)
+            if shift:  # see SAFE_EXPONENT
+                s -= s.max(axis=-1, keepdims=True)
             np.exp(s, out=s)
             summed = (s @ v1[h0:h1, lo:hi]).reshape(heads_, group, rows_, -1)  # (.., head_dim + 1)
             np.divide(summed[..., :-1], summed[..., -1:], out=out4[h0:h1, :, r0:r1])
@@ -131,3 +143,9 @@ def attention_output(
     else:
         run(compute, len(blocks), 1)
     return out
+
+
+def _norm_max(x: np.ndarray) -> float:
+    """The largest Euclidean norm of x's vectors (its last axis); 0 if it has none. In float32:
+    a bound needs no more (SAFE_EXPONENT leaves a margin of e^24), and overflow gives inf."""
+    return float(np.sqrt(np.einsum("...i,...i->...", x, x).max(initial=0.0)))
