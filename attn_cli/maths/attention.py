@@ -9,9 +9,8 @@ window left behind, are never multiplied). Nothing here knows about models or fi
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import math
+from functools import lru_cache
 
 import numpy as np
 
