@@ -139,11 +139,14 @@ def test_attention_weights_are_distributions_and_output_is_their_average(x):
     np.testing.assert_allclose(out, weights @ x, rtol=1e-5, atol=1e-4)
 
 
-def test_blocked_attention_output_equals_the_one_shot_product():
+def test_blocked_attention_output_equals_the_one_shot_product(monkeypatch):
     """Long texts are computed a block of query rows at a time, and a causal block multiplies
     only the keys it can see; neither may change a number."""
+    from attn_cli.maths import attention as blocked
     from attn_cli.maths.attention import attention_output
     from attn_cli.maths.ops import causal_visibility
+
+    monkeypatch.setattr(blocked, "PRODUCT_ROWS", 1)  # else a block has at least that many rows: one block here
 
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((3, 37, 8)).astype(np.float32) for _ in range(3))
@@ -158,11 +161,14 @@ def test_blocked_attention_output_equals_the_one_shot_product():
     assert np.count_nonzero(weights[0, 20]) == 4  # a row sees itself and the three before
 
 
-def test_attention_output_of_grouped_heads_and_cached_positions():
+def test_attention_output_of_grouped_heads_and_cached_positions(monkeypatch):
     """kv head h serves query heads h·g … h·g+g-1 without being repeated; with a KV cache the
     queries are the last positions (start > 0) and see every earlier key."""
+    from attn_cli.maths import attention as blocked
     from attn_cli.maths.attention import attention_output
     from attn_cli.maths.ops import causal_visibility
+
+    monkeypatch.setattr(blocked, "PRODUCT_ROWS", 1)  # let block_elements set the blocks
 
     rng = np.random.default_rng(2)
     q = rng.standard_normal((6, 30, 4)).astype(np.float32)
