@@ -105,12 +105,19 @@ def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
-    x = x + linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run)
+    x = _plus(linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run), x)
     h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps, run)
-    gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
-    x = x + linear(silu(gate, run) * up, w[f"{p}mlp.down_proj.weight"], run=run)
+    gated = silu(linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), run)
+    gated *= linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
+    x = _plus(linear(gated, w[f"{p}mlp.down_proj.weight"], run=run), x)
     # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
+
+
+def _plus(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The residual x + y, into y (a fresh product): the same sums, one array fewer."""
+    y += x
+    return y
 
 
 def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None, through=None) -> Iterator[LayerTrace]:
