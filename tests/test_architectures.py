@@ -95,3 +95,11 @@ def test_a_pass_cut_short_stops_at_its_layer_with_the_same_attention_inputs(fold
         assert ours.layer == last or np.array_equal(ours.hidden, full.hidden)
     assert cut[-1].head_output is None and cut[-1].hidden is None
     np.testing.assert_array_equal(cut[-1].rows()[2], whole[last].rows()[2])
+
+
+def test_a_cut_past_the_last_layer_is_the_last_layer():
+    from attn_cli.models.base import layer_plan
+
+    assert list(layer_plan(3)) == [(0, True), (1, True), (2, True)]
+    assert list(layer_plan(3, 1)) == [(0, True), (1, False)]
+    assert list(layer_plan(3, 7)) == [(0, True), (1, True), (2, False)]

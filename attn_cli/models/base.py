@@ -255,8 +255,9 @@ def layer_plan(layers: int, through: int | None = None) -> Iterator[tuple[int, b
     """(layer, whole) for each layer a forward pass runs: every layer, whole; or, given
     `through`, layers 0 … through, the last of them only as far as its attention maps need:
     q, k and v. Its head outputs (every row), output projection and feed-forward would feed
-    only the layers after it, so they are not computed (a sixth of a 6-layer model's work)."""
-    last = layers - 1 if through is None else through
+    only the layers after it, so they are not computed (a sixth of a 6-layer model's work).
+    A `through` past the last layer is the last layer."""
+    last = layers - 1 if through is None else min(through, layers - 1)
     return ((layer, through is None or layer < last) for layer in range(last + 1))
 
 
