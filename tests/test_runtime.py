@@ -109,3 +109,23 @@ def _split_in_child() -> list[int]:
     seen = []
     runtime.split_rows(lambda a, b: seen.extend(range(a, b)), 100, 2, 4)
     return sorted(seen)
+
+
+def test_row_local_work_is_split_once_and_gives_what_one_call_gives(monkeypatch):
+    """`row_local` runs a layer's row-local tail in one split: every row once, the same numbers."""
+    monkeypatch.setattr(runtime, "_requested", lambda: 2)
+    monkeypatch.setattr(runtime, "_blas_threads", lambda: 1)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((600, 8), dtype=np.float32), rng.standard_normal((600, 8), dtype=np.float32)
+    seen = []
+
+    def fn(x, y):
+        seen.append(len(x))
+        return np.tanh(x[:, :3] * y[:, 5:]) + x[:, 3:6]  # row by row
+
+    whole = runtime.row_local(None, fn, 3, a, b)
+    assert seen == [600]
+    seen.clear()
+    split = runtime.row_local(runtime.rows_runner(600), fn, 3, a, b)
+    assert seen == [200, 200, 200] and split.dtype == np.float32  # 600 rows, chunks of MIN_CHUNK_ROWS or more
+    np.testing.assert_array_equal(split, whole)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
 from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, layer_plan, segments_of, self_attention, split_trace
-from .runtime import rows_runner
+from .runtime import row_local, rows_runner
 
 WEIGHT_PREFIXES = ("bert.",)
 
@@ -63,12 +63,16 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float, segme
     if not whole:
         return LayerTrace(layer, s, q, k, v, None, None)
     head_output = self_attention(q, k, v, s, run=run, segments=segments)
-    attended = linear(merge_heads(head_output), w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"], run)
-    x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps, run)
-    inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"], run), run)
-    out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"], run)
-    x = layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], eps, run)
-    return LayerTrace(layer, s, q, k, v, head_output, x)
+
+    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
+        attended = linear(merged, w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"])
+        x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps)
+        inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"]))
+        out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"])
+        return layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], eps)
+
+    return LayerTrace(layer, s, q, k, v, head_output, row_local(run, tail, s.hidden, merge_heads(head_output), x))
 
 
 def encoder(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None) -> Iterator[LayerTrace]:

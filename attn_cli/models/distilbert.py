@@ -9,7 +9,7 @@ import numpy as np
 
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
 from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, layer_plan, segments_of, self_attention, split_trace
-from .runtime import rows_runner
+from .runtime import row_local, rows_runner
 
 WEIGHT_PREFIXES = ("distilbert.",)
 EPS = 1e-12  # DistilBERT's LayerNorms use a fixed eps, not a config value
@@ -35,17 +35,21 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None, wh
     p = f"transformer.layer.{layer}."
     run = rows_runner(len(x))
 
-    def lin(name: str, h: np.ndarray) -> np.ndarray:
-        return linear(h, w[f"{p}{name}.weight"], w[f"{p}{name}.bias"], run)
+    def lin(name: str, h: np.ndarray, threads=run) -> np.ndarray:
+        return linear(h, w[f"{p}{name}.weight"], w[f"{p}{name}.bias"], threads)
 
     q, k, v = (split_heads(lin(f"attention.{n}_lin", x), s.heads) for n in ("q", "k", "v"))
     if not whole:  # q, k and v only: see `base.layer_plan`
         return LayerTrace(layer, s, q, k, v, None, None)
     head_output = self_attention(q, k, v, s, run=run, segments=segments)
-    x = layer_norm(lin("attention.out_lin", merge_heads(head_output)) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], EPS, run)
-    out = lin("ffn.lin2", gelu(lin("ffn.lin1", x), run))
-    x = layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], EPS, run)
-    return LayerTrace(layer, s, q, k, v, head_output, x)
+
+    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
+        x = layer_norm(lin("attention.out_lin", merged, None) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], EPS)
+        out = lin("ffn.lin2", gelu(lin("ffn.lin1", x, None)), None)
+        return layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], EPS)
+
+    return LayerTrace(layer, s, q, k, v, head_output, row_local(run, tail, s.hidden, merge_heads(head_output), x))
 
 
 def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions=None, segments=None, through=None) -> Iterator[LayerTrace]:
