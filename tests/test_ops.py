@@ -234,3 +234,15 @@ def test_mask_bias_hides_exactly_what_causal_visibility_hides(first, rows, windo
     visible = causal_visibility(slice(first, first + rows), keys, window)  # rows of positions first …
     assert not visible[:, :lo].any() and not visible[:, hi:].any()  # the keys skipped are all hidden
     np.testing.assert_array_equal(np.isfinite(scores), visible[:, lo:hi])
+
+
+def test_gelu_beside_other_threads_takes_larger_blocks_and_gives_the_same_numbers(monkeypatch):
+    from attn_cli.maths import ops
+
+    x = np.linspace(-12, 12, 200_001).astype(np.float32)
+    blocks = []
+    real = ops._gelu_flat
+    monkeypatch.setattr(ops, "_gelu_flat", lambda a, out, block: blocks.append(block) or real(a, out, block))
+    alone, beside = ops.gelu(x), ops.gelu(x, beside_threads=True)
+    assert blocks == [ops._GELU_BLOCK, ops._GELU_BLOCK_THREADED] and ops._GELU_BLOCK_THREADED > ops._GELU_BLOCK
+    np.testing.assert_array_equal(alone, beside)

@@ -40,7 +40,7 @@ def erf(x: np.ndarray) -> np.ndarray:
     return 1.0 - erfc(x)
 
 
-def gelu(x: np.ndarray, run=None) -> np.ndarray:
+def gelu(x: np.ndarray, run=None, beside_threads: bool = False) -> np.ndarray:
     """Exact GELU, x·Φ(x) (not the tanh approximation), float32 in and out. Any shape.
 
     Written as relu(x) − |x|/2·erfc(|x|/√2), so that negative inputs keep their relative
@@ -51,14 +51,16 @@ def gelu(x: np.ndarray, run=None) -> np.ndarray:
     relatively, for every input (float64 throughout: 1.6e-7); 5x faster than float64
     throughout. Computed in blocks that stay in the CPU's cache, through scratch arrays reused
     from block to block: this runs over every feed-forward activation of every layer. `run`
-    (see `linear`) splits the rows (the first axis) between threads.
+    (see `linear`) splits the rows (the first axis) between threads; `beside_threads`: this call
+    is itself one thread's share of a split (larger blocks, see _GELU_BLOCK_THREADED).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty(x.shape, dtype=np.float32)
+    block = _GELU_BLOCK_THREADED if run is not None or beside_threads else _GELU_BLOCK
     if run is None or x.ndim == 0:
-        _gelu_flat(x.reshape(-1), out.reshape(-1), _GELU_BLOCK)
+        _gelu_flat(x.reshape(-1), out.reshape(-1), block)
     else:
-        run(lambda start, stop: _gelu_flat(x[start:stop].reshape(-1), out[start:stop].reshape(-1), _GELU_BLOCK_THREADED), x.shape[0])
+        run(lambda start, stop: _gelu_flat(x[start:stop].reshape(-1), out[start:stop].reshape(-1), block), x.shape[0])
     return out
 
 

@@ -68,7 +68,7 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float, segme
         """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
         attended = linear(merged, w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"])
         x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps)
-        inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"]))
+        inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"]), beside_threads=run is not None)
         out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"])
         return layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], eps)
 

@@ -46,7 +46,7 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None, wh
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
         x = layer_norm(lin("attention.out_lin", merged, None) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], EPS)
-        out = lin("ffn.lin2", gelu(lin("ffn.lin1", x, None)), None)
+        out = lin("ffn.lin2", gelu(lin("ffn.lin1", x, None), beside_threads=run is not None), None)
         return layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], EPS)
 
     return LayerTrace(layer, s, q, k, v, head_output, row_local(run, tail, s.hidden, merge_heads(head_output), x))
