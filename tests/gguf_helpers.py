@@ -13,9 +13,9 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFWriter
 from gguf.quants import quantize
 
-from attn_cli.loading.gguf import TENSOR_NAMES
 from attn_cli.loading.packaged import PACKAGED, is_installed, resolve_packaged
 from attn_cli.loading.weights import open_weights
+from attn_cli.models import gguf_layouts
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
@@ -36,8 +36,8 @@ def gguf_name(hf_name: str, arch: str) -> str | None:
     parts = hf_name.split(".")
     layer = parts[1] if parts[0] == "layers" else None
     key = hf_name if layer is None else ".".join(["layers", "{n}", *parts[2:]])
-    for g, target in TENSOR_NAMES.items():
-        target = target.get(arch, target["default"]) if isinstance(target, dict) else target
+    layouts = gguf_layouts()
+    for g, target in layouts.get(arch, layouts["llama"]).tensors.items():  # an unknown arch: written as Llama
         if target == key:
             return g.replace("{n}", layer or "")
     return None

@@ -40,7 +40,7 @@ def case(request):
     model = load_model(folder)
     ref = dict(np.load(ref_path))
     tok = tokenize(model.tokenizer, str(ref["text"]))
-    traces = list(model.arch.forward(model.weights, model.spec, model.config, tok.ids))
+    traces = list(model.arch.forward(model.weights, model.spec, tok.ids))
     return model, ref, tok, traces
 
 
@@ -74,7 +74,7 @@ def test_vectors_as_they_enter_the_product(case):
 
 def test_last_hidden_state(case):
     model, ref, _, traces = case
-    ours = model.arch.final_norm(model.weights, model.config, traces[-1].hidden)
+    ours = model.arch.final_norm(model.weights, model.spec, traces[-1].hidden)
     assert _close(ours, ref["last_hidden_state"]) <= 1e-4
 
 

@@ -134,7 +134,7 @@ def test_lens_last_layer_is_the_models_prediction(folder, schema):
     model = load_model(folder)
     r = lens(model, "The cat sat.", top_k=3)
     traces = list(model.trace(np.array([t.id for t in r.tokenization.tokens])))
-    logprobs = log_softmax(model.arch.logits(model.weights, model.config, traces[-1].hidden[-1:])[0])
+    logprobs = log_softmax(model.arch.logits(model.weights, model.spec, traces[-1].hidden[-1:])[0])
     assert [c.id for c in r.layers[-1].top] == np.argsort(-logprobs)[:3].tolist()
     first = json.loads(runner.invoke(app, ["generate", "The cat sat.", "-m", str(folder), "-n", "1", "--json"]).stdout)
     assert first["steps"][0]["id"] == r.layers[-1].top[0].id

@@ -14,7 +14,7 @@ from attn_cli.loading.tokenizer import tokenize
 
 def full_trace(model, text):
     tok = tokenize(model.tokenizer, text)
-    return tok, list(model.arch.forward(model.weights, model.spec, model.config, tok.ids))
+    return tok, list(model.arch.forward(model.weights, model.spec, tok.ids))
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,14 @@ runner = CliRunner()
 
 def mean_maps(model, text):
     tok = tokenize(model.tokenizer, text)
-    return [t.rows()[2].mean(axis=0) for t in model.arch.forward(model.weights, model.spec, model.config, tok.ids)]
+    return [t.rows()[2].mean(axis=0) for t in model.arch.forward(model.weights, model.spec, tok.ids)]
 
 
 def test_heads_weight_on_target_is_the_forward_pass_weight(model, schema):
     result = heads(model, CAT, "it", target="cat")
     assert result.metric == "weight" and result.values.shape == (6, 12)
     tok = tokenize(model.tokenizer, CAT)
-    traces = list(model.arch.forward(model.weights, model.spec, model.config, tok.ids))
+    traces = list(model.arch.forward(model.weights, model.spec, tok.ids))
     for layer in (0, 5):
         np.testing.assert_allclose(result.values[layer], traces[layer].rows([8])[2][:, 0, 2], rtol=1e-6)
     assert result.values[5, 11] == pytest.approx(0.71, abs=0.01)  # the coreference head: "it" -> "cat"

@@ -27,7 +27,7 @@ def test_the_fixtures_are_there():
 def case(request, model):
     ref = dict(np.load(request.param))
     tok = tokenize(model.tokenizer, str(ref["text"]))
-    traces = list(model.arch.forward(model.weights, model.spec, model.config, tok.ids))
+    traces = list(model.arch.forward(model.weights, model.spec, tok.ids))
     return ref, tok, traces
 
 

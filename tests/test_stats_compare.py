@@ -40,7 +40,7 @@ def sentence_stats() -> dict:
 
 def test_stats_names_the_previous_token_head_of_layer_0(model, sentence_stats):
     tok = tokenize(model.tokenizer, SENTENCE)
-    trace = next(model.arch.forward(model.weights, model.spec, model.config, tok.ids))  # layer 0
+    trace = next(model.arch.forward(model.weights, model.spec, tok.ids))  # layer 0
     w = trace.rows()[2][2].astype(np.float64)  # head 2, (seq, seq)
     seq = len(tok.tokens)
     # Recomputed by hand from the map: the mean over rows i ≥ 1 of the weight on token i − 1.

@@ -63,7 +63,7 @@ class DecodeStep:
 
 def require_decoder(model: Model, command: str = "generate") -> None:
     """Encoders (BERT) see the whole text at once and have no next-token head: they cannot generate."""
-    if not model.spec.causal or not hasattr(model.arch, "logits"):
+    if not model.arch.decodes:
         raise InputError(
             f"{model.name} is an encoder ({model.spec.model_type}): it sees the whole text at once and cannot predict a next token",
             f"use a decoder for attn {command} (gpt2, llama, mistral, qwen2, qwen3, …), e.g. --model smollm2",
@@ -123,7 +123,7 @@ def decode(
     new = np.asarray(ids, dtype=np.int64)
     for _ in range(max_new_tokens):
         traces = tuple(model.trace(new if use_cache else np.asarray(ids, dtype=np.int64), cache))
-        logits = model.arch.logits(model.weights, model.config, traces[-1].hidden[-1:])[0]
+        logits = model.arch.logits(model.weights, model.spec, traces[-1].hidden[-1:])[0]
         token = int(choose(logits))
         yield DecodeStep(len(ids), token, logits, traces)
         ids.append(token)

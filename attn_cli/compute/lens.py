@@ -11,6 +11,7 @@ import numpy as np
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, decoded_piece, tokenize
 from ..maths.sampling import log_softmax, top_tokens
+from ..models.base import lm_head
 from .decoding import require_decoder
 from .generate import Candidate
 from .inspect import model_info
@@ -71,8 +72,9 @@ def lens(
     position = q.token_indices[-1]
     before = [int(i) for i in tok.ids[: position + 1]]
     rows = []
+    head = lm_head(model.weights, model.spec)  # read (de-quantized) once, not once per layer
     for trace in model.trace(tok.ids[: position + 1]):  # later tokens cannot change this position
-        logprobs = log_softmax(model.arch.logits(model.weights, model.config, trace.hidden[-1:])[0])
+        logprobs = log_softmax(model.arch.logits(model.weights, model.spec, trace.hidden[-1:], head)[0])
         top = tuple(Candidate(int(i), decoded_piece(model.tokenizer, before, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top_k))
         rows.append(LensLayer(trace.layer, top))
     return LensResult(model_info(model), tok, QueryInfo(q.text, q.token_indices, q.occurrence, q.occurrences), position, tuple(rows), top_k)

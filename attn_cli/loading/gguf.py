@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..models.architecture import GGUFLayout
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -198,51 +199,16 @@ class GGUFFile:
             self._mmap.madvise(mmap.MADV_DONTNEED)
 
 
-# GGUF tensor names -> the architecture's (Hugging Face) names, one table for every family.
-# `{n}` is the layer. Where a family differs, it has its own entry.
-TENSOR_NAMES: dict[str, str | dict[str, str]] = {
-    "token_embd.weight": "embed_tokens.weight",
-    "output_norm.weight": "norm.weight",
-    "output.weight": "lm_head.weight",
-    "blk.{n}.attn_norm.weight": "layers.{n}.input_layernorm.weight",
-    "blk.{n}.attn_q.weight": "layers.{n}.self_attn.q_proj.weight",
-    "blk.{n}.attn_k.weight": "layers.{n}.self_attn.k_proj.weight",
-    "blk.{n}.attn_v.weight": "layers.{n}.self_attn.v_proj.weight",
-    "blk.{n}.attn_q.bias": "layers.{n}.self_attn.q_proj.bias",
-    "blk.{n}.attn_k.bias": "layers.{n}.self_attn.k_proj.bias",
-    "blk.{n}.attn_v.bias": "layers.{n}.self_attn.v_proj.bias",
-    "blk.{n}.attn_output.weight": "layers.{n}.self_attn.o_proj.weight",
-    "blk.{n}.attn_q_norm.weight": "layers.{n}.self_attn.q_norm.weight",
-    "blk.{n}.attn_k_norm.weight": "layers.{n}.self_attn.k_norm.weight",
-    "blk.{n}.ffn_norm.weight": {
-        "default": "layers.{n}.post_attention_layernorm.weight",  # Llama: the norm before the MLP
-        "gemma3": "layers.{n}.pre_feedforward_layernorm.weight",
-    },
-    "blk.{n}.post_attention_norm.weight": "layers.{n}.post_attention_layernorm.weight",
-    "blk.{n}.post_ffw_norm.weight": "layers.{n}.post_feedforward_layernorm.weight",
-    "blk.{n}.ffn_gate.weight": "layers.{n}.mlp.gate_proj.weight",
-    "blk.{n}.ffn_up.weight": "layers.{n}.mlp.up_proj.weight",
-    "blk.{n}.ffn_down.weight": "layers.{n}.mlp.down_proj.weight",
-}
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 
 
-def architecture_name(gguf_name: str, arch: str) -> str | None:
-    """The architecture's name for a GGUF tensor name, or None if attn does not use it."""
+def architecture_name(gguf_name: str, tensors: dict[str, str]) -> str | None:
+    """The architecture's name for a GGUF tensor name (`tensors`: a family's table, `{n}` the
+    layer), or None if attn does not use it."""
     match = _LAYER.match(gguf_name)
     key = gguf_name if match is None else "blk.{n}." + gguf_name[match.end() :]
-    target = TENSOR_NAMES.get(key)
-    if isinstance(target, dict):
-        target = target.get(arch, target["default"])
+    target = tensors.get(key)
     return None if target is None else target.replace("{n}", match.group(1) if match else "")
-
-
-def unpermute_rows(w: np.ndarray, heads: int) -> np.ndarray:
-    """Undo llama.cpp's reordering of Q and K rows for the Llama family (its converter
-    interleaves each head's two rotary halves): (heads·d, in) -> (heads·d, in), as
-    transformers' GGUF loader does."""
-    half = w.shape[0] // heads // 2
-    return w.reshape(heads, half, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
 
 
 class GGUFWeights:
@@ -252,12 +218,11 @@ class GGUFWeights:
     calls; `release()` (after each layer) forgets them and drops the file's pages, so a forward
     pass holds about one layer in float32."""
 
-    def __init__(self, file: GGUFFile, arch: str, config: dict) -> None:
-        self.file, self.arch = file, arch
-        self._heads = {"q_proj": config["num_attention_heads"], "k_proj": config["num_key_value_heads"]}
+    def __init__(self, file: GGUFFile, layout: GGUFLayout, config: dict) -> None:
+        self.file, self.layout, self.config = file, layout, config
         self._where = {}
         for name, info in file.tensors.items():
-            mapped = architecture_name(name, arch)
+            mapped = architecture_name(name, layout.tensors)
             if mapped is not None:
                 self._where[mapped] = info
         self._cache: dict[str, np.ndarray] = {}
@@ -272,12 +237,8 @@ class GGUFWeights:
             raise ModelError(f"{self.file.path.name} has no tensor for {name!r}", "use a complete GGUF file of a supported architecture") from None
 
     def _convert(self, name: str, w: np.ndarray) -> np.ndarray:
-        """What llama.cpp's converter did, undone the way transformers undoes it."""
-        if self.arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
-            w = unpermute_rows(w, self._heads[name.split(".")[-2]])
-        if self.arch == "gemma3" and name.endswith("norm.weight"):
-            w = w - np.float32(1.0)  # GGUF stores Gemma's 1 + w; the architecture adds the 1 back
-        return w
+        """What llama.cpp's converter did, undone the way transformers undoes it (the family's `GGUFLayout.convert`)."""
+        return w if self.layout.convert is None else self.layout.convert(name, w, self.config)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._cache:

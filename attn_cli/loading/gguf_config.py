@@ -9,27 +9,24 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..models import gguf_layouts
 from .gguf import GGUFFile, GGUFWeights
-
-# The GGUF architectures attn reads, and the `model_type` of the architecture code they feed.
-MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3": "gemma3_text"}
-GEMMA3_SLIDING_PATTERN = 6  # llama.cpp and transformers: every 6th layer is global, the rest slide
 
 
 def config_from_metadata(file: GGUFFile) -> dict:
     """A Hugging Face-style config.json dict from the GGUF metadata, so that the architecture
     code reads a GGUF file and a model folder alike. Floats stay the float32 values the file
     stores (e.g. rms eps 9.999999747e-06), as transformers reads them."""
-    arch = file.architecture
-    if arch not in MODEL_TYPES:
+    arch, layouts = file.architecture, gguf_layouts()
+    if arch not in layouts:
         raise ModelError(
             f"{file.path.name} is a GGUF model of architecture {arch!r}, which attn does not support "
-            f"(supported: {', '.join(sorted(MODEL_TYPES))})",
+            f"(supported: {', '.join(sorted(layouts))})",
             "use a GGUF file of a supported architecture, or a Hugging Face model folder",
         )
     m = file.metadata
 
-    def get(key: str, default=None):
+    def get(key: str, default=None):  # `<arch>.<key>`: llama.cpp's keys of this family
         value = m.get(f"{arch}.{key}", default)
         if value is None:
             raise ModelError(f"{file.path.name} lacks the metadata key {arch}.{key}", "re-convert the model with a current llama.cpp")
@@ -44,7 +41,7 @@ def config_from_metadata(file: GGUFFile) -> dict:
         kv_heads = int(kv_heads[0])
     head_dim = m.get(f"{arch}.attention.key_length") or m.get(f"{arch}.rope.dimension_count") or hidden // heads
     config = {
-        "model_type": MODEL_TYPES[arch],
+        "model_type": layouts[arch].names[arch],
         "hidden_size": hidden,
         "num_attention_heads": heads,
         "num_key_value_heads": int(kv_heads),
@@ -58,39 +55,15 @@ def config_from_metadata(file: GGUFFile) -> dict:
         "bos_token_id": _int_or_none(m.get("tokenizer.ggml.bos_token_id")),
         "eos_token_id": _int_or_none(m.get("tokenizer.ggml.eos_token_id")),
     }
-    theta = float(np.float32(get("rope.freq_base", 10000.0)))
-    rope = {"rope_type": "default", "rope_theta": theta}
-    scaling = m.get(f"{arch}.rope.scaling.type")
-    if scaling not in (None, "none"):
-        if scaling != "linear":
-            raise ModelError(
-                f"{file.path.name} uses RoPE scaling {scaling!r}, which attn does not support for GGUF", "use a model with linear or no RoPE scaling"
-            )
-        rope |= {"rope_type": "linear", "factor": float(get("rope.scaling.factor"))}
     if "rope_freqs.weight" in file.tensors:
         raise ModelError(
             f"{file.path.name} stores per-frequency RoPE factors (Llama 3.1-style scaling), which attn does not read from GGUF yet",
             "use the model's Hugging Face folder (config.json with rope_scaling), which attn supports",
         )
-    if arch == "gemma3":
-        layers = config["num_hidden_layers"]
-        local_theta = float(np.float32(m.get("gemma3.rope.freq_base_swa", 10000.0)))
-        config |= {
-            "hidden_activation": "gelu_pytorch_tanh",
-            # GGUF has no query_pre_attn_scalar: llama.cpp scales by head_dim, which the
-            # checkpoints up to 12B use (and transformers' default, 256, is head_dim there).
-            "query_pre_attn_scalar": config["head_dim"],
-            "sliding_window": int(get("attention.sliding_window")),
-            "layer_types": [
-                "full_attention" if (i + 1) % GEMMA3_SLIDING_PATTERN == 0 else "sliding_attention" for i in range(layers)
-            ],
-            "rope_parameters": {
-                "full_attention": rope,
-                "sliding_attention": {"rope_type": "default", "rope_theta": local_theta},
-            },
-        }
-    else:
-        config |= {"hidden_act": "silu", "rope_parameters": rope}
+    try:
+        config |= layouts[arch].config(m, get, config)
+    except ModelError as exc:
+        raise ModelError(f"{file.path.name}: {exc.message}", exc.fix) from None
     return config
 
 
@@ -110,7 +83,7 @@ def open_gguf(path: Path) -> tuple[dict, GGUFFile, GGUFWeights]:
     """(config, file, weights) of a GGUF model file."""
     file = GGUFFile(path)
     config = checked_config(file)
-    return config, file, GGUFWeights(file, file.architecture, config)
+    return config, file, GGUFWeights(file, gguf_layouts()[file.architecture], config)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from ..errors import ModelError
-from ..models import LayerTrace, ModelSpec, Weights, architecture
+from ..models import Architecture, Hyper, Interventions, LayerTrace, Weights, architecture
+from ..models.trace import run, run_packed
 from ..records import frozen
 from .tokenizer import load_tokenizer
 from .weights import KeptWeights, open_weights
@@ -34,87 +34,34 @@ class Model:
     name: str
     path: Path
     config: dict
-    spec: ModelSpec
+    spec: Hyper
     weights: Weights
     tokenizer: Tokenizer
-    arch: ModuleType
+    arch: Architecture
     # Release each layer's weight pages after use, so that one run holds one layer's weights.
     # A process that runs many texts (attn batch) keeps them: it would re-read them every time.
     release_weights: bool = True
     chat_template: str | None = None  # the Jinja template a GGUF file ships (`tokenizer.chat_template`)
 
-    def trace(self, input_ids, cache=None, through: int | None = None) -> Iterator[LayerTrace]:
-        """The forward pass, one `LayerTrace` per layer (see `release_weights`). With a
-        `KVCache` (decoders), `input_ids` are the tokens after the cached ones. With `through`,
-        it stops at that layer, computing of it only q, k and v (`models.base.layer_plan`): for
-        a caller that reads nothing else of it (its head_output and hidden are None). A layer whose
-        numbers are not finite, or weights whose shapes do not fit the config, are a ModelError:
-        attn never shows NaN as an attention weight."""
-        cached = () if cache is None else (cache,)  # encoders' forward takes no cache
-        past = 0 if cache is None else cache.length
-        cut = {} if through is None else {"through": through}
-        layers = self.arch.forward(self.weights, self.spec, self.config, input_ids, *cached, **cut)
-        while True:
-            try:
-                with np.errstate(all="ignore"):  # non-finite numbers are reported below, not warned about
-                    layer = next(layers)
-            except StopIteration:
-                return
-            except ValueError as exc:  # NumPy: shapes that do not fit (a matmul, a reshape, a split)
-                raise ModelError(
-                    f"the weights of {self.path} do not fit its config.json: {exc}",
-                    "use the config.json that came with the weights (hidden size, heads, head_dim)",
-                ) from None
-            _check_layer(layer, len(input_ids), past, self.path)
-            yield layer
-            if self.release_weights:
-                self.weights.release()
+    def trace(self, input_ids, cache=None, through: int | None = None, interventions: Interventions | None = None) -> Iterator[LayerTrace]:
+        """The forward pass, one checked `LayerTrace` per layer (see `models.trace.run` and
+        `release_weights`). With a `KVCache` (decoders), `input_ids` are the tokens after the
+        cached ones. With `through`, it stops at that layer, computing of it only q, k and v
+        (`models.base.layer_plan`): its head_output and hidden are None. `interventions`: what
+        to change in the pass, and keep from it (`models.interventions`)."""
+        return run(self.arch, self.weights, self.spec, input_ids, str(self.path), cache, through, interventions, self.release_weights)
 
     @property
     def packs(self) -> bool:
         """Whether the architecture runs several texts in one pass (`trace_packed`): encoders."""
-        return hasattr(self.arch, "forward_packed")
+        return self.arch.packs
 
     def trace_packed(self, texts: list[np.ndarray]) -> list[list[LayerTrace]]:
-        """The forward passes of several texts at once (see `packs`), checked as `trace` checks
-        one: [text][layer] -> that text's LayerTrace, the same numbers as `trace(text)`."""
-        per_text: list[list[LayerTrace]] = [[] for _ in texts]
-        layers = self.arch.forward_packed(self.weights, self.spec, self.config, texts)
-        try:
-            with np.errstate(all="ignore"):
-                for traces in layers:
-                    for ids, trace, kept in zip(texts, traces, per_text, strict=True):
-                        _check_layer(trace, len(ids), 0, self.path)
-                        kept.append(trace)
-        except ValueError as exc:
-            raise ModelError(
-                f"the weights of {self.path} do not fit its config.json: {exc}",
-                "use the config.json that came with the weights (hidden size, heads, head_dim)",
-            ) from None
-        return per_text
+        """The forward passes of several texts at once (see `packs`): [text][layer] -> that
+        text's LayerTrace, the same numbers as `trace(text)`."""
+        return run_packed(self.arch, self.weights, self.spec, texts, str(self.path))
 
 
-def _check_layer(layer: LayerTrace, seq: int, past: int, path: Path) -> None:
-    """The layer computed what its spec says, in finite numbers: weights whose shapes fit NumPy
-    but not the config (8 heads of 8 where the config says 4 of 16) would give wrong numbers.
-    `seq` new tokens after `past` cached ones: k and v cover both."""
-    s, keys = layer.spec, past + seq
-    expected = {"q": (s.heads, seq, s.head_dim), "k": (s.kv_heads, keys, s.head_dim), "v": (s.kv_heads, keys, s.head_dim), "hidden": (seq, s.hidden)}
-    for name, shape in expected.items():
-        if getattr(layer, name) is not None and getattr(layer, name).shape != shape:  # hidden is None in a pass cut short
-            raise ModelError(
-                f"the weights of {path} do not fit its config.json: layer {layer.layer} computes {name} of shape "
-                f"{getattr(layer, name).shape}, where the config (heads {s.heads}, key/value heads {s.kv_heads}, "
-                f"head_dim {s.head_dim}, hidden {s.hidden}) makes {shape}",
-                "use the config.json that came with the weights",
-            )
-    for name in ("q", "k", "hidden"):
-        if getattr(layer, name) is not None and not np.isfinite(getattr(layer, name)).all():
-            raise ModelError(
-                f"layer {layer.layer} of {path} computes {name} values that are NaN or infinite: "
-                "its weights hold NaN/Inf, or are too large for float32",
-                "re-download or re-export the model: its weight file is corrupt",
-            )
 def kept(model: Model) -> Model:
     """The model with its weights converted once and kept (see `KeptWeights`), for runs that
     read every layer many times: generation, one forward pass per new token."""
@@ -195,7 +142,7 @@ def read_config(folder: Path) -> dict:
 
 
 def load_model(model: str | os.PathLike | None = None, release_weights: bool = True) -> Model:
-    """Open a model folder (see `resolve_model_path`): config checked into a ModelSpec, weight
+    """Open a model folder (see `resolve_model_path`): config checked into a Hyper, weight
     headers checked against their bytes, the tokenizer read. Any problem is a ModelError."""
     try:
         return _load(model, release_weights)
@@ -212,7 +159,7 @@ def _load(model, release_weights: bool) -> Model:
     config = read_config(folder)
     try:
         arch = architecture(config.get("model_type"))
-        spec = arch.spec(config)  # every value checked: see models.base.ConfigValues
+        spec = arch.parse(config)  # every value checked: see models.hyper.ConfigValues
     except ModelError as exc:
         raise ModelError(f"{folder}: {exc.message}", exc.fix) from None
     tokenizer_path = folder / "tokenizer.json"
@@ -221,7 +168,7 @@ def _load(model, release_weights: bool) -> Model:
             f"{folder} has no tokenizer.json",
             "save one with transformers: AutoTokenizer.from_pretrained(path).save_pretrained(path)",
         )
-    weights = open_weights(folder, arch.WEIGHT_PREFIXES)
+    weights = open_weights(folder, arch.weight_prefixes)
     return Model(name, folder, config, spec, weights, load_tokenizer(tokenizer_path), arch, release_weights)
 
 
@@ -233,7 +180,7 @@ def _load_gguf(name: str, path: Path, release_weights: bool) -> Model:
     config, file, weights = open_gguf(path)
     arch = architecture(config["model_type"])
     try:
-        spec = arch.spec(config)  # the same checks as a folder's config.json
+        spec = arch.parse(config)  # the same checks as a folder's config.json
     except ModelError as exc:
         raise ModelError(f"{path.name} (its metadata as config): {exc.message}", "re-convert the model with a current llama.cpp") from None
     except (KeyError, TypeError, ValueError) as exc:

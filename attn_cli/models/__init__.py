@@ -1,38 +1,32 @@
-"""Architectures, keyed by config.json's `model_type`.
-
-Each module provides `WEIGHT_PREFIXES`, `spec(config) -> ModelSpec`,
-`forward(weights, spec, config, input_ids, cache=None) -> Iterator[LayerTrace]` and
-`final_norm(weights, config, hidden)` (the last hidden state as transformers reports it) and
-`output_projection(weights, layer)` (W_O in x·W layout, for value norms). Decoders also take a
-`cache` (`cache.KVCache`, the keys and values of earlier positions: `forward` then runs the new
-tokens only, from position cache.length) and provide `logits(weights, config, hidden)` (the
-final norm and LM head: (seq, vocab)), which is what `attn generate` and `attn lens` need.
-"""
+"""Architectures, keyed by config.json's `model_type`: each family is one file ending in an
+`ARCHITECTURE` record (see `architecture.py` for the interface, docs/architecture.md for how
+to add one)."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from ..errors import ModelError
 from . import bert, distilbert, gemma3, gpt2, llama, roberta
-from .base import LayerTrace, ModelSpec, Weights
+from .architecture import Architecture, GGUFLayout
+from .base import LayerTrace, Weights
 from .cache import KVCache
+from .hyper import Hyper
+from .interventions import HeadEdit, Interventions, Knockout, ValueZeroing
 
-ARCHITECTURES: dict[str, ModuleType] = {
-    "bert": bert,
-    "roberta": roberta,
-    "distilbert": distilbert,
-    "gpt2": gpt2,
-    "llama": llama,
-    "mistral": llama,
-    "qwen2": llama,
-    "qwen3": llama,
-    "gemma3_text": gemma3,
-    "gemma3": gemma3,  # the multimodal checkpoint: attn reads its text model
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": bert.ARCHITECTURE,
+    "roberta": roberta.ARCHITECTURE,
+    "distilbert": distilbert.ARCHITECTURE,
+    "gpt2": gpt2.ARCHITECTURE,
+    "llama": llama.ARCHITECTURE,
+    "mistral": llama.ARCHITECTURE,
+    "qwen2": llama.ARCHITECTURE,
+    "qwen3": llama.ARCHITECTURE,
+    "gemma3_text": gemma3.ARCHITECTURE,
+    "gemma3": gemma3.ARCHITECTURE,  # the multimodal checkpoint: attn reads its text model
 }
 
 
-def architecture(model_type) -> ModuleType:
+def architecture(model_type) -> Architecture:
     if not isinstance(model_type, str):
         shown = "missing" if model_type is None else f"{model_type!r}, not a string"
         raise ModelError(f"config.json: model_type is {shown}", f"set model_type to one of: {', '.join(sorted(ARCHITECTURES))}")
@@ -46,4 +40,12 @@ def architecture(model_type) -> ModuleType:
         ) from None
 
 
-__all__ = ["ARCHITECTURES", "KVCache", "LayerTrace", "ModelSpec", "Weights", "architecture"]
+def gguf_layouts() -> dict[str, GGUFLayout]:
+    """general.architecture -> the layout of the family that reads such GGUF files."""
+    return {name: a.gguf for a in ARCHITECTURES.values() if a.gguf is not None for name in a.gguf.names}
+
+
+__all__ = [
+    "ARCHITECTURES", "Architecture", "GGUFLayout", "HeadEdit", "Hyper", "Interventions", "KVCache", "Knockout", "LayerTrace",
+    "ValueZeroing", "Weights", "architecture", "gguf_layouts",
+]

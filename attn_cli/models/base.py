@@ -1,10 +1,11 @@
-"""What every architecture provides: its shape (`ModelSpec`) and, per layer, a `LayerTrace`."""
+"""The shared steps of every architecture's forward pass: the weights it reads (`Weights`),
+what each layer reports (`LayerTrace`), self-attention through the KV cache and the
+interventions (`attend`), the layers a pass runs (`layer_plan`) and the LM head (`logits`)."""
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -13,6 +14,8 @@ from ..errors import ModelError
 from ..maths.attention import attention_output
 from ..maths.ops import attention_rows, causal_visibility
 from ..records import frozen
+from .hyper import Hyper
+from .interventions import Interventions
 
 
 class Weights(Protocol):
@@ -34,148 +37,23 @@ class Weights(Protocol):
         ...
 
 
-_MISSING = object()
-MAX_COUNT = 1 << 20  # layers, heads, widths: far beyond any real model, far below a typo's 1e13
-MAX_POSITIONS = 1 << 24
-
-
-class ConfigValues:
-    """config.json read once, each value checked as an architecture's `spec()` reads it: a wrong
-    type or range is a ModelError naming the key, the value and what was expected, at load,
-    never a TypeError mid-forward. A key set to null counts as absent (configs write
-    "num_key_value_heads": null for "the default")."""
-
-    def __init__(self, config: dict) -> None:
-        self.config = config
-
-    def _get(self, key: str, default):
-        value = self.config.get(key)
-        if value is None:
-            if default is _MISSING:
-                raise ModelError(f"config.json has no {key}", f"add {key} to config.json (or re-download it)")
-            return default
-        return value
-
-    def _wrong(self, key: str, value, expected: str) -> ModelError:
-        try:
-            shown = json.dumps(value)
-        except (RecursionError, TypeError, ValueError):
-            shown = f"a {type(value).__name__}"
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        return ModelError(f"config.json: {key} is {shown}, expected {expected}", f"set {key} to {expected} in config.json (or re-download it)")
-
-    def integer(self, key: str, default=_MISSING, low: int = 1, high: int = MAX_COUNT) -> int:
-        value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self._wrong(key, value, f"an integer from {low:,} to {high:,}")
-        return value
-
-    def number(self, key: str, default=_MISSING, positive: bool = True) -> float:
-        value = self._get(key, default)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (value > 0 or not positive)
-        if not ok:
-            raise self._wrong(key, value, "a positive number" if positive else "a number")
-        return float(value)
-
-    def boolean(self, key: str, default=_MISSING) -> bool:
-        value = self._get(key, default)
-        if not isinstance(value, bool):
-            raise self._wrong(key, value, "true or false")
-        return value
-
-    def string(self, key: str, default=_MISSING) -> str:
-        value = self._get(key, default)
-        if not isinstance(value, str):
-            raise self._wrong(key, value, "a string")
-        return value
-
-    def choice(self, key: str, choices, default=_MISSING, what: str = "") -> str:
-        value = self.string(key, default)
-        if value not in choices:
-            raise ModelError(
-                f"config.json: {what or key} {value!r} is not supported (supported: {', '.join(choices)})",
-                "use a model with one of those",
-            )
-        return value
-
-    def mapping(self, key: str) -> dict:
-        value = self._get(key, {})
-        if not isinstance(value, dict):
-            raise self._wrong(key, value, "an object")
-        return value
-
-
-@frozen
-class ModelSpec:
-    """The shape of a model, read from its config.json, checked whole when made: every count
-    positive, the heads splitting the width, the key/value heads dividing the heads."""
-
-    model_type: str
-    layers: int
-    heads: int
-    kv_heads: int  # < heads under grouped-query attention: query head h reads kv head h // (heads // kv_heads)
-    head_dim: int
-    hidden: int
-    max_positions: int
-    causal: bool
-    sliding_window: int | None = None  # keys further back than this are masked (Mistral)
-    rotary: bool = False  # q and k are rotated (RoPE) before Q·Kᵀ
-    # Per layer, the window of a sliding layer or None for a global one (Gemma 3); None when
-    # every layer has `sliding_window`.
-    layer_windows: tuple[int | None, ...] | None = None
-    query_scale: float | None = None  # the factor on Q·Kᵀ when it is not 1/√head_dim (Gemma)
-
-    def __post_init__(self) -> None:
-        for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "max_positions"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ModelError(f"config.json gives the model {value!r} {name.replace('_', ' ')}", "correct config.json: it must be a positive integer")
-        if self.heads % self.kv_heads:
-            raise ModelError(
-                f"config.json: {self.kv_heads} key/value heads do not divide {self.heads} attention heads",
-                "correct num_key_value_heads: it must divide num_attention_heads",
-            )
-        if self.sliding_window is not None and (isinstance(self.sliding_window, bool) or not isinstance(self.sliding_window, int) or self.sliding_window < 1):
-            raise ModelError(f"config.json: sliding_window is {self.sliding_window!r}, expected a positive integer or null", "correct sliding_window")
-
-    @property
-    def scale(self) -> float:
-        return self.query_scale if self.query_scale is not None else float(self.head_dim) ** -0.5
-
-    def window(self, layer: int | None = None) -> int | None:
-        """The sliding window of `layer` (keys further back are masked), None if it sees all."""
-        if self.layer_windows is not None and layer is not None:
-            return self.layer_windows[layer]
-        return self.sliding_window
-
-
-def head_dim(c: ConfigValues, hidden: int, heads: int, key: str | None = "head_dim") -> int:
-    """The config's `key` (head_dim) if the architecture has one and it is set, else
-    hidden / heads, which must then divide evenly."""
-    if key is not None and c.config.get(key) is not None:
-        return c.integer(key)
-    if hidden % heads:
-        raise ModelError(
-            f"config.json: the width {hidden} does not split into {heads} heads", "correct the hidden size or the number of heads: heads must divide it"
-        )
-    return hidden // heads
-
-
 @frozen
 class LayerTrace:
     """What one layer's self-attention computed, for every head and every token.
 
-    q: (heads, seq, head_dim) and k, v: (kv_heads, seq, head_dim), as they enter Q·Kᵀ
+    q: (heads, seq, head_dim) and k, v: (kv_heads, seq, head_dim), as they enter Q·Kᵀ and P·V
     (after RoPE for rotary models, whose pre-rotation q and k are `q_pre_rope`, `k_pre_rope`).
     head_output: (heads, seq, head_dim), weights·V before the output projection.
     hidden: (seq, hidden), the layer's output (the next layer's input).
     Both are None in the last trace of a pass cut short (`layer_plan`): nothing reads them.
     Scores and weights are not stored: `rows()` computes the rows asked for, so that a long
-    text never holds a seq×seq map per layer.
+    text never holds a seq×seq map per layer. `interventions`: what the pass changed (its
+    knockouts show in `rows()`); `residual`, `ffn`, `head_writes`: what it captured (see
+    `interventions`), else None.
     """
 
     layer: int
-    spec: ModelSpec
+    spec: Hyper
     q: np.ndarray
     k: np.ndarray
     v: np.ndarray
@@ -184,15 +62,26 @@ class LayerTrace:
     q_pre_rope: np.ndarray | None = None
     k_pre_rope: np.ndarray | None = None
     start: int = 0  # position of q's first row: with a KV cache, q holds the new tokens, k and v every position
+    interventions: Interventions | None = None
+    residual: np.ndarray | None = None  # (seq, hidden): the layer's input
+    ffn: np.ndarray | None = None  # (seq, hidden): the feed-forward's output, before its residual sum
+    head_writes: np.ndarray | None = None  # (heads, seq, hidden): each head's output after W_O, no bias
 
     def kv_head(self, head: int) -> int:
         return head // (self.spec.heads // self.spec.kv_heads)
 
     def visible(self, rows) -> np.ndarray | None:
-        """bool (rows, seq), True where the query rows may look; None for encoders (all)."""
-        if not self.spec.causal:
-            return None
-        return causal_visibility(rows, self.k.shape[1], self.spec.window(self.layer), self.start)
+        """bool (rows, seq), or (heads, rows, seq) under a knockout: True where the query rows
+        may look; None for an encoder's plain pass (everywhere)."""
+        keys = self.k.shape[1]
+        seen = causal_visibility(rows, keys, self.spec.window(self.layer), self.start) if self.spec.causal else None
+        blocked = None
+        if self.interventions is not None:
+            positions = np.arange(self.start, self.start + self.q.shape[1])[rows]
+            blocked = self.interventions.blocked(self.layer, self.spec.heads, np.atleast_1d(positions), keys)
+        if blocked is None:
+            return seen
+        return ~blocked if seen is None else seen & ~blocked
 
     def rows(self, rows=slice(None)):
         """(scores, scaled_scores, weights) of query `rows` (a slice or index list), each
@@ -201,23 +90,36 @@ class LayerTrace:
         return attention_rows(self.q[:, rows], k, self.spec.scale, self.visible(rows))
 
 
-def _per_query_head(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
+def _per_query_head(x: np.ndarray, spec: Hyper) -> np.ndarray:
     """(kv_heads, seq, d) -> (heads, seq, d): each kv head serves heads // kv_heads query heads."""
     group = spec.heads // spec.kv_heads
     return x if group == 1 else np.repeat(x, group, axis=0)
 
 
-def self_attention(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int | None = None, start: int = 0, run=None, segments=None
-) -> np.ndarray:
-    """The head outputs weights·V for every query: q (heads, rows, d), k and v (kv_heads, seq, d)
-    -> (heads, rows, d), a cache-sized block at a time, skipping the keys a causal mask hides
-    from a whole block (see `maths.attention`). `layer` picks its window. Query row r is
-    position start + r (start = seq - rows with a KV cache, else 0). `run`: see `runtime.rows_runner`.
-    `segments`: [(first, stop), ...] when the rows are several texts packed one after another
-    (`attn batch`): each text attends to itself alone, exactly as if it ran by itself."""
+def attend(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: Hyper, layer: int,
+    cache=None, interventions: Interventions | None = None, run=None, segments=None,
+):
+    """Self-attention of the new positions, through the KV cache and the interventions.
+
+    q: (heads, n, d), k and v: (kv_heads, n, d) of the n new tokens. Without a cache they are
+    the whole sequence; with one (`models.cache.KVCache`) they are appended to the layer's past
+    keys and values and the queries attend over all of them. `segments`: [(first, stop), ...]
+    when the rows are several texts packed one after another (`attn batch`): each text attends
+    to itself alone, exactly as if it ran by itself. Returns (head_output (heads, n, d), keys
+    (kv_heads, seq, d), values (kv_heads, seq, d) as they entered P·V, start: the position of
+    the first query). `run`: see `runtime.rows_runner`.
+    """
+    start = 0
+    if cache is not None:
+        start = cache.lengths[layer]
+        k, v = cache.append(layer, k, v)
+    if interventions is not None and interventions.changes(layer):
+        v = interventions.values(layer, v)
+        out = _attention_blocked(q, k, v, spec, layer, start, interventions)
+        return interventions.head_outputs(layer, out), k, v, start
     if segments is None:
-        return attention_output(q, k, v, spec.scale, spec.causal, spec.window(layer), start, run=run)
+        return attention_output(q, k, v, spec.scale, spec.causal, spec.window(layer), start, run=run), k, v, start
     out = np.empty((q.shape[0], q.shape[1], v.shape[-1]), dtype=np.float32)
 
     def part(first: int, stop: int) -> None:
@@ -228,7 +130,28 @@ def self_attention(
         part(0, len(segments))
     else:
         run(part, len(segments), 1)
-    return out
+    return out, k, v, start
+
+
+def _attention_blocked(q, k, v, spec: Hyper, layer: int, start: int, interventions: Interventions) -> np.ndarray:
+    """weights·V with the knockouts' edges blocked: the textbook path (`LayerTrace.rows`), one
+    (heads, rows, keys) map, for the short texts interventions are run on."""
+    trace = LayerTrace(layer, spec, q, k, v, None, None, start=start, interventions=interventions)
+    weights = trace.rows()[2]
+    return (weights @ _per_query_head(v, spec)).astype(np.float32)
+
+
+def kept(interventions: Interventions | None, what: str, x: np.ndarray) -> np.ndarray | None:
+    """A copy of x when the interventions capture `what`, else None."""
+    return x.copy() if interventions is not None and interventions.captures(what) else None
+
+
+def head_writes(head_output: np.ndarray, w_o: np.ndarray) -> np.ndarray:
+    """Each head's output after the output projection: head_output (heads, seq, d) and W_O
+    (heads·d, hidden) in x·W layout -> (heads, seq, hidden), summing (with W_O's bias) to the
+    attention's output."""
+    heads, _, d = head_output.shape
+    return np.einsum("hsd,hdo->hso", head_output, w_o.reshape(heads, d, -1)).astype(np.float32)
 
 
 def segments_of(texts: list[np.ndarray]) -> list[tuple[int, int]]:
@@ -238,7 +161,7 @@ def segments_of(texts: list[np.ndarray]) -> list[tuple[int, int]]:
 
 
 def split_trace(trace: LayerTrace, segments) -> list[LayerTrace]:
-    """The trace of packed texts (see `self_attention`) as one trace per text: views, no copies."""
+    """The trace of packed texts (see `attend`) as one trace per text: views, no copies."""
     def cut(x, axis):
         return None if x is None else [x[:, a:b] if axis else x[a:b] for a, b in segments]
 
@@ -261,38 +184,36 @@ def layer_plan(layers: int, through: int | None = None) -> Iterator[tuple[int, b
     return ((layer, through is None or layer < last) for layer in range(last + 1))
 
 
-def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: ModelSpec, layer: int, cache=None, run=None):
-    """Self-attention of the new positions, through the KV cache when there is one.
-
-    q: (heads, n, d), k and v: (kv_heads, n, d) of the n new tokens. Without a cache they are
-    the whole sequence; with one (`models.cache.KVCache`) they are appended to the layer's past
-    keys and values and the queries attend over all of them. Returns (head_output (heads, n, d),
-    keys (kv_heads, seq, d), values (kv_heads, seq, d), start: the position of the first query).
-    """
-    start = 0
-    if cache is not None:
-        start = cache.lengths[layer]
-        k, v = cache.append(layer, k, v)
-    return self_attention(q, k, v, spec, layer, start, run), k, v, start
+def run_layers(x: np.ndarray, layers: int, through: int | None, block, interventions: Interventions | None) -> Iterator[LayerTrace]:
+    """The layer loop every architecture shares: `block(x, layer, whole)` -> LayerTrace for each
+    layer of `layer_plan(layers, through)`, each layer's output the next one's input x (seq,
+    hidden); with the interventions capturing `residual`, each trace keeps its input."""
+    keep = interventions is not None and interventions.captures("residual")
+    for layer, whole in layer_plan(layers, through):
+        trace = block(x, layer, whole)
+        if keep:
+            trace = replace(trace, residual=x)  # x is never written to after the block reads it
+        x = trace.hidden
+        yield trace
 
 
-def lm_logits(w: Weights, config: dict, normed: np.ndarray, embedding: str, tied_by_default: bool) -> np.ndarray:
-    """Next-token logits (seq, vocab) from the final-normed hidden state (seq, hidden): through
-    `lm_head.weight`, or the input embedding when the model ties them (config
-    `tie_word_embeddings`, whose default differs by architecture); then Gemma's soft-cap
-    cap·tanh(logits/cap) when `final_logit_softcapping` is set."""
-    tied = config.get("tie_word_embeddings", tied_by_default)
-    if tied and embedding in w:
-        head = w[embedding]
-    elif "lm_head.weight" in w:
-        head = w["lm_head.weight"]
-    else:
-        raise ModelError(
-            "the checkpoint has no LM head (lm_head.weight) and does not tie it to the embeddings: it is a base model",
-            "use the model's *ForCausalLM checkpoint (the one that generates text)",
-        )
-    logits = normed @ head.T
-    cap = config.get("final_logit_softcapping")
+def lm_head(w: Weights, spec: Hyper) -> np.ndarray:
+    """The LM head (vocab, hidden): `spec.lm_head`, or lm_head.weight when a tied checkpoint
+    lacks the embeddings under that name."""
+    for name in dict.fromkeys((spec.lm_head, "lm_head.weight")):
+        if name is not None and name in w:
+            return w[name]
+    raise ModelError(
+        "the checkpoint has no LM head (lm_head.weight) and does not tie it to the embeddings: it is a base model",
+        "use the model's *ForCausalLM checkpoint (the one that generates text)",
+    )
+
+
+def logits(normed: np.ndarray, head: np.ndarray, spec: Hyper) -> np.ndarray:
+    """Next-token logits (seq, vocab) from the final-normed hidden state (seq, hidden) and the
+    LM head (vocab, hidden); then Gemma's soft-cap cap·tanh(logits/cap) where the model has one."""
+    out = normed @ head.T
+    cap = spec.final_softcap
     if cap:
-        logits = np.tanh(logits / np.float32(cap)) * np.float32(cap)
-    return logits.astype(np.float32)
+        out = np.tanh(out / np.float32(cap)) * np.float32(cap)
+    return out.astype(np.float32)

@@ -1,7 +1,7 @@
 """BERT (`model_type: bert`), e.g. all-MiniLM-L6-v2: post-LayerNorm encoder, exact GELU.
 
 Weight names follow Hugging Face's BertModel; checkpoints with and without the `bert.`
-prefix both load.
+prefix both load. RoBERTa (roberta.py) is this encoder with other positions.
 """
 
 from __future__ import annotations
@@ -11,21 +11,20 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, layer_plan, segments_of, self_attention, split_trace
+from .architecture import Architecture
+from .base import LayerTrace, Weights, attend, kept, run_layers, segments_of, split_trace
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
 from .runtime import row_local, rows_runner
 
-WEIGHT_PREFIXES = ("bert.",)
 
-
-def spec(config: dict) -> ModelSpec:
+def parse(config: dict, model_type: str = "bert") -> Hyper:
     c = ConfigValues(config)
     c.choice("position_embedding_type", ("absolute",), "absolute", "BERT position_embedding_type")
     c.choice("hidden_act", ("gelu",), "gelu", "BERT hidden_act")
-    c.number("layer_norm_eps", 1e-12)
     c.integer("type_vocab_size", 2)
     hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
-    return ModelSpec(
-        model_type="bert",
+    return Hyper(
+        model_type=model_type,
         layers=c.integer("num_hidden_layers"),
         heads=heads,
         kv_heads=heads,
@@ -33,6 +32,7 @@ def spec(config: dict) -> ModelSpec:
         hidden=hidden,
         max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
         causal=False,
+        eps=c.number("layer_norm_eps", 1e-12),
     )
 
 
@@ -49,63 +49,65 @@ def embeddings(w: Weights, input_ids: np.ndarray, positions: np.ndarray, eps: fl
     return layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, eps: float, segments=None, whole: bool = True) -> LayerTrace:
+def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole: bool = True, iv=None) -> LayerTrace:
     """One encoder layer: self-attention, residual, LayerNorm; feed-forward, residual, LayerNorm.
     A long input's rows (and heads) are shared between threads (`runtime.rows_runner`);
-    `segments`: several texts packed in x's rows (see `base.self_attention`); not `whole`:
-    q, k and v only (`base.layer_plan`)."""
+    `segments`: several texts packed in x's rows (see `base.attend`); not `whole`: q, k and v
+    only (`base.layer_plan`)."""
     p = f"encoder.layer.{layer}."
-    run = rows_runner(len(x))
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
     q, k, v = (
         split_heads(linear(x, w[f"{p}attention.self.{n}.weight"], w[f"{p}attention.self.{n}.bias"], run), s.heads)
         for n in ("query", "key", "value")
     )
     if not whole:
         return LayerTrace(layer, s, q, k, v, None, None)
-    head_output = self_attention(q, k, v, s, run=run, segments=segments)
+    head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, run=run, segments=segments)
+    ffn = []
 
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
         attended = linear(merged, w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"])
-        x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], eps)
+        x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], s.eps)
         inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"]), beside_threads=run is not None)
         out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"])
-        return layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], eps)
+        ffn.append(kept(iv, "ffn", out))
+        return layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], s.eps)
 
-    return LayerTrace(layer, s, q, k, v, head_output, row_local(run, tail, s.hidden, merge_heads(head_output), x))
+    hidden = row_local(run, tail, s.hidden, merge_heads(head_output), x)
+    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0] if run is None else None)
 
 
-def encoder(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None) -> Iterator[LayerTrace]:
+def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None, iv=None) -> Iterator[LayerTrace]:
     """Run the encoder layer by layer, yielding each layer's trace; stop early by not iterating,
     or at layer `through` (see `base.layer_plan`)."""
-    eps = config.get("layer_norm_eps", 1e-12)
-    x = embeddings(w, input_ids, positions, eps)
-    for layer, whole in layer_plan(s.layers, through):
-        trace = block(x, w, layer, s, eps, segments, whole)
-        x = trace.hidden
-        yield trace
+    x = embeddings(w, input_ids, positions, s.eps)
+    return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, segments, whole, iv), iv)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, through: int | None = None) -> Iterator[LayerTrace]:
-    return encoder(w, s, config, input_ids, np.arange(len(input_ids)), through=through)
+def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+    return encoder(w, s, input_ids, s.position_offset + np.arange(len(input_ids)), through=through, iv=interventions)
 
 
-def forward_packed(w: Weights, s: ModelSpec, config: dict, texts: list[np.ndarray], first_position: int = 0) -> Iterator[list[LayerTrace]]:
+def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
     """Several texts' forward passes at once, layer by layer: their tokens packed into one matrix
     for everything that works token by token (embeddings, projections, feed-forward, norms),
     each text's attention over itself alone. Yields, per layer, one trace per text, the same
     numbers as `forward` of that text alone (each row is computed whole, as alone)."""
     segments = segments_of(texts)
     ids = np.concatenate(texts)
-    positions = np.concatenate([first_position + np.arange(len(t)) for t in texts])
-    for trace in encoder(w, s, config, ids, positions, segments):
+    positions = np.concatenate([s.position_offset + np.arange(len(t)) for t in texts])
+    for trace in encoder(w, s, ids, positions, segments):
         yield split_trace(trace, segments)
 
 
-def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
     return hidden  # post-LayerNorm: the last layer's output is already normalised
 
 
 def output_projection(w: Weights, layer: int) -> np.ndarray:
     """W_O of the layer in x·W layout, (heads·head_dim, hidden): head h owns rows h·d:(h+1)·d."""
     return w[f"encoder.layer.{layer}.attention.output.dense.weight"].T
+
+
+ARCHITECTURE = Architecture("bert", parse, forward, final_norm, output_projection, ("bert.",), forward_packed=forward_packed)

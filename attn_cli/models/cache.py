@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ModelSpec
+from .hyper import Hyper
 
 
 class KVCache:
@@ -20,7 +20,7 @@ class KVCache:
     k, v: (layers, kv_heads, capacity, head_dim) float32. `lengths[layer]` positions of each
     layer are filled; a forward pass over n new tokens appends n to every layer."""
 
-    def __init__(self, spec: ModelSpec, capacity: int) -> None:
+    def __init__(self, spec: Hyper, capacity: int) -> None:
         shape = (spec.layers, spec.kv_heads, capacity, spec.head_dim)
         self.k = np.zeros(shape, dtype=np.float32)
         self.v = np.zeros(shape, dtype=np.float32)
@@ -53,6 +53,6 @@ class KVCache:
         return self.k[layer, :, :end], self.v[layer, :, :end]
 
 
-def cache_bytes(spec: ModelSpec, positions: int) -> int:
+def cache_bytes(spec: Hyper, positions: int) -> int:
     """Bytes of a float32 KV cache of `positions` positions (layers × kv_heads × positions × head_dim × 2 × 4)."""
     return spec.layers * spec.kv_heads * positions * spec.head_dim * 2 * 4

@@ -8,18 +8,19 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, head_dim, layer_plan, segments_of, self_attention, split_trace
+from .architecture import Architecture
+from .base import LayerTrace, Weights, attend, kept, run_layers, segments_of, split_trace
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
 from .runtime import row_local, rows_runner
 
-WEIGHT_PREFIXES = ("distilbert.",)
 EPS = 1e-12  # DistilBERT's LayerNorms use a fixed eps, not a config value
 
 
-def spec(config: dict) -> ModelSpec:
+def parse(config: dict) -> Hyper:
     c = ConfigValues(config)
     c.choice("activation", ("gelu",), "gelu", "DistilBERT activation")
     hidden, heads = c.integer("dim"), c.integer("n_heads")
-    return ModelSpec(
+    return Hyper(
         model_type="distilbert",
         layers=c.integer("n_layers"),
         heads=heads,
@@ -28,12 +29,13 @@ def spec(config: dict) -> ModelSpec:
         hidden=hidden,
         max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
         causal=False,
+        eps=EPS,
     )
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None, whole: bool = True) -> LayerTrace:
+def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole: bool = True, iv=None) -> LayerTrace:
     p = f"transformer.layer.{layer}."
-    run = rows_runner(len(x))
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
 
     def lin(name: str, h: np.ndarray, threads=run) -> np.ndarray:
         return linear(h, w[f"{p}{name}.weight"], w[f"{p}{name}.bias"], threads)
@@ -41,39 +43,45 @@ def block(x: np.ndarray, w: Weights, layer: int, s: ModelSpec, segments=None, wh
     q, k, v = (split_heads(lin(f"attention.{n}_lin", x), s.heads) for n in ("q", "k", "v"))
     if not whole:  # q, k and v only: see `base.layer_plan`
         return LayerTrace(layer, s, q, k, v, None, None)
-    head_output = self_attention(q, k, v, s, run=run, segments=segments)
+    head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, run=run, segments=segments)
+    ffn = []
 
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
-        x = layer_norm(lin("attention.out_lin", merged, None) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], EPS)
+        x = layer_norm(lin("attention.out_lin", merged, None) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], s.eps)
         out = lin("ffn.lin2", gelu(lin("ffn.lin1", x, None), beside_threads=run is not None), None)
-        return layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], EPS)
+        ffn.append(kept(iv, "ffn", out))
+        return layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], s.eps)
 
-    return LayerTrace(layer, s, q, k, v, head_output, row_local(run, tail, s.hidden, merge_heads(head_output), x))
+    hidden = row_local(run, tail, s.hidden, merge_heads(head_output), x)
+    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0] if run is None else None)
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, positions=None, segments=None, through=None) -> Iterator[LayerTrace]:
-    positions = np.arange(len(input_ids)) if positions is None else positions
+def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None, iv=None) -> Iterator[LayerTrace]:
     x = w.rows("embeddings.word_embeddings.weight", input_ids) + w.rows("embeddings.position_embeddings.weight", positions)
-    x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], EPS)
-    for layer, whole in layer_plan(s.layers, through):
-        trace = block(x, w, layer, s, segments, whole)
-        x = trace.hidden
-        yield trace
+    x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], s.eps)
+    return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, segments, whole, iv), iv)
 
 
-def forward_packed(w: Weights, s: ModelSpec, config: dict, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
+def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+    return encoder(w, s, input_ids, np.arange(len(input_ids)), through=through, iv=interventions)
+
+
+def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
     """Several texts at once, one trace per text per layer: see `bert.forward_packed`."""
     segments = segments_of(texts)
     positions = np.concatenate([np.arange(len(t)) for t in texts])
-    for trace in forward(w, s, config, np.concatenate(texts), positions, segments):
+    for trace in encoder(w, s, np.concatenate(texts), positions, segments):
         yield split_trace(trace, segments)
 
 
-def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
     return hidden
 
 
 def output_projection(w: Weights, layer: int) -> np.ndarray:
     """W_O of the layer in x·W layout, (heads·head_dim, hidden)."""
     return w[f"transformer.layer.{layer}.attention.out_lin.weight"].T
+
+
+ARCHITECTURE = Architecture("distilbert", parse, forward, final_norm, output_projection, ("distilbert.",), forward_packed=forward_packed)

@@ -18,11 +18,12 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.ops import apply_rope, gelu_tanh, linear, merge_heads, rope_angles, split_heads
-from . import llama
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, layer_plan, lm_logits
+from . import base, llama
+from .architecture import Architecture, GGUFLayout
+from .base import LayerTrace, Weights, attend, kept, run_layers
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
 from .runtime import rows_runner
 
-WEIGHT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 SLIDING, GLOBAL = "sliding_attention", "full_attention"
 DEFAULT_THETA = {GLOBAL: 1_000_000.0, SLIDING: 10_000.0}
 
@@ -63,7 +64,7 @@ def rope_parameters(c: dict, kind: str) -> dict:
     return params
 
 
-def spec(config: dict) -> ModelSpec:
+def parse(config: dict) -> Hyper:
     t = text_config(config)
     c = ConfigValues(t)
     c.choice("hidden_activation", ("gelu_pytorch_tanh", "gelu_tanh"), what="Gemma 3 hidden_activation")
@@ -78,12 +79,11 @@ def spec(config: dict) -> ModelSpec:
         raise ModelError(
             f"config.json: layer_types does not give sliding_attention or full_attention for each of the {layers} layers", "re-download config.json"
         )
-    c.number("rms_norm_eps")
     window = c.integer("sliding_window", high=MAX_POSITIONS)
     dim = head_dim(c, hidden, heads)
-    for kind in set(kinds):
-        llama.rope_frequencies({"rope_parameters": rope_parameters(t, kind)}, dim)  # refuse bad RoPE now, not mid-run
-    return ModelSpec(
+    inv_freq = {kind: llama.rope_frequencies({"rope_parameters": rope_parameters(t, kind)}, dim) for kind in set(kinds)}
+    cap = t.get("final_logit_softcapping")
+    return Hyper(
         model_type=ConfigValues(config).string("model_type"),  # gemma3 for an image+text checkpoint: its text model is what runs
         layers=layers,
         heads=heads,
@@ -92,10 +92,13 @@ def spec(config: dict) -> ModelSpec:
         hidden=hidden,
         max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
         causal=True,
-        sliding_window=window,
-        rotary=True,
-        layer_windows=tuple(window if kind == SLIDING else None for kind in kinds),
+        eps=c.number("rms_norm_eps"),
+        activation="gelu_tanh",
         query_scale=c.number("query_pre_attn_scalar") ** -0.5,
+        windows=tuple(window if kind == SLIDING else None for kind in kinds),
+        inv_freq=tuple(inv_freq[kind] for kind in kinds),
+        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", True) else "lm_head.weight",
+        final_softcap=None if cap is None else c.number("final_logit_softcapping"),
     )
 
 
@@ -105,58 +108,86 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     return (x * inverse) * (np.float32(1.0) + weight)
 
 
-def block(x, w: Weights, layer: int, s: ModelSpec, eps: float, cos, sin, cache=None, whole: bool = True) -> LayerTrace:
+def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
     """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x))). With a KV cache,
     x is the new tokens only (the cache keeps every position; a sliding layer's mask drops the old).
     Not `whole` (and no cache): q, k and v only (`base.layer_plan`)."""
     p = f"layers.{layer}."
     run = rows_runner(len(x))
-    h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps)
+    h = rms_norm(x, w[f"{p}input_layernorm.weight"], s.eps)
     q = split_heads(linear(h, w[f"{p}self_attn.q_proj.weight"], run=run), s.heads)
     k = split_heads(linear(h, w[f"{p}self_attn.k_proj.weight"], run=run), s.kv_heads)
     v = split_heads(linear(h, w[f"{p}self_attn.v_proj.weight"], run=run), s.kv_heads)
-    q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
-    k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
+    q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], s.eps)
+    k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], s.eps)
     q_rope, k_rope = apply_rope(q, cos, sin, run), apply_rope(k, cos, sin, run)
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
     attended = linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run)
-    x = x + rms_norm(attended, w[f"{p}post_attention_layernorm.weight"], eps)
-    h = rms_norm(x, w[f"{p}pre_feedforward_layernorm.weight"], eps)
+    x = x + rms_norm(attended, w[f"{p}post_attention_layernorm.weight"], s.eps)
+    h = rms_norm(x, w[f"{p}pre_feedforward_layernorm.weight"], s.eps)
     gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
     fed = linear(gelu_tanh(gate) * up, w[f"{p}mlp.down_proj.weight"], run=run)
-    x = x + rms_norm(fed, w[f"{p}post_feedforward_layernorm.weight"], eps)
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
+    x = x + rms_norm(fed, w[f"{p}post_feedforward_layernorm.weight"], s.eps)
+    k_pre = k if cache is None else None
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=kept(iv, "ffn", fed))
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None, through=None) -> Iterator[LayerTrace]:
+def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
     """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`); with a KV cache,
-    `input_ids` follow the cached positions."""
-    c = text_config(config)
-    kinds = layer_types(c)
+    `input_ids` follow the cached positions. Each layer kind has its own RoPE frequencies."""
     start = 0 if cache is None else cache.length
-    angles = {
-        kind: rope_angles(llama.rope_frequencies({"rope_parameters": rope_parameters(c, kind)}, s.head_dim), len(input_ids), start)
-        for kind in set(kinds)
-    }
+    angles = {id(f): rope_angles(f, len(input_ids), start) for f in s.inv_freq}  # the layers of a kind share one array
     x = w.rows("embed_tokens.weight", input_ids) * np.float32(math.sqrt(s.hidden))
-    for layer, whole in layer_plan(s.layers, through):
-        trace = block(x, w, layer, s, c["rms_norm_eps"], *angles[kinds[layer]], cache, whole)
-        x = trace.hidden
-        yield trace
+    step = lambda x, layer, whole: block(x, w, layer, s, *angles[id(s.inv_freq[layer])], cache, whole, interventions)  # noqa: E731
+    return run_layers(x, s.layers, through, step, interventions)
 
 
-def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
-    return rms_norm(hidden, w["norm.weight"], text_config(config)["rms_norm_eps"])
+def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
+    return rms_norm(hidden, w["norm.weight"], s.eps)
 
 
-def logits(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+def logits(w: Weights, s: Hyper, hidden: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
     """Next-token logits (seq, vocab): the final norm, the tied embeddings, then the soft-cap
     cap·tanh(logits/cap) when `final_logit_softcapping` is set."""
-    c = text_config(config)
-    return lm_logits(w, c, final_norm(w, config, hidden), "embed_tokens.weight", tied_by_default=True)
+    return base.logits(final_norm(w, s, hidden), base.lm_head(w, s) if head is None else head, s)
 
 
 def output_projection(w: Weights, layer: int) -> np.ndarray:
     return w[f"layers.{layer}.self_attn.o_proj.weight"].T
+
+
+GLOBAL_EVERY = 6  # llama.cpp and transformers: every 6th layer is global, the rest slide
+
+
+def from_gguf(name: str, w: np.ndarray, config: dict) -> np.ndarray:
+    """GGUF stores Gemma's norms as 1 + w; the architecture adds the 1 back."""
+    return w - np.float32(1.0) if name.endswith("norm.weight") else w
+
+
+def gguf_config(metadata: dict, get, config: dict) -> dict:
+    """Gemma 3's settings from a GGUF file's metadata: its windows, layer kinds and two RoPE θ."""
+    return {
+        "hidden_activation": "gelu_pytorch_tanh",
+        # GGUF has no query_pre_attn_scalar: llama.cpp scales by head_dim, which the
+        # checkpoints up to 12B use (and transformers' default, 256, is head_dim there).
+        "query_pre_attn_scalar": config["head_dim"],
+        "sliding_window": int(get("attention.sliding_window")),
+        "layer_types": [GLOBAL if (i + 1) % GLOBAL_EVERY == 0 else SLIDING for i in range(config["num_hidden_layers"])],
+        "rope_parameters": {
+            GLOBAL: llama.gguf_rope(get, DEFAULT_THETA[GLOBAL]),
+            SLIDING: {"rope_type": "default", "rope_theta": float(np.float32(get("rope.freq_base_swa", DEFAULT_THETA[SLIDING])))},
+        },
+    }
+
+
+GGUF_TENSORS = llama.GGUF_TENSORS | {
+    "blk.{n}.ffn_norm.weight": "layers.{n}.pre_feedforward_layernorm.weight",
+    "blk.{n}.post_attention_norm.weight": "layers.{n}.post_attention_layernorm.weight",
+    "blk.{n}.post_ffw_norm.weight": "layers.{n}.post_feedforward_layernorm.weight",
+}
+GGUF = GGUFLayout({"gemma3": "gemma3_text"}, GGUF_TENSORS, from_gguf, gguf_config)
+ARCHITECTURE = Architecture(
+    "gemma3", parse, forward, final_norm, output_projection, ("model.language_model.", "language_model.model.", "model."), logits=logits, gguf=GGUF
+)

@@ -15,14 +15,16 @@ import numpy as np
 from ..errors import ModelError
 from ..maths import rope
 from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
-from .base import MAX_POSITIONS, ConfigValues, LayerTrace, ModelSpec, Weights, attend, head_dim, layer_plan, lm_logits
+from . import base
+from .architecture import Architecture, GGUFLayout
+from .base import LayerTrace, Weights, attend, kept, run_layers
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
 from .runtime import rows_runner
 
-WEIGHT_PREFIXES = ("model.",)
 ROPE_TYPES = ("default", "linear", "llama3")
 
 
-def spec(config: dict) -> ModelSpec:
+def parse(config: dict) -> Hyper:
     c = ConfigValues(config)
     model_type = c.string("model_type")
     hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
@@ -30,19 +32,21 @@ def spec(config: dict) -> ModelSpec:
     window = c.integer("sliding_window", None, high=MAX_POSITIONS) if model_type == "mistral" else None
     if model_type in ("qwen2", "qwen3") and c.boolean("use_sliding_window", False):
         raise ModelError(f"{model_type} with use_sliding_window is not supported", "use a model without a sliding window")
-    c.number("rms_norm_eps", 1e-6)
-    _rope_parameters(config)  # refuse unsupported or garbled RoPE settings at load time, not mid-run
-    return ModelSpec(
+    layers, dim = c.integer("num_hidden_layers"), head_dim(c, hidden, heads)
+    return Hyper(
         model_type=model_type,
-        layers=c.integer("num_hidden_layers"),
+        layers=layers,
         heads=heads,
         kv_heads=c.integer("num_key_value_heads", heads),
-        head_dim=head_dim(c, hidden, heads),
+        head_dim=dim,
         hidden=hidden,
         max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
         causal=True,
-        sliding_window=window,
-        rotary=True,
+        eps=c.number("rms_norm_eps", 1e-6),
+        activation="silu",
+        windows=windows(layers, window),
+        inv_freq=(rope_frequencies(config, dim),) * layers,
+        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", False) else "lm_head.weight",
     )
 
 
@@ -84,14 +88,13 @@ def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
     return inv_freq.astype(np.float32)
 
 
-def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache=None, whole: bool = True) -> LayerTrace:
+def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
     """One decoder layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x)). With a KV
     cache, x is the new tokens only and cos, sin their positions' angles. Not `whole` (and no
     cache): q, k and v only (`base.layer_plan`)."""
     p = f"layers.{layer}."
-    eps = config.get("rms_norm_eps", 1e-6)
     run = rows_runner(len(x))
-    h = rms_norm(x, w[f"{p}input_layernorm.weight"], eps, run)
+    h = rms_norm(x, w[f"{p}input_layernorm.weight"], s.eps, run)
 
     def project(name: str, heads: int) -> np.ndarray:
         bias = f"{p}self_attn.{name}_proj.bias"
@@ -99,19 +102,22 @@ def block(x, w: Weights, layer: int, s: ModelSpec, config: dict, cos, sin, cache
 
     q, k, v = project("q", s.heads), project("k", s.kv_heads), project("v", s.kv_heads)
     if f"{p}self_attn.q_norm.weight" in w:  # Qwen3: RMSNorm over each head's q and k
-        q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], eps)
-        k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], eps)
+        q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], s.eps)
+        k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], s.eps)
     q_rope, k_rope = apply_rope(q, cos, sin, run), apply_rope(k, cos, sin, run)
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, run)
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
     x = _plus(linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run), x)
-    h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], eps, run)
+    h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], s.eps, run)
     gated = silu(linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), run)
     gated *= linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
-    x = _plus(linear(gated, w[f"{p}mlp.down_proj.weight"], run=run), x)
+    fed = linear(gated, w[f"{p}mlp.down_proj.weight"], run=run)
+    ffn = kept(iv, "ffn", fed)
+    x = _plus(fed, x)
     # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k if cache is None else None, start=start)
+    k_pre = k if cache is None else None
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn)
 
 
 def _plus(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -120,28 +126,83 @@ def _plus(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y
 
 
-def forward(w: Weights, s: ModelSpec, config: dict, input_ids: np.ndarray, cache=None, through=None) -> Iterator[LayerTrace]:
-    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`). With a KV cache (`models.cache.KVCache`), `input_ids` are the
-    tokens after the cached ones, at positions cache.length onwards."""
+def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`). With a KV cache
+    (`models.cache.KVCache`), `input_ids` are the tokens after the cached ones, at positions
+    cache.length onwards."""
     start = 0 if cache is None else cache.length
-    cos, sin = rope_angles(rope_frequencies(config, s.head_dim), len(input_ids), start)
+    cos, sin = rope_angles(s.inv_freq[0], len(input_ids), start)
     x = w.rows("embed_tokens.weight", input_ids)
-    for layer, whole in layer_plan(s.layers, through):
-        trace = block(x, w, layer, s, config, cos, sin, cache, whole)
-        x = trace.hidden
-        yield trace
+    return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, cos, sin, cache, whole, interventions), interventions)
 
 
-def final_norm(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
     """The last hidden state as transformers reports it: the final RMSNorm of the last layer's output."""
-    return rms_norm(hidden, w["norm.weight"], config.get("rms_norm_eps", 1e-6))
+    return rms_norm(hidden, w["norm.weight"], s.eps)
 
 
-def logits(w: Weights, config: dict, hidden: np.ndarray) -> np.ndarray:
+def logits(w: Weights, s: Hyper, hidden: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
     """Next-token logits (seq, vocab): the final RMSNorm, then lm_head (or the embeddings, if tied)."""
-    return lm_logits(w, config, final_norm(w, config, hidden), "embed_tokens.weight", tied_by_default=False)
+    return base.logits(final_norm(w, s, hidden), base.lm_head(w, s) if head is None else head, s)
 
 
 def output_projection(w: Weights, layer: int) -> np.ndarray:
     """W_O of the layer in x·W layout, (heads·head_dim, hidden)."""
     return w[f"layers.{layer}.self_attn.o_proj.weight"].T
+
+
+# llama.cpp's tensor names -> this family's. `{n}` is the layer.
+GGUF_TENSORS = {
+    "token_embd.weight": "embed_tokens.weight",
+    "output_norm.weight": "norm.weight",
+    "output.weight": "lm_head.weight",
+    "blk.{n}.attn_norm.weight": "layers.{n}.input_layernorm.weight",
+    "blk.{n}.attn_q.weight": "layers.{n}.self_attn.q_proj.weight",
+    "blk.{n}.attn_k.weight": "layers.{n}.self_attn.k_proj.weight",
+    "blk.{n}.attn_v.weight": "layers.{n}.self_attn.v_proj.weight",
+    "blk.{n}.attn_q.bias": "layers.{n}.self_attn.q_proj.bias",
+    "blk.{n}.attn_k.bias": "layers.{n}.self_attn.k_proj.bias",
+    "blk.{n}.attn_v.bias": "layers.{n}.self_attn.v_proj.bias",
+    "blk.{n}.attn_output.weight": "layers.{n}.self_attn.o_proj.weight",
+    "blk.{n}.attn_q_norm.weight": "layers.{n}.self_attn.q_norm.weight",
+    "blk.{n}.attn_k_norm.weight": "layers.{n}.self_attn.k_norm.weight",
+    "blk.{n}.ffn_norm.weight": "layers.{n}.post_attention_layernorm.weight",  # the norm before the MLP
+    "blk.{n}.ffn_gate.weight": "layers.{n}.mlp.gate_proj.weight",
+    "blk.{n}.ffn_up.weight": "layers.{n}.mlp.up_proj.weight",
+    "blk.{n}.ffn_down.weight": "layers.{n}.mlp.down_proj.weight",
+}
+
+
+def unpermute_rows(w: np.ndarray, heads: int) -> np.ndarray:
+    """Undo llama.cpp's reordering of Q and K rows for Llama (its converter interleaves each
+    head's two rotary halves): (heads·d, in) -> (heads·d, in), as transformers' GGUF loader does."""
+    half = w.shape[0] // heads // 2
+    return w.reshape(heads, half, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
+
+
+def from_gguf(name: str, w: np.ndarray, config: dict) -> np.ndarray:
+    """A tensor as transformers has it: llama.cpp permuted Llama's (not Qwen's) Q and K rows."""
+    if config["model_type"] == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+        heads = config["num_attention_heads" if name.endswith("q_proj.weight") else "num_key_value_heads"]
+        w = unpermute_rows(w, heads)
+    return w
+
+
+def gguf_rope(get, theta: float = 10000.0) -> dict:
+    """RoPE's settings from a GGUF file's metadata (`get(key, default)` reads `<arch>.<key>`)."""
+    params = {"rope_type": "default", "rope_theta": float(np.float32(get("rope.freq_base", theta)))}
+    scaling = get("rope.scaling.type", "none")
+    if scaling != "none":
+        if scaling != "linear":
+            raise ModelError(f"the file uses RoPE scaling {scaling!r}, which attn does not support for GGUF", "use a model with linear or no RoPE scaling")
+        params |= {"rope_type": "linear", "factor": float(get("rope.scaling.factor"))}
+    return params
+
+
+def gguf_config(metadata: dict, get, config: dict) -> dict:
+    """A Llama-family GGUF file's own settings: RoPE's and the activation."""
+    return {"hidden_act": "silu", "rope_parameters": gguf_rope(get)}
+
+
+GGUF = GGUFLayout({"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}, GGUF_TENSORS, from_gguf, gguf_config)
+ARCHITECTURE = Architecture("llama", parse, forward, final_norm, output_projection, ("model.",), logits=logits, gguf=GGUF)
