@@ -115,7 +115,9 @@ def sampled_release(self):
     seen["anon"] = max(seen["anon"], s["RssAnon"])
     release(self)
 cls.release = sampled_release
-attention = model.arch.attend  # one layer's self-attention, scores to weighted values
+import attn_cli.models.llama as family  # the module whose `attend` the forward pass calls
+
+attention = family.attend  # one layer's self-attention, scores to weighted values
 def traced_attention(*a, **k):
     before = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
@@ -123,7 +125,7 @@ def traced_attention(*a, **k):
         return attention(*a, **k)
     finally:
         seen["attention"] = max(seen["attention"], (tracemalloc.get_traced_memory()[1] - before) / 2**20)
-model.arch.attend = traced_attention
+family.attend = traced_attention
 tracemalloc.start()
 inspect(model, text, query_index=-1)
 traced_peak = tracemalloc.get_traced_memory()[1] / 2**20

@@ -127,10 +127,11 @@ if p.get("breakdown"):
                 spent[label] = spent.get(label, 0.0) + time.perf_counter() - t
         setattr(owner, name, timed)
 
-    arch = model.arch
+    import attn_cli.models.bert as arch  # the family module whose functions the forward pass calls
+
     wrap(arch, "embeddings", "embeddings")
     wrap(arch, "linear", "linear layers (x·Wᵀ + b: Q, K, V, output, feed-forward)")
-    wrap(arch, "self_attention", "self-attention (Q·Kᵀ, softmax, ·V, all rows)")
+    wrap(arch, "attend", "self-attention (Q·Kᵀ, softmax, ·V, all rows)")
     wrap(arch, "gelu", "GELU (float32, erfc within 2.2e-7)")
     wrap(arch, "layer_norm", "LayerNorm")
     wrap(type(model.weights), "release", "releasing weight pages (madvise)")
