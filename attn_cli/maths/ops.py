@@ -40,7 +40,7 @@ def erf(x: np.ndarray) -> np.ndarray:
     return 1.0 - erfc(x)
 
 
-def gelu(x: np.ndarray, run=None, beside_threads: bool = False) -> np.ndarray:
+def gelu(x: np.ndarray, beside_threads: bool = False) -> np.ndarray:
     """Exact GELU, x·Φ(x) (not the tanh approximation), float32 in and out. Any shape.
 
     Written as relu(x) − |x|/2·erfc(|x|/√2), so that negative inputs keep their relative
@@ -50,17 +50,13 @@ def gelu(x: np.ndarray, run=None, beside_threads: bool = False) -> np.ndarray:
     for its last step, whose rounding nothing would damp. Within 2.2e-7 of the exact value,
     relatively, for every input (float64 throughout: 1.6e-7); 5x faster than float64
     throughout. Computed in blocks that stay in the CPU's cache, through scratch arrays reused
-    from block to block: this runs over every feed-forward activation of every layer. `run`
-    (see `linear`) splits the rows (the first axis) between threads; `beside_threads`: this call
-    is itself one thread's share of a split (larger blocks, see _GELU_BLOCK_THREADED).
+    from block to block: this runs over every feed-forward activation of every layer.
+    `beside_threads`: this call is one thread's share of a split (larger blocks, see
+    _GELU_BLOCK_THREADED).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty(x.shape, dtype=np.float32)
-    block = _GELU_BLOCK_THREADED if run is not None or beside_threads else _GELU_BLOCK
-    if run is None or x.ndim == 0:
-        _gelu_flat(x.reshape(-1), out.reshape(-1), block)
-    else:
-        run(lambda start, stop: _gelu_flat(x[start:stop].reshape(-1), out[start:stop].reshape(-1), block), x.shape[0])
+    _gelu_flat(x.reshape(-1), out.reshape(-1), _GELU_BLOCK_THREADED if beside_threads else _GELU_BLOCK)
     return out
 
 
@@ -120,12 +116,8 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return (0.5 * x * (1.0 + np.tanh(np.float32(np.sqrt(2.0 / np.pi)) * (x + np.float32(0.044715) * x**3)))).astype(np.float32)
 
 
-def silu(x: np.ndarray, run=None) -> np.ndarray:
-    """x·σ(x), the gate of SwiGLU. Any shape. `run` (see `linear`) splits the rows between threads."""
-    if run is not None:
-        out = np.empty(x.shape, dtype=np.float32)
-        run(lambda start, stop: out.__setitem__(slice(start, stop), silu(x[start:stop])), x.shape[0])
-        return out
+def silu(x: np.ndarray) -> np.ndarray:
+    """x·σ(x), the gate of SwiGLU. Any shape."""
     with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x ≪ 0, and x/inf = -0: fine
         e = np.negative(x, dtype=np.float32)
         np.exp(e, out=e)
@@ -133,26 +125,13 @@ def silu(x: np.ndarray, run=None) -> np.ndarray:
         return np.divide(x, e, out=e)
 
 
-def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, run=None) -> np.ndarray:
-    """RMSNorm over the last axis, weight·x/√(mean(x²) + eps): (..., d) -> (..., d). `run`: see `silu`."""
-    if run is not None and x.ndim == 2:
-        out = np.empty(x.shape, dtype=np.result_type(x, weight))
-        run(lambda start, stop: out.__setitem__(slice(start, stop), rms_norm(x[start:stop], weight, eps)), x.shape[0])
-        return out
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """RMSNorm over the last axis, weight·x/√(mean(x²) + eps): (..., d) -> (..., d)."""
     return weight * (x / np.sqrt(np.square(x).mean(axis=-1, keepdims=True) + np.float32(eps)))
 
 
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, run=None) -> np.ndarray:
-    """LayerNorm over the last axis: (..., hidden) -> (..., hidden). `run` (see `linear`)
-    splits the rows (the first axis) between threads, each row computed whole."""
-    if run is not None:
-        out = np.empty(np.broadcast_shapes(x.shape, weight.shape), dtype=np.result_type(x, weight, bias))
-
-        def part(start: int, stop: int) -> None:
-            out[start:stop] = layer_norm(x[start:stop], weight, bias, eps)
-
-        run(part, x.shape[0])
-        return out
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm over the last axis: (..., hidden) -> (..., hidden)."""
     centred = x - x.mean(axis=-1, keepdims=True)
     variance = np.square(centred).mean(axis=-1, keepdims=True)
     if centred.dtype != np.result_type(centred, weight, bias):
@@ -163,36 +142,13 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, 
     return centred
 
 
-def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, run=None) -> np.ndarray:
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """x @ Wᵀ + b with W stored as (out, in), the PyTorch layout: (seq, in) -> (seq, out).
 
     OpenBLAS is slow on a few rows: from 2 to FEW_ROWS rows, (W @ xᵀ)ᵀ computes the same
-    numbers (the same dot products, summed in the same order) in about 2/3 of the time. `run`
-    (see `models.runtime.rows_runner`), if given, splits the work between threads: the rows, or
-    when there are fewer rows than outputs, the outputs (each thread's BLAS call packs all of
-    the operand it shares, so the smaller one is shared: x·Wᵀ of 512 rows by 1,536 outputs took
-    0.9x the time). Each number is the same dot product either way, so nothing changes.
+    numbers (the same dot products, summed in the same order) in about 2/3 of the time.
     """
     rows = x.shape[0]
-    if run is not None:
-        y = np.empty((rows, weight.shape[0]), dtype=np.result_type(x, weight))
-        if rows < weight.shape[0] and x.ndim == 2:  # fewer rows than outputs: split the outputs
-
-            def columns(start: int, stop: int) -> None:
-                np.matmul(x, weight[start:stop].T, out=y[:, start:stop])
-                if bias is not None:
-                    y[:, start:stop] += bias[start:stop]
-
-            run(columns, weight.shape[0])
-            return y
-
-        def part(start: int, stop: int) -> None:
-            np.matmul(x[start:stop], weight.T, out=y[start:stop])
-            if bias is not None:
-                y[start:stop] += bias
-
-        run(part, rows)
-        return y
     if 2 <= rows < FEW_ROWS and x.ndim == 2:
         y = np.ascontiguousarray((weight @ x.T).T)
         if bias is not None:
@@ -228,25 +184,16 @@ def rope_angles(inv_freq: np.ndarray, seq: int, start: int = 0) -> tuple[np.ndar
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, run=None) -> np.ndarray:
+def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     """Rotate pairs (x_i, x_{i+d/2}) by the position's angles (Hugging Face's `rotate_half`
-    layout): x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]. x: (heads, seq, d); cos,
+    layout): x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]. x: (seq, heads, d); cos,
     sin: (seq, d). Computed as x·cos, then ∓ the other half's products, in place: the same
-    roundings as the formula (-a·b = -(a·b) exactly), without its copies. `run` (see `linear`)
-    splits the positions between threads."""
+    roundings as the formula (-a·b = -(a·b) exactly), without its copies."""
     half = x.shape[-1] // 2
-    out = np.empty(x.shape, dtype=np.float32)
-
-    def part(start: int, stop: int) -> None:
-        xs, c, s, o = x[:, start:stop], cos[start:stop], sin[start:stop], out[:, start:stop]
-        np.multiply(xs, c, out=o)
-        o[..., :half] -= xs[..., half:] * s[..., :half]
-        o[..., half:] += xs[..., :half] * s[..., half:]
-
-    if run is None:
-        part(0, x.shape[1])
-    else:
-        run(part, x.shape[1])
+    c, s = cos[:, None], sin[:, None]
+    out = np.multiply(x, c, dtype=np.float32)
+    out[..., :half] -= x[..., half:] * s[..., :half]
+    out[..., half:] += x[..., :half] * s[..., half:]
     return out
 
 

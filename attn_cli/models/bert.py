@@ -56,10 +56,17 @@ def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole:
     only (`base.layer_plan`)."""
     p = f"encoder.layer.{layer}."
     run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
-    q, k, v = (
-        split_heads(linear(x, w[f"{p}attention.self.{n}.weight"], w[f"{p}attention.self.{n}.bias"], run), s.heads)
-        for n in ("query", "key", "value")
+    wq, wk, wv, wo, inner_w, out_w = (
+        (w[f"{p}{n}.weight"], w[f"{p}{n}.bias"])
+        for n in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense")
     )
+    (ln1, ln1_b), (ln2, ln2_b) = ((w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in ("attention.output.LayerNorm", "output.LayerNorm"))
+
+    def project(x: np.ndarray):
+        """q, k, v: (rows, hidden) -> three (rows, hidden)."""
+        return linear(x, *wq), linear(x, *wk), linear(x, *wv)
+
+    q, k, v = (split_heads(a, s.heads) for a in row_local(run, project, (s.hidden,) * 3, x))
     if not whole:
         return LayerTrace(layer, s, q, k, v, None, None)
     head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, run=run, segments=segments)
@@ -67,15 +74,13 @@ def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole:
 
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
-        attended = linear(merged, w[f"{p}attention.output.dense.weight"], w[f"{p}attention.output.dense.bias"])
-        x = layer_norm(attended + x, w[f"{p}attention.output.LayerNorm.weight"], w[f"{p}attention.output.LayerNorm.bias"], s.eps)
-        inner = gelu(linear(x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"]), beside_threads=run is not None)
-        out = linear(inner, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"])
+        x = layer_norm(linear(merged, *wo) + x, ln1, ln1_b, s.eps)
+        out = linear(gelu(linear(x, *inner_w), beside_threads=run is not None), *out_w)
         ffn.append(kept(iv, "ffn", out))
-        return layer_norm(out + x, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], s.eps)
+        return layer_norm(out + x, ln2, ln2_b, s.eps)
 
     hidden = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0] if run is None else None)
+    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0])
 
 
 def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None, iv=None) -> Iterator[LayerTrace]:

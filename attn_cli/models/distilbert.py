@@ -36,11 +36,16 @@ def parse(config: dict) -> Hyper:
 def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole: bool = True, iv=None) -> LayerTrace:
     p = f"transformer.layer.{layer}."
     run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
+    wq, wk, wv, wo, lin1, lin2, ln1, ln2 = (
+        (w[f"{p}{n}.weight"], w[f"{p}{n}.bias"])
+        for n in ("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin", "ffn.lin1", "ffn.lin2", "sa_layer_norm", "output_layer_norm")
+    )
 
-    def lin(name: str, h: np.ndarray, threads=run) -> np.ndarray:
-        return linear(h, w[f"{p}{name}.weight"], w[f"{p}{name}.bias"], threads)
+    def project(x: np.ndarray):
+        """q, k, v: (rows, hidden) -> three (rows, hidden)."""
+        return linear(x, *wq), linear(x, *wk), linear(x, *wv)
 
-    q, k, v = (split_heads(lin(f"attention.{n}_lin", x), s.heads) for n in ("q", "k", "v"))
+    q, k, v = (split_heads(a, s.heads) for a in row_local(run, project, (s.hidden,) * 3, x))
     if not whole:  # q, k and v only: see `base.layer_plan`
         return LayerTrace(layer, s, q, k, v, None, None)
     head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, run=run, segments=segments)
@@ -48,13 +53,13 @@ def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole:
 
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
-        x = layer_norm(lin("attention.out_lin", merged, None) + x, w[f"{p}sa_layer_norm.weight"], w[f"{p}sa_layer_norm.bias"], s.eps)
-        out = lin("ffn.lin2", gelu(lin("ffn.lin1", x, None), beside_threads=run is not None), None)
+        x = layer_norm(linear(merged, *wo) + x, *ln1, s.eps)
+        out = linear(gelu(linear(x, *lin1), beside_threads=run is not None), *lin2)
         ffn.append(kept(iv, "ffn", out))
-        return layer_norm(out + x, w[f"{p}output_layer_norm.weight"], w[f"{p}output_layer_norm.bias"], s.eps)
+        return layer_norm(out + x, *ln2, s.eps)
 
     hidden = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0] if run is None else None)
+    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0])
 
 
 def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None, iv=None) -> Iterator[LayerTrace]:

@@ -22,7 +22,7 @@ from . import base, llama
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights, attend, kept, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
-from .runtime import rows_runner
+from .runtime import row_local, rows_runner
 
 SLIDING, GLOBAL = "sliding_attention", "full_attention"
 DEFAULT_THETA = {GLOBAL: 1_000_000.0, SLIDING: 10_000.0}
@@ -111,27 +111,43 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
 def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
     """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x))). With a KV cache,
     x is the new tokens only (the cache keeps every position; a sliding layer's mask drops the old).
-    Not `whole` (and no cache): q, k and v only (`base.layer_plan`)."""
+    Not `whole` (and no cache): q, k and v only (`base.layer_plan`). The steps before and after
+    attention are row-local: one split of the rows between threads each (`runtime.row_local`)."""
     p = f"layers.{layer}."
-    run = rows_runner(len(x))
-    h = rms_norm(x, w[f"{p}input_layernorm.weight"], s.eps)
-    q = split_heads(linear(h, w[f"{p}self_attn.q_proj.weight"], run=run), s.heads)
-    k = split_heads(linear(h, w[f"{p}self_attn.k_proj.weight"], run=run), s.kv_heads)
-    v = split_heads(linear(h, w[f"{p}self_attn.v_proj.weight"], run=run), s.kv_heads)
-    q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], s.eps)
-    k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], s.eps)
-    q_rope, k_rope = apply_rope(q, cos, sin, run), apply_rope(k, cos, sin, run)
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
+    norm_in, q_norm, k_norm = w[f"{p}input_layernorm.weight"], w[f"{p}self_attn.q_norm.weight"], w[f"{p}self_attn.k_norm.weight"]
+    wq, wk, wv, wo = (w[f"{p}self_attn.{n}_proj.weight"] for n in "qkvo")
+    post_attention, pre_ffn, post_ffn = (w[f"{p}{n}.weight"] for n in ("post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"))
+    gate, up, down = (w[f"{p}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
+    heads, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+
+    def project(x, cos, sin):
+        """Norm, q, k, v, each head's q and k normed, RoPE: (rows, hidden) -> q, k, v, q after
+        RoPE, k after RoPE, each (rows, heads·head_dim)."""
+        h = rms_norm(x, norm_in, s.eps)
+        q = rms_norm(linear(h, wq).reshape(len(x), s.heads, s.head_dim), q_norm, s.eps)
+        k = rms_norm(linear(h, wk).reshape(len(x), s.kv_heads, s.head_dim), k_norm, s.eps)
+        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
+        return flat(q), flat(k), linear(h, wv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+
+    parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
+    q, k, v, q_rope, k_rope = (split_heads(a, n) for a, n in zip(parts, (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads), strict=True))
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    attended = linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run)
-    x = x + rms_norm(attended, w[f"{p}post_attention_layernorm.weight"], s.eps)
-    h = rms_norm(x, w[f"{p}pre_feedforward_layernorm.weight"], s.eps)
-    gate, up = linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
-    fed = linear(gelu_tanh(gate) * up, w[f"{p}mlp.down_proj.weight"], run=run)
-    x = x + rms_norm(fed, w[f"{p}post_feedforward_layernorm.weight"], s.eps)
+    ffn = []
+
+    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Output projection, norm, residual; norm, GeGLU, norm, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+        x = x + rms_norm(linear(merged, wo), post_attention, s.eps)
+        h = rms_norm(x, pre_ffn, s.eps)
+        fed = linear(gelu_tanh(linear(h, gate)) * linear(h, up), down)
+        ffn.append(kept(iv, "ffn", fed))
+        return x + rms_norm(fed, post_ffn, s.eps)
+
+    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
     k_pre = k if cache is None else None
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=kept(iv, "ffn", fed))
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
 
 
 def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:

@@ -16,7 +16,7 @@ from . import base
 from .architecture import Architecture
 from .base import LayerTrace, Weights, attend, kept, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
-from .runtime import rows_runner
+from .runtime import row_local, rows_runner
 
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
 FUNCTIONS = {"gelu_tanh": gelu_tanh, "gelu": gelu}
@@ -43,25 +43,39 @@ def parse(config: dict) -> Hyper:
     )
 
 
-def conv1d(x: np.ndarray, w: Weights, name: str, run=None) -> np.ndarray:
-    """GPT-2's Conv1D: x·W + b with W stored (in, out): `linear` of Wᵀ (a view, no copy)."""
-    return linear(x, w[f"{name}.weight"].T, w[f"{name}.bias"], run)
-
-
 def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, cache=None, whole: bool = True, iv=None) -> LayerTrace:
     """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x)). With a KV cache, x is the new tokens
-    only. Not `whole` (and no cache): q, k and v only (`base.layer_plan`)."""
+    only. Not `whole` (and no cache): q, k and v only (`base.layer_plan`). The steps before and
+    after attention are row-local: one split of the rows between threads each (`runtime.row_local`).
+    Its linear layers are Conv1D, W stored (in, out): `linear` of Wᵀ (a view, no copy)."""
     p = f"h.{layer}."
-    run = rows_runner(len(x))
-    h = layer_norm(x, w[f"{p}ln_1.weight"], w[f"{p}ln_1.bias"], s.eps, run)
-    q, k, v = (split_heads(part, s.heads) for part in np.split(conv1d(h, w, f"{p}attn.c_attn", run), 3, axis=-1))
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
+    (ln1, ln1_b), (ln2, ln2_b) = ((w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in ("ln_1", "ln_2"))
+    (qkv, qkv_b), (out, out_b), (fc, fc_b), (proj, proj_b) = (
+        (w[f"{p}{n}.weight"].T, w[f"{p}{n}.bias"]) for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    )
+    activation = FUNCTIONS[s.activation]
+
+    def project(x: np.ndarray) -> np.ndarray:
+        """LayerNorm, then the fused q, k, v projection: (rows, hidden) -> (rows, 3·hidden)."""
+        return linear(layer_norm(x, ln1, ln1_b, s.eps), qkv, qkv_b)
+
+    fused = row_local(run, project, 3 * s.hidden, x)
+    q, k, v = (split_heads(part, s.heads) for part in np.split(fused, 3, axis=-1))
     if not whole and cache is None:
         return LayerTrace(layer, s, q, k, v, None, None)
     head_output, k, v, start = attend(q, k, v, s, layer, cache, iv, run)
-    x = x + conv1d(merge_heads(head_output), w, f"{p}attn.c_proj", run)
-    h = layer_norm(x, w[f"{p}ln_2.weight"], w[f"{p}ln_2.bias"], s.eps, run)
-    fed = conv1d(FUNCTIONS[s.activation](conv1d(h, w, f"{p}mlp.c_fc", run)), w, f"{p}mlp.c_proj", run)
-    return LayerTrace(layer, s, q, k, v, head_output, x + fed, start=start, interventions=iv, ffn=kept(iv, "ffn", fed))
+    ffn = []
+
+    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Output projection, residual; LayerNorm, MLP, residual: (rows, hidden) ×2 -> (rows, hidden)."""
+        x = x + linear(merged, out, out_b)
+        fed = linear(activation(linear(layer_norm(x, ln2, ln2_b, s.eps), fc, fc_b)), proj, proj_b)
+        ffn.append(kept(iv, "ffn", fed))
+        return x + fed
+
+    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
+    return LayerTrace(layer, s, q, k, v, head_output, x, start=start, interventions=iv, ffn=ffn[0])
 
 
 def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:

@@ -19,7 +19,7 @@ from . import base
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights, attend, kept, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
-from .runtime import rows_runner
+from .runtime import row_local, rows_runner
 
 ROPE_TYPES = ("default", "linear", "llama3")
 
@@ -91,33 +91,49 @@ def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
 def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
     """One decoder layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x)). With a KV
     cache, x is the new tokens only and cos, sin their positions' angles. Not `whole` (and no
-    cache): q, k and v only (`base.layer_plan`)."""
+    cache): q, k and v only (`base.layer_plan`). The steps before and after attention are
+    row-local: one split of the rows between threads each (`runtime.row_local`)."""
     p = f"layers.{layer}."
-    run = rows_runner(len(x))
-    h = rms_norm(x, w[f"{p}input_layernorm.weight"], s.eps, run)
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
+    norm_in, norm_mid = w[f"{p}input_layernorm.weight"], w[f"{p}post_attention_layernorm.weight"]
+    wq, wk, wv, wo = (w[f"{p}self_attn.{n}_proj.weight"] for n in "qkvo")
+    bq, bk, bv = (w[f"{p}self_attn.{n}_proj.bias"] if f"{p}self_attn.{n}_proj.bias" in w else None for n in "qkv")  # Qwen2
+    q_norm, k_norm = (w[f"{p}self_attn.{n}_norm.weight"] if f"{p}self_attn.{n}_norm.weight" in w else None for n in "qk")  # Qwen3
+    gate, up, down = (w[f"{p}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
+    heads, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
 
-    def project(name: str, heads: int) -> np.ndarray:
-        bias = f"{p}self_attn.{name}_proj.bias"
-        return split_heads(linear(h, w[f"{p}self_attn.{name}_proj.weight"], w[bias] if bias in w else None, run), heads)
+    def project(x, cos, sin):
+        """RMSNorm, q, k, v (Qwen3: each head's q and k RMSNorm'd), RoPE: (rows, hidden) ->
+        q, k, v, q after RoPE, k after RoPE, each (rows, heads·head_dim)."""
+        h = rms_norm(x, norm_in, s.eps)
+        q = linear(h, wq, bq).reshape(len(x), s.heads, s.head_dim)
+        k = linear(h, wk, bk).reshape(len(x), s.kv_heads, s.head_dim)
+        if q_norm is not None:
+            q, k = rms_norm(q, q_norm, s.eps), rms_norm(k, k_norm, s.eps)
+        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
+        return flat(q), flat(k), linear(h, wv, bv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
 
-    q, k, v = project("q", s.heads), project("k", s.kv_heads), project("v", s.kv_heads)
-    if f"{p}self_attn.q_norm.weight" in w:  # Qwen3: RMSNorm over each head's q and k
-        q = rms_norm(q, w[f"{p}self_attn.q_norm.weight"], s.eps)
-        k = rms_norm(k, w[f"{p}self_attn.k_norm.weight"], s.eps)
-    q_rope, k_rope = apply_rope(q, cos, sin, run), apply_rope(k, cos, sin, run)
+    parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
+    q, k, v, q_rope, k_rope = (split_heads(a, n) for a, n in zip(parts, (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads), strict=True))
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    x = _plus(linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run), x)
-    h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], s.eps, run)
-    gated = silu(linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), run)
-    gated *= linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
-    fed = linear(gated, w[f"{p}mlp.down_proj.weight"], run=run)
-    ffn = kept(iv, "ffn", fed)
-    x = _plus(fed, x)
+    ffn = []
+
+    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Output projection, residual; RMSNorm, SwiGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+        x = _plus(linear(merged, wo), x)
+        h = rms_norm(x, norm_mid, s.eps)
+        gated = silu(linear(h, gate))
+        gated *= linear(h, up)
+        fed = linear(gated, down)
+        ffn.append(kept(iv, "ffn", fed))
+        return _plus(fed, x)
+
+    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
     # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
     k_pre = k if cache is None else None
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn)
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
 
 
 def _plus(y: np.ndarray, x: np.ndarray) -> np.ndarray:

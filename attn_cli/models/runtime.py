@@ -1,8 +1,9 @@
 """How the forward pass uses the machine: how many threads, and the C allocator's thresholds.
 
 Threads. A long input (`MIN_PARALLEL_ROWS` tokens or more) is split between Python threads,
-up to `threads()` of them: the rows of each matrix product and activation, and the heads and row
-blocks of attention. NumPy lets go of the GIL inside BLAS and its loops, so the threads run at
+up to `threads()` of them, at two places only: a layer's row-local steps (norms, projections,
+RoPE, feed-forward: `row_local`, one split for all of them) and the heads and row blocks of
+attention (`maths.attention`). The maths itself takes no threads. NumPy lets go of the GIL inside BLAS and its loops, so the threads run at
 once, and each computes exactly what one thread would have (every row and every head is
 computed whole, in the same order, whatever the split), so the numbers do not depend on the
 thread count. BLAS itself stays at one thread (the CLI sets OPENBLAS_NUM_THREADS=1): OpenBLAS's
@@ -147,21 +148,25 @@ def split_rows(fn: Callable[[int, int], None], n: int, workers: int, chunks: int
             helper.result()  # a chunk's exception is raised here
 
 
-def row_local(run: RowsRunner | None, fn: Callable[..., np.ndarray], width: int, *arrays: np.ndarray) -> np.ndarray:
+def row_local(run: RowsRunner | None, fn: Callable[..., np.ndarray | tuple], width: int | tuple[int, ...], *arrays: np.ndarray):
     """fn(*arrays) for work that is row-local (each output row depends on the same rows of the
-    inputs alone): (n, width) float32. With `run`, one split of the rows between the threads for
-    all of fn's steps, where a split per step would wake a thread per step, and keep the threads
-    in step, handing the GIL to each other at every NumPy call (a 512-token encoder layer's tail:
-    0.88x the time). Each row is computed whole, so the numbers do not change."""
+    inputs alone): (n, width) float32, or one such array per width when `width` is a tuple (fn
+    then returns a tuple). With `run`, one split of the rows between the threads for all of fn's
+    steps, where a split per step would wake a thread per step, and keep the threads in step,
+    handing the GIL to each other at every NumPy call (a 512-token encoder layer's tail: 0.88x
+    the time). Each row is computed whole, so the numbers do not change."""
     if run is None:
         return fn(*arrays)
-    out = np.empty((len(arrays[0]), width), dtype=np.float32)
+    widths = width if isinstance(width, tuple) else (width,)
+    outs = tuple(np.empty((len(arrays[0]), w), dtype=np.float32) for w in widths)
 
     def part(start: int, stop: int) -> None:
-        out[start:stop] = fn(*(a[start:stop] for a in arrays))
+        got = fn(*(a[start:stop] for a in arrays))
+        for out, value in zip(outs, got if isinstance(width, tuple) else (got,), strict=True):
+            out[start:stop] = value
 
-    run(part, len(out))
-    return out
+    run(part, len(arrays[0]))
+    return outs if isinstance(width, tuple) else outs[0]
 
 
 def rows_runner(rows: int) -> RowsRunner | None:
