@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class ExitStatus(IntEnum):
-    """attn's exit codes (documented in the README)."""
+    """attn's exit codes (documented in docs/errors.md)."""
 
     OK = 0
     ERROR = 1  # an unexpected failure: a bug in attn

@@ -266,7 +266,7 @@ def machine_info(ref_info: dict, load_start: str, extra: list[tuple[str, str]] |
     info.append(
         (
             "PYTHONDONTWRITEBYTECODE",
-            f"{pydwb!r} (set: Python writes no .pyc by itself; attn's entry point caches bytecode anyway, see the README's Speed section)"
+            f"{pydwb!r} (set: Python writes no .pyc by itself; attn's entry point caches bytecode anyway, see docs/speed.md)"
             if pydwb is not None
             else "not set",
         )

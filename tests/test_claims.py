@@ -1,4 +1,5 @@
-"""What the README and the schema claim, held by tests: the exactness figures per model, the
+"""What the docs and the schema claim, held by tests: the exactness figures per model
+(docs/exactness.md, and the bound the README quotes), the
 JSON field a one-token query's weight equals, the weight-name prefixes and float16 folders that
 load, RoPE's linear scaling, and a description for every field of the JSON Schema."""
 
@@ -19,7 +20,9 @@ from attn_cli import api
 from attn_cli.loading.model import load_model
 from attn_cli.loading.tokenizer import tokenize
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+EXACTNESS = ROOT / "docs" / "exactness.md"  # the Exactness table moved here from the README
 TOLERANCE = 1e-5
 TINY_MODELS = sorted(p.name for p in TINY.iterdir() if (p / "config.json").is_file())
 
@@ -34,18 +37,17 @@ def worst_attention_difference(model, refs) -> float:
     return worst
 
 
-def readme_exactness_table() -> dict[str, tuple[float, float]]:
-    """model -> (bound the tests hold, measured worst) from the README's Exactness table."""
-    section = README.read_text(encoding="utf-8").split("## Exactness", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `([\w-]+)` \| ([\d.e-]+) \| ([\d.e-]+) \|", section, re.M)
+def exactness_table() -> dict[str, tuple[float, float]]:
+    """model -> (bound the tests hold, measured worst) from docs/exactness.md's table."""
+    rows = re.findall(r"^\| `([\w-]+)` \| ([\d.e-]+) \| ([\d.e-]+) \|", EXACTNESS.read_text(encoding="utf-8"), re.M)
     return {name: (float(bound), float(measured)) for name, bound, measured in rows}
 
 
-def test_readme_exactness_figures_are_what_the_tests_measure():
+def test_exactness_figures_are_what_the_tests_measure():
     """Each model's row: the bound is the tests' tolerance, the measured worst is within a
     factor 1.5 of today's measurement (BLAS may round a little differently elsewhere), and
     the measurement is under the bound."""
-    table = readme_exactness_table()
+    table = exactness_table()
     assert set(table) == {"all-MiniLM-L6-v2", *TINY_MODELS}
     measured = {"all-MiniLM-L6-v2": worst_attention_difference(load_model(), [dict(np.load(p)) for p in sorted(MINILM.glob("*.npz"))])}
     for name in TINY_MODELS:
@@ -53,9 +55,10 @@ def test_readme_exactness_figures_are_what_the_tests_measure():
     for name, (bound, quoted) in table.items():
         assert bound == TOLERANCE and measured[name] <= bound, name
         assert quoted / 1.5 <= measured[name] <= quoted * 1.5, (name, quoted, measured[name])
-    intro = README.read_text(encoding="utf-8").split("## Exactness")[0]
-    for figure in re.findall(r"max \|Δ\| ≤ ([\d.e-]+)", intro):
-        assert float(figure) == TOLERANCE  # the headline quotes the bound the tests hold
+    for page in (README, EXACTNESS):
+        figures = re.findall(r"max \|Δ\| ≤ ([\d.e-]+)", page.read_text(encoding="utf-8"))
+        assert figures, page.name  # each states the bound...
+        assert all(float(f) == TOLERANCE for f in figures), (page.name, figures)  # ...the tests hold
 
 
 QUERIES = [(name, i) for name in TINY_MODELS for i in (0, 7, -1)] + [("minilm", i) for i in (0, 5, 45, -1)]
@@ -64,7 +67,7 @@ QUERIES = [(name, i) for name in TINY_MODELS for i in (0, 7, -1)] + [("minilm", 
 @pytest.mark.parametrize(("name", "i"), QUERIES)
 def test_json_weights_are_transformers_attentions(name, i):
     """For a one-token query at position i, layers[l].heads[h].weights[j] ==
-    attentions[l][0, h, i, j], in every layer and head, as the README says."""
+    attentions[l][0, h, i, j], in every layer and head, as docs/json.md and docs/exactness.md say."""
     if name == "minilm":
         r = dict(np.load(MINILM / ("long.npz" if i in (45, -1) else "making.npz")))
         model = api.load_model()

@@ -1,4 +1,4 @@
-"""The memory promises of the README, checked deterministically (no timing, no RSS):
+"""The memory promises of the docs (docs/speed.md#memory), checked deterministically (no timing, no RSS):
 only the text's rows of the embedding table are read, weight pages are released between
 layers, and a long decoder text never holds an n×n attention map."""
 

@@ -19,7 +19,7 @@ MODES = ("weights", "heads", "steps", "rollout", "grid")
 # The command whose --json the `e` key writes, per mode (the grid is `attn heads`).
 COMMAND_OF_MODE = {"weights": "inspect", "heads": "inspect", "steps": "inspect", "rollout": "rollout", "grid": "heads"}
 
-# (keys, what they do): the footer, the `?` screen and the README's table.
+# (keys, what they do): the footer, the `?` screen and docs/explorer.md's table.
 KEYS = (
     ("← →", "previous / next token as the query"),
     ("↑ ↓", "next / previous layer"),
