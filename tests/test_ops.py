@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from attn_cli.maths.ops import attention, erf, erfc, gelu, layer_norm, linear, merge_heads, softmax, split_heads
+from attn_cli.maths.gelu import erf, erfc, gelu
+from attn_cli.maths.ops import attention, layer_norm, linear, merge_heads, softmax, split_heads
 
 finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, width=32)
 rows = arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 40)), elements=finite)
@@ -237,12 +238,12 @@ def test_mask_bias_hides_exactly_what_causal_visibility_hides(first, rows, windo
 
 
 def test_gelu_beside_other_threads_takes_larger_blocks_and_gives_the_same_numbers(monkeypatch):
-    from attn_cli.maths import ops
+    from attn_cli.maths import gelu as module
 
     x = np.linspace(-12, 12, 200_001).astype(np.float32)
     blocks = []
-    real = ops._gelu_flat
-    monkeypatch.setattr(ops, "_gelu_flat", lambda a, out, block: blocks.append(block) or real(a, out, block))
-    alone, beside = ops.gelu(x), ops.gelu(x, beside_threads=True)
-    assert blocks == [ops._GELU_BLOCK, ops._GELU_BLOCK_THREADED] and ops._GELU_BLOCK_THREADED > ops._GELU_BLOCK
+    real = module._gelu_flat
+    monkeypatch.setattr(module, "_gelu_flat", lambda a, out, block: blocks.append(block) or real(a, out, block))
+    alone, beside = module.gelu(x), module.gelu(x, beside_threads=True)
+    assert blocks == [module._GELU_BLOCK, module._GELU_BLOCK_THREADED] and module._GELU_BLOCK_THREADED > module._GELU_BLOCK
     np.testing.assert_array_equal(alone, beside)

@@ -9,12 +9,13 @@ import warnings
 import numpy as np
 
 from attn_cli.maths import ops
+from attn_cli.maths.gelu import gelu
 
 X = np.linspace(-12, 12, 97, dtype=np.float32)
 
 
 def test_activations_keep_float32():
-    for f in (ops.gelu, ops.gelu_tanh, ops.silu):
+    for f in (gelu, ops.gelu_tanh, ops.silu):
         assert f(X).dtype == np.float32, f.__name__
 
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..maths.ops import gelu, layer_norm, linear, merge_heads, split_heads
+from ..maths.gelu import gelu
+from ..maths.ops import layer_norm, linear, merge_heads, split_heads
 from .architecture import Architecture
 from .base import LayerTrace, Weights, attend, kept, run_layers, segments_of, split_trace
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim

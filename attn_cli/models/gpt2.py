@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ModelError
-from ..maths.ops import gelu, gelu_tanh, layer_norm, linear, merge_heads, split_heads
+from ..maths.gelu import gelu
+from ..maths.ops import gelu_tanh, layer_norm, linear, merge_heads, split_heads
 from . import base
 from .architecture import Architecture
 from .base import LayerTrace, Weights, attend, kept, run_layers
