@@ -17,7 +17,7 @@ import numpy as np
 # Scores per block: 2^18 float32 = 1 MiB, which stays in a core's L2 cache through the
 # block's passes (exp; with the shift, max and subtract before it).
 BLOCK_ELEMENTS = 1 << 18
-PRODUCT_ROWS = 192  # measured: 4,096 decoder keys, 0.94x the time of 128 rows; neutral at 1,024
+PRODUCT_ROWS = 192  # fewer rows per product leave BLAS idle on long decoder keys (docs/benchmarks.md)
 # softmax(s) = exp(s - c) / Σ exp(s - c) for any shift c; the usual c = the row's max costs two
 # passes over the scores (max, subtract) and guards only against overflow and underflow. attn
 # skips it when neither can happen: no score is beyond ±max‖q‖·max‖k‖ (Cauchy-Schwarz), so when
@@ -100,7 +100,7 @@ def attention_output(
     # ones: e·[V | 1] gives the weighted sum and the softmax's denominator Σe in one product,
     # so the scores are read once (exp), or three times with the shift (max, subtract, exp), not six.
     q4 = (q * np.float32(scale)).reshape(kv_heads, group, rows, dim)
-    kt = np.ascontiguousarray(k.transpose(0, 2, 1))  # (kv_heads, head_dim, keys): BLAS multiplies by it ~15 % faster than by a transposed view
+    kt = np.ascontiguousarray(k.transpose(0, 2, 1))  # (kv_heads, head_dim, keys): BLAS multiplies by a contiguous array faster than by a transposed view
     v1 = np.concatenate([v, np.ones((kv_heads, keys, 1), dtype=v.dtype)], axis=-1)  # (kv_heads, keys, head_dim + 1)
     out4 = out.reshape(kv_heads, group, rows, v.shape[-1])
     largest = _norm_max(q4) * _norm_max(k) + math.log(max(1, keys) * (1.0 + float(np.abs(v).max(initial=0.0))))

@@ -73,8 +73,7 @@ def _gelu_flat(x: np.ndarray, out: np.ndarray, block: int) -> None:
 
 _GELU_BLOCK = 32768  # elements: the block's scratch (1.2 MB) stays in a core's L2 cache
 # Beside another thread, twice that: each of the block's ~35 NumPy calls hands the GIL over
-# twice, and at 32,768 elements the handovers ate a third of two threads' gain (measured: 1.46x
-# the speed of one thread, against 1.8x at 65,536; 16,384 gave none).
+# twice, and smaller blocks spend a thread's gain on the handovers (docs/speed.md).
 _GELU_BLOCK_THREADED = 65536
 _ERFC_COEFFS32 = tuple(np.float32(c) for c in _ERFC_COEFFS)
 _SQRT_HALF = float(np.sqrt(0.5))

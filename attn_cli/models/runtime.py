@@ -34,9 +34,9 @@ import numpy as np
 if TYPE_CHECKING:  # imported where a pool is made: concurrent.futures brings logging, ~3 ms of every start
     from concurrent.futures import ThreadPoolExecutor
 
-MIN_PARALLEL_ROWS = 256  # measured: below this, one thread is as fast
+MIN_PARALLEL_ROWS = 256  # below this, one thread is as fast (docs/speed.md)
 MIN_CHUNK_ROWS = 192  # a matrix product of fewer rows loses BLAS efficiency
-DEFAULT_THREADS = 2  # measured on 2 cores; ATTN_THREADS asks for more
+DEFAULT_THREADS = 2  # ATTN_THREADS asks for more
 
 RowsRunner = Callable[..., None]
 """run(fn, n, min_chunk=MIN_CHUNK_ROWS): calls fn(start, stop) over consecutive chunks of at
