@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,3 +248,39 @@ def test_gelu_beside_other_threads_takes_larger_blocks_and_gives_the_same_number
     alone, beside = module.gelu(x), module.gelu(x, beside_threads=True)
     assert blocks == [module._GELU_BLOCK, module._GELU_BLOCK_THREADED] and module._GELU_BLOCK_THREADED > module._GELU_BLOCK
     np.testing.assert_array_equal(alone, beside)
+
+
+def test_a_score_bias_then_a_soft_cap_reach_the_softmax_in_that_order():
+    from attn_cli.maths.ops import adjusted_scores, attention_rows
+
+    rng = np.random.default_rng(3)
+    q, k = rng.normal(size=(2, 3, 4)).astype(np.float32), rng.normal(size=(2, 5, 4)).astype(np.float32)
+    bias = rng.normal(size=(2, 3, 5)).astype(np.float32) * 4
+    scores, scaled, weights = attention_rows(q, k, 0.5, bias=bias, softcap=2.0)
+    capped = 2.0 * np.tanh((scores.astype(np.float64) * 0.5 + bias) / 2.0)
+    want = np.exp(capped) / np.exp(capped).sum(-1, keepdims=True)
+    np.testing.assert_allclose(weights, want, atol=1e-6)
+    np.testing.assert_allclose(scaled, scores * np.float32(0.5))
+    assert np.abs(adjusted_scores(scaled, bias, 2.0)).max() < 2.0  # the cap bounds what the softmax reads
+    assert adjusted_scores(scaled) is scaled  # nothing to adjust: the scaled scores themselves
+
+
+def test_attend_with_a_score_bias_equals_the_textbook_rows():
+    from dataclasses import replace
+
+    from attn_cli.loading.model import load_model
+    from attn_cli.models.base import LayerTrace, attend
+
+    model = load_model(Path(__file__).parent / "fixtures" / "tiny" / "llama")
+    s = replace(model.spec, attn_softcap=3.0)
+    rng = np.random.default_rng(4)
+    q = rng.normal(size=(4, 6, 16)).astype(np.float32)
+    k, v = rng.normal(size=(2, 6, 16)).astype(np.float32), rng.normal(size=(2, 6, 16)).astype(np.float32)
+    bias = rng.normal(size=(4, 6, 6)).astype(np.float32)
+    out, *_ = attend(q, k, v, s, 0, bias=bias)
+    trace = LayerTrace(0, s, q, k, v, out, None, score_bias=bias)
+    weights = trace.rows()[2]
+    np.testing.assert_allclose(out, weights @ np.repeat(v, 2, axis=0), atol=1e-6)
+    assert trace.adjusts == "bias+cap" and np.triu(weights[0], 1).max() == 0  # causal still
+    plain, *_ = attend(q, k, v, model.spec, 0)
+    assert np.abs(plain - out).max() > 1e-3  # the bias and cap changed the output

@@ -107,18 +107,32 @@ def merge_heads(x: np.ndarray) -> np.ndarray:
     return x.transpose(1, 0, 2).reshape(seq, heads * head_dim)
 
 
-def attention_rows(q: np.ndarray, k: np.ndarray, scale: float, visible: np.ndarray | None = None):
+def attention_rows(q: np.ndarray, k: np.ndarray, scale: float, visible: np.ndarray | None = None, bias: np.ndarray | None = None, softcap: float | None = None):
     """Scores of some query rows against every key, step by step, as the textbook tells it.
 
-    q: (heads, rows, head_dim); k: (heads, seq, head_dim); visible: None, or bool (rows, seq),
-    True where a query may look at a key (decoders mask the future). Returns
-    scores = Q·Kᵀ, scaled_scores = Q·Kᵀ·scale and weights = softmax over the visible keys,
-    each (heads, rows, seq). Masked entries of the scores stay as computed; their weights are 0.
+    q: (heads, rows, head_dim); k: (heads, seq, head_dim); visible: None, or bool (rows, seq)
+    or (heads, rows, seq), True where a query may look at a key (decoders mask the future).
+    Returns scores = Q·Kᵀ, scaled_scores = Q·Kᵀ·scale and weights = softmax over the visible
+    keys, each (heads, rows, seq). Masked entries of the scores stay as computed; their weights
+    are 0. With a `bias` (heads, rows, seq) (relative positions) or a `softcap` (Gemma 2:
+    cap·tanh(s/cap)), the softmax reads the scaled scores after them (`adjusted_scores`).
     """
     scores = q @ k.transpose(0, 2, 1)
     scaled_scores = scores * np.float32(scale)
-    logits = scaled_scores if visible is None else np.where(visible, scaled_scores, -np.inf)
+    logits = adjusted_scores(scaled_scores, bias, softcap)
+    logits = logits if visible is None else np.where(visible, logits, -np.inf)
     return scores, scaled_scores, softmax(logits, axis=-1).astype(np.float32)
+
+
+def adjusted_scores(scaled: np.ndarray, bias: np.ndarray | None = None, softcap: float | None = None) -> np.ndarray:
+    """The scores the softmax reads, from the scaled scores: + an additive bias (relative
+    position buckets: T5, MPNet), then a soft-cap cap·tanh(s/cap) (Gemma 2). (heads, rows, seq)."""
+    if bias is None and not softcap:
+        return scaled
+    out = scaled if bias is None else scaled + bias
+    if softcap:
+        out = np.tanh(out / np.float32(softcap)) * np.float32(softcap)
+    return out.astype(np.float32)
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, visible: np.ndarray | None = None):

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.attention import attention_output
-from ..maths.ops import attention_rows, causal_visibility
+from ..maths.ops import adjusted_scores, attention_rows, causal_visibility
 from ..records import frozen
 from .hyper import Hyper
 from .interventions import Interventions
@@ -66,6 +66,10 @@ class LayerTrace:
     residual: np.ndarray | None = None  # (seq, hidden): the layer's input
     ffn: np.ndarray | None = None  # (seq, hidden): the feed-forward's output, before its residual sum
     head_writes: np.ndarray | None = None  # (heads, seq, hidden): each head's output after W_O, no bias
+    # (heads, seq, keys): a term the architecture adds to the scaled scores (relative position
+    # buckets: T5, MPNet), None for most; with Gemma 2's soft-cap (`spec.attn_softcap`), the
+    # softmax reads neither the scaled scores nor Q·Kᵀ but `adjusted` (see `steps`).
+    score_bias: np.ndarray | None = None
 
     def kv_head(self, head: int) -> int:
         return head // (self.spec.heads // self.spec.kv_heads)
@@ -87,7 +91,20 @@ class LayerTrace:
         """(scores, scaled_scores, weights) of query `rows` (a slice or index list), each
         (heads, rows, seq). Masked entries of the scores are as computed; their weights are 0."""
         k = _per_query_head(self.k, self.spec)
-        return attention_rows(self.q[:, rows], k, self.spec.scale, self.visible(rows))
+        bias = None if self.score_bias is None else self.score_bias[:, rows]
+        return attention_rows(self.q[:, rows], k, self.spec.scale, self.visible(rows), bias, self.spec.attn_softcap)
+
+    @property
+    def adjusts(self) -> str | None:
+        """What comes between the scaled scores and the softmax, if anything: "bias" (an added
+        position term), "cap" (a soft-cap) or "bias+cap"."""
+        parts = [name for name, present in (("bias", self.score_bias is not None), ("cap", bool(self.spec.attn_softcap))) if present]
+        return "+".join(parts) or None
+
+    def adjusted(self, scaled_scores: np.ndarray, rows=slice(None)) -> np.ndarray:
+        """The scores the softmax reads, from `rows()`' scaled scores of the same rows: (heads, rows, seq)."""
+        bias = None if self.score_bias is None else self.score_bias[:, rows]
+        return adjusted_scores(scaled_scores, bias, self.spec.attn_softcap)
 
 
 def _per_query_head(x: np.ndarray, spec: Hyper) -> np.ndarray:
@@ -98,7 +115,7 @@ def _per_query_head(x: np.ndarray, spec: Hyper) -> np.ndarray:
 
 def attend(
     q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: Hyper, layer: int,
-    cache=None, interventions: Interventions | None = None, run=None, segments=None,
+    cache=None, interventions: Interventions | None = None, run=None, segments=None, bias: np.ndarray | None = None,
 ):
     """Self-attention of the new positions, through the KV cache and the interventions.
 
@@ -106,7 +123,8 @@ def attend(
     the whole sequence; with one (`models.cache.KVCache`) they are appended to the layer's past
     keys and values and the queries attend over all of them. `segments`: [(first, stop), ...]
     when the rows are several texts packed one after another (`attn batch`): each text attends
-    to itself alone, exactly as if it ran by itself. Returns (head_output (heads, n, d), keys
+    to itself alone, exactly as if it ran by itself. `bias` (heads, n, seq): a term added to the
+    scaled scores (relative positions; see `LayerTrace.score_bias`). Returns (head_output (heads, n, d), keys
     (kv_heads, seq, d), values (kv_heads, seq, d) as they entered P·V, start: the position of
     the first query). `run`: see `runtime.rows_runner`.
     """
@@ -114,10 +132,12 @@ def attend(
     if cache is not None:
         start = cache.lengths[layer]
         k, v = cache.append(layer, k, v)
-    if interventions is not None and interventions.changes(layer):
-        v = interventions.values(layer, v)
-        out = _attention_blocked(q, k, v, spec, layer, start, interventions)
-        return interventions.head_outputs(layer, out), k, v, start
+    changes = interventions is not None and interventions.changes(layer)
+    if changes or bias is not None or spec.attn_softcap:
+        if changes:
+            v = interventions.values(layer, v)
+        out = _attention_textbook(q, k, v, spec, layer, start, interventions, bias)
+        return (interventions.head_outputs(layer, out) if changes else out), k, v, start
     if segments is None:
         return attention_output(q, k, v, spec.scale, spec.causal, spec.window(layer), start, run=run), k, v, start
     out = np.empty((q.shape[0], q.shape[1], v.shape[-1]), dtype=np.float32)
@@ -133,10 +153,11 @@ def attend(
     return out, k, v, start
 
 
-def _attention_blocked(q, k, v, spec: Hyper, layer: int, start: int, interventions: Interventions) -> np.ndarray:
-    """weights·V with the knockouts' edges blocked: the textbook path (`LayerTrace.rows`), one
-    (heads, rows, keys) map, for the short texts interventions are run on."""
-    trace = LayerTrace(layer, spec, q, k, v, None, None, start=start, interventions=interventions)
+def _attention_textbook(q, k, v, spec: Hyper, layer: int, start: int, interventions: Interventions | None, bias) -> np.ndarray:
+    """weights·V the textbook way (`LayerTrace.rows`): one (heads, rows, keys) map, with the
+    knockouts' edges blocked and the score bias or cap applied, which the fast blocked path
+    (`maths.attention`) does not know."""
+    trace = LayerTrace(layer, spec, q, k, v, None, None, start=start, interventions=interventions, score_bias=bias)
     weights = trace.rows()[2]
     return (weights @ _per_query_head(v, spec)).astype(np.float32)
 

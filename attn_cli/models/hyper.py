@@ -111,6 +111,7 @@ class Hyper:
     position_offset: int = 0  # the first position id (RoBERTa's padding_idx + 1)
     lm_head: str | None = None  # decoders: the tensor of the LM head (the embeddings when tied)
     final_softcap: float | None = None  # Gemma's cap·tanh(logits/cap) on the next-token logits
+    attn_softcap: float | None = None  # Gemma 2's cap·tanh(s/cap) on the scaled scores, before the softmax
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "max_positions"):
