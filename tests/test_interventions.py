@@ -135,3 +135,15 @@ def test_a_head_edit_of_a_head_the_model_lacks_is_an_input_error():
     model = load_model(TINY / "gpt2")
     with pytest.raises(InputError, match="head 9 of a model with 4 heads"):
         list(model.trace(np.arange(5), interventions=Interventions(head_edits=(HeadEdit(0, 9),))))
+
+
+def test_a_pass_resumed_at_a_layer_from_its_captured_input_is_the_plain_pass_from_there(case):
+    from attn_cli.models import Resume
+
+    _, model, ref, _ = case
+    ids = ref["input_ids"]
+    plain = list(model.trace(ids, interventions=Interventions(capture={"residual"})))
+    resumed = list(model.trace(ids, interventions=Interventions(resume=Resume(1, plain[1].residual))))
+    assert [t.layer for t in resumed] == [1]
+    np.testing.assert_array_equal(resumed[0].hidden, plain[1].hidden)
+    np.testing.assert_array_equal(resumed[0].rows()[2], plain[1].rows()[2])

@@ -10,7 +10,7 @@ from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights
 from .cache import KVCache
 from .hyper import Hyper
-from .interventions import HeadEdit, Interventions, Knockout, ValueZeroing
+from .interventions import HeadEdit, Interventions, Knockout, Resume, ValueZeroing
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bert": bert.ARCHITECTURE,
@@ -47,5 +47,5 @@ def gguf_layouts() -> dict[str, GGUFLayout]:
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "GGUFLayout", "HeadEdit", "Hyper", "Interventions", "KVCache", "Knockout", "LayerTrace",
-    "ValueZeroing", "Weights", "architecture", "gguf_layouts",
+    "Resume", "ValueZeroing", "Weights", "architecture", "gguf_layouts",
 ]

@@ -208,9 +208,15 @@ def layer_plan(layers: int, through: int | None = None) -> Iterator[tuple[int, b
 def run_layers(x: np.ndarray, layers: int, through: int | None, block, interventions: Interventions | None) -> Iterator[LayerTrace]:
     """The layer loop every architecture shares: `block(x, layer, whole)` -> LayerTrace for each
     layer of `layer_plan(layers, through)`, each layer's output the next one's input x (seq,
-    hidden); with the interventions capturing `residual`, each trace keeps its input."""
+    hidden). With the interventions capturing `residual`, each trace keeps its input; with a
+    `resume`, the pass starts at that layer from the residual given."""
     keep = interventions is not None and interventions.captures("residual")
+    resume = None if interventions is None else interventions.resume
     for layer, whole in layer_plan(layers, through):
+        if resume is not None and layer <= resume.layer:
+            if layer < resume.layer:
+                continue
+            x = resume.residual
         trace = block(x, layer, whole)
         if keep:
             trace = replace(trace, residual=x)  # x is never written to after the block reads it

@@ -11,6 +11,9 @@ The shared attention step (`base.attend`, `base.self_attention`) and the layer l
   or replace it by a given array (head ablation).
 - `ValueZeroing`: zero the value vectors of some positions in one layer, every head (Mohebbi
   et al., EACL 2023), before P·V; the trace's `v` shows them zeroed.
+- `resume`: start the pass at a layer, from its input as an earlier pass captured it: the
+  layers below an edit are unchanged by it, so a sweep of edits (knockout, ablation) recomputes
+  only from the first layer it changes.
 - `capture`: keep what each layer writes: `residual` (the layer's input, (seq, hidden)),
   `heads` (each head's output after W_O, (heads, seq, hidden), no bias) and `ffn` (the
   feed-forward's output before its residual sum, (seq, hidden)), on the `LayerTrace`.
@@ -87,6 +90,15 @@ class ValueZeroing:
 
 
 @frozen
+class Resume:
+    """Run from `layer` on, with `residual` (seq, hidden) as its input; the layers before it are
+    neither run nor reported."""
+
+    layer: int
+    residual: np.ndarray = field(compare=False)
+
+
+@frozen
 class Interventions:
     """What to change in (and keep from) a forward pass; see the module's docstring."""
 
@@ -94,6 +106,7 @@ class Interventions:
     head_edits: tuple[HeadEdit, ...] = ()
     value_zeroing: tuple[ValueZeroing, ...] = ()
     capture: frozenset[str] = frozenset()
+    resume: Resume | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.capture) - set(CAPTURES)

@@ -1,0 +1,77 @@
+"""`ablate`: which heads a prediction needs. Each head's output (weights·V, before the output
+projection: TransformerLens' `hook_z`) is zeroed at every position, or replaced by its mean over
+the text's positions, one head at a time; decoders report the change of the target token's
+log-probability, encoders (no next token) the cosine distance of the query's final
+representation from the plain one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..loading.model import Model
+from ..loading.tokenizer import Tokenization, tokenize
+from ..models import HeadEdit, Interventions
+from ..records import frozen
+from .inspect import model_info
+from .prediction import Reruns, Target, explained_position
+from .result import ModelInfo, document_header, floats
+
+MODES = ("zero", "mean")
+
+
+@frozen
+class AblateResult:
+    """`changes` (layers, heads): Δ log p(target) for a decoder, the cosine distance of the
+    explained position's final representation for an encoder (`measure` says which)."""
+
+    model: ModelInfo
+    tokenization: Tokenization
+    position: int
+    mode: str
+    measure: str  # "logprob" or "cosine_distance"
+    target: Target | None
+    changes: np.ndarray
+
+    def to_json(self) -> dict:
+        target = None if self.target is None else {
+            "id": self.target.id, "text": self.target.text, "logprob": floats(np.float32(self.target.logprob)), "chosen": self.target.chosen
+        }
+        return {
+            **document_header(self.model, self.tokenization),
+            "position": self.position, "mode": self.mode, "measure": self.measure, "target": target,
+            "layers": [{"layer": layer, "changes": floats(row)} for layer, row in enumerate(self.changes)],
+        }
+
+
+def cosine_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """1 - cos(x, y), as ½‖x/‖x‖ - y/‖y‖‖² in float64: no cancellation when the two are close
+    (the textbook 1 - x·y/(‖x‖‖y‖) in float32 loses everything below ~1e-7)."""
+    a, b = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return float(0.5 * np.sum(np.square(a / np.linalg.norm(a) - b / np.linalg.norm(b))))
+
+
+def ablate(
+    model: Model, text: str, target: str | None = None, target_id: int | None = None, mode: str = "zero",
+    query: str | None = None, query_index: int | None = None,
+) -> AblateResult:
+    """Each head of each layer ablated alone (see the module)."""
+    if mode not in MODES:
+        raise InputError(f"ablation mode {mode!r}", f"use one of: {', '.join(MODES)}")
+    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    decodes = model.arch.decodes
+    if not decodes and (target is not None or target_id is not None):
+        raise InputError(f"{model.name} is an encoder: it predicts no next token to target", "leave out the target: an encoder's query is measured by cosine distance")
+    position = explained_position(tok, query, query_index)
+    reruns = Reruns(model, tok.ids, position)
+    chosen = reruns.target(target, target_id) if decodes else None
+    changes = np.empty((model.spec.layers, model.spec.heads), dtype=np.float32)
+    for layer in range(model.spec.layers):
+        for head in range(model.spec.heads):
+            out = reruns.output_with(Interventions(head_edits=(HeadEdit(layer, head, mode),)), layer)
+            if decodes:
+                changes[layer, head] = reruns.logprobs(out)[chosen.id] - chosen.logprob
+            else:
+                changes[layer, head] = cosine_distance(out, reruns.output)
+    return AblateResult(model_info(model), tok, position, mode, "logprob" if decodes else "cosine_distance", chosen, changes)
