@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, replace
 
 from ...compute.explore import TracedText
+from ...compute.options import parse_head, select_layers
 from ...compute.query import Query
 from ...compute.result import HeadId
 from ...errors import InputError
@@ -125,6 +126,9 @@ def start_view(traced: TracedText, query: str | None, query_index: int | None, l
     the head it picks, as `attn inspect` names it."""
     if str(layer).strip().lower() == "all" or str(head).strip().lower() == "all":
         raise InputError("attn explore starts at one layer and head", "give --layer N and --head N, mean or auto (keys a and g show them all)")
+    spec = traced.model.spec
+    select_layers(layer, spec.layers, allow_all=False)  # out of range: the error offers what explore takes
+    parse_head(head, spec.heads, choices=("auto", "mean"))
     if query is None and query_index is None:
         query_index = next((t.index for t in traced.tokenization.tokens if not t.special), 0)
     result = traced.inspect(query, query_index, layer=layer, head=head, level=level)
