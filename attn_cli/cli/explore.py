@@ -45,8 +45,9 @@ def explore(
         from ..compute.explore import trace_text
         from ..compute.options import InspectOptions
         from ..loading.model import load_model
-        from ..views.explorer.state import start_view
+        from ..views.explorer.state import check_start, start_view
 
+        check_start(layer, head)
         options = InspectOptions(query=query, query_index=query_index, layer=layer, head=head, level=level, truncate=truncate)
         source = read_text(text)
         _attach_terminal(from_stdin=text == "-")

@@ -15,6 +15,7 @@ from .options import (
     ModelOption,
     QueryIndexOption,
     QueryOption,
+    SampleSeedOption,
     StepsOption,
     SystemOption,
     TextArgument,
@@ -43,7 +44,7 @@ def generate(
     top_p: Annotated[
         Optional[float], typer.Option("--top-p", help="With --sample: draw among the most likely tokens whose probabilities add up to P.", show_default=False)
     ] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="With --sample: the same seed gives the same text.", show_default=False)] = None,
+    seed: SampleSeedOption = None,
     top: TopOption = 5,
     chat: ChatOption = False,
     system: SystemOption = None,

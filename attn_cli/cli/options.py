@@ -72,7 +72,8 @@ TruncateOption = Annotated[
     bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")
 ]
 LevelOption = Annotated[
-    Optional[str], typer.Option("--level", metavar="token|word", help="Rows are tokens, or words: attention to a word is the sum of its tokens (Clark et al. 2019).")
+    Optional[str],
+    typer.Option("--level", metavar="token|word", help="Rows are tokens, or words: attention to a word is the sum of its tokens (Clark et al. 2019)."),
 ]
 NormsOption = Annotated[
     bool, typer.Option("--norms", help="Show ‖α·v‖ and ‖α·v·W_O‖ beside each weight: weights alone mislead (Kobayashi et al. 2020).")
@@ -108,6 +109,8 @@ PlotMetricOption = Annotated[
         show_default=False,
     ),
 ]
+SampleSeedOption = Annotated[Optional[int], typer.Option("--seed", help="With --sample: the same seed gives the same text.", show_default=False)]
+InductionSeedOption = Annotated[int, typer.Option("--seed", help="Seed of the random-token prompts the induction score is measured on.")]
 WorkersOption = Annotated[int, typer.Option("--workers", "-w", help="Processes to use, each loading the model once; output keeps input order.")]
 
 # The library's names for options -> the flags that set them, for errors worded by the library.

@@ -3,6 +3,7 @@ query's attention moves between two texts)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -11,6 +12,7 @@ import typer
 from .common import SENTENCE, app, emit, read_text, run
 from .options import (
     FormatOption,
+    InductionSeedOption,
     JsonOption,
     LayerOption,
     ModelOption,
@@ -54,7 +56,7 @@ def stats(
     exclude_current: Annotated[
         bool, typer.Option("--exclude-current-token", help="Detector scores ignore attention to the token itself (exclude_current_token).")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random-token prompts the induction score is measured on.")] = 0,
+    seed: InductionSeedOption = 0,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -74,6 +76,8 @@ def stats(
 
         if metric is not None and metric not in METRICS:
             raise InputError(f"--metric {metric!r} is not a statistic", f"give one of {', '.join(METRICS)}")
+        if model in METRICS and not os.path.exists(model):  # -m was stats' --metric once
+            raise InputError(f"-m is --model, and {model!r} is a statistic, not a model", f"give --metric {model} for its grid")
         if (text is None) == (file is None):
             raise InputError("give either TEXT or --file FILE", 'e.g. attn stats "The cat sat." or attn stats --file sentences.txt')
         refuse_unless(ctx, form is OutputFormat.table, "--format table", "metric", why=": it picks the statistic of the grid on the screen")

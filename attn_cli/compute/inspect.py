@@ -20,6 +20,7 @@ from .options import InspectOptions
 from .query import Query, check_rankable, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
 
+
 def model_info(model: Model) -> ModelInfo:
     s = model.spec
     return ModelInfo(

@@ -77,10 +77,8 @@ class InspectOptions:
             check_type(f.name, getattr(self, f.name))
         if self.query is not None and self.query_index is not None:
             raise OptionError("both a query word and a query index were given", "give either {query} or {query_index}")
-        if str(self.layer).strip().lower() != "all":
-            _integer(self.layer, "layer", "an index (negative from the end) or 'all'")
-        if str(self.head).strip().lower() not in HEAD_CHOICES:
-            _integer(self.head, "head", f"an index, or one of {', '.join(HEAD_CHOICES)}")
+        check_layer(self.layer)
+        check_head(self.head)
         if self.top_k < 1:
             raise OptionError("{top_k} {value} is not valid", "give {top_k} 1 or more", value=self.top_k)
         if self.level not in LEVELS:
@@ -148,6 +146,18 @@ def _shown(value) -> str:
         return repr(value)
 
 
+def check_layer(layer: str | int, allow_all: bool = True) -> None:
+    """Raise OptionError unless `layer` is an index (negative from the end) or, if allowed, 'all'."""
+    if not (allow_all and str(layer).strip().lower() == "all"):
+        _integer(layer, "layer", "an index (negative from the end)" + (" or 'all'" if allow_all else ""))
+
+
+def check_head(head: str | int, choices: tuple[str, ...] = HEAD_CHOICES) -> None:
+    """Raise OptionError unless `head` is an index (negative from the end) or one of `choices`."""
+    if str(head).strip().lower() not in choices:
+        _integer(head, "head", f"an index, or one of {', '.join(choices)}")
+
+
 def select_layers(layer: str | int, layers: int, allow_all: bool = True) -> list[int]:
     """'all' (when `allow_all`), or an index (negative counts from the end) -> sorted layer indices."""
     if allow_all and str(layer).strip().lower() == "all":
@@ -181,4 +191,4 @@ def parse_head(head: str | int, heads: int, choices: tuple[str, ...] = HEAD_CHOI
 def _integer(value: str | int, what: str, expected: str) -> int:
     if _is_int(value) or re.fullmatch(r"\s*-?\d+\s*", str(value)):
         return int(value)
-    raise OptionError("{%s} {value!r} is not valid" % what, "give {expected}", value=value, expected=expected)
+    raise OptionError("{" + what + "} {value!r} is not valid", "give {expected}", value=value, expected=expected)
