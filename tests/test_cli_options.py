@@ -145,6 +145,12 @@ REFUSED = [
      "add --chat, or drop --system"),
     (["lens", CAT, "-m", LLAMA, "--system", "Be brief."], "--system is a chat template's system message, and the text is not read as a chat",
      "add --chat, or drop --system"),
+    (["inspect", CAT, "-q", "it", "-f", "csv", "--head", "3", "--top", "2"],
+     "--head and --top are not read with --format csv (its rows are every head's weights on every token)", "drop --head and --top"),
+    (["inspect", CAT, "-q", "it", "-f", "csv", "--no-special", "--rank-by", "output_norm"],
+     "--no-special and --rank-by are not read with --format csv (its rows are every head's weights on every token)", "drop --no-special and --rank-by"),
+    (["stats", CAT, "-f", "csv", "--threshold", "0.2"], "--threshold is not read with --format csv (it names heads; the CSV rows are the statistics)",
+     "drop --threshold"),
     (["heads", CAT, "-q", "it", "--metric", "entropy", "--target", "sat"], "--target is read by --metric weight only, and --metric entropy does not use it",
      "drop --target, or use --metric weight"),
     (["heads", CAT, "-q", "it", "--metric", "weight"], "--metric weight is each head's weight on a target word, and no --target was given",
@@ -161,7 +167,7 @@ def test_options_a_command_would_ignore_are_refused(args, message, fix):
         assert (error["code"], error["message"], error["fix"]) == ("bad_input", message, fix) and out.stdout == ""
         return
     assert out.stderr == f"attn: error: {message} — {fix}\n" and out.stdout == ""
-    if args[0] != "plot":  # plot has no --json
+    if args[0] != "plot" and "csv" not in args:  # plot has no --json, and --json with csv is its own error
         error = json.loads(runner.invoke(app, [*args, "--json"], input="The cat sat.\n").stderr)["error"]
         assert (error["code"], error["message"], error["fix"]) == ("bad_input", message, fix)
 

@@ -27,6 +27,7 @@ from .options import (
     TopOption,
     TruncateOption,
     output_format,
+    refuse_with,
 )
 from .output import write_stdout
 
@@ -44,6 +45,7 @@ from .output import write_stdout
     )
 )
 def inspect(
+    ctx: typer.Context,
     text: TextArgument,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
@@ -77,6 +79,9 @@ def inspect(
         )
         if form is OutputFormat.csv and steps:
             raise InputError("--steps has no CSV form (q, k, v are vectors, not rows of weights)", "use --json for the steps, or drop --steps")
+        if form is OutputFormat.csv:  # every head's weights on every token: no head is picked (but --head all), nothing ranked
+            picked = ["head"] if head.strip().lower() != "all" else []
+            refuse_with(ctx, "--format csv", *picked, "top", "special", "rank_by", why=" (its rows are every head's weights on every token)")
         result = inspect_with(load_model(model), read_text(text), options)
         if form is OutputFormat.json:
             write_json(result.to_json())

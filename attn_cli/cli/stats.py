@@ -23,6 +23,7 @@ from .options import (
     WorkersOption,
     output_format,
     refuse_unless,
+    refuse_with,
 )
 
 
@@ -83,6 +84,8 @@ def stats(
         refuse_unless(ctx, form is OutputFormat.table, "--format table", "metric", why=": it picks the statistic of the grid on the screen")
         refuse_unless(ctx, file is not None, "--file", "workers", "engine", "ray_address", why=" (a corpus)")
         refuse_unless(ctx, engine == "ray", "--engine ray", "ray_address")
+        if form is OutputFormat.csv:
+            refuse_with(ctx, "--format csv", "threshold", why=" (it names heads; the CSV rows are the statistics)")
         options = DetectorOptions(exclude_bos, exclude_current)
         if file is None:
             from ..loading.model import load_model
