@@ -65,6 +65,7 @@ ATTN_LONG_CHILD = r"""
 import ctypes, json, sys, time
 p = json.loads(sys.argv[1])
 from attn_cli.compute.inspect import inspect_tokens
+from attn_cli.compute.options import InspectOptions
 from attn_cli.loading.model import load_model
 from attn_cli.loading.tokenizer import tokenize
 
@@ -85,7 +86,8 @@ text = open(p["text"], encoding="utf-8").read()
 model = load_model(None)
 # Tokenized once, outside the timed call, as transformers' child does.
 tokens = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
-run = lambda: inspect_tokens(model, tokens, query_index=p["query_index"], layer="all")
+options = InspectOptions(query_index=p["query_index"], layer="all")
+run = lambda: inspect_tokens(model, tokens, options)
 for _ in range(p["warmup"]):
     run()
 times = []

@@ -12,8 +12,7 @@ import pytest
 
 from attn_cli.compute import batch
 from attn_cli.compute.batch import (
-    LINE_TYPES,
-    OPTIONS,
+    LINE_FIELDS,
     Job,
     check_fields,
     inspect_fields,
@@ -25,6 +24,7 @@ from attn_cli.compute.batch import (
     summarise,
 )
 from attn_cli.compute.inspect import inspect
+from attn_cli.compute.options import NAMES, InspectOptions
 from attn_cli.errors import InputError, ModelError
 
 CAT = "The cat sat on the mat because it was tired."
@@ -92,7 +92,7 @@ def test_bom_on_the_first_line_does_not_hide_a_json_object():
         ('{"text": "x", "query": }', "invalid JSON: Expecting value at column 24"),
         ('{"text": "x"} trailing', "invalid JSON: Extra data at column 15"),
         ('{"query": "x"}', 'the object has no "text"'),
-        ('{"text": "x", "qeury": "x"}', 'unknown field "qeury"; a line may have: ' + ", ".join(LINE_TYPES)),
+        ('{"text": "x", "qeury": "x"}', 'unknown field "qeury"; a line may have: ' + ", ".join(LINE_FIELDS)),
         ('{"text": "x", "query_index": "3"}', '"query_index" must be an integer or null, not "3"'),
         ('{"text": "x", "query_index": true}', '"query_index" must be an integer or null, not true'),
         ('{"text": null}', '"text" must be a string, not null'),
@@ -107,16 +107,28 @@ def test_unusable_lines_become_jobs_that_carry_their_error(line, message):
 
 
 def test_a_json_line_that_names_its_query_replaces_both_default_query_options():
-    defaults = {"query": "cat", "layer": 2, "top_k": 3}
-    assert job_options(Job(1, "t", {"query_index": 4}), defaults) == {"query": None, "query_index": 4, "layer": 2, "top_k": 3}
-    assert job_options(Job(1, "t", {"layer": "all"}), defaults) == {"query": "cat", "layer": "all", "top_k": 3}
-    assert job_options(Job(1, "t", {}), {"query_index": 1}) == {"query_index": 1}
+    defaults = InspectOptions(query="cat", layer=2, top_k=3)
+    assert job_options(Job(1, "t", {"query_index": 4}), defaults) == InspectOptions(query_index=4, layer=2, top_k=3)
+    assert job_options(Job(1, "t", {"layer": "all"}), defaults) == InspectOptions(query="cat", layer="all", top_k=3)
+    assert job_options(Job(1, "t", {}), InspectOptions(query_index=1)) == InspectOptions(query_index=1)
 
 
 def test_a_line_may_set_every_option_of_inspect():
     parameters = list(python_inspect.signature(inspect).parameters)
     assert parameters[:2] == ["model", "text"]
-    assert set(OPTIONS) == set(parameters[2:])
+    assert NAMES == tuple(parameters[2:])
+    assert LINE_FIELDS == ("text", *NAMES)
+
+
+def test_a_lines_options_are_checked_with_the_defaults_and_named_as_in_json(model):
+    # The line alone is fine; over --steps it is not: the error names the JSON fields.
+    job = parse_line('{"text": "The cat sat.", "query": "cat", "level": "word"}', 5)
+    assert job.error is None
+    doc = run_job(model, job, InspectOptions(steps=True))
+    assert doc["error"]["message"] == "steps shows token vectors, so it cannot be used with level word"
+    assert doc["error"]["fix"] == "drop steps or level word" and doc["error"]["exit_status"] == 2
+    doc = run_job(model, parse_line('{"text": "The cat sat.", "query": "cat", "top_k": 0}', 6), InspectOptions())
+    assert (doc["line"], doc["error"]["message"]) == (6, "top_k 0 is not valid")
 
 
 def test_fields_are_the_top_level_fields_of_a_document(model):
@@ -148,7 +160,7 @@ def test_summarise_counts_successes_and_failures():
 
 def test_plain_lines_take_the_default_query(model, schema):
     lines = [f"{CAT}\n", "A cat is not a dog.\n"]
-    docs = list(run_batch(None, lines, {"query": "cat", "layer": 3, "top_k": 2}))
+    docs = list(run_batch(None, lines, InspectOptions(query="cat", layer=3, top_k=2)))
     assert docs == [
         expected(model, 1, CAT, query="cat", layer=3, top_k=2),
         expected(model, 2, "A cat is not a dog.", query="cat", layer=3, top_k=2),
@@ -165,7 +177,7 @@ def test_json_lines_set_their_own_query_and_layer(model, schema):
         json.dumps({"text": CAT, "query_index": 8, "layer": "all", "head": "mean"}),  # index beats the default query
         CAT,  # plain: the defaults again
     ]
-    docs = list(run_batch(None, lines, {"query": "cat", "head": 4}))
+    docs = list(run_batch(None, lines, InspectOptions(query="cat", head=4)))
     assert docs == [
         expected(model, 1, DOG, query="dog#2", layer=1, head=4),
         expected(model, 2, CAT, query_index=8, layer="all", head="mean"),
@@ -190,7 +202,7 @@ BAD_MIDDLE = [
 
 
 def test_bad_lines_fail_in_place_and_the_run_goes_on(model, schema):
-    docs = list(run_batch(None, io.StringIO("".join(BAD_MIDDLE)), {"query": "cat"}))
+    docs = list(run_batch(None, io.StringIO("".join(BAD_MIDDLE)), InspectOptions(query="cat")))
     assert [d["line"] for d in docs] == list(range(1, 8))
     errors = {d["line"]: d["error"] for d in docs if "error" in d}
     assert {n: (e["code"], e["exit_status"]) for n, e in errors.items()} == {
@@ -214,22 +226,24 @@ def test_bad_lines_fail_in_place_and_the_run_goes_on(model, schema):
 
 
 def test_a_trailing_newline_is_not_a_line_but_a_blank_last_line_is():
-    assert [d["line"] for d in run_batch(None, "The cat sat.\nA cat.\n", {"query": "cat"})] == [1, 2]
-    docs = list(run_batch(None, "The cat sat.\r\n\r\n", {"query": "cat"}))
+    assert [d["line"] for d in run_batch(None, "The cat sat.\nA cat.\n", InspectOptions(query="cat"))] == [1, 2]
+    docs = list(run_batch(None, "The cat sat.\r\n\r\n", InspectOptions(query="cat")))
     assert ["error" in d for d in docs] == [False, True]
     assert docs[1]["error"]["message"] == "the line is empty"
 
 
 def test_an_unexpected_exception_fails_only_its_line(model, schema, monkeypatch):
-    real = inspect
+    from attn_cli.compute.inspect import inspect_with
 
-    def flaky(model, text, **options):
+    real = inspect_with
+
+    def flaky(model, text, options):
         if text == "boom":
             raise ZeroDivisionError("division by zero")
-        return real(model, text, **options)
+        return real(model, text, options)
 
-    monkeypatch.setattr("attn_cli.compute.inspect.inspect", flaky)
-    docs = [run_job(model, parse_line(line, n), {"query": "cat"}) for n, line in enumerate(["A cat.", "boom", "The cat."], 1)]
+    monkeypatch.setattr("attn_cli.compute.inspect.inspect_with", flaky)
+    docs = [run_job(model, parse_line(line, n), InspectOptions(query="cat")) for n, line in enumerate(["A cat.", "boom", "The cat."], 1)]
     assert docs[1] == {
         "line": 2,
         "error": {
@@ -245,7 +259,7 @@ def test_an_unexpected_exception_fails_only_its_line(model, schema, monkeypatch)
 
 def test_fields_selection_on_a_run(model):
     lines = [CAT, "", DOG]
-    docs = list(run_batch(None, lines, {"query": "the"}, fields=["query", "notes"]))
+    docs = list(run_batch(None, lines, InspectOptions(query="the"), fields=["query", "notes"]))
     assert [list(d) for d in docs] == [["line", "schema_version", "query", "notes"], ["line", "error"], ["line", "schema_version", "query", "notes"]]
     full = expected(model, 3, DOG, query="the")
     assert docs[2] == {k: full[k] for k in ("line", "schema_version", "query", "notes")}
@@ -255,14 +269,12 @@ def test_fields_selection_on_a_run(model):
 def test_bad_arguments_fail_before_anything_runs(tmp_path):
     calls = []
     with pytest.raises(InputError) as info:
-        run_batch(None, [CAT], {"query": "cat"}, workers=0, on_done=calls.append)
+        run_batch(None, [CAT], InspectOptions(query="cat"), workers=0, on_done=calls.append)
     assert info.value.message == "--workers 0 is not valid"
     with pytest.raises(InputError):
-        run_batch(None, [CAT], {"query": "cat"}, fields=["nope"])
+        run_batch(None, [CAT], InspectOptions(query="cat"), fields=["nope"])
     with pytest.raises(ModelError):
-        run_batch(str(tmp_path / "missing"), [CAT], {"query": "cat"})
-    with pytest.raises(TypeError):
-        run_batch(None, [CAT], {"query": "cat", "text": "x"})
+        run_batch(str(tmp_path / "missing"), [CAT], InspectOptions(query="cat"))
     assert calls == []
 
 
@@ -274,8 +286,8 @@ def test_workers_keep_input_order_and_match_one_process(monkeypatch):
     long = " ".join(["The cat sat on the mat."] * 20)
     lines = [long, CAT, "", DOG, '{"text": "A cat.", "layer": "all"}', "word " * 600, long, "{oops", "The cat.", CAT, DOG, long]
     done_1, done_2 = [], []
-    one = list(run_batch(None, lines, {"query": "cat"}, workers=1, fields=["text", "query", "layers"], on_done=done_1.append))
-    two = list(run_batch(None, lines, {"query": "cat"}, workers=2, fields=["text", "query", "layers"], on_done=done_2.append))
+    one = list(run_batch(None, lines, InspectOptions(query="cat"), workers=1, fields=["text", "query", "layers"], on_done=done_1.append))
+    two = list(run_batch(None, lines, InspectOptions(query="cat"), workers=2, fields=["text", "query", "layers"], on_done=done_2.append))
     # Same documents, numbers aside: workers run NumPy with one BLAS thread, which sums in
     # another order than this process's BLAS threads, so float32 results may differ in the last bits.
     (skeleton_1, floats_1), (skeleton_2, floats_2) = split_floats(one), split_floats(two)
@@ -299,7 +311,7 @@ def test_input_is_read_as_needed_and_a_reader_that_stops_early_stops_the_workers
             read.append(n)
             yield f"The cat number {n}."
 
-    docs = run_batch(None, lines(), {"query": "cat"}, workers=2)
+    docs = run_batch(None, lines(), InspectOptions(query="cat"), workers=2)
     first = [next(docs) for _ in range(3)]
     assert [d["line"] for d in first] == [1, 2, 3]
     assert [d["query"]["text"] for d in first] == ["cat"] * 3
@@ -318,8 +330,8 @@ def test_packed_lines_answer_exactly_as_each_line_alone(model):
         CAT, DOG, "", long, '{"text": "A cat.", "layer": "all", "head": "all"}', "word " * 600,
         '{"text": "' + "cat " * 600 + '", "truncate": true}', "{oops", "The cat.", "cat", CAT + " " + DOG,
     ] * 3
-    docs = list(run_batch(None, lines, {"query": "cat"}))
-    alone = [run_job(model, parse_line(line, n), {"query": "cat"}) for n, line in enumerate(lines, 1)]
+    docs = list(run_batch(None, lines, InspectOptions(query="cat")))
+    alone = [run_job(model, parse_line(line, n), InspectOptions(query="cat")) for n, line in enumerate(lines, 1)]
     assert docs == alone
     assert summarise(docs) == (21, 12)  # per copy: blank, too long, bad JSON, and DOG has no "cat"
 

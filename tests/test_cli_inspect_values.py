@@ -244,7 +244,7 @@ def test_csv_columns_kv_heads_and_numbers():
 def test_csv_at_word_level_has_one_row_per_word():
     """A split word is one row whose weight is the sum of its tokens' (it was once each token's
     row reading the units' weights by token index, and an IndexError half-way)."""
-    out = invoke("inspect", SENTENCE, "-q", "making", "--layer", "5", "--head", "6", "--level", "word", "--format", "csv").stdout
+    out = invoke("inspect", SENTENCE, "-q", "making", "--layer", "5", "--level", "word", "--format", "csv").stdout  # every head
     rows = [row for row in _csv(out)[1:] if row[1] == "6"]
     row = MAKING["attentions"][5, 6, 5]
     assert [[int(i) for i in r[3].split()] for r in rows] == [list(g) for g in MINILM_WORDS]  # a word's tokens

@@ -128,7 +128,7 @@ def test_stats_and_threshold():
         named = {(n["layer"], n["head"], n["kind"]) for n in doc["named"]}
         expected = {(layer, h, kinds[k]) for k in kinds for layer in range(2) for h in range(4) if want[k][layer, h] >= threshold}
         assert named == expected and expected
-    assert len(run_json("stats", str(r["text"]), "-m", str(TINY / "bert"), "-t", "0.3", "--json")["named"]) > len(doc["named"])
+    assert len(run_json("stats", str(r["text"]), "-m", str(TINY / "bert"), "--threshold", "0.3", "--json")["named"]) > len(doc["named"])
 
 
 @covers("stats --file")

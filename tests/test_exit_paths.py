@@ -15,7 +15,7 @@ import pytest
 
 from attn_cli.cli import main
 
-BOOM = "import attn_cli.compute.inspect as m\ndef boom(*a, **k): raise RuntimeError('planted failure')\nm.inspect = boom\n"
+BOOM = "import attn_cli.compute.inspect as m\ndef boom(*a, **k): raise RuntimeError('planted failure')\nm.inspect_with = boom\n"
 
 
 def _boom(*args, **kwargs):
@@ -35,7 +35,7 @@ def broken(monkeypatch):
     import attn_cli.compute.inspect as compute
 
     monkeypatch.delenv("ATTN_DEBUG", raising=False)
-    monkeypatch.setattr(compute, "inspect", _boom)
+    monkeypatch.setattr(compute, "inspect_with", _boom)
 
 
 def test_an_unexpected_error_exits_1_in_one_line(broken, monkeypatch, capsys):

@@ -154,11 +154,13 @@ def test_generated_tokens_extend_the_tokenization(tiny):
 
 def test_query_view_of_a_generated_token_is_inspects_over_the_whole_sequence(tiny):
     from attn_cli.compute.inspect import inspect_tokens
+    from attn_cli.compute.options import InspectOptions
 
     model = tiny["mistral"]
-    r = generate(model, "The cat sat.", 4, query_index=-2, layer="all", head="all")
+    options = InspectOptions(query_index=-2, layer="all", head="all")
+    r = generate(model, "The cat sat.", 4, inspect=options)
     assert r.inspect.query.token_indices == (len(r.tokenization.tokens) - 2,)
-    again = inspect_tokens(model, r.tokenization, query_index=-2, layer="all", head="all")
+    again = inspect_tokens(model, r.tokenization, options)
     for a, b in zip(r.inspect.layers, again.layers):
         np.testing.assert_array_equal(a.head(0).weights, b.head(0).weights)
     weights = r.inspect.layers[0].head(1).weights

@@ -269,14 +269,14 @@ def test_metric_grid_shows_the_statistic(small, local):
 def test_bad_options_are_usage_errors(small):
     for args, message in (
         (["--metric", "nope"], "--metric 'nope' is not a statistic"),
-        (["--format", "xml"], "--format 'xml' is not valid"),
+        (["--format", "xml"], "'xml' is not one of 'table', 'json', 'csv'"),
         (["--engine", "spark"], "--engine 'spark' is not valid"),
         (["--workers", "0"], "--workers 0 is not valid"),
     ):
-        out = runner.invoke(app, ["stats", "--file", str(small), "--model", TINY, *args])
+        out = runner.invoke(app, ["stats", "--file", str(small), "--model", TINY, *args], env={"COLUMNS": "300"})
         assert out.exit_code == 2 and message in out.output, out.output
     out = runner.invoke(app, ["stats", "The cat sat.", "--workers", "2"])
-    assert out.exit_code == 2 and "--workers and --engine are for a corpus" in out.output
+    assert out.exit_code == 2 and "--workers is read only with --file (a corpus)" in out.output
 
 
 def test_induction_prompts_follow_the_seed():

@@ -7,7 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ModelOption, app, console, run, write_json
+from .common import app, console, run, write_json
+from .options import (
+    HeadOption,
+    LayerOption,
+    LevelOption,
+    ModelOption,
+    NormsOption,
+    QueryIndexOption,
+    QueryOption,
+    RankByOption,
+    SpecialOption,
+    StepsOption,
+    TopOption,
+    TruncateOption,
+    WorkersOption,
+)
 
 
 @app.command(
@@ -24,35 +39,37 @@ def batch(
         str,
         typer.Argument(metavar="FILE", help="A file of plain text lines or JSONL objects {\"text\", \"query\", ...}; - for stdin.", show_default=False),
     ],
-    query: Annotated[Optional[str], typer.Option("--query", "-q", help="The query of plain lines (a JSONL line may set its own).")] = None,
-    query_index: Annotated[Optional[int], typer.Option("--query-index", "-i", help="The query position of plain lines.")] = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "-1",
-    head: Annotated[str, typer.Option("--head", metavar="H|auto|mean|all", help="Head index, 'mean', 'all' or 'auto'.")] = "auto",
-    top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
-    steps: Annotated[bool, typer.Option("--steps", help="Include q, k, v and the head output.")] = False,
-    special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens among the top words.")] = True,
-    truncate: Annotated[bool, typer.Option("--truncate", help="Cut lines longer than the model reads, instead of failing them.")] = False,
-    level: Annotated[str, typer.Option("--level", metavar="token|word", help="token or word.")] = "token",
-    norms: Annotated[bool, typer.Option("--norms", help="Include ‖α·v‖ and ‖α·v·W_O‖.")] = False,
-    rank_by: Annotated[str, typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="weight, value_norm or output_norm.")] = "weight",
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    layer: LayerOption = "-1",
+    head: HeadOption = "auto",
+    top: TopOption = 5,
+    steps: StepsOption = False,
+    special: SpecialOption = True,
+    truncate: TruncateOption = False,
+    level: LevelOption = "token",
+    norms: NormsOption = False,
+    rank_by: RankByOption = "weight",
     fields: Annotated[Optional[str], typer.Option("--fields", help="Keep only these top-level fields, comma-separated (line and schema_version stay).")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes to use; output keeps input order.")] = 1,
+    workers: WorkersOption = 1,
     model: ModelOption = None,
 ) -> None:
     """Inspect every line of a file: one JSON document per line on stdout (NDJSON), in input order.
 
-    A bad line yields an error object with its line number, and the run goes on; the exit status
-    is then 6. The model is loaded once (per worker). A progress bar shows on stderr when it is a terminal
-    and stdout is not.
+    The options are those of every line; a JSONL line may set its own (any option of `attn inspect`,
+    by its JSON name: "query", "query_index", "top_k", ...). A bad line yields an error object with
+    its line number, and the run goes on; the exit status is then 6. The model is loaded once (per
+    worker). A progress bar shows on stderr when it is a terminal and stdout is not.
     """
 
     def action() -> None:
         from ..compute.batch import failed, run_batch
+        from ..compute.options import InspectOptions
 
-        defaults = {
-            "query": query, "query_index": query_index, "layer": layer, "head": head, "top_k": top, "steps": steps,
-            "include_special": special, "truncate": truncate, "level": level, "norms": norms, "rank_by": rank_by,
-        }
+        defaults = InspectOptions(
+            query=query, query_index=query_index, layer=layer, head=head, top_k=top, steps=steps, include_special=special,
+            truncate=truncate, level=level, norms=norms, rank_by=rank_by,
+        )
         selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
         source = _stdin_lines() if file == "-" else _open(file)
         any_failed = False

@@ -1,4 +1,5 @@
-"""What every `attn` command shares: the app, the exit codes, the options, error reporting.
+"""What every `attn` command shares: the app, reading the text, writing the output, error reporting.
+(The options they share are declared in `options`.)
 
 stdout carries data (tables, JSON, CSV); stderr carries talk (errors, warnings, progress).
 Errors are one line, never a traceback; with JSON output they are a JSON object on stderr.
@@ -7,21 +8,13 @@ Errors are one line, never a traceback; with JSON output they are a JSON object 
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
-from typing import Annotated, Optional
 
 import typer
 
-from ..errors import AttnError, QueryNotFound
+from ..errors import AttnError, OptionError, QueryNotFound
 from ..exit_status import STATUS_BY_CODE, ExitStatus
 
 SENTENCE = "The Transformer is making it possible to understand language."
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
 
 
 def _usage_without_braces() -> None:
@@ -48,29 +41,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
 )
-
-ModelOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--model", "-m",
-        help=(
-            "Model folder (config.json, tokenizer.json, model.safetensors), .gguf file, packaged model (smollm2, gemma3) "
-            "or hub name org/name. Default: $ATTN_MODEL, else the bundled all-MiniLM-L6-v2."
-        ),
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors as JSON on stderr).")]
-TextArgument = Annotated[str, typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin.", show_default=False)]
-QueryOption = Annotated[
-    Optional[str],
-    typer.Option("--query", "-q", help="Query word (case-insensitive); WORD#N for its N-th occurrence; @N for token position N.", show_default=False),
-]
-QueryIndexOption = Annotated[
-    Optional[int],
-    typer.Option("--query-index", "-i", help="Query token position (0 is the first token, [CLS] for BERT; negative from the end).", show_default=False),
-]
-
 
 def console(stderr: bool = False):
     """A Rich console on stdout (or stderr): colour and width follow the terminal; none when
@@ -135,6 +105,18 @@ def write_json(document: dict) -> None:
     from .output import json_text, write_stdout
 
     write_stdout(json_text(document))
+
+
+def write_csv(rows) -> None:
+    """Rows as CSV on stdout, whole (see `output`)."""
+    import csv
+    import io
+
+    from .output import write_stdout
+
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows(rows)
+    write_stdout(table.getvalue())
 
 
 def write_screen(renderables, out=None) -> None:
@@ -212,8 +194,13 @@ def error_extra(exc: AttnError) -> dict | None:
 
 
 def run(as_json: bool, action) -> None:
-    """Run `action`, turning domain errors into one-line messages and exit codes."""
+    """Run `action`, turning domain errors into one-line messages and exit codes. An error about
+    options names them by their flags (the library names them as its keyword arguments)."""
     try:
         action()
     except AttnError as exc:
+        if isinstance(exc, OptionError):
+            from .options import FLAGS
+
+            exc = exc.named(FLAGS)
         raise typer.Exit(report(exc.code, exc.message, exc.fix, as_json, error_extra(exc))) from None

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
 
 import typer
 
-from .common import SENTENCE, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, read_text, run
+from .common import SENTENCE, app, read_text, run
+from .options import LevelOption, ModelOption, OneHeadOption, OneLayerOption, QueryIndexOption, QueryOption, TextArgument, TruncateOption
 
 
 @app.command(
@@ -30,23 +30,29 @@ def explore(
     text: TextArgument,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="The layer to start at (negative from the end).")] = "-1",
-    head: Annotated[str, typer.Option("--head", help="The head to start at: an index, 'mean', or 'auto' (the one attending most to other words).")] = "auto",
-    level: Annotated[str, typer.Option("--level", help="Start with rows as tokens, or words (w switches).")] = "token",
-    truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
+    layer: OneLayerOption = "-1",
+    head: OneHeadOption = "auto",
+    level: LevelOption = "token",
+    truncate: TruncateOption = False,
     model: ModelOption = None,
 ) -> None:
-    """Explore one text's attention interactively: move the query, the layer and the head with the keys; every number as in `attn inspect`."""
+    """Explore one text's attention interactively: move the query, the layer and the head with the keys; every number as in `attn inspect`.
+
+    --query (default: the first word), --layer (default: the last), --head and --level say where to start.
+    """
 
     def action() -> None:
         from ..compute.explore import trace_text
+        from ..compute.options import InspectOptions
         from ..loading.model import load_model
-        from ..views.explorer.state import start_view
+        from ..views.explorer.state import check_start, start_view
 
+        check_start(layer, head)
+        options = InspectOptions(query=query, query_index=query_index, layer=layer, head=head, level=level, truncate=truncate)
         source = read_text(text)
         _attach_terminal(from_stdin=text == "-")
-        traced = trace_text(load_model(model), source, truncate=truncate)
-        start = start_view(traced, query, query_index, layer, head, level)
+        traced = trace_text(load_model(model), source, truncate=options.truncate)
+        start = start_view(traced, options.query, options.query_index, options.layer, options.head, options.level)
         from ..views.explorer.app import Explorer  # Textual: imported by this command only
 
         explorer = Explorer(traced, start)

@@ -6,10 +6,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import JsonOption, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, emit, read_text, run
-
-ChatOption = Annotated[bool, typer.Option("--chat", help="Read TEXT as a user message, rendered by the model's chat template.")]
-SystemOption = Annotated[Optional[str], typer.Option("--system", help="With --chat: a system message before the user's.", show_default=False)]
+from .common import app, emit, read_text, run
+from .options import (
+    ChatOption,
+    HeadOption,
+    JsonOption,
+    LayerOption,
+    ModelOption,
+    QueryIndexOption,
+    QueryOption,
+    SampleSeedOption,
+    StepsOption,
+    SystemOption,
+    TextArgument,
+    TopOption,
+    refuse_unless,
+)
 
 
 @app.command(
@@ -23,6 +35,7 @@ SystemOption = Annotated[Optional[str], typer.Option("--system", help="With --ch
     ),
 )
 def generate(
+    ctx: typer.Context,
     text: TextArgument,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Generate at most this many tokens (fewer if the model ends its text).")] = 20,
     sample: Annotated[bool, typer.Option("--sample", help="Draw each token (default: greedy, the most likely).")] = False,
@@ -31,32 +44,39 @@ def generate(
     top_p: Annotated[
         Optional[float], typer.Option("--top-p", help="With --sample: draw among the most likely tokens whose probabilities add up to P.", show_default=False)
     ] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="With --sample: the same seed gives the same text.", show_default=False)] = None,
-    top: Annotated[int, typer.Option("--top", help="How many alternatives to list per generated token.")] = 5,
+    seed: SampleSeedOption = None,
+    top: TopOption = 5,
     chat: ChatOption = False,
     system: SystemOption = None,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="With a query: layer index (negative from the end) or 'all'.")] = "-1",
-    head: Annotated[str, typer.Option("--head", help="With a query: head index, 'mean', 'all', or 'auto'.")] = "auto",
-    steps: Annotated[bool, typer.Option("--steps", help="With a query: also show step 1 (q, k, v) and step 3 (weighted sum of values).")] = False,
+    layer: LayerOption = "-1",
+    head: HeadOption = "auto",
+    steps: StepsOption = False,
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="Keep past keys and values (KV cache); --no-cache reruns the whole text per token.")
     ] = True,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Let a decoder write: each new token's probability, the alternatives and what it attended to; --query inspects any token."""
+    """Let a decoder write: each new token's probability, the alternatives and what it attended to; --query inspects any token.
+
+    --top: how many alternatives per token. --query or --query-index (over the prompt and what was written) adds inspect's view
+    of that token, at --layer and --head (and --steps).
+    """
 
     def action() -> None:
         from ..compute.decoding import Sampling
         from ..compute.generate import generate as run_generate
+        from ..compute.options import InspectOptions
         from ..loading.model import load_model
 
-        sampling = Sampling(sample, temperature, top_k, top_p, seed)
+        refuse_unless(ctx, sample, "--sample", "temperature", "top_k", "top_p", "seed", why=" (greedy decoding draws nothing)")
+        asked = query is not None or query_index is not None
+        refuse_unless(ctx, asked, "--query or --query-index", "layer", "head", "steps", why=" (the token to inspect)")
+        view = InspectOptions(query=query, query_index=query_index, layer=layer, head=head, steps=steps) if asked else None
         result = run_generate(
-            load_model(model), read_text(text), max_new_tokens, sampling, top, chat, system, query, query_index, use_cache=cache,
-            layer=layer, head=head, steps=steps,
+            load_model(model), read_text(text), max_new_tokens, Sampling(sample, temperature, top_k, top_p, seed), top, chat, system, view, use_cache=cache,
         )
         from ..views.terminal.generate import generate_view
 
@@ -77,7 +97,7 @@ def lens(
     text: TextArgument,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    top: Annotated[int, typer.Option("--top", "-k", help="How many predictions to list per layer.")] = 5,
+    top: TopOption = 5,
     chat: ChatOption = False,
     system: SystemOption = None,
     model: ModelOption = None,

@@ -6,20 +6,28 @@ from typing import Annotated
 
 import typer
 
-from .common import (
-    SENTENCE,
+from .common import SENTENCE, app, plain_width, read_text, run, write_csv, write_json, write_screen
+from .options import (
+    ChatOption,
+    FormatOption,
+    HeadOption,
     JsonOption,
+    LayerOption,
+    LevelOption,
     ModelOption,
+    NormsOption,
     OutputFormat,
     QueryIndexOption,
     QueryOption,
+    RankByOption,
+    SpecialOption,
+    StepsOption,
+    SystemOption,
     TextArgument,
-    app,
-    plain_width,
-    read_text,
-    run,
-    write_json,
-    write_screen,
+    TopOption,
+    TruncateOption,
+    output_format,
+    refuse_with,
 )
 from .output import write_stdout
 
@@ -37,74 +45,54 @@ from .output import write_stdout
     )
 )
 def inspect(
+    ctx: typer.Context,
     text: TextArgument,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "-1",
-    head: Annotated[
-        str,
-        typer.Option("--head", metavar="H|auto|mean|all", help="Head index, 'mean', 'all', or 'auto': the head that attends most to other words."),
-    ] = "auto",
-    top: Annotated[int, typer.Option("--top", "-k", help="How many top-attended words to list.")] = 5,
-    steps: Annotated[bool, typer.Option("--steps", help="Also show step 1 (q, k, v vectors) and step 3 (weighted sum of values).")] = False,
-    special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")] = True,
-    truncate: Annotated[bool, typer.Option("--truncate", help="Keep the first tokens of a text longer than the model reads (default: an error).")] = False,
-    level: Annotated[
-        str, typer.Option("--level", metavar="token|word", help="Rows are tokens, or words: attention to a word is the sum of its tokens (Clark et al. 2019).")
-    ] = "token",
-    norms: Annotated[
-        bool, typer.Option("--norms", help="Show ‖α·v‖ and ‖α·v·W_O‖ beside each weight: weights alone mislead (Kobayashi et al. 2020).")
-    ] = False,
-    rank_by: Annotated[
-        str,
-        typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="Rank the top words by weight, value_norm or output_norm (implies --norms)."),
-    ] = "weight",
-    chat: Annotated[bool, typer.Option("--chat", help="Read TEXT as a user message, rendered by the model's chat template (decoders).")] = False,
-    system: Annotated[str | None, typer.Option("--system", help="With --chat: a system message before the user's.", show_default=False)] = None,
+    layer: LayerOption = "-1",
+    head: HeadOption = "auto",
+    top: TopOption = 5,
+    steps: StepsOption = False,
+    special: SpecialOption = True,
+    truncate: TruncateOption = False,
+    level: LevelOption = "token",
+    norms: NormsOption = False,
+    rank_by: RankByOption = "weight",
+    chat: ChatOption = False,
+    system: SystemOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table (Rich), json (= --json), or csv: one row per layer, head and token.")
-    ] = OutputFormat.table,
+    chosen_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Show how one query word attends to every token: scores, scaled scores, softmax weights, top words, all heads."""
-    if as_json and output_format is OutputFormat.csv:
-        from .common import report
-
-        raise typer.Exit(report("usage", "--json and --format csv ask for two different outputs", "give one of them", True))
-    output_format = OutputFormat.json if as_json else output_format
+    form = output_format(as_json, chosen_format)
 
     def action() -> None:
-        if output_format is OutputFormat.csv and steps:
-            from ..errors import InputError
-
-            raise InputError("--steps has no CSV form (q, k, v are vectors, not rows of weights)", "use --json for the steps, or drop --steps")
-        from ..compute.inspect import inspect as run_inspect
+        from ..compute.inspect import inspect_with
+        from ..compute.options import InspectOptions
+        from ..errors import InputError
         from ..loading.model import load_model
 
-        source = read_text(text)
-        result = run_inspect(
-            load_model(model), source, query=query, query_index=query_index, layer=layer, head=head,
-            top_k=top, steps=steps, include_special=special, truncate=truncate, level=level, norms=norms, rank_by=rank_by,
-            chat=chat, system=system,
+        options = InspectOptions(
+            query=query, query_index=query_index, layer=layer, head=head, top_k=top, steps=steps, include_special=special,
+            truncate=truncate, level=level, norms=norms, rank_by=rank_by, chat=chat, system=system,
         )
-        if output_format is OutputFormat.json:
+        if form is OutputFormat.csv and steps:
+            raise InputError("--steps has no CSV form (q, k, v are vectors, not rows of weights)", "use --json for the steps, or drop --steps")
+        if form is OutputFormat.csv:  # every head's weights on every token: no head is picked (but --head all), nothing ranked
+            picked = ["head"] if head.strip().lower() != "all" else []
+            refuse_with(ctx, "--format csv", *picked, "top", "special", "rank_by", why=" (its rows are every head's weights on every token)")
+        result = inspect_with(load_model(model), read_text(text), options)
+        if form is OutputFormat.json:
             write_json(result.to_json())
-        elif output_format is OutputFormat.csv:
-            import csv
-            import io
-
+        elif form is OutputFormat.csv:
             from ..compute.result import csv_columns, csv_rows
 
-            table = io.StringIO()
-            writer = csv.writer(table, lineterminator="\n")
-            writer.writerow(csv_columns(result))
-            writer.writerows(csv_rows(result))
-            write_stdout(table.getvalue())
+            write_csv([csv_columns(result), *csv_rows(result)])
         else:
             write_inspect_screen(result)
 
-    run(output_format is OutputFormat.json, action)
+    run(form is OutputFormat.json, action)
 
 
 def write_inspect_screen(result) -> None:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from .common import SENTENCE, JsonOption, ModelOption, QueryIndexOption, QueryOption, TextArgument, app, emit, read_text, run
+from .common import SENTENCE, app, emit, read_text, run
+from .options import (
+    HeadsMetricOption,
+    JsonOption,
+    LevelOption,
+    ModelOption,
+    QueryIndexOption,
+    QueryOption,
+    SpecialOption,
+    TargetOption,
+    TextArgument,
+    TopOption,
+)
 
 
 @app.command(
@@ -22,15 +34,9 @@ def heads(
     text: TextArgument,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
-    metric: Annotated[
-        Optional[str],
-        typer.Option(
-            "--metric", metavar="top|weight|entropy",
-            help="top (each head's top-attended word), weight (on --target), or entropy. Default: weight with --target, else top.",
-        ),
-    ] = None,
-    target: Annotated[Optional[str], typer.Option("--target", "-t", help="A word of the text: show each head's weight on it.")] = None,
-    special: Annotated[bool, typer.Option("--special/--no-special", help="Let special tokens ([CLS], [SEP]) be a head's top word.")] = True,
+    metric: HeadsMetricOption = None,
+    target: TargetOption = None,
+    special: SpecialOption = True,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -66,9 +72,9 @@ def rollout(
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
     full: Annotated[bool, typer.Option("--full", help="Also compute the whole rollout matrix (JSON: full).")] = False,
-    level: Annotated[str, typer.Option("--level", metavar="token|word", help="token, or word (attention to a word is the sum over its tokens).")] = "token",
-    top: Annotated[int, typer.Option("--top", "-k", help="How many top words to list.")] = 5,
-    special: Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens among the top words.")] = True,
+    level: LevelOption = "token",
+    top: TopOption = 5,
+    special: SpecialOption = True,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -76,11 +82,11 @@ def rollout(
 
     def action() -> None:
         from ..compute.lenses import attention_rollout
-        from ..errors import InputError
+        from ..errors import OptionError
         from ..loading.model import load_model
 
         if top < 1:
-            raise InputError(f"--top {top} is not valid", "give --top 1 or more")
+            raise OptionError("{top_k} {value} is not valid", "give {top_k} 1 or more", value=top)
         result = attention_rollout(load_model(model), read_text(text), query, query_index, full, level, top, special)
 
         def view(out):

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SENTENCE, ModelOption, QueryIndexOption, QueryOption, app, read_text, run
+from .common import SENTENCE, app, read_text, run
+from .options import LevelOption, ModelOption, OneLayerOption, PlotMetricOption, QueryIndexOption, QueryOption, TargetOption, refuse_with
 from .output import write_stdout
 
 VIEWS = ("heads", "grid")
@@ -24,6 +25,7 @@ VIEWS = ("heads", "grid")
     )
 )
 def plot(
+    ctx: typer.Context,
     text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (not with --stats).", show_default=False)] = None,
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")
@@ -34,20 +36,10 @@ def plot(
         str,
         typer.Option("--view", metavar="heads|grid", help="heads: tokens × heads of one layer; grid: layers × heads (the model view)."),
     ] = "heads",
-    layer: Annotated[
-        Optional[str],
-        typer.Option("--layer", "-l", metavar="L", help="The one layer of --view heads (negative from the end). Default: the last."),
-    ] = None,
-    level: Annotated[Optional[str], typer.Option("--level", metavar="token|word", help="Rows are tokens, or words (--view heads).")] = None,
-    metric: Annotated[
-        Optional[str],
-        typer.Option(
-            "--metric",
-            metavar="top|weight|entropy|STAT",
-            help="--view grid: top, weight (on --target) or entropy (drawn as focus 1 − H/ln n). --stats: a statistic (default first_token).",
-        ),
-    ] = None,
-    target: Annotated[Optional[str], typer.Option("--target", "-t", help="--view grid: the word whose weight each head shows.")] = None,
+    layer: OneLayerOption = None,
+    level: LevelOption = None,
+    metric: PlotMetricOption = None,
+    target: TargetOption = None,
     stats: Annotated[
         Optional[str], typer.Option("--stats", help="Plot a saved `attn stats --json` document (- for stdin): layers × heads of --metric.", show_default=False)
     ] = None,
@@ -68,6 +60,7 @@ def plot(
         if stats is not None:
             if text is not None:
                 raise InputError("give TEXT or --stats, not both", "attn plot --stats stats.json -o heads.png")
+            refuse_with(ctx, "--stats", "query", "query_index", "view", "layer", "level", "target", "model", why=" (it plots a saved document)")
             write_stdout(str(_plot_stats(stats, metric or "first_token", output, force)) + "\n")
             return
         if text is None:
@@ -79,7 +72,9 @@ def plot(
         source = read_text(text)
         if view == "heads":
             from ..compute.inspect import inspect
+            from ..compute.options import select_layers
 
+            select_layers(layer or "-1", m.spec.layers, allow_all=False)  # so that a layer out of range is not offered 'all'
             result = inspect(m, source, query, query_index, layer=layer or "-1", head="all", level=level or "token", truncate=None)
             drawn = result.layers[0]
             values = np.stack([h.weights for h in drawn.heads], axis=1)  # (units, heads + mean)

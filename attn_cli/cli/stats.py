@@ -3,14 +3,28 @@ query's attention moves between two texts)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
 import typer
 
-from .common import SENTENCE, JsonOption, ModelOption, app, emit, read_text, run
-
-FORMATS = ("table", "json", "csv")
+from .common import SENTENCE, app, emit, read_text, run
+from .options import (
+    FormatOption,
+    InductionSeedOption,
+    JsonOption,
+    LayerOption,
+    ModelOption,
+    OutputFormat,
+    QueryOption,
+    StatMetricOption,
+    TopOption,
+    WorkersOption,
+    output_format,
+    refuse_unless,
+    refuse_with,
+)
 
 
 @app.command(
@@ -26,17 +40,16 @@ FORMATS = ("table", "json", "csv")
     )
 )
 def stats(
+    ctx: typer.Context,
     text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (or use --file).", show_default=False)] = None,
     file: Annotated[
         Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped), streamed; - for stdin.", show_default=False)
     ] = None,
-    threshold: Annotated[float, typer.Option("--threshold", "-t", help="Name the heads whose mean mass for a kind is at least this.")] = 0.5,
-    metric: Annotated[
-        Optional[str], typer.Option("--metric", "-m", help="The statistic the grid shows (a JSON field: first_token, induction_mul, ...).", show_default=False)
-    ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table, json (as --json) or csv (layer,head,statistic,value).")] = "table",
-    workers: Annotated[int, typer.Option("--workers", "-w", help="--file: processes (or Ray actors) to use; each loads the model once.")] = 1,
-    engine: Annotated[str, typer.Option("--engine", help="--file: local (this machine) or ray (needs attn-cli[ray]).")] = "local",
+    threshold: Annotated[float, typer.Option("--threshold", help="Name the heads whose mean mass for a kind is at least this.")] = 0.5,
+    metric: StatMetricOption = None,
+    chosen_format: FormatOption = OutputFormat.table,
+    workers: WorkersOption = 1,
+    engine: Annotated[str, typer.Option("--engine", help="--file: local (this machine) or ray (needs attn-cli\\[ray]).")] = "local",
     ray_address: Annotated[
         Optional[str], typer.Option("--ray-address", help="--engine ray: the cluster (else RAY_ADDRESS, else a local Ray).", show_default=False)
     ] = None,
@@ -44,7 +57,7 @@ def stats(
     exclude_current: Annotated[
         bool, typer.Option("--exclude-current-token", help="Detector scores ignore attention to the token itself (exclude_current_token).")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random-token prompts the induction score is measured on.")] = 0,
+    seed: InductionSeedOption = 0,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -53,32 +66,38 @@ def stats(
     The detectors are TransformerLens' (previous-token, duplicate-token, induction; mul and abs).
 
     With --file the corpus is streamed: memory does not grow with its length. Progress goes to stderr when it is a terminal.
+    --metric picks the statistic of the grid on the screen (table); --workers, --engine and --ray-address are for --file.
     """
-    wants_json = as_json or output_format == "json"
+    form = output_format(as_json, chosen_format)
 
     def action() -> None:
         from ..compute.stats import corpus_statistics, head_statistics
         from ..errors import InputError
         from ..maths.headsums import METRICS, DetectorOptions
 
-        if output_format not in FORMATS:
-            raise InputError(f"--format {output_format!r} is not valid", f"give one of {', '.join(FORMATS)}")
         if metric is not None and metric not in METRICS:
             raise InputError(f"--metric {metric!r} is not a statistic", f"give one of {', '.join(METRICS)}")
+        if model in METRICS and not os.path.exists(model):  # -m was stats' --metric once
+            raise InputError(f"-m is --model, and {model!r} is a statistic, not a model", f"give --metric {model} for its grid")
         if (text is None) == (file is None):
             raise InputError("give either TEXT or --file FILE", 'e.g. attn stats "The cat sat." or attn stats --file sentences.txt')
+        refuse_unless(ctx, form is OutputFormat.table, "--format table", "metric", why=": it picks the statistic of the grid on the screen")
+        refuse_unless(ctx, file is not None, "--file", "workers", "engine", "ray_address", why=" (a corpus)")
+        refuse_unless(ctx, engine == "ray", "--engine ray", "ray_address")
+        if form is OutputFormat.csv:
+            refuse_with(ctx, "--format csv", "threshold", why=" (it names heads; the CSV rows are the statistics)")
         options = DetectorOptions(exclude_bos, exclude_current)
         if file is None:
             from ..loading.model import load_model
 
-            if engine != "local" or workers != 1:
-                raise InputError("--workers and --engine are for a corpus", "use them with --file FILE")
             result = head_statistics(load_model(model), [(None, read_text(text))], threshold, options, seed)
         else:
             with _Progress() as progress:
                 result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress)
-        if output_format == "csv" and not as_json:
-            sys.stdout.write(result.to_csv())
+        if form is OutputFormat.csv:
+            from .output import write_stdout
+
+            write_stdout(result.to_csv())
             return
 
         def view(out):
@@ -86,9 +105,9 @@ def stats(
 
             return stats_view(result, out.width, metric)
 
-        emit(result, wants_json, view)
+        emit(result, form is OutputFormat.json, view)
 
-    run(wants_json, action)
+    run(form is OutputFormat.json, action)
 
 
 class _Progress:
@@ -124,14 +143,17 @@ class _Progress:
 def compare(
     text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="Text A, or - to read it from stdin.", show_default=False)],
     text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="Text B, or - to read it from stdin.", show_default=False)],
-    query: Annotated[str, typer.Option("--query", "-q", help="Query word in A (and in B); WORD#N for its N-th occurrence; @N for token position N.")],
+    query: QueryOption,
     query_b: Annotated[Optional[str], typer.Option("--query-b", help="A different query word for text B.", show_default=False)] = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", metavar="L|all", help="Layer index (negative from the end) or 'all'.")] = "all",
-    top: Annotated[int, typer.Option("--top", "-k", help="How many of the most-changed heads to show word by word.")] = 5,
+    layer: LayerOption = "all",
+    top: TopOption = 5,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare one query's attention in two texts, aligned by word: weights in A and B, B − A, and the heads that changed most."""
+    """Compare one query's attention in two texts, aligned by word: weights in A and B, B − A, and the heads that changed most.
+
+    --query is the word in A (and in B, unless --query-b); --top: how many of the most-changed heads to show word by word.
+    """
 
     def action() -> None:
         from ..compute.stats import compare as run_compare

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import AttnError, InputError, QueryNotFound
 from ..exit_status import STATUS_BY_CODE, ExitStatus
 from .lifeline import bind_to_parent
+from .options import NAMES, InspectOptions, check_type
 from .packed import answer_pack, packs
 
 # NumPy is imported late (in the functions that need it), so that a worker process can limit
@@ -30,39 +31,8 @@ if TYPE_CHECKING:
     from ..loading.model import Model
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a position
-
-
-def _is_str(value) -> bool:
-    return isinstance(value, str)
-
-
-def _is_bool(value) -> bool:
-    return isinstance(value, bool)
-
-
-# What a JSON line may hold: "text", and the keyword arguments of `inspect`, each with the JSON
-# types it takes. Checked on parsing because `inspect` expects the CLI's types: a string
-# query_index would fail deep inside it, as an internal error.
-LINE_TYPES = {
-    "text": (_is_str, "a string"),
-    "query": (lambda v: v is None or _is_str(v), "a string or null"),
-    "query_index": (lambda v: v is None or _is_int(v), "an integer or null"),
-    "layer": (lambda v: _is_int(v) or _is_str(v), 'an integer or "all"'),
-    "head": (lambda v: _is_int(v) or _is_str(v), 'an integer, "auto", "mean" or "all"'),
-    "top_k": (_is_int, "an integer"),
-    "steps": (_is_bool, "true or false"),
-    "include_special": (_is_bool, "true or false"),
-    "truncate": (_is_bool, "true or false"),
-    "level": (_is_str, 'a string ("token" or "word")'),
-    "norms": (_is_bool, "true or false"),
-    "rank_by": (_is_str, 'a string ("weight", "value_norm" or "output_norm")'),
-    "chat": (_is_bool, "true or false"),
-    "system": (lambda v: v is None or _is_str(v), "a string or null"),
-}
-# The keyword arguments of `inspect` that the defaults and a JSON line may set.
-OPTIONS = tuple(k for k in LINE_TYPES if k != "text")
+# What a JSON line may hold: "text", and any field of `InspectOptions` (its keyword arguments).
+LINE_FIELDS = ("text", *NAMES)
 
 # Kept whatever fields are selected: which line a document answers, its version, an error.
 ALWAYS_KEPT = ("line", "schema_version", "error")
@@ -76,7 +46,7 @@ JSON_EXAMPLE = '{"text": "The cat sat.", "query": "cat"}'
 
 @dataclass(frozen=True)
 class Job:
-    """One input line, parsed. `overrides`: the options a JSON line sets (a subset of OPTIONS).
+    """One input line, parsed. `overrides`: the options a JSON line sets (fields of InspectOptions).
     `error`: (message, fix) when the line cannot run (blank, bad JSON); run_job reports it."""
 
     number: int
@@ -113,47 +83,45 @@ def _json_fix() -> str:
 
 
 def _check_object(obj) -> str | None:
-    """What is wrong with a parsed JSON line (see LINE_TYPES), or None."""
+    """What is wrong with a parsed JSON line (a field it may not have, or of the wrong type), or None."""
     if not isinstance(obj, dict):
         return "invalid JSON: not an object"
-    unknown = [k for k in obj if k not in LINE_TYPES]
+    unknown = [k for k in obj if k not in LINE_FIELDS]
     if unknown:
-        return f"unknown field {', '.join(map(json.dumps, unknown))}; a line may have: {', '.join(LINE_TYPES)}"
+        return f"unknown field {', '.join(map(json.dumps, unknown))}; a line may have: {', '.join(LINE_FIELDS)}"
     if "text" not in obj:
         return 'the object has no "text"'
     for key, value in obj.items():
-        suits, expected = LINE_TYPES[key]
-        if not suits(value):
-            return f'"{key}" must be {expected}, not {json.dumps(value)}'
+        if key == "text" and not isinstance(value, str):
+            return f'"text" must be a string, not {json.dumps(value)}'
+        if key != "text":
+            try:
+                check_type(key, value)
+            except InputError as exc:
+                return exc.message
     return None
 
 
-def job_options(job: Job, defaults: dict) -> dict:
-    """The keyword arguments of `inspect` for one line: the defaults, then the line's overrides.
-    A line that names its query either way replaces both default query options, so a line's
-    "query_index" under a batch-wide query is not "both a query word and a query index"."""
-    options = {**defaults, **job.overrides}
-    if "query" in job.overrides or "query_index" in job.overrides:
-        options["query"] = job.overrides.get("query")
-        options["query_index"] = job.overrides.get("query_index")
-    return options
+def job_options(job: Job, defaults: InspectOptions) -> InspectOptions:
+    """The options of one line: the defaults, then what the line sets (see InspectOptions.from_json).
+    Raises OptionError if they do not go together."""
+    return InspectOptions.from_json(job.overrides, defaults)
 
 
-def run_job(model: Model, job: Job, defaults: dict, packed: tuple | None = None) -> dict:
+def run_job(model: Model, job: Job, defaults: InspectOptions, packed: tuple | None = None) -> dict:
     """One line -> {"line": n, **inspect document}, or {"line": n, "error": {...}}. Never raises
     an Exception: a failing line must not end the run. `packed`: (tokenization, traces) of the
     line already run in a pack (see `packed.answer_pack`), else the line runs by itself."""
-    from .inspect import inspect, inspect_tokens
+    from .inspect import inspect_tokens, inspect_with
 
     try:
         if job.error is not None:
             raise InputError(*job.error)
         options = job_options(job, defaults)
         if packed is None:
-            return {"line": job.number, **inspect(model, job.text, **options).to_json()}
+            return {"line": job.number, **inspect_with(model, job.text, options).to_json()}
         tok, traces = packed
-        rest = {k: v for k, v in options.items() if k not in ("truncate", "chat", "system")}  # how the text became tokens
-        return {"line": job.number, **inspect_tokens(model, tok, traces=traces, **rest).to_json()}
+        return {"line": job.number, **inspect_tokens(model, tok, options, traces).to_json()}
     except AttnError as exc:
         return error_document(job.number, exc)
     except Exception as exc:  # a bug, but only this line's
@@ -226,17 +194,10 @@ def check_workers(workers: int) -> None:
         raise InputError(f"--workers {workers!r} is not valid", "give --workers 1 or more")
 
 
-def check_defaults(defaults: dict) -> None:
-    """A programming error in the caller, not bad input: the CLI builds `defaults`."""
-    unknown = sorted(set(defaults) - set(OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown batch defaults {unknown}; expected some of {OPTIONS}")
-
-
 def run_batch(
     model_path: str | None,
     lines: Iterable[str],
-    defaults: dict,
+    defaults: InspectOptions,
     workers: int = 1,
     fields: list[str] | None = None,
     on_done: Callable[[int], None] | None = None,
@@ -245,7 +206,7 @@ def run_batch(
 
     lines: as iterating a text file gives them (line breaks optional), or one string, split at
     its line breaks; a final line break ends the last line and does not start another.
-    defaults: keyword arguments of `inspect` (keys from OPTIONS) for every line.
+    defaults: the options of every line, as far as a JSON line does not set its own.
     fields: if given, each document keeps only these top-level fields (see select_fields).
     on_done(n): called when line n is answered, just before it is yielded; lines are answered
     in order, so n is also how many are done.
@@ -253,7 +214,6 @@ def run_batch(
 
     Raises InputError (workers, fields) or ModelError (the model) at once, before yielding.
     """
-    check_defaults(defaults)
     check_workers(workers)
     if fields is not None:
         check_fields(fields)
@@ -272,7 +232,7 @@ def run_batch(
     return _report(docs, on_done)
 
 
-def _check_query_given(jobs: Iterator[Job], defaults: dict) -> Iterator[Job]:
+def _check_query_given(jobs: Iterator[Job], defaults: InspectOptions) -> Iterator[Job]:
     """`jobs`, unchanged, once the first line that runs is known not to lack a query: plain text
     without a batch-wide --query or --query-index would fail on every line, so refuse up front."""
     from itertools import chain
@@ -283,7 +243,7 @@ def _check_query_given(jobs: Iterator[Job], defaults: dict) -> Iterator[Job]:
         if job.error is None:
             break
     first = seen[-1] if seen else None
-    if first is not None and first.error is None and not first.overrides and defaults.get("query") is None and defaults.get("query_index") is None:
+    if first is not None and first.error is None and not first.overrides and defaults.query is None and defaults.query_index is None:
         raise InputError(
             f"line {first.number} is plain text, and no query was given for plain lines",
             "add --query WORD or --query-index N, or write JSONL lines with their own query, e.g. " + JSON_EXAMPLE,

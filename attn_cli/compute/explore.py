@@ -18,6 +18,7 @@ from ..loading.tokenizer import Tokenization, tokenize
 from ..models import LayerTrace
 from .inspect import inspect_tokens
 from .lenses import HeadsResult, RolloutResult, heads_traced, mean_maps, rollout_from_maps
+from .options import InspectOptions
 from .query import Query, resolve_query
 from .result import InspectResult
 
@@ -31,19 +32,20 @@ class TracedText:
         self.model, self.tokenization, self.traces = model, tokenization, traces
         self._maps: list[np.ndarray] | None = None
         self._heads: dict[tuple[int, ...], HeadsResult] = {}
-        self._results: dict[tuple, InspectResult] = {}
+        self._results: dict[InspectOptions, InspectResult] = {}
 
     def resolve(self, query: str | None = None, query_index: int | None = None) -> Query:
         return resolve_query(self.tokenization, query, query_index)
 
     def inspect(self, query: str | None = None, query_index: int | None = None, **options) -> InspectResult:
-        """What `attn inspect TEXT --query … --json` computes, for the same options. The last
-        `_KEPT` results are kept: going back to a view is a dictionary look-up."""
-        key = (query, query_index, tuple(sorted(options.items())))
+        """What `attn inspect TEXT --query … --json` computes, for the same options (those of
+        `InspectOptions`). The last `_KEPT` results are kept: going back to a view is a
+        dictionary look-up."""
+        key = InspectOptions(query=query, query_index=query_index, **options)
         if key not in self._results:
             if len(self._results) >= _KEPT:
                 self._results.pop(next(iter(self._results)))
-            self._results[key] = inspect_tokens(self.model, self.tokenization, query, query_index, traces=self.traces, **options)
+            self._results[key] = inspect_tokens(self.model, self.tokenization, key, self.traces)
         return self._results[key]
 
     def heads(self, query: str | None = None, query_index: int | None = None) -> HeadsResult:

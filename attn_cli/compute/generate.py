@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
@@ -19,6 +19,7 @@ from ..maths.sampling import log_softmax, top_tokens
 from ..models.cache import cache_bytes
 from .decoding import Sampling, check_length, decode, eos_ids, require_decoder
 from .inspect import inspect_tokens, model_info
+from .options import InspectOptions, check_chat
 from .result import InspectResult, ModelInfo, document_header, floats
 
 
@@ -116,8 +117,7 @@ def prompt_tokenization(model: Model, prompt: str, chat: bool = False, system: s
         from .chat import chat_tokenization
 
         return chat_tokenization(model, prompt, system)
-    if system is not None:
-        raise InputError("--system is a chat template's system message", "add --chat, or drop --system")
+    check_chat(chat, system)
     return tokenize(model.tokenizer, prompt, max_tokens=None)
 
 
@@ -129,16 +129,16 @@ def generate(
     top: int = 5,
     chat: bool = False,
     system: str | None = None,
-    query: str | None = None,
-    query_index: int | None = None,
+    inspect: InspectOptions | None = None,
     use_cache: bool = True,
     on_step=None,
-    **inspect_options,
 ) -> GenerateResult:
     """Generate up to `max_new_tokens` after `prompt` (greedy unless `sampling.sample`), stopping
-    at the model's EOS (included). `on_step(step)` is called as each token is written. With a
-    `query`/`query_index` over the whole sequence (negative from the end), the result also holds
-    inspect's view of that token (`inspect_options`: layer, head, steps, level, ...)."""
+    at the model's EOS (included). `on_step(step)` is called as each token is written. With
+    `inspect`, whose query (or query_index, negative from the end) names a token of the whole
+    sequence, the result also holds inspect's view of that token (its layer, head, steps, ...)."""
+    if inspect is not None and inspect.query is None and inspect.query_index is None:
+        raise OptionError("the inspect options name no token to inspect", "give them a {query} or a {query_index}")
     require_decoder(model)
     if top < 1:
         raise InputError(f"--top {top} is not valid", "give --top 1 or more")
@@ -166,9 +166,7 @@ def generate(
         if d.id in eos:
             stop = "eos"
     full = continued(model.tokenizer, tok, ids[prompt_tokens:], pieces)
-    view = None
-    if query is not None or query_index is not None:
-        view = inspect_tokens(model, full, query, query_index, **inspect_options)
+    view = None if inspect is None else inspect_tokens(model, full, inspect)
     return GenerateResult(
         model_info(model), full, prompt_tokens, tuple(steps), stop, sampling, max_new_tokens, eos, chat, system,
         cache_bytes(model.spec, len(ids)) if use_cache else 0, tok, view,

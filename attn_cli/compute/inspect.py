@@ -6,24 +6,19 @@ Only the query's rows are kept from each layer (plus keys and values of the head
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterable
 
 import numpy as np
 
-from ..errors import InputError
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import output_slices, to_words
 from ..models import LayerTrace
 from ..records import frozen
+from .options import InspectOptions
 from .query import Query, check_rankable, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
-
-HEAD_CHOICES = ("auto", "mean", "all")
-LEVELS = ("token", "word")
-RANKINGS = ("weight", "value_norm", "output_norm")
 
 
 def model_info(model: Model) -> ModelInfo:
@@ -32,39 +27,6 @@ def model_info(model: Model) -> ModelInfo:
         model.name, str(model.path), s.model_type, s.layers, s.heads, s.kv_heads, s.head_dim, s.hidden,
         s.max_positions, s.causal, s.sliding_window, s.rotary, s.layer_windows, s.scale,
     )
-
-
-def select_layers(layer: str | int, layers: int) -> list[int]:
-    """'all', or an index (negative counts from the end) -> sorted layer indices."""
-    if str(layer).strip().lower() == "all":
-        return list(range(layers))
-    index = _integer(layer, "layer", f"an index 0 … {layers - 1}, negative from the end, or 'all'")
-    if not -layers <= index < layers:
-        raise InputError(
-            f"layer {index} is out of range: the model has {layers} layers (0 … {layers - 1}, or -1 … -{layers})",
-            f"pick --layer between 0 and {layers - 1}, or 'all'",
-        )
-    return [index % layers]
-
-
-def parse_head(head: str | int, heads: int) -> HeadId:
-    """'auto', 'mean', 'all' or an index (negative counts from the end)."""
-    name = str(head).strip().lower()
-    if name in HEAD_CHOICES:
-        return name
-    index = _integer(head, "head", f"an index 0 … {heads - 1}, or one of {', '.join(HEAD_CHOICES)}")
-    if not -heads <= index < heads:
-        raise InputError(
-            f"head {index} is out of range: each layer has {heads} heads (0 … {heads - 1})",
-            f"pick --head between 0 and {heads - 1}, or auto, mean, all",
-        )
-    return index % heads
-
-
-def _integer(value: str | int, what: str, expected: str) -> int:
-    if isinstance(value, int) or re.fullmatch(r"\s*-?\d+\s*", str(value)):
-        return int(value)
-    raise InputError(f"--{what} {value!r} is not valid", f"give {expected}")
 
 
 @frozen
@@ -155,69 +117,54 @@ def inspect(
     "word" shows words instead of tokens (attention to a word is the sum over its tokens).
     `norms` adds ‖α·v‖ and ‖α·v·W_O‖ beside each weight; `rank_by` ("weight", "value_norm",
     "output_norm") orders the top-attended words, and implies `norms`. `chat` reads `text` as
-    a user message rendered by the model's chat template (after `system`, if given).
+    a user message rendered by the model's chat template (after `system`, if given). The
+    options are those of `InspectOptions`, which checks them.
     """
-    layers, ask = _options(model, layer, head, top_k, steps, include_special, level, norms, rank_by)
-    if chat:
+    options = InspectOptions(
+        query=query, query_index=query_index, layer=layer, head=head, top_k=top_k, steps=steps, include_special=include_special,
+        truncate=truncate, level=level, norms=norms, rank_by=rank_by, chat=chat, system=system,
+    )
+    return inspect_with(model, text, options)
+
+
+def inspect_with(model: Model, text: str, options: InspectOptions) -> InspectResult:
+    """`inspect` with its options as one value."""
+    layers, head = options.layers(model.spec.layers), options.head_id(model.spec.heads)
+    if options.chat:
         from .chat import chat_tokenization
 
-        tok = chat_tokenization(model, text, system, truncate=truncate)
+        tok = chat_tokenization(model, text, options.system, truncate=options.truncate)
     else:
-        tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions, truncate=truncate)
-    return _inspect(model, tok, None, query, query_index, layers, ask)
+        tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions, truncate=options.truncate)
+    return _inspect(model, tok, None, options, layers, head)
 
 
 def inspect_tokens(
-    model: Model,
-    tok: Tokenization,
-    query: str | None = None,
-    query_index: int | None = None,
-    layer: str | int = -1,
-    head: str | int = "auto",
-    top_k: int = 5,
-    steps: bool = False,
-    include_special: bool = True,
-    level: str = "token",
-    norms: bool = False,
-    rank_by: str = "weight",
-    traces: Iterable[LayerTrace] | None = None,
+    model: Model, tok: Tokenization, options: InspectOptions | None = None, traces: Iterable[LayerTrace] | None = None
 ) -> InspectResult:
     """`inspect` of a text already tokenized (a chat, or a prompt and what a decoder generated),
     over `traces` already computed for `tok` in layer order (the explorer keeps them), else a
-    forward pass of its own: the same result, and so the same JSON, either way."""
-    layers, ask = _options(model, layer, head, top_k, steps, include_special, level, norms, rank_by)
-    return _inspect(model, tok, traces, query, query_index, layers, ask)
-
-
-def _options(model: Model, layer, head, top_k, steps, include_special, level, norms, rank_by) -> tuple[list[int], _Ask]:
-    """The caller's options, validated: (layer indices, what to keep)."""
-    if top_k < 1:
-        raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
-    if level not in LEVELS:
-        raise InputError(f"--level {level!r} is not valid", f"give one of {', '.join(LEVELS)}")
-    if rank_by not in RANKINGS:
-        raise InputError(f"--rank-by {rank_by!r} is not valid", f"give one of {', '.join(RANKINGS)}")
-    if steps and level == "word":
-        raise InputError("--steps shows token vectors, so it cannot be used with --level word", "drop --steps or --level word")
-    s = model.spec
-    layers = select_layers(layer, s.layers)
-    return layers, _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)
+    forward pass of its own: the same result, and so the same JSON, either way. How the text
+    became tokens (`truncate`, `chat`, `system`) is not read from `options`."""
+    options = options or InspectOptions()
+    layers, head = options.layers(model.spec.layers), options.head_id(model.spec.heads)
+    return _inspect(model, tok, traces, options, layers, head)
 
 
 def _inspect(
-    model: Model, tok: Tokenization, traces: Iterable[LayerTrace] | None, query: str | None, query_index: int | None, layers: list[int], ask: _Ask
+    model: Model, tok: Tokenization, traces: Iterable[LayerTrace] | None, options: InspectOptions, layers: list[int], head: HeadId
 ) -> InspectResult:
-    q = resolve_query(tok, query, query_index)
-    check_rankable(tok, q, model.spec.causal, ask.include_special)
+    q = resolve_query(tok, options.query, options.query_index)
+    check_rankable(tok, q, model.spec.causal, options.include_special)
     results = []
-    text = _text_units(tok, ask.level)
+    text = _text_units(tok, options.level)
     # The last layer asked for is needed only as far as its attention maps (q, k, v), unless
     # --steps shows its head outputs: `through` skips the rest of its work.
-    through = None if ask.steps else layers[-1]
+    through = None if options.steps else layers[-1]
     for trace in model.trace(tok.ids, through=through) if traces is None else traces:
         if trace.layer in layers:
-            w_o = model.arch.output_projection(model.weights, trace.layer) if ask.norms else None
-            results.append(_layer_result(trace, tok, text, q, ask, w_o))
+            w_o = model.arch.output_projection(model.weights, trace.layer) if options.shows_norms else None
+            results.append(_layer_result(trace, tok, text, q, options, head, w_o))
         if trace.layer >= layers[-1]:
             break  # later layers cannot change what was asked
     return InspectResult(
@@ -225,25 +172,12 @@ def _inspect(
         tokenization=tok,
         query=QueryInfo(q.text, q.token_indices, q.occurrence, q.occurrences),
         layers=tuple(results),
-        top_k=ask.top_k,
-        include_special=ask.include_special,
-        notes=tuple(_notes(tok, q, query)),
-        level=ask.level,
-        rank_by=ask.rank_by,
+        top_k=options.top_k,
+        include_special=options.include_special,
+        notes=tuple(_notes(tok, q, options.query)),
+        level=options.level,
+        rank_by=options.rank_by,
     )
-
-
-@frozen
-class _Ask:
-    """What the caller asked `inspect` for, passed down as one value."""
-
-    head: HeadId
-    top_k: int
-    steps: bool
-    include_special: bool
-    level: str
-    norms: bool
-    rank_by: str
 
 
 def _text_units(tok: Tokenization, level: str) -> tuple[list, list, WordIndex]:
@@ -254,7 +188,9 @@ def _text_units(tok: Tokenization, level: str) -> tuple[list, list, WordIndex]:
     return view, words, word_index(tok)
 
 
-def _layer_result(trace, tok: Tokenization, text: tuple, q: Query, ask: _Ask, w_o: np.ndarray | None) -> LayerResult:
+def _layer_result(
+    trace, tok: Tokenization, text: tuple, q: Query, options: InspectOptions, head: HeadId, w_o: np.ndarray | None
+) -> LayerResult:
     rows = list(q.token_indices)
     scores, scaled_scores, weights = trace.rows(rows)  # each (heads, len(rows), seq)
     visible = trace.visible(rows)  # None for encoders, else (len(rows), seq)
@@ -268,23 +204,23 @@ def _layer_result(trace, tok: Tokenization, text: tuple, q: Query, ask: _Ask, w_
     heads = weights.shape[0]
     seen = None if visible is None else visible.any(axis=0)
 
-    chosen = auto_head(weights, tok, q, trace.spec.causal) if ask.head == "auto" else None
-    focus: tuple[HeadId, ...] = tuple(range(heads)) if ask.head == "all" else (chosen if chosen is not None else ask.head,)
+    chosen = auto_head(weights, tok, q, trace.spec.causal) if head == "auto" else None
+    focus: tuple[HeadId, ...] = tuple(range(heads)) if head == "all" else (chosen if chosen is not None else head,)
     view, words, index = text
     slices = output_slices(w_o, heads) if w_o is not None else None
 
     def on_view(x: np.ndarray | None) -> np.ndarray | None:
         """(seq,) over tokens -> over the view's units (sums per word at word level)."""
-        return x if x is None or ask.level == "token" else to_words(x, view)
+        return x if x is None or options.level == "token" else to_words(x, view)
 
     results = []
     for h in range(heads):
         kv = trace.kv_head(h)
         norms = _norms(weights[h], trace.v[kv], slices[h], view, words) if slices is not None else {}
         ranked = {"weight": weights[h]} | {k: v[1] for k, v in norms.items()}
-        top = tuple(rank_words(tok, ranked, ask.include_special, seen, ask.rank_by, ask.top_k, index))
-        detail = _steps(trace, h, rows) if ask.steps and h in focus else None
-        scored = ask.level == "token"  # a word's raw score is no single number the model used
+        top = tuple(rank_words(tok, ranked, options.include_special, seen, options.rank_by, options.top_k, index))
+        detail = _steps(trace, h, rows) if options.steps and h in focus else None
+        scored = options.level == "token"  # a word's raw score is no single number the model used
         results.append(
             HeadResult(
                 h, scores[h] if scored else None, scaled_scores[h] if scored else None, on_view(weights[h]), top, detail, kv,
@@ -292,7 +228,7 @@ def _layer_result(trace, tok: Tokenization, text: tuple, q: Query, ask: _Ask, w_
             )
         )
     mean = weights.mean(axis=0)
-    mean_top = tuple(rank_words(tok, {"weight": mean}, ask.include_special, seen, top_k=ask.top_k, index=index))
+    mean_top = tuple(rank_words(tok, {"weight": mean}, options.include_special, seen, top_k=options.top_k, index=index))
     results.append(HeadResult("mean", None, None, on_view(mean), mean_top))
     seen_view = None if seen is None else np.array([seen[list(g)].any() for g in view])
     return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view, trace.spec.window(trace.layer))

@@ -15,6 +15,7 @@ from ..models.base import lm_head
 from .decoding import require_decoder
 from .generate import Candidate
 from .inspect import model_info
+from .options import check_chat
 from .query import resolve_query
 from .result import ModelInfo, QueryInfo, document_header, floats
 
@@ -60,6 +61,7 @@ def lens(
     from ..errors import InputError
 
     require_decoder(model, "lens")
+    check_chat(chat, system)
     if top_k < 1:
         raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
     if chat:

@@ -22,6 +22,7 @@ from ..errors import AttnError
 if TYPE_CHECKING:
     from ..loading.model import Model
     from .batch import Job
+    from .options import InspectOptions
 
 PACK_LINES = 32  # lines per pack at most: ~600 tokens of typical sentences, enough for two threads
 # Texts of fewer tokens run alone: OpenBLAS computes a product of 1 to 3 rows with its
@@ -38,7 +39,7 @@ def packs(jobs: Iterable[Job]) -> Iterator[list[Job]]:
         yield chunk
 
 
-def answer_pack(model: Model, jobs: list[Job], defaults: dict) -> list[dict]:
+def answer_pack(model: Model, jobs: list[Job], defaults: InspectOptions) -> list[dict]:
     """One document per job, in order, as `batch.run_job` answers each (see the module's docstring)."""
     from ..loading.tokenizer import tokenize
     from .batch import job_options, run_job
@@ -46,11 +47,13 @@ def answer_pack(model: Model, jobs: list[Job], defaults: dict) -> list[dict]:
     packed: dict[int, tuple] = {}
     if model.packs and len(jobs) > 1:
         for i, job in enumerate(jobs):
-            options = job_options(job, defaults)
-            if job.error is not None or options.get("chat"):
+            if job.error is not None:
                 continue
             try:
-                tok = tokenize(model.tokenizer, job.text, max_tokens=model.spec.max_positions, truncate=options.get("truncate", False))
+                options = job_options(job, defaults)
+                if options.chat:
+                    continue
+                tok = tokenize(model.tokenizer, job.text, max_tokens=model.spec.max_positions, truncate=options.truncate)
             except AttnError:
                 continue  # run by itself, which reports the error in its place
             if len(tok.tokens) >= MIN_PACK_TOKENS:

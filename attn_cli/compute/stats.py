@@ -19,7 +19,8 @@ from ..loading.tokenizer import Tokenization, tokenize
 from ..maths import analysis
 from ..maths.headsums import NO_EXCLUSIONS, DetectorOptions, HeadSums
 from . import stats_shard
-from .inspect import model_info, select_layers
+from .inspect import model_info
+from .options import select_layers
 from .query import resolve_query
 from .result import SCHEMA_VERSION, ModelInfo, QueryInfo, floats
 from .stats_result import STAT_FIELDS, Induction, NamedHead, StatsResult, build_result

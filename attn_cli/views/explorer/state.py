@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, replace
 
 from ...compute.explore import TracedText
+from ...compute.options import check_head, check_layer, parse_head, select_layers
 from ...compute.query import Query
 from ...compute.result import HeadId
 from ...errors import InputError
@@ -119,12 +120,25 @@ class View:
         return replace(self, norms=not self.norms)
 
 
+START_HEADS = ("auto", "mean")  # what --head may name besides an index: the explorer shows one head or the mean
+
+
+def check_start(layer: str | int, head: str | int) -> None:
+    """Refuse a starting layer or head the explorer cannot show (before any model is loaded)."""
+    if str(layer).strip().lower() == "all" or str(head).strip().lower() == "all":
+        raise InputError("attn explore starts at one layer and head", "give --layer N and --head N, mean or auto (keys a and g show them all)")
+    check_layer(layer, allow_all=False)
+    check_head(head, START_HEADS)
+
+
 def start_view(traced: TracedText, query: str | None, query_index: int | None, layer: str | int, head: str | int, level: str = "token") -> View:
     """The first view, from the command line's options, validated as `attn inspect` validates
     them (the errors are its errors). No query: the first word. `--head auto` is resolved to
     the head it picks, as `attn inspect` names it."""
-    if str(layer).strip().lower() == "all" or str(head).strip().lower() == "all":
-        raise InputError("attn explore starts at one layer and head", "give --layer N and --head N, mean or auto (keys a and g show them all)")
+    check_start(layer, head)
+    spec = traced.model.spec
+    select_layers(layer, spec.layers, allow_all=False)  # out of range: the error offers only what explore takes
+    parse_head(head, spec.heads, choices=START_HEADS)
     if query is None and query_index is None:
         query_index = next((t.index for t in traced.tokenization.tokens if not t.special), 0)
     result = traced.inspect(query, query_index, layer=layer, head=head, level=level)

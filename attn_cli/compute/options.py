@@ -1,0 +1,194 @@
+"""`InspectOptions`: what `inspect` is asked for, as one value, checked once when it is made.
+
+`attn inspect`, each line of `attn batch` (`InspectOptions.from_json`), `attn explore` and
+`attn generate --query` all build one, so a value is refused the same way wherever it comes
+from. Errors are `OptionError`s that name options as the library does (`top_k`, `rank_by`: the
+keyword arguments of `inspect`, the fields of a JSON line); the CLI rewords them with its flags.
+What needs the model (is layer 7 in range?) is checked by `layers` and `head_id`, given its sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import fields, replace
+from numbers import Integral
+
+from ..errors import InputError, OptionError
+from ..records import frozen
+
+HEAD_CHOICES = ("auto", "mean", "all")
+LEVELS = ("token", "word")
+RANKINGS = ("weight", "value_norm", "output_norm")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)  # JSON true is not a position
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, bool)
+
+
+# Each option's types, as JSON spells them: a JSON line's "query_index": "3" would otherwise
+# fail deep inside `inspect`, as an internal error.
+TYPES = {
+    "query": (lambda v: v is None or _is_str(v), "a string or null"),
+    "query_index": (lambda v: v is None or _is_int(v), "an integer or null"),
+    "layer": (lambda v: _is_int(v) or _is_str(v), 'an integer or "all"'),
+    "head": (lambda v: _is_int(v) or _is_str(v), 'an integer, "auto", "mean" or "all"'),
+    "top_k": (_is_int, "an integer"),
+    "steps": (_is_bool, "true or false"),
+    "include_special": (_is_bool, "true or false"),
+    "truncate": (lambda v: v is None or _is_bool(v), "true or false"),
+    "level": (_is_str, 'a string ("token" or "word")'),
+    "norms": (_is_bool, "true or false"),
+    "rank_by": (_is_str, 'a string ("weight", "value_norm" or "output_norm")'),
+    "chat": (_is_bool, "true or false"),
+    "system": (lambda v: v is None or _is_str(v), "a string or null"),
+}
+
+
+@frozen
+class InspectOptions:
+    """What to inspect (the query, the layers and heads) and how to show it. The defaults are
+    `attn inspect`'s. `truncate` None: cut a text too long for the model without a note."""
+
+    query: str | None = None
+    query_index: int | None = None
+    layer: str | int = -1
+    head: str | int = "auto"
+    top_k: int = 5
+    steps: bool = False
+    include_special: bool = True
+    truncate: bool | None = False
+    level: str = "token"
+    norms: bool = False
+    rank_by: str = "weight"
+    chat: bool = False
+    system: str | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_type(f.name, getattr(self, f.name))
+        if self.query is not None and self.query_index is not None:
+            raise OptionError("both a query word and a query index were given", "give either {query} or {query_index}")
+        check_layer(self.layer)
+        check_head(self.head)
+        if self.top_k < 1:
+            raise OptionError("{top_k} {value} is not valid", "give {top_k} 1 or more", value=self.top_k)
+        if self.level not in LEVELS:
+            raise OptionError("{level} {value!r} is not valid", "give one of {choices}", value=self.level, choices=", ".join(LEVELS))
+        if self.rank_by not in RANKINGS:
+            raise OptionError("{rank_by} {value!r} is not valid", "give one of {choices}", value=self.rank_by, choices=", ".join(RANKINGS))
+        if self.steps and self.level == "word":
+            raise OptionError("{steps} shows token vectors, so it cannot be used with {level} word", "drop {steps} or {level} word")
+        check_chat(self.chat, self.system)
+
+    @property
+    def shows_norms(self) -> bool:
+        """Whether the norms are computed: asked for, or needed to rank by."""
+        return self.norms or self.rank_by != "weight"
+
+    def layers(self, layers: int, allow_all: bool = True) -> list[int]:
+        """The layer indices asked for, in a model of `layers` layers."""
+        return select_layers(self.layer, layers, allow_all)
+
+    def head_id(self, heads: int, choices: tuple[str, ...] = HEAD_CHOICES):
+        """The head asked for (an index, or one of `choices`), in layers of `heads` heads."""
+        return parse_head(self.head, heads, choices)
+
+    @classmethod
+    def from_json(cls, obj: dict, defaults: InspectOptions | None = None) -> InspectOptions:
+        """`defaults` (else the defaults) with the options a JSON object sets, as `attn batch`
+        reads each line. An object that names its query either way replaces both query
+        options, so a "query_index" over a default "query" is not "both were given"."""
+        check_json(obj)
+        changes = dict(obj)
+        if "query" in obj or "query_index" in obj:
+            changes = {"query": obj.get("query"), "query_index": obj.get("query_index"), **changes}
+        return replace(defaults or cls(), **changes)
+
+
+NAMES = tuple(f.name for f in fields(InspectOptions))
+
+
+def check_chat(chat: bool, system: str | None) -> None:
+    """A system message belongs to a chat: without `chat` it would be ignored."""
+    if system is not None and not chat:
+        raise OptionError("{system} is a chat template's system message, and the text is not read as a chat", "add {chat}, or drop {system}")
+
+
+def check_type(name: str, value) -> None:
+    """Raise InputError if `value` is not of a type option `name` takes (see TYPES)."""
+    suits, expected = TYPES[name]
+    if not suits(value):
+        raise InputError(f'"{name}" must be {expected}, not {_shown(value)}', f'give "{name}" as {expected}')
+
+
+def check_json(obj: dict) -> None:
+    """Raise InputError if a JSON object has a field that is no option, or of the wrong type."""
+    unknown = [k for k in obj if k not in TYPES]
+    if unknown:
+        raise InputError(f"unknown field {', '.join(map(json.dumps, unknown))}; the options are: {', '.join(NAMES)}", "leave it out, or fix its name")
+    for name, value in obj.items():
+        check_type(name, value)
+
+
+def _shown(value) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def check_layer(layer: str | int, allow_all: bool = True) -> None:
+    """Raise OptionError unless `layer` is an index (negative from the end) or, if allowed, 'all'."""
+    if not (allow_all and str(layer).strip().lower() == "all"):
+        _integer(layer, "layer", "an index (negative from the end)" + (" or 'all'" if allow_all else ""))
+
+
+def check_head(head: str | int, choices: tuple[str, ...] = HEAD_CHOICES) -> None:
+    """Raise OptionError unless `head` is an index (negative from the end) or one of `choices`."""
+    if str(head).strip().lower() not in choices:
+        _integer(head, "head", f"an index, or one of {', '.join(choices)}")
+
+
+def select_layers(layer: str | int, layers: int, allow_all: bool = True) -> list[int]:
+    """'all' (when `allow_all`), or an index (negative counts from the end) -> sorted layer indices."""
+    if allow_all and str(layer).strip().lower() == "all":
+        return list(range(layers))
+    alternatives = ", or 'all'" if allow_all else ""
+    index = _integer(layer, "layer", f"an index 0 … {layers - 1}, negative from the end{alternatives}")
+    if not -layers <= index < layers:
+        raise OptionError(
+            "layer {index} is out of range: the model has {layers} layers (0 … {last}, or -1 … -{layers})",
+            "pick {layer} between 0 and {last}{alternatives}",
+            index=index, layers=layers, last=layers - 1, alternatives=alternatives,
+        )
+    return [index % layers]
+
+
+def parse_head(head: str | int, heads: int, choices: tuple[str, ...] = HEAD_CHOICES):
+    """One of `choices` ('auto', 'mean', 'all'), or an index (negative counts from the end)."""
+    name = str(head).strip().lower()
+    if name in choices:
+        return name
+    index = _integer(head, "head", f"an index 0 … {heads - 1}, or one of {', '.join(choices)}")
+    if not -heads <= index < heads:
+        raise OptionError(
+            "head {index} is out of range: each layer has {heads} heads (0 … {last})",
+            "pick {head} between 0 and {last}, or {choices}",
+            index=index, heads=heads, last=heads - 1, choices=", ".join(choices),
+        )
+    return index % heads
+
+
+def _integer(value: str | int, what: str, expected: str) -> int:
+    if _is_int(value) or re.fullmatch(r"\s*-?\d+\s*", str(value)):
+        return int(value)
+    raise OptionError("{" + what + "} {value!r} is not valid", "give {expected}", value=value, expected=expected)
