@@ -89,6 +89,15 @@ SystemOption = Annotated[Optional[str], typer.Option("--system", help="With --ch
 TargetOption = Annotated[
     Optional[str], typer.Option("--target", "-t", help="A word of the text: each head's weight on it (--metric weight).", show_default=False)
 ]
+# What a prediction is explained by (`knockout`, `ablate`): a token, by its text or its id.
+PredictionTargetOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--target", "-t", help='The token to explain: the text of exactly one token, its leading space included (" Paris"). Default: the top prediction.',
+        show_default=False,
+    ),
+]
+TargetIdOption = Annotated[Optional[int], typer.Option("--target-id", help="The token to explain, by its id (instead of --target).", show_default=False)]
 HeadsMetricOption = Annotated[
     Optional[str],
     typer.Option(
@@ -117,7 +126,8 @@ WorkersOption = Annotated[int, typer.Option("--workers", "-w", help="Processes t
 FLAGS = {
     "query": "--query", "query_index": "--query-index", "layer": "--layer", "head": "--head", "top_k": "--top", "steps": "--steps",
     "include_special": "--no-special", "truncate": "--truncate", "level": "--level", "norms": "--norms", "rank_by": "--rank-by",
-    "chat": "--chat", "system": "--system", "metric": "--metric", "target": "--target",
+    "chat": "--chat", "system": "--system", "metric": "--metric", "target": "--target", "target_id": "--target-id",
+    "window": "--window", "sources": "--source", "mode": "--mode",
 }
 
 

@@ -62,7 +62,7 @@ def ablate(
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     decodes = model.arch.decodes
     if not decodes and (target is not None or target_id is not None):
-        raise InputError(f"{model.name} is an encoder: it predicts no next token to target", "leave out the target: an encoder's query is measured by cosine distance")
+        raise InputError(f"{model.name} is an encoder: it predicts no next token", "leave out the target (an encoder's query is measured by cosine distance)")
     position = explained_position(tok, query, query_index)
     reruns = Reruns(model, tok.ids, position)
     chosen = reruns.target(target, target_id) if decodes else None

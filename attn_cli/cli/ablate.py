@@ -1,0 +1,49 @@
+"""`attn ablate`: which heads a prediction (or an encoder's representation) needs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import app, emit, read_text, run
+from .options import JsonOption, ModelOption, PredictionTargetOption, QueryIndexOption, QueryOption, TargetIdOption, TextArgument
+
+
+@app.command(
+    rich_help_panel="Causes",
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        '  attn ablate "The capital of France is" -m smollm2\n\n'
+        '  attn ablate "The capital of France is" -m smollm2 --mode mean --target " Paris"\n\n'
+        '  attn ablate "The cat sat on the mat." -q cat --json | jq ".layers[5].changes"'
+    ),
+)
+def ablate(
+    text: TextArgument,
+    target: PredictionTargetOption = None,
+    target_id: TargetIdOption = None,
+    mode: Annotated[str, typer.Option("--mode", metavar="zero|mean", help="Replace each head's output by zeros, or by its mean over the positions.")] = "zero",
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Head ablation: silence each head alone and see how much the prediction changes.
+
+    Decoders: the change of the target's log-probability; encoders: the query's cosine distance."""
+
+    def action() -> None:
+        from ..compute.ablate import ablate as run_ablate
+        from ..loading.model import load_model
+
+        result = run_ablate(load_model(model), read_text(text), target, target_id, mode, query, query_index)
+
+        def view(out):
+            from ..views.terminal.ablate import ablate_view
+
+            return ablate_view(result, out.width, colour=out.color_system is not None and not out.no_color)
+
+        emit(result, as_json, view)
+
+    run(as_json, action)
