@@ -7,6 +7,9 @@
     >>> r.to_json()                                     # the document `attn inspect --json` prints
     >>> g = attn.generate(attn.load_model("smollm2"), "The capital of France is", 8)
     >>> g.continuation, [s.attended.text for s in g.steps]   # what it wrote, what each token attended to
+    >>> k = attn.knockout(attn.load_model("smollm2"), "The capital of France is")  # Geva et al.'s sweep
+    >>> silenced = attn.Interventions(head_edits=(attn.HeadEdit(layer=3, head=1, mode="zero"),))
+    >>> traces = list(model.trace(attn.tokenize(model, "The cat sat.").ids, interventions=silenced))  # any pass, changed
 
 Every function raises `attn_cli.errors.AttnError` subclasses (`InputError`, `QueryNotFound`,
 `ModelError`) with `.message` and `.fix`; none prints anything.
@@ -17,9 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import _API
+from .compute.ablate import AblateResult as AblateResult
+from .compute.ablate import ablate as ablate
 from .compute.generate import GenerateResult as GenerateResult
 from .compute.generate import generate as generate
 from .compute.inspect import inspect as inspect
+from .compute.knockout import KnockoutResult as KnockoutResult
+from .compute.knockout import knockout as knockout
 from .compute.lens import LensResult as LensResult
 from .compute.lens import lens as lens
 from .compute.lenses import HeadsResult as HeadsResult
@@ -34,6 +41,10 @@ from .loading.model import Model
 from .loading.model import load_model as load_model
 from .loading.tokenizer import Tokenization
 from .loading.tokenizer import tokenize as _tokenize
+from .models import HeadEdit as HeadEdit
+from .models import Interventions as Interventions
+from .models import Knockout as Knockout
+from .models import ValueZeroing as ValueZeroing
 
 __all__ = list(_API)  # listed once, in attn_cli/__init__.py (re-exports are `x as x`)
 
