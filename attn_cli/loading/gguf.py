@@ -27,6 +27,7 @@ VERSIONS = (2, 3)
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8", 12: "<f8"}
 _STRING, _ARRAY = 8, 9
+DEQUANTIZE_BLOCK_BYTES = 8 << 20  # of the file's bytes per de-quantized block
 
 
 class _Corrupt(Exception):
@@ -183,15 +184,33 @@ class GGUFFile:
         raw = raw.reshape(*info.shape[:-1], info.nbytes // max(1, int(np.prod(info.shape[:-1]))))
         if rows is not None:
             raw = raw[rows]
+        shape = (len(raw), *info.shape[1:]) if rows is not None else info.shape
+        out = np.empty(shape, dtype=np.float32)
+        # A block of rows at a time, into the result: gguf's de-quantizer makes temporaries ~2x
+        # its output, which for a whole embedding table (Gemma 3's: 640 MiB) doubled the peak.
+        step = max(1, DEQUANTIZE_BLOCK_BYTES // max(1, raw[:1].nbytes)) if raw.ndim > 1 else len(raw)
         try:
-            values = dequantize(np.ascontiguousarray(raw), kind)
+            for start in range(0, len(raw), step):
+                block = dequantize(np.ascontiguousarray(raw[start : start + step]), kind)
+                out[start : start + step] = np.asarray(block, dtype=np.float32).reshape(out[start : start + step].shape)
         except NotImplementedError:
             raise ModelError(
                 f"tensor {info.name!r} in {self.path.name} is quantized as {kind.name}, which gguf cannot de-quantize",
                 "use a file quantized as F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or Q2_K … Q6_K",
             ) from None
-        shape = (len(raw), *info.shape[1:]) if rows is not None else info.shape
-        return np.asarray(values, dtype=np.float32).reshape(shape)
+        if rows is None:
+            self._drop(info)
+        return out
+
+    def _drop(self, info: TensorInfo) -> None:
+        """Let go of a tensor's file pages once it is de-quantized whole: what reads it next is
+        the float32 copy, so keeping both (a run that keeps its weights) held the model twice."""
+        if self._mmap is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        first = info.offset // mmap.PAGESIZE * mmap.PAGESIZE
+        last = (info.offset + info.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE  # a page shared with a neighbour is read back if needed
+        if last > first:
+            self._mmap.madvise(mmap.MADV_DONTNEED, first, last - first)
 
     def release(self) -> None:
         """Drop the file's pages from this process (they come back from the page cache if read again)."""
