@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import InputError
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
-from ..maths.analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
+from ..maths.analysis import rollout, rollout_row, to_words, weight_on, word_matrix
+from ..maths.headsums import row_entropy
 from ..models import LayerTrace
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
@@ -136,7 +137,7 @@ def heads_traced(
             elif metric == "weight":
                 values[trace.layer, h] = weight_on(w, aim.token_indices)
             else:
-                values[trace.layer, h] = query_row_entropy(w)
+                values[trace.layer, h] = row_entropy(w)
     return HeadsResult(model_info(model), tok, q, metric, aim, values, tuple(top))
 
 
