@@ -196,13 +196,13 @@ def test_csv_at_word_level_has_one_row_per_word_and_the_norms_when_asked():
 def test_entropy_is_drawn_as_focus_over_the_keys_the_query_sees(tmp_path):
     model = attn.load_model(LLAMA)
     result = attn.heads(model, "The cat sat on the mat.", query="sat", metric="entropy")
-    assert result.visible_keys == 4  # <s> The cat sat
+    assert result.visible_keys == (4, 4)  # <s> The cat sat, in both layers
     np.testing.assert_allclose(result.focus, 1 - result.values / np.log(4), rtol=1e-6)
     assert result.focus.min() > 0  # no head spreads evenly, so none is drawn as no focus at all
     out = tmp_path / "grid.html"
     assert invoke("plot", "The cat sat on the mat.", "-q", "sat", "--view", "grid", "--metric", "entropy", "-o", str(out), "-m", LLAMA).exit_code == 0
     page = out.read_text()
-    assert "focus = 1 − H/ln 4" in page and "1 (focus)" in page
+    assert "focus = 1 − H/ln n (entropy H in nats over the n keys the query sees: 4)" in page and "1 (focus)" in page
 
 
 def test_a_split_word_query_says_its_weights_are_a_mean_of_softmax_rows():

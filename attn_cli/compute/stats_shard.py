@@ -108,8 +108,8 @@ def add_text(model: Model, tok: Tokenization, options: DetectorOptions, into: He
     ids = tok.ids
     special = np.array([t.special for t in tok.tokens], dtype=bool)
     punctuation = punctuation_mask(tok)
-    visible = visible_keys(len(ids), model.spec.causal, model.spec.sliding_window)
     for trace in model.trace(ids):
+        visible = visible_keys(len(ids), model.spec.causal, model.spec.window(trace.layer))  # Gemma 3: each layer its own window
         parts, histogram = layer_sums(trace.rows()[2], ids, special, punctuation, visible, options)
         into.add_layer(trace.layer, parts, histogram)
     into.texts += 1
