@@ -237,6 +237,62 @@ def test_plot_writes_through_a_symlink_and_refuses_a_read_only_file(tmp_path):
     assert "<table>" in target.read_text()
 
 
+PLOT = ["plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o"]
+
+
+def test_a_directory_that_refuses_the_plot_is_an_output_failure(tmp_path, monkeypatch):
+    # As a user without write permission on the directory (chmod 555). Root may write anywhere,
+    # so the refusal is the kernel's answer to creating a file there, made up: os.open is what
+    # every temporary file is created with.
+    refusing, real_open = tmp_path / "read-only", os.open
+    refusing.mkdir()
+
+    def open_refused(path, flags, *args, **kwargs):
+        if Path(os.fsdecode(path)).parent == refusing:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_refused)
+    result = invoke(*PLOT, str(refusing / "grid.html"))
+    assert result.exit_code == ExitStatus.OUTPUT, result.output
+    assert result.stderr == f"attn: error: cannot write {refusing / 'grid.html'}: Permission denied — choose a directory you can write to, or write elsewhere\n"
+    assert list(refusing.iterdir()) == []
+
+
+def test_a_directory_that_may_not_be_searched_is_an_output_failure(tmp_path, monkeypatch):
+    # chmod 600 on the directory: pathlib's is_file and is_dir raise PermissionError there
+    # (it swallows only "no such file"). Made up as above, for root.
+    hidden = tmp_path / "hidden"
+    real_stat = os.stat
+
+    def stat_refused(path, *args, **kwargs):
+        if hidden in Path(os.fsdecode(path)).parents:
+            raise PermissionError(13, "Permission denied", path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_refused)
+    result = invoke(*PLOT, str(hidden / "grid.html"))
+    assert result.exit_code == ExitStatus.OUTPUT, result.output
+    assert "unexpected" not in result.stderr and "Permission denied" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_file_system_that_refuses_files_is_an_output_failure_even_for_root(tmp_path):
+    result = invoke(*PLOT, "/proc/attn-grid.html")
+    assert result.exit_code == ExitStatus.OUTPUT, result.output
+    assert result.stderr.startswith("attn: error: cannot write /proc/attn-grid.html: ")
+
+
+def test_a_file_name_as_long_as_the_file_system_takes_can_be_written(tmp_path):
+    longest = tmp_path / ("g" * 250 + ".html")  # 255 bytes, ext4's limit: the temporary name must be shorter
+    assert invoke(*PLOT, str(longest)).exit_code == 0
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name] and "<table>" in longest.read_text()
+    too_long = invoke(*PLOT, str(tmp_path / ("g" * 251 + ".html")))
+    assert too_long.exit_code == ExitStatus.OUTPUT, too_long.output
+    assert "File name too long — choose a shorter file name" in too_long.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name]
+
+
 def test_a_signal_during_a_plot_write_leaves_no_part_file(tmp_path, monkeypatch):
     from attn_cli.cli.signals import Stopped
     from attn_cli.views import plot
@@ -246,7 +302,7 @@ def test_a_signal_during_a_plot_write_leaves_no_part_file(tmp_path, monkeypatch)
         raise Stopped(15)
 
     with pytest.raises(Stopped):
-        plot._write_atomically(tmp_path / "x.png", stopped)
+        plot.write_file(tmp_path / "x.png", stopped)
     assert list(tmp_path.iterdir()) == []
 
 
