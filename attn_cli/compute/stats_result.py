@@ -62,9 +62,10 @@ class StatsResult:
     induction: Induction | None = None
 
     def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
-        """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,))."""
+        """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,)).
+        A kind with no mean (NaN: the previous token of one-token texts) is never the heaviest."""
         masses = np.stack([self.layers[layer][k] for k in analysis.HEAD_KINDS])  # (kinds, heads)
-        best = masses.argmax(axis=0)
+        best = np.where(np.isnan(masses), -np.inf, masses).argmax(axis=0)
         return [analysis.HEAD_KINDS[k] for k in best], masses[best, np.arange(masses.shape[1])]
 
     def metric(self, name: str) -> np.ndarray:
