@@ -6,7 +6,6 @@ attention rollout (`attn rollout`). Each runs the forward pass once and reads th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from ..maths.analysis import rollout, rollout_row, to_words, weight_on, word_mat
 from ..maths.headsums import row_entropy
 from ..maths.ops import causal_visibility
 from ..models import LayerTrace
+from ..records import frozen
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
 from .result import ModelInfo, WordWeight, document_header, floats, units_json
@@ -24,7 +24,7 @@ from .result import ModelInfo, WordWeight, document_header, floats, units_json
 METRICS = ("top", "weight", "entropy")
 
 
-@dataclass(frozen=True)
+@frozen
 class HeadsResult:
     """One value per (layer, head) for the query: `values` (layers, heads), and the top-attended
     word of every head (`top`, layers × heads)."""
@@ -153,7 +153,7 @@ def heads_traced(
     return HeadsResult(model_info(model), tok, q, metric, aim, values, tuple(top))
 
 
-@dataclass(frozen=True)
+@frozen
 class RolloutResult:
     """Attention rollout for the query (Abnar & Zuidema 2020), over `level` units, next to the
     last layer's plain attention (mean over heads). `full`: the whole (units, units) rollout."""

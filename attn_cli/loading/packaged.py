@@ -13,14 +13,14 @@ import importlib.util
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
+from ..records import frozen
 from .cache import cache_dir
 
 
-@dataclass(frozen=True)
+@frozen
 class Packaged:
     name: str  # what --model takes
     title: str

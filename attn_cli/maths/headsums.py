@@ -13,6 +13,7 @@ corpus size. Two kinds of mean:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -119,9 +120,9 @@ HISTOGRAM_BINS = 10  # of each head's normalised row entropies, on [0, 1]
 LayerSums = dict[str, tuple[np.ndarray, int]]  # metric -> ((heads,) float64 sum, count)
 
 
-@dataclass(frozen=True)
-class DetectorOptions:
-    """TransformerLens' options of `detect_head`, applied to every detector score."""
+class DetectorOptions(NamedTuple):
+    """TransformerLens' options of `detect_head`, applied to every detector score. (A NamedTuple:
+    the maths imports nothing of attn's, so not `records.frozen`.)"""
 
     exclude_bos: bool = False
     exclude_current_token: bool = False
