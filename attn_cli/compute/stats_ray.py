@@ -35,7 +35,9 @@ class _ShardActor:
     """One Ray worker: the model loaded once, then shard after shard."""
 
     def __init__(self, model_path: str | None, options: DetectorOptions) -> None:
-        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS"):  # the workers are the parallelism
+        from .workers import BLAS_THREADS
+
+        for name in BLAS_THREADS:  # the workers are the parallelism (see compute/workers.py)
             os.environ.setdefault(name, "1")
         from ..loading.model import load_model
 

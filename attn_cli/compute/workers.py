@@ -30,7 +30,7 @@ from itertools import islice
 
 from ..errors import InputError
 
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS")
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS")
 _PR_SET_PDEATHSIG = 1
 _POLL_SECONDS = 1.0
 
@@ -89,7 +89,7 @@ def ordered_map(setup: Callable, setup_args: tuple, task: Callable, items: Itera
 def _start(parent: int, setup: Callable, setup_args: tuple) -> None:
     global _STATE
     bind_to_parent(parent)
-    for name in _BLAS_THREADS:
+    for name in BLAS_THREADS:
         os.environ.setdefault(name, "1")  # a user's own setting wins
     _STATE = setup(*setup_args)
 
