@@ -13,6 +13,16 @@ class AttnError(Exception):
         self.message = message
         self.fix = fix
 
+    def __reduce__(self):
+        # Whole across processes: a worker's error reaches the parent as it was raised, fix
+        # included (an Exception pickles only its args).
+        return type(self), (self.message, self.fix)
+
+    def prefixed(self, prefix: str) -> AttnError:
+        """The same error, its message led by `prefix` (which input it is about: "line 7: ")."""
+        kind, (message, *rest) = self.__reduce__()
+        return kind(prefix + message, *rest)
+
 
 class InputError(AttnError):
     """The text or an option is unusable: empty text, too long, layer or head out of range."""
@@ -28,6 +38,9 @@ class QueryNotFound(AttnError):
     def __init__(self, message: str, fix: str = "", candidates: list[str] | None = None) -> None:
         super().__init__(message, fix)
         self.candidates = candidates or []
+
+    def __reduce__(self):
+        return type(self), (self.message, self.fix, self.candidates)
 
 
 class ModelError(AttnError):

@@ -1,4 +1,5 @@
-"""attn's exit codes: the one table from an error's `code` to the status a process exits with.
+"""attn's exit codes: the one table from an error's `code` to the status a process exits with,
+and the one JSON form of an error.
 
 The CLI exits with them; `attn batch` writes them into each failed line's error object. Kept
 apart from the CLI so that batch workers need not import Typer.
@@ -36,3 +37,12 @@ STATUS_BY_CODE = {
     "output_error": ExitStatus.OUTPUT,
     "internal": ExitStatus.ERROR,
 }
+
+
+def error_json(code: str, message: str, fix: str, candidates: list[str] | tuple[str, ...] = ()) -> dict:
+    """An error as JSON ($defs/error in the schema): what `--json` prints on stderr, and what
+    `attn batch` writes in a failed line's place. `candidates`: the words a query could be."""
+    error = {"code": code, "message": message, "fix": fix, "exit_status": int(STATUS_BY_CODE.get(code, ExitStatus.ERROR))}
+    if candidates:
+        error["candidates"] = list(candidates)
+    return {"error": error}

@@ -15,25 +15,15 @@ from attn_cli.maths.analysis import (
     add_residual,
     align_words,
     classify_heads,
-    combine_means,
     compare_rows,
     from_words,
-    head_stats,
-    mass_on,
-    mean_entropy,
-    merge_stats,
     most_changed_heads,
-    offset_mass,
     output_slices,
-    query_row_entropy,
     rollout,
     rollout_row,
-    row_entropy,
-    stat_means,
     to_words,
-    transformed_value_norms,
+    value_norms,
     weight_on,
-    weighted_value_norms,
     word_matrix,
 )
 
@@ -188,135 +178,59 @@ def test_output_slices_give_each_head_its_rows():
         output_slices(w, 3)
 
 
-def test_weighted_value_norms_hand_worked():
-    # Head 0: 0.75·‖(3, 4)‖ = 0.75·5 = 3.75, 0.25·‖(1, 0)‖ = 0.25.
-    # Head 1: 0.5·‖(0, 2)‖ = 1.0,  0.5·‖(6, 8)‖ = 0.5·10 = 5.0.
-    got = weighted_value_norms(ALPHA, VALUES)
-    np.testing.assert_allclose(got, [[3.75, 0.25], [1.0, 5.0]], rtol=1e-6)
-    assert got.dtype == F32
-
-
-def test_transformed_value_norms_hand_worked():
-    # Head 0: (3, 4)·W_O^0 = (6, 8, 0, 0), norm 10, ·0.75 = 7.5; (1, 0)·W_O^0 = (2, 0, 0, 0) -> 0.25·2 = 0.5.
-    # Head 1: (0, 2)·W_O^1 = (0, 0, 0, 0) -> 0; (6, 8)·W_O^1 = (0, 0, 6, 0) -> 0.5·6 = 3.0.
-    # Head 1 gives token 0 weight 0.5 yet it adds nothing to the output.
-    got = transformed_value_norms(ALPHA, VALUES, output_slices(W_O, 2))
-    np.testing.assert_allclose(got, [[7.5, 0.5], [0.0, 3.0]], rtol=1e-6)
-    assert got.dtype == F32
+def test_value_norms_hand_worked():
+    # Head 0: α = (0.75, 0.25), v = (3, 4), (1, 0); W_O^0 doubles v into hidden dims 0–1.
+    # Per token: 0.75·‖(3, 4)‖ = 0.75·5 = 3.75, 0.25·‖(1, 0)‖ = 0.25; through W_O: 0.75·‖(6, 8)‖ = 7.5, 0.25·2 = 0.5.
+    # Both tokens as one word: ‖0.75·(3, 4) + 0.25·(1, 0)‖ = ‖(2.5, 3)‖ = √15.25, doubled √61.
+    slices = output_slices(W_O, 2)
+    value, output = value_norms(ALPHA[0], VALUES[0], slices[0], [(0,), (1,)])
+    np.testing.assert_allclose(value, [3.75, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(output, [7.5, 0.5], rtol=1e-6)
+    assert value.dtype == output.dtype == F32
+    np.testing.assert_allclose(value_norms(ALPHA[0], VALUES[0], slices[0], [(0, 1)]), [[math.sqrt(15.25)], [math.sqrt(61)]], rtol=1e-6)
+    # Head 1: 0.5·‖(0, 2)‖ = 1.0, 0.5·‖(6, 8)‖ = 5.0; W_O^1 keeps only v's first coordinate, in dim 2:
+    # (0, 2) -> 0, (6, 8) -> 0.5·6 = 3.0. Token 0 has weight 0.5 yet adds nothing to the output.
+    value, output = value_norms(ALPHA[1], VALUES[1], slices[1], [(0,), (1,)])
+    np.testing.assert_allclose(value, [1.0, 5.0], rtol=1e-6)
+    np.testing.assert_allclose(output, [0.0, 3.0], rtol=1e-6)
 
 
 @given(
-    arrays(np.float32, (3, 5), elements=st.floats(0, 1, width=32)),
-    arrays(np.float32, (3, 5, 2), elements=st.floats(-100, 100, width=32)),
+    arrays(np.float32, 5, elements=st.floats(0, 1, width=32)),
+    arrays(np.float32, (5, 2), elements=st.floats(-100, 100, width=32)),
 )
 def test_identity_output_projection_keeps_the_norms(weights, values):
-    # W_O = I: head h's slice copies v into its own block of hidden dims, so ‖v·W_O^h‖ = ‖v‖.
-    slices = output_slices(np.eye(6, dtype=F32), 3)
-    np.testing.assert_allclose(
-        transformed_value_norms(weights, values, slices), weighted_value_norms(weights, values), rtol=1e-5, atol=1e-5
-    )
+    # W_O = I: a head's slice copies v into its own block of hidden dims, so ‖α·v·W_O^h‖ = ‖α·v‖.
+    slices = output_slices(np.eye(4, dtype=F32), 2)
+    value, output = value_norms(weights, values, slices[1], [(j,) for j in range(5)])
+    np.testing.assert_allclose(output, value, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(value, np.abs(weights) * np.linalg.norm(values, axis=-1), rtol=1e-5, atol=1e-5)
 
 
-# --- Head statistics ----------------------------------------------------------------------------
+# --- Naming heads ---------------------------------------------------------------------------------
 
-# A 3-token decoder, "the cat ."; head 0 looks at the previous token, head 1 mostly at itself.
-MAPS = np.array(
-    [
-        [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
-        [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.25, 0.75]],
-    ],
-    dtype=F32,
-)
-PUNCT = np.array([False, False, True])
-SPECIAL = np.array([False, False, False])
-
-
-def test_row_entropy_hand_worked():
-    # Head 1's rows: one-hot -> 0; (½, ½) -> ln 2; (¼, ¾) -> −(¼·ln ¼ + ¾·ln ¾) ≈ 0.5623.
-    h1 = [0.0, math.log(2), -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))]
-    got = row_entropy(MAPS)
-    np.testing.assert_allclose(got, [[0.0, 0.0, 0.0], h1], rtol=1e-6)
-    assert got.dtype == F32 and not np.signbit(got[0]).any()  # 0, not −0
-    np.testing.assert_allclose(mean_entropy(MAPS), [0.0, sum(h1) / 3], rtol=1e-6)
-    assert query_row_entropy(np.full(4, 0.25, dtype=F32)) == pytest.approx(math.log(4))
+# A 3-token decoder, "the cat ."; head 0 looks at the previous token, head 1 mostly at itself:
+# rows [1, 0, 0], [1, 0, 0], [0, 1, 0] and [1, 0, 0], [.5, .5, 0], [0, .25, .75]. Its means, by hand
+# (their sums are worked in tests/test_headsums.py): previous token over rows 1–2, (1 + 1)/2 and
+# (.5 + .25)/2; self over rows 0–2, 1/3 and (1 + .5 + .75)/3; first token (1 + 1 + 0)/3, (1 + .5)/3.
+MEANS = {
+    "previous-token": np.array([1.0, 0.375]),
+    "self": np.array([1 / 3, 0.75]),
+    "next-token": np.array([0.0, 0.0]),
+    "special-token": np.array([0.0, 0.0]),
+    "first-token": np.array([2 / 3, 0.5]),
+    "punctuation": np.array([0.0, 0.25]),
+    "entropy": np.array([0.0, 0.4]),
+}
 
 
-def test_offset_and_mass_hand_worked():
-    # Previous token, rows 1–2: head 0 (1 + 1)/2 = 1; head 1 (0.5 + 0.25)/2 = 0.375.
-    np.testing.assert_allclose(offset_mass(MAPS, -1), [1.0, 0.375])
-    # Self, rows 0–2: head 0 (1 + 0 + 0)/3 = 1/3; head 1 (1 + 0.5 + 0.75)/3 = 0.75.
-    np.testing.assert_allclose(offset_mass(MAPS, 0), [1 / 3, 0.75], rtol=1e-6)
-    # Next token is masked in a decoder: 0.
-    np.testing.assert_array_equal(offset_mass(MAPS, 1), [0.0, 0.0])
-    # No row has a token 3 places on: 0.
-    np.testing.assert_array_equal(offset_mass(MAPS, 3), [0.0, 0.0])
-    # On "." (column 2): head 0 (0 + 0 + 0)/3 = 0; head 1 (0 + 0 + 0.75)/3 = 0.25.
-    np.testing.assert_allclose(mass_on(MAPS, PUNCT), [0.0, 0.25])
-    # On the first token (column 0): head 0 (1 + 1 + 0)/3 = 2/3; head 1 (1 + 0.5 + 0)/3 = 0.5.
-    np.testing.assert_allclose(mass_on(MAPS, np.array([True, False, False])), [2 / 3, 0.5], rtol=1e-6)
-
-
-def test_head_stats_and_classification_hand_worked():
-    stats = head_stats(MAPS, SPECIAL, PUNCT)
-    assert stats["previous-token"][1] == 2 and stats["self"][1] == 3
-    means = stat_means(stats)
-    np.testing.assert_allclose(means["first-token"], [2 / 3, 0.5], rtol=1e-6)
-    np.testing.assert_array_equal(means["special-token"], [0.0, 0.0])
+def test_classification_hand_worked():
     # Passing 0.5: head 0 previous-token 1.0, head 1 self 0.75, head 0 first-token 2/3, head 1
     # first-token 0.5 (≥ counts). Entropy is not a kind and is ignored.
-    got = classify_heads(means, threshold=0.5)
+    got = classify_heads(MEANS, threshold=0.5)
     assert [(h, kind) for h, kind, _ in got] == [(0, "previous-token"), (1, "self"), (0, "first-token"), (1, "first-token")]
     np.testing.assert_allclose([v for *_, v in got], [1.0, 0.75, 2 / 3, 0.5], rtol=1e-6)
-    assert classify_heads(means, threshold=0.8) == [(0, "previous-token", 1.0)]
-
-
-def test_combine_means_weights_by_rows():
-    # (3 rows at 0.2, 1 row at 0.6) -> (3·0.2 + 1·0.6)/4 = 1.2/4 = 0.3; an empty part adds nothing.
-    mean, count = combine_means([(np.array([0.2], F32), 3), (np.array([0.6], F32), 1), (np.array([9.0], F32), 0)])
-    np.testing.assert_allclose(mean, [0.3], rtol=1e-6)
-    assert count == 4 and mean.dtype == F32
-    np.testing.assert_array_equal(combine_means([(np.array([5.0]), 0)])[0], [0.0])
-
-
-def test_merge_stats_pools_two_texts():
-    # Text 1 (MAPS): previous-token head 1 = 0.375 over 2 rows. Text 2, two tokens: rows
-    # [[1, 0], [1, 0]] for both heads -> previous-token 1.0 over 1 row.
-    # Pooled head 1: (2·0.375 + 1·1.0)/3 = 1.75/3; head 0: (2·1 + 1·1)/3 = 1.
-    text2 = np.array([[[1.0, 0.0], [1.0, 0.0]]] * 2, dtype=F32)
-    merged = merge_stats([head_stats(MAPS, SPECIAL, PUNCT), head_stats(text2, np.zeros(2, bool), np.zeros(2, bool))])
-    np.testing.assert_allclose(merged["previous-token"][0], [1.0, 1.75 / 3], rtol=1e-6)
-    assert merged["previous-token"][1] == 3 and merged["self"][1] == 5
-
-
-@given(stochastic(causal=True))
-def test_entropy_is_between_zero_and_log_of_visible_keys(weights):
-    h = row_entropy(weights)
-    visible = np.arange(1, weights.shape[-1] + 1)  # row i of a causal map sees i + 1 keys
-    assert np.all(h >= 0)
-    assert np.all(h <= np.log(visible) + 1e-5)
-
-
-@given(stochastic())
-def test_offset_masses_account_for_every_row(weights):
-    # Σ_offset mean·(rows it averages) = Σ_i Σ_j w[h, i, j] = seq, as every row sums to 1.
-    seq = weights.shape[-1]
-    total = sum(offset_mass(weights, o).astype(np.float64) * (seq - abs(o)) for o in range(-seq + 1, seq))
-    np.testing.assert_allclose(total, seq, rtol=1e-5)
-
-
-@given(stochastic(), st.data())
-def test_mass_on_a_mask_and_its_complement_is_one(weights, data):
-    mask = np.array(data.draw(st.lists(st.booleans(), min_size=weights.shape[-1], max_size=weights.shape[-1])))
-    np.testing.assert_allclose(mass_on(weights, mask) + mass_on(weights, ~mask), 1.0, rtol=1e-5)
-
-
-@given(arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 3)), elements=st.floats(-1e3, 1e3)), st.data())
-def test_combined_chunk_means_are_the_overall_mean(rows, data):
-    cut = data.draw(st.integers(0, rows.shape[0]))
-    parts = [(chunk.mean(axis=0) if len(chunk) else np.zeros(rows.shape[1]), len(chunk)) for chunk in (rows[:cut], rows[cut:])]
-    mean, count = combine_means(parts)
-    np.testing.assert_allclose(mean, rows.mean(axis=0), rtol=1e-9, atol=1e-9)
-    assert count == rows.shape[0]
+    assert classify_heads(MEANS, threshold=0.8) == [(0, "previous-token", 1.0)]
 
 
 # --- Compare ------------------------------------------------------------------------------------

@@ -317,7 +317,7 @@ def test_input_is_read_as_needed_and_a_reader_that_stops_early_stops_the_workers
     assert [d["query"]["text"] for d in first] == ["cat"] * 3
     # At most the window of chunks in flight (workers × AHEAD × CHUNK lines), plus one chunk.
     assert len(read) <= (2 * batch.AHEAD + 1) * batch.CHUNK
-    docs.close()  # returns once running chunks finish: queued ones are cancelled, not run
+    docs.close()  # the workers are stopped: queued chunks are never run
     assert len(read) <= (2 * batch.AHEAD + 1) * batch.CHUNK
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-from helpers import attn, validate
+import numpy as np
+import pytest
+from helpers import attn, validate, write_safetensors
 
 from attn_cli.cli import ExitStatus
+from attn_cli.loading.weights import SafetensorsFile
 
 SAMPLES = Path(__file__).parent.parent / "sample_inputs"
+TINY = Path(__file__).parent / "fixtures" / "tiny"
 
 
 def test_jsonl_file_gives_one_valid_document_per_line(schema):
@@ -53,3 +58,20 @@ def test_whole_run_errors_are_single_json_objects():
     assert p.returncode == ExitStatus.USAGE and p.stdout == "" and "nope" in json.loads(p.stderr)["error"]["message"]
     p = attn("batch", "-", "-q", "x", "--workers", "0", stdin="x\n")
     assert p.returncode == ExitStatus.USAGE and p.stdout == ""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_model_that_cannot_run_is_the_runs_error_exit_4_before_any_output(tmp_path, workers, schema):
+    folder = tmp_path / "llama"
+    shutil.copytree(TINY / "llama", folder, ignore=shutil.ignore_patterns("ref_*.npz"))
+    stored = SafetensorsFile(folder / "model.safetensors")
+    tensors = {name: np.array(stored.raw(name)[0]) for name in stored.names()}
+    del stored
+    tensors["layers.1.self_attn.q_proj.weight"][0, 0] = np.nan  # loads; fails once layer 1 runs
+    write_safetensors(folder / "model.safetensors", tensors)
+    # A blank first line would be answered (with its error) before any line ran the model.
+    p = attn("batch", "-", "-q", "cat", "--workers", workers, "-m", str(folder), stdin="\nThe cat sat.\nA cat.\n")
+    assert (p.returncode, p.stdout) == (ExitStatus.MODEL, "")
+    error = json.loads(p.stderr)
+    validate(error, schema, "error")
+    assert error["error"]["code"] == "model_error" and "NaN or infinite" in error["error"]["message"] and error["error"]["fix"]

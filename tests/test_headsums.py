@@ -3,6 +3,8 @@ matrices, the per-text sums, and that sums merged over any split equal one pass.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,6 +19,7 @@ from attn_cli.maths.headsums import (
     layer_sums,
     previous_token_pattern,
     repeated_random_tokens,
+    row_entropy,
     score,
     visible_keys,
 )
@@ -105,6 +108,55 @@ def test_layer_sums_of_one_text_by_hand():
     assert parts["previous_token_mul"][0][0] == pytest.approx(0.8 / 3)
     one = layer_sums(np.ones((1, 1, 1)), np.array([3]), special[:1], punct[:1], visible_keys(1, causal=False))[0]
     assert "previous_token_mul" not in one  # a one-token text gets no detector score (TransformerLens asserts 1 < seq)
+
+
+def test_row_entropy_by_hand():
+    # One-hot -> 0 (+0, not −0); (½, ½) -> ln 2; (¼, ¾) -> −(¼·ln ¼ + ¾·ln ¾) ≈ 0.5623. float32 stays float32.
+    got = row_entropy(np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.25, 0.75]], np.float32))
+    np.testing.assert_allclose(got, [0.0, math.log(2), -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))], rtol=1e-6)
+    assert got.dtype == np.float32 and not np.signbit(got[0])
+    assert float(row_entropy(np.full(4, 0.25, np.float32))) == pytest.approx(math.log(4))
+
+
+# A 3-token decoder, "the cat ." (tests/test_analysis.py names its heads from these means):
+# head 0 looks at the previous token, head 1 mostly at itself.
+MAPS = np.array([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.25, 0.75]]], np.float32)
+
+
+def test_masses_and_offsets_by_hand():
+    parts = layer_sums(MAPS, np.array([1, 2, 3]), np.zeros(3, bool), np.array([False, False, True]), visible_keys(3, causal=True))[0]
+    # Previous token, rows 1–2: head 0 1 + 1; head 1 0.5 + 0.25. Self, rows 0–2: 1 + 0 + 0; 1 + 0.5 + 0.75.
+    assert parts["previous_token"] == (pytest.approx([2.0, 0.75]), 2)
+    assert parts["self"] == (pytest.approx([1.0, 2.25]), 3)
+    assert parts["next_token"] == (pytest.approx([0.0, 0.0]), 2)  # masked in a decoder
+    # On "." (column 2): 0; 0.75. On the first token (column 0): 1 + 1 + 0; 1 + 0.5 + 0.
+    assert parts["punctuation"] == (pytest.approx([0.0, 0.75]), 3)
+    assert parts["first_token"] == (pytest.approx([2.0, 1.5]), 3)
+    assert parts["special"] == (pytest.approx([0.0, 0.0]), 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), seq=st.integers(1, 8), causal=st.booleans())
+def test_entropy_is_between_zero_and_log_of_visible_keys_and_masses_add_up(seed, seq, causal):
+    weights, ids, special, _ = _text(np.random.default_rng(seed), seq, causal)
+    visible = visible_keys(seq, causal)
+    h = row_entropy(weights)  # (layers, heads, seq)
+    assert np.all(h >= 0) and np.all(h <= np.log(visible) + 1e-5)
+    # A mask and its complement hold every row's whole weight: seq rows of 1 between them.
+    parts = layer_sums(weights[0], ids, special, ~special, visible)[0]
+    np.testing.assert_allclose(parts["special"][0] + parts["punctuation"][0], seq, rtol=1e-5)
+
+
+def test_merged_means_weigh_each_text_by_its_rows():
+    # Previous token: MAPS has 2 rows (head 1: 0.75 in all); a two-token text [[1, 0], [1, 0]] has
+    # 1 row at 1.0. Pooled head 1: (0.75 + 1.0)/3 = 1.75/3; head 0: (2 + 1)/3 = 1.
+    one, two = HeadSums(1, 2), HeadSums(1, 2)
+    for sums, maps in ((one, MAPS), (two, np.array([[[1.0, 0.0], [1.0, 0.0]]] * 2, np.float32))):
+        seq = maps.shape[-1]
+        sums.add_layer(0, *layer_sums(maps, np.arange(seq), np.zeros(seq, bool), np.zeros(seq, bool), visible_keys(seq, causal=True)))
+    merged = one.merge(two)
+    np.testing.assert_allclose(merged.means()["previous_token"][0], [1.0, 1.75 / 3], rtol=1e-6)
+    assert merged.counts["previous_token"] == 3 and merged.counts["self"] == 5
 
 
 def test_visible_keys():

@@ -196,13 +196,13 @@ def test_csv_at_word_level_has_one_row_per_word_and_the_norms_when_asked():
 def test_entropy_is_drawn_as_focus_over_the_keys_the_query_sees(tmp_path):
     model = attn.load_model(LLAMA)
     result = attn.heads(model, "The cat sat on the mat.", query="sat", metric="entropy")
-    assert result.visible_keys == 4  # <s> The cat sat
+    assert result.visible_keys == (4, 4)  # <s> The cat sat, in both layers
     np.testing.assert_allclose(result.focus, 1 - result.values / np.log(4), rtol=1e-6)
     assert result.focus.min() > 0  # no head spreads evenly, so none is drawn as no focus at all
     out = tmp_path / "grid.html"
     assert invoke("plot", "The cat sat on the mat.", "-q", "sat", "--view", "grid", "--metric", "entropy", "-o", str(out), "-m", LLAMA).exit_code == 0
     page = out.read_text()
-    assert "focus = 1 − H/ln 4" in page and "1 (focus)" in page
+    assert "focus = 1 − H/ln n (entropy H in nats over the n keys the query sees: 4)" in page and "1 (focus)" in page
 
 
 def test_a_split_word_query_says_its_weights_are_a_mean_of_softmax_rows():
@@ -237,6 +237,62 @@ def test_plot_writes_through_a_symlink_and_refuses_a_read_only_file(tmp_path):
     assert "<table>" in target.read_text()
 
 
+PLOT = ["plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o"]
+
+
+def test_a_directory_that_refuses_the_plot_is_an_output_failure(tmp_path, monkeypatch):
+    # As a user without write permission on the directory (chmod 555). Root may write anywhere,
+    # so the refusal is the kernel's answer to creating a file there, made up: os.open is what
+    # every temporary file is created with.
+    refusing, real_open = tmp_path / "read-only", os.open
+    refusing.mkdir()
+
+    def open_refused(path, flags, *args, **kwargs):
+        if Path(os.fsdecode(path)).parent == refusing:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_refused)
+    result = invoke(*PLOT, str(refusing / "grid.html"))
+    assert result.exit_code == ExitStatus.OUTPUT, result.output
+    assert result.stderr == f"attn: error: cannot write {refusing / 'grid.html'}: Permission denied — choose a directory you can write to, or write elsewhere\n"
+    assert list(refusing.iterdir()) == []
+
+
+def test_a_directory_that_may_not_be_searched_is_an_output_failure(tmp_path, monkeypatch):
+    # chmod 600 on the directory: pathlib's is_file and is_dir raise PermissionError there
+    # (it swallows only "no such file"). Made up as above, for root.
+    hidden = tmp_path / "hidden"
+    real_stat = os.stat
+
+    def stat_refused(path, *args, **kwargs):
+        if hidden in Path(os.fsdecode(path)).parents:
+            raise PermissionError(13, "Permission denied", path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_refused)
+    result = invoke(*PLOT, str(hidden / "grid.html"))
+    assert result.exit_code == ExitStatus.OUTPUT, result.output
+    assert "unexpected" not in result.stderr and "Permission denied" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_file_system_that_refuses_files_is_an_output_failure_even_for_root(tmp_path):
+    result = invoke(*PLOT, "/proc/attn-grid.html")
+    assert result.exit_code == ExitStatus.OUTPUT, result.output
+    assert result.stderr.startswith("attn: error: cannot write /proc/attn-grid.html: ")
+
+
+def test_a_file_name_as_long_as_the_file_system_takes_can_be_written(tmp_path):
+    longest = tmp_path / ("g" * 250 + ".html")  # 255 bytes, ext4's limit: the temporary name must be shorter
+    assert invoke(*PLOT, str(longest)).exit_code == 0
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name] and "<table>" in longest.read_text()
+    too_long = invoke(*PLOT, str(tmp_path / ("g" * 251 + ".html")))
+    assert too_long.exit_code == ExitStatus.OUTPUT, too_long.output
+    assert "File name too long — choose a shorter file name" in too_long.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name]
+
+
 def test_a_signal_during_a_plot_write_leaves_no_part_file(tmp_path, monkeypatch):
     from attn_cli.cli.signals import Stopped
     from attn_cli.views import plot
@@ -246,7 +302,7 @@ def test_a_signal_during_a_plot_write_leaves_no_part_file(tmp_path, monkeypatch)
         raise Stopped(15)
 
     with pytest.raises(Stopped):
-        plot._write_atomically(tmp_path / "x.png", stopped)
+        plot.write_file(tmp_path / "x.png", stopped)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -134,6 +134,38 @@ def test_one_signal_stops_with_its_status_and_one_line(tmp_path, signum, status,
     assert err.decode() == message
 
 
+# Loaded by every Python process started with PYTHONPATH on its folder, but active only in
+# worker processes (spawned with --multiprocessing-fork): a chunk of lines after the first takes
+# a minute, far longer than the grace `cli.signals` gives a stopping run to clean up.
+SLOW_WORKERS = """
+import sys
+if "--multiprocessing-fork" in sys.argv:
+    import time
+    from attn_cli.compute import batch
+    fast = batch._run_chunk
+    def slow(*args):  # (state, jobs)
+        if args[-1][0].number > 1:
+            time.sleep(60)
+        return fast(*args)
+    batch._run_chunk = slow
+"""
+
+
+@pytest.mark.parametrize("signum, status, message", [(signal.SIGINT, 130, "attn: interrupted\n"), (signal.SIGTERM, 143, "attn: terminated (signal 15)\n")])
+def test_a_signal_to_batch_stops_busy_workers_at_once_with_one_line(tmp_path, signum, status, message):
+    (tmp_path / "sitecustomize.py").write_text(SLOW_WORKERS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    run = _process("batch", str(_lines(100, tmp_path / "many.txt")), "-q", "cat", "--workers", "2", "-m", BERT,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _wait_for_output(run)  # line 1; the workers are now busy with the slow chunks
+    time.sleep(0.5)
+    run.send_signal(signum)  # to the main process only, as `kill PID` does
+    started = time.monotonic()
+    _, err = run.communicate(timeout=30)  # to the end of stderr: the resource tracker's too
+    assert (run.returncode, err.decode()) == (status, message)  # no resource_tracker warning after it
+    assert time.monotonic() - started < 10
+
+
 def test_ctrl_c_during_imports_is_an_interruption_not_a_traceback():
     # The signal arrives just before `main` imports Typer and the commands.
     code = (

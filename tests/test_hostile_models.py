@@ -150,8 +150,11 @@ def first_two(header: dict) -> tuple[dict, dict]:
         (lambda h: first_two(h)[0].update(dtype="Q7"), "unknown dtype"),
         (lambda h: first_two(h)[0].update(shape=["a"]), "not a list of sizes"),
         (lambda h: first_two(h)[0].pop("dtype"), "needs dtype, shape and data_offsets"),
+        (lambda h: first_two(h)[0].update(dtype=["F32"]), "unknown dtype ['F32']"),
+        (lambda h: first_two(h)[0].update(dtype={"F32": 1}), "unknown dtype {'F32': 1}"),
+        (lambda h: h.update({next(k for k in h if k != "__metadata__"): ["F32", [4], [0, 16]]}), "needs dtype, shape and data_offsets"),
     ],
-    ids=["negative-offset", "overlap", "beyond-the-file", "size-not-shape", "dtype", "shape-strings", "no-dtype"],
+    ids=["negative-offset", "overlap", "beyond-the-file", "size-not-shape", "dtype", "shape-strings", "no-dtype", "dtype-list", "dtype-object", "entry-list"],
 )
 def test_a_header_that_lies_about_its_bytes_is_refused_at_load(tmp_path, edit, expected):
     folder = copy_of("llama", tmp_path)
@@ -201,7 +204,11 @@ def test_non_finite_weights_are_reported_never_shown_as_nan(tmp_path, bad):
 
 # --- shard indexes, paths ------------------------------------------------------------------------
 
-BAD_INDEXES = [[], None, {"weight_map": None}, {"weight_map": {"wte.weight": 3}}, {"weight_map": {"wte.weight": "../x"}}, {"weight_map": {}}]
+BAD_INDEXES = [
+    [], None, {"weight_map": None}, {"weight_map": {"wte.weight": 3}}, {"weight_map": {"wte.weight": "../x"}}, {"weight_map": {}},
+    {"weight_map": {"wte.weight": ["model-00001-of-00002.safetensors"]}}, {"weight_map": {"wte.weight": None}},
+    {"weight_map": {"wte.weight": {"file": "model-00001-of-00002.safetensors"}}},
+]
 
 
 @pytest.mark.parametrize("index", BAD_INDEXES)
@@ -209,6 +216,21 @@ def test_a_malformed_shard_index_is_refused(tmp_path, index):
     folder = copy_of("gpt2-sharded", tmp_path)
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     refused(folder, "model.safetensors.index.json")
+
+
+@pytest.mark.parametrize("broken", ["index", "header"])
+def test_json_fields_of_the_wrong_type_are_a_model_error_on_the_command_line(tmp_path, broken):
+    folder = copy_of("gpt2-sharded", tmp_path)
+    if broken == "index":
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        index["weight_map"] = {name: [shard] for name, shard in index["weight_map"].items()}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    else:
+        shard = sorted(folder.glob("*.safetensors"))[0]
+        rewrite_header(shard, lambda h: first_two(h)[0].update(dtype=["F32"]))
+    result = CliRunner().invoke(app, ["inspect", SENTENCE, "-q", "cat", "-m", str(folder)])
+    assert result.exit_code == ExitStatus.MODEL, result.output
+    assert result.stderr.count("\n") == 1 and "unexpected" not in result.stderr
 
 
 @pytest.mark.parametrize("model", ["~nosuchuser-attn/x", "a" * 300, "/" + "b" * 5000])
@@ -236,3 +258,19 @@ def test_models_lists_a_broken_model_as_unusable(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     entry = next(m for m in json.loads(result.stdout)["models"] if m["source"] == "ATTN_MODEL")
     assert entry["usable"] is False and "do not divide" in entry["problem"]
+
+
+@pytest.mark.parametrize("stamp", ["[" * 100_000, '{"parts": 3}', "\udcff"])
+def test_a_packaged_models_stamp_that_is_not_ours_joins_the_parts_again(tmp_path, monkeypatch, stamp):
+    from attn_cli.loading.packaged import Packaged, joined
+
+    monkeypatch.setenv("ATTN_CACHE", str(tmp_path / "cache"))
+    parts = [tmp_path / "a", tmp_path / "b"]
+    parts[0].write_bytes(b"GGUF")
+    parts[1].write_bytes(b"rest")
+    model = Packaged("x", "X", "x.gguf", (("p", "a"), ("p", "b")), "pip install x")
+    target = tmp_path / "cache" / "models" / "x.gguf"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"stale")
+    target.with_name("x.gguf.stamp.json").write_text(stamp, errors="surrogateescape")
+    assert joined(model, parts).read_bytes() == b"GGUFrest"

@@ -319,16 +319,16 @@ def test_a_failed_drawing_leaves_no_file(tmp_path, monkeypatch):
 def test_a_write_interrupted_halfway_keeps_the_old_file(tmp_path, monkeypatch, error):
     target = tmp_path / "grid.html"
     target.write_text("old plot")
-    real = plot._write_atomically
+    real = plot.write_file
 
-    def half_then_fail(path, write):
+    def half_then_fail(path, write, force=False):
         def partial(f):
             f.write(b"<!DOCTYPE html><html><body><table>")  # half a page already on disk...
             raise error  # ...then the write dies
 
-        return real(path, partial)
+        return real(path, partial, force)
 
-    monkeypatch.setattr(plot, "_write_atomically", half_then_fail)
+    monkeypatch.setattr(plot, "write_file", half_then_fail)
     from attn_cli.errors import OutputFailed
 
     with pytest.raises(OutputFailed if isinstance(error, OSError) else type(error)):  # a failed write is reported, exit 7
@@ -344,7 +344,7 @@ def test_a_new_file_gets_ordinary_permissions_and_replaces_the_old(tmp_path):
     finally:
         os.umask(umask)
     assert path == tmp_path / "grid.html"
-    assert path.stat().st_mode & 0o777 == 0o644  # not NamedTemporaryFile's owner-only 0o600
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's owner-only 0o600
     path.chmod(0o640)
     write_heatmap(path, **dict(ARGS, title="second"))
     assert path.stat().st_mode & 0o777 == 0o640 and "second" in path.read_text(encoding="utf-8")

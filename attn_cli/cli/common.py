@@ -11,8 +11,8 @@ import sys
 
 import typer
 
-from ..errors import AttnError, OptionError, QueryNotFound
-from ..exit_status import STATUS_BY_CODE, ExitStatus
+from ..errors import AttnError, OptionError
+from ..exit_status import STATUS_BY_CODE, ExitStatus, error_json
 
 SENTENCE = "The Transformer is making it possible to understand language."
 
@@ -170,27 +170,17 @@ def emit(result, as_json: bool, view) -> None:
     write_screen(view(out), out)
 
 
-def error_object(code: str, message: str, fix: str, extra: dict | None = None) -> dict:
-    """The JSON form of an error ($defs/error in the schema)."""
-    status = STATUS_BY_CODE.get(code, ExitStatus.ERROR)
-    return {"error": {"code": code, "message": message, "fix": fix, "exit_status": int(status), **(extra or {})}}
-
-
-def report(code: str, message: str, fix: str, as_json: bool, extra: dict | None = None) -> int:
+def report(code: str, message: str, fix: str, as_json: bool, candidates: list[str] | tuple[str, ...] = ()) -> int:
     """Write one error to stderr (one line, control characters escaped; or JSON) and return
     its exit status."""
     from ..views.text import printable
     from .output import json_text, write_stderr
 
     if as_json:
-        write_stderr(json_text(error_object(code, message, fix, extra), sys.stderr))
+        write_stderr(json_text(error_json(code, message, fix, candidates), sys.stderr))
     else:
         write_stderr(f"attn: error: {printable(message)}" + (f" — {printable(fix)}" if fix else "") + "\n")
     return int(STATUS_BY_CODE.get(code, ExitStatus.ERROR))
-
-
-def error_extra(exc: AttnError) -> dict | None:
-    return {"candidates": exc.candidates} if isinstance(exc, QueryNotFound) and exc.candidates else None
 
 
 def run(as_json: bool, action) -> None:
@@ -203,4 +193,4 @@ def run(as_json: bool, action) -> None:
             from .options import FLAGS
 
             exc = exc.named(FLAGS)
-        raise typer.Exit(report(exc.code, exc.message, exc.fix, as_json, error_extra(exc))) from None
+        raise typer.Exit(report(exc.code, exc.message, exc.fix, as_json, getattr(exc, "candidates", ()))) from None

@@ -91,7 +91,7 @@ def plot(
             what = {
                 "top": "top-attended word's weight",
                 "weight": f'weight on "{result.target.text if result.target else ""}"',
-                "entropy": f"focus = 1 − H/ln {result.visible_keys} (entropy H in nats over the {result.visible_keys} keys the query sees)",
+                "entropy": f"focus = 1 − H/ln n (entropy H in nats over the n keys the query sees: {result.keys_label})",
             }[result.metric]
             title = f'{result.model.name} · query "{result.query.text}": {what} per layer and head'
             legend = "focus" if result.metric == "entropy" else "weight"

@@ -2,31 +2,29 @@
 
 A line is plain text (it takes the batch-wide defaults) or a JSON object whose fields override
 them for that line. A line that fails becomes an error object in its place and the run goes on,
-so output n always answers input line n, with or without worker processes.
+so output n always answers input line n, with or without worker processes. A model that cannot
+run (a ModelError) is no line's fault: it stops the run.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import multiprocessing
-import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import field
 from functools import cache
-from itertools import islice
 from typing import TYPE_CHECKING
 
-from ..errors import AttnError, InputError, QueryNotFound
-from ..exit_status import STATUS_BY_CODE, ExitStatus
-from .lifeline import bind_to_parent
+from ..errors import AttnError, InputError, ModelError
+from ..exit_status import error_json
+from ..records import frozen
 from .options import NAMES, InspectOptions, check_type
 from .packed import answer_pack, packs
+from .workers import check_workers, chunks, ordered_map
 
 # NumPy is imported late (in the functions that need it), so that a worker process can limit
-# BLAS threads before NumPy loads: see _init_worker.
+# BLAS threads before NumPy loads: see compute/workers.py.
 if TYPE_CHECKING:
     from ..loading.model import Model
 
@@ -44,7 +42,7 @@ AHEAD = 4  # tasks in flight per worker: keeps workers busy while bounding memor
 JSON_EXAMPLE = '{"text": "The cat sat.", "query": "cat"}'
 
 
-@dataclass(frozen=True)
+@frozen
 class Job:
     """One input line, parsed. `overrides`: the options a JSON line sets (fields of InspectOptions).
     `error`: (message, fix) when the line cannot run (blank, bad JSON); run_job reports it."""
@@ -109,9 +107,10 @@ def job_options(job: Job, defaults: InspectOptions) -> InspectOptions:
 
 
 def run_job(model: Model, job: Job, defaults: InspectOptions, packed: tuple | None = None) -> dict:
-    """One line -> {"line": n, **inspect document}, or {"line": n, "error": {...}}. Never raises
-    an Exception: a failing line must not end the run. `packed`: (tokenization, traces) of the
-    line already run in a pack (see `packed.answer_pack`), else the line runs by itself."""
+    """One line -> {"line": n, **inspect document}, or {"line": n, "error": {...}}. Raises only
+    a ModelError (the model's, not the line's); any other failure is this line's alone, even a
+    bug. `packed`: (tokenization, traces) of the line already run in a pack (see
+    `packed.answer_pack`), else the line runs by itself."""
     from .inspect import inspect_tokens, inspect_with
 
     try:
@@ -122,31 +121,12 @@ def run_job(model: Model, job: Job, defaults: InspectOptions, packed: tuple | No
             return {"line": job.number, **inspect_with(model, job.text, options).to_json()}
         tok, traces = packed
         return {"line": job.number, **inspect_tokens(model, tok, options, traces).to_json()}
+    except ModelError:
+        raise
     except AttnError as exc:
-        return error_document(job.number, exc)
+        return {"line": job.number, **error_json(exc.code, exc.message, exc.fix, getattr(exc, "candidates", ()))}
     except Exception as exc:  # a bug, but only this line's
-        return {
-            "line": job.number,
-            "error": {
-                "code": "internal",
-                "message": f"unexpected {type(exc).__name__}: {exc}",
-                "fix": "please report this bug, with the input line",
-                "exit_status": int(ExitStatus.ERROR),
-            },
-        }
-
-
-def exit_status(exc: AttnError) -> int:
-    """The exit status the CLI gives `exc` when it ends a single command."""
-    return int(STATUS_BY_CODE.get(exc.code, ExitStatus.ERROR))
-
-
-def error_document(number: int, exc: AttnError) -> dict:
-    """The CLI's JSON error object ($defs/error) plus "line"."""
-    error = {"code": exc.code, "message": exc.message, "fix": exc.fix, "exit_status": exit_status(exc)}
-    if isinstance(exc, QueryNotFound) and exc.candidates:
-        error["candidates"] = list(exc.candidates)
-    return {"line": number, "error": error}
+        return {"line": job.number, **error_json("internal", f"unexpected {type(exc).__name__}: {exc}", "please report this bug, with the input line")}
 
 
 def failed(doc: dict) -> bool:
@@ -189,9 +169,6 @@ def select_fields(doc: dict, fields: Iterable[str]) -> dict:
     return {k: v for k, v in doc.items() if k in keep}
 
 
-def check_workers(workers: int) -> None:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"--workers {workers!r} is not valid", "give --workers 1 or more")
 
 
 def run_batch(
@@ -219,17 +196,27 @@ def run_batch(
         check_fields(fields)
     from ..loading.model import load_model
 
-    # Loaded here even when workers load their own: a bad model fails now, as a ModelError,
-    # instead of as a broken pool once the first line is sent.
+    # Loaded and run once here even when workers load their own: a model that cannot run fails
+    # now, as a ModelError, before any line is answered.
     model = load_model(model_path, release_weights=False)  # many texts: keep the pages
+    _check_runs(model)
     if isinstance(lines, str):
         lines = io.StringIO(lines, newline=None)  # line breaks as a text file in universal-newline mode
     jobs = _check_query_given((parse_line(line, n) for n, line in enumerate(lines, start=1)), defaults)
     if workers == 1:
         docs = (_select(doc, fields) for pack in packs(jobs) for doc in answer_pack(model, pack, defaults))
     else:
-        docs = _parallel(model_path, jobs, defaults, fields, workers)
+        docs = _flat(ordered_map(_load_worker, (model_path, defaults, fields), _run_chunk, chunks(jobs, CHUNK), workers, AHEAD))
     return _report(docs, on_done)
+
+
+def _check_runs(model: Model) -> None:
+    """One forward pass over a word: weights the model cannot compute with (NaN, shapes that do
+    not fit its config) are only found when a layer runs."""
+    from ..loading.tokenizer import tokenize
+
+    for _ in model.trace(tokenize(model.tokenizer, "a").ids):
+        pass
 
 
 def _check_query_given(jobs: Iterator[Job], defaults: InspectOptions) -> Iterator[Job]:
@@ -251,80 +238,33 @@ def _check_query_given(jobs: Iterator[Job], defaults: InspectOptions) -> Iterato
     return chain(seen, jobs)
 
 
-def _answer(model: Model, job: Job, defaults: dict, fields: list[str] | None) -> dict:
-    return _select(run_job(model, job, defaults), fields)
-
-
 def _select(doc: dict, fields: list[str] | None) -> dict:
     return doc if fields is None else select_fields(doc, fields)
 
 
 def _report(docs: Iterator[dict], on_done: Callable[[int], None] | None) -> Iterator[dict]:
-    try:
+    with closing(docs):  # a reader that stops early stops the workers now, not when `docs` is collected
         for n, doc in enumerate(docs, start=1):
             if on_done is not None:
                 on_done(n)
             yield doc
-    finally:  # a reader that stops early stops the workers now, not when `docs` is collected
-        close = getattr(docs, "close", None)
-        if close is not None:
-            close()
 
 
-# Worker processes: the model is loaded in each one from its path and never pickled.
-_WORKER: tuple[Model, dict, list[str] | None] | None = None
-
-# One BLAS thread per worker: the workers are the parallelism. With OpenBLAS's default (a thread
-# per core in every worker), 2 workers on a busy 2-core machine ran 20 lines in 7.1 s instead of
-# 1.2 s. The price: BLAS sums in another order than a multi-threaded process does, so numbers
-# can differ from a workers=1 run in the last float32 bits (as they do between machines).
-# attn's own threads too (ATTN_THREADS, see models/runtime.py): one each, for the same reason.
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS")
+# Worker processes (compute/workers.py): each loads the model once from its path.
 
 
-def _init_worker(model_path: str | None, defaults: dict, fields: list[str] | None, parent: int | None = None) -> None:
-    global _WORKER
-    if parent is not None:
-        bind_to_parent(parent)
-    for name in _BLAS_THREADS:
-        os.environ.setdefault(name, "1")  # a user's own setting wins
-    from ..loading.model import load_model  # imports NumPy, which reads those variables once
+def _load_worker(model_path: str | None, defaults: InspectOptions, fields: list[str] | None) -> tuple:
+    from ..loading.model import load_model
 
-    _WORKER = (load_model(model_path, release_weights=False), defaults, fields)
+    return load_model(model_path, release_weights=False), defaults, fields
 
 
-def _run_chunk(jobs: list[Job]) -> list[dict]:
-    assert _WORKER is not None, "worker not initialised"
-    model, defaults, fields = _WORKER
+def _flat(answers: Iterator[list[dict]]) -> Iterator[dict]:
+    with closing(answers):  # stops the workers when the reader stops
+        for chunk in answers:
+            yield from chunk
+
+
+def _run_chunk(state: tuple, jobs: list[Job]) -> list[dict]:
+    model, defaults, fields = state
     return [_select(doc, fields) for doc in answer_pack(model, jobs, defaults)]
-
-
-def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[Job]]:
-    it = iter(jobs)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def _parallel(model_path: str | None, jobs: Iterable[Job], defaults: dict, fields: list[str] | None, workers: int) -> Iterator[dict]:
-    """Chunks of jobs to `workers` processes, answers back in input order.
-
-    A window of at most workers·AHEAD chunks is in flight, so neither the input nor unread
-    answers pile up (Pool.imap reads its input ahead and keeps every answer the reader has not
-    taken yet). ProcessPoolExecutor rather than Pool: a worker that dies (killed, out of memory)
-    raises BrokenProcessPool instead of hanging the run. Spawn on every platform, not the OS
-    default (fork on Linux): a forked child inherits the locks of the parent's threads
-    (tokenizers, BLAS) in whatever state they were; and spawn needs the model path, not the Model.
-    """
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(model_path, defaults, fields, os.getpid())
-    )
-    pending: deque = deque()
-    try:
-        for chunk in _chunks(jobs, CHUNK):
-            pending.append(pool.submit(_run_chunk, chunk))
-            if len(pending) >= workers * AHEAD:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
-    finally:  # also when the reader stops early: drop queued chunks, wait for running ones
-        pool.shutdown(wait=True, cancel_futures=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,10 @@ from ..errors import InputError, ModelError
 from ..loading.model import Model
 from ..maths.sampling import greedy, sample
 from ..models import KVCache, LayerTrace
+from ..records import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Sampling:
     """How the next token is chosen: greedy (the most likely), or drawn with a seeded generator
     after temperature, top-k and top-p."""
@@ -49,7 +49,7 @@ class Sampling:
         return lambda logits: sample(logits, rng, self.temperature, self.top_k, self.top_p)
 
 
-@dataclass(frozen=True)
+@frozen
 class DecodeStep:
     """One generated token: `position` is where it goes; `logits` (vocab,) are the model's output
     at position - 1, which chose it; `traces` are the layers of the forward pass that made them

@@ -7,8 +7,6 @@ it), in the last layer, mean over heads, read from the cached forward pass itsel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..errors import InputError, OptionError
@@ -17,13 +15,14 @@ from ..loading.tokenizer import Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
 from ..maths.sampling import log_softmax, top_tokens
 from ..models.cache import cache_bytes
+from ..records import frozen
 from .decoding import Sampling, check_length, decode, eos_ids, require_decoder
 from .inspect import inspect_tokens, model_info
 from .options import InspectOptions, check_chat
 from .result import InspectResult, ModelInfo, document_header, floats
 
 
-@dataclass(frozen=True)
+@frozen
 class Candidate:
     """A token the model could write next, with its log-probability (temperature 1, unfiltered)."""
 
@@ -32,7 +31,7 @@ class Candidate:
     logprob: float
 
 
-@dataclass(frozen=True)
+@frozen
 class Attended:
     """The prompt or earlier word a step attended to most (first token excluded: the sink)."""
 
@@ -41,7 +40,7 @@ class Attended:
     weight: float
 
 
-@dataclass(frozen=True)
+@frozen
 class Step:
     """One generated token at `position`: its id, decoded text, log-probability, the top
     alternatives (itself included, when it is among them) and its most-attended word."""
@@ -54,7 +53,7 @@ class Step:
     attended: Attended | None
 
 
-@dataclass(frozen=True)
+@frozen
 class GenerateResult:
     model: ModelInfo
     tokenization: Tokenization  # the prompt (or rendered chat) and every generated token

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
-from ..maths.analysis import output_slices, to_words
+from ..maths.analysis import output_slices, to_words, value_norms
 from ..models import LayerTrace
 from ..records import frozen
 from .options import InspectOptions
@@ -235,19 +235,10 @@ def _layer_result(
 
 
 def _norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, view: list, words: list) -> dict:
-    """‖Σ α_j·v_j‖ and ‖Σ α_j·v_j·W_O‖ over each unit's tokens (Kobayashi et al. 2020), as
-    (over the view's units, over word units) per name. weights: (seq,); values: (seq, d);
-    w_o: this head's (d, hidden) slice of the output projection."""
-    weighted = weights[:, None] * values  # (seq, d): what each token adds to the head's output
-    transformed = weighted @ w_o  # (seq, hidden): and to the layer's output
-
-    def norm(x: np.ndarray, groups: list) -> np.ndarray:
-        return np.linalg.norm(to_words(x.T, groups).T, axis=-1).astype(np.float32)
-
-    return {
-        "value_norm": (norm(weighted, view), norm(weighted, words)),
-        "output_norm": (norm(transformed, view), norm(transformed, words)),
-    }
+    """‖Σ α_j·v_j‖ and ‖Σ α_j·v_j·W_O‖ over each unit's tokens (`analysis.value_norms`), as
+    (over the view's units, over word units) per name."""
+    (value_view, output_view), (value_words, output_words) = (value_norms(weights, values, w_o, g) for g in (view, words))
+    return {"value_norm": (value_view, value_words), "output_norm": (output_view, output_words)}
 
 
 def _steps(trace, h: int, rows: list[int]) -> Steps:

@@ -4,14 +4,13 @@ predict next, layer by layer. After the last layer it is the model's real predic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, decoded_piece, tokenize
 from ..maths.sampling import log_softmax, top_tokens
 from ..models.base import lm_head
+from ..records import frozen
 from .decoding import require_decoder
 from .generate import Candidate
 from .inspect import model_info
@@ -20,7 +19,7 @@ from .query import resolve_query
 from .result import ModelInfo, QueryInfo, document_header, floats
 
 
-@dataclass(frozen=True)
+@frozen
 class LensLayer:
     """The next-token prediction read after `layer`: the top candidates by log-probability."""
 
@@ -28,7 +27,7 @@ class LensLayer:
     top: tuple[Candidate, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class LensResult:
     model: ModelInfo
     tokenization: Tokenization

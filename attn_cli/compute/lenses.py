@@ -6,15 +6,17 @@ attention rollout (`attn rollout`). Each runs the forward pass once and reads th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import OptionError
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
-from ..maths.analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
+from ..maths.analysis import rollout, rollout_row, to_words, weight_on, word_matrix
+from ..maths.headsums import row_entropy
+from ..maths.ops import causal_visibility
 from ..models import LayerTrace
+from ..records import frozen
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
 from .result import ModelInfo, WordWeight, document_header, floats, units_json
@@ -22,7 +24,7 @@ from .result import ModelInfo, WordWeight, document_header, floats, units_json
 METRICS = ("top", "weight", "entropy")
 
 
-@dataclass(frozen=True)
+@frozen
 class HeadsResult:
     """One value per (layer, head) for the query: `values` (layers, heads), and the top-attended
     word of every head (`top`, layers × heads)."""
@@ -36,23 +38,34 @@ class HeadsResult:
     top: tuple[tuple[WordWeight, ...], ...]
 
     @property
-    def visible_keys(self) -> int:
-        """How many keys the query's row spreads over: every token for an encoder; a decoder's
-        query sees itself and what comes before (within a sliding window)."""
+    def visible_keys(self) -> tuple[int, ...]:
+        """Per layer, how many keys the query's row spreads over: every token for an encoder; a
+        decoder's query sees itself and what comes before, within the layer's sliding window
+        (Gemma 3 alternates sliding and global layers). A query of several tokens has the mean
+        of their rows: the keys any of them sees."""
+        m = self.model
         seq = len(self.tokenization.tokens)
-        if not self.model.causal:
-            return seq
-        seen = self.query.token_indices[-1] + 1
-        return min(seen, self.model.sliding_window) if self.model.sliding_window else seen
+        if not m.causal:
+            return (seq,) * m.layers
+        rows = np.array(self.query.token_indices)
+        return tuple(int(causal_visibility(rows, seq, w).any(axis=0).sum()) for w in m.layer_windows or (m.sliding_window,) * m.layers)
+
+    @property
+    def keys_label(self) -> str:
+        """`visible_keys` for a legend: "7", or "4 or 7 by layer" where the layers' windows differ."""
+        counts = sorted(set(self.visible_keys))
+        return " or ".join(map(str, counts)) + (" by layer" if len(counts) > 1 else "")
 
     @property
     def focus(self) -> np.ndarray:
-        """(layers, heads) entropy as focus in [0, 1]: 1 − H / ln(visible keys). 1 is all weight
-        on one key, 0 an even spread over every key the query sees (entropy = `values`, nats)."""
+        """(layers, heads) entropy as focus in [0, 1]: 1 − H / ln(keys the query sees in that
+        layer). 1 is all weight on one key, 0 an even spread over every key the query sees
+        (entropy = `values`, nats); a query that sees one key is all focus."""
         if self.metric != "entropy":
             raise ValueError("focus is defined for the entropy metric")
-        most = np.log(self.visible_keys)
-        return np.ones_like(self.values) if most == 0 else np.clip(1.0 - self.values / most, 0.0, 1.0)
+        most = np.log(np.array(self.visible_keys, dtype=np.float64))[:, None]
+        spread = np.divide(self.values, most, out=np.zeros(self.values.shape), where=most > 0)
+        return np.clip(1.0 - spread, 0.0, 1.0)
 
     def to_json(self) -> dict:
         return {
@@ -140,11 +153,11 @@ def heads_traced(
             elif metric == "weight":
                 values[trace.layer, h] = weight_on(w, aim.token_indices)
             else:
-                values[trace.layer, h] = query_row_entropy(w)
+                values[trace.layer, h] = row_entropy(w)
     return HeadsResult(model_info(model), tok, q, metric, aim, values, tuple(top))
 
 
-@dataclass(frozen=True)
+@frozen
 class RolloutResult:
     """Attention rollout for the query (Abnar & Zuidema 2020), over `level` units, next to the
     last layer's plain attention (mean over heads). `full`: the whole (units, units) rollout."""

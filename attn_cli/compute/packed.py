@@ -58,13 +58,9 @@ def answer_pack(model: Model, jobs: list[Job], defaults: InspectOptions) -> list
                 continue  # run by itself, which reports the error in its place
             if len(tok.tokens) >= MIN_PACK_TOKENS:
                 packed[i] = (tok,)
-        if len(packed) > 1:
-            try:
-                traces = model.trace_packed([tok.ids for (tok,) in packed.values()])
-            except AttnError:
-                packed = {}  # one line's model error: each line by itself, each with its own answer
-            else:
-                packed = {i: (tok, t) for (i, (tok,)), t in zip(packed.items(), traces, strict=True)}
+        if len(packed) > 1:  # a ModelError here is the run's (see `batch.run_job`)
+            traces = model.trace_packed([tok.ids for (tok,) in packed.values()])
+            packed = {i: (tok, t) for (i, (tok,)), t in zip(packed.items(), traces, strict=True)}
         else:
             packed = {}
     return [run_job(model, job, defaults, packed.get(i)) for i, job in enumerate(jobs)]

@@ -9,7 +9,7 @@ Both keep only small per-head results, never a layer's full map longer than it i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from contextlib import closing
 
 import numpy as np
 
@@ -18,12 +18,14 @@ from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize
 from ..maths import analysis
 from ..maths.headsums import NO_EXCLUSIONS, DetectorOptions, HeadSums
+from ..records import frozen
 from . import stats_shard
 from .inspect import model_info
 from .options import select_layers
 from .query import resolve_query
 from .result import SCHEMA_VERSION, ModelInfo, QueryInfo, floats
 from .stats_result import STAT_FIELDS, Induction, NamedHead, StatsResult, build_result
+from .workers import check_workers
 
 __all__ = ["STAT_FIELDS", "NamedHead", "StatsResult", "corpus_statistics", "head_statistics", "compare"]
 
@@ -34,18 +36,11 @@ def _file_name(file: str) -> str:
     return "stdin" if file == "-" else file
 
 
-def _relabel(exc: AttnError, prefix: str) -> AttnError:
-    """The same kind of error (fix and candidates kept) with `prefix` saying which input it is about."""
-    if isinstance(exc, QueryNotFound):
-        return QueryNotFound(prefix + exc.message, exc.fix, exc.candidates)
-    return type(exc)(prefix + exc.message, exc.fix)
-
-
 def _tokenize(model: Model, text: str, prefix: str) -> Tokenization:
     try:
         return tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     except AttnError as exc:
-        raise _relabel(exc, prefix) from None
+        raise exc.prefixed(prefix) from None
 
 
 # --- attn stats ------------------------------------------------------------------------------
@@ -73,7 +68,7 @@ def head_statistics(
     _check_threshold(threshold)
     sums = HeadSums(model.spec.layers, model.spec.heads)
     for shard in stats_shard.shards(texts):
-        sums.merge(stats_shard.raise_if_error(stats_shard.shard_sums(model, shard, options)))
+        sums.merge(stats_shard.shard_sums(model, shard, options))
     if sums.texts == 0:
         raise InputError("there is no text", "give at least one non-blank text")
     induction, how = _induction(model, options, seed)
@@ -104,8 +99,7 @@ def corpus_statistics(
     _check_threshold(threshold)
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r} is not valid", f"give one of {', '.join(ENGINES)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"--workers {workers!r} is not valid", "give --workers 1 or more")
+    check_workers(workers)
     if engine == "ray":
         from .stats_ray import import_ray
 
@@ -122,12 +116,12 @@ def corpus_statistics(
         results = stats_shard.run_processes(model_path, parts, options, workers)
     else:
         results = stats_shard.run_local(model, parts, options)
-    try:
-        sums = stats_shard.merge_in_order(results, HeadSums(model.spec.layers, model.spec.heads), on_progress)
-    finally:
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()  # stops the workers now, also on an error or Ctrl-C
+    sums = HeadSums(model.spec.layers, model.spec.heads)
+    with closing(results):  # stops the workers now, also on an error or Ctrl-C
+        for shard in results:  # in shard order, whatever the engine
+            sums.merge(shard)
+            if on_progress is not None:
+                on_progress(sums.texts)
     if sums.texts == 0:
         raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
     induction, how = _induction(model, options, seed)
@@ -137,7 +131,7 @@ def corpus_statistics(
 # --- attn compare ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class CompareLayer:
     """One layer's word weights of the query on the alignment's n pairs: weights_a, weights_b,
     diff = weights_b − weights_a, each (heads, n) (0 where a side has no word); change (heads,)
@@ -165,7 +159,7 @@ class CompareLayer:
         return int(np.argmax(np.abs(self.mean_diff)))
 
 
-@dataclass(frozen=True)
+@frozen
 class CompareResult:
     model: ModelInfo
     text_a: str
@@ -233,7 +227,7 @@ def _query(tok: Tokenization, query: str, which: str, option: str) -> QueryInfo:
         fix = exc.fix if occurrence else f"pick a word of text {which} for {option} (or @N for token position N; see `attn tokens`)"
         raise QueryNotFound(f"not found in text {which}: {exc.message}", fix, exc.candidates) from None
     except AttnError as exc:
-        raise _relabel(exc, f"text {which}: ") from None
+        raise exc.prefixed(f"text {which}: ") from None
     return QueryInfo(q.text, q.token_indices, q.occurrence, q.occurrences)
 
 

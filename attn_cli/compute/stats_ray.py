@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import InputError, MissingExtra
-from .stats_shard import AHEAD, Shard, ShardError
+from ..errors import AttnError, InputError, MissingExtra
+from .stats_shard import AHEAD, Shard
 
 if TYPE_CHECKING:
     from ..maths.headsums import DetectorOptions, HeadSums
@@ -35,17 +35,23 @@ class _ShardActor:
     """One Ray worker: the model loaded once, then shard after shard."""
 
     def __init__(self, model_path: str | None, options: DetectorOptions) -> None:
-        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS"):  # the workers are the parallelism
+        from .workers import BLAS_THREADS
+
+        for name in BLAS_THREADS:  # the workers are the parallelism (see compute/workers.py)
             os.environ.setdefault(name, "1")
         from ..loading.model import load_model
 
         self.model = load_model(model_path, release_weights=False)
         self.options = options
 
-    def run(self, shard: Shard) -> HeadSums | ShardError:
+    def run(self, shard: Shard) -> HeadSums | AttnError:
+        """The shard's sums, or its error returned whole (raised, Ray would wrap it in its own)."""
         from .stats_shard import shard_sums
 
-        return shard_sums(self.model, shard, self.options)
+        try:
+            return shard_sums(self.model, shard, self.options)
+        except AttnError as exc:
+            return exc
 
 
 def connect(ray, address: str | None, workers: int) -> bool:
@@ -68,7 +74,7 @@ def connect(ray, address: str | None, workers: int) -> bool:
 
 def run_ray(
     model_path: str | None, parts: Iterable[Shard], options: DetectorOptions, workers: int, address: str | None = None
-) -> Iterator[HeadSums | ShardError]:
+) -> Iterator[HeadSums]:
     """Shard results in shard order, from `workers` Ray actors. Ray started here is shut down
     on any exit (end, error, Ctrl-C), which ends its processes."""
     ray = import_ray()
@@ -81,11 +87,17 @@ def run_ray(
         for n, shard in enumerate(parts):
             pending.append(actors[n % workers].run.remote(shard))
             if len(pending) >= workers * AHEAD:
-                yield ray.get(pending.popleft())
+                yield _raised(ray.get(pending.popleft()))
         while pending:
-            yield ray.get(pending.popleft())
+            yield _raised(ray.get(pending.popleft()))
     finally:
         for actor in actors:
             ray.kill(actor)
         if started:
             ray.shutdown()
+
+
+def _raised(result: HeadSums | AttnError) -> HeadSums:
+    if isinstance(result, AttnError):
+        raise result
+    return result

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import numpy as np
 
 from ..maths import analysis, headsums
+from ..records import frozen
 from .result import SCHEMA_VERSION, ModelInfo, floats
 
 # JSON field -> the key `analysis.HEAD_KINDS` (and the grid) use, in the order the JSON lists them.
@@ -21,7 +22,7 @@ STAT_FIELDS = {
 NEW_FIELDS = tuple(m for m in headsums.METRICS if m not in STAT_FIELDS)
 
 
-@dataclass(frozen=True)
+@frozen
 class NamedHead:
     """A head that passes the threshold for one kind (`analysis.HEAD_KINDS`)."""
 
@@ -31,7 +32,7 @@ class NamedHead:
     value: float
 
 
-@dataclass(frozen=True)
+@frozen
 class Induction:
     """How the induction score was measured: `sequences` prompts of `length` seeded random
     tokens, each repeated once."""
@@ -41,7 +42,7 @@ class Induction:
     length: int
 
 
-@dataclass(frozen=True)
+@frozen
 class StatsResult:
     """Per-head statistics over a corpus.
 
@@ -62,9 +63,10 @@ class StatsResult:
     induction: Induction | None = None
 
     def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
-        """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,))."""
+        """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,)).
+        A kind with no mean (NaN: the previous token of one-token texts) is never the heaviest."""
         masses = np.stack([self.layers[layer][k] for k in analysis.HEAD_KINDS])  # (kinds, heads)
-        best = masses.argmax(axis=0)
+        best = np.where(np.isnan(masses), -np.inf, masses).argmax(axis=0)
         return [analysis.HEAD_KINDS[k] for k in best], masses[best, np.arange(masses.shape[1])]
 
     def metric(self, name: str) -> np.ndarray:

@@ -3,26 +3,21 @@
 A corpus is read line by line and cut into shards of SHARD_LINES texts. `shard_sums(model,
 shard)` turns one shard into a `HeadSums`; the engines (this process, worker processes, Ray:
 `stats_ray.py`) map it over the shards and merge the sums in shard order, so every engine
-gives the same numbers. At most `in_flight` shards are read ahead of the merge, so memory does
-not grow with the corpus: the parent holds O(in_flight · SHARD_LINES · line length) of text
-and one HeadSums (O(layers · heads · metrics)) per shard in flight.
+gives the same numbers. At most workers·AHEAD shards are read ahead of the merge, so memory
+does not grow with the corpus: the parent holds O(workers · AHEAD · SHARD_LINES · line length)
+of text and one HeadSums (O(layers · heads · metrics)) per shard in flight.
 """
 
 from __future__ import annotations
 
 import io
-import multiprocessing
-import os
 import sys
 import unicodedata
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from itertools import islice
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import AttnError, InputError
+from .workers import chunks, ordered_map
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,15 +32,6 @@ INDUCTION_SEQUENCES = 10  # repeated random-token prompts for the induction scor
 INDUCTION_LENGTH = 25  # random tokens in each half
 
 Shard = list[tuple[int | None, str]]  # (line number, or None for a lone TEXT; text)
-
-
-@dataclass(frozen=True)
-class ShardError:
-    """A bad line, sent back instead of raised (an AttnError need not survive pickling)."""
-
-    kind: str
-    message: str
-    fix: str
 
 
 # --- Reading the corpus ----------------------------------------------------------------------
@@ -78,10 +64,8 @@ def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
             yield n, text
 
 
-def shards(texts: Iterable[tuple[int, str]], size: int = SHARD_LINES) -> Iterator[Shard]:
-    it = iter(texts)
-    while shard := list(islice(it, size)):
-        yield shard
+def shards(texts: Iterable[tuple[int, str]]) -> Iterator[Shard]:
+    return chunks(texts, SHARD_LINES)
 
 
 # --- The per-shard function ------------------------------------------------------------------
@@ -108,16 +92,17 @@ def add_text(model: Model, tok: Tokenization, options: DetectorOptions, into: He
     ids = tok.ids
     special = np.array([t.special for t in tok.tokens], dtype=bool)
     punctuation = punctuation_mask(tok)
-    visible = visible_keys(len(ids), model.spec.causal, model.spec.sliding_window)
     for trace in model.trace(ids):
+        visible = visible_keys(len(ids), model.spec.causal, model.spec.window(trace.layer))  # Gemma 3: each layer its own window
         parts, histogram = layer_sums(trace.rows()[2], ids, special, punctuation, visible, options)
         into.add_layer(trace.layer, parts, histogram)
     into.texts += 1
     into.tokens += len(ids)
 
 
-def shard_sums(model: Model, shard: Shard, options: DetectorOptions) -> HeadSums | ShardError:
-    """The sums of one shard's texts, or the first bad line's error. Every engine runs this."""
+def shard_sums(model: Model, shard: Shard, options: DetectorOptions) -> HeadSums:
+    """The sums of one shard's texts; a bad line raises its error, with its line number. Every
+    engine runs this."""
     from ..loading.tokenizer import tokenize
     from ..maths.headsums import HeadSums
 
@@ -126,17 +111,9 @@ def shard_sums(model: Model, shard: Shard, options: DetectorOptions) -> HeadSums
         try:
             tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
         except AttnError as exc:
-            return ShardError(type(exc).__name__, exc.message if line is None else f"line {line}: {exc.message}", exc.fix)
+            raise exc if line is None else exc.prefixed(f"line {line}: ") from None
         add_text(model, tok, options, sums)
     return sums
-
-
-def raise_if_error(result: HeadSums | ShardError) -> HeadSums:
-    if isinstance(result, ShardError):
-        from .. import errors
-
-        raise getattr(errors, result.kind, InputError)(result.message, result.fix)
-    return result
 
 
 def induction_sums(model: Model, options: DetectorOptions, seed: int) -> HeadSums:
@@ -163,64 +140,23 @@ def induction_sums(model: Model, options: DetectorOptions, seed: int) -> HeadSum
 # --- Engines: this process, worker processes -------------------------------------------------
 
 
-def merge_in_order(results: Iterable[HeadSums | ShardError], start: HeadSums, on_shard: Callable[[int], None] | None) -> HeadSums:
-    """Merge shard results into `start` in the order given, raising the first error."""
-    for sums in results:
-        start.merge(raise_if_error(sums))
-        if on_shard is not None:
-            on_shard(start.texts)
-    return start
-
-
-def run_local(model: Model, parts: Iterable[Shard], options: DetectorOptions) -> Iterator[HeadSums | ShardError]:
+def run_local(model: Model, parts: Iterable[Shard], options: DetectorOptions) -> Iterator[HeadSums]:
     for shard in parts:
         yield shard_sums(model, shard, options)
 
 
-# One BLAS thread, and one attn thread, per worker: the workers are the parallelism (see compute/batch.py).
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATTN_THREADS")
-_WORKER: tuple[Model, DetectorOptions] | None = None
+def run_processes(model_path: str | None, parts: Iterable[Shard], options: DetectorOptions, workers: int) -> Iterator[HeadSums]:
+    """Shards to `workers` processes (compute/workers.py, each loads the model once), results in
+    shard order, at most workers·AHEAD shards in flight."""
+    return ordered_map(_load_worker, (model_path, options), _worker_shard, parts, workers, AHEAD)
 
 
-def _init_worker(model_path: str | None, options: DetectorOptions, parent: int) -> None:
-    global _WORKER
-    from .lifeline import bind_to_parent
-
-    bind_to_parent(parent)
-    for name in _BLAS_THREADS:
-        os.environ.setdefault(name, "1")
+def _load_worker(model_path: str | None, options: DetectorOptions) -> tuple:
     from ..loading.model import load_model
 
-    _WORKER = (load_model(model_path, release_weights=False), options)
+    return load_model(model_path, release_weights=False), options
 
 
-def _worker_shard(shard: Shard) -> HeadSums | ShardError:
-    assert _WORKER is not None, "worker not initialised"
-    return shard_sums(_WORKER[0], shard, _WORKER[1])
-
-
-def run_processes(model_path: str | None, parts: Iterable[Shard], options: DetectorOptions, workers: int) -> Iterator[HeadSums | ShardError]:
-    """Shards to `workers` spawned processes (each loads the model once), results in shard
-    order, at most workers·AHEAD shards in flight. On any exit (end, error, Ctrl-C, a reader
-    that stops) the workers are stopped and reaped: none outlives the run."""
-    from .lifeline import stop_processes
-
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(model_path, options, os.getpid())
-    )
-    pending: deque = deque()
-    finished = False
-    try:
-        for shard in parts:
-            pending.append(pool.submit(_worker_shard, shard))
-            if len(pending) >= workers * AHEAD:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-        finished = True
-    finally:
-        processes = list((getattr(pool, "_processes", None) or {}).values())  # private, but the only handle on them
-        if not finished:
-            stop_processes(processes)  # Ctrl-C or an error: do not wait for queued shards
-        pool.shutdown(wait=True, cancel_futures=True)
-        stop_processes(processes)
+def _worker_shard(state: tuple, shard: Shard) -> HeadSums:
+    model, options = state
+    return shard_sums(model, shard, options)

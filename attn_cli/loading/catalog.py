@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AttnError
+from ..records import frozen
 from .hub import cached_models
 from .packaged import PACKAGED, is_installed
 
 
-@dataclass(frozen=True)
+@frozen
 class ModelEntry:
     name: str
     source: str  # "bundled", "ATTN_MODEL", "packaged", "path" or "cache"

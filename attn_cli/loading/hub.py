@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
+from ..records import frozen
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 FILES = ["config.json", "tokenizer.json", "*.safetensors", "model.safetensors.index.json"]
@@ -47,7 +47,7 @@ def resolve_repo(repo_id: str) -> Path:
         ) from None
 
 
-@dataclass(frozen=True)
+@frozen
 class CachedModel:
     name: str
     path: Path

@@ -13,14 +13,14 @@ import importlib.util
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
+from ..records import frozen
 from .cache import cache_dir
 
 
-@dataclass(frozen=True)
+@frozen
 class Packaged:
     name: str  # what --model takes
     title: str
@@ -87,7 +87,7 @@ def joined(model: Packaged, parts: list[Path]) -> Path:
     try:
         if target.is_file() and json.loads(stamp.read_text()) == {"parts": made_from, "sha256": model.sha256}:
             return target
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # no stamp, or not ours: join again
         pass
     fix = f"reinstall it with `{model.install} --force-reinstall`"
     try:

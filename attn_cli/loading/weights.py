@@ -44,11 +44,10 @@ def _check_entries(path: Path, header: dict, data_size: int, fix: str) -> dict[s
     (never the header) that do not overlap, each exactly shape × dtype bytes long."""
     entries = {}
     for name, entry in header.items():
-        try:
-            dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        except (KeyError, TypeError):
-            raise ModelError(f"{path} has a corrupt entry for tensor {name!r}: it needs dtype, shape and data_offsets", fix) from None
-        if dtype not in _ITEMSIZE:
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+            raise ModelError(f"{path} has a corrupt entry for tensor {name!r}: it needs dtype, shape and data_offsets", fix)
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
             raise ModelError(f"{path}: tensor {name!r} has an unknown dtype {dtype!r}", fix)
         if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
             raise ModelError(f"{path}: tensor {name!r} has the shape {shape!r}, not a list of sizes", fix)
@@ -205,11 +204,10 @@ def _shards(index: Path) -> list[str]:
     weight_map = document.get("weight_map") if isinstance(document, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ModelError(f"{index} has no weight_map object of tensor names and shard files", fix)
-    names = set(weight_map.values())
-    bad = next((n for n in names if not isinstance(n, str) or not n or Path(n).name != n), None)
-    if bad is not None or not names:
-        raise ModelError(f"{index}: the weight_map names the shard {bad!r}, not a file name in the folder", fix)
-    return sorted(names)
+    bad = [n for n in weight_map.values() if not isinstance(n, str) or not n or Path(n).name != n]
+    if bad:  # a list, not next(…, None): the bad name may be None itself
+        raise ModelError(f"{index}: the weight_map names the shard {bad[0]!r}, not a file name in the folder", fix)
+    return sorted(set(weight_map.values()))
 
 
 def open_weights(folder: Path, prefixes: tuple[str, ...]) -> SafetensorsWeights:

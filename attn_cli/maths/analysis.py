@@ -2,7 +2,8 @@
 
 Word-level maps (Clark et al. 2019, "What Does BERT Look At?"), attention rollout (Abnar &
 Zuidema 2020), value-weighted norms (Kobayashi et al. 2020, "Attention is Not Only a Weight"),
-per-head statistics over one or many texts, and the comparison of two texts word by word.
+the naming of heads by what they attend to (the statistics themselves, row entropy among them,
+are summed over a corpus in `headsums`), and the comparison of two texts word by word.
 
 Nothing here knows about models, files or terminals: callers pass the weights a `LayerTrace`
 computed. Shapes in docstrings use `heads`, `seq` (tokens), `words`, `d` (head_dim) and
@@ -26,11 +27,6 @@ Alignment = list[tuple[int | None, int | None]]
 
 HEAD_KINDS = ("previous-token", "self", "next-token", "special-token", "first-token", "punctuation")
 """The statistics `classify_heads` names heads by: each a mean attention mass in [0, 1]."""
-
-Stats = dict[str, tuple[np.ndarray, int]]
-"""kind -> (per-head mean (heads,), number of query rows it is the mean of). The count is what
-lets `merge_stats` pool texts of different lengths exactly."""
-
 
 def _float_dtype(x) -> np.dtype:
     """The dtype results come back in: the input's if it is a float type, else float64."""
@@ -146,115 +142,26 @@ def output_slices(w_o: np.ndarray, heads: int) -> np.ndarray:
     return w_o.reshape(heads, width // heads, hidden)
 
 
-def weighted_value_norms(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """‖α_j·v_j‖ = |α_j|·‖v_j‖ for one query row: weights (heads, seq), values (heads, seq, d)
-    -> (heads, seq). A large weight on a tiny value moves the output little.
+def value_norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, groups: WordGroups) -> tuple[np.ndarray, np.ndarray]:
+    """What each group of tokens adds to one head's output, and through it to the layer's, for
+    one query row: ‖Σ_{j ∈ g} α_j·v_j‖ and ‖Σ_{j ∈ g} α_j·v_j·W_O^h‖ for every group g (one
+    token, or a word's tokens). A large weight on a tiny value moves the output little.
 
-    Grouped-query models: pass values per *query* head, v[[kv_head(h) for h in range(heads)]].
+    weights (seq,), values (seq, d) (under grouped-query attention, those of the kv head the query
+    head reads), w_o (d, hidden), the head's slice of the output projection (`output_slices`) ->
+    two (groups,) float32 arrays. The output bias is added once per row, not per token, so it
+    belongs to no token and is left out.
     """
-    return (np.abs(weights) * np.linalg.norm(values, axis=-1)).astype(_float_dtype(weights))
+    weighted = weights[:, None] * values  # (seq, d): what each token adds to the head's output
+    transformed = weighted @ w_o  # (seq, hidden): and to the layer's output
+
+    def norms(x: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(to_words(x.T, groups).T, axis=-1).astype(np.float32)
+
+    return norms(weighted), norms(transformed)
 
 
-def transformed_value_norms(weights: np.ndarray, values: np.ndarray, output_slices: np.ndarray) -> np.ndarray:
-    """‖α_j·v_j·W_O^h‖ for one query row: what token j adds to the layer's output through head h.
-
-    weights (heads, seq), values (heads, seq, d), output_slices (heads, d, hidden) (see
-    `output_slices`) -> (heads, seq). The output bias is added once per row, not per token, so
-    it belongs to no token and is left out. Holds a (heads, seq, hidden) temporary.
-    """
-    transformed = values @ output_slices  # (heads, seq, hidden): each token's v_j·W_O^h
-    return (np.abs(weights) * np.linalg.norm(transformed, axis=-1)).astype(_float_dtype(weights))
-
-
-# --- Head statistics over full maps (Clark et al. 2019, §3–4) ---------------------------------
-
-
-def row_entropy(weights: np.ndarray) -> np.ndarray:
-    """Entropy in nats of each row, H = −Σ_j p_j·ln p_j with 0·ln 0 = 0: (..., seq) -> (...).
-
-    Summed in float64: a long row is thousands of small terms. Between 0 (all weight on one
-    token) and ln(number of visible tokens) (uniform).
-    """
-    p = np.asarray(weights, dtype=np.float64)
-    log_p = np.log(p, out=np.zeros_like(p), where=p > 0)  # masked (zero) weights add nothing
-    # Clip: a weight rounded just above 1 has ln p > 0; + 0.0 turns −0.0 into 0.0.
-    return np.clip(-(p * log_p).sum(axis=-1), 0.0, None).astype(_float_dtype(weights)) + 0.0
-
-
-def mean_entropy(weights: np.ndarray) -> np.ndarray:
-    """Mean row entropy per head in nats: (heads, seq, seq) -> (heads,)."""
-    return row_entropy(weights).mean(axis=-1)
-
-
-def mass_on(weights: np.ndarray, token_mask: np.ndarray) -> np.ndarray:
-    """Mean over query rows of the weight on the masked keys: (heads, seq, seq), bool (seq,) ->
-    (heads,). mass = (1/seq)·Σ_i Σ_{j: mask_j} weights[h, i, j]. For special tokens, BOS,
-    punctuation."""
-    return weights[..., np.asarray(token_mask, dtype=bool)].sum(axis=-1).mean(axis=-1)
-
-
-def offset_mass(weights: np.ndarray, offset: int) -> np.ndarray:
-    """Mean of weights[h, i, i+offset] over the rows i where i+offset is a position:
-    (heads, seq, seq) -> (heads,). offset −1: previous token, 0: self, +1: next token.
-
-    Averages over seq − |offset| rows (see `head_stats`); 0 when there are none.
-    """
-    diagonal = np.diagonal(weights, offset, axis1=-2, axis2=-1)  # (heads, seq - |offset|)
-    if diagonal.shape[-1] == 0:
-        return np.zeros(weights.shape[:-2], dtype=_float_dtype(weights))
-    return diagonal.mean(axis=-1)
-
-
-def head_stats(weights: np.ndarray, special: np.ndarray, punctuation: np.ndarray) -> Stats:
-    """Every head statistic of one text, each with its row count for `merge_stats`.
-
-    weights: (heads, seq, seq), the full maps; special, punctuation: bool (seq,) token masks.
-    The kinds are `HEAD_KINDS` (mean attention masses) plus "entropy" (mean row entropy, nats).
-    "first-token" is the mass on position 0 (BOS / [CLS]).
-    """
-    seq = weights.shape[-1]
-    first = np.arange(seq) == 0
-    return {
-        "previous-token": (offset_mass(weights, -1), max(seq - 1, 0)),
-        "self": (offset_mass(weights, 0), seq),
-        "next-token": (offset_mass(weights, 1), max(seq - 1, 0)),
-        "special-token": (mass_on(weights, special), seq),
-        "first-token": (mass_on(weights, first), seq),
-        "punctuation": (mass_on(weights, punctuation), seq),
-        "entropy": (mean_entropy(weights), seq),
-    }
-
-
-def combine_means(parts: Iterable[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
-    """Pool per-text means into the mean over all their rows: (mean_i (heads,), count_i) ->
-    (Σ_i count_i·mean_i / Σ_i count_i, Σ_i count_i). Parts with no rows add nothing (their
-    mean may be anything); with no rows at all the mean is 0.
-
-    Accumulated in float64: over thousands of texts a float32 running sum loses digits.
-    """
-    parts = list(parts)
-    if not parts:
-        raise ValueError("nothing to combine")
-    total = sum(int(count) for _, count in parts)
-    acc = np.zeros(np.shape(parts[0][0]), dtype=np.float64)
-    for mean, count in parts:
-        if count > 0:
-            acc += int(count) * np.asarray(mean, dtype=np.float64)
-    return (acc / max(total, 1)).astype(_float_dtype(parts[0][0])), total
-
-
-def merge_stats(texts: Iterable[Stats]) -> Stats:
-    """Pool several texts' `head_stats` kind by kind with `combine_means`. Each text must have
-    the same kinds and heads as the first."""
-    texts = list(texts)
-    if not texts:
-        raise ValueError("nothing to merge")
-    return {kind: combine_means(text[kind] for text in texts) for kind in texts[0]}
-
-
-def stat_means(stats: Stats) -> dict[str, np.ndarray]:
-    """Drop the row counts: kind -> (heads,) mean, the input of `classify_heads`."""
-    return {kind: mean for kind, (mean, _) in stats.items()}
+# --- Naming heads (Clark et al. 2019, §3–4) -----------------------------------------------------
 
 
 def classify_heads(stats: Mapping[str, np.ndarray], threshold: float = 0.5) -> list[tuple[int, str, float]]:
@@ -326,11 +233,6 @@ def most_changed_heads(diff: np.ndarray) -> list[int]:
 
 
 # --- One query's row, for the model view (a layers × heads grid) ------------------------------
-
-
-def query_row_entropy(row: np.ndarray) -> float:
-    """Entropy in nats of one attention row (seq,), 0·ln 0 = 0."""
-    return float(row_entropy(row))
 
 
 def weight_on(row: np.ndarray, token_indices: Iterable[int]) -> float:

@@ -13,6 +13,7 @@ corpus size. Two kinds of mean:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -119,9 +120,9 @@ HISTOGRAM_BINS = 10  # of each head's normalised row entropies, on [0, 1]
 LayerSums = dict[str, tuple[np.ndarray, int]]  # metric -> ((heads,) float64 sum, count)
 
 
-@dataclass(frozen=True)
-class DetectorOptions:
-    """TransformerLens' options of `detect_head`, applied to every detector score."""
+class DetectorOptions(NamedTuple):
+    """TransformerLens' options of `detect_head`, applied to every detector score. (A NamedTuple:
+    the maths imports nothing of attn's, so not `records.frozen`.)"""
 
     exclude_bos: bool = False
     exclude_current_token: bool = False
@@ -182,8 +183,18 @@ class HeadSums:
         return out
 
 
-def empty_like(sums: HeadSums) -> HeadSums:
-    return HeadSums(sums.layers, sums.heads)
+def row_entropy(weights: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row, H = −Σ_j p_j·ln p_j with 0·ln 0 = 0: (..., seq) -> (...).
+
+    Summed in float64 (a long row is thousands of small terms), returned in the input's float
+    type. Between 0 (all weight on one key) and ln(the keys the row sees) (uniform).
+    """
+    dtype = np.asarray(weights).dtype
+    p = np.asarray(weights, dtype=np.float64)
+    log_p = np.log(p, out=np.zeros_like(p), where=p > 0)  # masked (zero) weights add nothing
+    # Clip: a weight rounded just above 1 has ln p > 0; + 0.0 turns −0.0 into 0.0.
+    entropy = np.clip(-(p * log_p).sum(axis=-1), 0.0, None) + 0.0
+    return entropy.astype(dtype) if np.issubdtype(dtype, np.floating) else entropy
 
 
 def _row_sums(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -207,8 +218,7 @@ def layer_sums(
     """
     p = np.asarray(weights, dtype=np.float64)
     heads, seq = p.shape[0], p.shape[-1]
-    log_p = np.log(p, out=np.zeros_like(p), where=p > 0)
-    entropy = np.clip(-(p * log_p).sum(axis=-1), 0.0, None)  # (heads, seq), nats
+    entropy = row_entropy(p)  # (heads, seq), nats
     spread = visible > 1  # a row that sees one key has no choice: no normalised entropy
     normalised = entropy[:, spread] / np.log(visible[spread])  # (heads, rows)
     bins = np.clip((normalised * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)

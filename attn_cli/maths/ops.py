@@ -135,16 +135,6 @@ def adjusted_scores(scaled: np.ndarray, bias: np.ndarray | None = None, softcap:
     return out.astype(np.float32)
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, visible: np.ndarray | None = None):
-    """Scaled dot-product attention with scale 1/√d_k: softmax(Q·Kᵀ/√d_k)·V.
-
-    q, k, v: (heads, seq, head_dim). Returns scores, scaled_scores, weights (heads, seq, seq)
-    and output (heads, seq, head_dim).
-    """
-    scores, scaled_scores, weights = attention_rows(q, k, 1.0 / np.sqrt(q.shape[-1]), visible)
-    return scores, scaled_scores, weights, weights @ v
-
-
 def causal_visibility(rows: slice | np.ndarray, seq: int, window: int | None = None, start: int = 0) -> np.ndarray:
     """bool (rows, seq): query i sees key j when j <= i (and, with a sliding window w, i - j < w).
     Query row r is position start + r: with a KV cache the queries are the last seq - start

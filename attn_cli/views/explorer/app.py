@@ -227,9 +227,7 @@ class Explorer(App[int]):
 
     def write_export(self, path: Path) -> Path:
         """The view's JSON, written to a temporary file then renamed (never half-written)."""
-        from ..plot import _check_destination, _write_atomically
+        from ..plot import write_file
 
-        path = path.expanduser()
-        _check_destination(path)
         data = (json.dumps(self.document(), ensure_ascii=False) + "\n").encode("utf-8")
-        return _write_atomically(path, lambda f: f.write(data))
+        return write_file(path.expanduser(), lambda f: f.write(data))

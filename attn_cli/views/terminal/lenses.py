@@ -14,7 +14,7 @@ from .inspect import bar, heat
 _METRIC_TITLES = {
     "top": "the top-attended word of each head (colour: its weight)",
     "weight": "weight on {target}",
-    "entropy": "entropy in nats; colour: focus 1 − H/ln {keys} (keys seen)",
+    "entropy": "entropy in nats; colour: focus 1 − H/ln n, n the keys seen ({keys})",
 }
 
 
@@ -41,7 +41,7 @@ def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
     carried, follow as a grid of numbers of their own."""
     m = result.model
     cell = _grid_cells(m.heads, width)
-    keys = result.visible_keys if result.metric == "entropy" else 0
+    keys = result.keys_label if result.metric == "entropy" else ""
     title = _METRIC_TITLES[result.metric].format(target=f'"{printable(result.target.text)}"' if result.target else "", keys=keys)
     if cell < 3 and result.metric != "top":
         title += "; rounded" if result.metric == "entropy" else "; in tenths"
