@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import attn, validate
+from option_registry import covers
 
 from attn_cli.compute.result import json_schema
 from attn_cli.exit_status import ExitStatus
@@ -17,6 +18,7 @@ GPT2 = str(Path(__file__).parent / "fixtures" / "tiny" / "gpt2")
 TEXT = "The quick brown fox looks at the lazy dog"
 
 
+@covers("knockout TEXT", "knockout --model", "knockout --window", "knockout --json")
 def test_knockout_json_is_a_schema_document_with_a_change_per_word_and_layer():
     p = attn("knockout", TEXT, "-m", GPT2, "--window", "1", "--json")
     assert p.returncode == 0, p.stderr
@@ -27,6 +29,7 @@ def test_knockout_json_is_a_schema_document_with_a_change_per_word_and_layer():
     assert doc["target"]["chosen"] == "top-1" and doc["position"] == len(doc["tokens"]) - 1
 
 
+@covers("knockout --source", "knockout --target")
 def test_knockout_of_chosen_sources_and_a_given_target():
     p = attn("knockout", TEXT, "-m", GPT2, "--window", "1", "--source", "fox", "--source", "DOG", "-t", "0", "--json")
     assert p.returncode == 0, p.stderr
@@ -34,6 +37,7 @@ def test_knockout_of_chosen_sources_and_a_given_target():
     assert [s["text"] for s in doc["sources"]] == ["fox", "dog"] and doc["target"]["chosen"] == "given"
 
 
+@covers("ablate TEXT", "ablate --query", "ablate --json")
 def test_ablate_json_on_an_encoder_measures_cosine_distance():
     p = attn("ablate", "The cat sat on the mat.", "-q", "cat", "--json")
     assert p.returncode == 0, p.stderr
@@ -44,6 +48,7 @@ def test_ablate_json_on_an_encoder_measures_cosine_distance():
     assert (changes >= 0).all() and changes.max() > 0.01  # some head matters to "cat"
 
 
+@covers("ablate --model", "ablate --mode")
 def test_ablate_json_on_a_decoder_is_the_target_logprob_change():
     p = attn("ablate", TEXT, "-m", GPT2, "--mode", "mean", "--json")
     assert p.returncode == 0, p.stderr
@@ -79,3 +84,14 @@ def test_refusals_are_one_line_with_the_usage_status(args, status, message):
         p = attn(*args, *extra)
         assert p.returncode == status and p.stdout == "", p.stderr
         assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+@covers("knockout --query", "knockout --query-index", "knockout --target-id", "ablate --query-index", "ablate --target", "ablate --target-id")
+def test_the_explained_position_and_target_chosen_by_each_option():
+    by_word = json.loads(attn("knockout", TEXT, "-m", GPT2, "--window", "1", "-q", "fox", "--json").stdout)
+    by_index = json.loads(attn("knockout", TEXT, "-m", GPT2, "--window", "1", "-i", "4", "--target-id", str(by_word["target"]["id"]), "--json").stdout)
+    assert by_word["position"] == by_index["position"] == 4 and [s["text"] for s in by_word["sources"]] == TEXT.split()[:4]
+    assert by_word["sources"] == by_index["sources"]
+    first = json.loads(attn("ablate", TEXT, "-m", GPT2, "-i", "4", "--target-id", str(by_word["target"]["id"]), "--json").stdout)
+    again = json.loads(attn("ablate", TEXT, "-m", GPT2, "-i", "4", "-t", by_word["target"]["text"], "--json").stdout)
+    assert first["position"] == 4 and first["layers"] == again["layers"] and again["target"]["chosen"] == "given"
