@@ -89,6 +89,16 @@ def make_tiny_bert(
     return folder
 
 
+def tied_copy(name: str, folder: Path, **config) -> Path:
+    """A copy of tiny decoder `name` (tests/fixtures/tiny) whose LM head is its embeddings: its
+    file holds no lm_head.weight, so as a causal LM it needs `tie_word_embeddings`."""
+    target = folder / name
+    shutil.copytree(Path(__file__).parent / "fixtures" / "tiny" / name, target)
+    c = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps(c | {"tie_word_embeddings": True} | config))
+    return target
+
+
 def make_hub_cache(hf_home: Path, repo_id: str, source: Path, commit: str = "0" * 39 + "1") -> Path:
     """Put the files of model folder `source` into a Hugging Face cache under `hf_home`, in the
     hub's real layout: blobs named by hash, snapshot files as symlinks to them, refs/main."""

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tied_copy
 
 from attn_cli.compute.decoding import Sampling, decode, eos_ids
 from attn_cli.compute.generate import generate
@@ -20,15 +20,6 @@ from attn_cli.models.cache import cache_bytes
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 FIXTURES = Path(__file__).parent / "fixtures" / "generate"
 DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3")
-
-
-def tied_copy(name: str, folder: Path, **config) -> Path:
-    """A tiny decoder whose LM head is its embeddings (its file holds no lm_head.weight)."""
-    target = folder / name
-    shutil.copytree(TINY / name, target)
-    c = json.loads((target / "config.json").read_text())
-    (target / "config.json").write_text(json.dumps(c | {"tie_word_embeddings": True} | config))
-    return target
 
 
 @pytest.fixture(scope="module")

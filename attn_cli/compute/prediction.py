@@ -17,7 +17,7 @@ from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, decoded_piece
 from ..maths.sampling import log_softmax
 from ..models import Interventions, Resume
-from ..models.base import lm_head
+from ..models.base import lm_head, logits
 from ..records import frozen
 from .query import resolve_query
 
@@ -65,8 +65,7 @@ class Reruns:
     def logprobs(self, output: np.ndarray | None = None) -> np.ndarray:
         """log p of the next token (vocab,) from a final representation (the plain one by default)."""
         out = self.output if output is None else output
-        logits = self.model.arch.logits(self.model.weights, self.model.spec, out[None], self._head)
-        return log_softmax(logits[0])
+        return log_softmax(logits(out[None], self._head, self.model.spec)[0])  # `out` is already final-normed: the head (and soft-cap) only
 
     def target(self, target: str | None, target_id: int | None) -> Target:
         """The token to explain: `target_id`, or `target` (the text of exactly one token, its

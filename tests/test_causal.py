@@ -1,0 +1,117 @@
+"""`knockout` (Geva et al. 2023's attention knockout) and `ablate` (head ablation, zero or mean)
+against the same sweeps made inside transformers' eager attention (tests/fixtures/causal, made by
+scripts/make_causal_fixtures.py): the tiny gpt2 and gemma3 with tied LM heads, and SmolLM2-135M
+(the GGUF attn ships as `-m smollm2`); and what they refuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SENTENCE
+from gguf_helpers import packaged_gguf
+from helpers import tied_copy
+
+from attn_cli.compute.ablate import ablate
+from attn_cli.compute.knockout import knockout
+from attn_cli.errors import InputError
+from attn_cli.loading.model import kept, load_model
+
+FIXTURES = Path(__file__).parent / "fixtures" / "causal"
+
+# Relative changes of p and Δ log p agree within 1e-4 (measured: ≤ 4.1e-5, gemma3's runner-up,
+# whose log p ≈ -11.4 sits on logits of ~30; ≤ 1.5e-5 SmolLM2; ≤ 4.2e-6 gpt2), and within 0.1% of
+# the sweep's largest effect, so that a sweep whose effects are all tiny (gemma3's top-1 has
+# p = 0.99999, hence |changes| ≤ 4.3e-5) is not passed by any numbers below 1e-4. In float32 a
+# relative change c carries Δ log p's error (≤ 2.5e-5) times 1 + c: where c is large 1e-4 cannot
+# hold (SmolLM2's runner-up: c = 12, off by 1.04e-4; see tests/fixtures/causal/README.md).
+TOLERANCE = 1e-4
+SHARE = 1e-3
+
+# (model, target): "" the model's top-1, "runner_up." the second most likely token, given by id.
+# The runner-up gives the tiny gemma3 (a random model with tied embeddings, which predicts its own
+# last token at p ≈ 1) effects worth comparing. SmolLM2's top-1 (" Paris", p 0.77) moves enough;
+# its runner-up is left out: its changes reach 12 (see above) and each SmolLM2 sweep takes ~20 s.
+RUNS = [("gpt2", ""), ("gpt2", "runner_up."), ("gemma3", ""), ("gemma3", "runner_up."), ("smollm2", "")]
+
+
+@pytest.fixture(scope="module")
+def load(tmp_path_factory):
+    """load(name) -> (model, reference), each model loaded once."""
+    loaded: dict = {}
+
+    def get(name: str):
+        if name not in loaded:
+            path = packaged_gguf(name) if name == "smollm2" else tied_copy(name, tmp_path_factory.mktemp("causal"))
+            loaded[name] = kept(load_model(path)), np.load(FIXTURES / f"{name}.npz")
+        return loaded[name]
+
+    return get
+
+
+def _close(ours: np.ndarray, ref: np.ndarray) -> None:
+    worst = float(np.abs(ours.astype(np.float64) - ref).max())
+    assert worst <= min(TOLERANCE, SHARE * float(np.abs(ref).max())), f"max |attn - transformers| = {worst:.2e}"
+
+
+def _target(ref, which: str) -> int | None:
+    return None if which == "" else int(ref[f"{which}target"])
+
+
+@pytest.mark.parametrize("name, which", RUNS)
+def test_knockout_equals_transformers(load, name, which):
+    model, ref = load(name)
+    result = knockout(model, str(ref["text"]), target_id=_target(ref, which), window=int(ref["window"]))
+    assert result.tokenization.ids.tolist() == ref["input_ids"].tolist()
+    assert result.position == int(ref["position"]) == len(ref["input_ids"]) - 1
+    assert result.target.id == int(ref[f"{which}target"])
+    assert result.target.chosen == ("top-1" if which == "" else "given")
+    assert abs(result.target.logprob - float(ref[f"{which}logprob"])) <= TOLERANCE
+    assert result.window == int(ref["window"])
+    assert [list(s.token_indices) for s in result.sources] == json.loads(str(ref["words"]))
+    assert [s.text for s in result.sources] == json.loads(str(ref["word_texts"]))
+    _close(np.stack([s.changes for s in result.sources]), ref[f"{which}knockout.changes"])
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+@pytest.mark.parametrize("name, which", RUNS)
+def test_ablate_equals_transformers(load, name, which, mode):
+    model, ref = load(name)
+    result = ablate(model, str(ref["text"]), target_id=_target(ref, which), mode=mode)
+    assert (result.measure, result.mode, result.position) == ("logprob", mode, int(ref["position"]))
+    assert result.target.id == int(ref[f"{which}target"])
+    assert abs(result.target.logprob - float(ref[f"{which}logprob"])) <= TOLERANCE
+    assert result.changes.shape == (model.spec.layers, model.spec.heads) == ref[f"{which}ablate.{mode}"].shape
+    _close(result.changes, ref[f"{which}ablate.{mode}"])
+
+
+def test_knockout_refuses_a_text_of_one_word(load):
+    model, _ = load("gpt2")
+    with pytest.raises(InputError, match="one word"):
+        knockout(model, "fox", window=1)
+
+
+def test_knockout_refuses_an_encoder(model):
+    """The bundled MiniLM predicts no next token (require_decoder)."""
+    with pytest.raises(InputError, match="is an encoder"):
+        knockout(model, SENTENCE)
+
+
+@pytest.mark.parametrize("command", [knockout, ablate])
+def test_a_target_of_two_tokens_is_refused(load, command):
+    model, ref = load("gpt2")
+    assert len(model.tokenizer.encode(" brown", add_special_tokens=False).ids) == 2
+    with pytest.raises(InputError, match="is 2 tokens, not one"):
+        command(model, str(ref["text"]), target=" brown")
+
+
+def test_ablate_on_an_encoder_measures_cosine_distance(model):
+    result = ablate(model, SENTENCE, query="making")
+    assert result.measure == "cosine_distance" and result.target is None
+    assert result.changes.shape == (model.spec.layers, model.spec.heads)
+    assert (result.changes >= 0).all() and result.changes.max() > 0
+    assert result.to_json()["measure"] == "cosine_distance"
+    with pytest.raises(InputError, match="is an encoder"):
+        ablate(model, SENTENCE, target=" the")
