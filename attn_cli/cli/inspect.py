@@ -59,6 +59,18 @@ def inspect(
         str,
         typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="Rank the top words by weight, value_norm or output_norm (implies --norms)."),
     ] = "weight",
+    rows: Annotated[
+        str,
+        typer.Option(
+            "--rows",
+            metavar="auto|top|all",
+            help=(
+                "Rows of the tables: all; top: each head's --top heaviest keys and the query, the rest summed on one line "
+                "('… N more'); auto: all if they fit the screen's height ($LINES; 60 when stdout is not a terminal), else top. "
+                "JSON and CSV always have every row."
+            ),
+        ),
+    ] = "auto",
     chat: Annotated[bool, typer.Option("--chat", help="Read TEXT as a user message, rendered by the model's chat template (decoders).")] = False,
     system: Annotated[str | None, typer.Option("--system", help="With --chat: a system message before the user's.", show_default=False)] = None,
     model: ModelOption = None,
@@ -75,10 +87,12 @@ def inspect(
     output_format = OutputFormat.json if as_json else output_format
 
     def action() -> None:
-        if output_format is OutputFormat.csv and steps:
-            from ..errors import InputError
+        from ..errors import InputError
 
+        if output_format is OutputFormat.csv and steps:
             raise InputError("--steps has no CSV form (q, k, v are vectors, not rows of weights)", "use --json for the steps, or drop --steps")
+        if rows not in ROWS:
+            raise InputError(f"--rows {rows!r} is not valid", f"give one of {', '.join(ROWS)}")
         from ..compute.inspect import inspect as run_inspect
         from ..loading.model import load_model
 
@@ -102,24 +116,51 @@ def inspect(
             writer.writerows(csv_rows(result))
             write_stdout(table.getvalue())
         else:
-            write_inspect_screen(result)
+            write_inspect_screen(result, rows)
 
     run(output_format is OutputFormat.json, action)
 
 
-def write_inspect_screen(result) -> None:
+ROWS = ("auto", "top", "all")
+PIPED_ROWS = 60  # --rows auto when stdout is not a terminal: a table taller than this shows its top rows
+
+
+def screen_rows() -> int:
+    """How many rows a table may have before --rows auto cuts it to the top ones: the height of
+    the terminal ($LINES first, as Rich reads it), or PIPED_ROWS when stdout is not a terminal."""
+    import os
+    import sys
+
+    lines = os.environ.get("LINES", "")
+    if lines.isdigit() and int(lines) > 0:
+        return int(lines)
+    try:
+        if sys.stdout is not None and sys.stdout.isatty():
+            return os.get_terminal_size(sys.stdout.fileno()).lines
+    except (AttributeError, ValueError, OSError):
+        pass
+    return PIPED_ROWS
+
+
+def write_inspect_screen(result, rows: str = "auto") -> None:
     """The inspect screen: as plain text where stdout shows no colour and the plain view can
-    promise Rich's very characters (no Rich console to import), else drawn by Rich."""
+    promise Rich's very characters (no Rich console to import), else drawn by Rich. `rows`:
+    --rows, auto resolved against the screen's height."""
+    from ..views.terminal.inspect_parts import rows_fit
+
+    if rows == "auto":
+        height = screen_rows()
+        rows = "all" if all(rows_fit(result, layer, height) for layer in result.layers) else "top"
     width = plain_width()
     if width is not None:
         from ..views.terminal.plain import inspect_text
 
-        if (text := inspect_text(result, width)) is not None:
+        if (text := inspect_text(result, width, rows)) is not None:
             write_stdout(text)
             return
     from ..views.terminal.inspect import inspect_view
 
-    write_screen(inspect_view(result))
+    write_screen(inspect_view(result, rows))
 
 
 @app.command(
