@@ -28,12 +28,12 @@ def _number(value: float, cell: int, metric: str) -> str:
     """A value in `cell` characters. Entropy (nats): "2.1", or "2" when narrow; a weight:
     ".63", or its tenths digit ("6" for 0.6x) when narrow."""
     if metric == "entropy":
-        text = f"{value:.1f}" if cell >= 3 else str(min(9, int(round(value))))
+        text = (f"{value:.1f}" if value < 9.95 else f"{min(value, 999):.0f}") if cell >= 3 else str(min(9, int(round(value))))
     elif cell >= 3:
         text = "1.0" if value >= 0.995 else f"{value:.2f}"[1:]
     else:
         text = str(min(9, int(value * 10)))
-    return text[-cell:].rjust(cell)
+    return text.rjust(cell)  # never sliced: a number is shown whole or rounded, not cut
 
 
 def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
