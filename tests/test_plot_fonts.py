@@ -54,9 +54,24 @@ def han_font(path: Path) -> Path:
 def han(tmp_path, monkeypatch):
     """The test font, known to matplotlib's font manager for this test only."""
     path = han_font(tmp_path / "han.ttf")
-    monkeypatch.setattr(font_manager.fontManager, "ttflist", list(font_manager.fontManager.ttflist))
+    dejavu = [f for f in font_manager.fontManager.ttflist if f.name.startswith("DejaVu")]  # whatever else the system has
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", dejavu)
+    monkeypatch.setattr(fonts, "_add_new_system_fonts", lambda: None)
     font_manager.fontManager.addfont(str(path))
     return path
+
+
+def test_fonts_installed_after_matplotlibs_cache_are_found(tmp_path, monkeypatch):
+    """matplotlib's font cache does not see a font installed later: attn adds the system's."""
+    path = han_font(tmp_path / "han.ttf")
+    dejavu = [f for f in font_manager.fontManager.ttflist if f.name.startswith("DejaVu")]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", dejavu)
+    monkeypatch.setattr(font_manager, "findSystemFonts", lambda *a, **k: [str(path)])
+    fonts._add_new_system_fonts.cache_clear()
+    try:
+        assert fonts.choose(["日本"]) == (["DejaVu Sans", FAMILY], "")
+    finally:
+        fonts._add_new_system_fonts.cache_clear()
 
 
 def test_a_font_with_the_characters_is_chosen_after_dejavu(han):

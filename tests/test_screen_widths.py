@@ -183,6 +183,21 @@ def test_the_other_views_fit_every_width(decoder, capsys):
             assert {n for line in lines for n in NUMBER.findall(line)} == shown_lens, width
 
 
+def test_compare_heads_and_rollout_on_the_real_decoders_fit_every_width(decoder, capsys):
+    from attn_cli.compute.lenses import attention_rollout, heads
+    from attn_cli.compute.stats import compare
+    from attn_cli.views.terminal.lenses import heads_view, rollout_view
+    from attn_cli.views.terminal.stats import compare_view
+
+    c = compare(decoder, "The cat sat on the mat.", "The dog sat on the rug.", query="sat", layer="-1")
+    r = attention_rollout(decoder, CAT, query="it")
+    h = heads(decoder, CAT, query="it")
+    for width in WIDTHS:
+        for colour in (False, True):
+            for view in (compare_view(c), rollout_view(r), heads_view(h, width, colour)):
+                assert_fits(screen_lines(view, width, colour, capsys), width)
+
+
 def test_stats_compare_heads_and_rollout_fit_every_width(minilm, capsys):
     from attn_cli.compute.lenses import attention_rollout, heads
     from attn_cli.compute.stats import compare, head_statistics

@@ -2,8 +2,9 @@
 and draws them as empty boxes with a "Glyph … missing" warning each. Before drawing, attn looks
 through the fonts matplotlib knows (font_manager) for ones that have the characters of the
 labels and title (Noto Sans CJK, Noto Emoji, Symbola, …) and lists them after DejaVu Sans, so
-that matplotlib falls back to them glyph by glyph. What no font has is returned, for the caller
-to say once in attn's words; matplotlib's own warnings never reach the user.
+that matplotlib falls back to them glyph by glyph; fonts installed after matplotlib built its
+font cache are found too. What no font has is returned, for the caller to say once in attn's
+words; matplotlib's own warnings never reach the user.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def choose(texts: Iterable[str]) -> tuple[list[str], str]:
     families = [DEFAULT]
     if not missing:
         return families, ""
+    _add_new_system_fonts()
     fonts = sorted({(f.name, f.fname) for f in font_manager.fontManager.ttflist if f.name not in _NOT_REAL and f.style == "normal"})
     while missing:
         best = max(fonts, key=lambda f: len(missing & _charmap(f[1])), default=None)
@@ -61,6 +63,21 @@ def choose(texts: Iterable[str]) -> tuple[list[str], str]:
         missing -= covered
         fonts = [f for f in fonts if f[0] != best[0]]
     return families, "".join(sorted(map(chr, missing)))
+
+
+@cache
+def _add_new_system_fonts() -> None:
+    """Make the fonts installed since matplotlib built its font cache known to it, for this
+    process: matplotlib does not look for new fonts by itself (its cache would have to be
+    deleted), and a font installed to draw CJK should work at once."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    known = {f.fname for f in manager.ttflist}
+    for path in font_manager.findSystemFonts():
+        if path not in known:
+            with contextlib.suppress(Exception):  # a font FreeType cannot read is not one we can use
+                manager.addfont(path)
 
 
 @contextlib.contextmanager
