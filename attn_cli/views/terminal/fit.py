@@ -245,6 +245,14 @@ class Table:
         out = [*header, [("─" * total, "")]]
         for r in range(self.rows):
             out += self._join(columns, widths, gap, [self._render(c, c.cells[r], widths[c.name], dims.get(c.name, 0)) for c in columns])
+            last = next((k for k in range(len(columns) - 1, -1, -1) if not _empty(columns[k].cells[r])), None)
+            if last is not None and columns[last].kind == "label" and last < len(columns) - 1:
+                # A label with nothing after it in its row ("masked (future)") may run on into
+                # the empty cells, rather than be cut.
+                room = total - sum(widths[c.name] + gap for c in columns[:last])
+                spill = self._render(columns[last], columns[last].cells[r], room, 0)
+                out[-1] = _rstrip(self._join(columns[: last + 1], {**widths, columns[last].name: room}, gap, [
+                    *(self._render(c, c.cells[r], widths[c.name], dims.get(c.name, 0)) for c in columns[:last]), spill])[0])
         return out
 
     def _join(self, columns: list[Column], widths: dict[str, int], gap: int, cells: list[list[list[Seg]]]) -> list[list[Seg]]:
@@ -304,6 +312,11 @@ def wrap_items(items: list[list[Seg]], width: int) -> list[list[Seg]]:
         line += item
         used += len(sep) + size
     return [*lines, line]
+
+
+def _empty(cell) -> bool:
+    """A cell with nothing to show: None, "", or ("", style)."""
+    return cell is None or (isinstance(cell, str) and not cell) or (isinstance(cell, tuple) and len(cell) == 2 and cell[0] == "")
 
 
 def _rstrip(line: list[Seg]) -> list[Seg]:

@@ -239,7 +239,7 @@ def step1_layout(result: InspectResult, layer: LayerResult, steps, keep: set[int
         columns += [Column("key k", "vector", vectors(steps.keys), group="k"), Column("‖k‖", cells=norms(steps.keys), group="k")]
     columns += [Column("value v", "vector", vectors(steps.values), group="v"), Column("‖v‖", cells=norms(steps.values), group="v")]
     names = [c.name for c in columns if c.kind == "vector"]
-    plan = (("dims", names, 2), ("gap", 2), ("shrink", "token", 12), ("fold",), ("dims", names, 1), ("shrink", "token", 6))
+    plan = (("dims", names, 2), ("gap", 2), ("shrink", "token", 12), ("fold",), ("shrink", "token", 10), ("dims", names, 1), ("shrink", "token", 6))
     return Table(columns, plan, gap=3)
 
 
