@@ -188,6 +188,22 @@ def test_export_writes_exactly_what_the_command_prints(minilm, tmp_path, keys):
     assert files[0].read_text(encoding="utf-8") == expected.stdout
 
 
+def test_export_prompt_is_labelled_and_writes_nothing_before_enter(minilm, tmp_path):
+    """`e` fills in a path: a label beside it says it is where the JSON will go, on Enter."""
+    view = start_view(minilm, "making", None, "-1", "6")
+
+    def check(app):
+        label = app.query_one("#ask-label")
+        shown = app.query_one("#ask").display and label.display and label.region.width > 0
+        return shown, str(label.render()), app.query_one("#prompt").value
+
+    shown, label, value = drive(minilm, view, ["e"], check, export_dir=tmp_path)
+    assert shown and label == "export JSON to (Enter: write, Esc: cancel)"
+    assert value.endswith(".json") and list(tmp_path.iterdir()) == []
+    hidden = drive(minilm, view, ["e", "escape"], lambda app: app.query_one("#ask").display, export_dir=tmp_path)
+    assert not hidden and list(tmp_path.iterdir()) == []
+
+
 def test_export_to_a_missing_directory_says_so_and_writes_nothing(minilm, tmp_path):
     view = start_view(minilm, "making", None, "-1", "6")
     keys = ["e", *["backspace"] * 200, *str(tmp_path / "no" / "x.json"), "enter"]

@@ -8,6 +8,7 @@ import typer
 
 from .common import SENTENCE, app, plain_width, read_text, run, write_csv, write_json, write_screen
 from .options import (
+    ROWS,
     ChatOption,
     FormatOption,
     HeadOption,
@@ -20,6 +21,7 @@ from .options import (
     QueryIndexOption,
     QueryOption,
     RankByOption,
+    RowsOption,
     SpecialOption,
     StepsOption,
     SystemOption,
@@ -58,6 +60,7 @@ def inspect(
     level: LevelOption = "token",
     norms: NormsOption = False,
     rank_by: RankByOption = "weight",
+    rows: RowsOption = "auto",
     chat: ChatOption = False,
     system: SystemOption = None,
     model: ModelOption = None,
@@ -71,6 +74,9 @@ def inspect(
         from ..compute.inspect import inspect_with
         from ..compute.options import InspectOptions
         from ..errors import InputError
+
+        if rows not in ROWS:
+            raise InputError(f"--rows {rows!r} is not valid", f"give one of {', '.join(ROWS)}")
         from ..loading.model import load_model
 
         options = InspectOptions(
@@ -90,24 +96,50 @@ def inspect(
 
             write_csv([csv_columns(result), *csv_rows(result)])
         else:
-            write_inspect_screen(result)
+            write_inspect_screen(result, rows)
 
     run(form is OutputFormat.json, action)
 
 
-def write_inspect_screen(result) -> None:
+PIPED_ROWS = 60  # --rows auto when stdout is not a terminal: a table taller than this shows its top rows
+
+
+def screen_rows() -> int:
+    """How many rows a table may have before --rows auto cuts it to the top ones: the height of
+    the terminal ($LINES first, as Rich reads it), or PIPED_ROWS when stdout is not a terminal."""
+    import os
+    import sys
+
+    lines = os.environ.get("LINES", "")
+    if lines.isdigit() and int(lines) > 0:
+        return int(lines)
+    try:
+        if sys.stdout is not None and sys.stdout.isatty():
+            return os.get_terminal_size(sys.stdout.fileno()).lines
+    except (AttributeError, ValueError, OSError):
+        pass
+    return PIPED_ROWS
+
+
+def write_inspect_screen(result, rows: str = "auto") -> None:
     """The inspect screen: as plain text where stdout shows no colour and the plain view can
-    promise Rich's very characters (no Rich console to import), else drawn by Rich."""
+    promise Rich's very characters (no Rich console to import), else drawn by Rich. `rows`:
+    --rows, auto resolved against the screen's height."""
+    from ..views.terminal.inspect_parts import rows_fit
+
+    if rows == "auto":
+        height = screen_rows()
+        rows = "all" if all(rows_fit(result, layer, height) for layer in result.layers) else "top"
     width = plain_width()
     if width is not None:
         from ..views.terminal.plain import inspect_text
 
-        if (text := inspect_text(result, width)) is not None:
+        if (text := inspect_text(result, width, rows)) is not None:
             write_stdout(text)
             return
     from ..views.terminal.inspect import inspect_view
 
-    write_screen(inspect_view(result))
+    write_screen(inspect_view(result, rows))
 
 
 @app.command(

@@ -82,6 +82,19 @@ RankByOption = Annotated[
     str,
     typer.Option("--rank-by", metavar="weight|value_norm|output_norm", help="Rank the top words by weight, value_norm or output_norm (implies --norms)."),
 ]
+ROWS = ("auto", "top", "all")
+RowsOption = Annotated[
+    str,
+    typer.Option(
+        "--rows",
+        metavar="auto|top|all",
+        help=(
+            "Rows of the tables: all; top: each head's heaviest keys (inspect: --top of them; plot: 5) and the query, the rest "
+            "summed on one line ('… N more'); auto: all if they fit the screen's height ($LINES; 60 when not a terminal), else top. "
+            "JSON and CSV always have every row."
+        ),
+    ),
+]
 ChatOption = Annotated[bool, typer.Option("--chat", help="Read TEXT as a user message, rendered by the model's chat template (decoders).")]
 SystemOption = Annotated[Optional[str], typer.Option("--system", help="With --chat: a system message before the user's.", show_default=False)]
 

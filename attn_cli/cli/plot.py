@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import SENTENCE, app, read_text, run
-from .options import LevelOption, ModelOption, OneLayerOption, PlotMetricOption, QueryIndexOption, QueryOption, TargetOption, refuse_with
+from .options import ROWS, LevelOption, ModelOption, OneLayerOption, PlotMetricOption, QueryIndexOption, QueryOption, RowsOption, TargetOption, refuse_with
 from .output import write_stdout
 
 VIEWS = ("heads", "grid")
@@ -43,13 +43,13 @@ def plot(
     stats: Annotated[
         Optional[str], typer.Option("--stats", help="Plot a saved `attn stats --json` document (- for stdin): layers × heads of --metric.", show_default=False)
     ] = None,
+    rows: RowsOption = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace a read-only file.")] = False,
     model: ModelOption = None,
 ) -> None:
     """Draw attention as a heat map: tokens × heads of a layer, or layers × heads. Files are written atomically; prints the path."""
 
     def action() -> None:
-        import numpy as np
 
         from ..errors import InputError
         from ..loading.model import load_model
@@ -67,22 +67,21 @@ def plot(
             raise InputError("TEXT is missing", f'e.g. attn plot "{SENTENCE}" -q making -o making.png')
         if view not in VIEWS:
             raise InputError(f"--view {view!r} is not valid", f"give one of {', '.join(VIEWS)}")
+        if rows not in ROWS:
+            raise InputError(f"--rows {rows!r} is not valid", f"give one of {', '.join(ROWS)}")
         _refuse_what_the_view_ignores(view, layer, level, metric, target)
         m = load_model(model)
         source = read_text(text)
         if view == "heads":
             from ..compute.inspect import inspect
             from ..compute.options import select_layers
+            from ..views.plot_rows import heads_grid
 
             select_layers(layer or "-1", m.spec.layers, allow_all=False)  # so that a layer out of range is not offered 'all'
             result = inspect(m, source, query, query_index, layer=layer or "-1", head="all", level=level or "token", truncate=None)
-            drawn = result.layers[0]
-            values = np.stack([h.weights for h in drawn.heads], axis=1)  # (units, heads + mean)
-            masked = None if drawn.visible is None else np.repeat(~drawn.visible[:, None], values.shape[1], axis=1)
-            rows = [u.text for u in result.units]
-            query_rows = {i for i, u in enumerate(result.units) if set(u.token_indices) <= set(result.query.token_indices)}
-            title = f'{result.model.name} · layer {drawn.layer}: weights of "{result.query.text}" in every head'
-            path = write_heatmap(output, values, rows, [*map(str, range(values.shape[1] - 1)), "mean"], title, query_rows, masked, force=force)
+            values, labels, query_rows, masked, title = heads_grid(result, rows)
+            cols = [*map(str, range(values.shape[1] - 1)), "mean"]
+            path = write_heatmap(output, values, labels, cols, title, query_rows, masked, force=force, warn=_warn)
         else:
             from ..compute.lenses import heads
 
@@ -95,8 +94,8 @@ def plot(
             }[result.metric]
             title = f'{result.model.name} · query "{result.query.text}": {what} per layer and head'
             legend = "focus" if result.metric == "entropy" else "weight"
-            rows, cols = [f"L{i}" for i in range(values.shape[0])], [str(h) for h in range(values.shape[1])]
-            path = write_heatmap(output, values, rows, cols, title, legend=legend, force=force)
+            row_labels, cols = [f"L{i}" for i in range(values.shape[0])], [str(h) for h in range(values.shape[1])]
+            path = write_heatmap(output, values, row_labels, cols, title, legend=legend, force=force, warn=_warn)
         write_stdout(str(path) + "\n")
 
     run(False, action)
@@ -136,4 +135,12 @@ def _plot_stats(source: str, metric: str, output: Path, force: bool) -> Path:
     texts = doc.get("texts", "?")
     title = f"{doc['model'].get('name', 'model')} · {metric}{note} per layer and head, over {texts} texts"
     layers, heads = values.shape
-    return write_heatmap(output, values, [f"L{i}" for i in range(layers)], [str(h) for h in range(heads)], title, force=force)
+    return write_heatmap(output, values, [f"L{i}" for i in range(layers)], [str(h) for h in range(heads)], title, force=force, warn=_warn)
+
+
+def _warn(message: str) -> None:
+    """A warning from the drawing (a character no font has), in attn's words, on stderr."""
+    from ..views.text import printable
+    from .output import write_stderr
+
+    write_stderr(f"attn: warning: {printable(message)}\n")

@@ -28,3 +28,9 @@ def text_is_dark(weight: float) -> bool:
 def weight_text(weight: float) -> str:
     """0.63 -> '.63', 1.0 -> '1.0': three characters, so 12+ heads fit 80 columns."""
     return "1.0" if weight >= 0.995 else f"{weight:.2f}"[1:]
+
+
+def heat_style(weight: float) -> str:
+    """The heat colour of `weight` as a Rich style string: readable text on its background."""
+    r, g, b = heat_rgb(weight)
+    return f"{'black' if text_is_dark(weight) else 'white'} on #{r:02x}{g:02x}{b:02x}"

@@ -50,12 +50,14 @@ def write_heatmap(
     cell_text: bool = True,
     legend: str = "weight",
     force: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the heat map of `values` (rows, cols) to `path`, in the format its extension names
     (.png, .svg, .html). `masked` (rows, cols) bool marks cells drawn grey with no number (NaN
     values are masked too); `highlight_rows` get bold labels. The file appears whole or not at
     all. `legend` names what the colour measures. A symlink is written through (its target is
-    replaced); a read-only file is refused unless `force`. Returns `path`."""
+    replaced); a read-only file is refused unless `force`. Characters that no font on the system
+    has are named once through `warn` (PNG and SVG; see `fonts`). Returns `path`."""
     path = Path(path)
     suffix = _format(path)
     _destination(path, force)  # a path that names no file fails before anything is drawn
@@ -63,9 +65,14 @@ def write_heatmap(
         page = heatmap_html(values, row_labels, col_labels, title, highlight_rows, masked, cell_text, legend)
         return write_file(path, lambda f: f.write(page.encode("utf-8")), force)
     _matplotlib()  # before any file exists: a missing extra leaves nothing behind
+    from . import fonts
+
+    families, missing = fonts.choose([title, *row_labels, *col_labels])
+    if missing and warn is not None:
+        warn(fonts.missing_message(missing, path))
 
     def draw(f: IO[bytes]) -> None:
-        with _style():
+        with _style(families), fonts.quiet():
             fig = heatmap_figure(values, row_labels, col_labels, title, highlight_rows, masked, cell_text, legend)
             # No date and no version stamp, so the same grid gives the same bytes.
             metadata = {"Title": title, "Software": None} if suffix == ".png" else {"Title": title, "Date": None}
@@ -91,12 +98,15 @@ def heatmap_figure(
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
+    from . import fonts
+
     weights, hidden = _checked(values, row_labels, col_labels, masked, highlight_rows)
     rows, cols = weights.shape
     cell, font = _cell_inches(rows, cols), _font_points(rows, cols)
     xrot = 0 if max(map(len, col_labels)) <= 3 else 45
     width, height = _figsize(rows, cols, cell, font, row_labels, col_labels, xrot)
-    with _style():
+    families, _ = fonts.choose([title, *row_labels, *col_labels])
+    with _style(families), fonts.quiet():
         fig = Figure(figsize=(width, height), dpi=DPI)
         FigureCanvasAgg(fig)  # our own canvas: pyplot and its global figure list are never involved
         ax = fig.add_subplot(label=_AXES_LABEL)
@@ -314,12 +324,13 @@ def _matplotlib():
     return matplotlib
 
 
-def _style():
+def _style(families: list[str] | None = None):
     """matplotlib's defaults, not the user's matplotlibrc, so a grid always looks (and hashes)
-    the same; SVG text stays text (searchable, selectable) and its ids stay stable."""
+    the same; SVG text stays text (searchable, selectable) and its ids stay stable. `families`:
+    the fonts to draw with, in order (`fonts.choose`)."""
     from matplotlib import style  # a submodule: `import matplotlib` alone does not load it
 
-    return style.context(["default", {"svg.fonttype": "none", "svg.hashsalt": "attn"}])
+    return style.context(["default", {"svg.fonttype": "none", "svg.hashsalt": "attn", "font.family": families or ["DejaVu Sans"]}])
 
 
 def _checked(values, row_labels, col_labels, masked, highlight_rows) -> tuple[np.ndarray, np.ndarray]:

@@ -28,3 +28,17 @@ def printable(text: str) -> str:
     if text.isprintable():  # the common case, fast: no Cc, Cf, Z* but space, ...
         return text
     return "".join(_escape(ch) if unicodedata.category(ch) == "Cc" or ch in _INVISIBLE_BREAKS else ch for ch in text)
+
+
+_SIGNS = {"\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+def token_text(text: str) -> str:
+    """A token as every view shows it (inspect's tables, generate, lens): a newline as ↵, a tab
+    as ⇥, a carriage return as ␍, a token of spaces as ␣, the empty token as ∅; other control
+    characters as escapes (`printable`)."""
+    if not text:
+        return "∅"
+    if not text.strip():
+        return "".join(_SIGNS.get(c, "␣") for c in text)
+    return printable("".join(_SIGNS.get(c, c) for c in text))

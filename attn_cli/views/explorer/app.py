@@ -13,7 +13,8 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Input
+from textual.containers import Horizontal
+from textual.widgets import Input, Label
 
 from ...compute.explore import TracedText
 from ...errors import AttnError
@@ -36,8 +37,10 @@ class Explorer(App[int]):
     CSS = """
     Screen { layout: vertical; }
     #header, #keys { background: $panel; }
-    #prompt { display: none; height: 1; border: none; padding: 0 1; }
-    #prompt.shown { display: block; }
+    #ask { display: none; height: 1; }
+    #ask.shown { display: block; }
+    #ask-label { width: auto; height: 1; padding: 0 1; background: $accent; color: $text; text-style: bold; }
+    #prompt { height: 1; width: 1fr; border: none; padding: 0 1; }
     """
     BINDINGS = _keys(
         ("left", "query(-1)"), ("right", "query(1)"), ("up", "layer(1)"), ("down", "layer(-1)"),
@@ -59,7 +62,9 @@ class Explorer(App[int]):
             yield TextBlock(id=name)
         yield Body(id="body")
         yield TextBlock(id="below")
-        yield Input(id="prompt")
+        with Horizontal(id="ask"):  # the prompt of / and e: a label says what Enter will do
+            yield Label(id="ask-label")
+            yield Input(id="prompt")
         yield TextBlock(id="keys")
 
     def on_mount(self) -> None:
@@ -166,16 +171,18 @@ class Explorer(App[int]):
     # The prompt: `/` a word to query, `e` a file to export to.
 
     def action_find(self) -> None:
-        self._ask("find", "", "query word (WORD, WORD#N, @N) — Enter, or Esc: ")
+        self._ask("find", "", "query word (Enter: go, Esc: cancel)", "WORD, WORD#N or @N")
 
     def action_export(self) -> None:
-        self._ask("export", str(self.export_dir / self.export_name()), "export JSON to — Enter, or Esc: ")
+        # The path is filled in, so the label must say that nothing is written until Enter.
+        self._ask("export", str(self.export_dir / self.export_name()), "export JSON to (Enter: write, Esc: cancel)", "a file path")
 
-    def _ask(self, what: str, value: str, placeholder: str) -> None:
+    def _ask(self, what: str, value: str, label: str, placeholder: str) -> None:
         prompt = self.query_one("#prompt", Input)
         self._asking = what
+        self.query_one("#ask-label", Label).update(label)
         prompt.placeholder, prompt.value = placeholder, value
-        prompt.add_class("shown")
+        self.query_one("#ask").add_class("shown")
         prompt.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -199,8 +206,7 @@ class Explorer(App[int]):
             self._close_prompt()
 
     def _close_prompt(self) -> None:
-        prompt = self.query_one("#prompt", Input)
-        prompt.remove_class("shown")
+        self.query_one("#ask").remove_class("shown")
         self._asking = None
         self.set_focus(None)
 

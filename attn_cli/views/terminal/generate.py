@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import math
 
-from rich import box
 from rich.console import RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from ...compute.generate import GenerateResult
 from ...compute.lens import LensResult
-from .inspect import Items, inspect_view, tokens_table
-
-
-def _shown(text: str) -> str:
-    """A token's text on one line: newlines and tabs as escapes, a token of spaces as ␣, the
-    empty string as ∅."""
-    if not text:
-        return "∅"
-    shown = repr(text)[1:-1]
-    return shown.replace(" ", "␣") if not text.strip() else shown
+from ..text import token_text as _shown
+from .fit import Column, Table
+from .inspect import Fitted, inspect_view, tokens_table
 
 
 def _mib(n: int) -> str:
@@ -54,14 +45,17 @@ def generate_view(r: GenerateResult) -> list[RenderableType]:
             parts.append(tokens_table(r.prompt))
     parts.append(Text.assemble(("\n" if not r.chat else "") + "Text: ", (prompt_text if not r.chat else "…", "dim"), (r.continuation, "bold green")))
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
-    for name, justify in (("#", "right"), ("token", "left"), ("p", "right"), ("alternatives", "left"), ("attended most", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "alternatives")
-    for s in r.steps:
-        # Wrapped between alternatives, never between a token and its probability.
-        alternatives = Items(Text(""), [Text.assemble(_shown(c.text), (f" {math.exp(c.logprob):.2f}", "dim")) for c in s.top if c.id != s.id])
-        attended = Text("—") if s.attended is None else Text.assemble(_shown(s.attended.text), (f" {s.attended.weight:.2f}", "dim"))
-        table.add_row(str(s.position), Text(_shown(s.text), style="bold"), f"{math.exp(s.logprob):.2f}", alternatives, attended)
+    alternatives = [[[(_shown(c.text), ""), (f" {math.exp(c.logprob):.2f}", "dim")] for c in s.top if c.id != s.id] for s in r.steps]
+    attended = [("—", "dim", "", "") if s.attended is None else (_shown(s.attended.text), "", f" {s.attended.weight:.2f}", "dim") for s in r.steps]
+    columns = [
+        Column("#", cells=[str(s.position) for s in r.steps], key=True),
+        Column("token", "label", [(_shown(s.text), "bold") for s in r.steps], key=True),
+        Column("p", cells=[f"{math.exp(s.logprob):.2f}" for s in r.steps], group="p"),
+        Column("alternatives", "items", alternatives, group="p"),  # wrapped between alternatives, never inside one
+        Column("attended most", "pair", attended, min=8),
+    ]
+    plan = (("gap", 2), ("shrink", "alternatives", 0), ("shrink", "attended most", 13), ("shrink", "token", 10), ("fold",), ("shrink", "token", 6))
+    table = Fitted(Table(columns, plan, gap=3).lines)
     parts.append(table)
     stop = "end of sequence" if r.stop_reason == "eos" else f"length (-n {r.max_new_tokens})"
     cache = f" · KV cache {_mib(r.cache_bytes)}" if r.cache_bytes else " · no KV cache"
@@ -80,12 +74,12 @@ def lens_view(r: LensResult) -> list[RenderableType]:
             (f'"{r.tokenization.tokens[r.position].text}"', "bold cyan"), ": the next token read after each layer"
         )
     ]
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
-    table.add_column("layer", justify="right")
+    columns = [Column("layer", cells=[str(row.layer) for row in r.layers], key=True)]
     for k in range(r.top_k):
-        table.add_column(f"#{k + 1}", no_wrap=True)
-    for row in r.layers:
-        table.add_row(str(row.layer), *(Text.assemble(_shown(c.text), (f" {math.exp(c.logprob):.2f}", "dim")) for c in row.top))
+        cells = [(_shown(row.top[k].text), "", f" {math.exp(row.top[k].logprob):.2f}", "dim") if k < len(row.top) else None for row in r.layers]
+        columns.append(Column(f"#{k + 1}", "pair", cells, min=8))
+    plan = (("gap", 2), *(("shrink", c.name, 12) for c in columns[1:]), ("fold",), *(("shrink", c.name, 8) for c in columns[1:]))
+    table = Fitted(Table(columns, plan, gap=3).lines)
     parts.append(table)
     parts.append(Text("the last layer's row is the model's own prediction", style="dim"))
     return parts

@@ -18,10 +18,11 @@ from rich.text import Text
 from ...compute.result import HeadResult, InspectResult, LayerResult, Steps
 from ...loading.tokenizer import Tokenization
 from ..palette import heat_rgb, text_is_dark, weight_text
+from ..text import printable
+from .fit import vector_lines
 from .inspect_parts import (  # noqa: F401  (_LABEL_WIDTH, _vector: read by the explorer's views)
     _LABEL_WIDTH,
     _PREVIEW_DIMS,
-    LEGEND_TAIL,
     LEGEND_WEIGHTS,
     STEPS_HINT,
     _head_name,
@@ -30,20 +31,25 @@ from .inspect_parts import (  # noqa: F401  (_LABEL_WIDTH, _vector: read by the 
     _row_groups,
     _vector,
     bar,
+    folded_line,
     grid_blocks,
+    grid_lines,
     grid_widths,
     header_parts,
+    hidden_units,
     label_text,
     layer_title,
+    masked_legend,
     masked_text,
     mean_rows_note,
     multihead_title,
-    step2_fit,
-    step2_headers,
-    step2_rows,
+    step1_layout,
+    step2_layout,
     step2_title,
     sum_line,
     top_items,
+    top_rows,
+    window_note,
 )
 
 
@@ -64,47 +70,22 @@ def _masked_label(result: InspectResult, first: int, last: int) -> tuple[str, Te
     return span, Text(text, style="dim italic")
 
 
-def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult) -> _Step2:
-    """One row per token (or word): Q·K, Q·K/√d_k, softmax weight, a bar; with --norms also
-    ‖α·v‖ and ‖α·v·W_O‖. Laid out for the width it is given (see `_Step2`)."""
-    return _Step2(result, layer, head)
+class Fitted:
+    """Lines laid out for the console's width by `lines(width)` (a `fit.Table`'s, say): numbers
+    whole, no line wider than the screen."""
 
-
-class _Step2:
-    """The step-2 table, fitted to the width: numbers are never cut. The bar shrinks first,
-    then goes; then labels are cut (to 6 characters, with …); a table that still does not fit
-    keeps its numbers whole and is wider than the screen (the terminal wraps it)."""
-
-    def __init__(self, result: InspectResult, layer: LayerResult, head: HeadResult) -> None:
-        self.result, self.layer, self.head = result, layer, head
+    def __init__(self, lines) -> None:
+        self.lines = lines
 
     def __rich_console__(self, console, options):
-        result, layer, head = self.result, self.layer, self.head
-        headers, scored, norms = step2_headers(result, head)
-        top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
-        table_rows = step2_rows(result, layer, head, scored, norms)
-        natural = [max(len(headers[c]), *(len(cells[c]) for cells, *_ in table_rows)) for c in range(len(headers))]
-        weight_column = 2 + 2 * scored
-        rows, weights = [], []
-        for cells, weight, style, i in table_rows:
-            row = [*cells]
-            row[1] = Text(cells[1], style=style)
-            if i is not None:
-                row[weight_column] = Text(cells[weight_column], style="bold" if i in top_units else "")
-            rows.append(row)
-            weights.append(weight)
-        label, bar_width, width = step2_fit(natural, norms, options.max_width)
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), width=max(width, 1) if width > options.max_width else None)
-        for c, name in enumerate(headers):
-            if c == 1:
-                table.add_column(name, no_wrap=True, width=label, overflow="ellipsis")
-            else:
-                table.add_column(name, justify="right", no_wrap=True, min_width=natural[c], style="dim" if c == 0 else "")
-        if bar_width:
-            table.add_column("", no_wrap=True, max_width=bar_width)
-        for row, weight in zip(rows, weights):
-            table.add_row(*row, *([Text(bar(weight, bar_width), style="green") if weight is not None else ""] if bar_width else []))
-        yield table
+        for line in self.lines(options.max_width):
+            yield Text.assemble(*line)
+
+
+def step2_table(result: InspectResult, layer: LayerResult, head: HeadResult, keep: set[int] | None = None) -> Fitted:
+    """One row per token (or word): Q·K, Q·K/√d_k, softmax weight, a bar; with --norms also
+    ‖α·v‖ and ‖α·v·W_O‖. Laid out for the width it is given (`inspect_parts.step2_table`)."""
+    return Fitted(step2_layout(result, layer, head, keep).lines)
 
 
 def top_line(head: HeadResult, rank_by: str = "weight") -> Items:
@@ -147,135 +128,117 @@ class Items:
         return Measurement(min(max(alone), one_line), one_line)
 
 
-def steps_view(result: InspectResult, layer: LayerResult, head: HeadResult, steps: Steps) -> tuple[RenderableType, RenderableType]:
+def steps_view(
+    result: InspectResult, layer: LayerResult, head: HeadResult, steps: Steps, keep: set[int] | None = None
+) -> tuple[RenderableType, RenderableType]:
     """Step 1 (q of the query, k and v of every token) and step 3 (the weighted sum of values)."""
-    d_k = result.model.head_dim
-    rotary = steps.keys_pre_rope is not None
-    dims = 2 if rotary else _PREVIEW_DIMS  # three vectors per row must fit 80 columns
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("token", no_wrap=True)
-    if rotary:
-        table.add_column(f"k pre-RoPE ({dims}/{d_k})", no_wrap=True)
-        table.add_column("k post-RoPE", no_wrap=True)
-    else:
-        table.add_column(f"key k ({dims} of {d_k} dims)", no_wrap=True)
-    if not rotary:  # (RoPE is a rotation: it keeps ‖k‖, and the column would not fit)
-        table.add_column("‖k‖", justify="right", no_wrap=True)
-    table.add_column("value v", no_wrap=True)
-    table.add_column("‖v‖", justify="right", no_wrap=True)
-    for group in _row_groups(result, layer):  # steps are token-level only
-        if group[0] == "masked":
-            table.add_row(*_masked_label(result, group[1], group[2]))
-            continue
-        i = group[1]
-        k, v = steps.keys[i], steps.values[i]
-        keys = [_vector(steps.keys_pre_rope[i], dims), _vector(k, dims)] if rotary else [_vector(k, dims), f"{np.linalg.norm(k):.2f}"]
-        table.add_row(str(i), _token_label(result, i), *keys, _vector(v, dims), f"{np.linalg.norm(v):.2f}")
-    if rotary:
-        query = [f"  q({result.query.text}) before RoPE = {_vector(steps.query_pre_rope)}", f"  q({result.query.text}) after RoPE  = {_vector(steps.query)}"]
-    else:
-        query = [f"  query q({result.query.text}) = {_vector(steps.query)}  ‖q‖ = {np.linalg.norm(steps.query):.2f}"]
-    step1 = Group(
-        Text(f"Step 1 · query, key and value vectors ({_head_name(head.head)})", style="bold underline"),
-        *(Text(line) for line in query),
-        table,
-    )
-    contributions = head.weights[:, None] * steps.values  # (seq, head_dim): weight_j · v_j
-    norms = np.linalg.norm(contributions, axis=1)
-    largest = np.argsort(-norms, kind="stable")[:3]
-    parts = " · ".join(f"{result.tokens[j].text} {norms[j]:.2f}" for j in largest)
-    step3 = Group(
-        Text("\nStep 3 · weighted sum of the values: output = Σⱼ weightⱼ · vⱼ", style="bold underline"),
-        Text(f"  output({result.query.text}) = {_vector(steps.output)}  ‖output‖ = {np.linalg.norm(steps.output):.2f}"),
-        Text(f"  largest terms ‖weightⱼ·vⱼ‖: {parts}"),
-    )
-    return step1, step3
+    return _Step1(result, layer, head, steps, keep), _Step3(result, head, steps)
 
 
-def multihead_table(result: InspectResult, layer: LayerResult) -> _HeadGrid:
-    """Tokens × heads weights for the query, heat-coloured, the mean last; focus heads marked."""
-    return _HeadGrid(result, layer)
+class _Step1:
+    """The query vector(s), then each token's key and value vectors, fitted to the width:
+    vectors show as many elements as fit (at most 3), elided with …, never a cut number."""
 
-
-class _HeadGrid:
-    """The multi-head table as plain fixed-width lines rather than a Rich Table: the grid is
-    regular, and Rich's table layout costs ~50 ms per run for it, a tenth of attn's start-up.
-    Heads that do not fit the width go to a further block below, never wrapped."""
-
-    def __init__(self, result: InspectResult, layer: LayerResult) -> None:
-        self.result, self.layer = result, layer
-        self.rows = []  # (position, label Text, weights per head, or None for a masked run)
-        for group in _row_groups(result, layer):
-            if group[0] == "masked":
-                self.rows.append((*_masked_label(result, group[1], group[2]), None))
-            else:
-                i = group[1]
-                self.rows.append((_position(result, i), _token_label(result, i), [float(h.weights[i]) for h in layer.heads]))
+    def __init__(self, result: InspectResult, layer: LayerResult, head: HeadResult, steps: Steps, keep: set[int] | None) -> None:
+        self.result, self.layer, self.head, self.steps, self.keep = result, layer, head, steps, keep
 
     def __rich_console__(self, console, options):
-        number = max(len(r[0]) for r in self.rows)
-        name = min(_LABEL_WIDTH, max(len(self.result.level), *(len(r[1]) for r in self.rows)))
-        widths = grid_widths(self.layer)
-        for start, stop in grid_blocks(widths, options.max_width - number - name - 1):
-            yield from self._block(number, name, widths, start, stop)
-
-    def _block(self, number: int, name: int, widths: list[int], start: int, stop: int):
-        header = Text(f"{'#':>{number}} {self.result.level:<{name}}", style="bold")
-        for h, width in zip(self.layer.heads[start:stop], widths[start:stop]):
-            header.append(" ")
-            label = "mean" if h.head == "mean" else str(h.head)
-            header.append(f"{label:>{width}}", style="bold reverse" if h.head in self.layer.focus else "bold")
-        yield header
-        yield Text("─" * len(header))
-        for position, label, weights in self.rows:
-            label = label.copy()
-            label.truncate(name, overflow="ellipsis", pad=True)
-            line = Text.assemble((f"{position:>{number}}", "dim"), " ", label)
-            for k in range(start, stop):
-                line.append(" ")
-                if weights is None:
-                    line.append(f"{'·':>{widths[k]}}", style="dim")
-                else:
-                    line.append(f"{weight_text(weights[k]):>{widths[k]}}", style=heat(weights[k]))
-            yield line
+        result, steps, width = self.result, self.steps, options.max_width
+        q = printable(result.query.text)
+        yield Text(f"Step 1 · query, key and value vectors ({_head_name(self.head.head)})", style="bold underline")
+        if steps.keys_pre_rope is not None:
+            lines = vector_lines([f"  q({q}) before RoPE = ", steps.query_pre_rope], width)
+            lines += vector_lines([f"  q({q}) after RoPE  = ", steps.query], width)
+        else:
+            lines = vector_lines([f"  query q({q}) = ", steps.query, f"  ‖q‖ = {np.linalg.norm(steps.query):.2f}"], width)
+        yield from (Text(line) for line in lines)
+        table = step1_layout(result, self.layer, steps, self.keep)
+        dims = min(table.fit(width)[2].values())
+        for line in table.lines(width):
+            yield Text.assemble(*line)
+        if (note := folded_line(result, self.layer, self.head, self.keep)) is not None:
+            yield Text(note, style="dim")
+        yield Text(f"vectors: the first {dims} of {result.model.head_dim} dimensions (--json has them all)", style="dim")
 
 
-def inspect_view(result: InspectResult) -> list[RenderableType]:
-    """The screen of `attn inspect` (`plain.inspect_text` writes the same without colour or Rich)."""
+class _Step3:
+    """The weighted sum of the values, and its largest terms."""
+
+    def __init__(self, result: InspectResult, head: HeadResult, steps: Steps) -> None:
+        self.result, self.head, self.steps = result, head, steps
+
+    def __rich_console__(self, console, options):
+        result, head, steps, width = self.result, self.head, self.steps, options.max_width
+        contributions = head.weights[:, None] * steps.values  # (seq, head_dim): weight_j · v_j
+        norms = np.linalg.norm(contributions, axis=1)
+        largest = np.argsort(-norms, kind="stable")[:3]
+        yield Text("\nStep 3 · weighted sum of the values: output = Σⱼ weightⱼ · vⱼ", style="bold underline")
+        q = printable(result.query.text)
+        yield from (Text(line) for line in vector_lines([f"  output({q}) = ", steps.output, f"  ‖output‖ = {np.linalg.norm(steps.output):.2f}"], width))
+        terms = Items(Text("  largest terms ‖weightⱼ·vⱼ‖: "), [Text(f"{result.tokens[j].text} {norms[j]:.2f}") for j in largest])
+        yield from terms.lines(width)
+
+
+def multihead_table(result: InspectResult, layer: LayerResult, keep: set[int] | None = None) -> Fitted:
+    """Tokens × heads weights for the query, heat-coloured, the mean last; focus heads marked;
+    heads that do not fit the width in further blocks (`inspect_parts.grid_lines`)."""
+    return Fitted(lambda width: grid_lines(result, layer, width, keep))
+
+
+def inspect_view(result: InspectResult, rows: str = "all") -> list[RenderableType]:
+    """The screen of `attn inspect` (`plain.inspect_text` writes the same without colour or Rich).
+    `rows`: "all", or "top" for each table's top rows only (`--rows top`)."""
     parts: list[RenderableType] = [Text.assemble(*header_parts(result))]
     parts += [Text(f"note: {note}", style="yellow") for note in result.notes]
     for layer in result.layers:
         for head_id in layer.focus:
             head = layer.head(head_id)
+            keep = top_rows(result, [head]) if rows == "top" else None
             parts.append(Text(f"\n{layer_title(result, layer, head_id, head)}", style="bold"))
             if head.steps is not None:
-                step1, step3 = steps_view(result, layer, head, head.steps)
+                step1, step3 = steps_view(result, layer, head, head.steps, keep)
                 parts.append(step1)
             gap = "\n" if head.steps is not None else ""
             parts.append(Text(gap + step2_title(result), style="bold underline"))
             if (note := mean_rows_note(result, head)) is not None:
                 parts.append(Text(note, style="dim"))
-            parts.append(step2_table(result, layer, head))
+            parts.append(step2_table(result, layer, head, keep))
+            parts += [Text(line, style="dim") for line in (folded_line(result, layer, head, keep), window_note(result, layer)) if line]
             parts.append(Text(sum_line(head), style="dim"))
             if head.steps is not None:
                 parts.append(step3)
             parts.append(top_line(head, result.rank_by))
         parts.append(Text(f"\n{multihead_title(result, layer)}", style="bold underline"))
-        parts.append(multihead_table(result, layer))
+        parts.append(multihead_table(result, layer, top_rows(result, layer.heads) if rows == "top" else None))
         parts.append(top_line(layer.head("mean")).append("  (mean over heads)", style="dim"))
-    parts.append(_legend())
+    parts.append(_Legend(masked_legend(result)))
     if not any(h.steps is not None for layer in result.layers for h in layer.heads):
         parts.append(Text(STEPS_HINT, style="dim"))
     return parts
 
 
-def _legend() -> Text:
-    """What the heat map's colours mean, on one line: the weight scale from 0 to 1."""
-    line = Text("colour: weight ", style="dim")
-    for w in LEGEND_WEIGHTS:
-        line.append(f" {weight_text(w)} ", style=heat(w))
-    return line.append(LEGEND_TAIL, style="dim")
+class _Legend:
+    """What the heat map's colours mean (the weight scale from 0 to 1), only where there are
+    colours (not under NO_COLOR, nor in a pipe); and what `·` stands for, where there is one."""
+
+    def __init__(self, masked: str | None) -> None:
+        self.masked = masked
+
+    def __rich_console__(self, console, options):
+        if console.color_system is None or console.no_color:
+            if self.masked:
+                yield Text(self.masked, style="dim")
+            return
+        weights = LEGEND_WEIGHTS if 15 + 5 * len(LEGEND_WEIGHTS) <= options.max_width else [w for w in LEGEND_WEIGHTS if w != 0.1]
+        line = Text("colour: weight ", style="dim")
+        for w in weights:
+            line.append(f" {weight_text(w)} ", style=heat(w))
+        if self.masked and line.cell_len + 2 + len(self.masked) <= options.max_width:
+            yield line.append("  " + self.masked, style="dim")
+            return
+        yield line
+        if self.masked:
+            yield Text(self.masked, style="dim")
 
 
 def tokens_table(tok: Tokenization) -> Table:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...compute.result import HeadResult, InspectResult, LayerResult
+from ..palette import heat_style, weight_text
+from ..text import printable
+from .fit import Column, Seg, Table, cut, width_of
 
 _BAR_WIDTH = 20
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -16,7 +19,6 @@ _PREVIEW_DIMS = 3
 _LABEL_WIDTH = 18  # longer token or word labels are cut with …
 RANK_TITLES = {"weight": "Top-attended", "value_norm": "Top by ‖α·v‖", "output_norm": "Top by ‖α·v·Wₒ‖"}
 LEGEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
-LEGEND_TAIL = "  · = masked (a decoder's future)"
 STEPS_HINT = "--steps adds step 1 (the q, k, v vectors) and step 3 (output = Σ weights·v)"
 
 
@@ -57,14 +59,16 @@ def _position(result: InspectResult, index: int) -> str:
     return str(first) if first == last else f"{first}–{last}"
 
 
-def _row_groups(result: InspectResult, layer: LayerResult):
+def _row_groups(result: InspectResult, layer: LayerResult, keep: set[int] | None = None):
     """Rows to show: ("token", i) for each visible unit, ("masked", first, last) for each run of
-    units a decoder hides from the query, so a long future takes one line."""
+    units a decoder hides from the query, so a long future takes one line. `keep`: the units
+    to show (`--rows top`); None: all of them."""
     visible = layer.visible
     i, n = 0, len(result.units)
     while i < n:
         if visible is None or visible[i]:
-            yield ("token", i)
+            if keep is None or i in keep:
+                yield ("token", i)
             i += 1
             continue
         j = i
@@ -72,6 +76,20 @@ def _row_groups(result: InspectResult, layer: LayerResult):
             j += 1
         yield ("masked", i, j)
         i = j + 1
+
+
+def top_rows(result: InspectResult, heads) -> set[int]:
+    """`--rows top`: the units among the `--top` heaviest of any of `heads`, and the query's own."""
+    keep = {i for i, u in enumerate(result.units) if set(u.token_indices) <= set(result.query.token_indices)}
+    for head in heads:
+        order = np.argsort(-np.nan_to_num(head.weights, nan=-1.0), kind="stable")
+        keep |= {int(i) for i in order[: result.top_k]}
+    return keep
+
+
+def rows_fit(result: InspectResult, layer: LayerResult, height: int) -> bool:
+    """Whether a table of every row of `layer` is no taller than `height` lines."""
+    return sum(1 for _ in _row_groups(result, layer)) <= height
 
 
 def masked_text(result: InspectResult, first: int, last: int) -> tuple[str, str]:
@@ -157,12 +175,14 @@ def step2_headers(result: InspectResult, head: HeadResult) -> tuple[list[str], b
     return headers, scored, norms
 
 
-def step2_rows(result: InspectResult, layer: LayerResult, head: HeadResult, scored: bool, norms: bool) -> list[tuple[list[str], float | None, str, int | None]]:
+def step2_rows(
+    result: InspectResult, layer: LayerResult, head: HeadResult, scored: bool, norms: bool, keep: set[int] | None = None
+) -> list[tuple[list[str], float | None, str, int | None]]:
     """The step-2 table's rows as text, the cells both views print under `step2_headers`:
     (cells, weight, the label's style, unit index) per row; a run of masked rows has weight and
-    index None."""
+    index None. `keep`: the units to show (`--rows top`), else all."""
     rows = []
-    for group in _row_groups(result, layer):
+    for group in _row_groups(result, layer, keep):
         if group[0] == "masked":  # no score the model used, weight exactly 0
             span, text = masked_text(result, group[1], group[2])
             rows.append(([span, text, *["—"] * (2 * scored + 1 + 2 * norms)], None, "dim italic", None))
@@ -176,15 +196,68 @@ def step2_rows(result: InspectResult, layer: LayerResult, head: HeadResult, scor
     return rows
 
 
-def step2_fit(natural: list[int], norms: bool, max_width: int) -> tuple[int, int, int]:
-    """(label width, bar width, table width) of the step-2 table in `max_width` cells, from each
-    column's natural width: the bar shrinks first, then goes; then labels are cut (to 6)."""
-    fixed = sum(natural) - natural[1] + 2 * len(natural)  # every column but the label, and the gaps
-    room = max_width - fixed
-    label, bar_width = natural[1], min(_BAR_WIDTH // 2 if norms else _BAR_WIDTH, room - natural[1])
-    if bar_width < 3:  # no room for a bar worth the name: drop it, then cut labels if need be
-        bar_width, label = 0, max(6, min(natural[1], room + 2))
-    return label, bar_width, fixed + label + (bar_width + 2 if bar_width else 0) - 2
+def step2_layout(result: InspectResult, layer: LayerResult, head: HeadResult, keep: set[int] | None = None) -> Table:
+    """The step-2 table, laid out for any width by `fit`: the bar shrinks first, then goes; the
+    gap between columns narrows; labels are cut (to 6 cells); the columns that still do not fit
+    (the norms) fold into a second block. The weights of the top words are bold."""
+    headers, scored, norms = step2_headers(result, head)
+    top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
+    rows = step2_rows(result, layer, head, scored, norms, keep)
+    weight = 2 + 2 * scored
+    columns = [Column("#", cells=[cells[0] for cells, *_ in rows], key=True, style="dim")]
+    columns.append(Column(headers[1], "label", [(cells[1], style) for cells, _, style, _ in rows], key=True, min=6))
+    for c in range(2, len(headers)):
+        bold = [c == weight and i in top_units for *_, i in rows]
+        group = "norms" if c > weight else "weights"  # scores and weight stay together
+        columns.append(Column(headers[c], cells=[(cells[c], "bold" if b else "") for (cells, *_), b in zip(rows, bold)], group=group))
+    columns.append(Column("", "bar", [w for _, w, *_ in rows], style="green", width=_BAR_WIDTH // 2 if norms else _BAR_WIDTH, min=3))
+    plan = (("shrink", "", 3), ("drop", ""), ("gap", 2), ("fold",), ("shrink", headers[1], 6))
+    return Table(columns, plan, gap=3)
+
+
+def step1_layout(result: InspectResult, layer: LayerResult, steps, keep: set[int] | None = None) -> Table:
+    """Step 1's table: each token's key and value vectors (before and after RoPE for rotary
+    models) and their norms. Narrow, the vectors show fewer elements (never a cut number), the
+    gap narrows, labels are cut, and the norms fold into a second block."""
+    rotary = steps.keys_pre_rope is not None
+    rows = list(_row_groups(result, layer, keep))  # steps are token-level only
+    label = [masked_text(result, g[1], g[2]) if g[0] == "masked" else (_position(result, g[1]), *label_text(result, g[1])) for g in rows]
+    positions = [x[0] for x in label]
+    labels = [(x[1], "dim italic") if len(x) == 2 else (x[1], x[2]) for x in label]
+    index = [None if g[0] == "masked" else g[1] for g in rows]
+
+    def vectors(array):
+        return [None if i is None else array[i] for i in index]
+
+    def norms(array):
+        return [("" if i is None else f"{np.linalg.norm(array[i]):.2f}", "") for i in index]
+
+    columns = [Column("#", cells=positions, key=True, style="dim"), Column("token", "label", labels, key=True, min=6)]
+    if rotary:
+        columns += [Column("k pre-RoPE", "vector", vectors(steps.keys_pre_rope)), Column("k post-RoPE", "vector", vectors(steps.keys))]
+    else:
+        columns += [Column("key k", "vector", vectors(steps.keys), group="k"), Column("‖k‖", cells=norms(steps.keys), group="k")]
+    columns += [Column("value v", "vector", vectors(steps.values), group="v"), Column("‖v‖", cells=norms(steps.values), group="v")]
+    names = [c.name for c in columns if c.kind == "vector"]
+    plan = (("dims", names, 2), ("gap", 2), ("shrink", "token", 12), ("fold",), ("shrink", "token", 10), ("dims", names, 1), ("shrink", "token", 6))
+    return Table(columns, plan, gap=3)
+
+
+def hidden_units(result: InspectResult, layer: LayerResult, keep: set[int] | None) -> list[int]:
+    """The visible units a table cut to `keep` (`--rows top`) leaves out."""
+    if keep is None:
+        return []
+    return [i for i in range(len(result.units)) if (layer.visible is None or layer.visible[i]) and i not in keep]
+
+
+def folded_line(result: InspectResult, layer: LayerResult, head: HeadResult, keep: set[int] | None) -> str | None:
+    """Under a table cut to its top rows (`--rows top`): how many rows it leaves out and their
+    total weight."""
+    hidden = hidden_units(result, layer, keep)
+    if not hidden:
+        return None
+    total = float(sum(head.weights[i] for i in hidden))
+    return f"… {len(hidden)} more {result.level}s (Σ weight {total:.3f}); --rows all shows every row"
 
 
 def top_items(head: HeadResult, rank_by: str = "weight") -> tuple[str, list[tuple[str, str, str]]]:
@@ -207,3 +280,73 @@ def grid_blocks(widths: list[int], room: int):
             stop += 1
         yield start, stop
         start = stop
+
+
+def grid_lines(result: InspectResult, layer: LayerResult, width: int, keep: set[int] | None = None) -> list[list[Seg]]:
+    """The multi-head table as lines of (text, style): tokens × heads, each weight on its heat
+    colour, focus heads' numbers reversed; the heads that do not fit the width go to further
+    blocks below, never wrapped. With `keep` (`--rows top`), a last row sums the rows left out."""
+    rows: list[tuple[str, tuple[str, str], list[float] | None]] = []
+    for group in _row_groups(result, layer, keep):
+        if group[0] == "masked":
+            span, text = masked_text(result, group[1], group[2])
+            rows.append((span, (text, "dim italic"), None))
+        else:
+            i = group[1]
+            text, style = label_text(result, i)
+            rows.append((_position(result, i), (printable(text), style), [float(h.weights[i]) for h in layer.heads]))
+    if hidden := hidden_units(result, layer, keep):
+        rows.append(("", (f"… {len(hidden)} more, Σ", "dim"), [float(sum(h.weights[i] for i in hidden)) for h in layer.heads]))
+    number = max(len(r[0]) for r in rows)
+    natural = max(len(result.level), *(width_of(r[1][0]) for r in rows))
+    name = max(6, min(_LABEL_WIDTH, natural, width - number - 6))
+    widths = grid_widths(layer)
+    out = []
+    for start, stop in grid_blocks(widths, width - number - name - 1):
+        header: list[Seg] = [(f"{'#':>{number}} {result.level:<{name}}", "bold")]
+        for h, w in zip(layer.heads[start:stop], widths[start:stop]):
+            label = "mean" if h.head == "mean" else str(h.head)
+            header += [(" ", ""), (f"{label:>{w}}", "bold reverse" if h.head in layer.focus else "bold")]
+        out += [header, [("─" * sum(width_of(t) for t, _ in header), "")]]
+        for position, (text, style), weights in rows:
+            label = cut(text, name)
+            line: list[Seg] = [(f"{position:>{number}}", "dim"), (" ", ""), (label, style), (" " * (name - width_of(label)), "")]
+            for k in range(start, stop):
+                line.append((" ", ""))
+                if weights is None:
+                    line.append((f"{'·':>{widths[k]}}", "dim"))
+                else:
+                    line.append((f"{weight_text(weights[k]):>{widths[k]}}", heat_style(min(weights[k], 1.0))))
+            out.append(line)
+    return out
+
+
+def masked_legend(result: InspectResult) -> str | None:
+    """What a `·` (or a masked row) in the tables stands for, when there is one: a decoder's
+    future, or keys outside a sliding window. None for an encoder, which masks nothing."""
+    kinds = []
+    for layer in result.layers:
+        for group in _row_groups(result, layer):
+            if group[0] == "masked":
+                kinds.append(masked_text(result, group[1], group[2])[1])
+    if not kinds:
+        return None
+    why = []
+    if "masked (future)" in kinds:
+        why.append("the decoder's future")
+    if "masked (before window)" in kinds:
+        why.append("outside the layer's sliding window")
+    return "· = masked: " + " or ".join(why)
+
+
+def window_note(result: InspectResult, layer: LayerResult) -> str | None:
+    """Under a table with "masked (before window)" rows: why they are masked."""
+    runs = [masked_text(result, g[1], g[2]) for g in _row_groups(result, layer) if g[0] == "masked"]
+    spans = [span for span, text in runs if text == "masked (before window)"]
+    if not spans or layer.window is None:
+        return None
+    what = f"tokens {spans[0]} fall" if "–" in spans[0] else f"token {spans[0]} falls"
+    return (
+        f"masked (before window): {what} outside the sliding window of layer {layer.layer}: "
+        f"there a query sees only the last {layer.window} tokens, itself included"
+    )

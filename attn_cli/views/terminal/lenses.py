@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from rich import box
-from rich.table import Table
+from rich.table import Table as RichTable
 from rich.text import Text
 
 from ...compute.lenses import HeadsResult, RolloutResult
 from ...loading.tokenizer import units
 from ..text import printable
-from .inspect import bar, heat
+from .fit import Column, Table
+from .inspect import Fitted, heat
 
 _METRIC_TITLES = {
     "top": "the top-attended word of each head (colour: its weight)",
@@ -28,12 +28,12 @@ def _number(value: float, cell: int, metric: str) -> str:
     """A value in `cell` characters. Entropy (nats): "2.1", or "2" when narrow; a weight:
     ".63", or its tenths digit ("6" for 0.6x) when narrow."""
     if metric == "entropy":
-        text = f"{value:.1f}" if cell >= 3 else str(min(9, int(round(value))))
+        text = (f"{value:.1f}" if value < 9.95 else f"{min(value, 999):.0f}") if cell >= 3 else str(min(9, int(round(value))))
     elif cell >= 3:
         text = "1.0" if value >= 0.995 else f"{value:.2f}"[1:]
     else:
         text = str(min(9, int(value * 10)))
-    return text[-cell:].rjust(cell)
+    return text.rjust(cell)  # never sliced: a number is shown whole or rounded, not cut
 
 
 def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
@@ -71,8 +71,8 @@ def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
     return parts
 
 
-def _grid_table(heads: int, cell: int) -> Table:
-    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="underline")
+def _grid_table(heads: int, cell: int) -> RichTable:
+    table = RichTable(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="underline")
     downwards = len(str(heads - 1)) > cell  # head numbers too long for a cell: tens above units
     table.add_column("\nL" if downwards else "L", justify="right", style="dim", min_width=2)
     table.add_column(" ", width=1)
@@ -85,22 +85,24 @@ def _grid_table(heads: int, cell: int) -> Table:
 
 def rollout_view(result: RolloutResult) -> list:
     m = result.model
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
-    table.add_column("#", justify="right", style="dim")
-    table.add_column(result.level, no_wrap=True)
-    table.add_column("rollout", justify="right")
-    table.add_column("", no_wrap=True)
-    table.add_column("last layer", justify="right")
     query = set(result.query.token_indices)
+    rows = []
     for n, unit in enumerate(units(result.tokenization, result.level)):
         first, last = unit.token_indices[0], unit.token_indices[-1]
         is_query = set(unit.token_indices) <= query
-        label = Text(("▶ " if is_query else "  ") + unit.text, style="bold cyan" if is_query else ("dim" if unit.special else ""))
         position = str(first) if first == last else f"{first}–{last}"
         if m.causal and first > max(query):  # as inspect shows them: masked, not a weight of 0
-            table.add_row(position, Text("  masked (future)", style="dim italic"), "—", "", "—")
+            rows.append((position, ("  masked (future)", "dim italic"), "—", None, "—"))
             continue
-        table.add_row(position, label, f"{result.rollout[n]:.3f}", Text(bar(float(result.rollout[n])), style="green"), f"{result.last_layer[n]:.3f}")
+        label = (("▶ " if is_query else "  ") + unit.text, "bold cyan" if is_query else ("dim" if unit.special else ""))
+        rows.append((position, label, f"{result.rollout[n]:.3f}", float(result.rollout[n]), f"{result.last_layer[n]:.3f}"))
+    cells = list(zip(*rows))
+    columns = [
+        Column("#", cells=list(cells[0]), key=True, style="dim"), Column(result.level, "label", list(cells[1]), key=True, min=6),
+        Column("rollout", cells=list(cells[2])), Column("", "bar", list(cells[3]), style="green", min=3), Column("last layer", cells=list(cells[4])),
+    ]
+    plan = (("shrink", "", 3), ("drop", ""), ("gap", 2), ("shrink", result.level, 6), ("fold",))
+    table = Fitted(Table(columns, plan, gap=3).lines)
     top = Text("Top by rollout: ", style="bold")
     for n, w in enumerate(result.top):
         top.append((" · " if n else "") + w.text, style="dim" if w.special else "bold")

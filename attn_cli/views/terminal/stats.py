@@ -16,7 +16,10 @@ from rich.text import Text
 
 from ...compute.result import ModelInfo
 from ...compute.stats import CompareResult, StatsResult
-from .inspect import heat
+from ..palette import heat_style
+from .fit import Column
+from .fit import Table as FitTable
+from .inspect import Fitted, heat
 
 # One letter per kind of head in the grid, in `analysis.HEAD_KINDS` order.
 CODES = {"previous-token": "P", "self": "S", "next-token": "N", "special-token": "C", "first-token": "F", "punctuation": "."}
@@ -217,15 +220,15 @@ def pair_label(result: CompareResult, k: int) -> str:
     return a if a.casefold() == b.casefold() else f"{a}→{b}"
 
 
-def signed_bar(delta: float, scale: float) -> Text:
-    """Δ as a bar from a zero line: left (red) for B < A, right (green) for B > A, in half
-    characters, `scale` filling one side."""
+def signed_bar(delta: float, scale: float) -> list[tuple[str, str]]:
+    """Δ as a bar from a zero line, as (text, style) segments: left (red) for B < A, right
+    (green) for B > A, in half characters, `scale` filling one side."""
     halves = int(round(min(abs(delta) / scale, 1.0) * _HALF_BAR * 2)) if scale > 0 else 0
     full, half = divmod(halves, 2)
     if delta < 0:
         left = ("▐" if half else "") + "█" * full
-        return Text.assemble((left.rjust(_HALF_BAR), "red"), ("│", "dim"), " " * _HALF_BAR)
-    return Text.assemble(" " * _HALF_BAR, ("│", "dim"), (("█" * full + ("▌" if half else "")).ljust(_HALF_BAR), "green"))
+        return [(left.rjust(_HALF_BAR), "red"), ("│", "dim"), (" " * _HALF_BAR, "")]
+    return [(" " * _HALF_BAR, ""), ("│", "dim"), (("█" * full + ("▌" if half else "")).ljust(_HALF_BAR), "green")]
 
 
 def _shown_rows(diff: np.ndarray) -> list[int]:
@@ -235,45 +238,57 @@ def _shown_rows(diff: np.ndarray) -> list[int]:
     return sorted(np.argsort(-np.abs(diff), kind="stable")[:_COMPARE_ROWS].tolist())
 
 
-def head_table(result: CompareResult, layer: int, head: int) -> tuple[Table, int]:
-    """word A | weight A | word B | weight B | Δ | bar for one head; and how many rows were left out."""
+def head_table(result: CompareResult, layer: int, head: int) -> tuple[Fitted, int]:
+    """word A | weight A | word B | weight B | Δ | bar for one head; and how many rows were left out.
+    Narrow, the bar goes, then words are cut; the weights and Δ are never cut."""
     c = result.layer(layer)
     a, b, diff = c.weights_a[head], c.weights_b[head], c.diff[head]
     scale = float(np.abs(diff).max())
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
-    for name, justify in (("word A", "left"), ("A", "right"), ("word B", "left"), ("B", "right"), ("Δ B−A", "right")):
-        table.add_column(name, justify=justify, no_wrap=True, max_width=14 if name.startswith("word") else None, overflow="ellipsis")
-    table.add_column("", no_wrap=True)
     rows = _shown_rows(diff)
+
     def weight(seen: tuple[bool, ...], index: int | None, value: float) -> str:
         if index is None:
             return ""
         return "—" if seen and not seen[index] else f"{value:.3f}"  # a decoder's future: masked, as in inspect
 
+    cells: list[list] = [[], [], [], [], [], []]
     for k in rows:
         i, j = result.alignment[k]
         masked = bool(result.seen_a and i is not None and not result.seen_a[i] and (j is None or not result.seen_b[j]))
-        table.add_row(
-            Text(_word(result.words_a, i), style="dim" if i is None else ""), weight(result.seen_a, i, a[k]),
-            Text(_word(result.words_b, j), style="dim" if j is None else ""), weight(result.seen_b, j, b[k]),
+        row = [
+            (_word(result.words_a, i), "dim" if i is None else ""), weight(result.seen_a, i, a[k]),
+            (_word(result.words_b, j), "dim" if j is None else ""), weight(result.seen_b, j, b[k]),
             "—" if masked else f"{diff[k]:+.3f}", signed_bar(float(diff[k]), scale),
-        )
-    return table, len(diff) - len(rows)
+        ]
+        for column, cell in zip(cells, row):
+            column.append(cell)
+    columns = [
+        Column("word A", "label", cells[0], key=True, min=6), Column("A", cells=cells[1], group="A"),
+        Column("word B", "label", cells[2], min=6, group="B"), Column("B", cells=cells[3], group="B"),
+        Column("Δ B−A", cells=cells[4]), Column("", "fixed", cells[5]),
+    ]
+    plan = (("shrink", "word A", 14), ("shrink", "word B", 14), ("gap", 2), ("drop", ""), ("shrink", "word A", 6), ("shrink", "word B", 6), ("fold",))
+    return Fitted(FitTable(columns, plan, gap=3).lines), len(diff) - len(rows)
 
 
-def layer_summary(result: CompareResult) -> Table:
+def layer_summary(result: CompareResult) -> Fitted:
     """One line per layer: the mean change over heads, the most changed head, and the aligned
     word whose mean weight over heads moved most."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
-    for name, justify in (("layer", "right"), ("mean Σ|Δ|", "right"), ("top head", "right"), ("Σ|Δ|", "right"), ("word", "left"), ("mean Δ", "right")):
-        table.add_column(name, justify=justify, no_wrap=True, max_width=22 if name == "word" else None, overflow="ellipsis")
+    rows = []
     for c in result.layers:
         top, k, moved = c.top_head, c.most_moved, float(c.mean_diff[c.most_moved])
-        table.add_row(
-            str(c.layer), f"{c.change.mean():.3f}", str(top), Text(f"{c.change[top]:.3f}", style=heat(c.change[top] / 2)),
-            pair_label(result, k), Text(f"{moved:+.3f}", style="green" if moved > 0 else "red"),
-        )
-    return table
+        rows.append([
+            str(c.layer), f"{c.change.mean():.3f}", str(top), (f"{c.change[top]:.3f}", heat_style(min(1.0, c.change[top] / 2))),
+            (pair_label(result, k), ""), (f"{moved:+.3f}", "green" if moved > 0 else "red"),
+        ])
+    cells = list(zip(*rows)) if rows else [[]] * 6
+    columns = [
+        Column("layer", cells=list(cells[0]), key=True), Column("mean Σ|Δ|", cells=list(cells[1])),
+        Column("top head", cells=list(cells[2]), group="head"), Column("Σ|Δ|", cells=list(cells[3]), group="head"),
+        Column("word", "label", list(cells[4]), min=6, group="word"), Column("mean Δ", cells=list(cells[5]), group="word"),
+    ]
+    plan = (("shrink", "word", 22), ("gap", 2), ("shrink", "word", 8), ("fold",), ("shrink", "word", 6))
+    return Fitted(FitTable(columns, plan, gap=3).lines)
 
 
 def compare_view(result: CompareResult) -> list[RenderableType]:
