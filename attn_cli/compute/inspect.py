@@ -13,7 +13,7 @@ import numpy as np
 
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
-from ..maths.analysis import output_slices, to_words
+from ..maths.analysis import output_slices, to_words, transformed_vectors
 from ..models import LayerTrace
 from ..records import frozen
 from .options import InspectOptions
@@ -239,7 +239,7 @@ def _norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, view: list,
     (over the view's units, over word units) per name. weights: (seq,); values: (seq, d);
     w_o: this head's (d, hidden) slice of the output projection."""
     weighted = weights[:, None] * values  # (seq, d): what each token adds to the head's output
-    transformed = weighted @ w_o  # (seq, hidden): and to the layer's output
+    transformed = transformed_vectors(weighted, w_o)  # (seq, hidden): and to the layer's output (`attn contrib --method norms` sums it over heads)
 
     def norm(x: np.ndarray, groups: list) -> np.ndarray:
         return np.linalg.norm(to_words(x.T, groups).T, axis=-1).astype(np.float32)

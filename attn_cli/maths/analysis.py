@@ -155,6 +155,13 @@ def weighted_value_norms(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (np.abs(weights) * np.linalg.norm(values, axis=-1)).astype(_float_dtype(weights))
 
 
+def transformed_vectors(values: np.ndarray, output_slices: np.ndarray) -> np.ndarray:
+    """f^h(x_j) = v_j·W_O^h, what token j writes through head h before its weight: values (heads,
+    seq, d), output_slices (heads, d, hidden) -> (heads, seq, hidden). Kobayashi et al.'s f(x),
+    which `transformed_value_norms` weighs and `attn contrib --method norms|alti` sums over heads."""
+    return values @ output_slices
+
+
 def transformed_value_norms(weights: np.ndarray, values: np.ndarray, output_slices: np.ndarray) -> np.ndarray:
     """‖α_j·v_j·W_O^h‖ for one query row: what token j adds to the layer's output through head h.
 
@@ -162,7 +169,7 @@ def transformed_value_norms(weights: np.ndarray, values: np.ndarray, output_slic
     `output_slices`) -> (heads, seq). The output bias is added once per row, not per token, so
     it belongs to no token and is left out. Holds a (heads, seq, hidden) temporary.
     """
-    transformed = values @ output_slices  # (heads, seq, hidden): each token's v_j·W_O^h
+    transformed = transformed_vectors(values, output_slices)
     return (np.abs(weights) * np.linalg.norm(transformed, axis=-1)).astype(_float_dtype(weights))
 
 
