@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import attn, validate
+from option_registry import covers
 
 from attn_cli.compute.result import json_schema
 from attn_cli.exit_status import ExitStatus
@@ -17,6 +18,7 @@ GPT2 = str(Path(__file__).parent / "fixtures" / "tiny" / "gpt2")
 TEXT = "The quick brown fox looks at the lazy dog"
 
 
+@covers("knockout TEXT", "knockout --model", "knockout --window", "knockout --json")
 def test_knockout_json_is_a_schema_document_with_a_change_per_word_and_layer():
     p = attn("knockout", TEXT, "-m", GPT2, "--window", "1", "--json")
     assert p.returncode == 0, p.stderr
@@ -27,6 +29,7 @@ def test_knockout_json_is_a_schema_document_with_a_change_per_word_and_layer():
     assert doc["target"]["chosen"] == "top-1" and doc["position"] == len(doc["tokens"]) - 1
 
 
+@covers("knockout --source", "knockout --target")
 def test_knockout_of_chosen_sources_and_a_given_target():
     p = attn("knockout", TEXT, "-m", GPT2, "--window", "1", "--source", "fox", "--source", "DOG", "-t", "0", "--json")
     assert p.returncode == 0, p.stderr
@@ -34,6 +37,7 @@ def test_knockout_of_chosen_sources_and_a_given_target():
     assert [s["text"] for s in doc["sources"]] == ["fox", "dog"] and doc["target"]["chosen"] == "given"
 
 
+@covers("ablate TEXT", "ablate --query", "ablate --json")
 def test_ablate_json_on_an_encoder_measures_cosine_distance():
     p = attn("ablate", "The cat sat on the mat.", "-q", "cat", "--json")
     assert p.returncode == 0, p.stderr
@@ -44,12 +48,25 @@ def test_ablate_json_on_an_encoder_measures_cosine_distance():
     assert (changes >= 0).all() and changes.max() > 0.01  # some head matters to "cat"
 
 
+@covers("ablate --model", "ablate --mode")
 def test_ablate_json_on_a_decoder_is_the_target_logprob_change():
     p = attn("ablate", TEXT, "-m", GPT2, "--mode", "mean", "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     validate(doc, json_schema(), "ablate")
     assert doc["measure"] == "logprob" and doc["mode"] == "mean" and doc["target"]["logprob"] <= 0
+
+
+@covers("knockout --target-id", "knockout --query", "knockout --query-index", "ablate --target", "ablate --target-id", "ablate --query-index")
+def test_a_target_and_a_position_given_by_text_id_or_index():
+    """The same target and position, by text or id, by word or index, give the same numbers."""
+    base = ["-m", GPT2, "--json"]
+    by_id = json.loads(attn("knockout", TEXT, *base, "--window", "1", "--target-id", "0", "-q", "lazy").stdout)
+    by_index = json.loads(attn("knockout", TEXT, *base, "--window", "1", "--target-id", "0", "-i", str(by_id["position"])).stdout)
+    assert by_id["target"]["chosen"] == "given" and by_id["sources"] == by_index["sources"]
+    by_text = json.loads(attn("ablate", TEXT, *base, "-t", by_id["target"]["text"], "-i", "3").stdout)
+    by_number = json.loads(attn("ablate", TEXT, *base, "--target-id", "0", "-i", "3").stdout)
+    assert by_text["position"] == 3 and by_text["layers"] == by_number["layers"]
 
 
 @pytest.mark.parametrize("columns", ["40", "80"])
