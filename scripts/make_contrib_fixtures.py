@@ -106,7 +106,7 @@ class Run:
         handles = []
         for i, layer in enumerate(self.layers):
             handles.append(layer.register_forward_pre_hook(lambda m, a, k, i=i: self.calls.__setitem__(i, (a, dict(k))), with_kwargs=True))
-            handles.append(layer.register_forward_hook(lambda m, a, out, i=i: self.outputs.__setitem__(i, (out[0] if isinstance(out, tuple) else out).detach()[0].clone())))
+            handles.append(layer.register_forward_hook(lambda m, a, out, i=i: self.outputs.__setitem__(i, first(out).detach()[0].clone())))
             if self.lay["pre_ln"]:
                 handles.append(get(layer, self.lay["ln2"]).register_forward_pre_hook(lambda m, a, i=i: self.ln2_in.__setitem__(i, a[0].detach()[0].clone())))
         t = torch.tensor(ids[None], dtype=torch.long)
@@ -145,7 +145,12 @@ class Run:
         with self.patched():
             out = self.layers[layer](*args, **kwargs)
         self.zero = None
-        return (out[0] if isinstance(out, tuple) else out).detach()[0]
+        return first(out).detach()[0]
+
+
+def first(out):
+    """A layer's output tensor (transformers returns a tuple from some layers)."""
+    return out[0] if isinstance(out, tuple) else out
 
 
 def normalise(c: torch.Tensor) -> torch.Tensor:
@@ -207,7 +212,7 @@ def alti_encoder(run: Run, seq: int) -> torch.Tensor:
         gamma, beta, eps = ln.weight.detach().to(D), ln.bias.detach().to(D), ln.eps
         centre = torch.eye(len(gamma), dtype=D) - 1.0 / len(gamma)
 
-        def l_transform(t):
+        def l_transform(t, centre=centre, gamma=gamma):
             return torch.einsum("...e,ef,f->...f", t, centre, gamma)
 
         pre = z.sum(1) + out_bias(run, layer, x.shape[1])  # LN1's input

@@ -93,11 +93,11 @@ def contributions(
         out[:seen] = x
         return out
 
-    rows = np.stack([padded(matrices[l][query_rows].mean(axis=0)) for l in layers])
+    rows = np.stack([padded(matrices[n][query_rows].mean(axis=0)) for n in layers])
     rolled = whole = None
     if rollout:
-        chain = [rollout_rows(matrices[: l + 1], query_rows) for l in range(model.spec.layers)]
-        rolled = np.stack([padded(chain[l]) for l in layers])
+        chain = [rollout_rows(matrices[: n + 1], query_rows) for n in range(model.spec.layers)]
+        rolled = np.stack([padded(chain[n]) for n in layers])
         whole = padded(chain[-1])
     return ContribResult(model_info(model), tok, q, method, tuple(layers), rows, rolled, whole)
 
