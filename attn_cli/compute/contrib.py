@@ -236,14 +236,16 @@ def norms_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) ->
 
 def alti_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> list[np.ndarray]:
     """C (seq, seq) of layers 0 … last by ALTI, rows `rows` filled. T_i(x_j): the attention
-    parts plus x_i at j = i; y_i = Σ_j T_i(x_j) + b_O (pre-LN), or LN1's output, its linear
-    part split over the T's with the population std of LN1's input (post-LN)."""
+    parts plus x_i at j = i. y_i is what the layer summed, x_i + Σ_h (head writes) + b_O (the
+    `residual` and `heads` captures): as it is for pre-LN decoders, LN1's output for post-LN
+    encoders, LN1's linear part split over the T's with the population std of its input."""
     layout = alti_layout(model)
     w, s = model.weights, model.spec
     out = []
-    for trace, weights, vectors in _layer_parts(model, ids, last, frozenset({"residual"})):
+    for trace, weights, vectors in _layer_parts(model, ids, last, frozenset({"residual", "heads"})):
         n = trace.layer
         x = trace.residual.astype(np.float64)
+        written = trace.head_writes.sum(axis=0, dtype=np.float64)  # Σ_h α·f(x) over every j: the attention's output less b_O
         name = layout.bias.format(n=n)
         bias = w[name].astype(np.float64) if name in w else np.zeros(s.hidden)
         if layout.ln1 is not None:
@@ -252,10 +254,10 @@ def alti_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> 
         for i in rows:
             t = attention_parts(weights[:, i], vectors)
             t[i] += x[i]
+            pre = x[i] + written[i] + bias  # what the layer summed (= Σ_j T_i(x_j) + b_O, up to rounding)
             if layout.ln1 is None:
-                y = t.sum(axis=0) + bias
+                y = pre
             else:
-                pre = t.sum(axis=0) + bias
                 std = ln_std(pre, s.eps)
                 t = (t - t.mean(axis=-1, keepdims=True)) * (gamma / std)
                 y = (pre - pre.mean()) * (gamma / std) + beta
