@@ -153,12 +153,19 @@ def value_norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, groups
     belongs to no token and is left out.
     """
     weighted = weights[:, None] * values  # (seq, d): what each token adds to the head's output
-    transformed = weighted @ w_o  # (seq, hidden): and to the layer's output
+    transformed = transformed_vectors(weighted, w_o)  # (seq, hidden): and to the layer's output
 
     def norms(x: np.ndarray) -> np.ndarray:
         return np.linalg.norm(to_words(x.T, groups).T, axis=-1).astype(np.float32)
 
     return norms(weighted), norms(transformed)
+
+
+def transformed_vectors(values: np.ndarray, output_slices: np.ndarray) -> np.ndarray:
+    """f^h(x_j) = v_j·W_O^h, what token j writes through head h before its weight: values (heads,
+    seq, d), output_slices (heads, d, hidden) -> (heads, seq, hidden). Kobayashi et al.'s f(x),
+    which `value_norms` weighs and `attn contrib --method norms|alti` sums over heads."""
+    return values @ output_slices
 
 
 # --- Naming heads (Clark et al. 2019, §3–4) -----------------------------------------------------

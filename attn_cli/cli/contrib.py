@@ -1,0 +1,55 @@
+"""`attn contrib`: how much each input position makes up the query's representation, layer by layer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import app, emit, read_text, run
+from .options import JsonOption, LayerOption, ModelOption, QueryIndexOption, QueryOption, TextArgument
+
+
+@app.command(
+    rich_help_panel="Causes",
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        '  attn contrib "The cat sat on the mat because it was tired." -q it\n\n'
+        '  attn contrib "The cat sat on the mat because it was tired." -q it --method value-zeroing --rollout\n\n'
+        '  attn contrib "The capital of France is" -i -1 -m smollm2 --json | jq ".layers[-1].contributions"'
+    ),
+)
+def contrib(
+    text: TextArgument,
+    query: QueryOption = None,
+    query_index: QueryIndexOption = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method", metavar="alti|value-zeroing|norms",
+            help="alti (Ferrando et al. 2022), value-zeroing (Mohebbi et al. 2023) or norms (‖Σ α·f(x)‖, Kobayashi et al. 2020).",
+        ),
+    ] = "alti",
+    layer: LayerOption = "all",
+    rollout: Annotated[bool, typer.Option("--rollout", help="Also multiply the layers' contributions (later layer on the left): the whole model's.")] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Token contributions: how much of the query's representation each input position makes up, per layer (rows sum to 1).
+
+    See docs/contributions.md for the definitions."""
+
+    def action() -> None:
+        from ..compute.contrib import contributions
+        from ..loading.model import load_model
+
+        result = contributions(load_model(model), read_text(text), query, query_index, method, layer, rollout)
+
+        def view(out):
+            from ..views.terminal.contrib import contrib_view
+
+            return contrib_view(result, out.width, colour=out.color_system is not None and not out.no_color)
+
+        emit(result, as_json, view)
+
+    run(as_json, action)

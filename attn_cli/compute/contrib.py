@@ -1,0 +1,276 @@
+"""`contrib`: how much each input position contributes to a token's representation, layer by
+layer, by three methods that share one result (docs/contributions.md states the definitions):
+
+- `value-zeroing` (Mohebbi et al., EACL 2023): in layer l, token j's value vectors are zeroed
+  (every head, that layer only) and the layer is run again from its unchanged input; C[i, j] is
+  the cosine distance of token i's output from its plain output, clipped to [0, 2], each row
+  divided by its sum over every position (special tokens and i itself included), as
+  hmohebbi/ValueZeroing's `scoring/value_zeroing.py` does.
+- `alti` (Ferrando, Gállego & Costa-jussà, EMNLP 2022): the layer's attention block and residual
+  decomposed into one vector per input position, T_i(x_j); C[i, j] = max(0, ‖y_i‖₁ - ‖y_i -
+  T_i(x_j)‖₁), each row divided by its sum. Encoders (post-LN): LN1 split linearly with the
+  population std of its input (mt-upc/transformer-contributions); pre-LN decoders: the layer's
+  norm comes before the values, so T_i(x_j) = Σ_h α·v_j·W_O (+ x_i for j = i) is exact
+  (mt-upc/logit-explanations). The feed-forward and LN2 are left out.
+- `norms` (Kobayashi et al., EMNLP 2020): ‖Σ_h α_ij^h·f^h(x_j)‖₂ with f^h(x_j) = v_j·W_O^h, the
+  vectors `attn inspect --norms` measures head by head (`maths.analysis.transformed_vectors`),
+  summed over the heads; each row divided by its sum.
+
+Rollout (`rollout`): the query's row of C_L·…·C_1, the later layer on the left, without an
+added identity: each method's C already holds the token's own share.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError, ModelError
+from ..loading.model import Model, kept
+from ..loading.tokenizer import Tokenization, tokenize
+from ..maths.analysis import output_slices, transformed_vectors
+from ..models import Interventions, LayerTrace, Resume, ValueZeroing
+from ..records import frozen
+from .inspect import model_info
+from .lenses import _query_json
+from .options import select_layers
+from .query import Query, resolve_query
+from .result import ModelInfo, document_header, floats
+
+METHODS = ("alti", "value-zeroing", "norms")
+
+
+@frozen
+class ContribResult:
+    """`rows` (len(layers), seq): per layer shown, the query's row of that layer's contribution
+    matrix over the layer's input positions (a query of several tokens: the mean of their rows;
+    each row sums to 1). `rollout` (len(layers), seq): the query's row of C_l·…·C_0 through each
+    layer shown, None unless asked for; `whole` (seq,): through the last layer of the model."""
+
+    model: ModelInfo
+    tokenization: Tokenization
+    query: Query
+    method: str
+    layers: tuple[int, ...]
+    rows: np.ndarray
+    rollout: np.ndarray | None = None
+    whole: np.ndarray | None = None
+
+    def to_json(self) -> dict:
+        return {
+            **document_header(self.model, self.tokenization),
+            "query": _query_json(self.query),
+            "method": self.method,
+            "layers": [
+                {"layer": layer, "contributions": floats(row), "rollout": None if self.rollout is None else floats(self.rollout[n])}
+                for n, (layer, row) in enumerate(zip(self.layers, self.rows, strict=True))
+            ],
+            "whole": floats(self.whole),
+        }
+
+
+def contributions(
+    model: Model, text: str, query: str | None = None, query_index: int | None = None, method: str = "alti",
+    layer: str | int = "all", rollout: bool = False,
+) -> ContribResult:
+    """Each input position's contribution to the query's representation in each layer (see the module)."""
+    if method not in METHODS:
+        raise InputError(f"contribution method {method!r}", f"use one of: {', '.join(METHODS)}")
+    layers = select_layers(layer, model.spec.layers)
+    if method == "alti":
+        alti_layout(model)  # refuse a family ALTI does not cover before running anything
+    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    q = resolve_query(tok, query, query_index)
+    seq = len(tok.ids)
+    # A decoder's token i reads positions 0 … i only: later tokens change nothing asked for.
+    seen = max(q.token_indices) + 1 if model.spec.causal else seq
+    wanted = list(range(seen)) if rollout else list(q.token_indices)
+    last = model.spec.layers - 1 if rollout else max(layers)
+    matrices = MATRICES[method](model, np.asarray(tok.ids[:seen]), wanted, last)
+    query_rows = list(q.token_indices)
+
+    def padded(x: np.ndarray) -> np.ndarray:
+        out = np.zeros(seq, dtype=np.float32)
+        out[:seen] = x
+        return out
+
+    rows = np.stack([padded(matrices[n][query_rows].mean(axis=0)) for n in layers])
+    rolled = whole = None
+    if rollout:
+        chain = [rollout_rows(matrices[: n + 1], query_rows) for n in range(model.spec.layers)]
+        rolled = np.stack([padded(chain[n]) for n in layers])
+        whole = padded(chain[-1])
+    return ContribResult(model_info(model), tok, q, method, tuple(layers), rows, rolled, whole)
+
+
+def rollout_rows(matrices: list[np.ndarray], rows: list[int]) -> np.ndarray:
+    """The mean over `rows` of the rows of C_L·…·C_0 (the later layer on the left; matrices
+    first layer first), as a chain of vector–matrix products in float64: (seq,)."""
+    r = np.zeros(matrices[-1].shape[0])
+    r[rows] = 1.0 / len(rows)
+    for c in reversed(matrices):
+        r = r @ c
+    return r
+
+
+def normalised(c: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (a row of zeros stays zeros)."""
+    sums = c.sum(axis=-1, keepdims=True)
+    return np.divide(c, sums, out=np.zeros_like(c), where=sums > 0)
+
+
+def cosine_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row by row 1 - cos(x_i, y_i) as ½‖x/‖x‖ - y/‖y‖‖² in float64 (no cancellation; see
+    `ablate.cosine_distance`), clipped to [0, 2] as sklearn's `cosine_distances`: (n, d) ×2 -> (n,)."""
+    a, b = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return np.clip(0.5 * np.sum(np.square(a - b), axis=-1), 0.0, 2.0)
+
+
+# --- value zeroing ---------------------------------------------------------------------------
+
+
+def value_zeroing_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> list[np.ndarray]:
+    """C (seq, seq) of layers 0 … last by value zeroing: every row (one rerun of the layer per
+    zeroed position gives all rows at once). The plain output is the same layer run through the
+    same (textbook) attention with nothing zeroed, so that C holds the zeroing alone."""
+    model = kept(model)
+    inputs = [t.residual for t in model.trace(ids, through=None, interventions=Interventions(capture={"residual"}))][: last + 1]
+    seq = len(ids)
+    out = []
+    for layer, x in enumerate(inputs):
+
+        def rerun(positions: tuple[int, ...], layer=layer, x=x) -> LayerTrace:
+            passes = model.trace(ids, interventions=Interventions(value_zeroing=(ValueZeroing(layer, positions),), resume=Resume(layer, x)))
+            try:
+                return next(passes)
+            finally:
+                passes.close()
+
+        plain = rerun(())
+        seen = _visible(plain)
+        c = np.zeros((seq, seq))
+        for j in range(seq):
+            c[:, j] = cosine_distances(rerun((j,)).hidden, plain.hidden)
+        out.append(normalised(np.where(seen, c, 0.0)))  # a token cannot see: its value changes nothing
+    return out
+
+
+def _visible(trace: LayerTrace) -> np.ndarray:
+    """bool (seq, seq): where query i may look at key j (a decoder's causal mask and window)."""
+    seen = trace.visible(slice(None))
+    return np.ones((trace.q.shape[1], trace.k.shape[1]), dtype=bool) if seen is None else seen
+
+
+# --- ALTI and norms: the attention block as one vector per input position --------------------
+
+
+@frozen
+class AltiLayout:
+    """Where a family keeps what ALTI reads beyond the trace: `ln1` (post-LN encoders: the
+    LayerNorm after the attention block's residual sum, "{n}" the layer; None for pre-LN
+    decoders, whose norm comes before the values) and `bias` (the output projection's bias;
+    absent from the checkpoint: none)."""
+
+    ln1: str | None
+    bias: str
+
+
+_BERT = AltiLayout("encoder.layer.{n}.attention.output.LayerNorm", "encoder.layer.{n}.attention.output.dense.bias")
+_LLAMA = AltiLayout(None, "layers.{n}.self_attn.o_proj.bias")
+ALTI_LAYOUTS = {
+    "bert": _BERT, "roberta": _BERT,
+    "distilbert": AltiLayout("transformer.layer.{n}.sa_layer_norm", "transformer.layer.{n}.attention.out_lin.bias"),
+    "gpt2": AltiLayout(None, "h.{n}.attn.c_proj.bias"),
+    "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA,
+}
+
+
+def alti_layout(model: Model) -> AltiLayout:
+    layout = ALTI_LAYOUTS.get(model.spec.model_type)
+    if layout is None:
+        raise ModelError(
+            f"ALTI is not defined here for {model.spec.model_type} (its attention output is normalised before the residual sum)",
+            "use --method value-zeroing or norms",
+        )
+    return layout
+
+
+def head_vectors(trace: LayerTrace, w_o: np.ndarray) -> np.ndarray:
+    """f^h(x_j) = v_j·W_O^h for every head and position: (heads, seq, hidden), float64. A
+    grouped-query head reads its shared value head."""
+    s = trace.spec
+    values = trace.v[[trace.kv_head(h) for h in range(s.heads)]]
+    return transformed_vectors(values.astype(np.float64), output_slices(w_o, s.heads).astype(np.float64))
+
+
+def attention_parts(weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Σ_h α_ij^h·f^h(x_j) for one query row: weights (heads, seq), vectors (heads, seq, hidden)
+    -> (seq, hidden), what each position adds to the attention block's output (no bias). Per
+    row and head: never a positions × positions × heads × hidden array."""
+    out = np.zeros(vectors.shape[1:])
+    for h in range(vectors.shape[0]):
+        out += weights[h][:, None] * vectors[h]
+    return out
+
+
+def _layer_parts(model: Model, ids: np.ndarray, last: int, extra: frozenset):
+    """(trace, weights (heads, seq, seq), f vectors (heads, seq, hidden)) of layers 0 … last."""
+    for trace in model.trace(ids, interventions=Interventions(capture=extra)):
+        if trace.layer > last:
+            return
+        w_o = model.arch.output_projection(model.weights, trace.layer)
+        yield trace, trace.rows()[2].astype(np.float64), head_vectors(trace, w_o)
+
+
+def norms_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> list[np.ndarray]:
+    """C (seq, seq) of layers 0 … last by ‖Σ_h α·f^h(x_j)‖₂, rows `rows` filled."""
+    out = []
+    for _trace, weights, vectors in _layer_parts(model, ids, last, frozenset()):
+        c = np.zeros((len(ids), len(ids)))
+        for i in rows:
+            c[i] = np.linalg.norm(attention_parts(weights[:, i], vectors), axis=-1)
+        out.append(normalised(c))
+    return out
+
+
+def alti_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> list[np.ndarray]:
+    """C (seq, seq) of layers 0 … last by ALTI, rows `rows` filled. T_i(x_j): the attention
+    parts plus x_i at j = i. y_i is what the layer summed, x_i + Σ_h (head writes) + b_O (the
+    `residual` and `heads` captures): as it is for pre-LN decoders, LN1's output for post-LN
+    encoders, LN1's linear part split over the T's with the population std of its input."""
+    layout = alti_layout(model)
+    w, s = model.weights, model.spec
+    out = []
+    for trace, weights, vectors in _layer_parts(model, ids, last, frozenset({"residual", "heads"})):
+        n = trace.layer
+        x = trace.residual.astype(np.float64)
+        written = trace.head_writes.sum(axis=0, dtype=np.float64)  # Σ_h α·f(x) over every j: the attention's output less b_O
+        name = layout.bias.format(n=n)
+        bias = w[name].astype(np.float64) if name in w else np.zeros(s.hidden)
+        if layout.ln1 is not None:
+            gamma, beta = (w[f"{layout.ln1.format(n=n)}.{p}"].astype(np.float64) for p in ("weight", "bias"))
+        c = np.zeros((len(ids), len(ids)))
+        for i in rows:
+            t = attention_parts(weights[:, i], vectors)
+            t[i] += x[i]
+            pre = x[i] + written[i] + bias  # what the layer summed (= Σ_j T_i(x_j) + b_O, up to rounding)
+            if layout.ln1 is None:
+                y = pre
+            else:
+                std = ln_std(pre, s.eps)
+                t = (t - t.mean(axis=-1, keepdims=True)) * (gamma / std)
+                y = (pre - pre.mean()) * (gamma / std) + beta
+            distance = np.abs(y[None] - t).sum(axis=-1)  # plain L1: no 1e-6 inside the norm as torch's pairwise_distance
+            c[i] = np.maximum(0.0, np.abs(y).sum() - distance)
+        out.append(normalised(c))
+    return out
+
+
+def ln_std(x: np.ndarray, eps: float) -> float:
+    """The std LayerNorm divides by: √(population variance + eps). (transformer-contributions
+    takes torch's unbiased `.std()` of x + eps, which is not what the layer computed.)"""
+    return float(np.sqrt(np.square(x - x.mean()).mean() + eps))
+
+
+MATRICES = {"value-zeroing": value_zeroing_matrices, "alti": alti_matrices, "norms": norms_matrices}

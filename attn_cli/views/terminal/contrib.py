@@ -1,0 +1,99 @@
+"""The Rich view of `ContribResult`: tokens × layers (each cell the token's share of the query's
+representation in that layer, in %), or, where the layers do not fit the width, the query's row
+per layer as its largest shares."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.table import Table
+from rich.text import Text
+
+from ...compute.contrib import ContribResult
+from ..text import printable
+from .inspect import heat
+
+TITLES = {
+    "alti": "ALTI (Ferrando et al. 2022)",
+    "value-zeroing": "Value zeroing (Mohebbi et al. 2023)",
+    "norms": "‖Σ α·f(x)‖ (Kobayashi et al. 2020)",
+}
+CELL = 4  # " 37%" without the sign: three digits and a space
+LABEL = 12  # widest token label in the table
+
+
+def contrib_view(result: ContribResult, width: int, colour: bool = True) -> list:
+    m, q = result.model, result.query
+    tokens = result.tokenization.tokens
+    shown = _shown_positions(result)
+    header = Text.assemble(
+        (m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers) · query ", (f'"{printable(q.text)}"', "bold cyan"),
+        f" (token{'s' if len(q.token_indices) > 1 else ''} {', '.join(map(str, q.token_indices))})",
+    )
+    title = Text(f"{TITLES[result.method]}: the share of each input token in the query's representation, per layer (%)", style="bold underline")
+    columns = [(f"L{layer}", result.rows[n]) for n, layer in enumerate(result.layers)]
+    if result.rollout is not None:
+        columns += [("all", result.whole)]
+    label = min(LABEL, max(len(printable(tokens[i].text)) for i in shown))
+    fits = len(str(shown[-1])) + 2 + label + 1 + CELL * len(columns) <= width
+    body = _table(result, shown, columns, label, colour) if fits else _lines(result, width)
+    out = [header, title, body]
+    if result.whole is not None:
+        out.append(_top(result, result.whole, "Whole model (rollout): ", width))
+    legend = "Each column: one layer's row for the query (sums to 100)" if fits else "Each line: one layer's largest shares of the query's representation"
+    if fits and result.whole is not None:
+        legend += "; all: the layers multiplied (rollout), the later on the left"
+    if len(shown) < len(tokens):
+        legend += f"; tokens after {shown[-1]} are not read by the query"
+    out.append(Text(legend, style="dim"))
+    return out
+
+
+def _shown_positions(result: ContribResult) -> list[int]:
+    """Every position, but a decoder's after the query (which it never reads)."""
+    seq = len(result.tokenization.tokens)
+    last = max(result.query.token_indices) if result.model.causal else seq - 1
+    return list(range(last + 1))
+
+
+def _table(result: ContribResult, shown: list[int], columns: list, label: int, colour: bool) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column(" ", width=1)
+    table.add_column("token", no_wrap=True, overflow="ellipsis", max_width=label + 1, min_width=label + 1)
+    for name, _ in columns:
+        table.add_column(name.rjust(CELL), justify="right", no_wrap=True, width=CELL)
+    peaks = [float(values.max()) or 1.0 for _, values in columns]
+    for i in shown:
+        token = result.tokenization.tokens[i]
+        mark = "▶" if i in result.query.token_indices else " "
+        cells = []
+        for (_, values), peak in zip(columns, peaks, strict=True):
+            share = float(values[i])
+            number = "  ·" if share < 0.005 else f"{share * 100:3.0f}"
+            cells.append(Text(" " + number, style=heat(share / peak) if colour and share >= 0.005 else ""))
+        table.add_row(str(i), "", Text(f"{mark}{printable(token.text)}", style="bold cyan" if mark != " " else ""), *cells)
+    return table
+
+
+def _lines(result: ContribResult, width: int) -> Text:
+    out = Text()
+    for n, layer in enumerate(result.layers):
+        if n:
+            out.append("\n")
+        out.append_text(_top(result, result.rows[n], f"L{layer} ", width))
+    return out
+
+
+def _top(result: ContribResult, row: np.ndarray, lead: str, width: int) -> Text:
+    """`lead`, then the largest shares of `row` that fit in `width` columns."""
+    line = Text(lead, style="bold")
+    used = len(lead)
+    for n, i in enumerate(np.argsort(-row, kind="stable")[:8]):
+        if row[i] < 0.005:
+            break
+        part = f"{'' if n == 0 else ' · '}{printable(result.tokenization.tokens[i].text)[:LABEL]} {row[i] * 100:.0f}%"
+        if used + len(part) > width:
+            break
+        line.append(part)
+        used += len(part)
+    return line

@@ -1,0 +1,122 @@
+"""`attn contrib`'s numbers: value zeroing, ALTI and norms against the authors' definitions as
+scripts/make_contrib_fixtures.py computes them from transformers' own pass (float64 maths on
+transformers' float32 tensors), every row of every layer within 1e-5, and the rollout.
+
+attn's forward pass agrees with transformers to ~1e-6 in float32, and the three measures are
+smooth in it: the largest deviation measured is 1.2e-6 (value zeroing, whose cosine distances
+of nearly equal outputs amplify the last float32 bits most), well inside 1e-5.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attn_cli.compute import contrib
+from attn_cli.compute.contrib import MATRICES, contributions, cosine_distances
+from attn_cli.errors import InputError, ModelError
+from attn_cli.loading.model import load_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MODELS = {"bert": FIXTURES / "tiny" / "bert", "gpt2": FIXTURES / "tiny" / "gpt2", "llama": FIXTURES / "tiny" / "llama", "minilm": None}
+METHODS = ("value-zeroing", "alti", "norms")
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: load_model(path) for name, path in MODELS.items()}
+
+
+def reference(name: str) -> dict:
+    with np.load(FIXTURES / "contrib" / f"{name}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def matrices(model, ref: dict, method: str) -> np.ndarray:
+    ids = ref["input_ids"]
+    return np.stack(MATRICES[method](model, ids, list(range(len(ids))), model.spec.layers - 1))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", MODELS)
+def test_every_row_of_every_layer_is_the_reference(models, name, method):
+    ref = reference(name)
+    got = matrices(models[name], ref, method)
+    want = ref[method.replace("-", "_")]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= TOLERANCE
+    assert np.allclose(got.sum(axis=-1), 1.0)  # normalised rows
+    assert (got >= 0).all()
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", ["bert", "llama"])
+def test_the_query_row_and_its_rollout_through_each_layer(models, name, method):
+    ref = reference(name)
+    model = models[name]
+    text = str(np.load(MODELS[name] / "ref_2.npz")["text"])
+    query = 5
+    r = contributions(model, text, query_index=query, method=method, rollout=True)
+    assert list(r.tokenization.ids) == list(ref["input_ids"])
+    key = method.replace("-", "_")
+    assert np.abs(r.rows - ref[key][:, query]).max() <= TOLERANCE
+    assert np.abs(r.rollout - ref[f"{key}_rollout"][:, query]).max() <= TOLERANCE
+    assert np.abs(r.whole - ref[f"{key}_rollout"][-1, query]).max() <= TOLERANCE
+    if model.spec.causal:  # a decoder's token reads nothing after itself
+        assert not r.rows[:, query + 1 :].any() and not r.whole[query + 1 :].any()
+    one = contributions(model, text, query_index=query, method=method, layer="1")
+    assert one.layers == (1,) and one.rollout is None and np.array_equal(one.rows[0], r.rows[1])
+
+
+def _wrong(monkeypatch, mutation: str) -> None:
+    """Replace one step of the definitions by a plausible mistake."""
+    real = contrib.normalised
+    if mutation == "not normalised":
+        monkeypatch.setattr(contrib, "normalised", lambda c: c)
+    elif mutation == "special tokens left out of the sum":  # [CLS] and [SEP] of the bert fixture's text
+        monkeypatch.setattr(contrib, "normalised", lambda c: real(np.concatenate([c[:, :1] * 0, c[:, 1:-1], c[:, -1:] * 0], axis=1)))
+    elif mutation == "unbiased std":  # transformer-contributions' `(x + eps).std()`, not LN1's own
+        monkeypatch.setattr(contrib, "ln_std", lambda x, eps: float(np.std(x + eps, ddof=1)))
+
+
+@pytest.mark.parametrize(
+    "mutation, method",
+    [("not normalised", "alti"), ("not normalised", "value-zeroing"), ("not normalised", "norms"),
+     ("special tokens left out of the sum", "value-zeroing"), ("unbiased std", "alti")],
+)
+def test_a_wrong_definition_fails_the_reference(models, monkeypatch, mutation, method):
+    """The fixtures tell the definitions apart: each plausible mistake moves rows past the tolerance."""
+    ref = reference("bert")
+    _wrong(monkeypatch, mutation)
+    got = matrices(models["bert"], ref, method)
+    assert np.abs(got - ref[method.replace("-", "_")]).max() > 10 * TOLERANCE
+
+
+def test_rollout_multiplies_the_later_layer_on_the_left():
+    a = np.array([[1.0, 0.0], [0.5, 0.5]])
+    b = np.array([[0.2, 0.8], [0.0, 1.0]])
+    assert np.allclose(contrib.rollout_rows([a, b], [0]), (b @ a)[0])
+    assert not np.allclose((b @ a)[0], (a @ b)[0])
+
+
+def test_cosine_distance_is_exact_near_zero_and_clipped():
+    x = np.array([[1.0, 2.0, 3.0]], np.float32)
+    assert cosine_distances(x, x)[0] == 0.0
+    assert cosine_distances(x, -x)[0] == 2.0
+    tiny = x + np.float32(1e-3) * np.array([[0.0, 1.0, 0.0]], np.float32)
+    a, b = x[0].astype(np.float64), tiny[0].astype(np.float64)
+    want = 1 - a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+    assert cosine_distances(tiny, x)[0] == pytest.approx(want, rel=1e-6)  # 1 - cos in float32 gives 0 here
+    assert 1 - float(x[0] @ tiny[0] / np.linalg.norm(x[0]) / np.linalg.norm(tiny[0])) != pytest.approx(want, rel=1e-2)
+
+
+def test_refusals(models):
+    with pytest.raises(InputError, match="method 'attention'"):
+        contributions(models["bert"], "a b c", method="attention")
+    gemma = load_model(FIXTURES / "tiny" / "gemma3")
+    with pytest.raises(ModelError, match="ALTI is not defined here for gemma3"):
+        contributions(gemma, "a b c", method="alti")
+    assert contributions(gemma, "hello there friend", query_index=1, method="norms").rows.shape[0] == gemma.spec.layers

@@ -1,0 +1,72 @@
+"""`attn contrib` on the command line: its JSON against the schema, its screens within the
+terminal's width, and its refusals (the numbers: tests/test_contrib.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import attn, validate
+from option_registry import covers
+
+from attn_cli.compute.result import json_schema
+from attn_cli.exit_status import ExitStatus
+
+TINY = Path(__file__).parent / "fixtures" / "tiny"
+TEXT = "The cat sat on the mat because it was tired."
+
+
+@covers("contrib TEXT", "contrib --query", "contrib --method", "contrib --rollout", "contrib --json")
+@pytest.mark.parametrize("method", ["alti", "value-zeroing", "norms"])
+def test_json_is_a_schema_document_with_a_row_per_layer(method):
+    p = attn("contrib", TEXT, "-q", "it", "--method", method, "--rollout", "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc, json_schema(), "contrib")
+    rows = np.array([layer["contributions"] for layer in doc["layers"]])
+    assert doc["method"] == method and rows.shape == (6, len(doc["tokens"]))
+    assert np.allclose(rows.sum(axis=1), 1, atol=1e-5) and np.allclose(sum(doc["whole"]), 1, atol=1e-5)
+    assert doc["layers"][-1]["rollout"] == doc["whole"] and doc["query"]["token_indices"] == [8]
+
+
+@covers("contrib --model", "contrib --query-index", "contrib --layer")
+def test_one_layer_without_rollout_on_a_decoder():
+    p = attn("contrib", "The quick brown fox looks at the lazy dog", "-m", str(TINY / "llama"), "-i", "4", "-l", "-1", "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc, json_schema(), "contrib")
+    assert [layer["layer"] for layer in doc["layers"]] == [1] and doc["whole"] is None and doc["layers"][0]["rollout"] is None
+    assert not any(doc["layers"][0]["contributions"][5:])  # after the query: never read
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "120"])
+@pytest.mark.parametrize("model", [None, "gpt2"])
+def test_screens_fit_the_width(model, columns):
+    extra = [] if model is None else ["-m", str(TINY / model)]
+    p = attn("contrib", TEXT, "-i", "5", "--rollout", *extra, env={"COLUMNS": columns, "NO_COLOR": "1"})
+    assert p.returncode == 0, p.stderr
+    assert all(len(line) <= int(columns) for line in p.stdout.splitlines()), p.stdout
+    assert "Whole model (rollout)" in p.stdout and "ALTI" in p.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([TEXT], "no query given"),
+        ([TEXT, "-q", "it", "--method", "attention"], "method 'attention'"),
+        ([TEXT, "-q", "it", "-l", "9"], "layer 9 is out of range"),
+        ([TEXT, "-q", "it", "-i", "2"], "both a query word and a query index"),
+    ],
+)
+def test_refusals_are_one_line_with_the_usage_status(args, message):
+    for extra in ([], ["--json"]):
+        p = attn("contrib", *args, *extra)
+        assert p.returncode == ExitStatus.USAGE and p.stdout == "", p.stderr
+        assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_alti_on_gemma3_is_refused_as_the_model_s_limit():
+    p = attn("contrib", TEXT, "-i", "2", "-m", str(TINY / "gemma3"))
+    assert p.returncode not in (0, ExitStatus.USAGE) and "ALTI is not defined here for gemma3" in p.stderr
