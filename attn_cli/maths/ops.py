@@ -229,19 +229,25 @@ def rope_angles(inv_freq: np.ndarray, seq: int, start: int = 0) -> tuple[np.ndar
 
 
 def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, run=None) -> np.ndarray:
-    """Rotate pairs (x_i, x_{i+d/2}) by the position's angles (Hugging Face's `rotate_half`
+    """Rotate pairs (x_i, x_{i+r/2}) by the position's angles (Hugging Face's `rotate_half`
     layout): x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]. x: (heads, seq, d); cos,
-    sin: (seq, d). Computed as x·cos, then ∓ the other half's products, in place: the same
-    roundings as the formula (-a·b = -(a·b) exactly), without its copies. `run` (see `linear`)
-    splits the positions between threads."""
-    half = x.shape[-1] // 2
+    sin: (seq, r), r <= d the rotary width. With r < d (partial rotary: GPT-NeoX's rotary_pct,
+    Phi's partial_rotary_factor) only each head's first r dimensions rotate, the other d - r
+    pass through unchanged, as transformers' `apply_rotary_pos_emb` concatenates them.
+    Computed as x·cos, then ∓ the other half's products, in place: the same roundings as the
+    formula (-a·b = -(a·b) exactly), without its copies. `run` (see `linear`) splits the
+    positions between threads."""
+    rotary = cos.shape[-1]
+    half = rotary // 2
     out = np.empty(x.shape, dtype=np.float32)
 
     def part(start: int, stop: int) -> None:
-        xs, c, s, o = x[:, start:stop], cos[start:stop], sin[start:stop], out[:, start:stop]
+        xs, c, s, o = x[:, start:stop, :rotary], cos[start:stop], sin[start:stop], out[:, start:stop, :rotary]
         np.multiply(xs, c, out=o)
         o[..., :half] -= xs[..., half:] * s[..., :half]
         o[..., half:] += xs[..., :half] * s[..., half:]
+        if rotary < x.shape[-1]:
+            out[:, start:stop, rotary:] = x[:, start:stop, rotary:]
 
     if run is None:
         part(0, x.shape[1])

@@ -106,11 +106,14 @@ class Hyper:
     query_scale: float | None = None  # the factor on Q·Kᵀ when it is not 1/√head_dim (Gemma)
     # Per layer: how far back a query sees (a sliding layer's window), None for all the keys.
     windows: tuple[int | None, ...] | None = None
-    # Per layer: RoPE's inv_freq (head_dim/2,) float32, None for a model without RoPE.
+    # Per layer: RoPE's inv_freq (rotary/2,) float32, None for a model without RoPE; rotary is
+    # head_dim, or fewer under partial rotary (only each head's first `rotary` dimensions turn).
     inv_freq: tuple[np.ndarray, ...] | None = field(default=None, compare=False, repr=False)
     position_offset: int = 0  # the first position id (RoBERTa's padding_idx + 1)
     lm_head: str | None = None  # decoders: the tensor of the LM head (the embeddings when tied)
     final_softcap: float | None = None  # Gemma's cap·tanh(logits/cap) on the next-token logits
+    # Both branches read the layer's input, x + attention(norm(x)) + MLP(norm'(x)) (GPT-NeoX, GPT-J)
+    parallel_residual: bool = False
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "max_positions"):

@@ -69,16 +69,30 @@ def _rope_parameters(config: dict) -> dict:
     if rope_type == "llama3" and params["low_freq_factor"] == params["high_freq_factor"]:
         message = f"{key}: low_freq_factor equals high_freq_factor ({params['low_freq_factor']})"
         raise ModelError(message, "correct them: llama3 scaling blends between two different factors")
-    if c.number("partial_rotary_factor", 1.0) != 1.0:
-        raise ModelError("partial rotary embeddings are not supported", "use a model that rotates the whole head")
-    return params | {"rope_type": rope_type}
+    # transformers 5 keeps partial_rotary_factor in rope_parameters, 4 at the top level
+    fraction = p.number("partial_rotary_factor", c.number("partial_rotary_factor", 1.0))
+    if fraction > 1.0:
+        raise ModelError(f"{key}: partial_rotary_factor is {fraction}, expected a number from 0 to 1", "correct partial_rotary_factor")
+    return params | {"rope_type": rope_type, "partial_rotary_factor": fraction}
 
 
-def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
-    """inv_freq (head_dim/2,) float32: θ^(-2i/d), adjusted by the config's RoPE scaling,
-    bit for bit as transformers computes it (see `maths.rope`)."""
+def rope_frequencies(config: dict, head_dim: int, partial: bool = False) -> np.ndarray:
+    """inv_freq (rotary/2,) float32: θ^(-2i/rotary), adjusted by the config's RoPE scaling,
+    bit for bit as transformers computes it (see `maths.rope`). rotary is head_dim, or under
+    partial rotary (`partial`: the family's attention rotates only part of each head, as
+    GPT-NeoX and Phi do) int(head_dim · partial_rotary_factor), as transformers rounds it.
+    A family whose attention rotates the whole head (`partial` False) refuses a factor below 1."""
     params = _rope_parameters(config)
-    inv_freq = rope.inv_freq(params["rope_theta"], head_dim)
+    fraction = params["partial_rotary_factor"]
+    if fraction != 1.0 and not partial:
+        raise ModelError("partial rotary embeddings are not supported for this architecture", "use a model that rotates the whole head")
+    rotary = int(head_dim * fraction)
+    if rotary < 2 or rotary % 2:
+        raise ModelError(
+            f"config.json: partial_rotary_factor {fraction} rotates {rotary} of a head's {head_dim} dimensions, expected an even number",
+            "correct partial_rotary_factor",
+        )
+    inv_freq = rope.inv_freq(params["rope_theta"], rotary)
     if params["rope_type"] == "linear":
         inv_freq = inv_freq / np.float32(params["factor"])
     elif params["rope_type"] == "llama3":
