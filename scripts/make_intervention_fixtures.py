@@ -5,7 +5,7 @@ mean-ablate a head's output, zero value vectors, capture per-head writes). Its t
 numbers made by transformers itself, with the change applied *inside* transformers' eager
 attention, not by a second NumPy implementation. This script makes them.
 
-For each model (the tiny random-weight fixtures bert, llama, gpt2, gemma3 of tests/fixtures/tiny)
+For each model (the tiny random-weight fixtures of MODELS in tests/fixtures/tiny)
 it reads input 2 (`input_ids`, and `token_type_ids` for bert) from `ref_2.npz`, loads the base
 model class exactly like scripts/make_tiny_models.py (eager attention, float32, eval, CPU) and
 runs the cases of `CASES` one forward pass each. The changes are applied by:
@@ -30,7 +30,7 @@ Exits non-zero if a check fails.
 
 Run in the reference venv, from the repo root::
 
-    .refenv/bin/python scripts/make_intervention_fixtures.py                 # bert llama gpt2 gemma3
+    .refenv/bin/python scripts/make_intervention_fixtures.py                 # every model of MODELS
     .refenv/bin/python scripts/make_intervention_fixtures.py --only llama
 
 Deterministic: one torch thread, fixed zip timestamps (reference.save_npz), so a re-run with the
@@ -58,8 +58,11 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "interventions"
-MODELS = ("bert", "llama", "gpt2", "gemma3")
+MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox")
 REF_INPUT = 2
+# Key positions of the knockouts for models in which some head of layer 1 gives keys 1 and 2
+# under 0.01 of its weight from queries 5 and 6 (the knockout would change next to nothing).
+KNOCKED_KEYS = {"gpt_neox": [0, 1]}
 F32_MIN = float(np.finfo(np.float32).min)
 
 # Every case, exactly as saved in the `spec` JSON, except that "all" (heads, kv_heads, layers,
@@ -106,6 +109,7 @@ ARCHS = {
     "llama": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
     "gpt2": Arch("h", "attn", "attn.c_proj", "mlp", True),
     "gemma3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "gpt_neox": Arch("layers", "attention", "attention.dense", "mlp", False),
 }
 
 
@@ -286,6 +290,8 @@ def check_residuals(model, name: str, rec: Recorder, lhs: np.ndarray, c: Checks)
         elif name == "gemma3":  # sandwich norms around both blocks
             mid = r + layer.post_attention_layernorm(a)
             nxt = mid + layer.post_feedforward_layernorm(f)
+        elif name == "gpt_neox":  # parallel residual: both blocks read r
+            nxt = (f + a) + r
         else:  # pre-LN: r + attn + ffn
             nxt = (r + a) + f
         want = rec.resid_pre[i + 1] if i + 1 < len(layers) else rec.resid_final
@@ -295,6 +301,8 @@ def check_residuals(model, name: str, rec: Recorder, lhs: np.ndarray, c: Checks)
         final = model.norm(final)
     elif name == "gpt2":
         final = model.ln_f(final)
+    elif name == "gpt_neox":
+        final = model.final_layer_norm(final)
     c.close("capture: final norm(resid_final) == last_hidden_state", final[0].numpy(), lhs, 0.0)
 
 
@@ -308,6 +316,8 @@ def build(name: str) -> tuple[dict[str, np.ndarray], Checks]:
     seq = len(ref["input_ids"])
     causal = name != "bert"
     cases = {k: resolve(v, heads, kv_heads, n_layers, seq) for k, v in CASES.items()}
+    for key in ("knockout", "knockout_heads"):  # where a model's heads barely look at keys 1 and 2
+        cases[key]["key_positions"] = KNOCKED_KEYS.get(name, cases[key]["key_positions"])
     c = Checks(name)
 
     results = {k: run(model, name, ref, case) for k, case in cases.items()}

@@ -69,6 +69,11 @@ Models (folder name -> what it exercises):
 - ``qwen3``: Qwen3Model. Per-head RMSNorm on q and k (``q_norm``/``k_norm``,
   weight of size head_dim) applied before RoPE, explicit ``head_dim`` 24,
   no biases, GQA 2.
+- ``gpt_neox``: GPTNeoXModel (Pythia). Partial rotary (a quarter of each head),
+  fused per-head ``query_key_value``, parallel residual, LayerNorm with bias; saved
+  through GPTNeoXForCausalLM with an untied LM head (``embed_out.weight``).
+- ``gpt_neox-sequential``: GPTNeoXModel with the sequential residual, no attention
+  biases, half of each head rotating and ``gelu_new``.
 
 Every parameter is redrawn after ``__init__`` (matrices and embeddings ~ N(0, s),
 biases ~ N(0, 0.1), norm weights ~ U(0.7, 1.3)) so that no bias is zero and no

@@ -221,6 +221,38 @@ def gemma3_multimodal_config(text_config) -> transformers.PretrainedConfig:
     return transformers.Gemma3Config(text_config=text_config.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4)
 
 
+def config_gpt_neox(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    # Pythia's shape: partial rotary (a quarter of each head turns), parallel residual, biases,
+    # an untied LM head (saved through GPTNeoXForCausalLM, as Pythia's checkpoints are).
+    return transformers.GPTNeoXConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        hidden_act="gelu",
+        max_position_embeddings=MAX_POSITIONS,
+        layer_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+        use_parallel_residual=True,
+        attention_bias=True,
+        tie_word_embeddings=False,
+        bos_token_id=eot,
+        eos_token_id=eot,
+    )
+
+
+def config_gpt_neox_sequential(tok: Tokenizer):
+    """GPT-NeoX's other settings: the sequential residual, no attention biases, half of each
+    head rotating, the tanh GELU."""
+    return config_gpt_neox(tok).__class__(
+        **config_gpt_neox(tok).to_dict()
+        | {"use_parallel_residual": False, "attention_bias": False, "hidden_act": "gelu_new"}
+        | {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}}
+    )
+
+
 @dataclass
 class Spec:
     name: str
@@ -265,4 +297,6 @@ SPECS: list[Spec] = [
         "gemma3-multimodal", "llama-bpe", config_gemma3, "Gemma3TextModel", "gemma3", source="gemma3",
         save_class="Gemma3ForConditionalGeneration", rope=True, causal=True, layer_windows=(4, None),
     ),
+    Spec("gpt_neox", "gpt2-bpe", config_gpt_neox, "GPTNeoXModel", "gpt_neox", save_class="GPTNeoXForCausalLM", rope=True, causal=True),
+    Spec("gpt_neox-sequential", "gpt2-bpe", config_gpt_neox_sequential, "GPTNeoXModel", "gpt_neox", rope=True, causal=True),
 ]

@@ -65,3 +65,31 @@ def test_configs_without_optional_keys_use_transformers_defaults(tmp_path):
     model, r = load_model(folder), ref("gpt2", 2)
     ours = np.stack([t.rows()[2] for t in model.trace(tokenize(model.tokenizer, str(r["text"])).ids)])
     assert np.abs(ours - r["attentions"]).max() <= 1e-5
+
+
+def test_pythia_configs_of_transformers_4_give_the_same_model(tmp_path):
+    """Pythia's config.json (transformers 4) says rotary_pct and rotary_emb_base where
+    transformers 5 writes rope_parameters; left out, they are 0.25 and 10000 (GPTNeoXConfig)."""
+    for rope in ({"rotary_pct": 0.25, "rotary_emb_base": 10000}, {}):
+        folder = tmp_path / f"pythia{len(rope)}"
+        shutil.copytree(TINY / "gpt_neox", folder)
+        config = json.loads((folder / "config.json").read_text())
+        assert config.pop("rope_parameters") == {"partial_rotary_factor": 0.25, "rope_theta": 10000.0, "rope_type": "default"}
+        (folder / "config.json").write_text(json.dumps(config | rope))
+        model, r = load_model(folder), ref("gpt_neox", 2)
+        assert model.spec.inv_freq[0].shape == (model.spec.head_dim // 8,)  # a quarter of each head: 2 frequencies of 16 dimensions
+        ours = np.stack([t.rows()[2] for t in model.trace(tokenize(model.tokenizer, str(r["text"])).ids)])
+        assert np.abs(ours - r["attentions"]).max() <= 1e-5
+
+
+def test_partial_rotary_is_refused_where_the_architecture_turns_whole_heads():
+    import pytest
+
+    from attn_cli.errors import ModelError
+
+    params = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}
+    assert rope_frequencies({"rope_parameters": params}, 16, partial=True).shape == (4,)
+    with pytest.raises(ModelError, match="partial rotary"):
+        rope_frequencies({"rope_parameters": params}, 16)
+    with pytest.raises(ModelError, match="partial_rotary_factor 0.1 rotates 1"):
+        rope_frequencies({"rope_parameters": params | {"partial_rotary_factor": 0.1}}, 16, partial=True)

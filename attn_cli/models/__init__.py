@@ -5,7 +5,7 @@ to add one)."""
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import bert, distilbert, gemma3, gpt2, llama, roberta
+from . import bert, distilbert, gemma3, gpt2, gpt_neox, llama, roberta
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights
 from .cache import KVCache
@@ -17,6 +17,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "roberta": roberta.ARCHITECTURE,
     "distilbert": distilbert.ARCHITECTURE,
     "gpt2": gpt2.ARCHITECTURE,
+    "gpt_neox": gpt_neox.ARCHITECTURE,
     "llama": llama.ARCHITECTURE,
     "mistral": llama.ARCHITECTURE,
     "qwen2": llama.ARCHITECTURE,
