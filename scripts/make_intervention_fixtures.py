@@ -58,7 +58,7 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "interventions"
-MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox")
+MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2")
 REF_INPUT = 2
 # Key positions of the knockouts for models in which some head of layer 1 gives keys 1 and 2
 # under 0.01 of its weight from queries 5 and 6 (the knockout would change next to nothing).
@@ -110,6 +110,7 @@ ARCHS = {
     "gpt2": Arch("h", "attn", "attn.c_proj", "mlp", True),
     "gemma3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
     "gpt_neox": Arch("layers", "attention", "attention.dense", "mlp", False),
+    "olmo2": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
 }
 
 
@@ -287,7 +288,7 @@ def check_residuals(model, name: str, rec: Recorder, lhs: np.ndarray, c: Checks)
         if name == "bert":  # post-LN: LN(ffn + LN(attn + r))
             mid = layer.attention.output.LayerNorm(a + r)
             nxt = layer.output.LayerNorm(f + mid)
-        elif name == "gemma3":  # sandwich norms around both blocks
+        elif name in ("gemma3", "olmo2"):  # norms on both blocks' outputs, inside the residual
             mid = r + layer.post_attention_layernorm(a)
             nxt = mid + layer.post_feedforward_layernorm(f)
         elif name == "gpt_neox":  # parallel residual: both blocks read r
@@ -297,7 +298,7 @@ def check_residuals(model, name: str, rec: Recorder, lhs: np.ndarray, c: Checks)
         want = rec.resid_pre[i + 1] if i + 1 < len(layers) else rec.resid_final
         c.close(f"capture: layer {i} pieces rebuild the residual leaving the layer", nxt[0].numpy(), want.numpy(), 0.0)
     final = rec.resid_final[None]
-    if name in ("llama", "gemma3"):
+    if name in ("llama", "gemma3", "olmo2"):
         final = model.norm(final)
     elif name == "gpt2":
         final = model.ln_f(final)

@@ -74,6 +74,9 @@ Models (folder name -> what it exercises):
   through GPTNeoXForCausalLM with an untied LM head (``embed_out.weight``).
 - ``gpt_neox-sequential``: GPTNeoXModel with the sequential residual, no attention
   biases, half of each head rotating and ``gelu_new``.
+- ``olmo2``: Olmo2Model. RMSNorm on the attention's and the MLP's outputs inside the
+  residual (none before them), q/k RMSNorm over the whole projection before the heads
+  split, GQA 2.
 
 Every parameter is redrawn after ``__init__`` (matrices and embeddings ~ N(0, s),
 biases ~ N(0, 0.1), norm weights ~ U(0.7, 1.3)) so that no bias is zero and no

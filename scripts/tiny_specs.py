@@ -253,6 +253,20 @@ def config_gpt_neox_sequential(tok: Tokenizer):
     )
 
 
+def config_olmo2(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    return transformers.Olmo2Config(
+        **_llama_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-6,  # not the default 1e-5, which the config must then say
+        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+        attention_bias=False,
+        bos_token_id=None,
+        eos_token_id=eot,
+        pad_token_id=eot,
+    )
+
+
 @dataclass
 class Spec:
     name: str
@@ -299,4 +313,5 @@ SPECS: list[Spec] = [
     ),
     Spec("gpt_neox", "gpt2-bpe", config_gpt_neox, "GPTNeoXModel", "gpt_neox", save_class="GPTNeoXForCausalLM", rope=True, causal=True),
     Spec("gpt_neox-sequential", "gpt2-bpe", config_gpt_neox_sequential, "GPTNeoXModel", "gpt_neox", rope=True, causal=True),
+    Spec("olmo2", "gpt2-bpe", config_olmo2, "Olmo2Model", "olmo2", rope=True, causal=True),
 ]
