@@ -58,11 +58,12 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "interventions"
-MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2")
+MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2", "phi3")
 REF_INPUT = 2
-# Key positions of the knockouts for models in which some head of layer 1 gives keys 1 and 2
-# under 0.01 of its weight from queries 5 and 6 (the knockout would change next to nothing).
-KNOCKED_KEYS = {"gpt_neox": [0, 1]}
+# Key positions of the knockouts where keys 1 and 2 would not do: some head of gpt_neox's layer 1
+# gives them under 0.01 of its weight from queries 5 and 6 (the knockout would change next to
+# nothing), and phi3's window of 4 hides them from query 6 (a knocked edge must be one the query sees).
+KNOCKED_KEYS = {"gpt_neox": [0, 1], "phi3": [3, 4]}
 F32_MIN = float(np.finfo(np.float32).min)
 
 # Every case, exactly as saved in the `spec` JSON, except that "all" (heads, kv_heads, layers,
@@ -111,6 +112,7 @@ ARCHS = {
     "gemma3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
     "gpt_neox": Arch("layers", "attention", "attention.dense", "mlp", False),
     "olmo2": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "phi3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
 }
 
 
@@ -298,7 +300,7 @@ def check_residuals(model, name: str, rec: Recorder, lhs: np.ndarray, c: Checks)
         want = rec.resid_pre[i + 1] if i + 1 < len(layers) else rec.resid_final
         c.close(f"capture: layer {i} pieces rebuild the residual leaving the layer", nxt[0].numpy(), want.numpy(), 0.0)
     final = rec.resid_final[None]
-    if name in ("llama", "gemma3", "olmo2"):
+    if name in ("llama", "gemma3", "olmo2", "phi3"):
         final = model.norm(final)
     elif name == "gpt2":
         final = model.ln_f(final)

@@ -77,6 +77,8 @@ Models (folder name -> what it exercises):
 - ``olmo2``: Olmo2Model. RMSNorm on the attention's and the MLP's outputs inside the
   residual (none before them), q/k RMSNorm over the whole projection before the heads
   split, GQA 2.
+- ``phi3``: Phi3Model. Fused ``qkv_proj`` and ``gate_up_proj``, ``sliding_window`` 4,
+  partial rotary 0.75 (as Phi-4-mini), GQA 2.
 
 Every parameter is redrawn after ``__init__`` (matrices and embeddings ~ N(0, s),
 biases ~ N(0, 0.1), norm weights ~ U(0.7, 1.3)) so that no bias is zero and no

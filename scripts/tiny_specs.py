@@ -267,6 +267,22 @@ def config_olmo2(tok: Tokenizer):
     )
 
 
+def config_phi3(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    # Phi-3-mini-4k's sliding window (here 4) and Phi-4-mini's partial rotary (0.75 of each head)
+    return transformers.Phi3Config(
+        **_llama_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS,
+        original_max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75},
+        sliding_window=4,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+
+
 @dataclass
 class Spec:
     name: str
@@ -314,4 +330,5 @@ SPECS: list[Spec] = [
     Spec("gpt_neox", "gpt2-bpe", config_gpt_neox, "GPTNeoXModel", "gpt_neox", save_class="GPTNeoXForCausalLM", rope=True, causal=True),
     Spec("gpt_neox-sequential", "gpt2-bpe", config_gpt_neox_sequential, "GPTNeoXModel", "gpt_neox", rope=True, causal=True),
     Spec("olmo2", "gpt2-bpe", config_olmo2, "Olmo2Model", "olmo2", rope=True, causal=True),
+    Spec("phi3", "llama-bpe", config_phi3, "Phi3Model", "phi3", rope=True, causal=True, sliding_window=4),
 ]

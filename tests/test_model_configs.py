@@ -93,3 +93,21 @@ def test_partial_rotary_is_refused_where_the_architecture_turns_whole_heads():
         rope_frequencies({"rope_parameters": params}, 16)
     with pytest.raises(ModelError, match="partial_rotary_factor 0.1 rotates 1"):
         rope_frequencies({"rope_parameters": params | {"partial_rotary_factor": 0.1}}, 16, partial=True)
+
+
+def test_phi3_longrope_is_refused_naming_it(tmp_path):
+    """The 128k Phi-3 models' LongRoPE switches frequencies with the text's length: refused at
+    load, with what to use instead, in transformers 5's and 4's spelling of the settings."""
+    import pytest
+
+    from attn_cli.errors import ModelError
+
+    config = json.loads((TINY / "phi3" / "config.json").read_text())
+    factors = {"short_factor": [1.0] * 6, "long_factor": [2.0] * 6, "original_max_position_embeddings": 64}
+    for key, params in (("rope_parameters", {"rope_type": "longrope", "rope_theta": 1e4}), ("rope_scaling", {"type": "su"})):
+        folder = tmp_path / key
+        shutil.copytree(TINY / "phi3", folder)
+        (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "rope_parameters"} | {key: params | factors}))
+        with pytest.raises(ModelError, match="Phi-3 with (longrope|su) RoPE scaling") as caught:
+            load_model(folder)
+        assert "Phi-3-mini-4k-instruct" in caught.value.fix
