@@ -111,3 +111,13 @@ def test_phi3_longrope_is_refused_naming_it(tmp_path):
         with pytest.raises(ModelError, match="Phi-3 with (longrope|su) RoPE scaling") as caught:
             load_model(folder)
         assert "Phi-3-mini-4k-instruct" in caught.value.fix
+
+
+def test_a_null_sliding_window_is_no_window(tmp_path):
+    """Mistral 7B v0.2 and Mixtral say "sliding_window": null: every key is seen, not a config error."""
+    folder = tmp_path / "mistral"
+    shutil.copytree(TINY / "mistral", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"sliding_window": None}))
+    model = load_model(folder)
+    assert model.spec.sliding_window is None and model.spec.windows == (None, None)

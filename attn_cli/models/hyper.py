@@ -46,8 +46,12 @@ class ConfigValues:
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         return ModelError(f"config.json: {key} is {shown}, expected {expected}", f"set {key} to {expected} in config.json (or re-download it)")
 
-    def integer(self, key: str, default=_MISSING, low: int = 1, high: int = MAX_COUNT) -> int:
+    def integer(self, key: str, default=_MISSING, low: int = 1, high: int = MAX_COUNT) -> int | None:
+        """The key's integer in [low, high]; a default of None makes the key optional (absent or
+        null: None), as `sliding_window` is (Mistral 7B v0.2's config says null)."""
         value = self._get(key, default)
+        if value is None:
+            return None
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise self._wrong(key, value, f"an integer from {low:,} to {high:,}")
         return value
@@ -88,6 +92,25 @@ class ConfigValues:
 
 
 @frozen
+class Experts:
+    """A mixture-of-experts feed-forward: each token goes to the `top_k` of `count` experts its
+    router rates highest, their outputs weighted by the router's softmax probabilities (over all
+    experts), `renormalize`d to sum to 1 over the k or not; `sparse[layer]` False where a
+    layer keeps a dense feed-forward (Qwen3-MoE's mlp_only_layers, decoder_sparse_step)."""
+
+    count: int
+    top_k: int
+    renormalize: bool
+    sparse: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= self.count:
+            raise ModelError(
+                f"config.json: {self.top_k} experts per token of {self.count} experts", "correct num_experts_per_tok: from 1 to the number of experts"
+            )
+
+
+@frozen
 class Hyper:
     """Everything a forward pass needs besides the weights, checked whole when made: every count
     positive, the heads splitting the width, the key/value heads dividing the heads, one window
@@ -114,6 +137,7 @@ class Hyper:
     final_softcap: float | None = None  # Gemma's cap·tanh(logits/cap) on the next-token logits
     # Both branches read the layer's input, x + attention(norm(x)) + MLP(norm'(x)) (GPT-NeoX, GPT-J)
     parallel_residual: bool = False
+    experts: Experts | None = None  # a mixture-of-experts feed-forward, None for a dense one
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "max_positions"):
@@ -132,6 +156,8 @@ class Hyper:
         if len(windows) != self.layers or (self.inv_freq is not None and len(self.inv_freq) != self.layers):
             raise ModelError(f"config.json: per-layer settings for {len(windows)} layers where the model has {self.layers}", "re-download config.json")
         object.__setattr__(self, "windows", windows)
+        if self.experts is not None and len(self.experts.sparse) != self.layers:
+            raise ModelError(f"config.json: expert settings for {len(self.experts.sparse)} layers where the model has {self.layers}", "re-download config.json")
 
     @property
     def scale(self) -> float:

@@ -3,7 +3,8 @@
 Pre-RMSNorm decoder; rotary position embeddings (RoPE) on q and k; grouped-query attention
 (fewer key/value heads than query heads); SwiGLU feed-forward. The members differ only in:
 Mistral's sliding window, Qwen2's biases on q/k/v, Qwen3's RMSNorm on each head's q and k
-before RoPE. Weight names follow Hugging Face's `LlamaModel` (`model.` prefix accepted).
+before RoPE. Weight names follow Hugging Face's `LlamaModel` (`model.` prefix accepted). Its
+`block` takes another feed-forward in SwiGLU's place: `moe` runs Mixtral and Qwen3-MoE so.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def parse(config: dict) -> Hyper:
     model_type = c.string("model_type")
     hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
     c.choice("hidden_act", ("silu",), "silu", f"{model_type} hidden_act")
-    window = c.integer("sliding_window", None, high=MAX_POSITIONS) if model_type == "mistral" else None
-    if model_type in ("qwen2", "qwen3") and c.boolean("use_sliding_window", False):
+    window = c.integer("sliding_window", None, high=MAX_POSITIONS) if model_type in ("mistral", "mixtral") else None
+    if model_type in ("qwen2", "qwen3", "qwen3_moe") and c.boolean("use_sliding_window", False):
         raise ModelError(f"{model_type} with use_sliding_window is not supported", "use a model without a sliding window")
     layers, dim = c.integer("num_hidden_layers"), head_dim(c, hidden, heads)
     return Hyper(
@@ -102,10 +103,20 @@ def rope_frequencies(config: dict, head_dim: int, partial: bool = False) -> np.n
     return inv_freq.astype(np.float32)
 
 
-def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
+def swiglu(h: np.ndarray, w: Weights, prefix: str, run=None) -> np.ndarray:
+    """SwiGLU, down(silu(gate(h)) · up(h)), of the weights `{prefix}gate_proj.weight` etc.:
+    (seq, hidden) -> (seq, hidden)."""
+    gated = silu(linear(h, w[f"{prefix}gate_proj.weight"], run=run), run)
+    gated *= linear(h, w[f"{prefix}up_proj.weight"], run=run)
+    return linear(gated, w[f"{prefix}down_proj.weight"], run=run)
+
+
+def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None, feed_forward=None) -> LayerTrace:
     """One decoder layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x)). With a KV
     cache, x is the new tokens only and cos, sin their positions' angles. Not `whole` (and no
-    cache): q, k and v only (`base.layer_plan`)."""
+    cache): q, k and v only (`base.layer_plan`). `feed_forward(h, layer, run) -> (output,
+    routing)`: another feed-forward in SwiGLU's place (a mixture of experts: `moe`), whose
+    `base.Routing` (or None) the trace keeps."""
     p = f"layers.{layer}."
     run = rows_runner(len(x))
     h = rms_norm(x, w[f"{p}input_layernorm.weight"], s.eps, run)
@@ -124,14 +135,12 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
     x = _plus(linear(merge_heads(head_output), w[f"{p}self_attn.o_proj.weight"], run=run), x)
     h = rms_norm(x, w[f"{p}post_attention_layernorm.weight"], s.eps, run)
-    gated = silu(linear(h, w[f"{p}mlp.gate_proj.weight"], run=run), run)
-    gated *= linear(h, w[f"{p}mlp.up_proj.weight"], run=run)
-    fed = linear(gated, w[f"{p}mlp.down_proj.weight"], run=run)
+    fed, routing = (swiglu(h, w, f"{p}mlp.", run), None) if feed_forward is None else feed_forward(h, layer, run)
     ffn = kept(iv, "ffn", fed)
     x = _plus(fed, x)
     # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
     k_pre = k if cache is None else None
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn)
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn, routing=routing)
 
 
 def _plus(y: np.ndarray, x: np.ndarray) -> np.ndarray:
