@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import REPO_ROOT, save_npz, versions_string  # noqa: E402
 
 OUT = REPO_ROOT / "tests" / "fixtures" / "generate"
-TINY = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3", "gpt_neox", "olmo2", "phi3")
+TINY = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe")
 # Tiny decoders saved with their own (untied) LM head, as their real checkpoints are: loaded as saved.
 OWN_HEAD = ("gpt_neox",)
 GGUF = ("smollm2", "gemma3")

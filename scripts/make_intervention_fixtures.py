@@ -58,7 +58,7 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "interventions"
-MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2", "phi3")
+MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe")
 REF_INPUT = 2
 # Key positions of the knockouts where keys 1 and 2 would not do: some head of gpt_neox's layer 1
 # gives them under 0.01 of its weight from queries 5 and 6 (the knockout would change next to
@@ -113,6 +113,8 @@ ARCHS = {
     "gpt_neox": Arch("layers", "attention", "attention.dense", "mlp", False),
     "olmo2": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
     "phi3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "mixtral": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),  # transformers' name for block_sparse_moe
+    "qwen3_moe": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
 }
 
 
@@ -300,7 +302,7 @@ def check_residuals(model, name: str, rec: Recorder, lhs: np.ndarray, c: Checks)
         want = rec.resid_pre[i + 1] if i + 1 < len(layers) else rec.resid_final
         c.close(f"capture: layer {i} pieces rebuild the residual leaving the layer", nxt[0].numpy(), want.numpy(), 0.0)
     final = rec.resid_final[None]
-    if name in ("llama", "gemma3", "olmo2", "phi3"):
+    if name in ("llama", "gemma3", "olmo2", "phi3", "mixtral", "qwen3_moe"):
         final = model.norm(final)
     elif name == "gpt2":
         final = model.ln_f(final)

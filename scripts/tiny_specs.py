@@ -283,6 +283,46 @@ def config_phi3(tok: Tokenizer):
     )
 
 
+EXPERT_INTERMEDIATE = INTERMEDIATE // 2  # each expert's; several of them per layer
+
+
+def config_mixtral(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    common = _llama_family_common(tok) | {"intermediate_size": EXPERT_INTERMEDIATE}
+    return transformers.MixtralConfig(
+        **common,
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        sliding_window=None,  # Mixtral 8x7B's
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+
+
+def config_qwen3_moe(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    # Layer 0 has experts and layer 1 a dense SwiGLU (mlp_only_layers), so that both run;
+    # top-k weights not renormalised (Qwen3MoeConfig's default; Mixtral's fixture renormalises).
+    return transformers.Qwen3MoeConfig(
+        **_llama_family_common(tok),
+        head_dim=24,
+        moe_intermediate_size=EXPERT_INTERMEDIATE,
+        num_experts=6,
+        num_experts_per_tok=2,
+        norm_topk_prob=False,
+        mlp_only_layers=[1],
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        use_sliding_window=False,
+        bos_token_id=eot,
+        eos_token_id=eot,
+    )
+
+
 @dataclass
 class Spec:
     name: str
@@ -331,4 +371,6 @@ SPECS: list[Spec] = [
     Spec("gpt_neox-sequential", "gpt2-bpe", config_gpt_neox_sequential, "GPTNeoXModel", "gpt_neox", rope=True, causal=True),
     Spec("olmo2", "gpt2-bpe", config_olmo2, "Olmo2Model", "olmo2", rope=True, causal=True),
     Spec("phi3", "llama-bpe", config_phi3, "Phi3Model", "phi3", rope=True, causal=True, sliding_window=4),
+    Spec("mixtral", "llama-bpe", config_mixtral, "MixtralModel", "mixtral", rope=True, causal=True),
+    Spec("qwen3_moe", "qwen-bpe", config_qwen3_moe, "Qwen3MoeModel", "qwen3_moe", rope=True, causal=True),
 ]
