@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 from option_registry import TINY, ref, runner
+from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 from attn_cli.cli import app
@@ -121,3 +122,26 @@ def test_a_null_sliding_window_is_no_window(tmp_path):
     (folder / "config.json").write_text(json.dumps(config | {"sliding_window": None}))
     model = load_model(folder)
     assert model.spec.sliding_window is None and model.spec.windows == (None, None)
+
+
+def test_experts_stacked_as_transformers_5_holds_them(tmp_path):
+    """Mixtral's experts as one (experts, 2·inner, hidden) gate_up_proj and one down_proj per
+    layer, under mlp. (transformers 5's names in memory), give the per-expert file's numbers."""
+    from helpers import write_safetensors
+
+    folder = tmp_path / "mixtral"
+    shutil.copytree(TINY / "mixtral", folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    stacked = {k: v for k, v in tensors.items() if ".experts." not in k and ".gate." not in k}
+    for layer in range(2):
+        p = f"layers.{layer}.block_sparse_moe."
+        experts = range(4)
+        stacked[f"layers.{layer}.mlp.gate.weight"] = tensors[f"{p}gate.weight"]
+        gate_up = [np.concatenate([tensors[f"{p}experts.{e}.w1.weight"], tensors[f"{p}experts.{e}.w3.weight"]]) for e in experts]
+        stacked[f"layers.{layer}.mlp.experts.gate_up_proj"] = np.stack(gate_up)
+        stacked[f"layers.{layer}.mlp.experts.down_proj"] = np.stack([tensors[f"{p}experts.{e}.w2.weight"] for e in experts])
+    write_safetensors(folder / "model.safetensors", stacked)
+    model, r = load_model(folder), ref("mixtral", 2)
+    traces = list(model.trace(tokenize(model.tokenizer, str(r["text"])).ids))
+    assert np.abs(np.stack([t.rows()[2] for t in traces]) - r["attentions"]).max() <= 1e-5
+    assert np.array_equal(np.stack([t.routing.experts for t in traces]), r["router_experts"])

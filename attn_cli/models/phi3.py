@@ -76,7 +76,8 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     gated = gate_up[:, half:] * silu(gate_up[:, :half], run)  # transformers: up · act(gate)
     fed = linear(gated, w[f"{p}mlp.down_proj.weight"], run=run)
     k_pre = k if cache is None else None  # the cache keeps keys after RoPE, as they enter Q·Kᵀ
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x + fed, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=kept(iv, "ffn", fed))
+    ffn = kept(iv, "ffn", fed)
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x + fed, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn)
 
 
 def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
