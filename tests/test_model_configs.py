@@ -145,3 +145,22 @@ def test_experts_stacked_as_transformers_5_holds_them(tmp_path):
     traces = list(model.trace(tokenize(model.tokenizer, str(r["text"])).ids))
     assert np.abs(np.stack([t.rows()[2] for t in traces]) - r["attentions"]).max() <= 1e-5
     assert np.array_equal(np.stack([t.routing.experts for t in traces]), r["router_experts"])
+
+
+def test_more_experts_per_token_than_experts_is_a_model_error_naming_the_key(tmp_path):
+    import pytest
+
+    from attn_cli.errors import ModelError
+
+    folder = tmp_path / "qwen3_moe"
+    shutil.copytree(TINY / "qwen3_moe", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"num_experts_per_tok": 7}))
+    with pytest.raises(ModelError, match="num_experts_per_tok is 7, expected 1 to the model's 6 experts"):
+        load_model(folder)
+    # Qwen3-MoE's Hub configs count the experts as num_experts (transformers 5 writes num_local_experts)
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "num_local_experts"} | {"num_experts": 6}))
+    assert load_model(folder).spec.experts.count == 6
+    (folder / "config.json").write_text(json.dumps(config | {"num_local_experts": 8}))
+    with pytest.raises(ModelError, match="layer 0's router rates 6 experts where config.json says 8"):
+        list(load_model(folder).trace(np.arange(3)))

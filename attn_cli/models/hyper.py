@@ -106,7 +106,8 @@ class Experts:
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= self.count:
             raise ModelError(
-                f"config.json: {self.top_k} experts per token of {self.count} experts", "correct num_experts_per_tok: from 1 to the number of experts"
+                f"config.json: num_experts_per_tok is {self.top_k}, expected 1 to the model's {self.count} experts",
+                "correct num_experts_per_tok: from 1 to the number of experts",
             )
 
 

@@ -31,8 +31,10 @@ from .architecture import Architecture
 from .base import LayerTrace, Routing, Weights, run_layers
 from .hyper import ConfigValues, Experts, Hyper
 
-# model_type -> (the key of the number of experts, its default, the default of num_experts_per_tok)
-COUNTS = {"mixtral": ("num_local_experts", 8, 2), "qwen3_moe": ("num_experts", 128, 8)}
+# model_type -> (the keys of the number of experts, first found counts, its default, the default
+# of num_experts_per_tok). Qwen3-MoE's Hub configs say num_experts; transformers 5 writes
+# num_local_experts for both (Qwen3MoeConfig maps one name onto the other).
+COUNTS = {"mixtral": (("num_local_experts",), 8, 2), "qwen3_moe": (("num_experts", "num_local_experts"), 128, 8)}
 # per-expert tensor names on the Hub, (gate, up, down): Mixtral's, Qwen3-MoE's
 MIXTRAL_EXPERT, QWEN_EXPERT = ("w1", "w3", "w2"), ("gate_proj", "up_proj", "down_proj")
 
@@ -41,7 +43,8 @@ def parse(config: dict) -> Hyper:
     c = ConfigValues(config)
     model_type = c.string("model_type")
     hyper = llama.parse(config)
-    key, count, top_k = COUNTS[model_type]
+    keys, count, top_k = COUNTS[model_type]
+    key = next((k for k in keys if config.get(k) is not None), keys[0])
     count, top_k = c.integer(key, count), c.integer("num_experts_per_tok", top_k)
     if model_type == "mixtral":
         experts = Experts(count, top_k, renormalize=True, sparse=(True,) * hyper.layers)
@@ -85,7 +88,13 @@ def feed_forward(h: np.ndarray, w: Weights, s: Hyper, layer: int, run=None) -> t
     if not s.experts.sparse[layer]:
         return llama.swiglu(h, w, f"{p}mlp.", run), None
     moe = f"{p}block_sparse_moe." if f"{p}block_sparse_moe.gate.weight" in w else f"{p}mlp."
-    routing = route(h, w[f"{moe}gate.weight"], s.experts)
+    router = w[f"{moe}gate.weight"]
+    if router.shape[0] != s.experts.count:
+        raise ModelError(
+            f"layer {layer}'s router rates {router.shape[0]} experts where config.json says {s.experts.count}",
+            "correct num_experts (num_local_experts) in config.json, or re-download the model",
+        )
+    routing = route(h, router, s.experts)
     out = np.zeros(h.shape, dtype=np.float32)
     for e in np.unique(routing.experts):
         tokens, slot = np.nonzero(routing.experts == e)
