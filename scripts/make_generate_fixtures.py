@@ -13,7 +13,8 @@ chat template, a chat prompt; saved per run as tests/fixtures/generate/<model>-<
 
 Models: the tiny random decoders of tests/fixtures/tiny (gpt2, llama, mistral, qwen2, qwen3, gemma3,
 llama3rope; loaded as *ForCausalLM with tie_word_embeddings=True: their files hold no LM head,
-so it is the embeddings, and attn's tests load them the same way) and the two real GGUF
+so it is the embeddings, and attn's tests load them the same way; those of OWN_HEAD, saved with
+their untied LM head, are loaded as saved) and the two real GGUF
 decoders through transformers' own GGUF loader (`gguf_file=`), de-quantized to float32 (a chat
 run only for a file with `tokenizer.chat_template`: Gemma 3 270M's has none).
 
@@ -42,7 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import REPO_ROOT, save_npz, versions_string  # noqa: E402
 
 OUT = REPO_ROOT / "tests" / "fixtures" / "generate"
-TINY = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3")
+TINY = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe")
+# Tiny decoders saved with their own (untied) LM head, as their real checkpoints are: loaded as saved.
+OWN_HEAD = ("gpt_neox",)
 GGUF = ("smollm2", "gemma3")
 PLAIN = "The capital of France is"
 CHAT = "What is the capital of France?"
@@ -93,8 +96,9 @@ def tiny(name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / name
         shutil.copytree(source, folder)
-        config = json.loads((folder / "config.json").read_text())
-        (folder / "config.json").write_text(json.dumps(config | {"tie_word_embeddings": True}))
+        if name not in OWN_HEAD:
+            config = json.loads((folder / "config.json").read_text())
+            (folder / "config.json").write_text(json.dumps(config | {"tie_word_embeddings": True}))
         model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval()
         ids = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(TINY_TEXT, add_special_tokens=True).ids
         save_npz(OUT / f"tiny-{name}-plain.npz", record(model, ids, TINY_TEXT, False))

@@ -5,7 +5,7 @@ mean-ablate a head's output, zero value vectors, capture per-head writes). Its t
 numbers made by transformers itself, with the change applied *inside* transformers' eager
 attention, not by a second NumPy implementation. This script makes them.
 
-For each model (the tiny random-weight fixtures bert, llama, gpt2, gemma3 of tests/fixtures/tiny)
+For each model (the tiny random-weight fixtures of MODELS in tests/fixtures/tiny)
 it reads input 2 (`input_ids`, and `token_type_ids` for bert) from `ref_2.npz`, loads the base
 model class exactly like scripts/make_tiny_models.py (eager attention, float32, eval, CPU) and
 runs the cases of `CASES` one forward pass each. The changes are applied by:
@@ -30,7 +30,7 @@ Exits non-zero if a check fails.
 
 Run in the reference venv, from the repo root::
 
-    .refenv/bin/python scripts/make_intervention_fixtures.py                 # bert llama gpt2 gemma3
+    .refenv/bin/python scripts/make_intervention_fixtures.py                 # every model of MODELS
     .refenv/bin/python scripts/make_intervention_fixtures.py --only llama
 
 Deterministic: one torch thread, fixed zip timestamps (reference.save_npz), so a re-run with the
@@ -58,8 +58,12 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "interventions"
-MODELS = ("bert", "llama", "gpt2", "gemma3")
+MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe")
 REF_INPUT = 2
+# Key positions of the knockouts where keys 1 and 2 would not do: some head of gpt_neox's layer 1
+# gives them under 0.01 of its weight from queries 5 and 6 (the knockout would change next to
+# nothing), and phi3's window of 4 hides them from query 6 (a knocked edge must be one the query sees).
+KNOCKED_KEYS = {"gpt_neox": [0, 1], "phi3": [3, 4]}
 F32_MIN = float(np.finfo(np.float32).min)
 
 # Every case, exactly as saved in the `spec` JSON, except that "all" (heads, kv_heads, layers,
@@ -106,6 +110,11 @@ ARCHS = {
     "llama": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
     "gpt2": Arch("h", "attn", "attn.c_proj", "mlp", True),
     "gemma3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "gpt_neox": Arch("layers", "attention", "attention.dense", "mlp", False),
+    "olmo2": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "phi3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "mixtral": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),  # transformers' name for block_sparse_moe
+    "qwen3_moe": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
 }
 
 
@@ -283,18 +292,22 @@ def check_residuals(model, name: str, rec: Recorder, lhs: np.ndarray, c: Checks)
         if name == "bert":  # post-LN: LN(ffn + LN(attn + r))
             mid = layer.attention.output.LayerNorm(a + r)
             nxt = layer.output.LayerNorm(f + mid)
-        elif name == "gemma3":  # sandwich norms around both blocks
+        elif name in ("gemma3", "olmo2"):  # norms on both blocks' outputs, inside the residual
             mid = r + layer.post_attention_layernorm(a)
             nxt = mid + layer.post_feedforward_layernorm(f)
+        elif name == "gpt_neox":  # parallel residual: both blocks read r
+            nxt = (f + a) + r
         else:  # pre-LN: r + attn + ffn
             nxt = (r + a) + f
         want = rec.resid_pre[i + 1] if i + 1 < len(layers) else rec.resid_final
         c.close(f"capture: layer {i} pieces rebuild the residual leaving the layer", nxt[0].numpy(), want.numpy(), 0.0)
     final = rec.resid_final[None]
-    if name in ("llama", "gemma3"):
+    if name in ("llama", "gemma3", "olmo2", "phi3", "mixtral", "qwen3_moe"):
         final = model.norm(final)
     elif name == "gpt2":
         final = model.ln_f(final)
+    elif name == "gpt_neox":
+        final = model.final_layer_norm(final)
     c.close("capture: final norm(resid_final) == last_hidden_state", final[0].numpy(), lhs, 0.0)
 
 
@@ -308,6 +321,8 @@ def build(name: str) -> tuple[dict[str, np.ndarray], Checks]:
     seq = len(ref["input_ids"])
     causal = name != "bert"
     cases = {k: resolve(v, heads, kv_heads, n_layers, seq) for k, v in CASES.items()}
+    for key in ("knockout", "knockout_heads"):  # where a model's heads barely look at keys 1 and 2
+        cases[key]["key_positions"] = KNOCKED_KEYS.get(name, cases[key]["key_positions"])
     c = Checks(name)
 
     results = {k: run(model, name, ref, case) for k, case in cases.items()}

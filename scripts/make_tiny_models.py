@@ -69,6 +69,19 @@ Models (folder name -> what it exercises):
 - ``qwen3``: Qwen3Model. Per-head RMSNorm on q and k (``q_norm``/``k_norm``,
   weight of size head_dim) applied before RoPE, explicit ``head_dim`` 24,
   no biases, GQA 2.
+- ``gpt_neox``: GPTNeoXModel (Pythia). Partial rotary (a quarter of each head),
+  fused per-head ``query_key_value``, parallel residual, LayerNorm with bias; saved
+  through GPTNeoXForCausalLM with an untied LM head (``embed_out.weight``).
+- ``gpt_neox-sequential``: GPTNeoXModel with the sequential residual, no attention
+  biases, half of each head rotating and ``gelu_new``.
+- ``olmo2``: Olmo2Model. RMSNorm on the attention's and the MLP's outputs inside the
+  residual (none before them), q/k RMSNorm over the whole projection before the heads
+  split, GQA 2.
+- ``phi3``: Phi3Model. Fused ``qkv_proj`` and ``gate_up_proj``, ``sliding_window`` 4,
+  partial rotary 0.75 (as Phi-4-mini), GQA 2.
+- ``mixtral``: MixtralModel. 4 experts, top 2 renormalised, in both layers.
+- ``qwen3_moe``: Qwen3MoeModel. 6 experts, top 2 not renormalised, in layer 0; layer 1
+  dense (``mlp_only_layers``).
 
 Every parameter is redrawn after ``__init__`` (matrices and embeddings ~ N(0, s),
 biases ~ N(0, 0.1), norm weights ~ U(0.7, 1.3)) so that no bias is zero and no
@@ -88,6 +101,9 @@ for the inputs in ``INPUTS``:
 - ``q_pre_rope``/``k_pre_rope`` (RoPE models only): the same before RoPE (after
   q_norm/k_norm for qwen3)
 - ``scaling``: float32 scalar used on Q.K^T; ``last_hidden_state``: float32 (seq, hidden)
+- ``router_layers`` int64 (n,), ``router_experts`` int64 and ``router_weights`` float32
+  (n, seq, top_k) (mixture-of-experts models only): the n layers with experts, in order, and
+  for each the experts the router chose for each token (most probable first) and their weights
 - ``versions``: str, e.g. "torch=2.13.0 transformers=5.23.0"
 """
 
@@ -137,7 +153,7 @@ def redraw_parameters(model: torch.nn.Module, seed: int) -> None:
             new = NORM_LOW + (NORM_HIGH - NORM_LOW) * torch.rand(shape, generator=gen)
         elif p.ndim == 2 and ("embed" in name or name.startswith(("wte", "wpe"))):
             new = torch.randn(shape, generator=gen) * EMBED_STD
-        elif p.ndim == 2:
+        elif p.ndim in (2, 3):  # 3: a mixture of experts' stacked matrices (experts, out, in)
             new = torch.randn(shape, generator=gen) * MATRIX_STD
         else:
             raise AssertionError(f"unexpected parameter {name} {shape}")
@@ -197,8 +213,13 @@ def run_reference(spec: Spec, model: torch.nn.Module, tok: Tokenizer, text: str)
     kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_attentions=True)
     if spec.model_class == "BertModel":
         kwargs["token_type_ids"] = torch.tensor([enc.type_ids], dtype=torch.long)
+    routers = [m for m in model.modules() if type(m).__name__.endswith("TopKRouter")]  # mixture-of-experts layers
+    routed: list[tuple] = []
+    hooks = [m.register_forward_hook(lambda m, a, out: routed.append((out[2][:, :].clone(), out[1].clone()))) for m in routers]
     with capture(spec.module) as rec:
         out = model(**kwargs)
+    for hook in hooks:
+        hook.remove()
     cfg = model.config
     n_layers = cfg.num_hidden_layers if hasattr(cfg, "num_hidden_layers") else cfg.n_layers
     for key in ("q", "k", "v"):
@@ -225,6 +246,11 @@ def run_reference(spec: Spec, model: torch.nn.Module, tok: Tokenizer, text: str)
     if spec.rope:
         arrays["q_pre_rope"] = to_numpy(torch.stack(rec["q_pre_rope"]))
         arrays["k_pre_rope"] = to_numpy(torch.stack(rec["k_pre_rope"]))
+    if routers:  # which experts each token went to, and their weights, in each layer that has experts
+        layer_of = {id(m): i for i, layer in enumerate(model.layers) for m in layer.modules()}
+        arrays["router_layers"] = np.array([layer_of[id(m)] for m in routers], dtype=np.int64)
+        arrays["router_experts"] = np.stack([indices.numpy().astype(np.int64) for indices, _ in routed])
+        arrays["router_weights"] = np.stack([to_numpy(weights) for _, weights in routed])
     arrays["scaling"] = np.float32(scalings.pop())
     arrays["last_hidden_state"] = to_numpy(out.last_hidden_state[0])
     arrays["versions"] = np.array(versions_string())

@@ -221,6 +221,108 @@ def gemma3_multimodal_config(text_config) -> transformers.PretrainedConfig:
     return transformers.Gemma3Config(text_config=text_config.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4)
 
 
+def config_gpt_neox(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    # Pythia's shape: partial rotary (a quarter of each head turns), parallel residual, biases,
+    # an untied LM head (saved through GPTNeoXForCausalLM, as Pythia's checkpoints are).
+    return transformers.GPTNeoXConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        hidden_act="gelu",
+        max_position_embeddings=MAX_POSITIONS,
+        layer_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+        use_parallel_residual=True,
+        attention_bias=True,
+        tie_word_embeddings=False,
+        bos_token_id=eot,
+        eos_token_id=eot,
+    )
+
+
+def config_gpt_neox_sequential(tok: Tokenizer):
+    """GPT-NeoX's other settings: the sequential residual, no attention biases, half of each
+    head rotating, the tanh GELU."""
+    return config_gpt_neox(tok).__class__(
+        **config_gpt_neox(tok).to_dict()
+        | {"use_parallel_residual": False, "attention_bias": False, "hidden_act": "gelu_new"}
+        | {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}}
+    )
+
+
+def config_olmo2(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    return transformers.Olmo2Config(
+        **_llama_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-6,  # not the default 1e-5, which the config must then say
+        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+        attention_bias=False,
+        bos_token_id=None,
+        eos_token_id=eot,
+        pad_token_id=eot,
+    )
+
+
+def config_phi3(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    # Phi-3-mini-4k's sliding window (here 4) and Phi-4-mini's partial rotary (0.75 of each head)
+    return transformers.Phi3Config(
+        **_llama_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS,
+        original_max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75},
+        sliding_window=4,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+
+
+EXPERT_INTERMEDIATE = INTERMEDIATE // 2  # each expert's; several of them per layer
+
+
+def config_mixtral(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    common = _llama_family_common(tok) | {"intermediate_size": EXPERT_INTERMEDIATE}
+    return transformers.MixtralConfig(
+        **common,
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        sliding_window=None,  # Mixtral 8x7B's
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+
+
+def config_qwen3_moe(tok: Tokenizer):
+    (eot,) = _ids(tok, "<|endoftext|>")
+    # Layer 0 has experts and layer 1 a dense SwiGLU (mlp_only_layers), so that both run;
+    # top-k weights not renormalised (Qwen3MoeConfig's default; Mixtral's fixture renormalises).
+    return transformers.Qwen3MoeConfig(
+        **_llama_family_common(tok),
+        head_dim=24,
+        moe_intermediate_size=EXPERT_INTERMEDIATE,
+        num_experts=6,
+        num_experts_per_tok=2,
+        norm_topk_prob=False,
+        mlp_only_layers=[1],
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        use_sliding_window=False,
+        bos_token_id=eot,
+        eos_token_id=eot,
+    )
+
+
 @dataclass
 class Spec:
     name: str
@@ -265,4 +367,10 @@ SPECS: list[Spec] = [
         "gemma3-multimodal", "llama-bpe", config_gemma3, "Gemma3TextModel", "gemma3", source="gemma3",
         save_class="Gemma3ForConditionalGeneration", rope=True, causal=True, layer_windows=(4, None),
     ),
+    Spec("gpt_neox", "gpt2-bpe", config_gpt_neox, "GPTNeoXModel", "gpt_neox", save_class="GPTNeoXForCausalLM", rope=True, causal=True),
+    Spec("gpt_neox-sequential", "gpt2-bpe", config_gpt_neox_sequential, "GPTNeoXModel", "gpt_neox", rope=True, causal=True),
+    Spec("olmo2", "gpt2-bpe", config_olmo2, "Olmo2Model", "olmo2", rope=True, causal=True),
+    Spec("phi3", "llama-bpe", config_phi3, "Phi3Model", "phi3", rope=True, causal=True, sliding_window=4),
+    Spec("mixtral", "llama-bpe", config_mixtral, "MixtralModel", "mixtral", rope=True, causal=True),
+    Spec("qwen3_moe", "qwen-bpe", config_qwen3_moe, "Qwen3MoeModel", "qwen3_moe", rope=True, causal=True),
 ]

@@ -72,6 +72,18 @@ def test_vectors_as_they_enter_the_product(case):
         assert _close(ours, ref[name]) <= TOLERANCE, name
 
 
+def test_experts_each_token_went_to(case):
+    """Mixture-of-experts models: in each layer with experts, the experts the router chose for
+    every token (most probable first) and their weights, as transformers' router returned
+    them; every other layer and model: no routing."""
+    _, ref, _, traces = case
+    routed = [t for t in traces if t.routing is not None]
+    assert [t.layer for t in routed] == ref["router_layers"].tolist() if "router_layers" in ref else not routed
+    for t, experts, weights in zip(routed, ref.get("router_experts", []), ref.get("router_weights", [])):
+        assert np.array_equal(t.routing.experts, experts), t.layer
+        assert np.max(np.abs(t.routing.weights - weights)) <= TOLERANCE
+
+
 def test_last_hidden_state(case):
     model, ref, _, traces = case
     ours = model.arch.final_norm(model.weights, model.spec, traces[-1].hidden)

@@ -17,7 +17,7 @@ from attn_cli.models import HeadEdit, Interventions, Knockout, ValueZeroing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interventions"
 TINY = Path(__file__).parent / "fixtures" / "tiny"
-MODELS = ["bert", "llama", "gpt2", "gemma3"]
+MODELS = ["bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe"]
 TOLERANCE = 1e-5
 
 

@@ -83,15 +83,24 @@ def rope_angles(inv_freq: np.ndarray, seq: int, start: int = 0) -> tuple[np.ndar
 
 
 def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate pairs (x_i, x_{i+d/2}) by the position's angles (Hugging Face's `rotate_half`
+    """Rotate pairs (x_i, x_{i+r/2}) by the position's angles (Hugging Face's `rotate_half`
     layout): x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]. x: (seq, heads, d); cos,
-    sin: (seq, d). Computed as x·cos, then ∓ the other half's products, in place: the same
-    roundings as the formula (-a·b = -(a·b) exactly), without its copies."""
-    half = x.shape[-1] // 2
+    sin: (seq, r), r <= d the rotary width. With r < d (partial rotary: GPT-NeoX's rotary_pct,
+    Phi's partial_rotary_factor) only each head's first r dimensions rotate, the other d - r
+    pass through unchanged, as transformers' `apply_rotary_pos_emb` concatenates them.
+    Computed as x·cos, then ∓ the other half's products, in place: the same roundings as the
+    formula (-a·b = -(a·b) exactly), without its copies."""
+    rotary = cos.shape[-1]
+    half = rotary // 2
     c, s = cos[:, None], sin[:, None]
-    out = np.multiply(x, c, dtype=np.float32)
-    out[..., :half] -= x[..., half:] * s[..., :half]
-    out[..., half:] += x[..., :half] * s[..., half:]
+    xr = x[..., :rotary]
+    out = np.empty(x.shape, dtype=np.float32)
+    o = out[..., :rotary]
+    np.multiply(xr, c, out=o)
+    o[..., :half] -= xr[..., half:] * s[..., :half]
+    o[..., half:] += xr[..., :half] * s[..., half:]
+    if rotary < x.shape[-1]:
+        out[..., rotary:] = x[..., rotary:]
     return out
 
 

@@ -5,7 +5,7 @@ to add one)."""
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import bert, distilbert, gemma3, gpt2, llama, roberta
+from . import bert, distilbert, gemma3, gpt2, gpt_neox, llama, moe, olmo2, phi3, roberta
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights
 from .cache import KVCache
@@ -17,10 +17,15 @@ ARCHITECTURES: dict[str, Architecture] = {
     "roberta": roberta.ARCHITECTURE,
     "distilbert": distilbert.ARCHITECTURE,
     "gpt2": gpt2.ARCHITECTURE,
+    "gpt_neox": gpt_neox.ARCHITECTURE,
     "llama": llama.ARCHITECTURE,
     "mistral": llama.ARCHITECTURE,
     "qwen2": llama.ARCHITECTURE,
     "qwen3": llama.ARCHITECTURE,
+    "olmo2": olmo2.ARCHITECTURE,
+    "phi3": phi3.ARCHITECTURE,
+    "mixtral": moe.ARCHITECTURE,
+    "qwen3_moe": moe.ARCHITECTURE,
     "gemma3_text": gemma3.ARCHITECTURE,
     "gemma3": gemma3.ARCHITECTURE,  # the multimodal checkpoint: attn reads its text model
 }

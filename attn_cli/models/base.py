@@ -38,6 +38,19 @@ class Weights(Protocol):
 
 
 @frozen
+class Routing:
+    """Where a mixture-of-experts feed-forward sent each token of a layer (Mixtral, Qwen3-MoE).
+
+    experts: int (seq, k), the k experts the router chose for each token, most probable first;
+    weights: float32 (seq, k), each one's share of the token's feed-forward output (the
+    router's softmax probabilities, renormalised over the k where the model does so).
+    """
+
+    experts: np.ndarray
+    weights: np.ndarray
+
+
+@frozen
 class LayerTrace:
     """What one layer's self-attention computed, for every head and every token.
 
@@ -49,7 +62,8 @@ class LayerTrace:
     Scores and weights are not stored: `rows()` computes the rows asked for, so that a long
     text never holds a seq×seq map per layer. `interventions`: what the pass changed (its
     knockouts show in `rows()`); `residual`, `ffn`, `head_writes`: what it captured (see
-    `interventions`), else None.
+    `interventions`), else None. `routing`: a mixture-of-experts layer's choice of experts for
+    each of the q rows' tokens (see `Routing`), None for a dense feed-forward.
     """
 
     layer: int
@@ -70,6 +84,7 @@ class LayerTrace:
     # buckets: T5, MPNet), None for most; with Gemma 2's soft-cap (`spec.attn_softcap`), the
     # softmax reads neither the scaled scores nor Q·Kᵀ but `adjusted` (see `steps`).
     score_bias: np.ndarray | None = None
+    routing: Routing | None = None  # a mixture-of-experts layer: each token's experts and their weights
 
     def kv_head(self, head: int) -> int:
         return head // (self.spec.heads // self.spec.kv_heads)

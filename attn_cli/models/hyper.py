@@ -46,8 +46,12 @@ class ConfigValues:
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         return ModelError(f"config.json: {key} is {shown}, expected {expected}", f"set {key} to {expected} in config.json (or re-download it)")
 
-    def integer(self, key: str, default=_MISSING, low: int = 1, high: int = MAX_COUNT) -> int:
+    def integer(self, key: str, default=_MISSING, low: int = 1, high: int = MAX_COUNT) -> int | None:
+        """The key's integer in [low, high]; a default of None makes the key optional (absent or
+        null: None), as `sliding_window` is (Mistral 7B v0.2's config says null)."""
         value = self._get(key, default)
+        if value is None:
+            return None
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise self._wrong(key, value, f"an integer from {low:,} to {high:,}")
         return value
@@ -88,6 +92,26 @@ class ConfigValues:
 
 
 @frozen
+class Experts:
+    """A mixture-of-experts feed-forward: each token goes to the `top_k` of `count` experts its
+    router rates highest, their outputs weighted by the router's softmax probabilities (over all
+    experts), `renormalize`d to sum to 1 over the k or not; `sparse[layer]` False where a
+    layer keeps a dense feed-forward (Qwen3-MoE's mlp_only_layers, decoder_sparse_step)."""
+
+    count: int
+    top_k: int
+    renormalize: bool
+    sparse: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= self.count:
+            raise ModelError(
+                f"config.json: num_experts_per_tok is {self.top_k}, expected 1 to the model's {self.count} experts",
+                "correct num_experts_per_tok: from 1 to the number of experts",
+            )
+
+
+@frozen
 class Hyper:
     """Everything a forward pass needs besides the weights, checked whole when made: every count
     positive, the heads splitting the width, the key/value heads dividing the heads, one window
@@ -106,12 +130,16 @@ class Hyper:
     query_scale: float | None = None  # the factor on Q·Kᵀ when it is not 1/√head_dim (Gemma)
     # Per layer: how far back a query sees (a sliding layer's window), None for all the keys.
     windows: tuple[int | None, ...] | None = None
-    # Per layer: RoPE's inv_freq (head_dim/2,) float32, None for a model without RoPE.
+    # Per layer: RoPE's inv_freq (rotary/2,) float32, None for a model without RoPE; rotary is
+    # head_dim, or fewer under partial rotary (only each head's first `rotary` dimensions turn).
     inv_freq: tuple[np.ndarray, ...] | None = field(default=None, compare=False, repr=False)
     position_offset: int = 0  # the first position id (RoBERTa's padding_idx + 1)
     lm_head: str | None = None  # decoders: the tensor of the LM head (the embeddings when tied)
     final_softcap: float | None = None  # Gemma's cap·tanh(logits/cap) on the next-token logits
     attn_softcap: float | None = None  # Gemma 2's cap·tanh(s/cap) on the scaled scores, before the softmax
+    # Both branches read the layer's input, x + attention(norm(x)) + MLP(norm'(x)) (GPT-NeoX, GPT-J)
+    parallel_residual: bool = False
+    experts: Experts | None = None  # a mixture-of-experts feed-forward, None for a dense one
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "max_positions"):
@@ -130,6 +158,8 @@ class Hyper:
         if len(windows) != self.layers or (self.inv_freq is not None and len(self.inv_freq) != self.layers):
             raise ModelError(f"config.json: per-layer settings for {len(windows)} layers where the model has {self.layers}", "re-download config.json")
         object.__setattr__(self, "windows", windows)
+        if self.experts is not None and len(self.experts.sparse) != self.layers:
+            raise ModelError(f"config.json: expert settings for {len(self.experts.sparse)} layers where the model has {self.layers}", "re-download config.json")
 
     @property
     def scale(self) -> float:

@@ -3,7 +3,8 @@
 Pre-RMSNorm decoder; rotary position embeddings (RoPE) on q and k; grouped-query attention
 (fewer key/value heads than query heads); SwiGLU feed-forward. The members differ only in:
 Mistral's sliding window, Qwen2's biases on q/k/v, Qwen3's RMSNorm on each head's q and k
-before RoPE. Weight names follow Hugging Face's `LlamaModel` (`model.` prefix accepted).
+before RoPE. Weight names follow Hugging Face's `LlamaModel` (`model.` prefix accepted). Its
+`block` takes another feed-forward in SwiGLU's place: `moe` runs Mixtral and Qwen3-MoE so.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def parse(config: dict) -> Hyper:
     model_type = c.string("model_type")
     hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
     c.choice("hidden_act", ("silu",), "silu", f"{model_type} hidden_act")
-    window = c.integer("sliding_window", None, high=MAX_POSITIONS) if model_type == "mistral" else None
-    if model_type in ("qwen2", "qwen3") and c.boolean("use_sliding_window", False):
+    window = c.integer("sliding_window", None, high=MAX_POSITIONS) if model_type in ("mistral", "mixtral") else None
+    if model_type in ("qwen2", "qwen3", "qwen3_moe") and c.boolean("use_sliding_window", False):
         raise ModelError(f"{model_type} with use_sliding_window is not supported", "use a model without a sliding window")
     layers, dim = c.integer("num_hidden_layers"), head_dim(c, hidden, heads)
     return Hyper(
@@ -69,16 +70,30 @@ def _rope_parameters(config: dict) -> dict:
     if rope_type == "llama3" and params["low_freq_factor"] == params["high_freq_factor"]:
         message = f"{key}: low_freq_factor equals high_freq_factor ({params['low_freq_factor']})"
         raise ModelError(message, "correct them: llama3 scaling blends between two different factors")
-    if c.number("partial_rotary_factor", 1.0) != 1.0:
-        raise ModelError("partial rotary embeddings are not supported", "use a model that rotates the whole head")
-    return params | {"rope_type": rope_type}
+    # transformers 5 keeps partial_rotary_factor in rope_parameters, 4 at the top level
+    fraction = p.number("partial_rotary_factor", c.number("partial_rotary_factor", 1.0))
+    if fraction > 1.0:
+        raise ModelError(f"{key}: partial_rotary_factor is {fraction}, expected a number from 0 to 1", "correct partial_rotary_factor")
+    return params | {"rope_type": rope_type, "partial_rotary_factor": fraction}
 
 
-def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
-    """inv_freq (head_dim/2,) float32: θ^(-2i/d), adjusted by the config's RoPE scaling,
-    bit for bit as transformers computes it (see `maths.rope`)."""
+def rope_frequencies(config: dict, head_dim: int, partial: bool = False) -> np.ndarray:
+    """inv_freq (rotary/2,) float32: θ^(-2i/rotary), adjusted by the config's RoPE scaling,
+    bit for bit as transformers computes it (see `maths.rope`). rotary is head_dim, or under
+    partial rotary (`partial`: the family's attention rotates only part of each head, as
+    GPT-NeoX and Phi do) int(head_dim · partial_rotary_factor), as transformers rounds it.
+    A family whose attention rotates the whole head (`partial` False) refuses a factor below 1."""
     params = _rope_parameters(config)
-    inv_freq = rope.inv_freq(params["rope_theta"], head_dim)
+    fraction = params["partial_rotary_factor"]
+    if fraction != 1.0 and not partial:
+        raise ModelError("partial rotary embeddings are not supported for this architecture", "use a model that rotates the whole head")
+    rotary = int(head_dim * fraction)
+    if rotary < 2 or rotary % 2:
+        raise ModelError(
+            f"config.json: partial_rotary_factor {fraction} rotates {rotary} of a head's {head_dim} dimensions, expected an even number",
+            "correct partial_rotary_factor",
+        )
+    inv_freq = rope.inv_freq(params["rope_theta"], rotary)
     if params["rope_type"] == "linear":
         inv_freq = inv_freq / np.float32(params["factor"])
     elif params["rope_type"] == "llama3":
@@ -88,18 +103,32 @@ def rope_frequencies(config: dict, head_dim: int) -> np.ndarray:
     return inv_freq.astype(np.float32)
 
 
-def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
+def swiglu(h: np.ndarray, gate: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """SwiGLU, down(silu(gate(h)) · up(h)): (seq, hidden) -> (seq, hidden)."""
+    gated = silu(linear(h, gate))
+    gated *= linear(h, up)
+    return linear(gated, down)
+
+
+def mlp_weights(w: Weights, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A dense layer's SwiGLU weights: gate, up (inner, hidden) and down (hidden, inner)."""
+    return tuple(w[f"layers.{layer}.mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
+
+
+def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None, feed_forward=None) -> LayerTrace:
     """One decoder layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x)). With a KV
     cache, x is the new tokens only and cos, sin their positions' angles. Not `whole` (and no
     cache): q, k and v only (`base.layer_plan`). The steps before and after attention are
-    row-local: one split of the rows between threads each (`runtime.row_local`)."""
+    row-local: one split of the rows between threads each (`runtime.row_local`).
+    `feed_forward(h, layer) -> (output, routing)`: another feed-forward in SwiGLU's place (a
+    mixture of experts: `moe`), whose `base.Routing` (or None) the trace keeps."""
     p = f"layers.{layer}."
     run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
     norm_in, norm_mid = w[f"{p}input_layernorm.weight"], w[f"{p}post_attention_layernorm.weight"]
     wq, wk, wv, wo = (w[f"{p}self_attn.{n}_proj.weight"] for n in "qkvo")
     bq, bk, bv = (w[f"{p}self_attn.{n}_proj.bias"] if f"{p}self_attn.{n}_proj.bias" in w else None for n in "qkv")  # Qwen2
     q_norm, k_norm = (w[f"{p}self_attn.{n}_norm.weight"] if f"{p}self_attn.{n}_norm.weight" in w else None for n in "qk")  # Qwen3
-    gate, up, down = (w[f"{p}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
+    dense = mlp_weights(w, layer) if feed_forward is None else None
     heads, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
 
     def project(x, cos, sin):
@@ -118,22 +147,24 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    ffn = []
+    ffn, routing = [], []
 
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Output projection, residual; RMSNorm, SwiGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
         x = _plus(linear(merged, wo), x)
         h = rms_norm(x, norm_mid, s.eps)
-        gated = silu(linear(h, gate))
-        gated *= linear(h, up)
-        fed = linear(gated, down)
+        fed, routed = (swiglu(h, *dense), None) if feed_forward is None else feed_forward(h, layer)
         ffn.append(kept(iv, "ffn", fed))
+        routing.append(routed)
         return _plus(fed, x)
 
-    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
+    # A mixture of experts routes every row at once (one Routing per layer): on one thread.
+    x = row_local(run if feed_forward is None else None, tail, s.hidden, merge_heads(head_output), x)
     # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
     k_pre = k if cache is None else None
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
+    return LayerTrace(
+        layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0], routing=routing[0]
+    )
 
 
 def _plus(y: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,111 @@
+"""OLMo 2 (`model_type: olmo2`): AI2's fully open decoders.
+
+Llama's pieces (RoPE, grouped-query attention, SwiGLU, RMSNorm) put together otherwise: no norm
+before attention or the MLP; each branch's output is RMSNorm'd inside the residual branch
+instead, x + norm(attention(x)), then x + norm(MLP(x)); and q and k are RMSNorm'd over the
+whole projection (all heads at once, weights of heads·head_dim), before the split into heads
+and RoPE. Weight names follow transformers' `Olmo2Model` (`model.` prefix accepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, split_heads
+from . import base, llama
+from .architecture import Architecture
+from .base import LayerTrace, Weights, attend, kept, run_layers
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
+from .runtime import row_local, rows_runner
+
+
+def parse(config: dict) -> Hyper:
+    c = ConfigValues(config)
+    c.choice("hidden_act", ("silu",), "silu", "OLMo 2 hidden_act")
+    hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
+    layers, dim = c.integer("num_hidden_layers"), head_dim(c, hidden, heads)
+    return Hyper(
+        model_type="olmo2",
+        layers=layers,
+        heads=heads,
+        kv_heads=c.integer("num_key_value_heads", heads),
+        head_dim=dim,
+        hidden=hidden,
+        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
+        causal=True,
+        eps=c.number("rms_norm_eps", 1e-5),  # Olmo2Config's default (Llama's is 1e-6)
+        activation="silu",
+        windows=windows(layers, None),
+        inv_freq=(llama.rope_frequencies(config, dim),) * layers,
+        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", False) else "lm_head.weight",
+    )
+
+
+def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
+    """One layer: x + RMSNorm(attention(x)), then + RMSNorm(SwiGLU(x)). With a KV cache, x is
+    the new tokens only. Not `whole` (and no cache): q, k and v only (`base.layer_plan`). The
+    steps before and after attention are row-local: one split of the rows each (`runtime.row_local`)."""
+    p = f"layers.{layer}."
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
+    wq, wk, wv, wo = (w[f"{p}self_attn.{n}_proj.weight"] for n in "qkvo")
+    bq, bk, bv, bo = (w[f"{p}self_attn.{n}_proj.bias"] if f"{p}self_attn.{n}_proj.bias" in w else None for n in "qkvo")
+    q_norm, k_norm = w[f"{p}self_attn.q_norm.weight"], w[f"{p}self_attn.k_norm.weight"]
+    post_attention, post_ffn = w[f"{p}post_attention_layernorm.weight"], w[f"{p}post_feedforward_layernorm.weight"]
+    dense = llama.mlp_weights(w, layer)
+    heads, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+
+    def project(x, cos, sin):
+        """q, k, v of x itself (no norm first), q and k RMSNorm'd over every head's dimensions at
+        once (so before the split), RoPE: (rows, hidden) -> q, k, v, q and k after RoPE, each (rows, heads·d)."""
+        q = rms_norm(linear(x, wq, bq), q_norm, s.eps).reshape(len(x), s.heads, s.head_dim)
+        k = rms_norm(linear(x, wk, bk), k_norm, s.eps).reshape(len(x), s.kv_heads, s.head_dim)
+        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
+        return flat(q), flat(k), linear(x, wv, bv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+
+    parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
+    q, k, v, q_rope, k_rope = (split_heads(a, n) for a, n in zip(parts, (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads), strict=True))
+    if not whole and cache is None:
+        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
+    ffn = []
+
+    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Output projection, norm, residual; SwiGLU, norm, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+        x = x + rms_norm(linear(merged, wo, bo), post_attention, s.eps)
+        fed = llama.swiglu(x, *dense)
+        ffn.append(kept(iv, "ffn", fed))
+        return x + rms_norm(fed, post_ffn, s.eps)
+
+    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
+    k_pre = k if cache is None else None  # the cache keeps keys after RoPE, as they enter Q·Kᵀ
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
+
+
+def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`). With a KV cache
+    (`models.cache.KVCache`), `input_ids` are the tokens after the cached ones, at positions
+    cache.length onwards."""
+    start = 0 if cache is None else cache.length
+    cos, sin = rope_angles(s.inv_freq[0], len(input_ids), start)
+    x = w.rows("embed_tokens.weight", input_ids)
+    return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, cos, sin, cache, whole, interventions), interventions)
+
+
+def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
+    """The last hidden state as transformers reports it: the final RMSNorm of the last layer's output."""
+    return rms_norm(hidden, w["norm.weight"], s.eps)
+
+
+def logits(w: Weights, s: Hyper, hidden: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
+    """Next-token logits (seq, vocab): the final RMSNorm, then lm_head (or the embeddings, if tied)."""
+    return base.logits(final_norm(w, s, hidden), base.lm_head(w, s) if head is None else head, s)
+
+
+def output_projection(w: Weights, layer: int) -> np.ndarray:
+    """W_O of the layer in x·W layout, (heads·head_dim, hidden)."""
+    return w[f"layers.{layer}.self_attn.o_proj.weight"].T
+
+
+ARCHITECTURE = Architecture("olmo2", parse, forward, final_norm, output_projection, ("model.",), logits=logits)

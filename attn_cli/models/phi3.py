@@ -1,0 +1,122 @@
+"""Phi-3 (`model_type: phi3`): Microsoft's Phi-3 and Phi-4-mini.
+
+Llama's layer (pre-RMSNorm, RoPE, grouped-query attention, SwiGLU) with fused projections:
+q, k and v from one `qkv_proj` (its outputs q | k | v, heads·d then kv_heads·d twice), the
+MLP's gate and up from one `gate_up_proj` (gate | up); a sliding window over every layer when
+the config sets `sliding_window` (Phi-3-mini-4k: 2047); partial rotary where
+`partial_rotary_factor` < 1 (Phi-4-mini: 0.75). LongRoPE scaling (the 128k models) is refused:
+transformers switches its frequencies by the length of the sequence, so a text crossing
+`original_max_position_embeddings` would be rotated two ways. Weight names follow
+transformers' `Phi3Model` (`model.` prefix accepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import ModelError
+from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
+from . import base, llama
+from .architecture import Architecture
+from .base import LayerTrace, Weights, attend, kept, run_layers
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
+from .runtime import row_local, rows_runner
+
+
+def parse(config: dict) -> Hyper:
+    c = ConfigValues(config)
+    c.choice("hidden_act", ("silu",), "silu", "Phi-3 hidden_act")
+    params = c.mapping("rope_parameters") or c.mapping("rope_scaling")
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind in ("longrope", "su"):  # "su": the first 128k models' name for it
+        raise ModelError(
+            f"Phi-3 with {kind} RoPE scaling (a 128k-context model) is not supported: transformers changes its frequencies with the text's length",
+            "use a Phi-3 model without rope_scaling (Phi-3-mini-4k-instruct)",
+        )
+    hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
+    layers, dim = c.integer("num_hidden_layers"), head_dim(c, hidden, heads)
+    return Hyper(
+        model_type="phi3",
+        layers=layers,
+        heads=heads,
+        kv_heads=c.integer("num_key_value_heads", heads),
+        head_dim=dim,
+        hidden=hidden,
+        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
+        causal=True,
+        eps=c.number("rms_norm_eps", 1e-5),
+        activation="silu",
+        windows=windows(layers, c.integer("sliding_window", None, high=MAX_POSITIONS)),
+        inv_freq=(llama.rope_frequencies(config, dim, partial=True),) * layers,
+        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", False) else "lm_head.weight",
+    )
+
+
+def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
+    """One layer: x + attention(RMSNorm(x)), then + SwiGLU(RMSNorm(x)), both projections fused.
+    With a KV cache, x is the new tokens only. Not `whole` (and no cache): q, k and v only. The
+    steps before and after attention are row-local: one split of the rows each (`runtime.row_local`)."""
+    p = f"layers.{layer}."
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
+    norm_in, norm_mid = w[f"{p}input_layernorm.weight"], w[f"{p}post_attention_layernorm.weight"]
+    qkv, wo = w[f"{p}self_attn.qkv_proj.weight"], w[f"{p}self_attn.o_proj.weight"]
+    gate_up, down = w[f"{p}mlp.gate_up_proj.weight"], w[f"{p}mlp.down_proj.weight"]
+    queries, keys = s.heads * s.head_dim, s.kv_heads * s.head_dim
+
+    def project(x, cos, sin):
+        """RMSNorm, the fused q | k | v projection, RoPE: (rows, hidden) -> q, k, v, q and k after RoPE, each (rows, heads·d)."""
+        fused = linear(rms_norm(x, norm_in, s.eps), qkv)
+        q = fused[:, :queries].reshape(len(x), s.heads, s.head_dim)
+        k = fused[:, queries : queries + keys].reshape(len(x), s.kv_heads, s.head_dim)
+        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
+        return flat(q), flat(k), fused[:, queries + keys :], flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+
+    parts = row_local(run, project, (queries, keys, keys, queries, keys), x, cos, sin)
+    q, k, v, q_rope, k_rope = (split_heads(a, n) for a, n in zip(parts, (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads), strict=True))
+    if not whole and cache is None:
+        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
+    ffn = []
+
+    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Output projection, residual; RMSNorm, the fused SwiGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+        x = x + linear(merged, wo)
+        both = linear(rms_norm(x, norm_mid, s.eps), gate_up)
+        half = both.shape[1] // 2
+        fed = linear(both[:, half:] * silu(both[:, :half]), down)  # transformers: up · act(gate)
+        ffn.append(kept(iv, "ffn", fed))
+        return x + fed
+
+    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
+    k_pre = k if cache is None else None  # the cache keeps keys after RoPE, as they enter Q·Kᵀ
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
+
+
+def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`). With a KV cache
+    (`models.cache.KVCache`), `input_ids` are the tokens after the cached ones, at positions
+    cache.length onwards."""
+    start = 0 if cache is None else cache.length
+    cos, sin = rope_angles(s.inv_freq[0], len(input_ids), start)
+    x = w.rows("embed_tokens.weight", input_ids)
+    return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, cos, sin, cache, whole, interventions), interventions)
+
+
+def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
+    """The last hidden state as transformers reports it: the final RMSNorm of the last layer's output."""
+    return rms_norm(hidden, w["norm.weight"], s.eps)
+
+
+def logits(w: Weights, s: Hyper, hidden: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
+    """Next-token logits (seq, vocab): the final RMSNorm, then lm_head (or the embeddings, if tied)."""
+    return base.logits(final_norm(w, s, hidden), base.lm_head(w, s) if head is None else head, s)
+
+
+def output_projection(w: Weights, layer: int) -> np.ndarray:
+    """W_O of the layer in x·W layout, (heads·head_dim, hidden)."""
+    return w[f"layers.{layer}.self_attn.o_proj.weight"].T
+
+
+ARCHITECTURE = Architecture("phi3", parse, forward, final_norm, output_projection, ("model.",), logits=logits)
