@@ -173,14 +173,22 @@ def _plus(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y
 
 
-def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
-    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`). With a KV cache
-    (`models.cache.KVCache`), `input_ids` are the tokens after the cached ones, at positions
-    cache.length onwards."""
-    start = 0 if cache is None else cache.length
-    cos, sin = rope_angles(s.inv_freq[0], len(input_ids), start)
-    x = w.rows("embed_tokens.weight", input_ids)
-    return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, cos, sin, cache, whole, interventions), interventions)
+def rotary_decoder(block):
+    """The forward pass of a decoder of Llama's shape around its `block(x, w, layer, s, cos, sin,
+    cache, whole, iv)`: token embeddings, one set of RoPE angles for every layer (Llama, OLMo 2,
+    Phi-3, the mixtures of experts). With a KV cache (`models.cache.KVCache`), `input_ids` are
+    the tokens after the cached ones, at positions cache.length onwards."""
+
+    def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+        start = 0 if cache is None else cache.length
+        cos, sin = rope_angles(s.inv_freq[0], len(input_ids), start)
+        x = w.rows("embed_tokens.weight", input_ids)
+        return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, cos, sin, cache, whole, interventions), interventions)
+
+    return forward
+
+
+forward = rotary_decoder(block)
 
 
 def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:

@@ -19,16 +19,15 @@ stacked `mlp.experts.gate_up_proj` (experts, 2·inner, hidden) and `mlp.experts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
 
 from ..errors import ModelError
-from ..maths.ops import linear, rope_angles, silu, softmax
+from ..maths.ops import linear, silu, softmax
 from . import llama
 from .architecture import Architecture
-from .base import LayerTrace, Routing, Weights, run_layers
+from .base import LayerTrace, Routing, Weights
 from .hyper import ConfigValues, Experts, Hyper
 
 # model_type -> (the keys of the number of experts, first found counts, its default, the default
@@ -105,19 +104,9 @@ def feed_forward(h: np.ndarray, w: Weights, s: Hyper, layer: int) -> tuple[np.nd
     return out, routing
 
 
-def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
-    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`), each with its
-    `routing`. With a KV cache (`models.cache.KVCache`), `input_ids` are the tokens after the
-    cached ones, at positions cache.length onwards."""
-    start = 0 if cache is None else cache.length
-    cos, sin = rope_angles(s.inv_freq[0], len(input_ids), start)
-    x = w.rows("embed_tokens.weight", input_ids)
-
-    def ffn(h, layer):
-        return feed_forward(h, w, s, layer)
-
-    step = lambda x, layer, whole: llama.block(x, w, layer, s, cos, sin, cache, whole, interventions, ffn)  # noqa: E731
-    return run_layers(x, s.layers, through, step, interventions)
+def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
+    """Llama's layer with the experts (`feed_forward`) in SwiGLU's place; its trace keeps the `routing`."""
+    return llama.block(x, w, layer, s, cos, sin, cache, whole, iv, lambda h, layer: feed_forward(h, w, s, layer))
 
 
-ARCHITECTURE = Architecture("moe", parse, forward, llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits)
+ARCHITECTURE = Architecture("moe", parse, llama.rotary_decoder(block), llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits)

@@ -9,14 +9,12 @@ and RoPE. Weight names follow transformers' `Olmo2Model` (`model.` prefix accept
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
-from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, split_heads
-from . import base, llama
+from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, split_heads
+from . import llama
 from .architecture import Architecture
-from .base import LayerTrace, Weights, attend, kept, run_layers
+from .base import LayerTrace, Weights, attend, kept
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
 from .runtime import row_local, rows_runner
 
@@ -83,29 +81,6 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
 
 
-def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
-    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`). With a KV cache
-    (`models.cache.KVCache`), `input_ids` are the tokens after the cached ones, at positions
-    cache.length onwards."""
-    start = 0 if cache is None else cache.length
-    cos, sin = rope_angles(s.inv_freq[0], len(input_ids), start)
-    x = w.rows("embed_tokens.weight", input_ids)
-    return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, cos, sin, cache, whole, interventions), interventions)
-
-
-def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
-    """The last hidden state as transformers reports it: the final RMSNorm of the last layer's output."""
-    return rms_norm(hidden, w["norm.weight"], s.eps)
-
-
-def logits(w: Weights, s: Hyper, hidden: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
-    """Next-token logits (seq, vocab): the final RMSNorm, then lm_head (or the embeddings, if tied)."""
-    return base.logits(final_norm(w, s, hidden), base.lm_head(w, s) if head is None else head, s)
-
-
-def output_projection(w: Weights, layer: int) -> np.ndarray:
-    """W_O of the layer in x·W layout, (heads·head_dim, hidden)."""
-    return w[f"layers.{layer}.self_attn.o_proj.weight"].T
-
-
-ARCHITECTURE = Architecture("olmo2", parse, forward, final_norm, output_projection, ("model.",), logits=logits)
+ARCHITECTURE = Architecture(
+    "olmo2", parse, llama.rotary_decoder(block), llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits
+)
