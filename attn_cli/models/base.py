@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.attention import attention_output
-from ..maths.ops import adjusted_scores, attention_rows, causal_visibility
+from ..maths.ops import adjusted_scores, attention_rows, causal_visibility, split_heads
 from ..records import frozen
 from .hyper import Hyper
 from .interventions import Interventions
@@ -188,6 +188,13 @@ def head_writes(head_output: np.ndarray, w_o: np.ndarray) -> np.ndarray:
     attention's output."""
     heads, _, d = head_output.shape
     return np.einsum("hsd,hdo->hso", head_output, w_o.reshape(heads, d, -1)).astype(np.float32)
+
+
+def rotary_heads(parts, s: Hyper) -> tuple[np.ndarray, ...]:
+    """q, k, v, q after RoPE, k after RoPE, each (rows, n·head_dim) as a layer's row-local step
+    makes them -> each (n, rows, head_dim), n the query heads for q, the kv heads for k and v."""
+    counts = (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads)
+    return tuple(split_heads(a, n) for a, n in zip(parts, counts, strict=True))
 
 
 def segments_of(texts: list[np.ndarray]) -> list[tuple[int, int]]:

@@ -15,10 +15,10 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths import rope
-from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu, split_heads
+from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu
 from . import base
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, attend, kept, run_layers
+from .base import LayerTrace, Weights, attend, kept, rotary_heads, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
 from .runtime import row_local, rows_runner
 
@@ -143,7 +143,7 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
         return flat(q), flat(k), linear(h, wv, bv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
 
     parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
-    q, k, v, q_rope, k_rope = (split_heads(a, n) for a, n in zip(parts, (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads), strict=True))
+    q, k, v, q_rope, k_rope = rotary_heads(parts, s)
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)

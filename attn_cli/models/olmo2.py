@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, split_heads
+from ..maths.ops import apply_rope, linear, merge_heads, rms_norm
 from . import llama
 from .architecture import Architecture
-from .base import LayerTrace, Weights, attend, kept
+from .base import LayerTrace, Weights, attend, kept, rotary_heads
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
 from .runtime import row_local, rows_runner
 
@@ -63,7 +63,7 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
         return flat(q), flat(k), linear(x, wv, bv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
 
     parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
-    q, k, v, q_rope, k_rope = (split_heads(a, n) for a, n in zip(parts, (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads), strict=True))
+    q, k, v, q_rope, k_rope = rotary_heads(parts, s)
     if not whole and cache is None:
         return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
     head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
