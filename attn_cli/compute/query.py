@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 
 from ..errors import InputError, QueryNotFound
 from ..loading.tokenizer import Tokenization, check_unicode
+from ..loading.words import same_text, without_accents
 from ..records import frozen
 
 _OCCURRENCE = re.compile(r"^(?P<text>.+?)#(?P<n>\d+)$")
@@ -25,18 +25,6 @@ class Query:
     occurrence: int | None
     occurrences: int | None
     accents_ignored: bool = False  # found only once accents were set aside ("cafe" for "Café")
-
-
-def same_text(text: str) -> str:
-    """The form in which a query and the text are compared: NFC (a decomposed é is the
-    composed é), case-folded."""
-    return unicodedata.normalize("NFC", text).casefold()
-
-
-def without_accents(text: str) -> str:
-    """The fallback form: `same_text` with combining marks removed ("Café" -> "cafe")."""
-    decomposed = unicodedata.normalize("NFD", text.casefold())
-    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
 
 
 def resolve_query(tok: Tokenization, query: str | None = None, query_index: int | None = None) -> Query:
@@ -79,8 +67,9 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
             f"use {query}#1" + ("" if len(matches) == 1 else f" … {query}#{len(matches)}"),
             candidates=[f"{query}#{n}" for n in range(1, len(matches) + 1)],
         )
-    chosen = matches[(occurrence or 1) - 1]
-    return Query(_span_text(tok, chosen), chosen, occurrence or 1, len(matches), accents_ignored)
+    first, last = matches[(occurrence or 1) - 1]
+    text = tok.text[tok.words[first].start : tok.words[last].end]
+    return Query(text, _tokens_of(tok, first, last), occurrence or 1, len(matches), accents_ignored)
 
 
 def check_rankable(tok: Tokenization, q: Query, causal: bool, include_special: bool) -> None:
@@ -122,10 +111,10 @@ def _by_position(tok: Tokenization, index: int) -> Query:
     return Query(token.text, (token.index,), None, None)
 
 
-def _find(tok: Tokenization, query: str, form) -> list[tuple[int, ...]]:
-    """Token indices of each run of consecutive words whose text is `query` once both are put
-    in `form` (same_text or without_accents). A run may be one word or several ("New York",
-    "aren't" split at the apostrophe)."""
+def _find(tok: Tokenization, query: str, form) -> list[tuple[int, int]]:
+    """(first, last) word of each run of consecutive words whose text is `query` once both are
+    put in `form` (same_text or without_accents: case, Unicode form, apostrophes ’ and ', runs of
+    whitespace do not matter). A run may be one word or several ("New York", "well-known")."""
     target = form(query)
     matches = []
     words = tok.words
@@ -133,16 +122,16 @@ def _find(tok: Tokenization, query: str, form) -> list[tuple[int, ...]]:
         for last in words[i:]:
             span = form(tok.text[first.start : last.end])
             if span == target:
-                matches.append(tuple(t for w in words[first.index : last.index + 1] for t in w.token_indices))
+                matches.append((first.index, last.index))
                 break
             if len(span) >= len(target):
                 break
     return matches
 
 
-def _span_text(tok: Tokenization, token_indices: tuple[int, ...]) -> str:
-    first, last = tok.words[tok.tokens[token_indices[0]].word], tok.words[tok.tokens[token_indices[-1]].word]
-    return tok.text[first.start : last.end]
+def _tokens_of(tok: Tokenization, first: int, last: int) -> tuple[int, ...]:
+    """The tokens of words first … last, in order, each once (neighbouring words may share one)."""
+    return tuple(sorted({t for w in tok.words[first : last + 1] for t in w.token_indices}))
 
 
 def _word_list(tok: Tokenization, limit: int = 30) -> str:

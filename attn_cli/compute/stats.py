@@ -209,17 +209,10 @@ class CompareResult:
 
 
 def word_entries(tok: Tokenization) -> list[tuple[str, tuple[int, ...]]]:
-    """(text, token indices) per word in token order, each special token its own entry, so the
-    groups cover every token once (the groups of `analysis.to_words`)."""
-    entries, seen = [], set()
-    for t in tok.tokens:
-        if t.word is None:
-            entries.append((t.text, (t.index,)))
-        elif t.word not in seen:
-            seen.add(t.word)
-            word = tok.words[t.word]
-            entries.append((word.text, word.token_indices))
-    return entries
+    """(text, token indices) per word unit in token order (`Tokenization.word_units`: special
+    and whitespace tokens their own entries), so the groups cover every token once (the groups
+    of `analysis.to_words`)."""
+    return [(u.text, u.token_indices) for u in tok.word_units]
 
 
 def _query(tok: Tokenization, query: str, which: str, option: str) -> QueryInfo:
