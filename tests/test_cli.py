@@ -59,7 +59,9 @@ def test_tokens_command(schema):
     doc = json.loads(runner.invoke(app, ["tokens", SENTENCE, "--json"]).stdout)
     validate(doc, schema, "tokens")
     assert [t["text"] for t in doc["tokens"]][:4] == ["[CLS]", "the", "transform", "##er"]
-    assert doc["tokens"][2] == {"index": 2, "text": "transform", "piece": "transform", "id": 10938, "start": 4, "end": 13, "word": 1, "special": False}
+    assert doc["tokens"][2] == {
+        "index": 2, "text": "transform", "piece": "transform", "source": "Transform", "id": 10938, "start": 4, "end": 13, "word": 1, "special": False,
+    }
 
 
 def test_schema_command_prints_the_shipped_schema(schema):

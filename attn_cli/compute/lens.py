@@ -15,7 +15,7 @@ from .decoding import require_decoder
 from .generate import Candidate
 from .inspect import model_info
 from .query import resolve_query
-from .result import ModelInfo, QueryInfo, document_header, floats
+from .result import ModelInfo, QueryInfo, document_header, floats, query_json
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,7 @@ class LensResult:
     def to_json(self) -> dict:
         return {
             **document_header(self.model, self.tokenization),
-            "query": {
-                "text": self.query.text, "token_indices": list(self.query.token_indices),
-                "occurrence": self.query.occurrence, "occurrences": self.query.occurrences,
-            },
+            "query": query_json(self.query),
             "position": self.position,
             "top_k": self.top_k,
             "layers": [

@@ -17,7 +17,7 @@ from ..maths.analysis import query_row_entropy, rollout, rollout_row, to_words, 
 from ..models import LayerTrace
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
-from .result import ModelInfo, WordWeight, document_header, floats, units_json
+from .result import ModelInfo, WordWeight, document_header, floats, query_json, units_json, word_weight_json
 
 METRICS = ("top", "weight", "entropy")
 
@@ -57,28 +57,20 @@ class HeadsResult:
     def to_json(self) -> dict:
         return {
             **document_header(self.model, self.tokenization),
-            "query": _query_json(self.query),
+            "query": query_json(self.query),
             "metric": self.metric,
-            "target": None if self.target is None else _query_json(self.target),
+            "target": None if self.target is None else query_json(self.target),
             "layers": [
                 {
                     "layer": layer,
                     "heads": [
-                        {"head": h, "value": floats(np.float32(self.values[layer, h])), "top": _word_json(self.top[layer][h])}
+                        {"head": h, "value": floats(np.float32(self.values[layer, h])), "top": word_weight_json(self.top[layer][h])}
                         for h in range(self.values.shape[1])
                     ],
                 }
                 for layer in range(self.values.shape[0])
             ],
         }
-
-
-def _query_json(q: Query) -> dict:
-    return {"text": q.text, "token_indices": list(q.token_indices), "occurrence": q.occurrence, "occurrences": q.occurrences}
-
-
-def _word_json(w: WordWeight) -> dict:
-    return {"text": w.text, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
 
 
 def heads(
@@ -157,12 +149,12 @@ class RolloutResult:
     def to_json(self) -> dict:
         return {
             **document_header(self.model, self.tokenization),
-            "query": _query_json(self.query),
+            "query": query_json(self.query),
             "level": self.level,
             "units": units_json(units(self.tokenization, self.level)),
             "rollout": floats(self.rollout),
             "last_layer_mean": floats(self.last_layer),
-            "top": [_word_json(w) for w in self.top],
+            "top": [word_weight_json(w) for w in self.top],
             "full": floats(self.full),
         }
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..loading.tokenizer import Token, Tokenization, Unit, Word, units
 from ..records import frozen
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 HeadId = int | str  # a head index, or "mean" (the mean over the layer's heads)
 
@@ -38,15 +38,23 @@ class ModelInfo:
 
 @frozen
 class WordWeight:
-    """Attention to one word: the sum over its tokens. Special tokens count as their own words."""
+    """Attention to one word unit (`Tokenization.word_units`): the sum over its tokens. Special
+    tokens, and tokens of whitespace alone, count as units of their own. `label` is the unit's
+    name in a list: `fibonacci#2` for the second of a repeated word (see `Unit`)."""
 
     text: str
     word: int | None
     token_indices: tuple[int, ...]
     weight: float
     special: bool
-    value_norm: float | None = None  # ‖Σ α·v‖ over the word's tokens, with --norms
+    value_norm: float | None = None  # ‖Σ α·v‖ over the word's tokens, with norms
     output_norm: float | None = None  # ‖Σ α·v·W_O‖
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """What a list shows: the label, else the text."""
+        return self.label or self.text
 
 
 @frozen
@@ -128,12 +136,7 @@ class InspectResult:
         return {
             **document_header(self.model, self.tokenization),
             "truncated_from": self.tokenization.total_tokens,
-            "query": {
-                "text": self.query.text,
-                "token_indices": list(self.query.token_indices),
-                "occurrence": self.query.occurrence,
-                "occurrences": self.query.occurrences,
-            },
+            "query": query_json(self.query),
             "top_k": self.top_k,
             "include_special": self.include_special,
             "level": self.level,
@@ -155,15 +158,34 @@ class InspectResult:
         }
 
 
-def tokens_json(tokens: tuple[Token, ...]) -> list[dict]:
+def tokens_json(tok: Tokenization) -> list[dict]:
+    """`tokens[]`: each token as read (`text`), as the vocabulary spells it (`piece`), and the
+    exact text it covers (`source` = text[start:end]; null for a special token)."""
     return [
-        {"index": t.index, "text": t.text, "piece": t.piece or t.text, "id": t.id, "start": t.start, "end": t.end, "word": t.word, "special": t.special}
-        for t in tokens
+        {
+            "index": t.index, "text": t.text, "piece": t.piece or t.text, "source": tok.source(t), "id": t.id, "start": t.start, "end": t.end,
+            "word": t.word, "special": t.special,
+        }
+        for t in tok.tokens
     ]
 
 
 def units_json(items: tuple[Unit, ...]) -> list[dict]:
-    return [{"text": u.text, "token_indices": list(u.token_indices), "word": u.word, "special": u.special} for u in items]
+    return [{"text": u.text, "label": u.label, "token_indices": list(u.token_indices), "word": u.word, "special": u.special} for u in items]
+
+
+def query_json(q) -> dict:
+    """The `query` of every document about one query (inspect, batch, heads, rollout, lens,
+    generate): a `Query` or `QueryInfo`."""
+    return {"text": q.text, "token_indices": list(q.token_indices), "occurrence": q.occurrence, "occurrences": q.occurrences}
+
+
+def word_weight_json(w: WordWeight) -> dict:
+    """One entry of a `top` list (inspect, batch, heads, rollout, generate with a query)."""
+    doc = {"text": w.text, "label": w.name, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
+    if w.value_norm is not None:
+        doc |= {"value_norm": floats(np.float32(w.value_norm)), "output_norm": floats(np.float32(w.output_norm))}
+    return doc
 
 
 def words_json(words: tuple[Word, ...]) -> list[dict]:
@@ -190,11 +212,7 @@ def _head_json(h: HeadResult) -> dict:
         "scores": floats(h.scores),
         "scaled_scores": floats(h.scaled_scores),
         "weights": floats(h.weights),
-        "top": [
-            {"text": w.text, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
-            | ({} if w.value_norm is None else {"value_norm": floats(np.float32(w.value_norm)), "output_norm": floats(np.float32(w.output_norm))})
-            for w in h.top
-        ],
+        "top": [word_weight_json(w) for w in h.top],
     }
     if h.value_norms is not None:
         doc |= {"value_norms": floats(h.value_norms), "output_norms": floats(h.output_norms)}
@@ -228,7 +246,7 @@ def document_header(model: ModelInfo, tok: Tokenization) -> dict:
             "scale": floats(None if model.scale is None else np.float32(model.scale)),
         },
         "text": tok.text,
-        "tokens": tokens_json(tok.tokens),
+        "tokens": tokens_json(tok),
         "words": words_json(tok.words),
     }
 

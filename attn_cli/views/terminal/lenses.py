@@ -103,7 +103,7 @@ def rollout_view(result: RolloutResult) -> list:
         table.add_row(position, label, f"{result.rollout[n]:.3f}", Text(bar(float(result.rollout[n])), style="green"), f"{result.last_layer[n]:.3f}")
     top = Text("Top by rollout: ", style="bold")
     for n, w in enumerate(result.top):
-        top.append((" · " if n else "") + w.text, style="dim" if w.special else "bold")
+        top.append((" · " if n else "") + w.name, style="dim" if w.special else "bold")
         top.append(f" {w.weight:.2f}")
     return [
         Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers) · query ", (f'"{result.query.text}"', "bold cyan")),
