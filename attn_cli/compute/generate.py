@@ -17,6 +17,7 @@ from ..loading.tokenizer import Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
 from ..maths.sampling import log_softmax, top_tokens
 from ..models.cache import cache_bytes
+from ..records import frozen
 from .decoding import Sampling, check_length, decode, eos_ids, require_decoder
 from .inspect import inspect_tokens, model_info
 from .result import InspectResult, ModelInfo, document_header, floats
@@ -53,7 +54,7 @@ class Step:
     attended: Attended | None
 
 
-@dataclass(frozen=True)
+@frozen  # a short repr: arrays as their shapes
 class GenerateResult:
     model: ModelInfo
     tokenization: Tokenization  # the prompt (or rendered chat) and every generated token

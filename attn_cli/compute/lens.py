@@ -11,6 +11,7 @@ import numpy as np
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, decoded_piece, tokenize
 from ..maths.sampling import log_softmax, top_tokens
+from ..records import frozen
 from .decoding import require_decoder
 from .generate import Candidate
 from .inspect import model_info
@@ -26,7 +27,7 @@ class LensLayer:
     top: tuple[Candidate, ...]
 
 
-@dataclass(frozen=True)
+@frozen  # a short repr: arrays as their shapes
 class LensResult:
     model: ModelInfo
     tokenization: Tokenization

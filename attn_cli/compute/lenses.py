@@ -6,7 +6,6 @@ attention rollout (`attn rollout`). Each runs the forward pass once and reads th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize, units
 from ..maths.analysis import query_row_entropy, rollout, rollout_row, to_words, weight_on, word_matrix
 from ..models import LayerTrace
+from ..records import frozen
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
 from .result import ModelInfo, WordWeight, document_header, floats, query_json, units_json, word_weight_json
@@ -22,7 +22,7 @@ from .result import ModelInfo, WordWeight, document_header, floats, query_json, 
 METRICS = ("top", "weight", "entropy")
 
 
-@dataclass(frozen=True)
+@frozen  # a short repr: arrays as their shapes
 class HeadsResult:
     """One value per (layer, head) for the query: `values` (layers, heads), and the top-attended
     word of every head (`top`, layers × heads)."""
@@ -132,7 +132,7 @@ def heads_traced(
     return HeadsResult(model_info(model), tok, q, metric, aim, values, tuple(top))
 
 
-@dataclass(frozen=True)
+@frozen  # a short repr: arrays as their shapes
 class RolloutResult:
     """Attention rollout for the query (Abnar & Zuidema 2020), over `level` units, next to the
     last layer's plain attention (mean over heads). `full`: the whole (units, units) rollout."""

@@ -35,6 +35,9 @@ class ModelInfo:
     layer_windows: tuple[int | None, ...] | None = None  # per layer: its window, or None for a global layer (Gemma 3)
     scale: float | None = None  # the factor on Q·K: 1/√head_dim, or Gemma's query_pre_attn_scalar^-½
 
+    def __repr__(self) -> str:  # every result holds one: the essentials, not all fourteen fields
+        return f"ModelInfo(name={self.name!r}, architecture={self.architecture!r}, layers={self.layers}, heads={self.heads})"
+
 
 @frozen
 class WordWeight:
@@ -126,6 +129,15 @@ class InspectResult:
     @property
     def tokens(self) -> tuple[Token, ...]:
         return self.tokenization.tokens
+
+    def __repr__(self) -> str:
+        layers = [layer.layer for layer in self.layers]
+        heads = len(self.layers[0].heads) if self.layers else 0
+        return (
+            f"InspectResult(model={self.model.name!r}, query={self.query.text!r} (tokens {list(self.query.token_indices)}), "
+            f"layers={layers}, heads={heads} (the last: the mean), level={self.level!r}, weights: {len(layers)} × {heads} rows "
+            f"of ({len(self.units)},), tokens={len(self.tokenization.tokens)}, words={len(self.tokenization.words)}, top_k={self.top_k})"
+        )
 
     @property
     def units(self) -> tuple[Unit, ...]:

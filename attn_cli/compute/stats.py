@@ -9,7 +9,6 @@ Both keep only small per-head results, never a layer's full map longer than it i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize
 from ..maths import analysis
 from ..maths.headsums import NO_EXCLUSIONS, DetectorOptions, HeadSums
+from ..records import frozen
 from . import stats_shard
 from .inspect import model_info, select_layers
 from .query import resolve_query
@@ -136,7 +136,7 @@ def corpus_statistics(
 # --- attn compare ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen  # a short repr: arrays as their shapes
 class CompareLayer:
     """One layer's word weights of the query on the alignment's n pairs: weights_a, weights_b,
     diff = weights_b − weights_a, each (heads, n) (0 where a side has no word); change (heads,)
@@ -164,7 +164,7 @@ class CompareLayer:
         return int(np.argmax(np.abs(self.mean_diff)))
 
 
-@dataclass(frozen=True)
+@frozen  # a short repr: arrays as their shapes
 class CompareResult:
     model: ModelInfo
     text_a: str

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..maths import analysis, headsums
+from ..records import frozen
 from .result import SCHEMA_VERSION, ModelInfo, floats
 
 # JSON field -> the key `analysis.HEAD_KINDS` (and the grid) use, in the order the JSON lists them.
@@ -41,7 +42,7 @@ class Induction:
     length: int
 
 
-@dataclass(frozen=True)
+@frozen  # a short repr: arrays as their shapes
 class StatsResult:
     """Per-head statistics over a corpus.
 

@@ -66,6 +66,11 @@ class Tokenization:
     words: tuple[Word, ...]
     total_tokens: int | None = None  # set when the text was truncated: its length before
 
+    def __repr__(self) -> str:
+        cut = f", truncated_from={self.total_tokens}" if self.total_tokens is not None else ""
+        text = self.text if len(self.text) <= 40 else self.text[:39] + "…"
+        return f"Tokenization(text={text!r}, tokens={len(self.tokens)}, words={len(self.words)}{cut})"
+
     @property
     def ids(self) -> np.ndarray:
         """(seq,) int64 token ids, the model's input."""
