@@ -45,7 +45,7 @@ def test_heads_top_and_entropy(model):
     assert ent.values[0, 2] < 0.05  # layer 0 head 2 looks only at the previous token
 
 
-@pytest.mark.parametrize("kwargs, message", [({"metric": "weight"}, "needs --target"), ({"metric": "size"}, "--metric 'size' is not valid")])
+@pytest.mark.parametrize("kwargs, message", [({"metric": "weight"}, "needs `target=WORD`"), ({"metric": "size"}, "`metric='size'` is not valid")])
 def test_heads_bad_options(model, kwargs, message):
     with pytest.raises(InputError, match=message):
         heads(model, SENTENCE, "making", **kwargs)

@@ -199,7 +199,9 @@ def report(code: str, message: str, fix: str, as_json: bool, extra: dict | None 
     its exit status."""
     from ..views.text import printable
     from .output import json_text, write_stderr
+    from .phrasing import for_cli
 
+    message, fix = for_cli(message), for_cli(fix)
     if as_json:
         write_stderr(json_text(error_object(code, message, fix, extra), sys.stderr))
     else:

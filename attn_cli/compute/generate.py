@@ -118,7 +118,7 @@ def prompt_tokenization(model: Model, prompt: str, chat: bool = False, system: s
 
         return chat_tokenization(model, prompt, system)
     if system is not None:
-        raise InputError("--system is a chat template's system message", "add --chat, or drop --system")
+        raise InputError("`system` is a chat template's system message", "add `chat=True`, or drop `system`")
     return tokenize(model.tokenizer, prompt, max_tokens=None)
 
 
@@ -142,9 +142,9 @@ def generate(
     inspect's view of that token (`inspect_options`: layer, head, steps, level, ...)."""
     require_decoder(model)
     if top < 1:
-        raise InputError(f"--top {top} is not valid", "give --top 1 or more")
+        raise InputError(f"`top={top}` is not valid", "give `top` 1 or more")
     if max_new_tokens < 1:
-        raise InputError(f"-n {max_new_tokens} is not valid", "give -n/--max-new-tokens 1 or more")
+        raise InputError(f"`max_new_tokens={max_new_tokens}` is not valid", "give `max_new_tokens` 1 or more")
     sampling = sampling or Sampling()
     sampling.validate()
     model = kept(model)

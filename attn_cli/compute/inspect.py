@@ -42,7 +42,7 @@ def select_layers(layer: str | int, layers: int) -> list[int]:
     if not -layers <= index < layers:
         raise InputError(
             f"layer {index} is out of range: the model has {layers} layers (0 … {layers - 1}, or -1 … -{layers})",
-            f"pick --layer between 0 and {layers - 1}, or 'all'",
+            f"pick `layer` between 0 and {layers - 1}, or 'all'",
         )
     return [index % layers]
 
@@ -56,7 +56,7 @@ def parse_head(head: str | int, heads: int) -> HeadId:
     if not -heads <= index < heads:
         raise InputError(
             f"head {index} is out of range: each layer has {heads} heads (0 … {heads - 1})",
-            f"pick --head between 0 and {heads - 1}, or auto, mean, all",
+            f"pick `head` between 0 and {heads - 1}, or auto, mean, all",
         )
     return index % heads
 
@@ -64,7 +64,7 @@ def parse_head(head: str | int, heads: int) -> HeadId:
 def _integer(value: str | int, what: str, expected: str) -> int:
     if isinstance(value, int) or re.fullmatch(r"\s*-?\d+\s*", str(value)):
         return int(value)
-    raise InputError(f"--{what} {value!r} is not valid", f"give {expected}")
+    raise InputError(f"`{what}={value!r}` is not valid", f"give {expected}")
 
 
 @frozen
@@ -194,13 +194,13 @@ def inspect_tokens(
 def _options(model: Model, layer, head, top_k, steps, include_special, level, norms, rank_by) -> tuple[list[int], _Ask]:
     """The caller's options, validated: (layer indices, what to keep)."""
     if top_k < 1:
-        raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
+        raise InputError(f"`top_k={top_k}` is not valid", "give `top_k` 1 or more")
     if level not in LEVELS:
-        raise InputError(f"--level {level!r} is not valid", f"give one of {', '.join(LEVELS)}")
+        raise InputError(f"`level={level!r}` is not valid", f"give one of {', '.join(LEVELS)}")
     if rank_by not in RANKINGS:
-        raise InputError(f"--rank-by {rank_by!r} is not valid", f"give one of {', '.join(RANKINGS)}")
+        raise InputError(f"`rank_by={rank_by!r}` is not valid", f"give one of {', '.join(RANKINGS)}")
     if steps and level == "word":
-        raise InputError("--steps shows token vectors, so it cannot be used with --level word", "drop --steps or --level word")
+        raise InputError("`steps=True` shows token vectors, so it cannot be used with `level='word'`", "drop `steps=True` or `level='word'`")
     s = model.spec
     layers = select_layers(layer, s.layers)
     return layers, _Ask(parse_head(head, s.heads), top_k, steps, include_special, level, norms or rank_by != "weight", rank_by)

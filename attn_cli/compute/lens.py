@@ -58,7 +58,7 @@ def lens(
 
     require_decoder(model, "lens")
     if top_k < 1:
-        raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
+        raise InputError(f"`top_k={top_k}` is not valid", "give `top_k` 1 or more")
     if chat:
         from .chat import chat_tokenization
 

@@ -93,9 +93,9 @@ def heads(
 def _check_metric(metric: str | None, target: str | None) -> str:
     metric = metric or ("weight" if target else "top")
     if metric not in METRICS:
-        raise InputError(f"--metric {metric!r} is not valid", f"give one of {', '.join(METRICS)}")
+        raise InputError(f"`metric={metric!r}` is not valid", f"give one of {', '.join(METRICS)}")
     if (metric == "weight") != (target is not None):
-        raise InputError("--metric weight needs --target WORD (and --target needs --metric weight)", "add --target WORD, e.g. --target it")
+        raise InputError("`metric='weight'` needs `target=WORD` (and `target` needs `metric='weight'`)", "add `target=WORD`, e.g. `target=it`")
     return metric
 
 
@@ -173,7 +173,7 @@ def attention_rollout(
     layer (later layers on the left). For one query only the row is computed (a vector–matrix
     chain); `full` also gives the whole matrix. Works for decoders too (their maps are causal)."""
     if level not in ("token", "word"):
-        raise InputError(f"--level {level!r} is not valid", "give token or word")
+        raise InputError(f"`level={level!r}` is not valid", "give token or word")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index)
     return rollout_from_maps(model, tok, mean_maps(model.trace(tok.ids)), q, full, level, top_k, include_special)
@@ -189,7 +189,7 @@ def rollout_from_maps(
 ) -> RolloutResult:
     """`attention_rollout` over the layers' mean maps (`mean_maps`), already computed for `tok`."""
     if level not in ("token", "word"):
-        raise InputError(f"--level {level!r} is not valid", "give token or word")
+        raise InputError(f"`level={level!r}` is not valid", "give token or word")
     check_rankable(tok, q, model.spec.causal, include_special)
     # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
     row = np.mean([rollout_row(maps, i) for i in q.token_indices], axis=0).astype(np.float32)

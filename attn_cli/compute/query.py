@@ -31,11 +31,11 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
     """`query`: a word ("making"), a word's n-th occurrence ("dog#2") or a position ("@5").
     `query_index`: a token position (0 = the first token; negative counts from the end)."""
     if query is not None and query_index is not None:
-        raise InputError("both a query word and a query index were given", "give either --query or --query-index")
+        raise InputError("both a query word and a query index were given", "give either `query` or `query_index`")
     if query is None and query_index is None:
         raise InputError(
             "no query given",
-            f"add --query WORD (one of: {_word_list(tok)}) or --query-index N",
+            f"add `query=WORD` (one of: {_word_list(tok)}) or `query_index=N`",
         )
     if query is not None and (m := _POSITION.match(query.strip())):
         query_index = int(m["n"])
@@ -57,7 +57,7 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
         hint = f"did you mean {', '.join(dict.fromkeys(close))}? " if close else ""
         raise QueryNotFound(
             f"{query!r} is not a word of the text; {hint}the words are: {_word_list(tok)}",
-            "pick one of those words, or a token position with --query-index (see `attn tokens`)",
+            "pick one of those words, or a token position with `query_index` (see `tokenize()`)",
             candidates=[w.text for w in tok.words],
         )
     if occurrence is not None and occurrence > len(matches):
@@ -81,8 +81,8 @@ def check_rankable(tok: Tokenization, q: Query, causal: bool, include_special: b
     if all(t.special for t in seen):
         raise InputError(
             f"the query {q.text!r} sees only special tokens ({', '.join(dict.fromkeys(t.text for t in seen))}), "
-            "so --no-special leaves no word to rank",
-            "drop --no-special, or pick a later query",
+            "so `include_special=False` leaves no word to rank",
+            "use `include_special=True`, or pick a later query",
         )
 
 
@@ -93,7 +93,7 @@ def _check_cut(tok: Tokenization, query: str) -> None:
     rest = tok.text[tok.words[-1].end :]
     if same_text(query) in same_text(rest) or without_accents(query) in without_accents(rest):
         raise QueryNotFound(
-            f"{query!r} is in the part of the text that --truncate cut off: the model reads its first "
+            f"{query!r} is in the part of the text that truncation (`truncate=True`) cut off: the model reads its first "
             f"{len(tok.tokens)} of {tok.total_tokens} tokens, up to {tok.words[-1].text!r}",
             "pick a word before the cut, or shorten the text so that the word comes earlier",
             candidates=[w.text for w in tok.words],
@@ -105,7 +105,7 @@ def _by_position(tok: Tokenization, index: int) -> Query:
     if not -n <= index < n:
         raise InputError(
             f"token position {index} is out of range: the text has {n} tokens (0 … {n - 1})",
-            "pick a position from `attn tokens`",
+            "pick a position from `tokenize()`",
         )
     token = tok.tokens[index % n]
     return Query(token.text, (token.index,), None, None)

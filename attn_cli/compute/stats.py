@@ -222,7 +222,7 @@ def _query(tok: Tokenization, query: str, which: str, option: str) -> QueryInfo:
         q = resolve_query(tok, query)
     except QueryNotFound as exc:
         occurrence = "#" in query  # WORD#N beyond its occurrences: the library's fix lists them
-        fix = exc.fix if occurrence else f"pick a word of text {which} for {option} (or @N for token position N; see `attn tokens`)"
+        fix = exc.fix if occurrence else f"pick a word of text {which} for `{option}` (or @N for token position N; see `tokenize()`)"
         raise QueryNotFound(f"not found in text {which}: {exc.message}", fix, exc.candidates) from None
     except AttnError as exc:
         raise _relabel(exc, f"text {which}: ") from None
@@ -244,7 +244,7 @@ def compare(model: Model, text_a: str, text_b: str, query: str, query_b: str | N
     s = model.spec
     layers = select_layers(layer, s.layers)
     tok_a, tok_b = _tokenize(model, text_a, "text A: "), _tokenize(model, text_b, "text B: ")
-    q_a, q_b = _query(tok_a, query, "A", "--query"), _query(tok_b, query if query_b is None else query_b, "B", "--query-b")
+    q_a, q_b = _query(tok_a, query, "A", "query"), _query(tok_b, query if query_b is None else query_b, "B", "query_b")
     entries_a, entries_b = word_entries(tok_a), word_entries(tok_b)
     alignment = analysis.align_words([w for w, _ in entries_a], [w for w, _ in entries_b])
     groups_a, groups_b = [g for _, g in entries_a], [g for _, g in entries_b]

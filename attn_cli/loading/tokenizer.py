@@ -182,12 +182,12 @@ def tokenize(
     truncate, so the error does not suggest one."""
     check_unicode(text)
     if not text.strip():
-        raise InputError("the text is empty", 'give a sentence, e.g. attn inspect "The cat sat." --query cat')
+        raise InputError("the text is empty", 'give a sentence, e.g. "The cat sat."')
     encoding = tokenizer.encode(text, add_special_tokens=add_special_tokens)
     total = None
     if max_tokens is not None and len(encoding.ids) > max_tokens:
         if not truncate:
-            offer = f", or add --truncate to keep its first {max_tokens} tokens" if truncate is not None else f" to at most {max_tokens} tokens"
+            offer = f", or pass `truncate=True` to keep its first {max_tokens} tokens" if truncate is not None else f" to at most {max_tokens} tokens"
             raise InputError(
                 f"the text is {len(encoding.ids)} tokens long, but the model reads at most {max_tokens}",
                 f"shorten the text{offer}",
