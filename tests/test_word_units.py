@@ -57,3 +57,25 @@ def test_tokens_view_shows_no_empty_word_and_json_gives_the_source():
     assert all(w["text"] == text[w["start"] : w["end"]] and w["text"].strip() == w["text"] != "" for w in doc["words"])
     assert "".join(t["source"] for t in doc["tokens"]) == text
     assert [t["text"] for t in doc["tokens"] if t["word"] is None] == [t["text"] for t in doc["tokens"] if not t["source"].strip()]
+
+
+def test_csv_word_column_is_the_words_a_token_covers():
+    csv = runner.invoke(app, ["inspect", "猫坐在垫子上。", "-q", "猫", "-m", "gemma3", "--format", "csv", "--head", "0"]).stdout.splitlines()
+    rows = [line.split(",") for line in csv[1:]]
+    assert [(r[4], r[5]) for r in rows if r[1] == "0"] == [("<bos>", ""), ("猫", "猫"), ("坐在", "坐在"), ("垫", "垫"), ("子上", "子上"), ("。", "。")]
+
+
+def test_generate_names_a_repeated_prompt_word_it_attended_to():
+    from attn_cli.compute.generate import generate
+    from attn_cli.loading.model import load_model
+
+    result = generate(load_model("smollm2"), "the cat saw the dog and the", 3)
+    for step in result.steps:
+        a = step.attended
+        unit = next((u for u in result.tokenization.word_units if u.token_indices == a.token_indices), None)
+        if unit is not None and unit.word is not None and a.token_indices[-1] < result.prompt_tokens:
+            assert a.label == unit.label and a.text == unit.text
+    doc = result.to_json()
+    assert all(s["attended"]["label"] for s in doc["steps"])
+    labels = [s.attended.label for s in result.steps]
+    assert any("#" in label for label in labels) or not any(s.attended.text == "the" for s in result.steps), labels

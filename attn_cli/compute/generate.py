@@ -39,6 +39,7 @@ class Attended:
     text: str
     token_indices: tuple[int, ...]
     weight: float
+    label: str = ""  # the text, with #N for a repeated prompt word (as in a top list)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ class GenerateResult:
                     "logprob": floats(np.float32(s.logprob)),
                     "top": [{"id": c.id, "text": c.text, "logprob": floats(np.float32(c.logprob))} for c in s.top],
                     "attended": None if s.attended is None else {
-                        "text": s.attended.text, "token_indices": list(s.attended.token_indices), "weight": floats(np.float32(s.attended.weight)),
+                        "text": s.attended.text, "label": s.attended.label or s.attended.text, "token_indices": list(s.attended.token_indices),
+                        "weight": floats(np.float32(s.attended.weight)),
                     },
                 }
                 for s in self.steps
@@ -185,9 +187,10 @@ def _attended(trace, tok: Tokenization, ids: list[int], pieces: list[str]) -> At
         return None
     prompt = len(tok.tokens)
     # Units: the prompt's words and special tokens, then each generated token so far.
-    units = [(u.text, u.token_indices) for u in tok.word_units]
-    units += [(piece.strip() or piece, (prompt + k,)) for k, piece in enumerate(pieces)]
-    units = [(text, idx) for text, idx in units if 0 not in idx or len(idx) > 1]
-    mass = to_words(np.where(np.arange(row.shape[0]) == 0, 0.0, row).astype(np.float32), [list(i) for _, i in units])
+    units = [(u.text, u.token_indices, u.label) for u in tok.word_units]
+    units += [(piece.strip() or piece, (prompt + k,), piece.strip() or piece) for k, piece in enumerate(pieces)]
+    units = [u for u in units if 0 not in u[1] or len(u[1]) > 1]
+    mass = to_words(np.where(np.arange(row.shape[0]) == 0, 0.0, row).astype(np.float32), [list(u[1]) for u in units])
     best = int(np.argmax(mass))
-    return Attended(units[best][0], tuple(units[best][1]), float(mass[best]))
+    text, indices, label = units[best]
+    return Attended(text, tuple(indices), float(mass[best]), label)

@@ -288,17 +288,26 @@ def csv_rows(result: InspectResult):
     """The table in long form, for spreadsheets and R/pandas: one row per (layer, head, unit),
     the units being those of the JSON's weights (tokens, or words with --level word, whose
     `token_index` lists their tokens, space-separated), the mean over heads as head "mean".
-    Masked scores, and scores at word level, are empty cells."""
+    Masked scores, and scores at word level, are empty cells. `word`: the word(s) the unit's
+    tokens overlap, as written (empty for special and whitespace tokens)."""
     norms = len(csv_columns(result)) > len(CSV_COLUMNS)
+    tok = result.tokenization
+    words = [_words_text(tok, unit) for unit in result.units]
     for layer in result.layers:
         for head in layer.heads:
             for i, unit in enumerate(result.units):
                 yield (
                     layer.layer, head.head, "" if head.kv_head is None else head.kv_head, " ".join(map(str, unit.token_indices)), unit.text,
-                    "" if unit.word is None else result.tokenization.words[unit.word].text, int(unit.special),
+                    words[i], int(unit.special),
                     _csv_number(head.scores, i), _csv_number(head.scaled_scores, i), _csv_number(head.weights, i),
                     *((_csv_number(head.value_norms, i), _csv_number(head.output_norms, i)) if norms else ()),
                 )
+
+
+def _words_text(tok: Tokenization, unit: Unit) -> str:
+    """The text of the words a unit's tokens overlap (a token such as Gemma's 坐在 overlaps two)."""
+    overlapped = [w for t in unit.token_indices for w in tok.words_of(tok.tokens[t])]
+    return tok.text[overlapped[0].start : overlapped[-1].end] if overlapped else ""
 
 
 def _csv_number(values: np.ndarray | None, i: int) -> str:

@@ -60,7 +60,7 @@ def generate_view(r: GenerateResult) -> list[RenderableType]:
     for s in r.steps:
         # Wrapped between alternatives, never between a token and its probability.
         alternatives = Items(Text(""), [Text.assemble(_shown(c.text), (f" {math.exp(c.logprob):.2f}", "dim")) for c in s.top if c.id != s.id])
-        attended = Text("—") if s.attended is None else Text.assemble(_shown(s.attended.text), (f" {s.attended.weight:.2f}", "dim"))
+        attended = Text("—") if s.attended is None else Text.assemble(_shown(s.attended.label or s.attended.text), (f" {s.attended.weight:.2f}", "dim"))
         table.add_row(str(s.position), Text(_shown(s.text), style="bold"), f"{math.exp(s.logprob):.2f}", alternatives, attended)
     parts.append(table)
     stop = "end of sequence" if r.stop_reason == "eos" else f"length (-n {r.max_new_tokens})"
