@@ -26,7 +26,13 @@ FORMATS = ("table", "json", "csv")
     )
 )
 def stats(
-    text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text itself, or - to read it from stdin; a file of texts: --file FILE (a TEXT that is a file's path gets a note).", show_default=False)] = None,
+    text: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="TEXT", help="The text itself, or - to read it from stdin; a file of texts: --file FILE (a TEXT that is a file's path gets a note).",
+            show_default=False,
+        ),
+    ] = None,
     file: Annotated[
         Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped), streamed; - for stdin.", show_default=False)
     ] = None,

@@ -35,7 +35,10 @@ class Sampling:
         if not self.sample:
             return
         if not self.temperature > 0:
-            raise InputError(f"`Sampling.temperature={self.temperature}` cannot be used with `Sampling.sample=True`", "give `Sampling.temperature` above 0 (drop `Sampling.sample=True` for greedy decoding)")
+            raise InputError(
+                f"`Sampling.temperature={self.temperature}` cannot be used with `Sampling.sample=True`",
+                "give `Sampling.temperature` above 0 (drop `Sampling.sample=True` for greedy decoding)",
+            )
         if self.top_k is not None and self.top_k < 1:
             raise InputError(f"`Sampling.top_k={self.top_k}` is not valid", "give `Sampling.top_k` 1 or more (1 is greedy)")
         if self.top_p is not None and not 0 < self.top_p <= 1:

@@ -194,7 +194,9 @@ def query_json(q) -> dict:
 
 def word_weight_json(w: WordWeight) -> dict:
     """One entry of a `top` list (inspect, batch, heads, rollout, generate with a query)."""
-    doc = {"text": w.text, "label": w.name, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
+    doc = {
+        "text": w.text, "label": w.name, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special,
+    }
     if w.value_norm is not None:
         doc |= {"value_norm": floats(np.float32(w.value_norm)), "output_norm": floats(np.float32(w.output_norm))}
     return doc
