@@ -1,6 +1,31 @@
-"""Domain errors. The library raises them; only the CLI turns them into messages and exit codes."""
+"""Domain errors. The library raises them; only the CLI turns them into messages and exit codes.
+
+A message is written for the library's user: it names an option as a Python caller writes it, in
+backquotes (`query_index`, `query=WORD`, `include_special=False`, `tokenize()`). The CLI puts
+those in its own terms (--query-index, --query WORD, --no-special, `attn tokens`) with `phrased`.
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_NAMED = re.compile(r"`([^`\s=]+)(?:=([^`]*))?`")
+
+
+def phrased(text: str, names: Mapping[str, str]) -> str:
+    """`text` with each option it names in backquotes put as `names` says: the whole form first
+    (`include_special=False` -> --no-special), else the name with its value (`query_index=N` ->
+    --query-index N). What `names` does not know stays as written."""
+
+    def one(m: re.Match) -> str:
+        if m[0][1:-1] in names:
+            return names[m[0][1:-1]]
+        if m[1] in names:
+            return names[m[1]] + (f" {m[2]}" if m[2] else "")
+        return m[0]
+
+    return _NAMED.sub(one, text)
 
 
 class AttnError(Exception):
@@ -22,6 +47,10 @@ class AttnError(Exception):
         """The same error, its message led by `prefix` (which input it is about: "line 7: ")."""
         kind, (message, *rest) = self.__reduce__()
         return kind(prefix + message, *rest)
+
+    def phrased(self, names: Mapping[str, str]) -> tuple[str, str]:
+        """(message, fix) with the options they name in `names`' terms (see `phrased`)."""
+        return phrased(self.message, names), phrased(self.fix, names)
 
 
 class InputError(AttnError):

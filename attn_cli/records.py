@@ -5,8 +5,13 @@ is defined: ~0.25 ms a method on our machines, ~1.5 ms a frozen class, and ~25 m
 `attn` start for the 17 result, token and spec types on the inspect path (the import floor is
 ~150 ms). `frozen` lets dataclasses generate only `__init__` and gives the class shared methods
 that behave as a frozen dataclass's: a field cannot be assigned once set (FrozenInstanceError),
-`==` and `hash` compare the fields in order, `repr` names them. Everything else is dataclasses'
-own: `fields`, `replace`, defaults, `__post_init__`, `__match_args__`, pickling.
+`==` and `hash` compare the fields in order, `repr` names them (unless the class writes its
+own). Everything else is dataclasses' own: `fields`, `replace`, defaults, `__post_init__`,
+`__match_args__`, pickling.
+
+Unlike a dataclass's, the repr stays short, for a notebook's `print(result)`: an array reads as
+its dtype and shape, a sequence of more than a few items as their count and kind, a long string
+as its start.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ def frozen(cls: type) -> type:
     cls.__delattr__ = _delattr
     cls.__eq__ = _eq
     cls.__hash__ = _hash
-    cls.__repr__ = _repr
+    if "__repr__" not in cls.__dict__:
+        cls.__repr__ = _repr
     return cls
 
 
@@ -53,5 +59,22 @@ def _hash(self) -> int:
 
 
 def _repr(self) -> str:
-    fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
+    fields = ", ".join(f"{f.name}={short_repr(getattr(self, f.name))}" for f in dataclasses.fields(self) if f.repr)
     return f"{self.__class__.__qualname__}({fields})"
+
+
+def short_repr(value, items: int = 6, chars: int = 60) -> str:
+    """repr(value), summarised: an array as `<float32 array (12, 13)>`, a tuple, list or dict of
+    more than `items` as `<tuple of 13 Token>`, a string of more than `chars` cut with `…`."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None and not isinstance(value, type):
+        return repr(value.item()) if tuple(shape) == () else f"<{dtype} array {tuple(shape)}>"
+    if isinstance(value, (tuple, list, dict)) and len(value) > items:
+        kinds = sorted({type(v).__name__ for v in value.values()} if isinstance(value, dict) else {type(v).__name__ for v in value})
+        return f"<{type(value).__name__} of {len(value)} {'/'.join(kinds)}>"
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(short_repr(v, items, chars) for v in value)
+        return f"({inner}{',' if len(value) == 1 else ''})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, str) and len(value) > chars:
+        return repr(value[: chars - 1] + "…")
+    return repr(value)

@@ -100,7 +100,7 @@ for name, source, text in json.loads(sys.argv[1]):
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     pos = explained_position(tok, None, None)
     words = [{"text": w.text, "token_indices": [i for i in w.token_indices if i <= pos]} for w in tok.words if w.token_indices[0] <= pos]
-    special = [t.index for t in tok.tokens if t.special]
+    special = [t.index for t in tok.tokens if t.special or t.word is None]  # special, or whitespace alone: no word's
     out[name] = {"path": str(path), "ids": tok.ids.tolist(), "position": pos, "words": words, "special": special}
 print(json.dumps(out))
 """
@@ -229,7 +229,7 @@ def build(name: str, info: dict, folder: Path | None) -> tuple[dict[str, np.ndar
     c.true(f"transformers' tokenizer gives attn's ids {ids}", tokenizer(case.text)["input_ids"] == ids)
     c.true("the explained position is the last token", position == len(ids) - 1)
     flat, plain_tokens = [i for w in words for i in w["token_indices"]], [i for i in range(len(ids)) if i not in info["special"]]
-    c.true(f"attn's words cover every token but the special ones {info['special']} once, in order", flat == plain_tokens)
+    c.true(f"attn's words cover every token but the special and whitespace ones {info['special']} once, in order", flat == plain_tokens)
     r = Runner(model, case.module, ids, position)
     L, H, W = r.layers, r.heads, case.window
 

@@ -71,3 +71,20 @@ def test_import_is_cheap_and_lists_the_api():
     code = "import attn_cli, sys; print('numpy' in sys.modules, sorted(set(attn_cli.__all__) - set(dir(attn_cli))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")[0]
     assert out == "False []"
+
+
+def test_reprs_are_short_summaries_not_dumps(model):
+    """`print(model)` used to print the 30,522-piece vocabulary, and a result every array."""
+    assert repr(model) == f"Model(name='all-MiniLM-L6-v2', architecture='bert', layers=6, heads=12, path={str(model.path)!r})"
+    r = attn.inspect(model, SENTENCE, query="sat", layer="all", head="all")
+    assert repr(r) == (
+        "InspectResult(model='all-MiniLM-L6-v2', query='sat' (tokens [3]), layers=[0, 1, 2, 3, 4, 5], heads=13 (the last: the mean), "
+        "level='token', weights: 6 × 13 rows of (9,), tokens=9, words=7, top_k=5)"
+    )
+    head = repr(r.layers[0].heads[0])
+    assert "weights=<float32 array (9,)>" in head and "e-0" not in head and len(head) < 1200
+    assert repr(r.tokenization) == "Tokenization(text='The cat sat on the mat.', tokens=9, words=7)"
+    for result in (attn.heads(model, SENTENCE, query="sat"), attn.rollout(model, SENTENCE, query="sat"), attn.stats(model, SENTENCE),
+                   attn.compare(model, SENTENCE, "The dog sat on the mat.", query="sat")):
+        text = repr(result)
+        assert "array(" not in text and " array (" in text and len(text) < 3000, text[:300]

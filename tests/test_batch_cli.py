@@ -11,6 +11,7 @@ import pytest
 from helpers import attn, validate, write_safetensors
 
 from attn_cli.cli import ExitStatus
+from attn_cli.compute.result import SCHEMA_VERSION
 from attn_cli.loading.weights import SafetensorsFile
 
 SAMPLES = Path(__file__).parent.parent / "sample_inputs"
@@ -36,7 +37,7 @@ def test_bad_lines_fail_alone_and_the_exit_status_says_so(schema):
     assert p.returncode == ExitStatus.SOME_FAILED
     docs = [json.loads(line) for line in p.stdout.splitlines()]
     assert [d["line"] for d in docs] == [1, 2, 3, 4, 5]
-    assert docs[0] == {"line": 1, "schema_version": "1.0", "query": {"text": "cat", "token_indices": [2], "occurrence": 1, "occurrences": 1}}
+    assert docs[0] == {"line": 1, "schema_version": SCHEMA_VERSION, "query": {"text": "cat", "token_indices": [2], "occurrence": 1, "occurrences": 1}}
     codes = {d["line"]: (d["error"]["code"], d["error"]["exit_status"]) for d in docs if "error" in d}
     assert codes == {2: ("bad_input", 2), 3: ("query_not_found", 3), 4: ("bad_input", 2), 5: ("bad_input", 2)}
     assert "602 tokens long" in docs[3]["error"]["message"]

@@ -59,7 +59,9 @@ def test_tokens_command(schema):
     doc = json.loads(runner.invoke(app, ["tokens", SENTENCE, "--json"]).stdout)
     validate(doc, schema, "tokens")
     assert [t["text"] for t in doc["tokens"]][:4] == ["[CLS]", "the", "transform", "##er"]
-    assert doc["tokens"][2] == {"index": 2, "text": "transform", "piece": "transform", "id": 10938, "start": 4, "end": 13, "word": 1, "special": False}
+    assert doc["tokens"][2] == {
+        "index": 2, "text": "transform", "piece": "transform", "source": "Transform", "id": 10938, "start": 4, "end": 13, "word": 1, "special": False,
+    }
 
 
 def test_schema_command_prints_the_shipped_schema(schema):
@@ -207,3 +209,17 @@ def test_shell_completion_is_available():
     assert p.returncode == 0 and "_attn_completion" in p.stdout
     p = attn(env={"_ATTN_COMPLETE": "complete_bash", "COMP_WORDS": "attn ins", "COMP_CWORD": "1"})
     assert p.stdout.split() == ["inspect"]
+
+
+def test_a_text_that_is_a_file_s_path_is_read_as_text_with_a_note(tmp_path, monkeypatch):
+    """`attn inspect notes.txt -q it` analyses the words "notes.txt"; a note says how to read the file."""
+    (tmp_path / "notes.txt").write_text("The cat sat because it was tired.\n")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["inspect", "notes.txt", "-q", "notes", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["text"] == "notes.txt"
+    assert result.stderr == "attn: note: 'notes.txt' is a file's path, and TEXT is read as the text itself; to read the file, give - < notes.txt\n"
+    stats = runner.invoke(app, ["stats", "notes.txt", "--json"])
+    assert stats.exit_code == 0 and stats.stderr.endswith("to read the file, give --file notes.txt\n")
+    assert runner.invoke(app, ["tokens", "notes"]).stderr == ""  # not a file: no note
+    piped = runner.invoke(app, ["tokens", "-", "--json"], input="notes.txt")
+    assert piped.stderr == "" and json.loads(piped.stdout)["text"] == "notes.txt"

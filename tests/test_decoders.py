@@ -100,7 +100,7 @@ def test_bos_sink_is_visible_in_json_and_top(llama):
 def test_words_of_sentencepiece_and_byte_level_tokenizers_match_bert_words(llama, model):
     for m in (llama, load_model(TINY / "gpt2"), model):
         words = [w.text for w in tokenize(m.tokenizer, "The cat sat, because it wasn't tired.").words]
-        assert words == ["The", "cat", "sat", ",", "because", "it", "wasn", "'", "t", "tired", "."], m.name
+        assert words == ["The", "cat", "sat", ",", "because", "it", "wasn't", "tired", "."], m.name
 
 
 def test_query_over_split_decoder_word(llama):

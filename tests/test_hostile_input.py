@@ -146,7 +146,7 @@ def test_normal_forms_do_not_matter():
 
 
 def test_a_word_cut_by_truncate_is_said_to_be_cut(tiny_bert):
-    with pytest.raises(QueryNotFound, match="in the part of the text that --truncate cut off"):
+    with pytest.raises(QueryNotFound, match=r"in the part of the text that truncation \(`truncate=True`\) cut off"):
         attn.inspect(tiny_bert, " ".join(["cat"] * 140) + " dog", query="dog", truncate=True)
 
 

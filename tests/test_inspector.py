@@ -145,7 +145,7 @@ def test_word_level_sums_attention_to_split_words(model, schema):
         assert words.layers[0].head(h).scores is None
     doc = words.to_json()
     jsonschema.validate(doc, schema["$defs"]["inspect"] | {"$defs": schema["$defs"]})
-    assert doc["level"] == "word" and doc["units"][2] == {"text": "Transformer", "token_indices": [2, 3], "word": 1, "special": False}
+    assert doc["level"] == "word" and doc["units"][2] == {"text": "Transformer", "label": "Transformer", "token_indices": [2, 3], "word": 1, "special": False}
     assert len(doc["layers"][0]["heads"][0]["weights"]) == 12
 
 

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from attn_cli.records import frozen
+from attn_cli.records import frozen, short_repr
 
 
 @frozen
@@ -52,3 +52,20 @@ def test_dataclass_tools_and_pickling_still_work():
     r = pickle.loads(pickle.dumps(p))
     assert r == p and r.tags == ("a",)
     assert Point.__match_args__ == ("x", "y", "tags")
+
+
+def test_repr_summarises_arrays_long_sequences_and_strings_and_a_class_may_write_its_own():
+    import numpy as np
+
+    assert repr(Point(np.zeros((2, 3), np.float32), np.float32(0.5))) == "Point(x=<float32 array (2, 3)>, y=0.5)"
+    assert repr(Point(tuple(range(7)), (1, 2))) == "Point(x=<tuple of 7 int>, y=(1, 2))"
+    assert short_repr("x" * 100) == repr("x" * 59 + "…") and short_repr((1,)) == "(1,)"
+
+    @frozen
+    class Own:
+        x: int
+
+        def __repr__(self) -> str:
+            return "mine"
+
+    assert repr(Own(1)) == "mine"

@@ -7,6 +7,7 @@ Errors are one line, never a traceback; with JSON output they are a JSON object 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -87,10 +88,19 @@ def _fileno(stream, default: int) -> int:
         return default
 
 
-def read_text(text: str) -> str:
-    """TEXT as given, or stdin for `-` (without its final newline)."""
+def read_text(text: str, file_option: str | None = None) -> str:
+    """TEXT as given, or stdin for `-` (without its final newline). A TEXT that is the path of
+    an existing file (`attn inspect notes.txt -q it`) is still the text, but a one-line note on
+    stderr says how to read the file instead: `file_option` (stats' --file) or `- < FILE`."""
     from ..errors import InputError
 
+    if text != "-" and _names_a_file(text):
+        import shlex
+
+        from .output import write_stderr
+
+        instead = f"{file_option} {shlex.quote(text)}" if file_option else f"- < {shlex.quote(text)}"
+        write_stderr(f"attn: note: {text!r} is a file's path, and TEXT is read as the text itself; to read the file, give {instead}\n")
     if text == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("TEXT is - but nothing is piped to stdin", 'pipe the text in (echo "..." | attn inspect - ...) or pass it as an argument')
@@ -98,6 +108,15 @@ def read_text(text: str) -> str:
         buffer = getattr(sys.stdin, "buffer", None)
         text = buffer.read().decode("utf-8", errors="surrogateescape") if buffer is not None else sys.stdin.read()
     return text.rstrip("\r\n")
+
+
+def _names_a_file(text: str) -> bool:
+    if not text or "\n" in text or len(text) > 4096:
+        return False
+    try:
+        return os.path.isfile(text)
+    except (OSError, ValueError):  # a name too long, or with a NUL
+        return False
 
 
 def write_json(document: dict) -> None:
@@ -175,7 +194,9 @@ def report(code: str, message: str, fix: str, as_json: bool, candidates: list[st
     its exit status."""
     from ..views.text import printable
     from .output import json_text, write_stderr
+    from .phrasing import for_cli
 
+    message, fix = for_cli(message), for_cli(fix)
     if as_json:
         write_stderr(json_text(error_json(code, message, fix, candidates), sys.stderr))
     else:

@@ -26,7 +26,14 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-TextArgument = Annotated[str, typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin.", show_default=False)]
+TextArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="TEXT",
+        help="The text itself, or - to read it from stdin (a file: - < FILE). A TEXT that is a file's path is still read as text, with a note on stderr.",
+        show_default=False,
+    ),
+]
 ModelOption = Annotated[
     Optional[str],
     typer.Option(

@@ -41,7 +41,13 @@ from .options import (
 )
 def stats(
     ctx: typer.Context,
-    text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (or use --file).", show_default=False)] = None,
+    text: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="TEXT", help="The text itself, or - to read it from stdin; a file of texts: --file FILE (a TEXT that is a file's path gets a note).",
+            show_default=False,
+        ),
+    ] = None,
     file: Annotated[
         Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped), streamed; - for stdin.", show_default=False)
     ] = None,
@@ -90,7 +96,7 @@ def stats(
         if file is None:
             from ..loading.model import load_model
 
-            result = head_statistics(load_model(model), [(None, read_text(text))], threshold, options, seed)
+            result = head_statistics(load_model(model), [(None, read_text(text, "--file"))], threshold, options, seed)
         else:
             with _Progress() as progress:
                 result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress)

@@ -14,7 +14,7 @@ def chat_text(model: Model, user: str, system: str | None = None) -> str:
     if model.path.is_file() and not template:
         raise ModelError(
             f"{model.path.name} has no chat template (no tokenizer.chat_template in its metadata)",
-            "drop --chat, or use a GGUF file of an instruction-tuned model that ships one",
+            "drop `chat=True`, or use a GGUF file of an instruction-tuned model that ships one",
         )
     config = tokenizer_config(model.path) if model.path.is_dir() else {}
     if template is None:

@@ -31,10 +31,9 @@ from ..maths.analysis import output_slices, transformed_vectors
 from ..models import Interventions, LayerTrace, Resume, ValueZeroing
 from ..records import frozen
 from .inspect import model_info
-from .lenses import _query_json
 from .options import select_layers
 from .query import Query, resolve_query
-from .result import ModelInfo, document_header, floats
+from .result import ModelInfo, document_header, floats, query_json
 
 METHODS = ("alti", "value-zeroing", "norms")
 
@@ -58,7 +57,7 @@ class ContribResult:
     def to_json(self) -> dict:
         return {
             **document_header(self.model, self.tokenization),
-            "query": _query_json(self.query),
+            "query": query_json(self.query),
             "method": self.method,
             "layers": [
                 {"layer": layer, "contributions": floats(row), "rollout": None if self.rollout is None else floats(self.rollout[n])}

@@ -35,11 +35,14 @@ class Sampling:
         if not self.sample:
             return
         if not self.temperature > 0:
-            raise InputError(f"--temperature {self.temperature} cannot be used with --sample", "give --temperature above 0 (drop --sample for greedy decoding)")
+            raise InputError(
+                f"`Sampling.temperature={self.temperature}` cannot be used with `Sampling.sample=True`",
+                "give `Sampling.temperature` above 0 (drop `Sampling.sample=True` for greedy decoding)",
+            )
         if self.top_k is not None and self.top_k < 1:
-            raise InputError(f"--top-k {self.top_k} is not valid", "give --top-k 1 or more (1 is greedy)")
+            raise InputError(f"`Sampling.top_k={self.top_k}` is not valid", "give `Sampling.top_k` 1 or more (1 is greedy)")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InputError(f"--top-p {self.top_p} is not valid", "give --top-p in (0, 1]")
+            raise InputError(f"`Sampling.top_p={self.top_p}` is not valid", "give `Sampling.top_p` in (0, 1]")
 
     def chooser(self) -> Callable[[np.ndarray], int]:
         """logits (vocab,) -> the next id; a sampler keeps its generator, so a seed gives one text."""
@@ -66,7 +69,7 @@ def require_decoder(model: Model, command: str = "generate") -> None:
     if not model.arch.decodes:
         raise InputError(
             f"{model.name} is an encoder ({model.spec.model_type}): it sees the whole text at once and cannot predict a next token",
-            f"use a decoder for attn {command} (gpt2, llama, mistral, qwen2, qwen3, …), e.g. --model smollm2",
+            f"use a decoder for `{command}()` (gpt2, llama, mistral, qwen2, qwen3, …), e.g. `load_model('smollm2')`",
         )
 
 
@@ -96,7 +99,7 @@ def _json(path: Path) -> dict:
 
 def check_length(model: Model, prompt_tokens: int, max_new_tokens: int) -> None:
     if max_new_tokens < 1:
-        raise InputError(f"-n {max_new_tokens} is not valid", "give -n/--max-new-tokens 1 or more")
+        raise InputError(f"`max_new_tokens={max_new_tokens}` is not valid", "give `max_new_tokens` 1 or more")
     limit = model.spec.max_positions
     if prompt_tokens + max_new_tokens > limit:
         raise InputError(

@@ -38,6 +38,7 @@ class Attended:
     text: str
     token_indices: tuple[int, ...]
     weight: float
+    label: str = ""  # the text, with #N for a repeated prompt word (as in a top list)
 
 
 @frozen
@@ -53,7 +54,7 @@ class Step:
     attended: Attended | None
 
 
-@frozen
+@frozen  # a short repr: arrays as their shapes
 class GenerateResult:
     model: ModelInfo
     tokenization: Tokenization  # the prompt (or rendered chat) and every generated token
@@ -88,7 +89,8 @@ class GenerateResult:
                     "logprob": floats(np.float32(s.logprob)),
                     "top": [{"id": c.id, "text": c.text, "logprob": floats(np.float32(c.logprob))} for c in s.top],
                     "attended": None if s.attended is None else {
-                        "text": s.attended.text, "token_indices": list(s.attended.token_indices), "weight": floats(np.float32(s.attended.weight)),
+                        "text": s.attended.text, "label": s.attended.label or s.attended.text, "token_indices": list(s.attended.token_indices),
+                        "weight": floats(np.float32(s.attended.weight)),
                     },
                 }
                 for s in self.steps
@@ -140,9 +142,9 @@ def generate(
         raise OptionError("the inspect options name no token to inspect", "give them a {query} or a {query_index}")
     require_decoder(model)
     if top < 1:
-        raise InputError(f"--top {top} is not valid", "give --top 1 or more")
+        raise InputError(f"`top={top}` is not valid", "give `top` 1 or more")
     if max_new_tokens < 1:
-        raise InputError(f"-n {max_new_tokens} is not valid", "give -n/--max-new-tokens 1 or more")
+        raise InputError(f"`max_new_tokens={max_new_tokens}` is not valid", "give `max_new_tokens` 1 or more")
     sampling = sampling or Sampling()
     sampling.validate()
     model = kept(model)
@@ -181,9 +183,10 @@ def _attended(trace, tok: Tokenization, ids: list[int], pieces: list[str]) -> At
         return None
     prompt = len(tok.tokens)
     # Units: the prompt's words and special tokens, then each generated token so far.
-    units = [(u.text, u.token_indices) for u in tok.word_units]
-    units += [(piece.strip() or piece, (prompt + k,)) for k, piece in enumerate(pieces)]
-    units = [(text, idx) for text, idx in units if 0 not in idx or len(idx) > 1]
-    mass = to_words(np.where(np.arange(row.shape[0]) == 0, 0.0, row).astype(np.float32), [list(i) for _, i in units])
+    units = [(u.text, u.token_indices, u.label) for u in tok.word_units]
+    units += [(piece.strip() or piece, (prompt + k,), piece.strip() or piece) for k, piece in enumerate(pieces)]
+    units = [u for u in units if 0 not in u[1] or len(u[1]) > 1]
+    mass = to_words(np.where(np.arange(row.shape[0]) == 0, 0.0, row).astype(np.float32), [list(u[1]) for u in units])
     best = int(np.argmax(mass))
-    return Attended(units[best][0], tuple(units[best][1]), float(mass[best]))
+    text, indices, label = units[best]
+    return Attended(text, tuple(indices), float(mass[best]), label)

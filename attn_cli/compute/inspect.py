@@ -78,7 +78,9 @@ def rank_words(
 
     def entry(i: int) -> WordWeight:
         u = items[i]
-        return WordWeight(u.text, u.word, u.token_indices, float(values["weight"][i]), u.special, **{k: float(values[k][i]) for k in extra})
+        return WordWeight(
+            u.text, u.word, u.token_indices, float(values["weight"][i]), u.special, **{k: float(values[k][i]) for k in extra}, label=u.label
+        )
 
     return [entry(int(i)) for i in order]
 

@@ -16,7 +16,7 @@ from .generate import Candidate
 from .inspect import model_info
 from .options import check_chat
 from .query import resolve_query
-from .result import ModelInfo, QueryInfo, document_header, floats
+from .result import ModelInfo, QueryInfo, document_header, floats, query_json
 
 
 @frozen
@@ -27,7 +27,7 @@ class LensLayer:
     top: tuple[Candidate, ...]
 
 
-@frozen
+@frozen  # a short repr: arrays as their shapes
 class LensResult:
     model: ModelInfo
     tokenization: Tokenization
@@ -39,10 +39,7 @@ class LensResult:
     def to_json(self) -> dict:
         return {
             **document_header(self.model, self.tokenization),
-            "query": {
-                "text": self.query.text, "token_indices": list(self.query.token_indices),
-                "occurrence": self.query.occurrence, "occurrences": self.query.occurrences,
-            },
+            "query": query_json(self.query),
             "position": self.position,
             "top_k": self.top_k,
             "layers": [
@@ -62,7 +59,7 @@ def lens(
     require_decoder(model, "lens")
     check_chat(chat, system)
     if top_k < 1:
-        raise InputError(f"--top {top_k} is not valid", "give --top 1 or more")
+        raise InputError(f"`top_k={top_k}` is not valid", "give `top_k` 1 or more")
     if chat:
         from .chat import chat_tokenization
 

@@ -19,12 +19,12 @@ from ..models import LayerTrace
 from ..records import frozen
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
-from .result import ModelInfo, WordWeight, document_header, floats, units_json
+from .result import ModelInfo, WordWeight, document_header, floats, query_json, units_json, word_weight_json
 
 METRICS = ("top", "weight", "entropy")
 
 
-@frozen
+@frozen  # a short repr: arrays as their shapes
 class HeadsResult:
     """One value per (layer, head) for the query: `values` (layers, heads), and the top-attended
     word of every head (`top`, layers × heads)."""
@@ -70,28 +70,20 @@ class HeadsResult:
     def to_json(self) -> dict:
         return {
             **document_header(self.model, self.tokenization),
-            "query": _query_json(self.query),
+            "query": query_json(self.query),
             "metric": self.metric,
-            "target": None if self.target is None else _query_json(self.target),
+            "target": None if self.target is None else query_json(self.target),
             "layers": [
                 {
                     "layer": layer,
                     "heads": [
-                        {"head": h, "value": floats(np.float32(self.values[layer, h])), "top": _word_json(self.top[layer][h])}
+                        {"head": h, "value": floats(np.float32(self.values[layer, h])), "top": word_weight_json(self.top[layer][h])}
                         for h in range(self.values.shape[1])
                     ],
                 }
                 for layer in range(self.values.shape[0])
             ],
         }
-
-
-def _query_json(q: Query) -> dict:
-    return {"text": q.text, "token_indices": list(q.token_indices), "occurrence": q.occurrence, "occurrences": q.occurrences}
-
-
-def _word_json(w: WordWeight) -> dict:
-    return {"text": w.text, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
 
 
 def heads(
@@ -157,7 +149,7 @@ def heads_traced(
     return HeadsResult(model_info(model), tok, q, metric, aim, values, tuple(top))
 
 
-@frozen
+@frozen  # a short repr: arrays as their shapes
 class RolloutResult:
     """Attention rollout for the query (Abnar & Zuidema 2020), over `level` units, next to the
     last layer's plain attention (mean over heads). `full`: the whole (units, units) rollout."""
@@ -174,12 +166,12 @@ class RolloutResult:
     def to_json(self) -> dict:
         return {
             **document_header(self.model, self.tokenization),
-            "query": _query_json(self.query),
+            "query": query_json(self.query),
             "level": self.level,
             "units": units_json(units(self.tokenization, self.level)),
             "rollout": floats(self.rollout),
             "last_layer_mean": floats(self.last_layer),
-            "top": [_word_json(w) for w in self.top],
+            "top": [word_weight_json(w) for w in self.top],
             "full": floats(self.full),
         }
 

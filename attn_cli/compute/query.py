@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 
 from ..errors import InputError, QueryNotFound
 from ..loading.tokenizer import Tokenization, check_unicode
+from ..loading.words import same_text, without_accents
 from ..records import frozen
 
 _OCCURRENCE = re.compile(r"^(?P<text>.+?)#(?P<n>\d+)$")
@@ -27,27 +27,15 @@ class Query:
     accents_ignored: bool = False  # found only once accents were set aside ("cafe" for "Café")
 
 
-def same_text(text: str) -> str:
-    """The form in which a query and the text are compared: NFC (a decomposed é is the
-    composed é), case-folded."""
-    return unicodedata.normalize("NFC", text).casefold()
-
-
-def without_accents(text: str) -> str:
-    """The fallback form: `same_text` with combining marks removed ("Café" -> "cafe")."""
-    decomposed = unicodedata.normalize("NFD", text.casefold())
-    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
-
-
 def resolve_query(tok: Tokenization, query: str | None = None, query_index: int | None = None) -> Query:
     """`query`: a word ("making"), a word's n-th occurrence ("dog#2") or a position ("@5").
     `query_index`: a token position (0 = the first token; negative counts from the end)."""
     if query is not None and query_index is not None:
-        raise InputError("both a query word and a query index were given", "give either --query or --query-index")
+        raise InputError("both a query word and a query index were given", "give either `query` or `query_index`")
     if query is None and query_index is None:
         raise InputError(
             "no query given",
-            f"add --query WORD (one of: {_word_list(tok)}) or --query-index N",
+            f"add `query=WORD` (one of: {_word_list(tok)}) or `query_index=N`",
         )
     if query is not None and (m := _POSITION.match(query.strip())):
         query_index = int(m["n"])
@@ -69,7 +57,7 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
         hint = f"did you mean {', '.join(dict.fromkeys(close))}? " if close else ""
         raise QueryNotFound(
             f"{query!r} is not a word of the text; {hint}the words are: {_word_list(tok)}",
-            "pick one of those words, or a token position with --query-index (see `attn tokens`)",
+            "pick one of those words, or a token position with `query_index` (see `tokenize()`)",
             candidates=[w.text for w in tok.words],
         )
     if occurrence is not None and occurrence > len(matches):
@@ -79,8 +67,9 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
             f"use {query}#1" + ("" if len(matches) == 1 else f" … {query}#{len(matches)}"),
             candidates=[f"{query}#{n}" for n in range(1, len(matches) + 1)],
         )
-    chosen = matches[(occurrence or 1) - 1]
-    return Query(_span_text(tok, chosen), chosen, occurrence or 1, len(matches), accents_ignored)
+    first, last = matches[(occurrence or 1) - 1]
+    text = tok.text[tok.words[first].start : tok.words[last].end]
+    return Query(text, _tokens_of(tok, first, last), occurrence or 1, len(matches), accents_ignored)
 
 
 def check_rankable(tok: Tokenization, q: Query, causal: bool, include_special: bool) -> None:
@@ -92,8 +81,8 @@ def check_rankable(tok: Tokenization, q: Query, causal: bool, include_special: b
     if all(t.special for t in seen):
         raise InputError(
             f"the query {q.text!r} sees only special tokens ({', '.join(dict.fromkeys(t.text for t in seen))}), "
-            "so --no-special leaves no word to rank",
-            "drop --no-special, or pick a later query",
+            "so `include_special=False` leaves no word to rank",
+            "use `include_special=True`, or pick a later query",
         )
 
 
@@ -104,7 +93,7 @@ def _check_cut(tok: Tokenization, query: str) -> None:
     rest = tok.text[tok.words[-1].end :]
     if same_text(query) in same_text(rest) or without_accents(query) in without_accents(rest):
         raise QueryNotFound(
-            f"{query!r} is in the part of the text that --truncate cut off: the model reads its first "
+            f"{query!r} is in the part of the text that truncation (`truncate=True`) cut off: the model reads its first "
             f"{len(tok.tokens)} of {tok.total_tokens} tokens, up to {tok.words[-1].text!r}",
             "pick a word before the cut, or shorten the text so that the word comes earlier",
             candidates=[w.text for w in tok.words],
@@ -116,16 +105,16 @@ def _by_position(tok: Tokenization, index: int) -> Query:
     if not -n <= index < n:
         raise InputError(
             f"token position {index} is out of range: the text has {n} tokens (0 … {n - 1})",
-            "pick a position from `attn tokens`",
+            "pick a position from `tokenize()`",
         )
     token = tok.tokens[index % n]
     return Query(token.text, (token.index,), None, None)
 
 
-def _find(tok: Tokenization, query: str, form) -> list[tuple[int, ...]]:
-    """Token indices of each run of consecutive words whose text is `query` once both are put
-    in `form` (same_text or without_accents). A run may be one word or several ("New York",
-    "aren't" split at the apostrophe)."""
+def _find(tok: Tokenization, query: str, form) -> list[tuple[int, int]]:
+    """(first, last) word of each run of consecutive words whose text is `query` once both are
+    put in `form` (same_text or without_accents: case, Unicode form, apostrophes ’ and ', runs of
+    whitespace do not matter). A run may be one word or several ("New York", "well-known")."""
     target = form(query)
     matches = []
     words = tok.words
@@ -133,16 +122,16 @@ def _find(tok: Tokenization, query: str, form) -> list[tuple[int, ...]]:
         for last in words[i:]:
             span = form(tok.text[first.start : last.end])
             if span == target:
-                matches.append(tuple(t for w in words[first.index : last.index + 1] for t in w.token_indices))
+                matches.append((first.index, last.index))
                 break
             if len(span) >= len(target):
                 break
     return matches
 
 
-def _span_text(tok: Tokenization, token_indices: tuple[int, ...]) -> str:
-    first, last = tok.words[tok.tokens[token_indices[0]].word], tok.words[tok.tokens[token_indices[-1]].word]
-    return tok.text[first.start : last.end]
+def _tokens_of(tok: Tokenization, first: int, last: int) -> tuple[int, ...]:
+    """The tokens of words first … last, in order, each once (neighbouring words may share one)."""
+    return tuple(sorted({t for w in tok.words[first : last + 1] for t in w.token_indices}))
 
 
 def _word_list(tok: Tokenization, limit: int = 30) -> str:

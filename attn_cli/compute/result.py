@@ -13,7 +13,7 @@ import numpy as np
 from ..loading.tokenizer import Token, Tokenization, Unit, Word, units
 from ..records import frozen
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 HeadId = int | str  # a head index, or "mean" (the mean over the layer's heads)
 
@@ -35,18 +35,29 @@ class ModelInfo:
     layer_windows: tuple[int | None, ...] | None = None  # per layer: its window, or None for a global layer (Gemma 3)
     scale: float | None = None  # the factor on Q·K: 1/√head_dim, or Gemma's query_pre_attn_scalar^-½
 
+    def __repr__(self) -> str:  # every result holds one: the essentials, not all fourteen fields
+        return f"ModelInfo(name={self.name!r}, architecture={self.architecture!r}, layers={self.layers}, heads={self.heads})"
+
 
 @frozen
 class WordWeight:
-    """Attention to one word: the sum over its tokens. Special tokens count as their own words."""
+    """Attention to one word unit (`Tokenization.word_units`): the sum over its tokens. Special
+    tokens, and tokens of whitespace alone, count as units of their own. `label` is the unit's
+    name in a list: `fibonacci#2` for the second of a repeated word (see `Unit`)."""
 
     text: str
     word: int | None
     token_indices: tuple[int, ...]
     weight: float
     special: bool
-    value_norm: float | None = None  # ‖Σ α·v‖ over the word's tokens, with --norms
+    value_norm: float | None = None  # ‖Σ α·v‖ over the word's tokens, with norms
     output_norm: float | None = None  # ‖Σ α·v·W_O‖
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """What a list shows: the label, else the text."""
+        return self.label or self.text
 
 
 @frozen
@@ -119,6 +130,15 @@ class InspectResult:
     def tokens(self) -> tuple[Token, ...]:
         return self.tokenization.tokens
 
+    def __repr__(self) -> str:
+        layers = [layer.layer for layer in self.layers]
+        heads = len(self.layers[0].heads) if self.layers else 0
+        return (
+            f"InspectResult(model={self.model.name!r}, query={self.query.text!r} (tokens {list(self.query.token_indices)}), "
+            f"layers={layers}, heads={heads} (the last: the mean), level={self.level!r}, weights: {len(layers)} × {heads} rows "
+            f"of ({len(self.units)},), tokens={len(self.tokenization.tokens)}, words={len(self.tokenization.words)}, top_k={self.top_k})"
+        )
+
     @property
     def units(self) -> tuple[Unit, ...]:
         """What the per-head lists run over: tokens, or words and special tokens."""
@@ -128,12 +148,7 @@ class InspectResult:
         return {
             **document_header(self.model, self.tokenization),
             "truncated_from": self.tokenization.total_tokens,
-            "query": {
-                "text": self.query.text,
-                "token_indices": list(self.query.token_indices),
-                "occurrence": self.query.occurrence,
-                "occurrences": self.query.occurrences,
-            },
+            "query": query_json(self.query),
             "top_k": self.top_k,
             "include_special": self.include_special,
             "level": self.level,
@@ -155,15 +170,36 @@ class InspectResult:
         }
 
 
-def tokens_json(tokens: tuple[Token, ...]) -> list[dict]:
+def tokens_json(tok: Tokenization) -> list[dict]:
+    """`tokens[]`: each token as read (`text`), as the vocabulary spells it (`piece`), and the
+    exact text it covers (`source` = text[start:end]; null for a special token)."""
     return [
-        {"index": t.index, "text": t.text, "piece": t.piece or t.text, "id": t.id, "start": t.start, "end": t.end, "word": t.word, "special": t.special}
-        for t in tokens
+        {
+            "index": t.index, "text": t.text, "piece": t.piece or t.text, "source": tok.source(t), "id": t.id, "start": t.start, "end": t.end,
+            "word": t.word, "special": t.special,
+        }
+        for t in tok.tokens
     ]
 
 
 def units_json(items: tuple[Unit, ...]) -> list[dict]:
-    return [{"text": u.text, "token_indices": list(u.token_indices), "word": u.word, "special": u.special} for u in items]
+    return [{"text": u.text, "label": u.label, "token_indices": list(u.token_indices), "word": u.word, "special": u.special} for u in items]
+
+
+def query_json(q) -> dict:
+    """The `query` of every document about one query (inspect, batch, heads, rollout, lens,
+    generate): a `Query` or `QueryInfo`."""
+    return {"text": q.text, "token_indices": list(q.token_indices), "occurrence": q.occurrence, "occurrences": q.occurrences}
+
+
+def word_weight_json(w: WordWeight) -> dict:
+    """One entry of a `top` list (inspect, batch, heads, rollout, generate with a query)."""
+    doc = {
+        "text": w.text, "label": w.name, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special,
+    }
+    if w.value_norm is not None:
+        doc |= {"value_norm": floats(np.float32(w.value_norm)), "output_norm": floats(np.float32(w.output_norm))}
+    return doc
 
 
 def words_json(words: tuple[Word, ...]) -> list[dict]:
@@ -190,11 +226,7 @@ def _head_json(h: HeadResult) -> dict:
         "scores": floats(h.scores),
         "scaled_scores": floats(h.scaled_scores),
         "weights": floats(h.weights),
-        "top": [
-            {"text": w.text, "word": w.word, "token_indices": list(w.token_indices), "weight": floats(np.float32(w.weight)), "special": w.special}
-            | ({} if w.value_norm is None else {"value_norm": floats(np.float32(w.value_norm)), "output_norm": floats(np.float32(w.output_norm))})
-            for w in h.top
-        ],
+        "top": [word_weight_json(w) for w in h.top],
     }
     if h.value_norms is not None:
         doc |= {"value_norms": floats(h.value_norms), "output_norms": floats(h.output_norms)}
@@ -228,7 +260,7 @@ def document_header(model: ModelInfo, tok: Tokenization) -> dict:
             "scale": floats(None if model.scale is None else np.float32(model.scale)),
         },
         "text": tok.text,
-        "tokens": tokens_json(tok.tokens),
+        "tokens": tokens_json(tok),
         "words": words_json(tok.words),
     }
 
@@ -258,17 +290,26 @@ def csv_rows(result: InspectResult):
     """The table in long form, for spreadsheets and R/pandas: one row per (layer, head, unit),
     the units being those of the JSON's weights (tokens, or words with --level word, whose
     `token_index` lists their tokens, space-separated), the mean over heads as head "mean".
-    Masked scores, and scores at word level, are empty cells."""
+    Masked scores, and scores at word level, are empty cells. `word`: the word(s) the unit's
+    tokens overlap, as written (empty for special and whitespace tokens)."""
     norms = len(csv_columns(result)) > len(CSV_COLUMNS)
+    tok = result.tokenization
+    words = [_words_text(tok, unit) for unit in result.units]
     for layer in result.layers:
         for head in layer.heads:
             for i, unit in enumerate(result.units):
                 yield (
                     layer.layer, head.head, "" if head.kv_head is None else head.kv_head, " ".join(map(str, unit.token_indices)), unit.text,
-                    "" if unit.word is None else result.tokenization.words[unit.word].text, int(unit.special),
+                    words[i], int(unit.special),
                     _csv_number(head.scores, i), _csv_number(head.scaled_scores, i), _csv_number(head.weights, i),
                     *((_csv_number(head.value_norms, i), _csv_number(head.output_norms, i)) if norms else ()),
                 )
+
+
+def _words_text(tok: Tokenization, unit: Unit) -> str:
+    """The text of the words a unit's tokens overlap (a token such as Gemma's 坐在 overlaps two)."""
+    overlapped = [w for t in unit.token_indices for w in tok.words_of(tok.tokens[t])]
+    return tok.text[overlapped[0].start : overlapped[-1].end] if overlapped else ""
 
 
 def _csv_number(values: np.ndarray | None, i: int) -> str:

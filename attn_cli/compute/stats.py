@@ -131,7 +131,7 @@ def corpus_statistics(
 # --- attn compare ----------------------------------------------------------------------------
 
 
-@frozen
+@frozen  # a short repr: arrays as their shapes
 class CompareLayer:
     """One layer's word weights of the query on the alignment's n pairs: weights_a, weights_b,
     diff = weights_b − weights_a, each (heads, n) (0 where a side has no word); change (heads,)
@@ -159,7 +159,7 @@ class CompareLayer:
         return int(np.argmax(np.abs(self.mean_diff)))
 
 
-@frozen
+@frozen  # a short repr: arrays as their shapes
 class CompareResult:
     model: ModelInfo
     text_a: str
@@ -204,17 +204,10 @@ class CompareResult:
 
 
 def word_entries(tok: Tokenization) -> list[tuple[str, tuple[int, ...]]]:
-    """(text, token indices) per word in token order, each special token its own entry, so the
-    groups cover every token once (the groups of `analysis.to_words`)."""
-    entries, seen = [], set()
-    for t in tok.tokens:
-        if t.word is None:
-            entries.append((t.text, (t.index,)))
-        elif t.word not in seen:
-            seen.add(t.word)
-            word = tok.words[t.word]
-            entries.append((word.text, word.token_indices))
-    return entries
+    """(text, token indices) per word unit in token order (`Tokenization.word_units`: special
+    and whitespace tokens their own entries), so the groups cover every token once (the groups
+    of `analysis.to_words`)."""
+    return [(u.text, u.token_indices) for u in tok.word_units]
 
 
 def _query(tok: Tokenization, query: str, which: str, option: str) -> QueryInfo:
@@ -224,7 +217,7 @@ def _query(tok: Tokenization, query: str, which: str, option: str) -> QueryInfo:
         q = resolve_query(tok, query)
     except QueryNotFound as exc:
         occurrence = "#" in query  # WORD#N beyond its occurrences: the library's fix lists them
-        fix = exc.fix if occurrence else f"pick a word of text {which} for {option} (or @N for token position N; see `attn tokens`)"
+        fix = exc.fix if occurrence else f"pick a word of text {which} for `{option}` (or @N for token position N; see `tokenize()`)"
         raise QueryNotFound(f"not found in text {which}: {exc.message}", fix, exc.candidates) from None
     except AttnError as exc:
         raise exc.prefixed(f"text {which}: ") from None
@@ -246,7 +239,7 @@ def compare(model: Model, text_a: str, text_b: str, query: str, query_b: str | N
     s = model.spec
     layers = select_layers(layer, s.layers)
     tok_a, tok_b = _tokenize(model, text_a, "text A: "), _tokenize(model, text_b, "text B: ")
-    q_a, q_b = _query(tok_a, query, "A", "--query"), _query(tok_b, query if query_b is None else query_b, "B", "--query-b")
+    q_a, q_b = _query(tok_a, query, "A", "query"), _query(tok_b, query if query_b is None else query_b, "B", "query_b")
     entries_a, entries_b = word_entries(tok_a), word_entries(tok_b)
     alignment = analysis.align_words([w for w, _ in entries_a], [w for w, _ in entries_b])
     groups_a, groups_b = [g for _, g in entries_a], [g for _, g in entries_b]

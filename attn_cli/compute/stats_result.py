@@ -42,7 +42,7 @@ class Induction:
     length: int
 
 
-@frozen
+@frozen  # a short repr: arrays as their shapes
 class StatsResult:
     """Per-head statistics over a corpus.
 

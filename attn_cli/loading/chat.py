@@ -44,7 +44,7 @@ def find_chat_template(folder: Path, config: dict | None = None) -> str:
     if not isinstance(template, str) or not template.strip():
         raise ModelError(
             f"the model in {folder} has no chat template (no chat_template.jinja, no chat_template in tokenizer_config.json)",
-            "drop --chat, or use an instruction-tuned model that ships a chat template",
+            "drop `chat=True`, or use an instruction-tuned model that ships a chat template",
         )
     return template
 
@@ -64,7 +64,7 @@ def special_tokens(config: dict) -> dict[str, str]:
 def chat_messages(user: str, system: str | None = None) -> list[dict]:
     """One user message, after a system message when one is given."""
     if not user.strip():
-        raise InputError("the text is empty", 'give a message, e.g. attn generate "What is the capital of France?" --chat')
+        raise InputError("the text is empty", 'give a message, e.g. "What is the capital of France?"')
     return ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
 
 
@@ -102,4 +102,4 @@ def render_chat(template: str, messages: list[dict], variables: dict[str, str] |
     except jinja2.exceptions.SecurityError as exc:
         raise ModelError(f"the chat template tried something the sandbox forbids: {exc}", "use the model's official chat template") from None
     except jinja2.exceptions.TemplateError as exc:
-        raise ModelError(f"the chat template failed: {exc}", "check the model's chat template, or drop --chat (or --system)") from None
+        raise ModelError(f"the chat template failed: {exc}", "check the model's chat template, or drop `chat=True` (or `system`)") from None

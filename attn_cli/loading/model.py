@@ -43,6 +43,10 @@ class Model:
     release_weights: bool = True
     chat_template: str | None = None  # the Jinja template a GGUF file ships (`tokenizer.chat_template`)
 
+    def __repr__(self) -> str:  # not the dataclass's: that prints the config, weights and the whole vocabulary
+        s = self.spec
+        return f"Model(name={self.name!r}, architecture={s.model_type!r}, layers={s.layers}, heads={s.heads}, path={str(self.path)!r})"
+
     def trace(self, input_ids, cache=None, through: int | None = None, interventions: Interventions | None = None) -> Iterator[LayerTrace]:
         """The forward pass, one checked `LayerTrace` per layer (see `models.trace.run` and
         `release_weights`). With a `KVCache` (decoders), `input_ids` are the tokens after the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from functools import cached_property
 from pathlib import Path
 
@@ -11,13 +10,16 @@ from tokenizers import Tokenizer
 
 from ..errors import InputError, ModelError
 from ..records import frozen
+from .words import overlaps, same_text, segment
 
 
 @frozen
 class Token:
-    """One token. `start`/`end` are character offsets into the text (None for special tokens);
-    `word` is the index of the input word it belongs to (None for special tokens). `text` is the
-    token as a person reads it; `piece` as the vocabulary spells it (`Ġcat`, `Ã©`, `<0xF0>`)."""
+    """One token. `start`/`end` are character offsets into the text (None for special tokens),
+    so `text[start:end]` is the source text it covers. `word` is the index of the first word it
+    overlaps (None for special tokens and for tokens that cover only whitespace). `text` is the
+    token as a person reads it (`cat`, `é`, `↵`); `piece` as the vocabulary spells it (`Ġcat`,
+    `Ã©`, `<0xF0>`), None when it reads as `text`."""
 
     index: int
     text: str
@@ -26,12 +28,14 @@ class Token:
     end: int | None
     word: int | None
     special: bool
-    piece: str | None = None  # None when it reads as `text`
+    piece: str | None = None
 
 
 @frozen
 class Word:
-    """A word of the input as the tokenizer's pre-tokenizer splits it, and its tokens."""
+    """A word of the text (`words.segment`: found in the characters, the same for every
+    tokenizer) and the tokens that overlap it. A token may overlap two words (Gemma's `坐在`
+    is one token): it is then among the tokens of both."""
 
     index: int
     text: str
@@ -42,13 +46,17 @@ class Word:
 
 @frozen
 class Unit:
-    """A row of a view: a token (`--level token`) or a word (`--level word`); special tokens
-    are units of their own at both levels."""
+    """A row of a view: a token (`--level token`) or a word (`--level word`). At word level,
+    words that share a token are one unit (`word` is the first); special tokens, and tokens of
+    whitespace alone, are units of their own (`word` None). `label` names the unit in a list:
+    its text, with `#N` for the N-th of a word that occurs more than once (as `WORD#N` queries
+    count), or `@I` for a special or whitespace token at position I that occurs more than once."""
 
     text: str
     token_indices: tuple[int, ...]
     word: int | None
     special: bool
+    label: str = ""
 
 
 @frozen
@@ -58,21 +66,67 @@ class Tokenization:
     words: tuple[Word, ...]
     total_tokens: int | None = None  # set when the text was truncated: its length before
 
+    def __repr__(self) -> str:
+        cut = f", truncated_from={self.total_tokens}" if self.total_tokens is not None else ""
+        text = self.text if len(self.text) <= 40 else self.text[:39] + "…"
+        return f"Tokenization(text={text!r}, tokens={len(self.tokens)}, words={len(self.words)}{cut})"
+
     @property
     def ids(self) -> np.ndarray:
         """(seq,) int64 token ids, the model's input."""
         return np.array([t.id for t in self.tokens], dtype=np.int64)
 
+    def words_of(self, token: Token) -> tuple[Word, ...]:
+        """The words `token` overlaps: none for a special or whitespace token, two or more for a
+        token that spans words (Gemma's `坐在`)."""
+        if token.word is None:
+            return ()
+        found = [self.words[token.word]]
+        while found[-1].index + 1 < len(self.words) and token.index in self.words[found[-1].index + 1].token_indices:
+            found.append(self.words[found[-1].index + 1])
+        return tuple(found)
+
+    def source(self, token: Token) -> str | None:
+        """The text `token` covers, exactly (None for a special token)."""
+        return None if token.start is None else self.text[token.start : token.end]
+
     # Computed once per text: views ask for them once per head.
     @cached_property
     def token_units(self) -> tuple[Unit, ...]:
-        return tuple(Unit(t.text, (t.index,), t.word, t.special) for t in self.tokens)
+        return tuple(Unit(t.text, (t.index,), t.word, t.special, t.text) for t in self.tokens)
 
     @cached_property
     def word_units(self) -> tuple[Unit, ...]:
-        items = [Unit(w.text, w.token_indices, w.index, False) for w in self.words]
-        items += [Unit(t.text, (t.index,), None, True) for t in self.tokens if t.special]
-        return tuple(sorted(items, key=lambda u: u.token_indices[0]))
+        groups: list[list[Word]] = []
+        for w in self.words:
+            if groups and w.token_indices[0] <= groups[-1][-1].token_indices[-1]:  # shares a token with the word before
+                groups[-1].append(w)
+            else:
+                groups.append([w])
+        items = [
+            (self.text[g[0].start : g[-1].end], tuple(sorted({t for w in g for t in w.token_indices})), g[0].index, False)
+            for g in groups
+        ]
+        items += [(t.text, (t.index,), None, t.special) for t in self.tokens if t.word is None]
+        items.sort(key=lambda u: u[1][0])
+        return tuple(Unit(*u, label) for u, label in zip(items, _labels(items)))
+
+
+def _labels(items: list[tuple]) -> list[str]:
+    """Each unit's label (see `Unit`)."""
+    keys = [("word", same_text(text)) if word is not None else ("token", text) for text, _, word, _ in items]
+    counts: dict[tuple, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    seen: dict[tuple, int] = {}
+    labels = []
+    for (text, indices, word, _), key in zip(items, keys):
+        seen[key] = seen.get(key, 0) + 1
+        if counts[key] == 1:
+            labels.append(text)
+        else:
+            labels.append(f"{text}#{seen[key]}" if word is not None else f"{text}@{indices[0]}")
+    return labels
 
 
 def units(tok: Tokenization, level: str = "token") -> tuple[Unit, ...]:
@@ -128,12 +182,12 @@ def tokenize(
     truncate, so the error does not suggest one."""
     check_unicode(text)
     if not text.strip():
-        raise InputError("the text is empty", 'give a sentence, e.g. attn inspect "The cat sat." --query cat')
+        raise InputError("the text is empty", 'give a sentence, e.g. "The cat sat."')
     encoding = tokenizer.encode(text, add_special_tokens=add_special_tokens)
     total = None
     if max_tokens is not None and len(encoding.ids) > max_tokens:
         if not truncate:
-            offer = f", or add --truncate to keep its first {max_tokens} tokens" if truncate is not None else f" to at most {max_tokens} tokens"
+            offer = f", or pass `truncate=True` to keep its first {max_tokens} tokens" if truncate is not None else f" to at most {max_tokens} tokens"
             raise InputError(
                 f"the text is {len(encoding.ids)} tokens long, but the model reads at most {max_tokens}",
                 f"shorten the text{offer}",
@@ -151,22 +205,8 @@ def tokenize(
         bool(m) or w is None and o == (0, 0) or i in written and text[o[0] : o[1]] == piece
         for m, w, o, i, piece in zip(encoding.special_tokens_mask, encoding.word_ids, encoding.offsets, encoding.ids, encoding.tokens)
     ]
-    word_of = _word_indices(text, encoding.offsets, encoding.word_ids, specials)
     shown = _readable(text, encoding.tokens, encoding.offsets, specials) if _pieces_are_bytes(tokenizer) else encoding.tokens
-    tokens = tuple(
-        Token(
-            index=i,
-            text=label,
-            id=int(token_id),
-            start=None if special else start,
-            end=None if special else end,
-            word=word_of[i],
-            special=special,
-            piece=None if label == piece else piece,
-        )
-        for i, (token_id, piece, label, (start, end), special) in enumerate(zip(encoding.ids, encoding.tokens, shown, encoding.offsets, specials))
-    )
-    return Tokenization(text, tokens, _words(text, tokens), total)
+    return _tokenization(text, encoding.ids, encoding.tokens, shown, encoding.offsets, specials, total)
 
 
 def special_ids(tokenizer: Tokenizer) -> frozenset[int]:
@@ -206,72 +246,35 @@ def _readable(text: str, pieces, offsets, specials) -> list[str]:
     return shown
 
 
-def _is_punctuation(char: str) -> bool:
-    return unicodedata.category(char)[0] in "PS"
-
-
-def _word_indices(text: str, offsets, word_ids, specials) -> list[int | None]:
-    """The word of each token, the same way for every kind of tokenizer.
-
-    A new word starts after whitespace, at punctuation, or where the tokenizer's own word id
-    changes (BERT's pre-tokenizer splits words; Llama's SentencePiece-style tokenizers report
-    the whole text as one). Byte-level and SentencePiece tokens carry their leading space
-    (" cat"); a token that is only whitespace belongs to the word after it.
-    """
-    words: list[int | None] = [None] * len(offsets)
-    count, previous_end, previous_id, waiting = 0, None, None, []
-    for i, ((start, end), word_id, special) in enumerate(zip(offsets, word_ids, specials)):
-        if special:
-            if waiting:  # whitespace before a special token (a chat's "\n<|im_start|>") is a word of its own
-                count += 1
-                for j in waiting:
-                    words[j] = count - 1
-                waiting = []
-            previous_end = None
-            continue
-        piece = text[start:end]
-        core = start + len(piece) - len(piece.lstrip())
-        if previous_end is not None and start < previous_end:  # more bytes of the same character
-            words[i] = count - 1
-            previous_end = max(previous_end, end)
-            continue
-        if core == end:  # whitespace only: joins the next word
-            waiting.append(i)
-            previous_end = None
-            continue
-        # A combining mark (a decomposed é's accent) belongs to the letter before it, though
-        # byte-level pre-tokenizers split it off as a word of its own.
-        continues_letter = previous_end == core and unicodedata.category(text[core]).startswith("M")
-        new_word = not continues_letter and (
-            previous_end is None
-            or core > previous_end
-            or word_id != previous_id
-            or _is_punctuation(text[core])
-            or _is_punctuation(text[previous_end - 1])
+def _tokenization(text: str, ids, pieces, shown, offsets, specials, total: int | None = None) -> Tokenization:
+    """Tokens from the tokenizer's output, and the words of the text they cover: the text up to
+    its last token's end is split into words (`words.segment`), each word gets the tokens that
+    overlap it, and a word no token overlaps (a character the tokenizer drops) is left out."""
+    covered = max((end for (_, end), special in zip(offsets, specials) if not special), default=0)
+    written = tuple((start, end) for (start, end), special in zip(offsets, specials) if special and end > start)
+    spans = segment(text[:covered], written)
+    overlapped = [range(0) if special else overlaps(spans, start, end) for (start, end), special in zip(offsets, specials)]
+    members: list[list[int]] = [[] for _ in spans]
+    for i, found in enumerate(overlapped):
+        for w in found:
+            members[w].append(i)
+    kept = [w for w in range(len(spans)) if members[w]]
+    number = {w: n for n, w in enumerate(kept)}
+    words = tuple(Word(n, text[spans[w][0] : spans[w][1]], *spans[w], tuple(members[w])) for n, w in enumerate(kept))
+    tokens = tuple(
+        Token(
+            index=i,
+            text=label,
+            id=int(token_id),
+            start=None if special else start,
+            end=None if special else end,
+            word=number[found[0]] if found else None,
+            special=special,
+            piece=None if label == piece else piece,
         )
-        if new_word:
-            count += 1
-        for j in waiting + [i]:
-            words[j] = count - 1
-        waiting, previous_end, previous_id = [], end, word_id
-    for j in waiting:  # trailing whitespace: part of the last word
-        words[j] = count - 1 if count else None
-    return words
-
-
-def _words(text: str, tokens: tuple[Token, ...]) -> tuple[Word, ...]:
-    by_word: dict[int, list[Token]] = {}
-    for token in tokens:
-        if token.word is not None:
-            by_word.setdefault(token.word, []).append(token)
-    words = []
-    for index in sorted(by_word):
-        members = by_word[index]
-        start, end = min(t.start for t in members), max(t.end for t in members)
-        span = text[start:end]
-        start += len(span) - len(span.lstrip())  # a word's text has no leading space
-        words.append(Word(index, text[start:end].rstrip(), start, start + len(text[start:end].rstrip()), tuple(t.index for t in members)))
-    return tuple(words)
+        for i, (token_id, piece, label, (start, end), special, found) in enumerate(zip(ids, pieces, shown, offsets, specials, overlapped))
+    )
+    return Tokenization(text, tokens, words, total)
 
 
 def decoded_piece(tokenizer: Tokenizer, before: list[int], token_id: int, context: int = 6) -> str:
@@ -284,22 +287,33 @@ def decoded_piece(tokenizer: Tokenizer, before: list[int], token_id: int, contex
 
 def continued(tokenizer: Tokenizer, tok: Tokenization, ids: list[int], pieces: list[str]) -> Tokenization:
     """`tok` followed by generated tokens `ids`, whose decoded texts are `pieces`: the text grows
-    by the pieces, each new token gets its character span and words continue the count."""
+    by the pieces, each new token gets its character span, and the words are found again in the
+    whole text (a generated piece may finish the prompt's last word)."""
     written = special_ids(tokenizer)
     text, offsets, specials = tok.text, [], []
     for token_id, piece in zip(ids, pieces):
         offsets.append((len(text), len(text) + len(piece)))
         specials.append(token_id in written)
         text += piece
-    first_word = len(tok.words)
-    local = _word_indices(text, offsets, [0] * len(ids), specials)
     vocab = [tokenizer.id_to_token(i) or "" for i in ids]
     shown = _readable(text, vocab, offsets, specials) if _pieces_are_bytes(tokenizer) else vocab
-    tokens = list(tok.tokens)
-    for token_id, piece, label, (start, end), special, word in zip(ids, vocab, shown, offsets, specials, local):
-        tokens.append(
-            Token(len(tokens), label, int(token_id), None if special else start, None if special else end,
-                  None if word is None else first_word + word, special, piece=None if label == piece else piece)
-        )
-    tokens = tuple(tokens)
-    return Tokenization(text, tokens, _words(text, tokens), tok.total_tokens)
+    old = tok.tokens
+    return _tokenization(
+        text,
+        [t.id for t in old] + list(ids),
+        [t.piece or t.text for t in old] + vocab,
+        [t.text for t in old] + shown,
+        [(t.start, t.end) if t.start is not None else _special_span(tok, t) for t in old] + offsets,
+        [t.special for t in old] + specials,
+        tok.total_tokens,
+    )
+
+
+def _special_span(tok: Tokenization, token: Token) -> tuple[int, int]:
+    """Where a special token of `tok` is written in its text (a chat's <|im_start|>), if it is:
+    the text between the tokens around it; else (a [CLS] the tokenizer added) an empty span."""
+    before = max((t.end for t in tok.tokens[: token.index] if t.end is not None), default=0)
+    after = next((t.start for t in tok.tokens[token.index + 1 :] if t.start is not None), len(tok.text))
+    piece = token.piece or token.text
+    at = tok.text.find(piece, before, after)
+    return (at, at + len(piece)) if at >= 0 else (before, before)

@@ -34,7 +34,7 @@ def rollout_pane(result: RolloutResult, width: int, console) -> Pane:
         line.append(f" {result.last_layer[n]:>10.3f}")
         return line.stylize(_pick(first)) or line
 
-    top = Items(Text("Top by rollout: ", style="bold"), [Text.assemble((w.text, "dim" if w.special else "bold"), f" {w.weight:.2f}") for w in result.top])
+    top = Items(Text("Top by rollout: ", style="bold"), [Text.assemble((w.name, "dim" if w.special else "bold"), f" {w.weight:.2f}") for w in result.top])
     focus = next((n for n, u in enumerate(items) if set(u.token_indices) <= query), None)
     rule = Text("─" * min(width, cell_len(columns.plain)), style="dim")
     return Pane([columns, rule], Lines(len(items), make, focus), _wrapped(top, width, console))
@@ -63,5 +63,5 @@ def grid_pane(result: HeadsResult, view: View, width: int) -> Pane:
         return line
 
     current = result.top[view.layer][view.head] if view.head != "mean" else None
-    below = [Text(f"layer {view.layer}, head {view.head}: top word {current.text!r} {current.weight:.2f}")] if current else []
+    below = [Text(f"layer {view.layer}, head {view.head}: top word {current.name!r} {current.weight:.2f}")] if current else []
     return Pane([columns], Lines(layers, make, layers - 1 - view.layer), below)

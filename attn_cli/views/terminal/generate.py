@@ -46,7 +46,10 @@ def generate_view(r: GenerateResult) -> list[RenderableType]:
     parts.append(Text.assemble(("\n" if not r.chat else "") + "Text: ", (prompt_text if not r.chat else "…", "dim"), (r.continuation, "bold green")))
 
     alternatives = [[[(_shown(c.text), ""), (f" {math.exp(c.logprob):.2f}", "dim")] for c in s.top if c.id != s.id] for s in r.steps]
-    attended = [("—", "dim", "", "") if s.attended is None else (_shown(s.attended.text), "", f" {s.attended.weight:.2f}", "dim") for s in r.steps]
+    attended = [
+        ("—", "dim", "", "") if s.attended is None else (_shown(s.attended.label or s.attended.text), "", f" {s.attended.weight:.2f}", "dim")
+        for s in r.steps
+    ]
     columns = [
         Column("#", cells=[str(s.position) for s in r.steps], key=True),
         Column("token", "label", [(_shown(s.text), "bold") for s in r.steps], key=True),

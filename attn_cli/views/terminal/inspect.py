@@ -246,7 +246,8 @@ def tokens_table(tok: Tokenization) -> Table:
     for name, justify in [("#", "right"), ("token", "left"), ("id", "right"), ("start", "right"), ("end", "right"), ("word", "left")]:
         table.add_column(name, justify=justify)
     for t in tok.tokens:
-        word = "(special)" if t.special else f"{t.word}: {tok.words[t.word].text}"
+        words = tok.words_of(t)
+        word = "(special)" if t.special else " ".join(f"{w.index}: {w.text}" for w in words) or ("(space)" if (tok.source(t) or "").isspace() else "(no word)")
         offsets = ("", "") if t.start is None else (str(t.start), str(t.end))
         table.add_row(str(t.index), t.text, str(t.id), *offsets, Text(word, style="dim" if t.special else ""))
     return table

@@ -263,7 +263,7 @@ def folded_line(result: InspectResult, layer: LayerResult, head: HeadResult, kee
 def top_items(head: HeadResult, rank_by: str = "weight") -> tuple[str, list[tuple[str, str, str]]]:
     """The top line's title and items (word, its style, the value that ranks it)."""
     by = rank_by if head.head != "mean" else "weight"  # the mean over heads has no norms
-    return f"{RANK_TITLES[by]}: ", [(w.text, "dim" if w.special else "bold", f" {getattr(w, by):.2f}") for w in head.top]
+    return f"{RANK_TITLES[by]}: ", [(w.name, "dim" if w.special else "bold", f" {getattr(w, by):.2f}") for w in head.top]
 
 
 def grid_widths(layer: LayerResult) -> list[int]:

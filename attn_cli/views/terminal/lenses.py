@@ -105,7 +105,7 @@ def rollout_view(result: RolloutResult) -> list:
     table = Fitted(Table(columns, plan, gap=3).lines)
     top = Text("Top by rollout: ", style="bold")
     for n, w in enumerate(result.top):
-        top.append((" · " if n else "") + w.text, style="dim" if w.special else "bold")
+        top.append((" · " if n else "") + w.name, style="dim" if w.special else "bold")
         top.append(f" {w.weight:.2f}")
     return [
         Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers) · query ", (f'"{result.query.text}"', "bold cyan")),

@@ -36,7 +36,7 @@ def inspect_text(result: InspectResult, width: int, rows: str = "all") -> str | 
     if any(h.steps is not None for layer in result.layers for h in layer.heads):
         return None
     shown = [result.model.name, result.query.text, *result.notes, *(u.text for u in result.units)]
-    shown += [w.text for layer in result.layers for h in layer.heads for w in h.top]
+    shown += [w.name for layer in result.layers for h in layer.heads for w in h.top]
     if not all(_narrow(text) for text in shown):  # checked whole, before any is cut to a width
         return None
     lines = list(_lines(result, width, rows))

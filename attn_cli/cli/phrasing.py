@@ -1,0 +1,45 @@
+"""The library's errors in the CLI's words: the options a message names as Python arguments
+(`query_index`, `include_special=False`; see `attn_cli.errors`) as the flags that set them."""
+
+from __future__ import annotations
+
+from ..errors import phrased
+
+FLAGS = {
+    "query": "--query",
+    "query_b": "--query-b",
+    "query_index": "--query-index",
+    "include_special=False": "--no-special",
+    "include_special=True": "--special",
+    "truncate=True": "--truncate",
+    "truncate": "--truncate",
+    "layer": "--layer",
+    "head": "--head",
+    "top_k": "--top",
+    "top": "--top",
+    "level": "--level",
+    "level='word'": "--level word",
+    "rank_by": "--rank-by",
+    "steps=True": "--steps",
+    "steps": "--steps",
+    "metric": "--metric",
+    "metric='weight'": "--metric weight",
+    "target": "--target",
+    "chat=True": "--chat",
+    "chat": "--chat",
+    "system": "--system",
+    "max_new_tokens": "-n",
+    "Sampling.sample=True": "--sample",
+    "Sampling.temperature": "--temperature",
+    "Sampling.top_k": "--top-k",
+    "Sampling.top_p": "--top-p",
+    "tokenize()": "`attn tokens`",
+    "generate()": "attn generate",
+    "lens()": "attn lens",
+    "load_model('smollm2')": "--model smollm2",
+}
+
+
+def for_cli(text: str) -> str:
+    """A library message or fix with the CLI's flags for the options it names."""
+    return phrased(text, FLAGS)
