@@ -66,6 +66,8 @@ Models (folder name -> what it exercises):
   each with its own RoPE (global: linear factor 2), four norms per layer, GeGLU tanh.
 - ``gemma3-multimodal``: the same weights saved inside Gemma3ForConditionalGeneration (a tiny
   vision tower too); references from that checkpoint's language model, equal to ``gemma3``'s.
+- ``gemma2``: Gemma2Model. Gemma 3's layer without q/k norms, one RoPE θ, the scaled scores
+  soft-capped (``attn_logit_softcapping`` 5, small enough to bite), layer 0 sliding (window 4).
 - ``qwen3``: Qwen3Model. Per-head RMSNorm on q and k (``q_norm``/``k_norm``,
   weight of size head_dim) applied before RoPE, explicit ``head_dim`` 24,
   no biases, GQA 2.
@@ -88,6 +90,8 @@ for the inputs in ``INPUTS``:
 - ``q_pre_rope``/``k_pre_rope`` (RoPE models only): the same before RoPE (after
   q_norm/k_norm for qwen3)
 - ``scaling``: float32 scalar used on Q.K^T; ``last_hidden_state``: float32 (seq, hidden)
+- ``softcap`` (gemma2): float32, the cap on the scaled scores; ``position_bias`` (mpnet):
+  float32 (heads, seq, seq), the relative position term added to them
 - ``versions``: str, e.g. "torch=2.13.0 transformers=5.23.0"
 """
 
@@ -226,6 +230,13 @@ def run_reference(spec: Spec, model: torch.nn.Module, tok: Tokenizer, text: str)
         arrays["q_pre_rope"] = to_numpy(torch.stack(rec["q_pre_rope"]))
         arrays["k_pre_rope"] = to_numpy(torch.stack(rec["k_pre_rope"]))
     arrays["scaling"] = np.float32(scalings.pop())
+    caps = {c for c in rec["softcap"] if c is not None}
+    if caps:  # Gemma 2: the soft-cap on the scaled scores, the same in every layer
+        assert len(caps) == 1, caps
+        arrays["softcap"] = np.float32(caps.pop())
+    if rec["position_bias"]:  # MPNet: one relative position bias, computed once, read by every layer
+        assert all(torch.equal(b, rec["position_bias"][0]) for b in rec["position_bias"]), spec.name
+        arrays["position_bias"] = to_numpy(rec["position_bias"][0])
     arrays["last_hidden_state"] = to_numpy(out.last_hidden_state[0])
     arrays["versions"] = np.array(versions_string())
     return arrays, rec["mask"]

@@ -103,3 +103,20 @@ def test_a_cut_past_the_last_layer_is_the_last_layer():
     assert list(layer_plan(3)) == [(0, True), (1, True), (2, True)]
     assert list(layer_plan(3, 1)) == [(0, True), (1, False)]
     assert list(layer_plan(3, 7)) == [(0, True), (1, True), (2, False)]
+
+
+def test_gemma2_soft_cap_bites_on_the_tiny_model():
+    """Gemma 2's cap·tanh(s/cap) (cap 5 on the tiny model, whose scaled scores reach ~40) is what
+    makes attn's weights transformers': the same pass without it is far off."""
+    from dataclasses import replace
+
+    model = load_model(TINY / "gemma2")
+    ref = np.load(TINY / "gemma2" / "ref_2.npz")
+    traces = list(model.trace(ref["input_ids"]))
+    assert model.spec.attn_softcap == float(ref["softcap"]) == 5.0 and model.spec.final_softcap == 3.0
+    capped = np.stack([t.rows()[2] for t in traces])
+    uncapped = np.stack([replace(t, spec=replace(model.spec, attn_softcap=None)).rows()[2] for t in traces])
+    assert np.abs(capped - ref["attentions"]).max() <= TOLERANCE
+    assert np.abs(uncapped - ref["attentions"]).max() > 0.5
+    assert [t.adjusts for t in traces] == ["cap", "cap"]
+

@@ -19,7 +19,7 @@ from attn_cli.models.cache import cache_bytes
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 FIXTURES = Path(__file__).parent / "fixtures" / "generate"
-DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3")
+DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3", "gemma2")
 
 
 def tied_copy(name: str, folder: Path, **config) -> Path:

@@ -5,7 +5,7 @@ to add one)."""
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import bert, distilbert, gemma3, gpt2, llama, roberta
+from . import bert, distilbert, gemma2, gemma3, gpt2, llama, roberta
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights
 from .cache import KVCache
@@ -23,6 +23,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen3": llama.ARCHITECTURE,
     "gemma3_text": gemma3.ARCHITECTURE,
     "gemma3": gemma3.ARCHITECTURE,  # the multimodal checkpoint: attn reads its text model
+    "gemma2": gemma2.ARCHITECTURE,
 }
 
 
