@@ -68,6 +68,8 @@ Models (folder name -> what it exercises):
   vision tower too); references from that checkpoint's language model, equal to ``gemma3``'s.
 - ``gemma2``: Gemma2Model. Gemma 3's layer without q/k norms, one RoPE θ, the scaled scores
   soft-capped (``attn_logit_softcapping`` 5, small enough to bite), layer 0 sliding (window 4).
+- ``mpnet``: MPNetModel. BERT's encoder with T5's relative position bias (32 buckets, one
+  value per bucket and head) added to the scaled scores in every layer; positions from 2.
 - ``qwen3``: Qwen3Model. Per-head RMSNorm on q and k (``q_norm``/``k_norm``,
   weight of size head_dim) applied before RoPE, explicit ``head_dim`` 24,
   no biases, GQA 2.

@@ -290,6 +290,21 @@ def config_gemma2(tok: Tokenizer):
     )
 
 
+def config_mpnet(tok: Tokenizer):
+    bos, pad, eos = _ids(tok, "<s>", "<pad>", "</s>")
+    assert pad == 1  # MPNet's embeddings take padding_idx 1 whatever the config says
+    return transformers.MPNetConfig(
+        **_bert_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS + pad + 1,  # positions start at padding_idx + 1, as RoBERTa's
+        relative_attention_num_buckets=32,
+        layer_norm_eps=1e-5,
+        pad_token_id=pad,
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+
+
 SPECS += [
     Spec("gemma2", "llama-bpe", config_gemma2, "Gemma2Model", "gemma2", rope=True, causal=True, layer_windows=(4, None)),
+    Spec("mpnet", "roberta-bpe", config_mpnet, "MPNetModel", "mpnet", position_offset=2),
 ]

@@ -120,3 +120,17 @@ def test_gemma2_soft_cap_bites_on_the_tiny_model():
     assert np.abs(uncapped - ref["attentions"]).max() > 0.5
     assert [t.adjusts for t in traces] == ["cap", "cap"]
 
+
+def test_mpnet_position_bias_is_transformers_and_shared_by_every_layer():
+    """MPNet's relative position term, bucket by bucket, as transformers computes it once and adds in every layer."""
+    from attn_cli.models.mpnet import relative_buckets
+
+    model = load_model(TINY / "mpnet")
+    for path in sorted((TINY / "mpnet").glob("ref_*.npz")):
+        ref = np.load(path)
+        traces = list(model.trace(ref["input_ids"]))
+        np.testing.assert_array_equal(traces[0].score_bias, ref["position_bias"])
+        assert all(t.score_bias is traces[0].score_bias and t.adjusts == "bias" for t in traces)
+    # T5's buckets: exact up to 8 either way, logarithmic to 128, capped beyond; keys after the query in 16-31
+    offsets = np.array([0, -1, -7, -8, -12, -16, -127, -128, -1000, 1, 7, 8, 16, 128, 1000])
+    assert relative_buckets(offsets).tolist() == [0, 1, 7, 8, 9, 10, 15, 15, 15, 17, 23, 24, 26, 31, 31]

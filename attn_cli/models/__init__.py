@@ -5,7 +5,7 @@ to add one)."""
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import bert, distilbert, gemma2, gemma3, gpt2, llama, roberta
+from . import bert, distilbert, gemma2, gemma3, gpt2, llama, mpnet, roberta
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights
 from .cache import KVCache
@@ -16,6 +16,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "bert": bert.ARCHITECTURE,
     "roberta": roberta.ARCHITECTURE,
     "distilbert": distilbert.ARCHITECTURE,
+    "mpnet": mpnet.ARCHITECTURE,
     "gpt2": gpt2.ARCHITECTURE,
     "llama": llama.ARCHITECTURE,
     "mistral": llama.ARCHITECTURE,
