@@ -34,6 +34,7 @@ class ModelInfo:
     rotary: bool
     layer_windows: tuple[int | None, ...] | None = None  # per layer: its window, or None for a global layer (Gemma 3)
     scale: float | None = None  # the factor on Q·K: 1/√head_dim, or Gemma's query_pre_attn_scalar^-½
+    attn_softcap: float | None = None  # Gemma 2's cap·tanh(s/cap) on the scaled scores, before the softmax
 
 
 @frozen
@@ -67,7 +68,9 @@ class Steps:
 class HeadResult:
     """The query's row of one head (or of the mean over heads, whose scores are None).
     scores, scaled_scores, weights: (seq,); scores are NaN where a decoder masks the key.
-    kv_head: the key/value head this query head reads (differs from `head` under GQA)."""
+    kv_head: the key/value head this query head reads (differs from `head` under GQA).
+    adjusted_scores (seq,): what the softmax reads where the model changes the scaled scores
+    first (`LayerResult.adjusts`: MPNet's position bias, Gemma 2's soft-cap), else None."""
 
     head: HeadId
     scores: np.ndarray | None
@@ -78,6 +81,7 @@ class HeadResult:
     kv_head: int | None = None
     value_norms: np.ndarray | None = None  # (seq,) ‖α_j·v_j‖, with --norms (Kobayashi et al. 2020)
     output_norms: np.ndarray | None = None  # (seq,) ‖α_j·v_j·W_O‖: what token j adds to the layer's output
+    adjusted_scores: np.ndarray | None = None
 
 
 @frozen
@@ -90,6 +94,7 @@ class LayerResult:
     auto_head: int | None = None  # set when the focus head was chosen by `--head auto`
     visible: np.ndarray | None = None  # (seq,) bool for decoders: keys the query may see
     window: int | None = None  # this layer's sliding window; None when it attends to every (earlier) token
+    adjusts: str | None = None  # between the scaled scores and the softmax: "bias", "cap" or "bias+cap" (`LayerTrace.adjusts`)
 
     def head(self, head: HeadId) -> HeadResult:
         return next(h for h in self.heads if h.head == head)
@@ -149,6 +154,7 @@ class InspectResult:
                     "window": layer.window,
                     "heads": [_head_json(h) for h in layer.heads],
                 }
+                | ({} if layer.adjusts is None else {"adjusts": layer.adjusts})
                 for layer in self.layers
             ],
             "notes": list(self.notes),
@@ -196,6 +202,8 @@ def _head_json(h: HeadResult) -> dict:
             for w in h.top
         ],
     }
+    if h.adjusted_scores is not None:
+        doc["adjusted_scores"] = floats(h.adjusted_scores)
     if h.value_norms is not None:
         doc |= {"value_norms": floats(h.value_norms), "output_norms": floats(h.output_norms)}
     if h.steps is not None:
@@ -222,11 +230,12 @@ def document_header(model: ModelInfo, tok: Tokenization) -> dict:
     It is all of `attn tokens --json`."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": vars(model)
+        "model": {k: v for k, v in vars(model).items() if k != "attn_softcap"}
         | {
             "layer_windows": None if model.layer_windows is None else list(model.layer_windows),
             "scale": floats(None if model.scale is None else np.float32(model.scale)),
-        },
+        }
+        | ({} if model.attn_softcap is None else {"attn_softcap": model.attn_softcap}),
         "text": tok.text,
         "tokens": tokens_json(tok.tokens),
         "words": words_json(tok.words),

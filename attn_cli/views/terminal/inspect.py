@@ -80,11 +80,11 @@ class _Step2:
 
     def __rich_console__(self, console, options):
         result, layer, head = self.result, self.layer, self.head
-        headers, scored, norms = step2_headers(result, head)
+        headers, scored, norms = step2_headers(result, head, layer)
         top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
         table_rows = step2_rows(result, layer, head, scored, norms)
         natural = [max(len(headers[c]), *(len(cells[c]) for cells, *_ in table_rows)) for c in range(len(headers))]
-        weight_column = 2 + 2 * scored
+        weight_column = headers.index("weight")
         rows, weights = [], []
         for cells, weight, style, i in table_rows:
             row = [*cells]
@@ -253,7 +253,7 @@ def inspect_view(result: InspectResult) -> list[RenderableType]:
                 step1, step3 = steps_view(result, layer, head, head.steps)
                 parts.append(step1)
             gap = "\n" if head.steps is not None else ""
-            parts.append(Text(gap + step2_title(result), style="bold underline"))
+            parts.append(Text(gap + step2_title(result, layer), style="bold underline"))
             if (note := mean_rows_note(result, head)) is not None:
                 parts.append(Text(note, style="dim"))
             parts.append(step2_table(result, layer, head))

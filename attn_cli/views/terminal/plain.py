@@ -73,7 +73,7 @@ def _lines(result: InspectResult, width: int):
     for layer in result.layers:
         for head_id in layer.focus:
             head = layer.head(head_id)
-            yield from ("", layer_title(result, layer, head_id, head), step2_title(result))
+            yield from ("", layer_title(result, layer, head_id, head), step2_title(result, layer))
             if (note := mean_rows_note(result, head)) is not None:
                 yield note
             yield from _step2(result, layer, head, width)
@@ -107,7 +107,7 @@ def _fit(text: str, width: int) -> str:
 def _step2(result: InspectResult, layer: LayerResult, head: HeadResult, max_width: int) -> list[str]:
     """The step-2 table as Rich lays it out when it fits: SIMPLE_HEAD, no edge, one cell of
     padding, columns as wide as their widest cell; a table that must shrink is Rich's."""
-    headers, scored, norms = step2_headers(result, head)
+    headers, scored, norms = step2_headers(result, head, layer)
     table = step2_rows(result, layer, head, scored, norms)
     rows, weights = [cells for cells, *_ in table], [weight for _, weight, *_ in table]
     natural = [max(len(headers[c]), *(len(r[c]) for r in rows)) for c in range(len(headers))]
