@@ -35,7 +35,7 @@ def test_adjusted_scores_are_what_the_softmax_reads(named, schema):
     doc = result.to_json()
     jsonschema.validate(doc, schema["$defs"]["inspect"] | {"$defs": schema["$defs"]})
     adjusts = {"gemma2": "cap", "mpnet": "bias"}.get(name)
-    assert doc["model"].get("attn_softcap") == (5.0 if name == "gemma2" else None)
+    assert doc["model"]["attn_softcap"] == (5.0 if name == "gemma2" else None)
     for layer, layer_doc in zip(result.layers, doc["layers"], strict=True):
         assert layer.adjusts == layer_doc.get("adjusts") == adjusts
         for head, head_doc in zip(layer.heads[:-1], layer_doc["heads"][:-1], strict=True):

@@ -230,12 +230,11 @@ def document_header(model: ModelInfo, tok: Tokenization) -> dict:
     It is all of `attn tokens --json`."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": {k: v for k, v in vars(model).items() if k != "attn_softcap"}
+        "model": vars(model)
         | {
             "layer_windows": None if model.layer_windows is None else list(model.layer_windows),
             "scale": floats(None if model.scale is None else np.float32(model.scale)),
-        }
-        | ({} if model.attn_softcap is None else {"attn_softcap": model.attn_softcap}),
+        },
         "text": tok.text,
         "tokens": tokens_json(tok.tokens),
         "words": words_json(tok.words),
