@@ -11,7 +11,7 @@ chat template, a chat prompt; saved per run as tests/fixtures/generate/<model>-<
   each token (prompt - 1 + step), NaN beyond the keys it had.
 - `text`, `chat` (0/1), `versions`.
 
-Models: the tiny random decoders of tests/fixtures/tiny (gpt2, llama, mistral, qwen2, qwen3, gemma3,
+Models: the tiny random decoders of tests/fixtures/tiny (gpt2, llama, mistral, qwen2, qwen3, gemma3, gemma2,
 llama3rope; loaded as *ForCausalLM with tie_word_embeddings=True: their files hold no LM head,
 so it is the embeddings, and attn's tests load them the same way; those of OWN_HEAD, saved with
 their untied LM head, are loaded as saved) and the two real GGUF
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import REPO_ROOT, save_npz, versions_string  # noqa: E402
 
 OUT = REPO_ROOT / "tests" / "fixtures" / "generate"
-TINY = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe")
+TINY = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe", "gemma2")
 # Tiny decoders saved with their own (untied) LM head, as their real checkpoints are: loaded as saved.
 OWN_HEAD = ("gpt_neox",)
 GGUF = ("smollm2", "gemma3")

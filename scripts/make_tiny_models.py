@@ -66,6 +66,10 @@ Models (folder name -> what it exercises):
   each with its own RoPE (global: linear factor 2), four norms per layer, GeGLU tanh.
 - ``gemma3-multimodal``: the same weights saved inside Gemma3ForConditionalGeneration (a tiny
   vision tower too); references from that checkpoint's language model, equal to ``gemma3``'s.
+- ``gemma2``: Gemma2Model. Gemma 3's layer without q/k norms, one RoPE θ, the scaled scores
+  soft-capped (``attn_logit_softcapping`` 5, small enough to bite), layer 0 sliding (window 4).
+- ``mpnet``: MPNetModel. BERT's encoder with T5's relative position bias (32 buckets, one
+  value per bucket and head) added to the scaled scores in every layer; positions from 2.
 - ``qwen3``: Qwen3Model. Per-head RMSNorm on q and k (``q_norm``/``k_norm``,
   weight of size head_dim) applied before RoPE, explicit ``head_dim`` 24,
   no biases, GQA 2.
@@ -104,6 +108,8 @@ for the inputs in ``INPUTS``:
 - ``router_layers`` int64 (n,), ``router_experts`` int64 and ``router_weights`` float32
   (n, seq, top_k) (mixture-of-experts models only): the n layers with experts, in order, and
   for each the experts the router chose for each token (most probable first) and their weights
+- ``softcap`` (gemma2): float32, the cap on the scaled scores; ``position_bias`` (mpnet):
+  float32 (heads, seq, seq), the relative position term added to them
 - ``versions``: str, e.g. "torch=2.13.0 transformers=5.23.0"
 """
 
@@ -252,6 +258,13 @@ def run_reference(spec: Spec, model: torch.nn.Module, tok: Tokenizer, text: str)
         arrays["router_experts"] = np.stack([indices.numpy().astype(np.int64) for indices, _ in routed])
         arrays["router_weights"] = np.stack([to_numpy(weights) for _, weights in routed])
     arrays["scaling"] = np.float32(scalings.pop())
+    caps = {c for c in rec["softcap"] if c is not None}
+    if caps:  # Gemma 2: the soft-cap on the scaled scores, the same in every layer
+        assert len(caps) == 1, caps
+        arrays["softcap"] = np.float32(caps.pop())
+    if rec["position_bias"]:  # MPNet: one relative position bias, computed once, read by every layer
+        assert all(torch.equal(b, rec["position_bias"][0]) for b in rec["position_bias"]), spec.name
+        arrays["position_bias"] = to_numpy(rec["position_bias"][0])
     arrays["last_hidden_state"] = to_numpy(out.last_hidden_state[0])
     arrays["versions"] = np.array(versions_string())
     return arrays, rec["mask"]

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import io
 import json
+import math
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,11 @@ def capture(module_name: str) -> Iterator[dict[str, list]]:
     """Wrap the modeling module's `eager_attention_forward` (and `apply_rotary_pos_emb`)
     to record the exact tensors entering Q.K^T, the mask and the scaling."""
     mod = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
-    rec: dict[str, list] = {k: [] for k in ("q", "k", "v", "mask", "scaling", "q_pre_rope", "k_pre_rope")}
+    rec: dict[str, list] = {k: [] for k in ("q", "k", "v", "mask", "scaling", "q_pre_rope", "k_pre_rope", "softcap", "position_bias")}
+    if not hasattr(mod, "eager_attention_forward"):  # MPNet: its attention is inline, in MPNetSelfAttention
+        with _capture_mpnet(mod, rec):
+            yield rec
+        return
     orig_eager = mod.eager_attention_forward
 
     def eager(module, query, key, value, attention_mask, *args, **kwargs):
@@ -59,6 +64,7 @@ def capture(module_name: str) -> Iterator[dict[str, list]]:
         rec["v"].append(value.detach()[0].clone())
         rec["mask"].append(None if attention_mask is None else attention_mask.detach()[0, 0].clone())
         rec["scaling"].append(scaling)
+        rec["softcap"].append(kwargs.get("softcap"))  # Gemma 2's cap on the scaled scores
         return orig_eager(module, query, key, value, attention_mask, *args, **kwargs)
 
     patches = {"eager_attention_forward": eager}
@@ -79,6 +85,29 @@ def capture(module_name: str) -> Iterator[dict[str, list]]:
     finally:
         for k, fn in saved.items():
             setattr(mod, k, fn)
+
+
+@contextlib.contextmanager
+def _capture_mpnet(mod, rec: dict[str, list]) -> Iterator[None]:
+    """MPNet's self-attention computes q, k, v, the scaling and the relative position bias in
+    its own forward: record them from the same modules and arguments, then run it unchanged."""
+    cls = mod.MPNetSelfAttention
+    orig = cls.forward
+
+    def forward(self, hidden_states, attention_mask=None, position_bias=None, *args, **kwargs):
+        shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+        for key, linear in (("q", self.q), ("k", self.k), ("v", self.v)):
+            rec[key].append(linear(hidden_states).view(shape).transpose(1, 2).detach()[0].clone())
+        rec["mask"].append(None if attention_mask is None else attention_mask.detach()[0, 0].clone())
+        rec["scaling"].append(1 / math.sqrt(self.attention_head_size))
+        rec["position_bias"].append(None if position_bias is None else position_bias.detach()[0].clone())
+        return orig(self, hidden_states, attention_mask, position_bias, *args, **kwargs)
+
+    cls.forward = forward
+    try:
+        yield
+    finally:
+        cls.forward = orig
 
 
 def allowed_mask(seq: int, causal: bool, window: int | None) -> np.ndarray:
@@ -118,6 +147,10 @@ def check_reference(name: str, causal: bool, window, arrays: dict, masks: list) 
     group = heads // kv_heads
     k_rep = np.repeat(k, group, axis=1)  # query head h uses kv head h // group
     scores = np.einsum("lhqd,lhkd->lhqk", q, k_rep) * float(arrays["scaling"])
+    if "position_bias" in arrays:  # MPNet: the relative position term, shared by every layer
+        scores = scores + arrays["position_bias"].astype(np.float64)[None]
+    if "softcap" in arrays:  # Gemma 2: cap·tanh(s/cap) before the mask
+        scores = np.tanh(scores / float(arrays["softcap"])) * float(arrays["softcap"])
     scores = np.where(allowed, scores, -np.inf)
     scores -= scores.max(-1, keepdims=True)
     p = np.exp(scores)

@@ -374,3 +374,45 @@ SPECS: list[Spec] = [
     Spec("mixtral", "llama-bpe", config_mixtral, "MixtralModel", "mixtral", rope=True, causal=True),
     Spec("qwen3_moe", "qwen-bpe", config_qwen3_moe, "Qwen3MoeModel", "qwen3_moe", rope=True, causal=True),
 ]
+
+
+def config_gemma2(tok: Tokenizer):
+    bos, eos = _ids(tok, "<s>", "</s>")
+    common = _llama_family_common(tok)
+    del common["hidden_act"]
+    return transformers.Gemma2Config(
+        **common,
+        head_dim=24,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=MAX_POSITIONS,
+        rms_norm_eps=1e-6,
+        query_pre_attn_scalar=20,  # != head_dim, so that the scaling is tested
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        attn_logit_softcapping=5.0,  # small enough to bite: the tiny model's scaled scores reach ~40
+        final_logit_softcapping=3.0,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=0,
+    )
+
+
+def config_mpnet(tok: Tokenizer):
+    bos, pad, eos = _ids(tok, "<s>", "<pad>", "</s>")
+    assert pad == 1  # MPNet's embeddings take padding_idx 1 whatever the config says
+    return transformers.MPNetConfig(
+        **_bert_family_common(tok),
+        max_position_embeddings=MAX_POSITIONS + pad + 1,  # positions start at padding_idx + 1, as RoBERTa's
+        relative_attention_num_buckets=32,
+        layer_norm_eps=1e-5,
+        pad_token_id=pad,
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+
+
+SPECS += [
+    Spec("gemma2", "llama-bpe", config_gemma2, "Gemma2Model", "gemma2", rope=True, causal=True, layer_windows=(4, None)),
+    Spec("mpnet", "roberta-bpe", config_mpnet, "MPNetModel", "mpnet", position_offset=2),
+]

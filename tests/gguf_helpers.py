@@ -18,7 +18,7 @@ from attn_cli.loading.weights import open_weights
 from attn_cli.models import gguf_layouts
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
-GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2"}
 
 
 def packaged_gguf(name: str) -> Path:
@@ -59,9 +59,10 @@ def qwen2_tokenizer() -> tuple[list[str], list[str], list[int]]:
 
 
 def write_gguf(path: Path, source: str = "llama", qtype: GGMLQuantizationType = GGMLQuantizationType.F32, *, arch: str | None = None,
-               raw: dict[str, tuple[np.ndarray, GGMLQuantizationType]] | None = None) -> Path:
+               raw: dict[str, tuple[np.ndarray, GGMLQuantizationType]] | None = None, extra: dict[str, float | int] | None = None) -> Path:
     """A GGUF file with the weights of tiny fixture `source`, matrices stored as `qtype`.
-    `raw`: tensors to store as given bytes of a given ggml type instead."""
+    `raw`: tensors to store as given bytes of a given ggml type instead; `extra`: the family's
+    own metadata by key (`<arch>.` prepended)."""
     folder = TINY / source
     config = json.loads((folder / "config.json").read_text())
     arch = arch or GGUF_ARCH[config["model_type"]]
@@ -77,6 +78,8 @@ def write_gguf(path: Path, source: str = "llama", qtype: GGMLQuantizationType = 
     w.add_uint32(f"{arch}.attention.key_length", head_dim)
     w.add_float32(f"{arch}.rope.freq_base", config["rope_parameters"]["rope_theta"])
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", config["rms_norm_eps"])
+    for key, value in (extra or {}).items():  # llama.cpp's types: counts uint32, the rest float32
+        (w.add_uint32 if isinstance(value, int) else w.add_float32)(f"{arch}.{key}", value)
     tokens, merges, types = qwen2_tokenizer()
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
@@ -97,6 +100,8 @@ def write_gguf(path: Path, source: str = "llama", qtype: GGMLQuantizationType = 
             array = permute(array, heads)
         if arch == "llama" and name.endswith("k_proj.weight"):
             array = permute(array, kv_heads)
+        if arch.startswith("gemma") and name.endswith("norm.weight"):
+            array = array + np.float32(1.0)  # llama.cpp's converter stores Gemma's norms as 1 + w
         if raw and target in raw:
             data, kind = raw[target]
             w.add_tensor(target, data, raw_dtype=kind)  # the shape follows from the bytes

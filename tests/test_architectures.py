@@ -115,3 +115,34 @@ def test_a_cut_past_the_last_layer_is_the_last_layer():
     assert list(layer_plan(3)) == [(0, True), (1, True), (2, True)]
     assert list(layer_plan(3, 1)) == [(0, True), (1, False)]
     assert list(layer_plan(3, 7)) == [(0, True), (1, True), (2, False)]
+
+
+def test_gemma2_soft_cap_bites_on_the_tiny_model():
+    """Gemma 2's cap·tanh(s/cap) (cap 5 on the tiny model, whose scaled scores reach ~40) is what
+    makes attn's weights transformers': the same pass without it is far off."""
+    from dataclasses import replace
+
+    model = load_model(TINY / "gemma2")
+    ref = np.load(TINY / "gemma2" / "ref_2.npz")
+    traces = list(model.trace(ref["input_ids"]))
+    assert model.spec.attn_softcap == float(ref["softcap"]) == 5.0 and model.spec.final_softcap == 3.0
+    capped = np.stack([t.rows()[2] for t in traces])
+    uncapped = np.stack([replace(t, spec=replace(model.spec, attn_softcap=None)).rows()[2] for t in traces])
+    assert np.abs(capped - ref["attentions"]).max() <= TOLERANCE
+    assert np.abs(uncapped - ref["attentions"]).max() > 0.5
+    assert [t.adjusts for t in traces] == ["cap", "cap"]
+
+
+def test_mpnet_position_bias_is_transformers_and_shared_by_every_layer():
+    """MPNet's relative position term, bucket by bucket, as transformers computes it once and adds in every layer."""
+    from attn_cli.models.mpnet import relative_buckets
+
+    model = load_model(TINY / "mpnet")
+    for path in sorted((TINY / "mpnet").glob("ref_*.npz")):
+        ref = np.load(path)
+        traces = list(model.trace(ref["input_ids"]))
+        np.testing.assert_array_equal(traces[0].score_bias, ref["position_bias"])
+        assert all(t.score_bias is traces[0].score_bias and t.adjusts == "bias" for t in traces)
+    # T5's buckets: exact up to 8 either way, logarithmic to 128, capped beyond; keys after the query in 16-31
+    offsets = np.array([0, -1, -7, -8, -12, -16, -127, -128, -1000, 1, 7, 8, 16, 128, 1000])
+    assert relative_buckets(offsets).tolist() == [0, 1, 7, 8, 9, 10, 15, 15, 15, 17, 23, 24, 26, 31, 31]

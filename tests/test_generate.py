@@ -19,7 +19,7 @@ from attn_cli.models.cache import cache_bytes
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 FIXTURES = Path(__file__).parent / "fixtures" / "generate"
-DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe")
+DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3", "llama3rope", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe", "gemma2")
 OWN_HEAD = ("gpt_neox",)  # saved with their untied LM head (as Pythia is): loaded as saved
 
 

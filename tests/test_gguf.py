@@ -277,3 +277,24 @@ def test_a_tensor_is_dequantized_in_blocks_into_its_result(tmp_path, monkeypatch
     tracemalloc.stop()
     np.testing.assert_array_equal(ours, whole)
     assert peak < ours.nbytes * 1.2, peak / ours.nbytes
+
+
+def test_gemma2_gguf_gives_the_folder_numbers(tmp_path):
+    """Gemma 2 from llama.cpp's layout: norms stored as 1 + w, the window and both soft-caps in the
+    metadata, and Q·Kᵀ scaled by head_dim^-½ (llama.cpp's rule below 27B: GGUF has no
+    query_pre_attn_scalar), so the folder it is checked against scales by head_dim too."""
+    caps = {"attention.sliding_window": 4, "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0}
+    gguf_model = load_model(write_gguf(tmp_path / "gemma2.gguf", "gemma2", extra=caps))
+    folder = tmp_path / "gemma2"
+    folder.mkdir()
+    for f in (TINY / "gemma2").iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"query_pre_attn_scalar": config["head_dim"]}))
+    folder_model = load_model(folder)
+    plain = lambda s: replace(s, eps=0.0, lm_head=None)  # noqa: E731
+    assert plain(gguf_model.spec) == plain(folder_model.spec)
+    assert (gguf_model.spec.windows, gguf_model.spec.attn_softcap, gguf_model.spec.final_softcap) == ((4, None), 5.0, 3.0)
+    ids = np.load(TINY / "gemma2" / "ref_2.npz")["input_ids"]
+    for a, b in zip(gguf_model.trace(ids), folder_model.trace(ids), strict=True):
+        assert np.abs(a.rows()[2] - b.rows()[2]).max() <= 1e-5  # 1 + w - 1 is w to an ulp of 2

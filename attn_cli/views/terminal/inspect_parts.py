@@ -140,12 +140,21 @@ def layer_title(result: InspectResult, layer: LayerResult, head_id, head: HeadRe
     return f"{where} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}"
 
 
-def step2_title(result: InspectResult) -> str:
+def step2_title(result: InspectResult, layer: LayerResult | None = None) -> str:
     if result.level == "word":
         return "Step 2 · softmax weights, summed per word (words have no single score)"
     what = "Q·K (after RoPE)" if result.model.rotary else "Q·K"
     by = "√d_k" if _scale_divisor(result) == result.model.head_dim else "√query_pre_attn_scalar"
-    return f"Step 2 · scores {what}, scaled by {by}, softmax → weights"
+    adjusted = f", {adjusted_label(result, layer.adjusts)}" if layer is not None and layer.adjusts else ""
+    return f"Step 2 · scores {what}, scaled by {by}{adjusted}, softmax → weights"
+
+
+def adjusted_label(result: InspectResult, adjusts: str) -> str:
+    """The name of what comes between the scaled scores and the softmax (`LayerResult.adjusts`)."""
+    if adjusts == "bias":
+        return "+ position bias"
+    cap = f"capped (tanh, {result.model.attn_softcap:g})"
+    return cap if adjusts == "cap" else f"+ bias, {cap}"
 
 
 def mean_rows_note(result: InspectResult, head: HeadResult) -> str | None:
@@ -167,11 +176,14 @@ def multihead_title(result: InspectResult, layer: LayerResult) -> str:
     return f'Multi-head · layer {layer.layer}: weights of "{result.query.text}" in every head'
 
 
-def step2_headers(result: InspectResult, head: HeadResult) -> tuple[list[str], bool, bool]:
-    """The step-2 table's column names, whether it has score columns, whether it has norms."""
+def step2_headers(result: InspectResult, head: HeadResult, layer: LayerResult) -> tuple[list[str], bool, bool]:
+    """The step-2 table's column names, whether it has score columns, whether it has norms.
+    Where the `layer` adjusts the scaled scores, a column of what the softmax reads follows them."""
     norms = head.value_norms is not None
     scored = head.scores is not None or result.level == "token"  # words have no score columns
-    headers = ["#", result.level] + (["Q·K", f"Q·K/√{_scale_divisor(result)}"] if scored else []) + ["weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
+    adjusted = [adjusted_label(result, layer.adjusts)] if head.adjusted_scores is not None else []  # what the softmax reads
+    scores = ["Q·K", f"Q·K/√{_scale_divisor(result)}", *adjusted] if scored else []
+    headers = ["#", result.level, *scores, "weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
     return headers, scored, norms
 
 
@@ -182,15 +194,16 @@ def step2_rows(
     (cells, weight, the label's style, unit index) per row; a run of masked rows has weight and
     index None. `keep`: the units to show (`--rows top`), else all."""
     rows = []
+    columns = [head.scores, head.scaled_scores] + ([head.adjusted_scores] if head.adjusted_scores is not None else []) if scored else []
     for group in _row_groups(result, layer, keep):
         if group[0] == "masked":  # no score the model used, weight exactly 0
             span, text = masked_text(result, group[1], group[2])
-            rows.append(([span, text, *["—"] * (2 * scored + 1 + 2 * norms)], None, "dim italic", None))
+            rows.append(([span, text, *["—"] * (len(columns) + 1 + 2 * norms)], None, "dim italic", None))
             continue
         i = group[1]
         weight = float(head.weights[i])
         label, style = label_text(result, i)
-        scores = [_number(head.scores, i), _number(head.scaled_scores, i)] if scored else []
+        scores = [_number(values, i) for values in columns]
         extra = [f"{head.value_norms[i]:.2f}", f"{head.output_norms[i]:.2f}"] if norms else []
         rows.append(([_position(result, i), label, *scores, f"{weight:.3f}", *extra], weight, style, i))
     return rows
@@ -200,10 +213,10 @@ def step2_layout(result: InspectResult, layer: LayerResult, head: HeadResult, ke
     """The step-2 table, laid out for any width by `fit`: the bar shrinks first, then goes; the
     gap between columns narrows; labels are cut (to 6 cells); the columns that still do not fit
     (the norms) fold into a second block. The weights of the top words are bold."""
-    headers, scored, norms = step2_headers(result, head)
+    headers, scored, norms = step2_headers(result, head, layer)
     top_units = {i for i, u in enumerate(result.units) for w in head.top[:3] if u.token_indices == w.token_indices}
     rows = step2_rows(result, layer, head, scored, norms, keep)
-    weight = 2 + 2 * scored
+    weight = headers.index("weight")
     columns = [Column("#", cells=[cells[0] for cells, *_ in rows], key=True, style="dim")]
     columns.append(Column(headers[1], "label", [(cells[1], style) for cells, _, style, _ in rows], key=True, min=6))
     for c in range(2, len(headers)):

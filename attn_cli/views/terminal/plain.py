@@ -61,7 +61,7 @@ def _lines(result: InspectResult, width: int, rows: str):
         for head_id in layer.focus:
             head = layer.head(head_id)
             keep = top_rows(result, [head]) if rows == "top" else None
-            yield from ("", layer_title(result, layer, head_id, head), step2_title(result))
+            yield from ("", layer_title(result, layer, head_id, head), step2_title(result, layer))
             if (note := mean_rows_note(result, head)) is not None:
                 yield note
             yield from map(plain, step2_layout(result, layer, head, keep).lines(width))

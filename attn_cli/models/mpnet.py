@@ -1,0 +1,139 @@
+"""MPNet (`model_type: mpnet`), e.g. all-mpnet-base-v2: BERT's post-LayerNorm encoder with a
+relative position bias added to the scaled scores.
+
+The bias is T5's: each key's offset from the query, j - i, falls into one of 32 buckets (exact
+up to 8 positions either way, logarithmic up to 128, the last bucket beyond), and each bucket
+has a learned value per head (`encoder.relative_attention_bias`). transformers computes it
+once, from the first position, and every layer adds the same (heads, seq, seq) term, so here
+too: `attend(..., bias=)` adds it before the softmax and each `LayerTrace.score_bias` holds it.
+Absolute positions are learned as well and start at padding_idx + 1 = 2 (RoBERTa's rule, with
+MPNet's padding index fixed at 1); there are no token types. Weight names follow transformers'
+`MPNetModel` (`mpnet.` prefix accepted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import ModelError
+from ..maths.gelu import gelu
+from ..maths.ops import layer_norm, linear, merge_heads, split_heads
+from .architecture import Architecture
+from .base import LayerTrace, Weights, attend, kept, run_layers
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
+from .runtime import row_local, rows_runner
+
+PADDING_IDX = 1  # MPNetEmbeddings' own, whatever config.json's pad_token_id: positions start after it
+BUCKETS = 32  # MPNetEncoder.compute_position_bias always asks for 32 buckets, whatever the config says
+MAX_DISTANCE = 128
+
+
+def parse(config: dict) -> Hyper:
+    c = ConfigValues(config)
+    c.choice("hidden_act", ("gelu",), "gelu", "MPNet hidden_act")
+    c.integer("relative_attention_num_buckets", BUCKETS, low=BUCKETS)  # fewer rows than the 32 buckets read: transformers fails too
+    hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
+    first = PADDING_IDX + 1
+    positions = c.integer("max_position_embeddings", high=MAX_POSITIONS)
+    if positions <= first:
+        raise ModelError(
+            f"config.json: max_position_embeddings is {positions}, which leaves no position after the {first} that MPNet reserves",
+            f"set max_position_embeddings above {first} (MPNet models have 514)",
+        )
+    return Hyper(
+        model_type="mpnet",
+        layers=c.integer("num_hidden_layers"),
+        heads=heads,
+        kv_heads=heads,
+        head_dim=head_dim(c, hidden, heads, key=None),
+        hidden=hidden,
+        max_positions=positions - first,
+        causal=False,
+        eps=c.number("layer_norm_eps", 1e-12),
+        position_offset=first,
+    )
+
+
+def relative_buckets(offsets: np.ndarray) -> np.ndarray:
+    """The bucket of each key's offset from its query, j - i (any shape of int): keys before
+    the query in buckets 0-15, after it in 16-31; offsets under 8 each their own bucket, then
+    logarithmic up to 128. The logarithm is taken in float32, as transformers takes it, so
+    that the buckets' edges fall where its do."""
+    n = -offsets
+    half = BUCKETS // 2
+    exact = half // 2
+    far = np.maximum(np.abs(n), exact)  # log of the offsets that take the logarithmic buckets (the others are exact)
+    scaled = np.log(far.astype(np.float32) / np.float32(exact)) / np.float32(math.log(MAX_DISTANCE / exact)) * np.float32(half - exact)
+    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
+    return np.where(n < 0, half, 0) + np.where(np.abs(n) < exact, np.abs(n), large)
+
+
+def position_bias(w: Weights, seq: int) -> np.ndarray:
+    """The relative position term every layer adds to its scaled scores: (heads, seq, seq),
+    bias[h, i, j] = the learned value of head h for bucket(j - i)."""
+    positions = np.arange(seq)
+    table = w["encoder.relative_attention_bias.weight"]  # (buckets, heads)
+    return np.ascontiguousarray(table[relative_buckets(positions[None, :] - positions[:, None])].transpose(2, 0, 1))
+
+
+def embeddings(w: Weights, input_ids: np.ndarray, positions: np.ndarray, eps: float) -> np.ndarray:
+    """Word + position embeddings, then LayerNorm: (seq,) ids and positions -> (seq, hidden)."""
+    x = w.rows("embeddings.word_embeddings.weight", input_ids) + w.rows("embeddings.position_embeddings.weight", positions)
+    return layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+
+
+def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, bias: np.ndarray, whole: bool = True, iv=None) -> LayerTrace:
+    """One encoder layer, BERT's: self-attention (+ the position bias), residual, LayerNorm;
+    feed-forward, residual, LayerNorm. Not `whole`: q, k and v only (`base.layer_plan`)."""
+    p = f"encoder.layer.{layer}."
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
+    wq, wk, wv, wo, inner_w, out_w = (
+        (w[f"{p}{n}.weight"], w[f"{p}{n}.bias"])
+        for n in ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "intermediate.dense", "output.dense")
+    )
+    (ln1, ln1_b), (ln2, ln2_b) = ((w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in ("attention.LayerNorm", "output.LayerNorm"))
+
+    def project(x: np.ndarray):
+        """q, k, v: (rows, hidden) -> three (rows, hidden)."""
+        return linear(x, *wq), linear(x, *wk), linear(x, *wv)
+
+    q, k, v = (split_heads(a, s.heads) for a in row_local(run, project, (s.hidden,) * 3, x))
+    if not whole:
+        return LayerTrace(layer, s, q, k, v, None, None, score_bias=bias)
+    head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, bias=bias)
+    ffn = []
+
+    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
+        x = layer_norm(linear(merged, *wo) + x, ln1, ln1_b, s.eps)
+        out = linear(gelu(linear(x, *inner_w), beside_threads=run is not None), *out_w)
+        ffn.append(kept(iv, "ffn", out))
+        return layer_norm(out + x, ln2, ln2_b, s.eps)
+
+    hidden = row_local(run, tail, s.hidden, merge_heads(head_output), x)
+    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0], score_bias=bias)
+
+
+def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+    """One `LayerTrace` per layer (up to `through`: see `base.layer_plan`), each with the one
+    position bias of the pass as its `score_bias`."""
+    x = embeddings(w, input_ids, s.position_offset + np.arange(len(input_ids)), s.eps)
+    bias = position_bias(w, len(input_ids))
+    return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, bias, whole, interventions), interventions)
+
+
+def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
+    return hidden  # post-LayerNorm: the last layer's output is already normalised
+
+
+def output_projection(w: Weights, layer: int) -> np.ndarray:
+    """W_O of the layer in x·W layout, (heads·head_dim, hidden): head h owns rows h·d:(h+1)·d."""
+    return w[f"encoder.layer.{layer}.attention.attn.o.weight"].T
+
+
+# No `forward_packed`: packed texts would need one bias per text inside `attend`; `attn batch`
+# runs an MPNet model's texts one by one, with the same numbers.
+ARCHITECTURE = Architecture("mpnet", parse, forward, final_norm, output_projection, ("mpnet.",))

@@ -1,0 +1,49 @@
+"""The real all-mpnet-base-v2 (`--model mpnet`, five PyPI part packages joined and unzipped by
+attn) against transformers' MPNetModel: tests/fixtures/mpnet, made by scripts/make_mpnet_fixture.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attn_cli.loading.model import load_model
+from attn_cli.loading.packaged import PACKAGED, is_installed
+from attn_cli.loading.tokenizer import tokenize
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "mpnet").glob("*.npz"))
+
+
+@pytest.fixture(scope="module")
+def mpnet():
+    """Outside CI a missing package skips; in CI (`uv run --group test pytest` installs it) it fails."""
+    if not is_installed("mpnet"):
+        if os.environ.get("CI"):
+            pytest.fail(f"{PACKAGED['mpnet'].title} is not installed: CI must run `uv run --group test pytest`")
+        pytest.skip("mpnet not installed (`uv sync --group models`)")
+    return load_model("mpnet")
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_attention_of_every_layer_and_head_is_transformers(mpnet, path):
+    ref = np.load(path)
+    assert (mpnet.spec.model_type, mpnet.spec.layers, mpnet.spec.heads, mpnet.spec.max_positions) == ("mpnet", 12, 12, 512)
+    ids = tokenize(mpnet.tokenizer, str(ref["text"])).ids
+    assert ids.tolist() == ref["input_ids"].tolist()
+    traces = list(mpnet.trace(ids))
+    np.testing.assert_array_equal(traces[0].score_bias, ref["position_bias"])
+    attentions = np.stack([t.rows()[2] for t in traces])
+    assert np.abs(attentions - ref["attentions"]).max() <= 1e-5
+    hidden = mpnet.arch.final_norm(mpnet.weights, mpnet.spec, traces[-1].hidden)
+    assert np.abs(hidden - ref["last_hidden_state"]).max() <= 1e-4
+
+
+def test_the_parts_are_unpacked_once_into_a_model_folder(mpnet):
+    from attn_cli.loading.packaged import resolve_packaged
+
+    folder = resolve_packaged("mpnet")
+    assert folder == mpnet.path and folder.is_dir()
+    assert {"config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
+    assert not list(folder.rglob("desktop.ini")) and not list(folder.parent.glob("*.tmp"))
