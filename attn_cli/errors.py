@@ -91,41 +91,6 @@ class OutputFailed(AttnError):
 
 
 class OptionError(InputError):
-    """An option's value is unusable, or two options do not go together.
-
-    `message` and `fix` name options as the library does (keyword arguments, the fields of a
-    JSON line: "top_k", "rank_by"); `named` words the same error with a caller's own names for
-    them (the CLI: its flags, "--top", "--rank-by"). Built from str.format templates: `{top_k}`
-    is an option's name, any other field one of `values`, e.g.
-    OptionError("{top_k} {value} is not valid", "give {top_k} 1 or more", value=0).
-    """
-
-    def __init__(self, message: str, fix: str = "", **values) -> None:
-        self.templates = (message, fix)
-        self.values = values
-        super().__init__(*(_fill(t, {}, values) for t in self.templates))
-
-    def named(self, names: dict[str, str]) -> OptionError:
-        """The same error, each option written as `names` gives it (unknown ones as they are)."""
-        renamed = OptionError(*self.templates, **self.values)
-        renamed.message, renamed.fix = (_fill(t, names, self.values) for t in self.templates)
-        renamed.args = (renamed.message,)
-        return renamed
-
-    def __reduce__(self):  # pickled whole, for worker processes
-        return (_option_error, (self.templates, self.values, self.message, self.fix))
-
-
-class _Names(dict):
-    def __missing__(self, key: str) -> str:
-        return key  # an option the caller has no other name for keeps the library's
-
-
-def _fill(template: str, names: dict[str, str], values: dict) -> str:
-    return template.format_map(_Names({**names, **values}))
-
-
-def _option_error(templates: tuple[str, str], values: dict, message: str, fix: str) -> OptionError:
-    error = OptionError(*templates, **values)
-    error.message, error.fix, error.args = message, fix, (message,)
-    return error
+    """An option's value is unusable, or two options do not go together. Its message names the
+    options as a Python caller writes them (`top_k=0`, `level='word'`); the CLI puts them as its
+    flags (`cli/phrasing.py`)."""

@@ -125,10 +125,10 @@ def test_a_lines_options_are_checked_with_the_defaults_and_named_as_in_json(mode
     job = parse_line('{"text": "The cat sat.", "query": "cat", "level": "word"}', 5)
     assert job.error is None
     doc = run_job(model, job, InspectOptions(steps=True))
-    assert doc["error"]["message"] == "steps shows token vectors, so it cannot be used with level word"
-    assert doc["error"]["fix"] == "drop steps or level word" and doc["error"]["exit_status"] == 2
+    assert doc["error"]["message"] == "`steps=True` shows token vectors, so it cannot be used with `level='word'`"
+    assert doc["error"]["fix"] == "drop `steps=True` or `level='word'`" and doc["error"]["exit_status"] == 2
     doc = run_job(model, parse_line('{"text": "The cat sat.", "query": "cat", "top_k": 0}', 6), InspectOptions())
-    assert (doc["line"], doc["error"]["message"]) == (6, "top_k 0 is not valid")
+    assert (doc["line"], doc["error"]["message"]) == (6, "`top_k=0` is not valid")
 
 
 def test_fields_are_the_top_level_fields_of_a_document(model):

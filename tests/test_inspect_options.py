@@ -35,14 +35,14 @@ def test_it_is_a_frozen_record_and_a_dictionary_key():
 @pytest.mark.parametrize(
     "options, message, fix",
     [
-        ({"top_k": 0}, "top_k 0 is not valid", "give top_k 1 or more"),
-        ({"level": "sentence"}, "level 'sentence' is not valid", "give one of token, word"),
-        ({"rank_by": "size"}, "rank_by 'size' is not valid", "give one of weight, value_norm, output_norm"),
-        ({"steps": True, "level": "word"}, "steps shows token vectors, so it cannot be used with level word", "drop steps or level word"),
-        ({"query": "cat", "query_index": 2}, "both a query word and a query index were given", "give either query or query_index"),
-        ({"system": "Be brief."}, "system is a chat template's system message, and the text is not read as a chat", "add chat, or drop system"),
-        ({"layer": "last"}, "layer 'last' is not valid", "give an index (negative from the end) or 'all'"),
-        ({"head": "best"}, "head 'best' is not valid", "give an index, or one of auto, mean, all"),
+        ({"top_k": 0}, "`top_k=0` is not valid", "give `top_k` 1 or more"),
+        ({"level": "sentence"}, "`level='sentence'` is not valid", "give one of token, word"),
+        ({"rank_by": "size"}, "`rank_by='size'` is not valid", "give one of weight, value_norm, output_norm"),
+        ({"steps": True, "level": "word"}, "`steps=True` shows token vectors, so it cannot be used with `level='word'`", "drop `steps=True` or `level='word'`"),
+        ({"query": "cat", "query_index": 2}, "both a query word and a query index were given", "give either `query` or `query_index`"),
+        ({"system": "Be brief."}, "`system` is a chat template's system message, and the text is not read as a chat", "add `chat=True`, or drop `system`"),
+        ({"layer": "last"}, "`layer='last'` is not valid", "give an index (negative from the end) or 'all'"),
+        ({"head": "best"}, "`head='best'` is not valid", "give an index, or one of auto, mean, all"),
     ],
 )
 def test_bad_options_are_refused_when_made_in_the_librarys_words(options, message, fix):
@@ -52,17 +52,18 @@ def test_bad_options_are_refused_when_made_in_the_librarys_words(options, messag
 
 
 def test_the_cli_words_the_same_error_with_its_flags():
+    from attn_cli.cli.phrasing import for_cli
+
     with pytest.raises(OptionError) as info:
         InspectOptions(steps=True, level="word")
-    named = info.value.named({"steps": "--steps", "level": "--level"})
-    assert (named.message, named.fix) == ("--steps shows token vectors, so it cannot be used with --level word", "drop --steps or --level word")
-    assert (info.value.message, str(named)) == ("steps shows token vectors, so it cannot be used with level word", named.message)
-    # A value with braces in it is a value, not a name to fill in.
+    assert (for_cli(info.value.message), for_cli(info.value.fix)) == (
+        "--steps shows token vectors, so it cannot be used with --level word", "drop --steps or --level word"
+    )
     with pytest.raises(OptionError) as info:
-        InspectOptions(level="{top_k}")
-    assert info.value.named({"top_k": "--top", "level": "--level"}).message == "--level '{top_k}' is not valid"
-    again = pickle.loads(pickle.dumps(named))
-    assert (type(again), again.message, again.fix) == (OptionError, named.message, named.fix)
+        InspectOptions(level="{top_k}")  # a value that looks like a name is a value
+    assert for_cli(info.value.message) == "--level '{top_k}' is not valid"
+    again = pickle.loads(pickle.dumps(info.value))
+    assert (type(again), again.message, again.fix) == (OptionError, info.value.message, info.value.fix)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +88,7 @@ def test_from_json_sets_what_the_object_sets_over_the_defaults():
     assert InspectOptions.from_json({"query_index": 4}, base) == InspectOptions(query_index=4, layer=2, top_k=3, steps=True)
     assert InspectOptions.from_json({"query": None}, base).query is None
     assert InspectOptions.from_json({}) == DEFAULTS
-    with pytest.raises(OptionError, match="^steps shows token vectors"):
+    with pytest.raises(OptionError, match="^`steps=True` shows token vectors"):
         InspectOptions.from_json({"level": "word"}, base)  # fine alone, not over --steps
     with pytest.raises(InputError) as info:
         InspectOptions.from_json({"qeury": "cat", "weights": 1})
@@ -101,14 +102,14 @@ def test_layers_and_heads_are_checked_against_the_model():
     with pytest.raises(OptionError) as info:
         InspectOptions(layer=6).layers(6)
     assert info.value.message == "layer 6 is out of range: the model has 6 layers (0 … 5, or -1 … -6)"
-    assert info.value.fix == "pick layer between 0 and 5, or 'all'"
+    assert info.value.fix == "pick `layer` between 0 and 5, or 'all'"
     # A command that takes one layer and no 'all' is not offered it.
     with pytest.raises(OptionError) as info:
         select_layers(6, 6, allow_all=False)
-    assert info.value.fix == "pick layer between 0 and 5"
+    assert info.value.fix == "pick `layer` between 0 and 5"
     with pytest.raises(OptionError) as info:
         select_layers("all", 6, allow_all=False)
-    assert (info.value.message, info.value.fix) == ("layer 'all' is not valid", "give an index 0 … 5, negative from the end")
+    assert (info.value.message, info.value.fix) == ("`layer='all'` is not valid", "give an index 0 … 5, negative from the end")
     with pytest.raises(OptionError) as info:
         parse_head(12, 12, choices=("auto", "mean"))
-    assert info.value.named({"head": "--head"}).fix == "pick --head between 0 and 11, or auto, mean"
+    assert info.value.fix == "pick `head` between 0 and 11, or auto, mean"

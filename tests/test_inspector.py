@@ -98,7 +98,7 @@ def test_layer_all_and_negative_layers(model):
 
 
 @pytest.mark.parametrize(
-    "layer, message", [(6, "layer 6 is out of range: the model has 6 layers"), (-7, "layer -7 is out of range"), ("two", "layer 'two' is not valid")]
+    "layer, message", [(6, "layer 6 is out of range: the model has 6 layers"), (-7, "layer -7 is out of range"), ("two", "`layer='two'` is not valid")]
 )
 def test_bad_layers(layer, message):
     with pytest.raises(InputError, match=message):
@@ -109,7 +109,7 @@ def test_heads():
     assert parse_head("mean", 12) == "mean" and parse_head("AUTO", 12) == "auto" and parse_head("-1", 12) == 11
     with pytest.raises(InputError, match="head 12 is out of range: each layer has 12 heads"):
         parse_head(12, 12)
-    with pytest.raises(InputError, match="^head 'x' is not valid"):
+    with pytest.raises(InputError, match="^`head='x'` is not valid"):
         parse_head("x", 12)
 
 
@@ -150,7 +150,7 @@ def test_word_level_sums_attention_to_split_words(model, schema):
 
 
 def test_word_level_rejects_steps(model):
-    with pytest.raises(InputError, match="^steps shows token vectors, so it cannot be used with level word$"):
+    with pytest.raises(InputError, match="^`steps=True` shows token vectors, so it cannot be used with `level='word'`$"):
         inspect(model, SENTENCE, "making", level="word", steps=True)
 
 
@@ -181,5 +181,5 @@ def test_rank_by_output_norm_orders_the_top_words(model):
     # [CLS] gets weight 0.11 but adds little: the norms rank it far lower than its weight does
     by_weight = [w.text for w in inspect(model, SENTENCE, "making", head=6, top_k=12).layers[0].head(6).top]
     assert by_weight.index("[CLS]") < [w.text for w in top].index("[CLS]")
-    with pytest.raises(InputError, match="^rank_by 'size' is not valid"):
+    with pytest.raises(InputError, match="^`rank_by='size'` is not valid"):
         inspect(model, SENTENCE, "making", rank_by="size")

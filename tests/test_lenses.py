@@ -48,10 +48,10 @@ def test_heads_top_and_entropy(model):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"metric": "weight"}, "metric weight is each head's weight on a target word, and no target was given"),
-        ({"metric": "size"}, "metric 'size' is not valid"),
-        ({"metric": "entropy", "target": "sat"}, "target is read by metric weight only, and metric entropy does not use it"),
-        ({"metric": "top", "target": "sat"}, "target is read by metric weight only, and metric top does not use it"),
+        ({"metric": "weight"}, "`metric='weight'` is each head's weight on a target word, and no `target` was given"),
+        ({"metric": "size"}, "`metric='size'` is not valid"),
+        ({"metric": "entropy", "target": "sat"}, "`target` is read by `metric='weight'` only, and `metric=entropy` does not use it"),
+        ({"metric": "top", "target": "sat"}, "`target` is read by `metric='weight'` only, and `metric=top` does not use it"),
     ],
 )
 def test_heads_bad_options(model, kwargs, message):

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from ..errors import AttnError, OptionError
+from ..errors import AttnError
 from ..exit_status import STATUS_BY_CODE, ExitStatus, error_json
 
 SENTENCE = "The Transformer is making it possible to understand language."
@@ -205,13 +205,9 @@ def report(code: str, message: str, fix: str, as_json: bool, candidates: list[st
 
 
 def run(as_json: bool, action) -> None:
-    """Run `action`, turning domain errors into one-line messages and exit codes. An error about
-    options names them by their flags (the library names them as its keyword arguments)."""
+    """Run `action`, turning domain errors into one-line messages and exit codes (`report`
+    names the options a library message names by their flags)."""
     try:
         action()
     except AttnError as exc:
-        if isinstance(exc, OptionError):
-            from .options import FLAGS
-
-            exc = exc.named(FLAGS)
         raise typer.Exit(report(exc.code, exc.message, exc.fix, as_json, getattr(exc, "candidates", ()))) from None

@@ -86,7 +86,7 @@ def rollout(
         from ..loading.model import load_model
 
         if top < 1:
-            raise OptionError("{top_k} {value} is not valid", "give {top_k} 1 or more", value=top)
+            raise OptionError(f"`top_k={top}` is not valid", "give `top_k` 1 or more")
         result = attention_rollout(load_model(model), read_text(text), query, query_index, full, level, top, special)
 
         def view(out):

@@ -7,9 +7,9 @@ live here, so that a short flag means one long option in every command
     -q --query   -i --query-index   -l --layer   -k --top   -t --target   -m --model
     -f --format  -w --workers       -o --output  -n --max-new-tokens      -h --help
 
-`FLAGS` maps the library's names for options (the fields of `InspectOptions`, `heads`' metric
-and target) to these flags: `common.run` words an `OptionError` with them. `refuse_unless`
-refuses an option that the rest of the command line would make it ignore.
+The library's errors name options as a Python caller writes them; `phrasing.FLAGS` maps those
+names to these flags. `refuse_unless` refuses an option that the rest of the command line would
+make it ignore.
 """
 
 from __future__ import annotations
@@ -141,15 +141,6 @@ PlotMetricOption = Annotated[
 SampleSeedOption = Annotated[Optional[int], typer.Option("--seed", help="With --sample: the same seed gives the same text.", show_default=False)]
 InductionSeedOption = Annotated[int, typer.Option("--seed", help="Seed of the random-token prompts the induction score is measured on.")]
 WorkersOption = Annotated[int, typer.Option("--workers", "-w", help="Processes to use, each loading the model once; output keeps input order.")]
-
-# The library's names for options -> the flags that set them, for errors worded by the library.
-FLAGS = {
-    "query": "--query", "query_index": "--query-index", "layer": "--layer", "head": "--head", "top_k": "--top", "steps": "--steps",
-    "include_special": "--no-special", "truncate": "--truncate", "level": "--level", "norms": "--norms", "rank_by": "--rank-by",
-    "chat": "--chat", "system": "--system", "metric": "--metric", "target": "--target", "target_id": "--target-id",
-    "window": "--window", "sources": "--source", "mode": "--mode",
-}
-
 
 def given(ctx: typer.Context, *names: str) -> list[str]:
     """The flags, among parameters `names`, that the command line sets (not left at their default)."""

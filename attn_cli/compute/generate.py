@@ -139,7 +139,7 @@ def generate(
     `inspect`, whose query (or query_index, negative from the end) names a token of the whole
     sequence, the result also holds inspect's view of that token (its layer, head, steps, ...)."""
     if inspect is not None and inspect.query is None and inspect.query_index is None:
-        raise OptionError("the inspect options name no token to inspect", "give them a {query} or a {query_index}")
+        raise OptionError("the inspect options name no token to inspect", "give them a `query` or a `query_index`")
     require_decoder(model)
     if top < 1:
         raise InputError(f"`top={top}` is not valid", "give `top` 1 or more")

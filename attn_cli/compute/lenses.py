@@ -106,12 +106,12 @@ def heads(
 def _check_metric(metric: str | None, target: str | None) -> str:
     metric = metric or ("weight" if target is not None else "top")
     if metric not in METRICS:
-        raise OptionError("{metric} {value!r} is not valid", "give one of {choices}", value=metric, choices=", ".join(METRICS))
+        raise OptionError(f"`metric={metric!r}` is not valid", f"give one of {', '.join(METRICS)}")
     if metric == "weight" and target is None:
-        raise OptionError("{metric} weight is each head's weight on a target word, and no {target} was given", "add {target} WORD, e.g. {target} it")
+        raise OptionError("`metric='weight'` is each head's weight on a target word, and no `target` was given", "add `target=WORD`, e.g. `target=it`")
     if metric != "weight" and target is not None:
         raise OptionError(
-            "{target} is read by {metric} weight only, and {metric} {value} does not use it", "drop {target}, or use {metric} weight", value=metric
+            f"`target` is read by `metric='weight'` only, and `metric={metric}` does not use it", "drop `target`, or use `metric='weight'`"
         )
     return metric
 
@@ -190,7 +190,7 @@ def attention_rollout(
     layer (later layers on the left). For one query only the row is computed (a vector–matrix
     chain); `full` also gives the whole matrix. Works for decoders too (their maps are causal)."""
     if level not in ("token", "word"):
-        raise OptionError("{level} {value!r} is not valid", "give token or word", value=level)
+        raise OptionError(f"`level={level!r}` is not valid", "give token or word")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index)
     return rollout_from_maps(model, tok, mean_maps(model.trace(tok.ids)), q, full, level, top_k, include_special)
@@ -206,7 +206,7 @@ def rollout_from_maps(
 ) -> RolloutResult:
     """`attention_rollout` over the layers' mean maps (`mean_maps`), already computed for `tok`."""
     if level not in ("token", "word"):
-        raise OptionError("{level} {value!r} is not valid", "give token or word", value=level)
+        raise OptionError(f"`level={level!r}` is not valid", "give token or word")
     check_rankable(tok, q, model.spec.causal, include_special)
     # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
     row = np.mean([rollout_row(maps, i) for i in q.token_indices], axis=0).astype(np.float32)

@@ -76,17 +76,17 @@ class InspectOptions:
         for f in fields(self):
             check_type(f.name, getattr(self, f.name))
         if self.query is not None and self.query_index is not None:
-            raise OptionError("both a query word and a query index were given", "give either {query} or {query_index}")
+            raise OptionError("both a query word and a query index were given", "give either `query` or `query_index`")
         check_layer(self.layer)
         check_head(self.head)
         if self.top_k < 1:
-            raise OptionError("{top_k} {value} is not valid", "give {top_k} 1 or more", value=self.top_k)
+            raise OptionError(f"`top_k={self.top_k}` is not valid", "give `top_k` 1 or more")
         if self.level not in LEVELS:
-            raise OptionError("{level} {value!r} is not valid", "give one of {choices}", value=self.level, choices=", ".join(LEVELS))
+            raise OptionError(f"`level={self.level!r}` is not valid", f"give one of {', '.join(LEVELS)}")
         if self.rank_by not in RANKINGS:
-            raise OptionError("{rank_by} {value!r} is not valid", "give one of {choices}", value=self.rank_by, choices=", ".join(RANKINGS))
+            raise OptionError(f"`rank_by={self.rank_by!r}` is not valid", f"give one of {', '.join(RANKINGS)}")
         if self.steps and self.level == "word":
-            raise OptionError("{steps} shows token vectors, so it cannot be used with {level} word", "drop {steps} or {level} word")
+            raise OptionError("`steps=True` shows token vectors, so it cannot be used with `level='word'`", "drop `steps=True` or `level='word'`")
         check_chat(self.chat, self.system)
 
     @property
@@ -120,7 +120,7 @@ NAMES = tuple(f.name for f in fields(InspectOptions))
 def check_chat(chat: bool, system: str | None) -> None:
     """A system message belongs to a chat: without `chat` it would be ignored."""
     if system is not None and not chat:
-        raise OptionError("{system} is a chat template's system message, and the text is not read as a chat", "add {chat}, or drop {system}")
+        raise OptionError("`system` is a chat template's system message, and the text is not read as a chat", "add `chat=True`, or drop `system`")
 
 
 def check_type(name: str, value) -> None:
@@ -166,9 +166,8 @@ def select_layers(layer: str | int, layers: int, allow_all: bool = True) -> list
     index = _integer(layer, "layer", f"an index 0 … {layers - 1}, negative from the end{alternatives}")
     if not -layers <= index < layers:
         raise OptionError(
-            "layer {index} is out of range: the model has {layers} layers (0 … {last}, or -1 … -{layers})",
-            "pick {layer} between 0 and {last}{alternatives}",
-            index=index, layers=layers, last=layers - 1, alternatives=alternatives,
+            f"layer {index} is out of range: the model has {layers} layers (0 … {layers - 1}, or -1 … -{layers})",
+            f"pick `layer` between 0 and {layers - 1}{alternatives}",
         )
     return [index % layers]
 
@@ -181,9 +180,8 @@ def parse_head(head: str | int, heads: int, choices: tuple[str, ...] = HEAD_CHOI
     index = _integer(head, "head", f"an index 0 … {heads - 1}, or one of {', '.join(choices)}")
     if not -heads <= index < heads:
         raise OptionError(
-            "head {index} is out of range: each layer has {heads} heads (0 … {last})",
-            "pick {head} between 0 and {last}, or {choices}",
-            index=index, heads=heads, last=heads - 1, choices=", ".join(choices),
+            f"head {index} is out of range: each layer has {heads} heads (0 … {heads - 1})",
+            f"pick `head` between 0 and {heads - 1}, or {', '.join(choices)}",
         )
     return index % heads
 
@@ -191,4 +189,4 @@ def parse_head(head: str | int, heads: int, choices: tuple[str, ...] = HEAD_CHOI
 def _integer(value: str | int, what: str, expected: str) -> int:
     if _is_int(value) or re.fullmatch(r"\s*-?\d+\s*", str(value)):
         return int(value)
-    raise OptionError("{" + what + "} {value!r} is not valid", "give {expected}", value=value, expected=expected)
+    raise OptionError(f"`{what}={value!r}` is not valid", f"give {expected}")
