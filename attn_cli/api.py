@@ -24,16 +24,16 @@ from .compute.ablate import AblateResult as AblateResult
 from .compute.ablate import ablate as ablate
 from .compute.generate import GenerateResult as GenerateResult
 from .compute.generate import generate as generate
+from .compute.heads import HeadsResult as HeadsResult
+from .compute.heads import heads as heads
 from .compute.inspect import inspect as inspect
 from .compute.knockout import KnockoutResult as KnockoutResult
 from .compute.knockout import knockout as knockout
 from .compute.lens import LensResult as LensResult
 from .compute.lens import lens as lens
-from .compute.lenses import HeadsResult as HeadsResult
-from .compute.lenses import RolloutResult as RolloutResult
-from .compute.lenses import attention_rollout
-from .compute.lenses import heads as heads
 from .compute.result import InspectResult as InspectResult
+from .compute.rollout import RolloutResult as RolloutResult
+from .compute.rollout import attention_rollout
 from .compute.stats import CompareResult as CompareResult
 from .compute.stats import StatsResult, head_statistics
 from .compute.stats import compare as compare

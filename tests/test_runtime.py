@@ -19,7 +19,9 @@ def traces(model, ids, threads, monkeypatch):
     return [(t.q.copy(), t.k.copy(), t.v.copy(), t.head_output.copy(), t.hidden.copy()) for t in model.trace(ids)]
 
 
-@pytest.mark.parametrize("name", ["bundled", "llama", "gemma3", "gpt2", "distilbert", "mistral", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe", "gemma2", "mpnet"])
+@pytest.mark.parametrize(
+    "name", ["bundled", "llama", "gemma3", "gpt2", "distilbert", "mistral", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe", "gemma2", "mpnet"]
+)
 def test_two_threads_compute_exactly_what_one_does(name, monkeypatch):
     from attn_cli.loading.tokenizer import tokenize
 

@@ -184,9 +184,11 @@ def test_the_other_views_fit_every_width(decoder, capsys):
 
 
 def test_compare_heads_and_rollout_on_the_real_decoders_fit_every_width(decoder, capsys):
-    from attn_cli.compute.lenses import attention_rollout, heads
+    from attn_cli.compute.heads import heads
+    from attn_cli.compute.rollout import attention_rollout
     from attn_cli.compute.stats import compare
-    from attn_cli.views.terminal.lenses import heads_view, rollout_view
+    from attn_cli.views.terminal.heads import heads_view
+    from attn_cli.views.terminal.rollout import rollout_view
     from attn_cli.views.terminal.stats import compare_view
 
     c = compare(decoder, "The cat sat on the mat.", "The dog sat on the rug.", query="sat", layer="-1")
@@ -199,9 +201,11 @@ def test_compare_heads_and_rollout_on_the_real_decoders_fit_every_width(decoder,
 
 
 def test_stats_compare_heads_and_rollout_fit_every_width(minilm, capsys):
-    from attn_cli.compute.lenses import attention_rollout, heads
+    from attn_cli.compute.heads import heads
+    from attn_cli.compute.rollout import attention_rollout
     from attn_cli.compute.stats import compare, head_statistics
-    from attn_cli.views.terminal.lenses import heads_view, rollout_view
+    from attn_cli.views.terminal.heads import heads_view
+    from attn_cli.views.terminal.rollout import rollout_view
     from attn_cli.views.terminal.stats import compare_view, stats_view
 
     c = compare(minilm, "The cat sat on the mat.", "The dog sat on the rug.", query="sat")

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attn_cli.cli import app
-from attn_cli.compute.lenses import heads
+from attn_cli.compute.heads import heads
 from attn_cli.compute.stats import head_statistics
 from attn_cli.loading.model import load_model
 from attn_cli.loading.tokenizer import tokenize

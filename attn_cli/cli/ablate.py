@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import app, emit, read_text, run
+from .common import app, emit, read_text, reporting_errors
 from .options import JsonOption, ModelOption, PredictionTargetOption, QueryIndexOption, QueryOption, TargetIdOption, TextArgument
 
 
@@ -46,4 +46,4 @@ def ablate(
 
         emit(result, as_json, view)
 
-    run(as_json, action)
+    reporting_errors(as_json, action)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import app, console, run, write_json
+from .common import app, console, reporting_errors, write_json
 from .options import (
     HeadOption,
     LayerOption,
@@ -82,7 +82,7 @@ def batch(
 
             raise typer.Exit(int(ExitStatus.SOME_FAILED))
 
-    run(True, action)
+    reporting_errors(True, action)
 
 
 def _stdin_lines():

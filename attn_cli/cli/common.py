@@ -204,7 +204,7 @@ def report(code: str, message: str, fix: str, as_json: bool, candidates: list[st
     return int(STATUS_BY_CODE.get(code, ExitStatus.ERROR))
 
 
-def run(as_json: bool, action) -> None:
+def reporting_errors(as_json: bool, action) -> None:
     """Run `action`, turning domain errors into one-line messages and exit codes (`report`
     names the options a library message names by their flags)."""
     try:

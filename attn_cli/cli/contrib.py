@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import app, emit, read_text, run
+from .common import app, emit, read_text, reporting_errors
 from .options import JsonOption, LayerOption, ModelOption, QueryIndexOption, QueryOption, TextArgument
 
 
@@ -52,4 +52,4 @@ def contrib(
 
         emit(result, as_json, view)
 
-    run(as_json, action)
+    reporting_errors(as_json, action)

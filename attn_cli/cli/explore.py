@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from .common import SENTENCE, app, read_text, run
+from .common import SENTENCE, app, read_text, reporting_errors
 from .options import LevelOption, ModelOption, OneHeadOption, OneLayerOption, QueryIndexOption, QueryOption, TextArgument, TruncateOption
 
 
@@ -59,7 +59,7 @@ def explore(
         explorer.run()
         raise typer.Exit(explorer.return_code or 0)  # 1 if the app failed (Textual has shown why)
 
-    run(False, action)
+    reporting_errors(False, action)
 
 
 def _attach_terminal(from_stdin: bool) -> None:

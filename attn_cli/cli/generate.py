@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import app, emit, read_text, run
+from .common import app, emit, read_text, reporting_errors
 from .options import (
     ChatOption,
     HeadOption,
@@ -82,7 +82,7 @@ def generate(
 
         emit(result, as_json, lambda _: generate_view(result))
 
-    run(as_json, action)
+    reporting_errors(as_json, action)
 
 
 @app.command(
@@ -114,4 +114,4 @@ def lens(
 
         emit(result, as_json, lambda _: lens_view(result))
 
-    run(as_json, action)
+    reporting_errors(as_json, action)

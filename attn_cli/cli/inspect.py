@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import SENTENCE, app, plain_width, read_text, run, write_csv, write_json, write_screen
+from .common import SENTENCE, app, plain_width, read_text, reporting_errors, write_csv, write_json, write_screen
 from .options import (
     ROWS,
     ChatOption,
@@ -98,7 +98,7 @@ def inspect(
         else:
             write_inspect_screen(result, rows)
 
-    run(form is OutputFormat.json, action)
+    reporting_errors(form is OutputFormat.json, action)
 
 
 PIPED_ROWS = 60  # --rows auto when stdout is not a terminal: a table taller than this shows its top rows
@@ -163,7 +163,7 @@ def tokens(text: TextArgument, model: ModelOption = None, as_json: JsonOption = 
 
             write_screen(tokens_table(tok))
 
-    run(as_json, action)
+    reporting_errors(as_json, action)
 
 
 @app.command(
@@ -192,7 +192,7 @@ def models(
 
             write_screen(models_table(entries))
 
-    run(as_json, action)
+    reporting_errors(as_json, action)
 
 
 @app.command(rich_help_panel="Models")
@@ -202,4 +202,4 @@ def schema() -> None:
 
     from ..compute.result import json_schema
 
-    run(False, lambda: write_stdout(json.dumps(json_schema(), indent=2) + "\n"))
+    reporting_errors(False, lambda: write_stdout(json.dumps(json_schema(), indent=2) + "\n"))

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import app, emit, read_text, run
+from .common import app, emit, read_text, reporting_errors
 from .options import JsonOption, ModelOption, PredictionTargetOption, QueryIndexOption, QueryOption, TargetIdOption, TextArgument
 
 
@@ -47,4 +47,4 @@ def knockout(
 
         emit(result, as_json, view)
 
-    run(as_json, action)
+    reporting_errors(as_json, action)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SENTENCE, app, read_text, run
+from .common import SENTENCE, app, read_text, reporting_errors
 from .options import ROWS, LevelOption, ModelOption, OneLayerOption, PlotMetricOption, QueryIndexOption, QueryOption, RowsOption, TargetOption, refuse_with
 from .output import write_stdout
 
@@ -83,7 +83,7 @@ def plot(
             cols = [*map(str, range(values.shape[1] - 1)), "mean"]
             path = write_heatmap(output, values, labels, cols, title, query_rows, masked, force=force, warn=_warn)
         else:
-            from ..compute.lenses import heads
+            from ..compute.heads import heads
 
             result = heads(m, source, query, query_index, metric, target)
             values = result.values if result.metric != "entropy" else result.focus
@@ -98,7 +98,7 @@ def plot(
             path = write_heatmap(output, values, row_labels, cols, title, legend=legend, force=force, warn=_warn)
         write_stdout(str(path) + "\n")
 
-    run(False, action)
+    reporting_errors(False, action)
 
 
 def _refuse_what_the_view_ignores(view: str, layer: str | None, level: str | None, metric: str | None, target: str | None) -> None:

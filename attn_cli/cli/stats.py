@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SENTENCE, app, emit, read_text, run
+from .common import SENTENCE, app, emit, read_text, reporting_errors
 from .options import (
     FormatOption,
     InductionSeedOption,
@@ -113,7 +113,7 @@ def stats(
 
         emit(result, form is OutputFormat.json, view)
 
-    run(form is OutputFormat.json, action)
+    reporting_errors(form is OutputFormat.json, action)
 
 
 class _Progress:
@@ -174,4 +174,4 @@ def compare(
 
         emit(result, as_json, view)
 
-    run(as_json, action)
+    reporting_errors(as_json, action)

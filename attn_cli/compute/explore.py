@@ -16,11 +16,12 @@ import numpy as np
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize
 from ..models import LayerTrace
+from .heads import HeadsResult, heads_traced
 from .inspect import inspect_tokens
-from .lenses import HeadsResult, RolloutResult, heads_traced, mean_maps, rollout_from_maps
 from .options import InspectOptions
 from .query import Query, resolve_query
 from .result import InspectResult
+from .rollout import RolloutResult, mean_maps, rollout_from_maps
 
 _KEPT = 64  # InspectResults kept (each holds one layer's rows for one query: O(heads·seq))
 

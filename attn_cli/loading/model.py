@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from ..errors import ModelError
 from ..models import Architecture, Hyper, Interventions, LayerTrace, Weights, architecture
-from ..models.trace import run, run_packed
+from ..models.trace import checked_forward, checked_forward_packed
 from ..records import frozen
 from .tokenizer import load_tokenizer
 from .weights import KeptWeights, open_weights
@@ -48,12 +48,12 @@ class Model:
         return f"Model(name={self.name!r}, architecture={s.model_type!r}, layers={s.layers}, heads={s.heads}, path={str(self.path)!r})"
 
     def trace(self, input_ids, cache=None, through: int | None = None, interventions: Interventions | None = None) -> Iterator[LayerTrace]:
-        """The forward pass, one checked `LayerTrace` per layer (see `models.trace.run` and
+        """The forward pass, one checked `LayerTrace` per layer (see `models.trace.checked_forward` and
         `release_weights`). With a `KVCache` (decoders), `input_ids` are the tokens after the
         cached ones. With `through`, it stops at that layer, computing of it only q, k and v
         (`models.base.layer_plan`): its head_output and hidden are None. `interventions`: what
         to change in the pass, and keep from it (`models.interventions`)."""
-        return run(self.arch, self.weights, self.spec, input_ids, str(self.path), cache, through, interventions, self.release_weights)
+        return checked_forward(self.arch, self.weights, self.spec, input_ids, str(self.path), cache, through, interventions, self.release_weights)
 
     @property
     def packs(self) -> bool:
@@ -63,7 +63,7 @@ class Model:
     def trace_packed(self, texts: list[np.ndarray]) -> list[list[LayerTrace]]:
         """The forward passes of several texts at once (see `packs`): [text][layer] -> that
         text's LayerTrace, the same numbers as `trace(text)`."""
-        return run_packed(self.arch, self.weights, self.spec, texts, str(self.path))
+        return checked_forward_packed(self.arch, self.weights, self.spec, texts, str(self.path))
 
 
 def kept(model: Model) -> Model:

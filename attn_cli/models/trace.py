@@ -19,7 +19,7 @@ from .hyper import Hyper
 from .interventions import Interventions
 
 
-def run(
+def checked_forward(
     arch: Architecture, weights: Weights, spec: Hyper, input_ids: np.ndarray, where: str,
     cache=None, through: int | None = None, interventions: Interventions | None = None, release: bool = True,
 ) -> Iterator[LayerTrace]:
@@ -37,9 +37,9 @@ def run(
             weights.release()
 
 
-def run_packed(arch: Architecture, weights: Weights, spec: Hyper, texts: list[np.ndarray], where: str) -> list[list[LayerTrace]]:
-    """`arch.forward_packed` of several texts, checked as `run` checks one: [text][layer] ->
-    that text's LayerTrace, the same numbers as `run` of the text alone."""
+def checked_forward_packed(arch: Architecture, weights: Weights, spec: Hyper, texts: list[np.ndarray], where: str) -> list[list[LayerTrace]]:
+    """`arch.forward_packed` of several texts, checked as `checked_forward` checks one: [text][layer] ->
+    that text's LayerTrace, the same numbers as `checked_forward` of the text alone."""
     per_text: list[list[LayerTrace]] = [[] for _ in texts]
     for traces in checked(lambda: arch.forward_packed(weights, spec, texts), where):
         for ids, trace, kept in zip(texts, traces, per_text, strict=True):

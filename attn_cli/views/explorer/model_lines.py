@@ -6,10 +6,11 @@ from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 
-from ...compute.lenses import HeadsResult, RolloutResult
+from ...compute.heads import HeadsResult
+from ...compute.rollout import RolloutResult
 from ...loading.tokenizer import units
+from ..terminal.heads import _grid_cells
 from ..terminal.inspect import _LABEL_WIDTH, Items, bar, heat
-from ..terminal.lenses import _grid_cells
 from .lines import _QUERY, Lines, Pane, _bar_width, _pick, _wrapped
 from .state import View
 

@@ -7,8 +7,8 @@ from rich.text import Text
 
 from ...compute.ablate import AblateResult
 from ..text import printable
+from .heads import _grid_table as grid_table
 from .inspect import heat
-from .lenses import _grid_table as grid_table
 
 
 def ablate_view(result: AblateResult, width: int, colour: bool = True) -> list:

@@ -11,7 +11,8 @@ from helpers import attn, make_tiny_bert, validate
 from typer.testing import CliRunner
 
 from attn_cli.cli import ExitStatus, app
-from attn_cli.compute.lenses import attention_rollout, heads
+from attn_cli.compute.heads import heads
+from attn_cli.compute.rollout import attention_rollout
 from attn_cli.errors import InputError
 from attn_cli.loading.tokenizer import tokenize
 from attn_cli.maths.analysis import rollout as full_rollout

@@ -1,15 +1,13 @@
-"""Rich views of `HeadsResult` (the layers × heads grid) and `RolloutResult`."""
+"""The Rich view of `HeadsResult`: the layers × heads grid."""
 
 from __future__ import annotations
 
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from ...compute.lenses import HeadsResult, RolloutResult
-from ...loading.tokenizer import units
+from ...compute.heads import HeadsResult
 from ..text import printable
-from .fit import Column, Table
-from .inspect import Fitted, heat
+from .inspect import heat
 
 _METRIC_TITLES = {
     "top": "the top-attended word of each head (colour: its weight)",
@@ -81,35 +79,3 @@ def _grid_table(heads: int, cell: int) -> RichTable:
         name = f"{h // 10 if h >= 10 else ' '}\n{h % 10}" if downwards else str(h)
         table.add_column(Text(name, style="bold" if h % 2 else "dim"), justify="right", width=cell + 1, no_wrap=True, overflow="crop")
     return table
-
-
-def rollout_view(result: RolloutResult) -> list:
-    m = result.model
-    query = set(result.query.token_indices)
-    rows = []
-    for n, unit in enumerate(units(result.tokenization, result.level)):
-        first, last = unit.token_indices[0], unit.token_indices[-1]
-        is_query = set(unit.token_indices) <= query
-        position = str(first) if first == last else f"{first}–{last}"
-        if m.causal and first > max(query):  # as inspect shows them: masked, not a weight of 0
-            rows.append((position, ("  masked (future)", "dim italic"), "—", None, "—"))
-            continue
-        label = (("▶ " if is_query else "  ") + unit.text, "bold cyan" if is_query else ("dim" if unit.special else ""))
-        rows.append((position, label, f"{result.rollout[n]:.3f}", float(result.rollout[n]), f"{result.last_layer[n]:.3f}"))
-    cells = list(zip(*rows))
-    columns = [
-        Column("#", cells=list(cells[0]), key=True, style="dim"), Column(result.level, "label", list(cells[1]), key=True, min=6),
-        Column("rollout", cells=list(cells[2])), Column("", "bar", list(cells[3]), style="green", min=3), Column("last layer", cells=list(cells[4])),
-    ]
-    plan = (("shrink", "", 3), ("drop", ""), ("gap", 2), ("shrink", result.level, 6), ("fold",))
-    table = Fitted(Table(columns, plan, gap=3).lines)
-    top = Text("Top by rollout: ", style="bold")
-    for n, w in enumerate(result.top):
-        top.append((" · " if n else "") + w.name, style="dim" if w.special else "bold")
-        top.append(f" {w.weight:.2f}")
-    return [
-        Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers) · query ", (f'"{result.query.text}"', "bold cyan")),
-        Text("Attention rollout (Abnar & Zuidema 2020): mean over heads, ½A + ½I, multiplied through all layers", style="bold underline"),
-        table,
-        top,
-    ]

@@ -1,7 +1,5 @@
-"""Views across the whole model for one query: the layers × heads grid (`attn heads`) and
-attention rollout (`attn rollout`). Each runs the forward pass once and reads the math from
-`analysis`; the result types carry what the renderer and the JSON writer both read.
-"""
+"""`attn heads`: the model view for one query, a layers × heads grid of each head's top word,
+its weight on a target word, or its entropy. One forward pass; the maths is `analysis`'s."""
 
 from __future__ import annotations
 
@@ -11,15 +9,15 @@ import numpy as np
 
 from ..errors import OptionError
 from ..loading.model import Model
-from ..loading.tokenizer import Tokenization, tokenize, units
-from ..maths.analysis import rollout, rollout_row, to_words, weight_on, word_matrix
+from ..loading.tokenizer import Tokenization, tokenize
+from ..maths.analysis import weight_on
 from ..maths.headsums import row_entropy
 from ..maths.ops import causal_visibility
 from ..models import LayerTrace
 from ..records import frozen
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
-from .result import ModelInfo, WordWeight, document_header, floats, query_json, units_json, word_weight_json
+from .result import ModelInfo, WordWeight, document_header, floats, query_json, word_weight_json
 
 METRICS = ("top", "weight", "entropy")
 
@@ -147,79 +145,3 @@ def heads_traced(
             else:
                 values[trace.layer, h] = row_entropy(w)
     return HeadsResult(model_info(model), tok, q, metric, aim, values, tuple(top))
-
-
-@frozen  # a short repr: arrays as their shapes
-class RolloutResult:
-    """Attention rollout for the query (Abnar & Zuidema 2020), over `level` units, next to the
-    last layer's plain attention (mean over heads). `full`: the whole (units, units) rollout."""
-
-    model: ModelInfo
-    tokenization: Tokenization
-    query: Query
-    level: str
-    rollout: np.ndarray
-    last_layer: np.ndarray
-    top: tuple[WordWeight, ...]
-    full: np.ndarray | None
-
-    def to_json(self) -> dict:
-        return {
-            **document_header(self.model, self.tokenization),
-            "query": query_json(self.query),
-            "level": self.level,
-            "units": units_json(units(self.tokenization, self.level)),
-            "rollout": floats(self.rollout),
-            "last_layer_mean": floats(self.last_layer),
-            "top": [word_weight_json(w) for w in self.top],
-            "full": floats(self.full),
-        }
-
-
-def attention_rollout(
-    model: Model,
-    text: str,
-    query: str | None = None,
-    query_index: int | None = None,
-    full: bool = False,
-    level: str = "token",
-    top_k: int = 5,
-    include_special: bool = True,
-) -> RolloutResult:
-    """Rollout: mean over heads, Â = 0.5·A + 0.5·I with rows renormalised, multiplied layer by
-    layer (later layers on the left). For one query only the row is computed (a vector–matrix
-    chain); `full` also gives the whole matrix. Works for decoders too (their maps are causal)."""
-    if level not in ("token", "word"):
-        raise OptionError(f"`level={level!r}` is not valid", "give token or word")
-    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
-    q = resolve_query(tok, query, query_index)
-    return rollout_from_maps(model, tok, mean_maps(model.trace(tok.ids)), q, full, level, top_k, include_special)
-
-
-def mean_maps(traces: Iterable[LayerTrace]) -> list[np.ndarray]:
-    """Each layer's attention map, mean over heads: (seq, seq) per layer, what rollout multiplies."""
-    return [trace.rows()[2].mean(axis=0) for trace in traces]
-
-
-def rollout_from_maps(
-    model: Model, tok: Tokenization, maps: list[np.ndarray], q: Query, full: bool = False, level: str = "token", top_k: int = 5, include_special: bool = True
-) -> RolloutResult:
-    """`attention_rollout` over the layers' mean maps (`mean_maps`), already computed for `tok`."""
-    if level not in ("token", "word"):
-        raise OptionError(f"`level={level!r}` is not valid", "give token or word")
-    check_rankable(tok, q, model.spec.causal, include_special)
-    # A query of several tokens: the mean of its tokens' rows (rollout is linear in the row).
-    row = np.mean([rollout_row(maps, i) for i in q.token_indices], axis=0).astype(np.float32)
-    last = maps[-1][list(q.token_indices)].mean(axis=0)
-    top = tuple(rank_words(tok, {"weight": row}, include_special, top_k=top_k))
-    groups = [u.token_indices for u in units(tok, level)]
-
-    def on_level(x: np.ndarray) -> np.ndarray:
-        return x if level == "token" else to_words(x, groups)
-
-    matrix = None
-    if full:
-        matrix = rollout(maps)
-        if level == "word":  # attention *from* a word: mean of its rows; *to* a word: sum
-            matrix = word_matrix(matrix, groups)
-    return RolloutResult(model_info(model), tok, q, level, on_level(row), on_level(last), top, matrix)
