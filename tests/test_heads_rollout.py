@@ -121,3 +121,27 @@ def test_cli_heads_and_rollout(schema):
     assert p.returncode == ExitStatus.QUERY_NOT_FOUND and "'dog' is not a word of the text" in p.stderr
     out = runner.invoke(app, ["rollout", CAT, "-q", "it"]).output
     assert "Attention rollout" in out and "▶ it" in out and "Top by rollout: [CLS]" in out
+
+
+def test_a_decoders_rollout_names_the_sink_and_shows_where_attention_flows_without_it():
+    from gguf_helpers import packaged_gguf
+
+    from attn_cli.compute.rollout import attention_rollout, without_first_key
+    from attn_cli.loading.model import load_model
+
+    smollm2 = load_model(packaged_gguf("smollm2"))
+    r = attention_rollout(smollm2, "The cat sat on the mat because it was tired.", "it")
+    assert r.rollout[0] > 0.9 and r.top[0].token_indices == (0,)  # the sink: "The", the first token
+    assert len(r.notes) == 1 and "attention sink" in r.notes[0]
+    assert abs(float(r.without_sink.sum()) - 1.0) < 1e-5 and r.without_sink[0] < 0.1
+    assert r.top_without_sink[0].token_indices != (0,)
+    doc = r.to_json()
+    assert doc["notes"] == list(r.notes) and len(doc["without_sink"]) == len(doc["units"])
+    # The maps it multiplies: the first key's column gone from every row but the first, rows summing to 1.
+    m = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.6, 0.2, 0.2]], dtype=np.float32)
+    np.testing.assert_allclose(without_first_key([m])[0], [[1, 0, 0], [0, 1, 0], [0, 0.5, 0.5]])
+
+
+def test_an_encoders_rollout_has_no_sink_column(model):
+    r = attention_rollout(model, SENTENCE, "making")
+    assert r.without_sink is None and r.notes == () and r.to_json()["without_sink"] is None

@@ -31,6 +31,11 @@ class RolloutResult:
     last_layer: np.ndarray
     top: tuple[WordWeight, ...]
     full: np.ndarray | None
+    # Decoders: the rollout with the first token's column taken out of every layer's map (rows
+    # renormalised), and the top words by it; `notes` say why (the attention sink).
+    without_sink: np.ndarray | None = None
+    top_without_sink: tuple[WordWeight, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -42,6 +47,9 @@ class RolloutResult:
             "last_layer_mean": floats(self.last_layer),
             "top": [word_weight_json(w) for w in self.top],
             "full": floats(self.full),
+            "without_sink": floats(self.without_sink),
+            "top_without_sink": [word_weight_json(w) for w in self.top_without_sink],
+            "notes": list(self.notes),
         }
 
 
@@ -91,4 +99,30 @@ def rollout_from_maps(
         matrix = rollout(maps)
         if level == "word":  # attention *from* a word: mean of its rows; *to* a word: sum
             matrix = word_matrix(matrix, groups)
-    return RolloutResult(model_info(model), tok, q, level, on_level(row), on_level(last), top, matrix)
+    if not model.spec.causal:
+        return RolloutResult(model_info(model), tok, q, level, on_level(row), on_level(last), top, matrix)
+    unsunk = without_first_key(maps)
+    clean = np.mean([rollout_row(unsunk, i) for i in q.token_indices], axis=0).astype(np.float32)
+    clean_top = tuple(rank_words(tok, {"weight": clean}, include_special, top_k=top_k))
+    notes = ()
+    if row[0] >= SINK_SHARE:
+        notes = (
+            f"rollout puts {row[0]:.2f} of the query's attention on the first token: decoder heads park unused attention there "
+            "(the attention sink), and every layer's mean map passes it on, so the product ends there; "
+            "without_sink takes the first token's column out of every layer's map (rows renormalised) before multiplying",
+        )
+    return RolloutResult(model_info(model), tok, q, level, on_level(row), on_level(last), top, matrix, on_level(clean), clean_top, notes)
+
+
+SINK_SHARE = 0.5  # rollout's weight on the first token above which the sink is named
+
+
+def without_first_key(maps: list[np.ndarray]) -> list[np.ndarray]:
+    """Each (seq, seq) map with the first key's weight taken from every row but its own, the
+    rows renormalised: rollout without the attention sink a decoder's first token is."""
+    out = []
+    for m in maps:
+        m = m.astype(np.float64)
+        m[1:, 0] = 0.0
+        out.append((m / m.sum(axis=-1, keepdims=True)).astype(np.float32))
+    return out
