@@ -17,13 +17,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ModelError
-from ..maths.ops import apply_rope, gelu_tanh, linear, merge_heads, rope_angles, split_heads
+from ..maths.ops import rope_angles
 from . import llama
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, attend, kept, run_layers
-from .gemma3 import GGUF_TENSORS, GLOBAL, SLIDING, final_norm, from_gguf, logits, output_projection, rms_norm
+from .base import LayerTrace, Weights, run_layers
+from .gemma3 import GGUF_TENSORS, GLOBAL, SLIDING, block, final_norm, from_gguf, logits, output_projection
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
-from .runtime import row_local, rows_runner
 
 # Gemma2Config's defaults for what config.json leaves out (a key set to null is not left out:
 # a null cap or window means none, as transformers reads it).
@@ -77,47 +76,6 @@ def parse(config: dict) -> Hyper:
         final_softcap=optional_number(c, "final_logit_softcapping"),
         attn_softcap=optional_number(c, "attn_logit_softcapping"),
     )
-
-
-def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
-    """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x))), the attention's
-    scaled scores soft-capped (`attend` reads `s.attn_softcap`). With a KV cache, x is the new
-    tokens only. Not `whole` (and no cache): q, k and v only (`base.layer_plan`). The steps
-    before and after attention are row-local (`runtime.row_local`)."""
-    p = f"layers.{layer}."
-    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
-    norm_in = w[f"{p}input_layernorm.weight"]
-    wq, wk, wv, wo = (w[f"{p}self_attn.{n}_proj.weight"] for n in "qkvo")
-    post_attention, pre_ffn, post_ffn = (w[f"{p}{n}.weight"] for n in ("post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"))
-    gate, up, down = (w[f"{p}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
-    heads, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
-
-    def project(x, cos, sin):
-        """Norm, q, k, v, RoPE: (rows, hidden) -> q, k, v, q after RoPE, k after RoPE, each (rows, heads·head_dim)."""
-        h = rms_norm(x, norm_in, s.eps)
-        q = linear(h, wq).reshape(len(x), s.heads, s.head_dim)
-        k = linear(h, wk).reshape(len(x), s.kv_heads, s.head_dim)
-        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
-        return flat(q), flat(k), linear(h, wv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
-
-    parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
-    q, k, v, q_rope, k_rope = (split_heads(a, n) for a, n in zip(parts, (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads), strict=True))
-    if not whole and cache is None:
-        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    ffn = []
-
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Output projection, norm, residual; norm, GeGLU, norm, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
-        x = x + rms_norm(linear(merged, wo), post_attention, s.eps)
-        h = rms_norm(x, pre_ffn, s.eps)
-        fed = linear(gelu_tanh(linear(h, gate)) * linear(h, up), down)
-        ffn.append(kept(iv, "ffn", fed))
-        return x + rms_norm(fed, post_ffn, s.eps)
-
-    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    k_pre = k if cache is None else None  # the new tokens' keys only: the cache keeps them after RoPE
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
 
 
 def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:

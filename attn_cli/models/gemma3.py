@@ -109,13 +109,15 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
 
 
 def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool = True, iv=None) -> LayerTrace:
-    """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x))). With a KV cache,
+    """One layer: x + norm(attention(norm(x))), then x + norm(GeGLU(norm(x))); Gemma 3 norms each
+    head's q and k, Gemma 2 (which reads this block too) does not. With a KV cache,
     x is the new tokens only (the cache keeps every position; a sliding layer's mask drops the old).
     Not `whole` (and no cache): q, k and v only (`base.layer_plan`). The steps before and after
     attention are row-local: one split of the rows between threads each (`runtime.row_local`)."""
     p = f"layers.{layer}."
     run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
-    norm_in, q_norm, k_norm = w[f"{p}input_layernorm.weight"], w[f"{p}self_attn.q_norm.weight"], w[f"{p}self_attn.k_norm.weight"]
+    norm_in = w[f"{p}input_layernorm.weight"]
+    q_norm, k_norm = (w[f"{p}self_attn.{n}_norm.weight"] if f"{p}self_attn.{n}_norm.weight" in w else None for n in "qk")  # Gemma 2 has none
     wq, wk, wv, wo = (w[f"{p}self_attn.{n}_proj.weight"] for n in "qkvo")
     post_attention, pre_ffn, post_ffn = (w[f"{p}{n}.weight"] for n in ("post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"))
     gate, up, down = (w[f"{p}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
@@ -125,8 +127,10 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
         """Norm, q, k, v, each head's q and k normed, RoPE: (rows, hidden) -> q, k, v, q after
         RoPE, k after RoPE, each (rows, heads·head_dim)."""
         h = rms_norm(x, norm_in, s.eps)
-        q = rms_norm(linear(h, wq).reshape(len(x), s.heads, s.head_dim), q_norm, s.eps)
-        k = rms_norm(linear(h, wk).reshape(len(x), s.kv_heads, s.head_dim), k_norm, s.eps)
+        q = linear(h, wq).reshape(len(x), s.heads, s.head_dim)
+        k = linear(h, wk).reshape(len(x), s.kv_heads, s.head_dim)
+        if q_norm is not None:
+            q, k = rms_norm(q, q_norm, s.eps), rms_norm(k, k_norm, s.eps)
         flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
         return flat(q), flat(k), linear(h, wv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
 
