@@ -63,7 +63,7 @@ import transformers
 from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_intervention_fixtures import F32_MIN, Checks, Recorder, intervene  # noqa: E402
+from hooks import F32_MIN, Checks, Recorder, intervene  # noqa: E402
 from reference import REPO_ROOT, save_npz, versions_string  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"

@@ -40,12 +40,8 @@ same torch/transformers versions gives byte-identical files.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import json
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +49,7 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hooks import ARCHS, F32_MIN, Checks, Recorder, get, intervene, resolve  # noqa: E402, F401
 from reference import REPO_ROOT, save_npz, to_numpy, versions_string  # noqa: E402
 from tiny_specs import SPECS  # noqa: E402
 
@@ -64,7 +61,6 @@ REF_INPUT = 2
 # gives them under 0.01 of its weight from queries 5 and 6 (the knockout would change next to
 # nothing), and phi3's window of 4 hides them from query 6 (a knocked edge must be one the query sees).
 KNOCKED_KEYS = {"gpt_neox": [0, 1], "phi3": [3, 4]}
-F32_MIN = float(np.finfo(np.float32).min)
 
 # Every case, exactly as saved in the `spec` JSON, except that "all" (heads, kv_heads, layers,
 # positions) is written out as the full list for the model and input. Positions are 0-based.
@@ -92,123 +88,6 @@ CASES: dict[str, dict] = {
     },
     "capture": {"mode": "capture", "layers": "all", "heads": "all", "how": "no change; records the arrays capture.*"},
 }
-
-
-@dataclass(frozen=True)
-class Arch:
-    """Where the pieces live in a base model of this type."""
-
-    layers: str  # attribute path of the ModuleList of layers
-    attn: str  # per layer: the module that calls eager_attention_forward
-    o_proj: str  # per layer: output projection (input = hook_z)
-    ffn_out: str  # per layer: module whose output is the feed-forward output
-    conv1d: bool  # o_proj weight stored (in, out) (GPT-2 Conv1D) instead of (out, in)
-
-
-ARCHS = {
-    "bert": Arch("encoder.layer", "attention.self", "attention.output.dense", "output.dense", False),
-    "llama": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
-    "gpt2": Arch("h", "attn", "attn.c_proj", "mlp", True),
-    "gemma3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
-    "gpt_neox": Arch("layers", "attention", "attention.dense", "mlp", False),
-    "olmo2": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
-    "phi3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
-    "mixtral": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),  # transformers' name for block_sparse_moe
-    "qwen3_moe": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
-}
-
-
-def get(obj, path: str):
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def resolve(case: dict, heads: int, kv_heads: int, layers: int, seq: int) -> dict:
-    out = dict(case)
-    for key, n in (("heads", heads), ("kv_heads", kv_heads), ("layers", layers), ("positions", seq)):
-        if out.get(key) == "all":
-            out[key] = list(range(n))
-    return out
-
-
-class Recorder:
-    """Per-layer tensors of one forward pass (batch dim dropped)."""
-
-    def __init__(self) -> None:
-        self.resid_pre: dict[int, torch.Tensor] = {}
-        self.z: dict[int, torch.Tensor] = {}  # o_proj input as transformers had it, after any change
-        self.attn_out: dict[int, torch.Tensor] = {}
-        self.ffn_out: dict[int, torch.Tensor] = {}
-        self.value: dict[int, torch.Tensor] = {}  # value entering eager attention, after any change
-        self.resid_final: torch.Tensor | None = None
-
-
-@contextlib.contextmanager
-def intervene(model, name: str, case: dict, rec: Recorder) -> Iterator[None]:
-    arch = ARCHS[name]
-    spec = next(s for s in SPECS if s.name == name)
-    mod = importlib.import_module(f"transformers.models.{spec.module}.modeling_{spec.module}")
-    layers = list(get(model, arch.layers))
-    layer_of = {id(get(layer, arch.attn)): i for i, layer in enumerate(layers)}
-    mode = case["mode"]
-    orig_eager = mod.eager_attention_forward
-
-    def eager(module, query, key, value, attention_mask, *args, **kwargs):
-        layer = layer_of[id(module)]
-        if mode == "knockout" and layer in case["layers"]:
-            b, h, s, _ = query.shape
-            add = torch.zeros((b, h, s, key.shape[2]), dtype=query.dtype)
-            for hh in case["heads"]:
-                for q in case["query_positions"]:
-                    for k in case["key_positions"]:
-                        add[:, hh, q, k] = F32_MIN
-            attention_mask = add if attention_mask is None else attention_mask + add
-        if mode == "value_zero" and layer in case["layers"]:
-            value = value.clone()
-            for kv in case["kv_heads"]:
-                value[:, kv, case["positions"], :] = 0.0
-        rec.value[layer] = value.detach()[0].clone()
-        return orig_eager(module, query, key, value, attention_mask, *args, **kwargs)
-
-    handles = []
-
-    def o_pre(layer: int, head_dim: int):
-        def hook(module, args):
-            (x,) = args
-            if mode in ("head_zero", "head_mean") and layer in case["layers"]:
-                x = x.clone()
-                for hh in case["heads"]:
-                    sl = slice(hh * head_dim, (hh + 1) * head_dim)
-                    if mode == "head_zero":
-                        x[..., sl] = 0.0
-                    else:
-                        x[..., sl] = x[..., sl].mean(dim=1, keepdim=True)  # over positions (dim 1 of (batch, seq, ·))
-            rec.z[layer] = x.detach()[0].clone()
-            return (x,)
-
-        return hook
-
-    head_dim = model.config.hidden_size // model.config.num_attention_heads
-    head_dim = getattr(model.config, "head_dim", None) or head_dim
-    for i, layer in enumerate(layers):
-        handles.append(get(layer, arch.o_proj).register_forward_pre_hook(o_pre(i, head_dim)))
-        handles.append(get(layer, arch.o_proj).register_forward_hook(lambda m, a, out, i=i: rec.attn_out.__setitem__(i, out.detach()[0].clone())))
-        handles.append(get(layer, arch.ffn_out).register_forward_hook(lambda m, a, out, i=i: rec.ffn_out.__setitem__(i, out.detach()[0].clone())))
-
-        def pre(m, args, kwargs, i=i):
-            hs = args[0] if args else kwargs["hidden_states"]
-            rec.resid_pre[i] = hs.detach()[0].clone()
-
-        handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
-    handles.append(layers[-1].register_forward_hook(lambda m, a, out: setattr(rec, "resid_final", (out[0] if isinstance(out, tuple) else out).detach()[0].clone())))
-    mod.eager_attention_forward = eager
-    try:
-        yield
-    finally:
-        mod.eager_attention_forward = orig_eager
-        for h in handles:
-            h.remove()
 
 
 def load_model(name: str):
@@ -240,37 +119,6 @@ def o_weight(model, name: str, layer: int) -> tuple[np.ndarray, np.ndarray]:
     w = w if ARCHS[name].conv1d else w.T
     b = lin.bias.detach().double().numpy() if getattr(lin, "bias", None) is not None else np.zeros(w.shape[1])
     return w, b
-
-
-class Checks:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.failed: list[str] = []
-        self.lines: list[str] = []
-
-    def close(self, what: str, got, want, tol: float, scaled: bool = False) -> None:
-        """max|got - want| <= tol, or with `scaled` <= tol * max(1, max|want|) (float32 rounding
-        grows with the values' size: the attention outputs reach ~30)."""
-        want = np.asarray(want, np.float64)
-        d = float(np.abs(np.asarray(got, np.float64) - want).max()) if np.size(got) else 0.0
-        if scaled:
-            tol = tol * max(1.0, float(np.abs(want).max()))
-        ok = d <= tol
-        self.lines.append(f"  {'ok  ' if ok else 'FAIL'} {what}: max|d|={d:.1e} (<= {tol:.1e})")
-        if not ok:
-            self.failed.append(what)
-
-    def differs(self, what: str, got, want, at_least: float) -> None:
-        d = float(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).max())
-        ok = d >= at_least
-        self.lines.append(f"  {'ok  ' if ok else 'FAIL'} {what} changed: max|d|={d:.1e} (>= {at_least:g})")
-        if not ok:
-            self.failed.append(what)
-
-    def true(self, what: str, cond: bool) -> None:
-        self.lines.append(f"  {'ok  ' if cond else 'FAIL'} {what}")
-        if not cond:
-            self.failed.append(what)
 
 
 def head_writes(model, name: str, rec: Recorder, layers: int, heads: int, head_dim: int) -> np.ndarray:
@@ -354,7 +202,8 @@ def build(name: str) -> tuple[dict[str, np.ndarray], Checks]:
         c.true(f"{key}: layers < {ko} attentions bit-identical", np.array_equal(att[:ko], a0[:ko]))
         c.true(f"{key}: knocked-out weights exactly 0.0", np.all(att[ko][np.ix_(case["heads"], qs, ks)] == 0.0))
         removed = a0[ko][np.ix_(case["heads"], qs, ks)].sum(-1)  # (heads, queries): mass the knockout takes away
-        c.true(f"{key}: not vacuous: each knocked head loses >= 0.01 of some knocked row (min per head {removed.max(1).min():.3f})", bool(np.all(removed.max(1) >= 0.01)))
+        lost = removed.max(1)
+        c.true(f"{key}: not vacuous: each knocked head loses >= 0.01 of some knocked row (min per head {lost.min():.3f})", bool(np.all(lost >= 0.01)))
         c.differs(f"{key}: attentions of knocked rows", att[ko][case["heads"]][:, qs], a0[ko][case["heads"]][:, qs], 1e-4)
         other_heads = [h for h in range(heads) if h not in case["heads"]]
         c.true(f"{key}: other heads {other_heads} of layer {ko} bit-identical", np.array_equal(att[ko][other_heads], a0[ko][other_heads]))
@@ -367,7 +216,8 @@ def build(name: str) -> tuple[dict[str, np.ndarray], Checks]:
         c.differs(f"{key}: last_hidden_state", got["last_hidden_state"], base["last_hidden_state"], 1e-4)
         if causal:  # queries before the first knocked row cannot see the change
             first = min(qs)
-            c.true(f"{key}: last_hidden_state rows < {first} bit-identical (causal)", np.array_equal(got["last_hidden_state"][:first], base["last_hidden_state"][:first]))
+            same = np.array_equal(got["last_hidden_state"][:first], base["last_hidden_state"][:first])
+            c.true(f"{key}: last_hidden_state rows < {first} bit-identical (causal)", same)
             c.differs(f"{key}: last_hidden_state rows {qs}", got["last_hidden_state"][qs], base["last_hidden_state"][qs], 1e-4)
 
     # ---- head_zero / head_mean
@@ -393,17 +243,21 @@ def build(name: str) -> tuple[dict[str, np.ndarray], Checks]:
     layer, pos = case["layers"][0], case["positions"]
     c.true("value_zero: all attentions bit-identical (V does not enter the softmax)", np.array_equal(got["attentions"], base["attentions"]))
     v0 = brec.value[layer].double().numpy()  # (kv, seq, D)
-    c.true("value_zero: value rows zeroed exactly, others untouched", np.all(rec.value[layer].numpy()[:, pos] == 0.0) and np.array_equal(np.delete(rec.value[layer].numpy(), pos, 1), np.delete(v0.astype(np.float32), pos, 1)))
+    value = rec.value[layer].numpy()
+    untouched = np.array_equal(np.delete(value, pos, 1), np.delete(v0.astype(np.float32), pos, 1))
+    c.true("value_zero: value rows zeroed exactly, others untouched", np.all(value[:, pos] == 0.0) and untouched)
     group = heads // kv_heads
     p = base["attentions"][layer].astype(np.float64)  # (H, q, k)
     pred = crec.z[layer].double().numpy().reshape(seq, heads, head_dim).copy()
     for h in range(heads):
         pred[:, h] -= p[h][:, pos] @ v0[h // group][pos]  # query head h reads kv head h // group
-    c.close(f"value_zero: layer {layer} z == none's z - P[:, {pos}] @ v[{pos}] (GQA: kv head h // {group})", rec.z[layer].numpy().reshape(seq, heads, head_dim), pred, 1e-6, scaled=True)
+    z = rec.z[layer].numpy().reshape(seq, heads, head_dim)
+    c.close(f"value_zero: layer {layer} z == none's z - P[:, {pos}] @ v[{pos}] (GQA: kv head h // {group})", z, pred, 1e-6, scaled=True)
     c.differs("value_zero: last_hidden_state", got["last_hidden_state"], base["last_hidden_state"], 1e-4)
     if causal:
         first = min(pos)
-        c.true(f"value_zero: last_hidden_state rows < {first} bit-identical (causal)", np.array_equal(got["last_hidden_state"][:first], base["last_hidden_state"][:first]))
+        same = np.array_equal(got["last_hidden_state"][:first], base["last_hidden_state"][:first])
+        c.true(f"value_zero: last_hidden_state rows < {first} bit-identical (causal)", same)
 
     # ---- arrays
     arrays: dict[str, np.ndarray] = {"input_ids": ref["input_ids"].astype(np.int64)}

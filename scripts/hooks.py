@@ -1,0 +1,170 @@
+"""transformers with hooks: the interventions attn makes (`attn_cli.models.interventions`) done
+inside transformers' eager attention, for the reference fixtures of scripts/make_intervention_fixtures.py
+and scripts/make_causal_fixtures.py. Knockouts and value zeroing act in the modeling module's
+`eager_attention_forward` (looked up at call time); head edits in a forward pre-hook on the output
+projection; captures record what each layer reads and writes. `Checks` collects a script's
+self-checks. Run in the reference venv (scripts/refenv.sh)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tiny_specs import SPECS
+
+F32_MIN = float(np.finfo(np.float32).min)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Where the pieces live in a base model of this type."""
+
+    layers: str  # attribute path of the ModuleList of layers
+    attn: str  # per layer: the module that calls eager_attention_forward
+    o_proj: str  # per layer: output projection (input = hook_z)
+    ffn_out: str  # per layer: module whose output is the feed-forward output
+    conv1d: bool  # o_proj weight stored (in, out) (GPT-2 Conv1D) instead of (out, in)
+
+
+ARCHS = {
+    "bert": Arch("encoder.layer", "attention.self", "attention.output.dense", "output.dense", False),
+    "llama": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "gpt2": Arch("h", "attn", "attn.c_proj", "mlp", True),
+    "gemma3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "gpt_neox": Arch("layers", "attention", "attention.dense", "mlp", False),
+    "olmo2": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "phi3": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+    "mixtral": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),  # transformers' name for block_sparse_moe
+    "qwen3_moe": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", False),
+}
+
+
+def get(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def resolve(case: dict, heads: int, kv_heads: int, layers: int, seq: int) -> dict:
+    out = dict(case)
+    for key, n in (("heads", heads), ("kv_heads", kv_heads), ("layers", layers), ("positions", seq)):
+        if out.get(key) == "all":
+            out[key] = list(range(n))
+    return out
+
+
+class Recorder:
+    """Per-layer tensors of one forward pass (batch dim dropped)."""
+
+    def __init__(self) -> None:
+        self.resid_pre: dict[int, torch.Tensor] = {}
+        self.z: dict[int, torch.Tensor] = {}  # o_proj input as transformers had it, after any change
+        self.attn_out: dict[int, torch.Tensor] = {}
+        self.ffn_out: dict[int, torch.Tensor] = {}
+        self.value: dict[int, torch.Tensor] = {}  # value entering eager attention, after any change
+        self.resid_final: torch.Tensor | None = None
+
+
+@contextlib.contextmanager
+def intervene(model, name: str, case: dict, rec: Recorder) -> Iterator[None]:
+    arch = ARCHS[name]
+    spec = next(s for s in SPECS if s.name == name)
+    mod = importlib.import_module(f"transformers.models.{spec.module}.modeling_{spec.module}")
+    layers = list(get(model, arch.layers))
+    layer_of = {id(get(layer, arch.attn)): i for i, layer in enumerate(layers)}
+    mode = case["mode"]
+    orig_eager = mod.eager_attention_forward
+
+    def eager(module, query, key, value, attention_mask, *args, **kwargs):
+        layer = layer_of[id(module)]
+        if mode == "knockout" and layer in case["layers"]:
+            b, h, s, _ = query.shape
+            add = torch.zeros((b, h, s, key.shape[2]), dtype=query.dtype)
+            for hh in case["heads"]:
+                for q in case["query_positions"]:
+                    for k in case["key_positions"]:
+                        add[:, hh, q, k] = F32_MIN
+            attention_mask = add if attention_mask is None else attention_mask + add
+        if mode == "value_zero" and layer in case["layers"]:
+            value = value.clone()
+            for kv in case["kv_heads"]:
+                value[:, kv, case["positions"], :] = 0.0
+        rec.value[layer] = value.detach()[0].clone()
+        return orig_eager(module, query, key, value, attention_mask, *args, **kwargs)
+
+    handles = []
+
+    def o_pre(layer: int, head_dim: int):
+        def hook(module, args):
+            (x,) = args
+            if mode in ("head_zero", "head_mean") and layer in case["layers"]:
+                x = x.clone()
+                for hh in case["heads"]:
+                    sl = slice(hh * head_dim, (hh + 1) * head_dim)
+                    if mode == "head_zero":
+                        x[..., sl] = 0.0
+                    else:
+                        x[..., sl] = x[..., sl].mean(dim=1, keepdim=True)  # over positions (dim 1 of (batch, seq, ·))
+            rec.z[layer] = x.detach()[0].clone()
+            return (x,)
+
+        return hook
+
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    head_dim = getattr(model.config, "head_dim", None) or head_dim
+    for i, layer in enumerate(layers):
+        handles.append(get(layer, arch.o_proj).register_forward_pre_hook(o_pre(i, head_dim)))
+        handles.append(get(layer, arch.o_proj).register_forward_hook(lambda m, a, out, i=i: rec.attn_out.__setitem__(i, out.detach()[0].clone())))
+        handles.append(get(layer, arch.ffn_out).register_forward_hook(lambda m, a, out, i=i: rec.ffn_out.__setitem__(i, out.detach()[0].clone())))
+
+        def pre(m, args, kwargs, i=i):
+            hs = args[0] if args else kwargs["hidden_states"]
+            rec.resid_pre[i] = hs.detach()[0].clone()
+
+        handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
+    def final(module, args, out) -> None:
+        rec.resid_final = (out[0] if isinstance(out, tuple) else out).detach()[0].clone()
+
+    handles.append(layers[-1].register_forward_hook(final))
+    mod.eager_attention_forward = eager
+    try:
+        yield
+    finally:
+        mod.eager_attention_forward = orig_eager
+        for h in handles:
+            h.remove()
+
+
+class Checks:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failed: list[str] = []
+        self.lines: list[str] = []
+
+    def close(self, what: str, got, want, tol: float, scaled: bool = False) -> None:
+        """max|got - want| <= tol, or with `scaled` <= tol * max(1, max|want|) (float32 rounding
+        grows with the values' size: the attention outputs reach ~30)."""
+        want = np.asarray(want, np.float64)
+        d = float(np.abs(np.asarray(got, np.float64) - want).max()) if np.size(got) else 0.0
+        if scaled:
+            tol = tol * max(1.0, float(np.abs(want).max()))
+        ok = d <= tol
+        self.lines.append(f"  {'ok  ' if ok else 'FAIL'} {what}: max|d|={d:.1e} (<= {tol:.1e})")
+        if not ok:
+            self.failed.append(what)
+
+    def differs(self, what: str, got, want, at_least: float) -> None:
+        d = float(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).max())
+        ok = d >= at_least
+        self.lines.append(f"  {'ok  ' if ok else 'FAIL'} {what} changed: max|d|={d:.1e} (>= {at_least:g})")
+        if not ok:
+            self.failed.append(what)
+
+    def true(self, what: str, cond: bool) -> None:
+        self.lines.append(f"  {'ok  ' if cond else 'FAIL'} {what}")
+        if not cond:
+            self.failed.append(what)
