@@ -66,3 +66,14 @@ def test_masked_rows_have_a_dash_in_the_column():
     out = runner.invoke(app, ["inspect", TEXT, "-q", "sat", "-m", str(TINY / "gemma2"), "--head", "0"], env={"COLUMNS": "120"}).output
     masked = next(line for line in out.splitlines() if "masked (future)" in line)
     assert masked.count("—") == 4  # Q·K, Q·K/√20, capped, weight
+
+
+def test_the_explorer_names_the_scale_gemma_uses_not_head_dim():
+    from attn_cli.compute.inspect import inspect
+    from attn_cli.views.explorer.lines import _step2_lines
+
+    model = load_model(TINY / "gemma2")  # query_pre_attn_scalar 20, head_dim 24
+    result = inspect(model, "The cat sat on the mat.", query_index=-1, head="0")
+    layer = result.layers[-1]
+    header, _ = _step2_lines(result, layer, layer.heads[0], 120)
+    assert "Q·K/√20" in header.plain and "√24" not in header.plain

@@ -19,7 +19,7 @@ from rich.text import Text
 from ...compute.result import HeadResult, InspectResult, LayerResult
 from ..palette import weight_text
 from ..terminal.inspect import _LABEL_WIDTH, Items, _masked_label, _position, _row_groups, _vector, bar, heat, top_line
-from ..terminal.inspect_parts import adjusted_label
+from ..terminal.inspect_parts import adjusted_label, scale_divisor
 from .state import View
 
 _QUERY = Style(bold=True, color="cyan")
@@ -199,7 +199,7 @@ def _step2_lines(result: InspectResult, layer: LayerResult, head: HeadResult, wi
     cols = []  # (title, width, values)
     if scored:
         cols += [("Q·K", _num_width(head.scores, "Q·K"), head.scores)]
-        cols += [(f"Q·K/√{result.model.head_dim}", _num_width(head.scaled_scores, "Q·K/√00"), head.scaled_scores)]
+        cols += [(f"Q·K/√{scale_divisor(result)}", _num_width(head.scaled_scores, "Q·K/√00"), head.scaled_scores)]
     if scored and head.adjusted_scores is not None:  # what the softmax reads: MPNet's position bias, Gemma 2's cap
         title = adjusted_label(result, layer.adjusts)
         cols += [(title, _num_width(head.adjusted_scores, title), head.adjusted_scores)]

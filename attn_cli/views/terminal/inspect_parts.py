@@ -37,7 +37,7 @@ def label_text(result: InspectResult, index: int) -> tuple[str, str]:
     return f"  {unit.text}", "dim" if unit.special else ""
 
 
-def _scale_divisor(result: InspectResult) -> int | float:
+def scale_divisor(result: InspectResult) -> int | float:
     """s in Q·K/√s: head_dim, unless the model scales by something else (Gemma 3)."""
     scale = result.model.scale
     if scale is None or abs(scale * result.model.head_dim**0.5 - 1) < 1e-6:
@@ -144,7 +144,7 @@ def step2_title(result: InspectResult, layer: LayerResult | None = None) -> str:
     if result.level == "word":
         return "Step 2 · softmax weights, summed per word (words have no single score)"
     what = "Q·K (after RoPE)" if result.model.rotary else "Q·K"
-    by = "√d_k" if _scale_divisor(result) == result.model.head_dim else "√query_pre_attn_scalar"
+    by = "√d_k" if scale_divisor(result) == result.model.head_dim else "√query_pre_attn_scalar"
     adjusted = f", {adjusted_label(result, layer.adjusts)}" if layer is not None and layer.adjusts else ""
     return f"Step 2 · scores {what}, scaled by {by}{adjusted}, softmax → weights"
 
@@ -182,7 +182,7 @@ def step2_headers(result: InspectResult, head: HeadResult, layer: LayerResult) -
     norms = head.value_norms is not None
     scored = head.scores is not None or result.level == "token"  # words have no score columns
     adjusted = [adjusted_label(result, layer.adjusts)] if head.adjusted_scores is not None else []  # what the softmax reads
-    scores = ["Q·K", f"Q·K/√{_scale_divisor(result)}", *adjusted] if scored else []
+    scores = ["Q·K", f"Q·K/√{scale_divisor(result)}", *adjusted] if scored else []
     headers = ["#", result.level, *scores, "weight"] + (["‖αv‖", "‖αvWₒ‖"] if norms else [])
     return headers, scored, norms
 
