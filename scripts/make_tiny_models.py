@@ -70,6 +70,9 @@ Models (folder name -> what it exercises):
   soft-capped (``attn_logit_softcapping`` 5, small enough to bite), layer 0 sliding (window 4).
 - ``mpnet``: MPNetModel. BERT's encoder with T5's relative position bias (32 buckets, one
   value per bucket and head) added to the scaled scores in every layer; positions from 2.
+- ``modernbert``: ModernBertModel. Pre-LN encoder without biases, fused Wqkv and GeGLU Wi,
+  layer 0 global (θ 160000) and layer 1 local (θ 1e4) with a two-sided window (``local_attention``
+  4: |i - j| <= 2); saved through ModernBertForMaskedLM (``model.`` prefix).
 - ``qwen3``: Qwen3Model. Per-head RMSNorm on q and k (``q_norm``/``k_norm``,
   weight of size head_dim) applied before RoPE, explicit ``head_dim`` 24,
   no biases, GQA 2.

@@ -111,14 +111,15 @@ def _capture_mpnet(mod, rec: dict[str, list]) -> Iterator[None]:
 
 
 def allowed_mask(seq: int, causal: bool, window: int | None) -> np.ndarray:
-    """[q, kv] True where attention is allowed (transformers 5.23 rule)."""
+    """[q, kv] True where attention is allowed (transformers 5.23 rule); an encoder's window is
+    two-sided (ModernBERT's local layers: |q - kv| < window)."""
     q = np.arange(seq)[:, None]
     kv = np.arange(seq)[None, :]
     allowed = np.ones((seq, seq), dtype=bool)
     if causal:
         allowed &= kv <= q
     if window is not None:
-        allowed &= kv > q - window
+        allowed &= (kv > q - window) if causal else (np.abs(q - kv) < window)
     return allowed
 
 

@@ -416,3 +416,36 @@ SPECS += [
     Spec("gemma2", "llama-bpe", config_gemma2, "Gemma2Model", "gemma2", rope=True, causal=True, layer_windows=(4, None)),
     Spec("mpnet", "roberta-bpe", config_mpnet, "MPNetModel", "mpnet", position_offset=2),
 ]
+
+
+def config_modernbert(tok: Tokenizer):
+    cls, sep, pad, mask = _ids(tok, "[CLS]", "[SEP]", "[PAD]", "[MASK]")
+    # Layer 0 global, layer 1 local with a two-sided window of ±2 (local_attention 4), shorter
+    # than the test texts; each kind its own RoPE θ; no biases (ModernBERT-base's settings).
+    return transformers.ModernBertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        hidden_activation="gelu",
+        max_position_embeddings=MAX_POSITIONS,
+        norm_eps=1e-5,
+        global_attn_every_n_layers=2,
+        local_attention=4,
+        global_rope_theta=160000.0,
+        local_rope_theta=10000.0,
+        pad_token_id=pad,
+        bos_token_id=cls,
+        cls_token_id=cls,
+        eos_token_id=sep,
+        sep_token_id=sep,
+    )
+
+
+SPECS += [
+    Spec(
+        "modernbert", "wordpiece", config_modernbert, "ModernBertModel", "modernbert",
+        save_class="ModernBertForMaskedLM", rope=True, layer_windows=(None, 3),
+    ),
+]

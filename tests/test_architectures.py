@@ -146,3 +146,21 @@ def test_mpnet_position_bias_is_transformers_and_shared_by_every_layer():
     # T5's buckets: exact up to 8 either way, logarithmic to 128, capped beyond; keys after the query in 16-31
     offsets = np.array([0, -1, -7, -8, -12, -16, -127, -128, -1000, 1, 7, 8, 16, 128, 1000])
     assert relative_buckets(offsets).tolist() == [0, 1, 7, 8, 9, 10, 15, 15, 15, 17, 23, 24, 26, 31, 31]
+
+
+def test_modernbert_reads_the_hubs_transformers_4_config_as_its_5_form():
+    """ModernBERT-base's config.json (transformers 4) has no layer_types or rope_parameters:
+    global_attn_every_n_layers, global_rope_theta and local_rope_theta say the same; the local
+    window is local_attention/2 + 1 (transformers masks |i - j| > local_attention/2)."""
+    import json
+
+    from attn_cli.models import modernbert
+
+    v5 = json.loads((TINY / "modernbert" / "config.json").read_text())
+    v4 = {k: v for k, v in v5.items() if k not in ("layer_types", "rope_parameters")} | {"global_rope_theta": 160000.0, "local_rope_theta": 10000.0}
+    a, b = modernbert.parse(v5), modernbert.parse(v4)
+    assert a.windows == b.windows == (None, 3)
+    assert all(np.array_equal(x, y) for x, y in zip(a.inv_freq, b.inv_freq, strict=True))
+    assert not np.array_equal(a.inv_freq[0], a.inv_freq[1])  # each kind its own θ
+    base = modernbert.parse({k: v for k, v in v4.items() if k != "global_attn_every_n_layers"} | {"num_hidden_layers": 22, "local_attention": 128})
+    assert base.windows == tuple(None if i % 3 == 0 else 65 for i in range(22))  # ModernBERT-base

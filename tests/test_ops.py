@@ -245,6 +245,29 @@ def test_mask_bias_hides_exactly_what_causal_visibility_hides(first, rows, windo
     np.testing.assert_array_equal(np.isfinite(scores), visible[:, lo:hi])
 
 
+@given(st.integers(0, 60), st.integers(1, 20), st.integers(0, 60), st.one_of(st.none(), st.integers(1, 30)))
+def test_an_encoders_two_sided_window_hides_exactly_the_keys_window_or_more_away(first, rows, after, window):
+    """ModernBERT's local layers: query p sees key j when |p - j| < window, on either side;
+    the blocked path skips or masks exactly the others, and with no window hides nothing."""
+    from attn_cli.maths.attention import key_range, mask_bias
+    from attn_cli.maths.ops import two_sided_visibility
+
+    keys = first + rows + after
+    lo, hi = key_range(first, first + rows - 1, keys, False, window)
+    scores = np.zeros((rows, hi - lo), np.float32)
+    for offset, bias in mask_bias(first, rows, lo, hi, window, causal=False):
+        scores[:, offset : offset + bias.shape[1]] += bias
+    visible = np.ones((rows, keys), bool) if window is None else two_sided_visibility(slice(first, first + rows), keys, window)
+    assert not visible[:, :lo].any() and not visible[:, hi:].any()
+    np.testing.assert_array_equal(np.isfinite(scores), visible[:, lo:hi])
+
+
+def test_two_sided_visibility():
+    from attn_cli.maths.ops import two_sided_visibility
+
+    assert two_sided_visibility(np.array([2]), 6, window=2).tolist() == [[False, True, True, True, False, False]]
+
+
 def test_gelu_beside_other_threads_takes_larger_blocks_and_gives_the_same_numbers(monkeypatch):
     from attn_cli.maths import gelu as module
 

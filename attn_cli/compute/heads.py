@@ -12,7 +12,7 @@ from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize
 from ..maths.analysis import weight_on
 from ..maths.headsums import row_entropy
-from ..maths.ops import causal_visibility
+from ..maths.ops import causal_visibility, two_sided_visibility
 from ..models import LayerTrace
 from ..records import frozen
 from .inspect import model_info, rank_words
@@ -37,16 +37,24 @@ class HeadsResult:
 
     @property
     def visible_keys(self) -> tuple[int, ...]:
-        """Per layer, how many keys the query's row spreads over: every token for an encoder; a
-        decoder's query sees itself and what comes before, within the layer's sliding window
-        (Gemma 3 alternates sliding and global layers). A query of several tokens has the mean
-        of their rows: the keys any of them sees."""
+        """Per layer, how many keys the query's row spreads over: every token for an encoder
+        (within a local layer's two-sided window: ModernBERT); a decoder's query sees itself and
+        what comes before, within the layer's sliding window (Gemma 3 alternates sliding and
+        global layers). A query of several tokens has the mean of their rows: the keys any of
+        them sees."""
         m = self.model
         seq = len(self.tokenization.tokens)
-        if not m.causal:
+        windows = m.layer_windows or (m.sliding_window,) * m.layers
+        if not m.causal and m.sliding_window is None:
             return (seq,) * m.layers
         rows = np.array(self.query.token_indices)
-        return tuple(int(causal_visibility(rows, seq, w).any(axis=0).sum()) for w in m.layer_windows or (m.sliding_window,) * m.layers)
+
+        def seen(w):
+            if m.causal:
+                return causal_visibility(rows, seq, w)
+            return np.ones((len(rows), seq), dtype=bool) if w is None else two_sided_visibility(rows, seq, w)
+
+        return tuple(int(seen(w).any(axis=0).sum()) for w in windows)
 
     @property
     def keys_label(self) -> str:

@@ -29,41 +29,45 @@ SAFE_EXPONENT = 64.0
 
 def key_range(first: int, last: int, keys: int, causal: bool, window: int | None) -> tuple[int, int]:
     """[lo, hi): the keys that queries at positions first … last may see, of `keys` in all.
-    Causal: key j is seen by position p when j ≤ p (and p - j < window)."""
-    if not causal:
-        return 0, keys
-    lo = 0 if window is None else max(0, first - window + 1)
-    return lo, min(keys, last + 1)
+    Causal: key j is seen by position p when j ≤ p (and p - j < window). Not causal: every key,
+    or with a window (an encoder's two-sided one, ModernBERT's local layers) those with |p - j| < window."""
+    if window is None:
+        return (0, min(keys, last + 1)) if causal else (0, keys)
+    lo = max(0, first - window + 1)
+    return lo, min(keys, last + 1 if causal else last + window)
 
 
-def mask_bias(first: int, rows: int, lo: int, hi: int, window: int | None) -> list[tuple[int, np.ndarray]]:
-    """Where a causal mask hides keys lo … hi-1 from query positions first … first+rows-1:
-    [(column offset from lo, bias (rows, width) float32, read-only)], the bias 0 where a query
-    sees the key and -inf where it does not; empty when the block hides nothing. Only the
-    block's edges can hide anything (the future at its right, beyond the window at its left),
-    so only they get a bias. Adding it to the scores is one plain pass (0 + s = s exactly,
+def mask_bias(first: int, rows: int, lo: int, hi: int, window: int | None, causal: bool = True) -> list[tuple[int, np.ndarray]]:
+    """Where a causal mask, or an encoder's two-sided window, hides keys lo … hi-1 from query
+    positions first … first+rows-1: [(column offset from lo, bias (rows, width) float32,
+    read-only)], the bias 0 where a query sees the key and -inf where it does not; empty when
+    the block hides nothing. Only the block's edges can hide anything (the future, or beyond the
+    first query's window, at its right; beyond the last query's window at its left), so only
+    they get a bias. Adding it to the scores is one plain pass (0 + s = s exactly,
     -inf + s = -inf), where a masked copy is ten times slower."""
     last = first + rows - 1
-    edges = [(max(lo, first + 1), hi)]  # keys after the first query: the future of some
+    edges = []
+    if causal or window is not None:  # keys after the first query (causal) or beyond its window
+        edges.append((max(lo, first + 1 if causal else first + window), hi))
     if window is not None:
         edges.append((lo, min(hi, last - window + 1)))  # keys beyond the last query's window
     edges = [(a, b) for a, b in edges if a < b]
     if len(edges) == 2 and edges[1][1] >= edges[0][0]:  # they meet: one range
         edges = [(lo, hi)]
-    biases = ((a - lo, _edge_bias(rows, a - first, b - first, window)) for a, b in edges)
+    biases = ((a - lo, _edge_bias(rows, a - first, b - first, window, causal)) for a, b in edges)
     return [(offset, bias) for offset, bias in biases if bias is not None]
 
 
 @lru_cache(maxsize=32)
-def _edge_bias(rows: int, a: int, b: int, window: int | None) -> np.ndarray | None:
+def _edge_bias(rows: int, a: int, b: int, window: int | None, causal: bool = True) -> np.ndarray | None:
     """The bias of keys first+a … first+b-1 for queries first … first+rows-1, None if it hides
     nothing. It depends on positions only through these offsets, so every block of a causal
-    pass shares it: made once, not once per block."""
+    (or windowed) pass shares it: made once, not once per block."""
     i = np.arange(rows)[:, None]
     j = np.arange(a, b)[None, :]
-    hidden = j > i
+    hidden = j > i if causal else np.zeros((rows, b - a), dtype=bool)
     if window is not None:
-        hidden |= i - j >= window
+        hidden |= np.abs(i - j) >= window if not causal else i - j >= window
     if not hidden.any():
         return None
     bias = np.where(hidden, np.float32(-np.inf), np.float32(0.0))
@@ -87,7 +91,8 @@ def attention_output(
     q: (heads, rows, head_dim), query row r being position start + r (start > 0 with a KV
     cache); k, v: (kv_heads, keys, head_dim), kv head h serving query heads h·g … h·g + g - 1,
     g = heads / kv_heads (grouped-query attention, without repeating k and v). causal: query
-    position p sees keys j ≤ p, and with a `window`, p - j < window. Returns (heads, rows,
+    position p sees keys j ≤ p, and with a `window`, p - j < window; not causal, with a
+    `window` (an encoder's two-sided sliding window): keys with |p - j| < window. Returns (heads, rows,
     head_dim) float32. Every query sees at least itself, so no row is all masked. `run(fn, n,
     min_chunk)` (see `models.runtime.rows_runner`), if given, shares the blocks between
     threads; a block is computed whole either way, so the numbers do not change.
@@ -129,7 +134,7 @@ def attention_output(
             s = buffer[: heads_ * group * rows_ * (hi - lo)].reshape(heads_, group * rows_, hi - lo)
             np.matmul(q4[h0:h1, :, r0:r1].reshape(heads_, group * rows_, dim), kt[h0:h1, :, lo:hi], out=s)
             by_row = s.reshape(heads_, group, rows_, hi - lo)
-            for offset, bias in mask_bias(start + r0, rows_, lo, hi, window) if causal else ():
+            for offset, bias in mask_bias(start + r0, rows_, lo, hi, window, causal) if causal or window is not None else ():
                 by_row[..., offset : offset + bias.shape[1]] += bias
             if shift:  # see SAFE_EXPONENT
                 s -= s.max(axis=-1, keepdims=True)

@@ -256,8 +256,12 @@ def induction_sums(weights: np.ndarray, ids: np.ndarray, options: DetectorOption
 
 
 def visible_keys(seq: int, causal: bool, window: int | None = None) -> np.ndarray:
-    """(seq,) int: how many keys each query row sees."""
+    """(seq,) int: how many keys each query row sees; an encoder's window is two-sided (keys
+    fewer than `window` positions away on either side: ModernBERT's local layers)."""
     if not causal:
-        return np.full(seq, seq, dtype=np.int64)
+        if window is None:
+            return np.full(seq, seq, dtype=np.int64)
+        i = np.arange(seq, dtype=np.int64)
+        return np.minimum(i, window - 1) + np.minimum(seq - 1 - i, window - 1) + 1
     seen = np.arange(1, seq + 1, dtype=np.int64)
     return seen if window is None else np.minimum(seen, window)

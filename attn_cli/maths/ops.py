@@ -152,3 +152,11 @@ def causal_visibility(rows: slice | np.ndarray, seq: int, window: int | None = N
     j = np.arange(seq)[None, :]
     visible = j <= i
     return visible if window is None else visible & (i - j < window)
+
+
+def two_sided_visibility(rows: slice | np.ndarray, seq: int, window: int) -> np.ndarray:
+    """bool (rows, seq): an encoder's sliding window (ModernBERT's local layers), query i sees
+    key j when |i - j| < window, on either side."""
+    i = np.arange(seq)[rows][:, None]
+    j = np.arange(seq)[None, :]
+    return np.abs(i - j) < window

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.attention import attention_output
-from ..maths.ops import adjusted_scores, attention_rows, causal_visibility, split_heads
+from ..maths.ops import adjusted_scores, attention_rows, causal_visibility, split_heads, two_sided_visibility
 from ..records import frozen
 from .hyper import Hyper
 from .interventions import Interventions
@@ -91,9 +91,13 @@ class LayerTrace:
 
     def visible(self, rows) -> np.ndarray | None:
         """bool (rows, seq), or (heads, rows, seq) under a knockout: True where the query rows
-        may look; None for an encoder's plain pass (everywhere)."""
-        keys = self.k.shape[1]
-        seen = causal_visibility(rows, keys, self.spec.window(self.layer), self.start) if self.spec.causal else None
+        may look; None for an encoder's plain pass (everywhere) outside a sliding window (an
+        encoder's is two-sided: ModernBERT's local layers)."""
+        keys, window = self.k.shape[1], self.spec.window(self.layer)
+        if self.spec.causal:
+            seen = causal_visibility(rows, keys, window, self.start)
+        else:
+            seen = None if window is None else two_sided_visibility(rows, keys, window)
         blocked = None
         if self.interventions is not None:
             positions = np.arange(self.start, self.start + self.q.shape[1])[rows]

@@ -128,7 +128,9 @@ class Hyper:
     eps: float  # the norms' epsilon
     activation: str = "gelu"  # the feed-forward's: gelu (erf), gelu_tanh or silu
     query_scale: float | None = None  # the factor on Q·Kᵀ when it is not 1/√head_dim (Gemma)
-    # Per layer: how far back a query sees (a sliding layer's window), None for all the keys.
+    # Per layer: a sliding layer's window, None for all the keys. A query sees the keys fewer than
+    # `window` positions away: behind it in a decoder (itself included), on either side in an
+    # encoder (ModernBERT's local layers: |i - j| < window).
     windows: tuple[int | None, ...] | None = None
     # Per layer: RoPE's inv_freq (rotary/2,) float32, None for a model without RoPE; rotary is
     # head_dim, or fewer under partial rotary (only each head's first `rotary` dimensions turn).
@@ -172,7 +174,8 @@ class Hyper:
         return self.inv_freq is not None
 
     def window(self, layer: int) -> int | None:
-        """The sliding window of `layer` (keys further back are masked), None if it sees all."""
+        """The sliding window of `layer` (keys `window` or more positions away are masked: behind
+        the query in a decoder, on either side in an encoder), None if it sees all."""
         return self.windows[layer]
 
     @property

@@ -88,7 +88,8 @@ def _label_width(result: InspectResult) -> int:
     """The label column: tokens up to 18 characters, and room for "masked (before window)"."""
     widest = 2 + min(_LABEL_WIDTH, max(len(result.level), *(len(u.text) for u in result.units)))
     masked = result.layers[0].visible is not None and not result.layers[0].visible.all()
-    return max(widest, len("masked (before window)" if result.model.sliding_window else "masked (future)")) if masked else widest
+    label = "masked (future)" if not result.model.sliding_window else "masked (before window)" if result.model.causal else "masked (outside window)"
+    return max(widest, len(label)) if masked else widest
 
 
 def _number(values: np.ndarray | None, i: int) -> str:

@@ -95,7 +95,10 @@ def rows_fit(result: InspectResult, layer: LayerResult, height: int) -> bool:
 def masked_text(result: InspectResult, first: int, last: int) -> tuple[str, str]:
     """The # cell and the label text of a run of masked rows (unit indices first … last)."""
     first, last = result.units[first].token_indices[0], result.units[last].token_indices[-1]
-    where = "future" if first > result.query.token_indices[-1] else "before window"
+    if not result.model.causal:  # an encoder's two-sided window (ModernBERT's local layers)
+        where = "outside window"
+    else:
+        where = "future" if first > result.query.token_indices[-1] else "before window"
     span = str(first) if first == last else f"{first}–{last}"
     return span, f"masked ({where})"
 
@@ -347,19 +350,28 @@ def masked_legend(result: InspectResult) -> str | None:
     why = []
     if "masked (future)" in kinds:
         why.append("the decoder's future")
-    if "masked (before window)" in kinds:
+    if "masked (before window)" in kinds or "masked (outside window)" in kinds:
         why.append("outside the layer's sliding window")
     return "· = masked: " + " or ".join(why)
 
 
 def window_note(result: InspectResult, layer: LayerResult) -> str | None:
-    """Under a table with "masked (before window)" rows: why they are masked."""
+    """Under a table with "masked (before window)" (or, in an encoder, "masked (outside
+    window)") rows: why they are masked."""
     runs = [masked_text(result, g[1], g[2]) for g in _row_groups(result, layer) if g[0] == "masked"]
-    spans = [span for span, text in runs if text == "masked (before window)"]
+    label = "masked (before window)" if result.model.causal else "masked (outside window)"
+    spans = [span for span, text in runs if text == label]
     if not spans or layer.window is None:
         return None
     what = f"tokens {spans[0]} fall" if "–" in spans[0] else f"token {spans[0]} falls"
+    if not result.model.causal:  # keys on both sides of the query may fall outside: name every run
+        what = " and ".join(spans)
+        what = f"tokens {what} fall" if "–" in what or len(spans) > 1 else f"token {what} falls"
+        return (
+            f"{label}: {what} outside the sliding window of layer {layer.layer}: there a query sees only "
+            f"the tokens fewer than {layer.window} positions away, on either side"
+        )
     return (
-        f"masked (before window): {what} outside the sliding window of layer {layer.layer}: "
+        f"{label}: {what} outside the sliding window of layer {layer.layer}: "
         f"there a query sees only the last {layer.window} tokens, itself included"
     )
