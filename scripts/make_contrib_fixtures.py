@@ -319,7 +319,7 @@ def alti_logit(causal, name: str, ids: np.ndarray) -> dict:
 
         whole = pre * gamma * coef[:, None]
     embed = causal.lm_head.weight.detach().to(D)
-    assert embed.data_ptr() == causal.get_input_embeddings().weight.detach().to(D).data_ptr() or torch.equal(embed, causal.get_input_embeddings().weight.detach().to(D))
+    assert torch.equal(embed, causal.get_input_embeddings().weight.detach().to(D))  # tied
     assert torch.allclose(whole[pos] @ embed.T, logits, atol=1e-4), float((whole[pos] @ embed.T - logits).abs().max())
     embed_matrix = embed[tokens]  # (2, d)
     direct = torch.stack([torch.einsum("tsd,vd->tvs", run_final_ln(a), embed_matrix)[pos] for a in run.aff_x_j], dim=1)  # (2, layers, s)
