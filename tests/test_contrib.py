@@ -185,3 +185,23 @@ def test_alti_logit_refusals(models, lm_models):
         contributions(lm_models["gpt2"], "a b c", query_index=1, method="alti", target_id=3)
     with pytest.raises(InputError, match="not one"):
         contributions(lm_models["gpt2"], "a b c", method="alti-logit", target="hello there friend")
+
+
+@pytest.mark.parametrize("mutation", ["no rollout", "final norm not linearised", "the final norm's own std unbiased"])
+def test_a_wrong_alti_logit_fails_the_reference(lm_models, monkeypatch, mutation):
+    """The fixtures tell ALTI-Logit's steps apart: each plausible mistake moves gpt2's rows past the tolerance."""
+    ref = reference("gpt2")
+    ids = ref["input_ids"]
+    if mutation == "no rollout":  # every C the identity: each layer's ∆ left on its own inputs
+        monkeypatch.setattr(contrib, "alti_matrices", lambda m, ids, rows, last: [np.eye(len(ids))] * (last + 1))
+    elif mutation == "final norm not linearised":  # γ·u as the direction, without 1/σ
+        monkeypatch.setattr(contrib, "ln_std", lambda x, eps: 1.0)
+    else:
+        monkeypatch.setattr(contrib, "ln_std", lambda x, eps: float(np.std(x, ddof=1)))
+    _, rolled = alti_logit_rows(lm_models["gpt2"], ids, len(ids) - 1, tuple(int(t) for t in ref["alti_logit_ids"]))
+    assert np.abs(rolled - ref["alti_logit"]).max() > 10 * TOLERANCE
+
+
+def test_alti_logit_needs_an_lm_head(models):
+    with pytest.raises(ModelError, match="no LM head"):
+        contributions(models["llama"], "a b c", method="alti-logit")  # the tiny llama's file holds no lm_head.weight
