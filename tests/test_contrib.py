@@ -4,7 +4,8 @@ transformers' float32 tensors), every row of every layer within 1e-5, and the ro
 
 attn's forward pass agrees with transformers to ~1e-6 in float32, and the three measures are
 smooth in it: the largest deviation measured is 1.2e-6 (value zeroing, whose cosine distances
-of nearly equal outputs amplify the last float32 bits most), well inside 1e-5.
+of nearly equal outputs amplify the last float32 bits most), well inside 1e-5. ALTI-Logit (in
+logits, not shares): 2.1e-6 on gpt2 (of ∆logits up to 1.5), 6.9e-7 on llama.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tied_copy
 
 from attn_cli.compute import contrib
-from attn_cli.compute.contrib import MATRICES, contributions, cosine_distances
+from attn_cli.compute.contrib import MATRICES, alti_logit_rows, contributions, cosine_distances
 from attn_cli.errors import InputError, ModelError
 from attn_cli.loading.model import load_model
 
@@ -120,3 +122,86 @@ def test_refusals(models):
     with pytest.raises(ModelError, match="ALTI is not defined here for gemma3"):
         contributions(gemma, "a b c", method="alti")
     assert contributions(gemma, "hello there friend", query_index=1, method="norms").rows.shape[0] == gemma.spec.layers
+
+
+# --- ALTI-Logit ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lm_models(tmp_path_factory):
+    """The tiny gpt2 and llama as causal LMs, their heads tied to the embeddings (their files hold no lm_head)."""
+    root = tmp_path_factory.mktemp("alti-logit")
+    return {name: load_model(tied_copy(name, root)) for name in ("gpt2", "llama")}
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_alti_logit_is_the_reference_per_layer_and_after_the_rollout(lm_models, name):
+    """Target (the top prediction) and foil (the second), every layer, before and after the rollout."""
+    ref = reference(name)
+    ids = ref["input_ids"]
+    direct, rolled = alti_logit_rows(lm_models[name], ids, len(ids) - 1, tuple(int(t) for t in ref["alti_logit_ids"]))
+    assert direct.shape == rolled.shape == ref["alti_logit"].shape
+    assert np.abs(direct - ref["alti_logit_direct"]).max() <= TOLERANCE
+    assert np.abs(rolled - ref["alti_logit"]).max() <= TOLERANCE
+    assert np.array_equal(rolled[:, 0], direct[:, 0])  # the first layer's inputs are the tokens
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_alti_logit_result_target_contrast_and_total(lm_models, name):
+    ref = reference(name)
+    model = lm_models[name]
+    text = str(np.load(MODELS[name] / "ref_2.npz")["text"])
+    top, second = (int(t) for t in ref["alti_logit_ids"])
+    r = contributions(model, text, method="alti-logit")
+    assert list(r.tokenization.ids) == list(ref["input_ids"]) and r.query.token_indices == (len(ref["input_ids"]) - 1,)
+    assert r.logit.target.id == top and r.logit.target.chosen == "top-1" and r.logit.foil is None
+    assert np.abs(r.rows - ref["alti_logit"][0]).max() <= TOLERANCE
+    assert np.abs(r.logit.direct - ref["alti_logit_direct"][0]).max() <= TOLERANCE
+    assert np.abs(r.whole - ref["alti_logit"][0].sum(axis=0)).max() <= TOLERANCE
+    c = contributions(model, text, method="alti-logit", target_id=top, contrast_id=second, layer="1")
+    assert c.layers == (1,) and c.logit.foil.id == second and c.logit.target.chosen == "given"
+    want = ref["alti_logit"][0] - ref["alti_logit"][1]
+    assert np.abs(c.rows[0] - want[1]).max() <= TOLERANCE and np.abs(c.whole - want.sum(axis=0)).max() <= TOLERANCE
+    assert c.logit.logit == pytest.approx(c.logit.target.logprob - c.logit.foil.logprob, abs=1e-4)  # a logit difference
+    foil = " the" if name == "gpt2" else "the"
+    by_text = contributions(model, text, method="alti-logit", contrast=foil)
+    assert by_text.logit.foil.id == model.tokenizer.encode(foil, add_special_tokens=False).ids[0] and by_text.logit.foil.chosen == "given"
+
+
+def test_alti_logit_at_a_query_reads_nothing_after_it(lm_models):
+    model = lm_models["llama"]
+    text = str(np.load(MODELS["llama"] / "ref_2.npz")["text"])
+    r = contributions(model, text, query_index=5, method="alti-logit")
+    assert r.logit.position == 5 and not r.rows[:, 6:].any() and not r.whole[6:].any()
+    ids = reference("llama")["input_ids"]
+    _, rolled = alti_logit_rows(model, ids, 5, (r.logit.target.id,))
+    assert np.allclose(r.whole[:6], rolled[0].sum(axis=0), atol=1e-6)
+
+
+def test_alti_logit_refusals(models, lm_models):
+    with pytest.raises(ModelError, match="ALTI-Logit explains a decoder's next token"):
+        contributions(models["bert"], "a b c", method="alti-logit")
+    with pytest.raises(InputError, match="--contrast explain a logit"):
+        contributions(lm_models["gpt2"], "a b c", query_index=1, method="alti", target_id=3)
+    with pytest.raises(InputError, match="not one"):
+        contributions(lm_models["gpt2"], "a b c", method="alti-logit", target="hello there friend")
+
+
+@pytest.mark.parametrize("mutation", ["no rollout", "final norm not linearised", "the final norm's own std unbiased"])
+def test_a_wrong_alti_logit_fails_the_reference(lm_models, monkeypatch, mutation):
+    """The fixtures tell ALTI-Logit's steps apart: each plausible mistake moves gpt2's rows past the tolerance."""
+    ref = reference("gpt2")
+    ids = ref["input_ids"]
+    if mutation == "no rollout":  # every C the identity: each layer's ∆ left on its own inputs
+        monkeypatch.setattr(contrib, "alti_matrices", lambda m, ids, rows, last: [np.eye(len(ids))] * (last + 1))
+    elif mutation == "final norm not linearised":  # γ·u as the direction, without 1/σ
+        monkeypatch.setattr(contrib, "ln_std", lambda x, eps: 1.0)
+    else:
+        monkeypatch.setattr(contrib, "ln_std", lambda x, eps: float(np.std(x, ddof=1)))
+    _, rolled = alti_logit_rows(lm_models["gpt2"], ids, len(ids) - 1, tuple(int(t) for t in ref["alti_logit_ids"]))
+    assert np.abs(rolled - ref["alti_logit"]).max() > 10 * TOLERANCE
+
+
+def test_alti_logit_needs_an_lm_head(models):
+    with pytest.raises(ModelError, match="no LM head"):
+        contributions(models["llama"], "a b c", method="alti-logit")  # the tiny llama's file holds no lm_head.weight

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import attn, validate
+from helpers import attn, tied_copy, validate
 from option_registry import covers
 
 from attn_cli.compute.result import json_schema
@@ -70,3 +70,40 @@ def test_refusals_are_one_line_with_the_usage_status(args, message):
 def test_alti_on_gemma3_is_refused_as_the_model_s_limit():
     p = attn("contrib", TEXT, "-i", "2", "-m", str(TINY / "gemma3"))
     assert p.returncode not in (0, ExitStatus.USAGE) and "ALTI is not defined here for gemma3" in p.stderr
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    return str(tied_copy("llama", tmp_path_factory.mktemp("alti-logit")))  # the tiny llama with an LM head
+
+
+@covers("contrib --target", "contrib --target-id", "contrib --contrast")
+def test_alti_logit_json_explains_the_given_target_against_a_foil(lm):
+    text = "The quick brown fox looks at the lazy dog"
+    top = json.loads(attn("contrib", text, "-m", lm, "--method", "alti-logit", "--json").stdout)
+    validate(top, json_schema(), "contrib")
+    assert top["method"] == "alti-logit" and top["logit"]["target"]["chosen"] == "top-1" and top["logit"]["contrast"] is None
+    assert top["logit"]["position"] == len(top["tokens"]) - 1 and len(top["layers"][0]["direct"]) == len(top["tokens"])
+    by_id = json.loads(attn("contrib", text, "-m", lm, "--method", "alti-logit", "--target-id", str(top["logit"]["target"]["id"]), "--json").stdout)
+    assert by_id["logit"]["target"]["chosen"] == "given" and by_id["whole"] == top["whole"]
+    p = attn("contrib", text, "-m", lm, "--method", "alti-logit", "--target", "a", "--contrast", "the", "-i", "4", "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc, json_schema(), "contrib")
+    got = doc["logit"]
+    assert got["position"] == 4 and got["target"]["id"] != got["contrast"]["id"] and got["contrast"]["chosen"] == "given"
+    assert got["logit"] == pytest.approx(got["target"]["logprob"] - got["contrast"]["logprob"], abs=1e-4)
+    assert not any(doc["whole"][5:]) and any(doc["whole"][:5])
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "120"])
+def test_alti_logit_screens_fit_the_width(lm, columns):
+    p = attn("contrib", TEXT, "-m", lm, "--method", "alti-logit", "--contrast", "the", env={"COLUMNS": columns, "NO_COLOR": "1"})
+    assert p.returncode == 0, p.stderr
+    assert all(len(line) <= int(columns) for line in p.stdout.splitlines()), p.stdout
+    assert "ALTI-Logit" in p.stdout and "Whole model:" in p.stdout
+
+
+def test_a_target_without_alti_logit_is_refused():
+    p = attn("contrib", TEXT, "-q", "it", "--target-id", "3")
+    assert p.returncode == ExitStatus.USAGE and "explain a logit" in p.stderr

@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 
 from .common import app, emit, read_text, reporting_errors
-from .options import JsonOption, LayerOption, ModelOption, QueryIndexOption, QueryOption, TextArgument
+from .options import (
+    ContrastOption,
+    JsonOption,
+    LayerOption,
+    ModelOption,
+    PredictionTargetOption,
+    QueryIndexOption,
+    QueryOption,
+    TargetIdOption,
+    TextArgument,
+)
 
 
 @app.command(
@@ -16,7 +26,8 @@ from .options import JsonOption, LayerOption, ModelOption, QueryIndexOption, Que
         "[bold]Examples[/bold]\n\n"
         '  attn contrib "The cat sat on the mat because it was tired." -q it\n\n'
         '  attn contrib "The cat sat on the mat because it was tired." -q it --method value-zeroing --rollout\n\n'
-        '  attn contrib "The capital of France is" -i -1 -m smollm2 --json | jq ".layers[-1].contributions"'
+        '  attn contrib "The capital of France is" -i -1 -m smollm2 --json | jq ".layers[-1].contributions"\n\n'
+        '  attn contrib "The capital of France is" -m smollm2 --method alti-logit -t " Paris" --contrast " London"'
     ),
 )
 def contrib(
@@ -26,16 +37,23 @@ def contrib(
     method: Annotated[
         str,
         typer.Option(
-            "--method", metavar="alti|value-zeroing|norms",
-            help="alti (Ferrando et al. 2022), value-zeroing (Mohebbi et al. 2023) or norms (‖Σ α·f(x)‖, Kobayashi et al. 2020).",
+            "--method", metavar="alti|value-zeroing|norms|alti-logit",
+            help=(
+                "alti (Ferrando et al. 2022), value-zeroing (Mohebbi et al. 2023), norms (‖Σ α·f(x)‖, Kobayashi et al. 2020) "
+                "or alti-logit (Ferrando et al. 2023: each token's part of the target's logit; decoders)."
+            ),
         ),
     ] = "alti",
     layer: LayerOption = "all",
     rollout: Annotated[bool, typer.Option("--rollout", help="Also multiply the layers' contributions (later layer on the left): the whole model's.")] = False,
+    target: PredictionTargetOption = None,
+    target_id: TargetIdOption = None,
+    contrast: ContrastOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Token contributions: how much of the query's representation each input position makes up, per layer (rows sum to 1).
+    """Token contributions: how much of the query's representation each input position makes up, per layer (rows sum to 1);
+    with --method alti-logit, each input token's part of a predicted token's logit.
 
     See docs/contributions.md for the definitions."""
 
@@ -43,7 +61,9 @@ def contrib(
         from ..compute.contrib import contributions
         from ..loading.model import load_model
 
-        result = contributions(load_model(model), read_text(text), query, query_index, method, layer, rollout)
+        result = contributions(
+            load_model(model), read_text(text), query, query_index, method, layer, rollout, target=target, target_id=target_id, contrast=contrast,
+        )
 
         def view(out):
             from ..views.terminal.contrib import contrib_view

@@ -118,6 +118,13 @@ PredictionTargetOption = Annotated[
     ),
 ]
 TargetIdOption = Annotated[Optional[int], typer.Option("--target-id", help="The token to explain, by its id (instead of --target).", show_default=False)]
+ContrastOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--contrast", metavar="TOKEN", help='A foil: explain the target\'s logit minus this token\'s (the text of exactly one token, " London").',
+        show_default=False,
+    ),
+]
 HeadsMetricOption = Annotated[
     Optional[str],
     typer.Option(

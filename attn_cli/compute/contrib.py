@@ -16,6 +16,14 @@ layer, by three methods that share one result (docs/contributions.md states the 
   vectors `attn inspect --norms` measures head by head (`maths.analysis.transformed_vectors`),
   summed over the heads; each row divided by its sum.
 
+- `alti-logit` (Ferrando et al., ACL 2023; mt-upc/logit-explanations), decoders: each input
+  token's contribution to the logit of a target token (minus a foil's, with a contrast) at the
+  predicting position t. Per layer l, the attention block's per-source vectors at t, Σ_h
+  α_tj^h·f^h(x_j) (no b_O, no MLP, no embedding), through the final norm linearised at t (its
+  γ and t's own scale, no β) and onto the target's unembedding row: ∆_l[j]; then rolled out
+  to the input through the layers below, ∆_l·C_{l-1}·…·C_0 with ALTI's C; the total is the
+  sum over layers.
+
 Rollout (`rollout`): the query's row of C_L·…·C_1, the later layer on the left, without an
 added identity: each method's C already holds the token's own share.
 """
@@ -29,13 +37,15 @@ from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, tokenize
 from ..maths.analysis import output_slices, transformed_vectors
 from ..models import Interventions, LayerTrace, Resume, ValueZeroing
+from ..models.base import lm_head
 from ..records import frozen
 from .inspect import model_info
 from .options import select_layers
+from .prediction import Reruns, Target
 from .query import Query, resolve_query
 from .result import ModelInfo, document_header, floats, query_json
 
-METHODS = ("alti", "value-zeroing", "norms")
+METHODS = ("alti", "value-zeroing", "norms", "alti-logit")
 
 
 @frozen
@@ -53,28 +63,54 @@ class ContribResult:
     rows: np.ndarray
     rollout: np.ndarray | None = None
     whole: np.ndarray | None = None
+    logit: LogitExplained | None = None
 
     def to_json(self) -> dict:
-        return {
-            **document_header(self.model, self.tokenization),
-            "query": query_json(self.query),
-            "method": self.method,
-            "layers": [
-                {"layer": layer, "contributions": floats(row), "rollout": None if self.rollout is None else floats(self.rollout[n])}
-                for n, (layer, row) in enumerate(zip(self.layers, self.rows, strict=True))
-            ],
-            "whole": floats(self.whole),
-        }
+        layers = [
+            {"layer": layer, "contributions": floats(row), "rollout": None if self.rollout is None else floats(self.rollout[n])}
+            for n, (layer, row) in enumerate(zip(self.layers, self.rows, strict=True))
+        ]
+        doc = {**document_header(self.model, self.tokenization), "query": query_json(self.query), "method": self.method, "layers": layers}
+        doc["whole"] = floats(self.whole)
+        if self.logit is not None:
+            for entry, direct in zip(layers, self.logit.direct, strict=True):
+                entry["direct"] = floats(direct)
+            doc["logit"] = self.logit.to_json()
+        return doc
+
+
+@frozen
+class LogitExplained:
+    """What `alti-logit` explains: the target (and foil) token at the predicting `position`, the
+    logit (difference) the model gives it, and `direct` (len(layers), seq): each layer shown's
+    ∆logit per input position before the rollout (the layer's own inputs)."""
+
+    position: int
+    target: Target
+    foil: Target | None
+    logit: float
+    direct: np.ndarray
+
+    def to_json(self) -> dict:
+        def token(t: Target | None):
+            return None if t is None else {"id": t.id, "text": t.text, "logprob": t.logprob, "chosen": t.chosen}
+
+        return {"position": self.position, "target": token(self.target), "contrast": token(self.foil), "logit": self.logit}
 
 
 def contributions(
     model: Model, text: str, query: str | None = None, query_index: int | None = None, method: str = "alti",
-    layer: str | int = "all", rollout: bool = False,
+    layer: str | int = "all", rollout: bool = False, target: str | None = None, target_id: int | None = None,
+    contrast: str | None = None, contrast_id: int | None = None,
 ) -> ContribResult:
     """Each input position's contribution to the query's representation in each layer (see the module)."""
     if method not in METHODS:
         raise InputError(f"contribution method {method!r}", f"use one of: {', '.join(METHODS)}")
+    if method != "alti-logit" and any(x is not None for x in (target, target_id, contrast, contrast_id)):
+        raise InputError("--target, --target-id and --contrast explain a logit", "use them with --method alti-logit")
     layers = select_layers(layer, model.spec.layers)
+    if method == "alti-logit":
+        return _logit_contributions(model, text, query, query_index, layers, target, target_id, contrast, contrast_id)
     if method == "alti":
         alti_layout(model)  # refuse a family ALTI does not cover before running anything
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
@@ -173,14 +209,16 @@ class AltiLayout:
 
     ln1: str | None
     bias: str
+    final_norm: str | None = None  # decoders: the final norm's γ (ALTI-Logit linearises it)
+    centred: bool = False  # the final norm is a LayerNorm (else RMSNorm)
 
 
 _BERT = AltiLayout("encoder.layer.{n}.attention.output.LayerNorm", "encoder.layer.{n}.attention.output.dense.bias")
-_LLAMA = AltiLayout(None, "layers.{n}.self_attn.o_proj.bias")
+_LLAMA = AltiLayout(None, "layers.{n}.self_attn.o_proj.bias", "norm.weight")
 ALTI_LAYOUTS = {
     "bert": _BERT, "roberta": _BERT,
     "distilbert": AltiLayout("transformer.layer.{n}.sa_layer_norm", "transformer.layer.{n}.attention.out_lin.bias"),
-    "gpt2": AltiLayout(None, "h.{n}.attn.c_proj.bias"),
+    "gpt2": AltiLayout(None, "h.{n}.attn.c_proj.bias", "ln_f.weight", centred=True),
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA,
 }
 
@@ -270,6 +308,78 @@ def ln_std(x: np.ndarray, eps: float) -> float:
     """The std LayerNorm divides by: √(population variance + eps). (transformer-contributions
     takes torch's unbiased `.std()` of x + eps, which is not what the layer computed.)"""
     return float(np.sqrt(np.square(x - x.mean()).mean() + eps))
+
+
+# --- ALTI-Logit ------------------------------------------------------------------------------
+
+
+def _logit_contributions(
+    model: Model, text: str, query: str | None, query_index: int | None, layers: list[int], target: str | None,
+    target_id: int | None, contrast: str | None, contrast_id: int | None,
+) -> ContribResult:
+    layout = alti_layout(model)
+    if layout.final_norm is None or not model.arch.decodes:
+        raise ModelError(f"ALTI-Logit explains a decoder's next token; {model.spec.model_type} does not predict one", "use --method alti")
+    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    q = resolve_query(tok, query, query_index if query is not None or query_index is not None else -1)
+    position = q.token_indices[-1]  # the query's last token, else the text's: the one predicting the next
+    reruns = Reruns(model, np.asarray(tok.ids), position)
+    chosen = reruns.target(target, target_id)
+    foil = reruns.target(contrast, contrast_id) if contrast is not None or contrast_id is not None else None
+    tokens = (chosen.id,) if foil is None else (chosen.id, foil.id)
+    direct, rolled = alti_logit_rows(reruns.model, reruns.ids, position, tokens)
+    signs = np.array([1.0, -1.0][: len(tokens)])
+    direct, rolled = np.tensordot(signs, direct, 1), np.tensordot(signs, rolled, 1)
+    seq = len(tok.ids)
+
+    def padded(x: np.ndarray) -> np.ndarray:
+        out = np.zeros(seq, dtype=np.float32)
+        out[: len(x)] = x
+        return out
+
+    head = lm_head(model.weights, model.spec)
+    normed = reruns.output.astype(np.float64)
+    logit = float(sum(sign * normed @ head[t].astype(np.float64) for sign, t in zip(signs, tokens, strict=True)))
+    explained = LogitExplained(position, chosen, foil, logit, np.stack([padded(direct[n]) for n in layers]))
+    return ContribResult(
+        model_info(model), tok, q, "alti-logit", tuple(layers), np.stack([padded(rolled[n]) for n in layers]),
+        whole=padded(rolled.sum(axis=0)), logit=explained,
+    )
+
+
+def alti_logit_rows(model: Model, ids: np.ndarray, position: int, tokens: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """ALTI-Logit at `position` of a decoder for each token of `tokens`: (direct, rolled), each
+    (len(tokens), layers, position + 1) in float64. direct[k, l, j]: what layer l's attention
+    writes at `position` from input j (Σ_h α·f^h(x_j), no b_O), through the final norm
+    linearised at `position`, on token k's unembedding row; rolled[k, l] = direct[k, l]·C_{l-1}·…·C_0
+    with ALTI's C (rows 0 … position of every layer below l)."""
+    layout = alti_layout(model)
+    s, w = model.spec, model.weights
+    ids = np.asarray(ids[: position + 1])
+    parts, pre = [], None
+    for trace, weights, vectors in _layer_parts(model, ids, s.layers - 1, frozenset()):
+        parts.append(attention_parts(weights[:, position], vectors))  # (seq, hidden): one row, never seq × seq × hidden
+        pre = trace.hidden[position].astype(np.float64)  # the last layer's output: the final norm's input
+    gamma = w[layout.final_norm].astype(np.float64)
+    head = lm_head(w, s)
+    directions = []
+    for t in tokens:
+        scaled = gamma * head[t].astype(np.float64)
+        if layout.centred:  # LayerNorm: centring is a symmetric projection, so it moves onto the direction
+            directions.append((scaled - scaled.mean()) / ln_std(pre, s.eps))
+        else:  # RMSNorm
+            directions.append(scaled / np.sqrt(np.square(pre).mean() + s.eps))
+    d = np.stack(directions, axis=1)  # (hidden, tokens)
+    direct = np.stack([p @ d for p in parts], axis=1).T  # (tokens, layers, seq)
+    matrices = alti_matrices(model, ids, list(range(len(ids))), s.layers - 2) if s.layers > 1 else []
+    rolled = direct.copy()
+    for n in range(1, s.layers):
+        for k in range(len(tokens)):
+            r = direct[k, n]
+            for c in reversed(matrices[:n]):
+                r = r @ c
+            rolled[k, n] = r
+    return direct, rolled
 
 
 MATRICES = {"value-zeroing": value_zeroing_matrices, "alti": alti_matrices, "norms": norms_matrices}

@@ -16,12 +16,16 @@ TITLES = {
     "alti": "ALTI (Ferrando et al. 2022)",
     "value-zeroing": "Value zeroing (Mohebbi et al. 2023)",
     "norms": "‖Σ α·f(x)‖ (Kobayashi et al. 2020)",
+    "alti-logit": "ALTI-Logit (Ferrando et al. 2023)",
 }
+LOGIT_CELL = 7  # " +12.34"
 CELL = 4  # " 37%" without the sign: three digits and a space
 LABEL = 12  # widest token label in the table
 
 
 def contrib_view(result: ContribResult, width: int, colour: bool = True) -> list:
+    if result.logit is not None:
+        return _logit_view(result, width, colour)
     m, q = result.model, result.query
     tokens = result.tokenization.tokens
     shown = _shown_positions(result)
@@ -92,6 +96,61 @@ def _top(result: ContribResult, row: np.ndarray, lead: str, width: int) -> Text:
         if row[i] < 0.005:
             break
         part = f"{'' if n == 0 else ' · '}{printable(result.tokenization.tokens[i].text)[:LABEL]} {row[i] * 100:.0f}%"
+        if used + len(part) > width:
+            break
+        line.append(part)
+        used += len(part)
+    return line
+
+
+def _logit_view(result: ContribResult, width: int, colour: bool) -> list:
+    """ALTI-Logit: tokens × layers, each cell the token's part of the target's logit (minus the
+    foil's) through that layer's attention, rolled out to the input; `all`: their sum."""
+    m, e = result.model, result.logit
+    tokens = result.tokenization.tokens
+    explained = f'"{printable(e.target.text)}"' + ("" if e.foil is None else f' − "{printable(e.foil.text)}"')
+    header = Text.assemble(
+        (m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers) · at token {e.position} ",
+        (f'"{printable(tokens[e.position].text)}"', "bold cyan"), " · logit of ", (explained, "bold"), f" = {e.logit:.2f}",
+    )
+    title = Text(f"{TITLES[result.method]}: each input token's part of that logit, per layer's attention, rolled out", style="bold underline")
+    shown = list(range(e.position + 1))
+    columns = [(f"L{layer}", result.rows[n]) for n, layer in enumerate(result.layers)] + [("all", result.whole)]
+    label = min(LABEL, max(len(printable(tokens[i].text)) for i in shown))
+    fits = len(str(shown[-1])) + 1 + label + 1 + LOGIT_CELL * len(columns) <= width
+    out = [header, title]
+    if fits:
+        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column(" ", width=1)
+        table.add_column("token", no_wrap=True, overflow="ellipsis", max_width=label + 1, min_width=label + 1)
+        for name, _ in columns:
+            table.add_column(name.rjust(LOGIT_CELL), justify="right", no_wrap=True, width=LOGIT_CELL)
+        peak = max(float(np.abs(values[: len(shown)]).max()) for _, values in columns) or 1.0
+        for i in shown:
+            cells = []
+            for _, values in columns:
+                v = float(values[i])
+                style = (heat(abs(v) / peak) if v > 0 else "bold blue") if colour and abs(v) >= 0.005 else ""
+                cells.append(Text(f" {v:+6.2f}" if abs(v) < 100 else f" {v:+6.0f}", style=style))
+            mark = "▶" if i == e.position else " "
+            table.add_row(str(i), "", Text(f"{mark}{printable(tokens[i].text)}", style="bold cyan" if mark != " " else ""), *cells)
+        out.append(table)
+    out.append(_top_logits(result, width))
+    legend = "Each column: one layer's attention (no MLP, no b_O, no embedding); all: their sum" if fits else "Largest parts of the logit (sum over layers)"
+    out.append(Text(legend, style="dim"))
+    return out
+
+
+def _top_logits(result: ContribResult, width: int) -> Text:
+    """The tokens with the largest parts of the logit (by size, with their sign), as fit in `width`."""
+    row = result.whole
+    line = Text("Whole model: ", style="bold")
+    used = len(line.plain)
+    for n, i in enumerate(np.argsort(-np.abs(row), kind="stable")[:8]):
+        if abs(row[i]) < 0.005:
+            break
+        part = f"{'' if n == 0 else ' · '}{printable(result.tokenization.tokens[i].text)[:LABEL]} {row[i]:+.2f}"
         if used + len(part) > width:
             break
         line.append(part)
