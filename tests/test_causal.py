@@ -115,3 +115,46 @@ def test_ablate_on_an_encoder_measures_cosine_distance(model):
     assert result.to_json()["measure"] == "cosine_distance"
     with pytest.raises(InputError, match="is an encoder"):
         ablate(model, SENTENCE, target=" the")
+
+
+DATASET = ["A dog runs in the park", "The lazy fox sleeps", "Quick brown dogs look at cats all day long"]
+
+
+def test_ablate_mean_over_a_dataset_is_a_replace_by_its_means(load):
+    """--mean-over: each head replaced, at every position, by its output averaged over every
+    position of every text of the dataset; not the text's own mean."""
+    from attn_cli.models import HeadEdit, Interventions
+
+    model, ref = load("gpt2")
+    text = str(ref["text"])
+    result = ablate(model, text, mode="mean", mean_over=DATASET)
+    outputs = [np.stack([t.head_output for t in model.trace(model.tokenizer.encode(t).ids)]) for t in DATASET]
+    means = np.concatenate(outputs, axis=2).astype(np.float64).mean(axis=2)  # (layers, heads, head_dim)
+    ids = result.tokenization.ids
+    base = list(model.trace(ids))[-1].hidden
+    plain = _logprobs(model, base, result.position)
+    target = result.target.id
+    for layer in range(model.spec.layers):
+        for head in range(model.spec.heads):
+            value = np.broadcast_to(means[layer, head].astype(np.float32), (len(ids), means.shape[-1]))
+            edit = Interventions(head_edits=(HeadEdit(layer, head, "replace", value=value),))
+            hidden = list(model.trace(ids, interventions=edit))[-1].hidden
+            want = _logprobs(model, hidden, result.position)[target] - plain[target]
+            assert abs(result.changes[layer, head] - want) <= 1e-5, (layer, head)
+    own = ablate(model, text, mode="mean")
+    assert np.abs(result.changes - own.changes).max() > 1e-3  # the dataset's mean is not the text's
+
+
+def _logprobs(model, hidden, position):
+    from attn_cli.maths.sampling import log_softmax
+    from attn_cli.models.base import lm_head, logits
+
+    final = model.arch.final_norm(model.weights, model.spec, hidden[position : position + 1])
+    return log_softmax(logits(final, lm_head(model.weights, model.spec), model.spec)[0])
+
+
+@pytest.mark.parametrize("mode, texts, message", [("zero", DATASET, "mode 'zero'"), ("mean", ["", "  "], "empty")])
+def test_ablate_mean_over_is_refused_without_mode_mean_or_texts(load, mode, texts, message):
+    model, ref = load("gpt2")
+    with pytest.raises(InputError, match=message):
+        ablate(model, str(ref["text"]), mode=mode, mean_over=texts)

@@ -57,6 +57,26 @@ def test_ablate_json_on_a_decoder_is_the_target_logprob_change():
     assert doc["measure"] == "logprob" and doc["mode"] == "mean" and doc["target"]["logprob"] <= 0
 
 
+@covers("ablate --mean-over")
+def test_ablate_mean_over_a_file_of_texts(tmp_path):
+    """--mean-over FILE: the library's mean_over with the file's non-blank lines."""
+    from attn_cli.compute.ablate import ablate
+    from attn_cli.loading.model import load_model
+
+    texts = ["A dog runs in the park", "The lazy fox sleeps"]
+    data = tmp_path / "texts.txt"
+    data.write_text(f"{texts[0]}\n\n{texts[1]}\n", encoding="utf-8")
+    p = attn("ablate", TEXT, "-m", GPT2, "--mode", "mean", "--mean-over", str(data), "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc, json_schema(), "ablate")
+    want = ablate(load_model(GPT2), TEXT, mode="mean", mean_over=texts).changes
+    assert np.allclose([layer["changes"] for layer in doc["layers"]], want, atol=1e-6)
+    for args, message in ([["--mean-over", str(data)], "mode 'zero'"], [["--mode", "mean", "--mean-over", str(tmp_path / "none.txt")], "cannot read"]):
+        p = attn("ablate", TEXT, "-m", GPT2, *args)
+        assert p.returncode == ExitStatus.USAGE and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
 @pytest.mark.parametrize("columns", ["40", "80"])
 @pytest.mark.parametrize("command", ["knockout", "ablate"])
 def test_screens_fit_the_width(command, columns):

@@ -3,6 +3,11 @@ projection: TransformerLens' `hook_z`) is zeroed at every position, or replaced 
 the text's positions, one head at a time; decoders report the change of the target token's
 log-probability, encoders (no next token) the cosine distance of the query's final
 representation from the plain one.
+
+Mean ablation over a dataset (`mean_over`, as TransformerLens takes a head's mean over a batch of
+texts): the head's output is replaced at every position by its mean over every position of every
+text of `mean_over` (each token weighs alike), so that the ablated head says what it says on
+average, not what it says on average in this text (whose own mean still carries the text).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..loading.model import Model
+from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, tokenize
 from ..models import HeadEdit, Interventions
 from ..records import frozen
@@ -52,24 +57,49 @@ def cosine_distance(x: np.ndarray, y: np.ndarray) -> float:
     return float(0.5 * np.sum(np.square(a / np.linalg.norm(a) - b / np.linalg.norm(b))))
 
 
+def dataset_means(model: Model, texts: list[str]) -> np.ndarray:
+    """Each head's output (weights·V before W_O) averaged over every position of every text:
+    (layers, heads, head_dim), float32 (summed in float64)."""
+    total, count = None, 0
+    for text in texts:
+        tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+        outputs = np.stack([t.head_output for t in model.trace(tok.ids)])  # (layers, heads, seq, head_dim)
+        sums = outputs.sum(axis=2, dtype=np.float64)
+        total = sums if total is None else total + sums
+        count += outputs.shape[2]
+    return (total / count).astype(np.float32)
+
+
 def ablate(
     model: Model, text: str, target: str | None = None, target_id: int | None = None, mode: str = "zero",
-    query: str | None = None, query_index: int | None = None,
+    query: str | None = None, query_index: int | None = None, mean_over: list[str] | None = None,
 ) -> AblateResult:
-    """Each head of each layer ablated alone (see the module)."""
+    """Each head of each layer ablated alone (see the module). `mean_over`: texts whose mean
+    head outputs replace each head (mode mean only)."""
     if mode not in MODES:
         raise InputError(f"ablation mode {mode!r}", f"use one of: {', '.join(MODES)}")
+    if mean_over is not None and mode != "mean":
+        raise InputError(f"a dataset to average over with ablation mode {mode!r}", "give --mode mean with --mean-over, or leave --mean-over out")
+    if mean_over is not None and not [t for t in mean_over if t.strip()]:
+        raise InputError("the texts to average over are empty", "give a file with one text a line")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     decodes = model.arch.decodes
     if not decodes and (target is not None or target_id is not None):
         raise InputError(f"{model.name} is an encoder: it predicts no next token", "leave out the target (an encoder's query is measured by cosine distance)")
     position = explained_position(tok, query, query_index)
+    model = kept(model)  # converted once for the dataset's passes and the sweep's
+    means = None if mean_over is None else dataset_means(model, [t for t in mean_over if t.strip()])
     reruns = Reruns(model, tok.ids, position)
     chosen = reruns.target(target, target_id) if decodes else None
     changes = np.empty((model.spec.layers, model.spec.heads), dtype=np.float32)
+    seq = len(reruns.ids)
     for layer in range(model.spec.layers):
         for head in range(model.spec.heads):
-            out = reruns.output_with(Interventions(head_edits=(HeadEdit(layer, head, mode),)), layer)
+            if means is None:
+                edit = HeadEdit(layer, head, mode)
+            else:  # the dataset's mean at every position of this pass
+                edit = HeadEdit(layer, head, "replace", value=np.broadcast_to(means[layer, head], (seq, means.shape[-1])))
+            out = reruns.output_with(Interventions(head_edits=(edit,)), layer)
             if decodes:
                 changes[layer, head] = reruns.logprobs(out)[chosen.id] - chosen.logprob
             else:
