@@ -72,6 +72,8 @@ def test_ablate_mean_over_a_file_of_texts(tmp_path):
     validate(doc, json_schema(), "ablate")
     want = ablate(load_model(GPT2), TEXT, mode="mean", mean_over=texts).changes
     assert np.allclose([layer["changes"] for layer in doc["layers"]], want, atol=1e-6)
+    assert doc["mean_over"] == 2  # the blank line is no text; a per-text mean says null
+    assert json.loads(attn("ablate", TEXT, "-m", GPT2, "--mode", "mean", "--json").stdout)["mean_over"] is None
     for args, message in ([["--mean-over", str(data)], "mode 'zero'"], [["--mode", "mean", "--mean-over", str(tmp_path / "none.txt")], "cannot read"]):
         p = attn("ablate", TEXT, "-m", GPT2, *args)
         assert p.returncode == ExitStatus.USAGE and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -38,6 +38,7 @@ class AblateResult:
     measure: str  # "logprob" or "cosine_distance"
     target: Target | None
     changes: np.ndarray
+    mean_over: int | None = None  # mode mean: the number of texts whose mean replaced each head, None for this text's own
 
     def to_json(self) -> dict:
         target = None if self.target is None else {
@@ -45,7 +46,7 @@ class AblateResult:
         }
         return {
             **document_header(self.model, self.tokenization),
-            "position": self.position, "mode": self.mode, "measure": self.measure, "target": target,
+            "position": self.position, "mode": self.mode, "mean_over": self.mean_over, "measure": self.measure, "target": target,
             "layers": [{"layer": layer, "changes": floats(row)} for layer, row in enumerate(self.changes)],
         }
 
@@ -88,7 +89,8 @@ def ablate(
         raise InputError(f"{model.name} is an encoder: it predicts no next token", "leave out the target (an encoder's query is measured by cosine distance)")
     position = explained_position(tok, query, query_index)
     model = kept(model)  # converted once for the dataset's passes and the sweep's
-    means = None if mean_over is None else dataset_means(model, [t for t in mean_over if t.strip()])
+    texts = None if mean_over is None else [t for t in mean_over if t.strip()]
+    means = None if texts is None else dataset_means(model, texts)
     reruns = Reruns(model, tok.ids, position)
     chosen = reruns.target(target, target_id) if decodes else None
     changes = np.empty((model.spec.layers, model.spec.heads), dtype=np.float32)
@@ -104,4 +106,5 @@ def ablate(
                 changes[layer, head] = reruns.logprobs(out)[chosen.id] - chosen.logprob
             else:
                 changes[layer, head] = cosine_distance(out, reruns.output)
-    return AblateResult(model_info(model), tok, position, mode, "logprob" if decodes else "cosine_distance", chosen, changes)
+    measure = "logprob" if decodes else "cosine_distance"
+    return AblateResult(model_info(model), tok, position, mode, measure, chosen, changes, None if texts is None else len(texts))
