@@ -298,3 +298,18 @@ def test_gemma2_gguf_gives_the_folder_numbers(tmp_path):
     ids = np.load(TINY / "gemma2" / "ref_2.npz")["input_ids"]
     for a, b in zip(gguf_model.trace(ids), folder_model.trace(ids), strict=True):
         assert np.abs(a.rows()[2] - b.rows()[2]).max() <= 1e-5  # 1 + w - 1 is w to an ulp of 2
+
+
+@pytest.mark.parametrize("source", ["olmo2"])
+def test_more_families_gguf_give_the_folder_numbers(tmp_path, source):
+    """A family's tiny folder written as llama.cpp's converter writes it (its tensor names, its
+    fused or stacked tensors, its own metadata) gives the folder's attention, float32 throughout."""
+    gguf_model = load_model(write_gguf(tmp_path / f"{source}.gguf", source))
+    folder_model = load_model(TINY / source)
+    plain = lambda s: replace(s, eps=0.0, lm_head=None)  # noqa: E731
+    assert plain(gguf_model.spec) == plain(folder_model.spec)
+    assert gguf_model.spec.eps == np.float32(folder_model.spec.eps)
+    ids = np.load(TINY / source / "ref_2.npz")["input_ids"]
+    for a, b in zip(gguf_model.trace(ids), folder_model.trace(ids), strict=True):
+        assert np.abs(a.rows()[2] - b.rows()[2]).max() <= 1e-6
+        assert np.abs(a.q - b.q).max() <= 1e-6

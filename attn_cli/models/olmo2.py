@@ -13,7 +13,7 @@ import numpy as np
 
 from ..maths.ops import apply_rope, linear, merge_heads, rms_norm
 from . import llama
-from .architecture import Architecture
+from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights, attend, kept, rotary_heads
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
 from .runtime import row_local, rows_runner
@@ -81,6 +81,26 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
 
 
+# llama.cpp's tensor names -> this family's. Its converter stores OLMo 2 as transformers has it:
+# no permuted Q/K rows (llama.cpp runs OLMo 2's RoPE in the NeoX layout), no shifted norms.
+GGUF_TENSORS = {
+    "token_embd.weight": "embed_tokens.weight",
+    "output_norm.weight": "norm.weight",
+    "output.weight": "lm_head.weight",
+    "blk.{n}.attn_q.weight": "layers.{n}.self_attn.q_proj.weight",
+    "blk.{n}.attn_k.weight": "layers.{n}.self_attn.k_proj.weight",
+    "blk.{n}.attn_v.weight": "layers.{n}.self_attn.v_proj.weight",
+    "blk.{n}.attn_output.weight": "layers.{n}.self_attn.o_proj.weight",
+    "blk.{n}.attn_q_norm.weight": "layers.{n}.self_attn.q_norm.weight",
+    "blk.{n}.attn_k_norm.weight": "layers.{n}.self_attn.k_norm.weight",
+    "blk.{n}.post_attention_norm.weight": "layers.{n}.post_attention_layernorm.weight",
+    "blk.{n}.post_ffw_norm.weight": "layers.{n}.post_feedforward_layernorm.weight",
+    "blk.{n}.ffn_gate.weight": "layers.{n}.mlp.gate_proj.weight",
+    "blk.{n}.ffn_up.weight": "layers.{n}.mlp.up_proj.weight",
+    "blk.{n}.ffn_down.weight": "layers.{n}.mlp.down_proj.weight",
+}
+
+GGUF = GGUFLayout({"olmo2": "olmo2"}, GGUF_TENSORS, None, llama.gguf_config)
 ARCHITECTURE = Architecture(
-    "olmo2", parse, llama.rotary_decoder(block), llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits
+    "olmo2", parse, llama.rotary_decoder(block), llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits, gguf=GGUF
 )
