@@ -18,7 +18,7 @@ from attn_cli.loading.weights import open_weights
 from attn_cli.models import gguf_layouts
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
-GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "olmo2": "olmo2"}
+GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "olmo2": "olmo2", "phi3": "phi3"}
 
 
 def packaged_gguf(name: str) -> Path:
@@ -75,7 +75,12 @@ def write_gguf(path: Path, source: str = "llama", qtype: GGMLQuantizationType = 
     w.add_uint32(f"{arch}.feed_forward_length", config["intermediate_size"])
     w.add_uint32(f"{arch}.attention.head_count", heads)
     w.add_uint32(f"{arch}.attention.head_count_kv", kv_heads)
-    w.add_uint32(f"{arch}.attention.key_length", head_dim)
+    if arch == "phi3":  # Phi3MiniModel: the rotated dimensions per head, no key_length, a window of 0 for none
+        fraction = config["rope_parameters"].get("partial_rotary_factor", 1.0)
+        w.add_uint32(f"{arch}.rope.dimension_count", int(fraction * config["hidden_size"]) // heads)
+        w.add_uint32(f"{arch}.attention.sliding_window", config.get("sliding_window") or 0)
+    else:
+        w.add_uint32(f"{arch}.attention.key_length", head_dim)
     w.add_float32(f"{arch}.rope.freq_base", config["rope_parameters"]["rope_theta"])
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", config["rms_norm_eps"])
     for key, value in (extra or {}).items():  # llama.cpp's types: counts uint32, the rest float32

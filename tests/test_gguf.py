@@ -300,7 +300,7 @@ def test_gemma2_gguf_gives_the_folder_numbers(tmp_path):
         assert np.abs(a.rows()[2] - b.rows()[2]).max() <= 1e-5  # 1 + w - 1 is w to an ulp of 2
 
 
-@pytest.mark.parametrize("source", ["olmo2"])
+@pytest.mark.parametrize("source", ["olmo2", "phi3"])
 def test_more_families_gguf_give_the_folder_numbers(tmp_path, source):
     """A family's tiny folder written as llama.cpp's converter writes it (its tensor names, its
     fused or stacked tensors, its own metadata) gives the folder's attention, float32 throughout."""

@@ -60,6 +60,11 @@ def config_from_metadata(file: GGUFFile) -> dict:
             f"{file.path.name} stores per-frequency RoPE factors (Llama 3.1-style scaling), which attn does not read from GGUF yet",
             "use the model's Hugging Face folder (config.json with rope_scaling), which attn supports",
         )
+    if "rope_factors_long.weight" in file.tensors:
+        raise ModelError(
+            f"{file.path.name} stores LongRoPE factors (a 128k-context Phi-3), which attn does not support",
+            "use a model without LongRoPE scaling (Phi-3-mini-4k-instruct)",
+        )
     try:
         config |= layouts[arch].config(m, get, config)
     except ModelError as exc:

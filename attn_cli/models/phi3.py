@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, silu
 from . import llama
-from .architecture import Architecture
+from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights, attend, kept, rotary_heads
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
 from .runtime import row_local, rows_runner
@@ -92,6 +92,34 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
 
 
+# llama.cpp's tensor names -> this family's. Its converter keeps both fused projections as they
+# are (q | k | v as attn_qkv, gate | up as ffn_up) and permutes nothing (Phi-3's RoPE is NeoX-style).
+GGUF_TENSORS = {
+    "token_embd.weight": "embed_tokens.weight",
+    "output_norm.weight": "norm.weight",
+    "output.weight": "lm_head.weight",
+    "blk.{n}.attn_norm.weight": "layers.{n}.input_layernorm.weight",
+    "blk.{n}.attn_qkv.weight": "layers.{n}.self_attn.qkv_proj.weight",
+    "blk.{n}.attn_output.weight": "layers.{n}.self_attn.o_proj.weight",
+    "blk.{n}.ffn_norm.weight": "layers.{n}.post_attention_layernorm.weight",
+    "blk.{n}.ffn_up.weight": "layers.{n}.mlp.gate_up_proj.weight",  # gate | up, fused
+    "blk.{n}.ffn_down.weight": "layers.{n}.mlp.down_proj.weight",
+}
+
+
+def gguf_config(metadata: dict, get, config: dict) -> dict:
+    """Phi-3's settings from a GGUF file's metadata. llama.cpp writes the rotated dimensions per
+    head as rope.dimension_count and no key_length, so the head is hidden/heads and the partial
+    rotary factor their ratio; a sliding window of 0 means none (Phi-4); LongRoPE (the 128k
+    models: rope_factors_long/short and an attention factor) is refused, as for a folder."""
+    if "phi3.rope.scaling.attn_factor" in metadata:
+        raise ModelError("Phi-3 with LongRoPE scaling (a 128k-context model) is not supported", "use a Phi-3 model without rope_scaling (Phi-3-mini-4k-instruct)")
+    dim = int(metadata.get("phi3.attention.key_length") or config["hidden_size"] // config["num_attention_heads"])
+    rope = llama.gguf_rope(get) | {"partial_rotary_factor": int(get("rope.dimension_count", dim)) / dim}
+    return {"hidden_act": "silu", "head_dim": dim, "rope_parameters": rope, "sliding_window": int(get("attention.sliding_window", 0)) or None}
+
+
+GGUF = GGUFLayout({"phi3": "phi3"}, GGUF_TENSORS, None, gguf_config)
 ARCHITECTURE = Architecture(
-    "phi3", parse, llama.rotary_decoder(block), llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits
+    "phi3", parse, llama.rotary_decoder(block), llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits, gguf=GGUF
 )
