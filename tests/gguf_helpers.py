@@ -18,7 +18,7 @@ from attn_cli.loading.weights import open_weights
 from attn_cli.models import gguf_layouts
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
-GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "olmo2": "olmo2", "phi3": "phi3"}
+GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "olmo2": "olmo2", "phi3": "phi3", "qwen3_moe": "qwen3moe"}
 
 
 def packaged_gguf(name: str) -> Path:
@@ -48,6 +48,19 @@ def permute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def stacked_experts(weights, layers: int) -> dict[str, np.ndarray]:
+    """Each MoE layer's per-expert gate, up and down matrices, stacked over the experts under
+    attn's stacked names (`layers.N.mlp.experts.gate_proj`), as llama.cpp's converter stores them."""
+    out = {}
+    for layer in range(layers):
+        for part in ("gate_proj", "up_proj", "down_proj"):
+            names = sorted((n for n in weights._where if n.startswith(f"layers.{layer}.mlp.experts.") and n.endswith(f".{part}.weight")),
+                           key=lambda n: int(n.split(".")[4]))
+            if names:
+                out[f"layers.{layer}.mlp.experts.{part}"] = np.stack([np.asarray(weights[n]) for n in names])
+    return out
+
+
 def qwen2_tokenizer() -> tuple[list[str], list[str], list[int]]:
     """tokens, merges and token types of the tiny byte-level BPE (Qwen2-style)."""
     t = json.loads((TINY / "qwen2" / "tokenizer.json").read_text())
@@ -58,12 +71,12 @@ def qwen2_tokenizer() -> tuple[list[str], list[str], list[int]]:
     return tokens, merges, [3 if tok in specials else 1 for tok in tokens]
 
 
-def write_gguf(path: Path, source: str = "llama", qtype: GGMLQuantizationType = GGMLQuantizationType.F32, *, arch: str | None = None,
+def write_gguf(path: Path, source: str | Path = "llama", qtype: GGMLQuantizationType = GGMLQuantizationType.F32, *, arch: str | None = None,
                raw: dict[str, tuple[np.ndarray, GGMLQuantizationType]] | None = None, extra: dict[str, float | int] | None = None) -> Path:
     """A GGUF file with the weights of tiny fixture `source`, matrices stored as `qtype`.
     `raw`: tensors to store as given bytes of a given ggml type instead; `extra`: the family's
-    own metadata by key (`<arch>.` prepended)."""
-    folder = TINY / source
+    own metadata by key (`<arch>.` prepended). `source` may be a folder of its own."""
+    folder = source if isinstance(source, Path) else TINY / source
     config = json.loads((folder / "config.json").read_text())
     arch = arch or GGUF_ARCH[config["model_type"]]
     heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
@@ -83,6 +96,10 @@ def write_gguf(path: Path, source: str = "llama", qtype: GGMLQuantizationType = 
         w.add_uint32(f"{arch}.attention.key_length", head_dim)
     w.add_float32(f"{arch}.rope.freq_base", config["rope_parameters"]["rope_theta"])
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", config["rms_norm_eps"])
+    if arch == "qwen3moe":  # Qwen2MoeModel's keys
+        w.add_uint32(f"{arch}.expert_count", config["num_experts"] if "num_experts" in config else config["num_local_experts"])
+        w.add_uint32(f"{arch}.expert_used_count", config["num_experts_per_tok"])
+        w.add_uint32(f"{arch}.expert_feed_forward_length", config["moe_intermediate_size"])
     for key, value in (extra or {}).items():  # llama.cpp's types: counts uint32, the rest float32
         (w.add_uint32 if isinstance(value, int) else w.add_float32)(f"{arch}.{key}", value)
     tokens, merges, types = qwen2_tokenizer()
@@ -96,7 +113,13 @@ def write_gguf(path: Path, source: str = "llama", qtype: GGMLQuantizationType = 
     w.add_add_bos_token(False)
     w.add_string("tokenizer.chat_template", "{% for m in messages %}{{ m.content }}{% endfor %}")
     weights = open_weights(folder, ("model.",))
+    for name, array in stacked_experts(weights, config["num_hidden_layers"]).items():
+        target = gguf_name(name, arch)
+        if target is not None:
+            w.add_tensor(target, array)  # llama.cpp's converter stacks each expert matrix: (experts, out, in)
     for name in sorted(weights._where):
+        if name.startswith("layers.") and int(name.split(".")[1]) >= config["num_hidden_layers"]:
+            continue
         target = gguf_name(name, arch)
         if target is None:
             continue

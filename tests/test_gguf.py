@@ -313,3 +313,26 @@ def test_more_families_gguf_give_the_folder_numbers(tmp_path, source):
     for a, b in zip(gguf_model.trace(ids), folder_model.trace(ids), strict=True):
         assert np.abs(a.rows()[2] - b.rows()[2]).max() <= 1e-6
         assert np.abs(a.q - b.q).max() <= 1e-6
+
+
+def test_qwen3moe_gguf_gives_the_folder_numbers(tmp_path):
+    """Qwen3-MoE as llama.cpp stores it: the experts' matrices stacked (ffn_gate_exps …), their
+    count, top k and size in the metadata. llama.cpp's qwen3moe has experts in every layer and
+    renormalises the top k's weights, so the folder is cut to the fixture's MoE layer 0 with
+    norm_topk_prob on."""
+    folder = tmp_path / "qwen3_moe"
+    folder.mkdir()
+    for f in (TINY / "qwen3_moe").iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"num_hidden_layers": 1, "mlp_only_layers": [], "norm_topk_prob": True}))
+    gguf_model = load_model(write_gguf(tmp_path / "qwen3moe.gguf", folder))
+    folder_model = load_model(folder)
+    plain = lambda s: replace(s, eps=0.0, lm_head=None)  # noqa: E731
+    assert plain(gguf_model.spec) == plain(folder_model.spec)
+    assert gguf_model.spec.experts.renormalize and gguf_model.spec.experts.sparse == (True,)
+    ids = np.load(TINY / "qwen3_moe" / "ref_2.npz")["input_ids"]
+    for a, b in zip(gguf_model.trace(ids), folder_model.trace(ids), strict=True):
+        assert np.abs(a.rows()[2] - b.rows()[2]).max() <= 1e-6
+        np.testing.assert_array_equal(a.routing.experts, b.routing.experts)
+        assert np.abs(a.hidden - b.hidden).max() <= 1e-5

@@ -14,7 +14,9 @@ Weight names as the checkpoints on the Hub have them (`model.` prefix accepted):
 `layers.N.block_sparse_moe.gate` and `.experts.E.w1` (gate), `w3` (up), `w2` (down);
 Qwen3-MoE's `layers.N.mlp.gate` and `.experts.E.gate_proj`, `up_proj`, `down_proj`; or the
 stacked `mlp.experts.gate_up_proj` (experts, 2·inner, hidden) and `mlp.experts.down_proj`
-(experts, hidden, inner) transformers 5 holds in memory.
+(experts, hidden, inner) transformers 5 holds in memory; or gate, up and down each stacked
+(`mlp.experts.gate_proj`, `up_proj`: (experts, inner, hidden)), as llama.cpp's GGUF files
+store them (`ffn_gate_exps`, `ffn_up_exps`, `ffn_down_exps`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths.ops import linear, silu, softmax
 from . import llama
-from .architecture import Architecture
+from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Routing, Weights
 from .hyper import ConfigValues, Experts, Hyper
 
@@ -74,6 +76,8 @@ def _expert(w: Weights, moe: str, e: int) -> tuple[np.ndarray, np.ndarray, np.nd
         gate_up = w[f"{moe}experts.gate_up_proj"][e]
         inner = gate_up.shape[0] // 2
         return gate_up[:inner], gate_up[inner:], w[f"{moe}experts.down_proj"][e]
+    if f"{moe}experts.gate_proj" in w:  # stacked one by one, as in a GGUF file
+        return w[f"{moe}experts.gate_proj"][e], w[f"{moe}experts.up_proj"][e], w[f"{moe}experts.down_proj"][e]
     names = MIXTRAL_EXPERT if moe.endswith("block_sparse_moe.") else QWEN_EXPERT
     gate, up, down = (w[f"{moe}experts.{e}.{name}.weight"] for name in names)
     return gate, up, down
@@ -109,4 +113,32 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     return llama.block(x, w, layer, s, cos, sin, cache, whole, iv, lambda h, layer: feed_forward(h, w, s, layer))
 
 
-ARCHITECTURE = Architecture("moe", parse, llama.rotary_decoder(block), llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits)
+# llama.cpp's tensor names -> this family's: Llama's attention (Qwen's rows are not permuted),
+# the router and each expert matrix stacked over the experts. llama.cpp's Qwen3-MoE has no
+# dense layers (its converter cannot map a dense MLP), so none are mapped.
+GGUF_TENSORS = {k: v for k, v in llama.GGUF_TENSORS.items() if not k.startswith("blk.{n}.ffn_") or k.startswith("blk.{n}.ffn_norm")} | {
+    "blk.{n}.ffn_gate_inp.weight": "layers.{n}.mlp.gate.weight",
+    "blk.{n}.ffn_gate_exps.weight": "layers.{n}.mlp.experts.gate_proj",  # (experts, inner, hidden)
+    "blk.{n}.ffn_up_exps.weight": "layers.{n}.mlp.experts.up_proj",
+    "blk.{n}.ffn_down_exps.weight": "layers.{n}.mlp.experts.down_proj",  # (experts, hidden, inner)
+}
+
+
+def gguf_config(metadata: dict, get, config: dict) -> dict:
+    """Qwen3-MoE's settings from a GGUF file's metadata: the experts' count, top k and inner
+    size; every layer has experts; the top k's weights renormalised, as llama.cpp always does
+    for qwen3moe (unless a file says otherwise in expert_weights_norm)."""
+    return llama.gguf_config(metadata, get, config) | {
+        "num_experts": int(get("expert_count")),
+        "num_experts_per_tok": int(get("expert_used_count")),
+        "moe_intermediate_size": int(get("expert_feed_forward_length")),
+        "mlp_only_layers": [],
+        "decoder_sparse_step": 1,
+        "norm_topk_prob": bool(get("expert_weights_norm", True)),
+    }
+
+
+GGUF = GGUFLayout({"qwen3moe": "qwen3_moe"}, GGUF_TENSORS, None, gguf_config)
+ARCHITECTURE = Architecture(
+    "moe", parse, llama.rotary_decoder(block), llama.final_norm, llama.output_projection, ("model.",), logits=llama.logits, gguf=GGUF
+)
