@@ -18,7 +18,7 @@ from attn_cli.loading.weights import open_weights
 from attn_cli.models import gguf_layouts
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
-GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "olmo2": "olmo2", "phi3": "phi3", "qwen3_moe": "qwen3moe"}
+GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "olmo2": "olmo2", "phi3": "phi3", "qwen3_moe": "qwen3moe", "gpt_neox": "gptneox"}
 
 
 def packaged_gguf(name: str) -> Path:
@@ -79,7 +79,8 @@ def write_gguf(path: Path, source: str | Path = "llama", qtype: GGMLQuantization
     folder = source if isinstance(source, Path) else TINY / source
     config = json.loads((folder / "config.json").read_text())
     arch = arch or GGUF_ARCH[config["model_type"]]
-    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads", heads)
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     w = GGUFWriter(str(path), arch)
     w.add_uint32(f"{arch}.block_count", config["num_hidden_layers"])
@@ -87,6 +88,11 @@ def write_gguf(path: Path, source: str | Path = "llama", qtype: GGMLQuantization
     w.add_uint32(f"{arch}.embedding_length", config["hidden_size"])
     w.add_uint32(f"{arch}.feed_forward_length", config["intermediate_size"])
     w.add_uint32(f"{arch}.attention.head_count", heads)
+    if arch == "gptneox":  # GPTNeoXModel's few keys: no kv heads, key_length, RoPE base or RMS eps
+        w.add_uint32(f"{arch}.rope.dimension_count", int(config["rope_parameters"]["partial_rotary_factor"] * head_dim))
+        w.add_bool(f"{arch}.use_parallel_residual", config.get("use_parallel_residual", True))
+        w.add_float32(f"{arch}.attention.layer_norm_epsilon", config["layer_norm_eps"])
+        return finish_gguf(w, config, arch, folder, qtype, raw, ("gpt_neox.",))
     w.add_uint32(f"{arch}.attention.head_count_kv", kv_heads)
     if arch == "phi3":  # Phi3MiniModel: the rotated dimensions per head, no key_length, a window of 0 for none
         fraction = config["rope_parameters"].get("partial_rotary_factor", 1.0)
@@ -102,6 +108,13 @@ def write_gguf(path: Path, source: str | Path = "llama", qtype: GGMLQuantization
         w.add_uint32(f"{arch}.expert_feed_forward_length", config["moe_intermediate_size"])
     for key, value in (extra or {}).items():  # llama.cpp's types: counts uint32, the rest float32
         (w.add_uint32 if isinstance(value, int) else w.add_float32)(f"{arch}.{key}", value)
+    return finish_gguf(w, config, arch, folder, qtype, raw)
+
+
+def finish_gguf(w: GGUFWriter, config: dict, arch: str, folder: Path, qtype: GGMLQuantizationType, raw, prefixes=("model.",)) -> Path:
+    """The tokenizer's metadata and the tensors, in llama.cpp's layout; the file written."""
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads", heads)
     tokens, merges, types = qwen2_tokenizer()
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
@@ -112,7 +125,7 @@ def write_gguf(path: Path, source: str | Path = "llama", qtype: GGMLQuantization
     w.add_bos_token_id(400)
     w.add_add_bos_token(False)
     w.add_string("tokenizer.chat_template", "{% for m in messages %}{{ m.content }}{% endfor %}")
-    weights = open_weights(folder, ("model.",))
+    weights = open_weights(folder, prefixes)
     for name, array in stacked_experts(weights, config["num_hidden_layers"]).items():
         target = gguf_name(name, arch)
         if target is not None:
@@ -128,6 +141,8 @@ def write_gguf(path: Path, source: str | Path = "llama", qtype: GGMLQuantization
             array = permute(array, heads)
         if arch == "llama" and name.endswith("k_proj.weight"):
             array = permute(array, kv_heads)
+        if arch == "gptneox" and "query_key_value" in name:  # per head [q|k|v] -> q | k | v, as GPTNeoXModel does
+            array = np.ascontiguousarray(array.reshape(heads, 3, array.shape[0] // 3 // heads, *array.shape[1:]).swapaxes(0, 1).reshape(array.shape))
         if arch.startswith("gemma") and name.endswith("norm.weight"):
             array = array + np.float32(1.0)  # llama.cpp's converter stores Gemma's norms as 1 + w
         if raw and target in raw:
@@ -143,4 +158,4 @@ def write_gguf(path: Path, source: str | Path = "llama", qtype: GGMLQuantization
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return path
+    return Path(w.path)

@@ -49,12 +49,13 @@ def config_from_metadata(file: GGUFFile) -> dict:
         "num_hidden_layers": int(get("block_count")),
         "intermediate_size": int(get("feed_forward_length")),
         "max_position_embeddings": int(get("context_length")),
-        "rms_norm_eps": float(np.float32(get("attention.layer_norm_rms_epsilon"))),
         "vocab_size": len(m.get("tokenizer.ggml.tokens", [])) or m.get(f"{arch}.vocab_size"),
         "tie_word_embeddings": "output.weight" not in file.tensors,
         "bos_token_id": _int_or_none(m.get("tokenizer.ggml.bos_token_id")),
         "eos_token_id": _int_or_none(m.get("tokenizer.ggml.eos_token_id")),
     }
+    if f"{arch}.attention.layer_norm_epsilon" not in m:  # LayerNorm families (gptneox) give their eps in `config`
+        config["rms_norm_eps"] = float(np.float32(get("attention.layer_norm_rms_epsilon")))
     if "rope_freqs.weight" in file.tensors:
         raise ModelError(
             f"{file.path.name} stores per-frequency RoPE factors (Llama 3.1-style scaling), which attn does not read from GGUF yet",

@@ -17,7 +17,7 @@ import numpy as np
 from ..maths.gelu import gelu
 from ..maths.ops import apply_rope, gelu_tanh, layer_norm, linear, merge_heads, rope_angles, split_heads
 from . import base, llama
-from .architecture import Architecture
+from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights, attend, kept, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
 from .runtime import row_local, rows_runner
@@ -129,4 +129,42 @@ def output_projection(w: Weights, layer: int) -> np.ndarray:
     return w[f"layers.{layer}.attention.dense.weight"].T
 
 
-ARCHITECTURE = Architecture("gpt_neox", parse, forward, final_norm, output_projection, ("gpt_neox.",), logits=logits)
+# llama.cpp's tensor names -> this family's. `{n}` is the layer.
+GGUF_TENSORS = {
+    "token_embd.weight": "embed_in.weight",
+    "output_norm.weight": "final_layer_norm.weight",
+    "output_norm.bias": "final_layer_norm.bias",
+    "output.weight": "embed_out.weight",
+    **{f"blk.{{n}}.{g}.{kind}": f"layers.{{n}}.{t}.{kind}" for g, t in (
+        ("attn_norm", "input_layernorm"), ("attn_qkv", "attention.query_key_value"), ("attn_output", "attention.dense"),
+        ("ffn_norm", "post_attention_layernorm"), ("ffn_up", "mlp.dense_h_to_4h"), ("ffn_down", "mlp.dense_4h_to_h"),
+    ) for kind in ("weight", "bias")},
+}
+
+
+def from_gguf(name: str, w: np.ndarray, config: dict) -> np.ndarray:
+    """A tensor as transformers has it: llama.cpp's converter reorders the fused projection's
+    rows from head by head ([q|k|v] per head) to q | k | v, so they are put back per head."""
+    if name.endswith(("query_key_value.weight", "query_key_value.bias")):
+        heads = config["num_attention_heads"]
+        w = w.reshape(3, heads, w.shape[0] // 3 // heads, *w.shape[1:]).swapaxes(0, 1).reshape(w.shape)
+    return w
+
+
+def gguf_config(metadata: dict, get, config: dict) -> dict:
+    """GPT-NeoX's settings from a GGUF file's metadata. llama.cpp writes the rotated dimensions
+    per head (rope.dimension_count; the head is hidden/heads), the LayerNorm eps, whether the
+    residual is parallel, and no RoPE base (10000, Pythia's) or activation (GELU, Pythia's)."""
+    dim = config["hidden_size"] // config["num_attention_heads"]
+    rope = llama.gguf_rope(get) | {"partial_rotary_factor": int(get("rope.dimension_count", dim)) / dim}
+    return {
+        "hidden_act": "gelu",
+        "head_dim": dim,
+        "rope_parameters": rope,
+        "layer_norm_eps": float(np.float32(get("attention.layer_norm_epsilon"))),
+        "use_parallel_residual": bool(get("use_parallel_residual", True)),
+    }
+
+
+GGUF = GGUFLayout({"gptneox": "gpt_neox"}, GGUF_TENSORS, from_gguf, gguf_config)
+ARCHITECTURE = Architecture("gpt_neox", parse, forward, final_norm, output_projection, ("gpt_neox.",), logits=logits, gguf=GGUF)
