@@ -1,6 +1,7 @@
 """Test helpers: tiny GGUF files written from the tiny Hugging Face fixtures with ggml-org's
 GGUFWriter, laid out as llama.cpp's converter lays them out (Q and K rows permuted for llama,
-Gemma's norms stored as 1 + w), and the real packaged GGUF models when installed."""
+Gemma's norms stored as 1 + w, GPT-NeoX's fused rows as q | k | v, experts stacked, each
+family's metadata keys), and the real packaged GGUF models when installed."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from attn_cli.loading.weights import open_weights
 from attn_cli.models import gguf_layouts
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
-GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "olmo2": "olmo2", "phi3": "phi3", "qwen3_moe": "qwen3moe", "gpt_neox": "gptneox"}
+GGUF_ARCH = {  # model_type -> llama.cpp's general.architecture
+    "llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2",
+    "olmo2": "olmo2", "phi3": "phi3", "qwen3_moe": "qwen3moe", "gpt_neox": "gptneox",
+}
 
 
 def packaged_gguf(name: str) -> Path:

@@ -113,7 +113,9 @@ def gguf_config(metadata: dict, get, config: dict) -> dict:
     rotary factor their ratio; a sliding window of 0 means none (Phi-4); LongRoPE (the 128k
     models: rope_factors_long/short and an attention factor) is refused, as for a folder."""
     if "phi3.rope.scaling.attn_factor" in metadata:
-        raise ModelError("Phi-3 with LongRoPE scaling (a 128k-context model) is not supported", "use a Phi-3 model without rope_scaling (Phi-3-mini-4k-instruct)")
+        raise ModelError(
+            "Phi-3 with LongRoPE scaling (a 128k-context model) is not supported", "use a Phi-3 model without rope_scaling (Phi-3-mini-4k-instruct)"
+        )
     dim = int(metadata.get("phi3.attention.key_length") or config["hidden_size"] // config["num_attention_heads"])
     rope = llama.gguf_rope(get) | {"partial_rotary_factor": int(get("rope.dimension_count", dim)) / dim}
     return {"hidden_act": "silu", "head_dim": dim, "rope_parameters": rope, "sliding_window": int(get("attention.sliding_window", 0)) or None}
