@@ -180,3 +180,13 @@ def test_ollama_default_dir_is_under_home(tmp_path, monkeypatch, gguf):
     monkeypatch.setenv("HOME", str(tmp_path))
     add_ollama(tmp_path / ".ollama" / "models", gguf, "tiny", "q2")
     assert "/.ollama/models/blobs/sha256-" in attn("inspect", "The cat sat", "-q", "cat", "-m", "ollama:tiny:q2", "--json").stdout
+
+
+def test_attn_model_may_name_a_store_model(ollama, schema):
+    p = attn("inspect", "The cat sat", "-q", "cat", "--json", env={"ATTN_MODEL": "ollama:tiny"})
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["model"]["name"] == "ollama:tiny"
+    doc = json.loads(attn("models", "--json", env={"ATTN_MODEL": "ollama:nope"}).stdout)
+    validate(doc, schema, "models")
+    assert doc["models"][1]["source"] == "ATTN_MODEL" and "ollama pull" not in doc["models"][1]["problem"]
+    assert "no model 'nope'" in doc["models"][1]["problem"]
