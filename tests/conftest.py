@@ -22,3 +22,12 @@ def model():
 @pytest.fixture(scope="session")
 def schema():
     return json_schema()
+
+
+@pytest.fixture(autouse=True)
+def no_real_model_stores(tmp_path_factory, monkeypatch):
+    """The Ollama and LM Studio models of the machine running the tests never reach `attn models`
+    (a test that builds a store sets these itself)."""
+    empty = tmp_path_factory.getbasetemp() / "no-model-stores"
+    monkeypatch.setenv("OLLAMA_MODELS", str(empty / "ollama"))
+    monkeypatch.setenv("LMSTUDIO_MODELS", str(empty / "lmstudio"))

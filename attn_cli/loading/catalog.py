@@ -1,5 +1,6 @@
 """`attn models`: the models attn can use — bundled, `$ATTN_MODEL`, the packaged real decoders
-(`smollm2`, `gemma3`) and encoder (`mpnet`), paths given on the command line, and the Hugging Face cache."""
+(`smollm2`, `gemma3`) and encoder (`mpnet`), paths given on the command line, the Hugging Face cache,
+and the GGUF files of Ollama and LM Studio."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from ..errors import AttnError
 from ..records import frozen
 from .hub import cached_models
 from .packaged import PACKAGED, is_installed
+from .stores import store_models
 
 
 @frozen
 class ModelEntry:
     name: str
-    source: str  # "bundled", "ATTN_MODEL", "packaged", "path" or "cache"
+    source: str  # "bundled", "ATTN_MODEL", "packaged", "path", "cache", "ollama" or "lmstudio"
     path: str | None
     architecture: str | None
     problem: str | None  # why attn cannot use it; None when it can
@@ -86,4 +88,6 @@ def list_models(paths: list[str] | tuple[str, ...] = ()) -> list[ModelEntry]:
             opened = _check(m.name, "cache", str(m.path))
             entry = ModelEntry(m.name, "cache", str(m.path), opened.architecture or m.architecture, opened.problem, opened.layers, opened.heads)
         entries.append(entry)
+    for name, source, path, problem in store_models():
+        entries.append(ModelEntry(name, source, None, None, problem) if path is None else _check_gguf(name, source, path))
     return entries

@@ -92,6 +92,10 @@ def resolve_model_path(model: str | os.PathLike | None) -> tuple[str, Path]:
         model = os.environ.get("ATTN_MODEL") or None
     if model is None:
         return BUNDLED_NAME, bundled_model_path()
+    from .stores import is_store_model, resolve_store
+
+    if is_store_model(str(model)):  # ollama:NAME[:TAG], lmstudio:PUBLISHER/NAME[/FILE.gguf]
+        return str(model), resolve_store(str(model))
     try:
         path = Path(model).expanduser()
         exists = path.exists()
@@ -111,13 +115,21 @@ def resolve_model_path(model: str | os.PathLike | None) -> tuple[str, Path]:
         raise ModelError(
             f"model folder {str(model)!r} does not exist",
             "pass --model a folder with config.json, tokenizer.json and model.safetensors, a .gguf file, "
-            f"a packaged model ({', '.join(PACKAGED)}), or a hub name org/name",
+            f"a packaged model ({', '.join(PACKAGED)}), a hub name org/name, ollama:NAME[:TAG] or lmstudio:PUBLISHER/NAME",
         )
-    if path.is_file() and path.suffix.lower() == ".gguf":
+    if path.is_file() and (path.suffix.lower() == ".gguf" or _has_gguf_magic(path)):  # an Ollama blob has no suffix
         return path.name, path.resolve()
     if not path.is_dir():
         raise ModelError(f"--model {str(model)!r} is a file, not a folder or a .gguf file", "pass the folder that holds it")
     return path.resolve().name, path.resolve()
+
+
+def _has_gguf_magic(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def gguf_in(folder: Path) -> Path | None:
