@@ -243,3 +243,24 @@ def test_gemma3_270m_cache_keeps_8000_positions_of_3_global_layers_and_512_of_15
     assert cache.nbytes == cache_bytes(spec, 8000) == (3 * 8000 + 15 * 512) * per_position == 64_880_640
     assert 18 * 8000 * per_position == 294_912_000  # every layer keeping every position, as before
     assert cache_bytes(spec, 8001) - cache_bytes(spec, 8000) == 3 * per_position  # 6 KiB a token, past the window
+
+
+def test_knockouts_and_value_zeroing_place_a_sliding_caches_keys_by_position(tiny):
+    """Through a sliding layer's cache, key column j is position key_start + j: a knockout of
+    a position in the window and zeroed values there give the full pass's rows and output."""
+    from attn_cli.models import Interventions, Knockout, ValueZeroing
+
+    model = tiny["mistral"]  # every layer slides, window 4
+    ids = np.load(TINY / "mistral" / "ref_1.npz")["input_ids"]
+    last = len(ids) - 1
+    iv = Interventions(knockouts=(Knockout((0, 1), (last,), (last - 2,)),), value_zeroing=(ValueZeroing(1, (last - 1,)),))
+    cache = KVCache(model.spec, len(ids))
+    list(model.trace(ids[:-1], cache, interventions=iv))
+    step = list(model.trace(ids[-1:], cache, interventions=iv))
+    full = list(model.trace(ids, interventions=iv))
+    for t, f in zip(step, full):
+        assert t.key_start == len(ids) - 4
+        np.testing.assert_allclose(t.rows()[2], f.rows([last])[2][..., t.key_start :], atol=1e-5)
+        assert not t.rows()[2][..., 1].any()  # position last - 2, knocked out
+        np.testing.assert_allclose(t.head_output, f.head_output[:, -1:], atol=1e-5)
+    np.testing.assert_allclose(step[-1].hidden, full[-1].hidden[-1:], atol=1e-4)
