@@ -30,8 +30,14 @@ def tiny(tmp_path_factory):
 
 
 def step_rows(step) -> np.ndarray:
-    """(layers, heads, seq): the last query row of each layer of one decode step."""
-    return np.stack([t.rows([t.q.shape[1] - 1])[2][:, 0] for t in step.traces])
+    """(layers, heads, seq): the last query row of each layer of one decode step, by position
+    (a sliding layer's cache keeps only its window: the positions before `key_start` get 0)."""
+    rows = [t.rows([t.q.shape[1] - 1])[2][:, 0] for t in step.traces]
+    seq = max(t.key_start + r.shape[-1] for t, r in zip(step.traces, rows))
+    out = np.zeros((len(rows), rows[0].shape[0], seq), dtype=np.float32)
+    for layer, (t, r) in enumerate(zip(step.traces, rows)):
+        out[layer, :, t.key_start : t.key_start + r.shape[-1]] = r
+    return out
 
 
 @pytest.mark.parametrize("name", DECODERS)
@@ -82,10 +88,10 @@ def test_the_cache_holds_keys_after_rope_per_kv_head(tiny):
     ids = np.load(TINY / "llama" / "ref_0.npz")["input_ids"]
     cache = KVCache(model.spec, len(ids) + 3)
     traces = list(model.trace(ids, cache))
-    assert cache.length == len(ids) and cache.k.shape == (2, 2, len(ids) + 3, 16)
-    np.testing.assert_array_equal(cache.k[1, :, : len(ids)], traces[1].k)
+    assert cache.length == len(ids) and [k.shape for k in cache.k] == [(2, len(ids) + 3, 16)] * 2
+    np.testing.assert_array_equal(cache.k[1][:, : len(ids)], traces[1].k)
     ref = np.load(TINY / "llama" / "ref_0.npz")
-    np.testing.assert_allclose(cache.k[:, :, : len(ids)], ref["k"], atol=1e-5)
+    np.testing.assert_allclose(np.stack([k[:, : len(ids)] for k in cache.k]), ref["k"], atol=1e-5)
     assert cache.nbytes == cache_bytes(model.spec, len(ids) + 3) == 2 * 2 * (len(ids) + 3) * 16 * 2 * 4
 
 
@@ -171,3 +177,90 @@ def test_auto_head_ignores_a_decoders_first_token_sink(tiny):
     rows[1, 1] = 0.3  # a head that reads "cat"
     assert auto_head(rows, tok, q, causal=True) == 1
     assert auto_head(rows, tok, q, causal=False) == 0
+
+
+SLIDING = ("gemma3", "gemma2", "mistral", "phi3")  # their tiny fixtures slide with windows of 4
+
+
+@pytest.mark.parametrize("name", SLIDING)
+def test_sliding_layers_cache_only_their_window(tiny, name):
+    """A sliding layer of window w keeps w - 1 past positions and the new one, a global layer
+    every position; generation longer than the windows still equals the run without a cache:
+    the same ids, and each layer's rows over its kept keys equal the full pass's rows there."""
+    model = tiny[name]
+    spec = model.spec
+    prompt = np.load(TINY / name / "ref_1.npz")["input_ids"]
+    new = 12
+    windows = [spec.window(layer) for layer in range(spec.layers)]
+    assert 4 in windows and len(prompt) + new > 3 * max(w for w in windows if w is not None)
+    cached = list(decode(model, prompt, new))
+    uncached = list(decode(model, prompt, new, use_cache=False))
+    assert [s.id for s in cached] == [s.id for s in uncached]
+    for step, plain in zip(cached[1:], uncached[1:]):
+        for t, full in zip(step.traces, plain.traces):
+            w = spec.window(t.layer)
+            keys = step.position if w is None else w  # keys up to the querying position, step.position - 1
+            assert t.k.shape[1] == keys and t.v.shape[1] == keys and t.key_start == step.position - keys
+            np.testing.assert_array_equal(t.key_positions, np.arange(step.position - keys, step.position))
+            row = t.rows([0])[2][:, 0]
+            want = full.rows([step.position - 1])[2][:, 0]
+            np.testing.assert_allclose(row, want[:, t.key_start :], atol=1e-5)
+            assert not want[:, : t.key_start].any()  # what the cache dropped had weight 0
+            np.testing.assert_allclose(t.k, full.k[:, t.key_start :], atol=1e-5)
+    cache = KVCache(spec, len(prompt) + new)
+    kept = sum(len(prompt) + new if w is None else w for w in windows)
+    assert cache.nbytes == cache_bytes(spec, len(prompt) + new) == kept * spec.kv_heads * spec.head_dim * 2 * 4
+
+
+def test_a_prompt_longer_than_the_window_then_several_tokens_a_step(tiny):
+    """The cache's shifting buffer: a prompt past the window, then passes of 1 and 3 tokens,
+    each layer's keys and rows those of the whole sequence from its key_start on."""
+    model = tiny["gemma3"]
+    ids = np.load(TINY / "gemma3" / "ref_1.npz")["input_ids"]
+    ids = np.concatenate([ids, ids])
+    cache = KVCache(model.spec, len(ids), step=3)
+    full = list(model.trace(ids))
+    at = 0
+    for n in (len(ids) - 7, 1, 3, 3):
+        traces = list(model.trace(ids[at : at + n], cache))
+        for t, f in zip(traces, full):
+            assert t.key_start <= cache.key_starts[t.layer] and t.k.shape[1] == at + n - t.key_start
+            np.testing.assert_allclose(t.k, f.k[:, t.key_start : at + n], atol=1e-5)
+            np.testing.assert_allclose(t.rows()[2], f.rows(slice(at, at + n))[2][..., t.key_start : at + n], atol=1e-5)
+        at += n
+    assert at == len(ids) and cache.length == len(ids)
+
+
+def test_gemma3_270m_cache_keeps_8000_positions_of_3_global_layers_and_512_of_15_sliding():
+    """Gemma 3 270M's shape: 18 layers (every sixth global, the others sliding, window 512),
+    1 kv head of 256: a cache for 8,000 positions is 3 × 8,000 + 15 × 512 positions of 2 KiB."""
+    from attn_cli.models.hyper import Hyper
+
+    windows = tuple(None if (layer + 1) % 6 == 0 else 512 for layer in range(18))
+    spec = Hyper("gemma3_text", 18, 4, 1, 256, 640, 32768, True, 1e-6, windows=windows)
+    cache = KVCache(spec, 8000)
+    per_position = 1 * 256 * 2 * 4  # kv heads × head_dim × (k, v) × float32
+    assert cache.nbytes == cache_bytes(spec, 8000) == (3 * 8000 + 15 * 512) * per_position == 64_880_640
+    assert 18 * 8000 * per_position == 294_912_000  # every layer keeping every position, as before
+    assert cache_bytes(spec, 8001) - cache_bytes(spec, 8000) == 3 * per_position  # 6 KiB a token, past the window
+
+
+def test_knockouts_and_value_zeroing_place_a_sliding_caches_keys_by_position(tiny):
+    """Through a sliding layer's cache, key column j is position key_start + j: a knockout of
+    a position in the window and zeroed values there give the full pass's rows and output."""
+    from attn_cli.models import Interventions, Knockout, ValueZeroing
+
+    model = tiny["mistral"]  # every layer slides, window 4
+    ids = np.load(TINY / "mistral" / "ref_1.npz")["input_ids"]
+    last = len(ids) - 1
+    iv = Interventions(knockouts=(Knockout((0, 1), (last,), (last - 2,)),), value_zeroing=(ValueZeroing(1, (last - 1,)),))
+    cache = KVCache(model.spec, len(ids))
+    list(model.trace(ids[:-1], cache, interventions=iv))
+    step = list(model.trace(ids[-1:], cache, interventions=iv))
+    full = list(model.trace(ids, interventions=iv))
+    for t, f in zip(step, full):
+        assert t.key_start == len(ids) - 4
+        np.testing.assert_allclose(t.rows()[2], f.rows([last])[2][..., t.key_start :], atol=1e-5)
+        assert not t.rows()[2][..., 1].any()  # position last - 2, knocked out
+        np.testing.assert_allclose(t.head_output, f.head_output[:, -1:], atol=1e-5)
+    np.testing.assert_allclose(step[-1].hidden, full[-1].hidden[-1:], atol=1e-4)

@@ -66,7 +66,7 @@ class GenerateResult:
     eos_ids: tuple[int, ...]
     chat: bool
     system: str | None
-    cache_bytes: int  # the KV cache's size: layers × kv_heads × positions × head_dim × 2 × 4 bytes
+    cache_bytes: int  # the KV cache's size: Σ layers' kept positions (a sliding layer's: its window) × kv_heads × head_dim × 2 × 4 bytes
     prompt: Tokenization | None = None  # the prompt alone (its tokens are the first prompt_tokens of `tokenization`)
     inspect: InspectResult | None = None  # with --query: inspect's view of that token of the whole sequence
 
@@ -178,7 +178,8 @@ def _attended(trace, tok: Tokenization, ids: list[int], pieces: list[str]) -> At
     """The word the writing position attended to most: its last-layer row, mean over heads,
     summed per word, the first token left out (a sink that takes weight from every query)."""
     _, _, weights = trace.rows([trace.q.shape[1] - 1])
-    row = weights[:, 0].mean(axis=0)  # (seq,)
+    row = weights[:, 0].mean(axis=0)  # (keys,): from position key_start on (a sliding layer's cache keeps only its window)
+    row = np.concatenate([np.zeros(trace.key_start, dtype=row.dtype), row])  # (seq,): by position
     if row.shape[0] < 2:
         return None
     prompt = len(tok.tokens)

@@ -75,7 +75,7 @@ class LayerTrace:
     hidden: np.ndarray | None
     q_pre_rope: np.ndarray | None = None
     k_pre_rope: np.ndarray | None = None
-    start: int = 0  # position of q's first row: with a KV cache, q holds the new tokens, k and v every position
+    start: int = 0  # position of q's first row: with a KV cache, q holds the new tokens, k and v the kept positions
     interventions: Interventions | None = None
     residual: np.ndarray | None = None  # (seq, hidden): the layer's input
     ffn: np.ndarray | None = None  # (seq, hidden): the feed-forward's output, before its residual sum
@@ -86,22 +86,34 @@ class LayerTrace:
     score_bias: np.ndarray | None = None
     routing: Routing | None = None  # a mixture-of-experts layer: each token's experts and their weights
 
+    @property
+    def key_start(self) -> int:
+        """The position of k's (and v's) first column: 0, but for a sliding layer with a KV
+        cache, which keeps only its window's keys (`models.cache.KVCache`). The keys run up to
+        the last query's position, so it is start + q rows - keys."""
+        return self.start + self.q.shape[1] - self.k.shape[1]
+
+    @property
+    def key_positions(self) -> np.ndarray:
+        """int (keys,): the position of each column of k and v (and of `rows()`)."""
+        return np.arange(self.key_start, self.key_start + self.k.shape[1])
+
     def kv_head(self, head: int) -> int:
         return head // (self.spec.heads // self.spec.kv_heads)
 
     def visible(self, rows) -> np.ndarray | None:
-        """bool (rows, seq), or (heads, rows, seq) under a knockout: True where the query rows
-        may look; None for an encoder's plain pass (everywhere) outside a sliding window (an
+        """bool (rows, keys), or (heads, rows, keys) under a knockout: True where the query rows
+        may look (key column j being position key_start + j); None for an encoder's plain pass (everywhere) outside a sliding window (an
         encoder's is two-sided: ModernBERT's local layers)."""
         keys, window = self.k.shape[1], self.spec.window(self.layer)
         if self.spec.causal:
-            seen = causal_visibility(rows, keys, window, self.start)
+            seen = causal_visibility(rows, keys, window, self.start - self.key_start)
         else:
             seen = None if window is None else two_sided_visibility(rows, keys, window)
         blocked = None
         if self.interventions is not None:
             positions = np.arange(self.start, self.start + self.q.shape[1])[rows]
-            blocked = self.interventions.blocked(self.layer, self.spec.heads, np.atleast_1d(positions), keys)
+            blocked = self.interventions.blocked(self.layer, self.spec.heads, np.atleast_1d(positions), keys, self.key_start)
         if blocked is None:
             return seen
         return ~blocked if seen is None else seen & ~blocked
@@ -140,7 +152,8 @@ def attend(
 
     q: (heads, n, d), k and v: (kv_heads, n, d) of the n new tokens. Without a cache they are
     the whole sequence; with one (`models.cache.KVCache`) they are appended to the layer's past
-    keys and values and the queries attend over all of them. `segments`: [(first, stop), ...]
+    keys and values and the queries attend over all of them (a sliding layer's: the ones it
+    kept, from position start + n - keys: `LayerTrace.key_start`). `segments`: [(first, stop), ...]
     when the rows are several texts packed one after another (`attn batch`): each text attends
     to itself alone, exactly as if it ran by itself. `bias` (heads, n, seq): a term added to the
     scaled scores (relative positions; see `LayerTrace.score_bias`). Returns (head_output (heads, n, d), keys
@@ -151,14 +164,16 @@ def attend(
     if cache is not None:
         start = cache.lengths[layer]
         k, v = cache.append(layer, k, v)
+    key_start = start + q.shape[1] - k.shape[1]  # a sliding layer's cache keeps only its window
     changes = interventions is not None and interventions.changes(layer)
     if changes or bias is not None or spec.attn_softcap:
         if changes:
-            v = interventions.values(layer, v)
+            v = interventions.values(layer, v, key_start)
         out = _attention_textbook(q, k, v, spec, layer, start, interventions, bias)
         return (interventions.head_outputs(layer, out) if changes else out), k, v, start
     if segments is None:
-        return attention_output(q, k, v, spec.scale, spec.causal, spec.window(layer), start, run=run), k, v, start
+        # The mask reads only position differences: query row r against key column j is position start + r against key_start + j.
+        return attention_output(q, k, v, spec.scale, spec.causal, spec.window(layer), start - key_start, run=run), k, v, start
     out = np.empty((q.shape[0], q.shape[1], v.shape[-1]), dtype=np.float32)
 
     def part(first: int, stop: int) -> None:

@@ -121,23 +121,25 @@ class Interventions:
         """Whether the pass differs from the plain one in `layer`."""
         return any(layer in k.layers for k in self.knockouts) or any(e.layer == layer for e in (*self.head_edits, *self.value_zeroing))
 
-    def blocked(self, layer: int, heads: int, positions: np.ndarray, keys: int) -> np.ndarray | None:
+    def blocked(self, layer: int, heads: int, positions: np.ndarray, keys: int, key_start: int = 0) -> np.ndarray | None:
         """bool (heads, len(positions), keys): True where a knockout blocks the query at that
-        position from that key in `layer`; None where nothing is blocked."""
+        position from that key (key column j: position key_start + j) in `layer`; None where
+        nothing is blocked."""
         found = [k for k in self.knockouts if layer in k.layers]
         if not found:
             return None
         out = np.zeros((heads, len(positions), keys), dtype=bool)
         for k in found:
             rows = np.isin(positions, k.queries)
-            cols = np.isin(np.arange(keys), k.keys)
+            cols = np.isin(np.arange(key_start, key_start + keys), k.keys)
             chosen = slice(None) if k.heads is None else [h for h in k.heads if h < heads]
             out[chosen] |= rows[:, None] & cols[None, :]
         return out
 
-    def values(self, layer: int, v: np.ndarray) -> np.ndarray:
-        """v (kv_heads, keys, head_dim) with the zeroed positions of `layer` at 0 (a copy), or v itself."""
-        zeroed = [p for z in self.value_zeroing if z.layer == layer for p in z.positions if p < v.shape[1]]
+    def values(self, layer: int, v: np.ndarray, key_start: int = 0) -> np.ndarray:
+        """v (kv_heads, keys, head_dim), its first key at position key_start, with the zeroed
+        positions of `layer` at 0 (a copy), or v itself."""
+        zeroed = [p - key_start for z in self.value_zeroing if z.layer == layer for p in z.positions if 0 <= p - key_start < v.shape[1]]
         if not zeroed:
             return v
         v = v.copy()

@@ -77,8 +77,12 @@ def _misfit(where: str, exc: Exception) -> ModelError:
 def _check_layer(layer: LayerTrace, seq: int, past: int, where: str) -> None:
     """The layer computed what its hyper-parameters say, in finite numbers: weights whose shapes
     fit NumPy but not the config (8 heads of 8 where the config says 4 of 16) would give wrong
-    numbers. `seq` new tokens after `past` cached ones: k and v cover both."""
+    numbers. `seq` new tokens after `past` cached ones: k and v cover both (a sliding layer's
+    cache keeps only its window: k and v cover at least the window's keys, from `key_start`)."""
     s, keys = layer.spec, past + seq
+    window = s.window(layer.layer) if s.causal else None
+    if window is not None and min(keys, window - 1 + seq) <= layer.k.shape[1] <= keys:
+        keys = layer.k.shape[1]
     expected = {"q": (s.heads, seq, s.head_dim), "k": (s.kv_heads, keys, s.head_dim), "v": (s.kv_heads, keys, s.head_dim), "hidden": (seq, s.hidden)}
     for name, shape in expected.items():
         if getattr(layer, name) is not None and getattr(layer, name).shape != shape:  # hidden is None in a pass cut short
