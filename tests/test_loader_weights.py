@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import make_tiny_bert, tiny_bert_tensors, write_safetensors
 
+import attn_cli
 from attn_cli.compute.inspect import inspect
 from attn_cli.errors import ModelError
+from attn_cli.loading import model as model_module
 from attn_cli.loading.model import BUNDLED_NAME, bundled_model_path, load_model
 from attn_cli.loading.weights import SafetensorsFile, open_weights
 
@@ -25,6 +29,34 @@ def test_attn_model_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTN_MODEL", str(folder))
     assert load_model().spec.heads == 4
     assert load_model(str(bundled_model_path())).spec.heads == 12  # --model wins
+
+
+# The bundled files are the upstream sentence-transformers/all-MiniLM-L6-v2 (Hugging Face's sha256s,
+# the files the reference fixtures were made from), shipped with their Apache-2.0 license.
+BUNDLED_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_SHA256))
+def test_the_bundled_files_are_upstreams(name):
+    assert hashlib.sha256((bundled_model_path() / name).read_bytes()).hexdigest() == BUNDLED_SHA256[name]
+
+
+def test_the_bundled_model_ships_inside_attn_with_its_license():
+    folder = bundled_model_path()
+    assert folder.parent == Path(attn_cli.__file__).resolve().parent / "bundled"
+    assert "Apache License" in (folder / "LICENSE").read_text() and "license: apache-2.0" in (folder / "README.md").read_text()
+
+
+def test_a_missing_bundled_model_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_module, "BUNDLED_DIR", tmp_path)
+    with pytest.raises(ModelError, match="bundled model's files are missing") as caught:
+        bundled_model_path()
+    assert "reinstall attn-cli" in caught.value.fix
 
 
 def test_bert_prefix_and_no_prefix_give_the_same_numbers(tmp_path):

