@@ -21,6 +21,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_install.py"
 @pytest.mark.skipif(not os.environ.get("ATTN_TEST_INSTALL"), reason="installs attn three ways from PyPI: set ATTN_TEST_INSTALL=1")
 def test_pip_uv_tool_and_pipx_installs_work_without_torch():
     done = subprocess.run([sys.executable, str(SCRIPT), "--json"], capture_output=True, text=True, check=False)
+    assert done.stdout.strip(), done.stderr  # an install failed: the script said which
     results = {r["method"]: r for r in json.loads(done.stdout)}
     assert set(results) == {"pip", "uv-tool", "pipx"}, done.stderr
     for method, r in results.items():
