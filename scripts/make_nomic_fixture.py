@@ -3,8 +3,9 @@
 GPT4All ships the model as an F16 GGUF file (llama.cpp's `nomic-bert`), which transformers'
 GGUF loader does not read. So this script writes the same weights as a Hugging Face folder
 that transformers' `NomicBertModel` reads (tensors and settings read with the `gguf` package,
-not with attn's reader): config.json from the metadata, model.safetensors with the fused
-`attn_qkv` split into q_proj | k_proj | v_proj and llama.cpp's names mapped back, vocab.txt
+not with attn's reader): config.json from the metadata, model.safetensors under the original
+checkpoint's names (the fused `attn_qkv` as `attn.Wqkv`, which transformers itself splits into
+q_proj | k_proj | v_proj as it loads; the names transformers 5 also saves), vocab.txt
 with llama.cpp's "phantom space" spelling undone (`▁the` -> `the`, `ing` -> `##ing`),
 tokenized by transformers' BertTokenizer (uncased). For each sentence,
 tests/fixtures/nomic/<name>.npz holds:
@@ -40,19 +41,20 @@ from transformers import BertTokenizer, NomicBertConfig, NomicBertModel
 OUT = REPO_ROOT / "tests" / "fixtures" / "nomic"
 SENTENCES = {"query": "search_query: Why does attention look at the [SEP] token so often?"}
 ARCH = "nomic-bert"
-NAMES = {  # llama.cpp's tensor names -> NomicBertModel's (transformers 5)
+NAMES = {  # llama.cpp's tensor names -> the checkpoint's (llama.cpp's convert_hf_to_gguf.py, reversed)
     "token_embd.weight": "embeddings.word_embeddings.weight",
     "token_types.weight": "embeddings.token_type_embeddings.weight",
-    "token_embd_norm.weight": "embeddings.LayerNorm.weight",
-    "token_embd_norm.bias": "embeddings.LayerNorm.bias",
-    "attn_output.weight": "self_attn.o_proj.weight",
-    "attn_output_norm.weight": "post_attention_layernorm.weight",
-    "attn_output_norm.bias": "post_attention_layernorm.bias",
-    "ffn_gate.weight": "mlp.gate_proj.weight",
-    "ffn_up.weight": "mlp.up_proj.weight",
-    "ffn_down.weight": "mlp.down_proj.weight",
-    "layer_output_norm.weight": "post_mlp_layernorm.weight",
-    "layer_output_norm.bias": "post_mlp_layernorm.bias",
+    "token_embd_norm.weight": "emb_ln.weight",
+    "token_embd_norm.bias": "emb_ln.bias",
+    "attn_qkv.weight": "attn.Wqkv.weight",
+    "attn_output.weight": "attn.out_proj.weight",
+    "attn_output_norm.weight": "norm1.weight",
+    "attn_output_norm.bias": "norm1.bias",
+    "ffn_up.weight": "mlp.fc11.weight",
+    "ffn_gate.weight": "mlp.fc12.weight",
+    "ffn_down.weight": "mlp.fc2.weight",
+    "layer_output_norm.weight": "norm2.weight",
+    "layer_output_norm.bias": "norm2.bias",
 }
 
 
@@ -95,12 +97,8 @@ def write_folder(path: Path, folder: Path) -> None:
         if t.name in NAMES:
             tensors[NAMES[t.name]] = data
             continue
-        _, layer, rest = t.name.split(".", 2)
-        if rest == "attn_qkv.weight":  # q | k | v along the outputs, as the checkpoint's Wqkv
-            for name, part in zip("qkv", data.chunk(3, dim=0), strict=True):
-                tensors[f"layers.{layer}.self_attn.{name}_proj.weight"] = part.contiguous()
-        else:
-            tensors[f"layers.{layer}.{NAMES[rest]}"] = data
+        _, layer, rest = t.name.split(".", 2)  # blk.N.name
+        tensors[f"encoder.layers.{layer}.{NAMES[rest]}"] = data
     folder.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(folder)
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})

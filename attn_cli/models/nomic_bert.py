@@ -3,9 +3,10 @@
 BERT's post-LayerNorm encoder (word + token-type embeddings and a LayerNorm; in each layer
 x = LN(x + attention(x)), then x = LN(x + SwiGLU(x))) with RoPE in place of learned positions
 (θ 1000, the whole head, NeoX's rotate_half pairs) and no biases in the projections or the
-feed-forward: SwiGLU down(silu(gate(x)) · up(x)). q, k and v come from one fused projection
-(q | k | v, the checkpoint's `Wqkv`, GGUF's `attn_qkv`) or from three (transformers 5's
-`NomicBertModel`, whose names are this family's; `nomic_bert.` in its masked-LM checkpoint).
+feed-forward: SwiGLU fc2(silu(fc12(x)) · fc11(x)). q, k and v come from one fused projection
+(q | k | v: `attn.Wqkv`; GGUF's `attn_qkv`). Weight names are the checkpoint's, which transformers
+5 reads and writes (it splits Wqkv into q/k/v_proj in memory only); `nomic_bert.` in its
+masked-LM checkpoint.
 """
 
 from __future__ import annotations
@@ -46,22 +47,14 @@ def parse(config: dict) -> Hyper:
     )
 
 
-def qkv_weight(w: Weights, p: str) -> np.ndarray:
-    """The fused projection (3·heads·d, hidden), q | k | v: the file's own where it has one."""
-    fused = f"{p}self_attn.qkv_proj.weight"
-    if fused in w:
-        return w[fused]
-    return np.concatenate([w[f"{p}self_attn.{n}_proj.weight"] for n in "qkv"])
-
-
 def block(x, w: Weights, layer: int, s: Hyper, cos, sin, segments=None, whole: bool = True, iv=None) -> LayerTrace:
     """One layer: LN(x + attention(x)), then LN(x + SwiGLU(x)). Not `whole`: q, k and v only
     (`base.layer_plan`). The steps before and after attention are row-local (`runtime.row_local`)."""
-    p = f"layers.{layer}."
+    p = f"encoder.layers.{layer}."
     run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
-    qkv, wo = qkv_weight(w, p), w[f"{p}self_attn.o_proj.weight"]
-    gate, up, down = (w[f"{p}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
-    (ln1, ln1_b), (ln2, ln2_b) = ((w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in ("post_attention_layernorm", "post_mlp_layernorm"))
+    qkv, wo = w[f"{p}attn.Wqkv.weight"], w[f"{p}attn.out_proj.weight"]
+    up, gate, down = (w[f"{p}mlp.{n}.weight"] for n in ("fc11", "fc12", "fc2"))
+    (ln1, ln1_b), (ln2, ln2_b) = ((w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in ("norm1", "norm2"))
     width = s.heads * s.head_dim
 
     def project(x, cos, sin):
@@ -78,7 +71,7 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, segments=None, whole: b
     ffn = []
 
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """o_proj, residual, LayerNorm; SwiGLU, residual, LayerNorm: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+        """out_proj, residual, LayerNorm; SwiGLU, residual, LayerNorm: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
         x = layer_norm(x + linear(merged, wo), ln1, ln1_b, s.eps)
         fed = linear(silu(linear(x, gate)) * linear(x, up), down)
         ffn.append(kept(iv, "ffn", fed))
@@ -92,7 +85,7 @@ def embeddings(w: Weights, input_ids: np.ndarray, eps: float) -> np.ndarray:
     """Word + token-type (all type 0: one sentence) embeddings, then LayerNorm: (seq,) -> (seq, hidden).
     No position embeddings: positions enter through RoPE."""
     x = w.rows("embeddings.word_embeddings.weight", input_ids) + w.rows("embeddings.token_type_embeddings.weight", np.zeros_like(input_ids))
-    return layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+    return layer_norm(x, w["emb_ln.weight"], w["emb_ln.bias"], eps)
 
 
 def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None, iv=None) -> Iterator[LayerTrace]:
@@ -121,7 +114,7 @@ def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
 
 def output_projection(w: Weights, layer: int) -> np.ndarray:
     """W_O of the layer in x·W layout, (heads·head_dim, hidden)."""
-    return w[f"layers.{layer}.self_attn.o_proj.weight"].T
+    return w[f"encoder.layers.{layer}.attn.out_proj.weight"].T
 
 
 # llama.cpp's tensor names -> this family's. Its converter keeps Wqkv fused (q | k | v) and
@@ -129,17 +122,17 @@ def output_projection(w: Weights, layer: int) -> np.ndarray:
 GGUF_TENSORS = {
     "token_embd.weight": "embeddings.word_embeddings.weight",
     "token_types.weight": "embeddings.token_type_embeddings.weight",
-    "token_embd_norm.weight": "embeddings.LayerNorm.weight",
-    "token_embd_norm.bias": "embeddings.LayerNorm.bias",
-    "blk.{n}.attn_qkv.weight": "layers.{n}.self_attn.qkv_proj.weight",
-    "blk.{n}.attn_output.weight": "layers.{n}.self_attn.o_proj.weight",
-    "blk.{n}.attn_output_norm.weight": "layers.{n}.post_attention_layernorm.weight",
-    "blk.{n}.attn_output_norm.bias": "layers.{n}.post_attention_layernorm.bias",
-    "blk.{n}.ffn_gate.weight": "layers.{n}.mlp.gate_proj.weight",  # the checkpoint's fc12
-    "blk.{n}.ffn_up.weight": "layers.{n}.mlp.up_proj.weight",  # fc11
-    "blk.{n}.ffn_down.weight": "layers.{n}.mlp.down_proj.weight",
-    "blk.{n}.layer_output_norm.weight": "layers.{n}.post_mlp_layernorm.weight",
-    "blk.{n}.layer_output_norm.bias": "layers.{n}.post_mlp_layernorm.bias",
+    "token_embd_norm.weight": "emb_ln.weight",
+    "token_embd_norm.bias": "emb_ln.bias",
+    "blk.{n}.attn_qkv.weight": "encoder.layers.{n}.attn.Wqkv.weight",
+    "blk.{n}.attn_output.weight": "encoder.layers.{n}.attn.out_proj.weight",
+    "blk.{n}.attn_output_norm.weight": "encoder.layers.{n}.norm1.weight",
+    "blk.{n}.attn_output_norm.bias": "encoder.layers.{n}.norm1.bias",
+    "blk.{n}.ffn_gate.weight": "encoder.layers.{n}.mlp.fc12.weight",  # the gate: silu(fc12(x)) · fc11(x)
+    "blk.{n}.ffn_up.weight": "encoder.layers.{n}.mlp.fc11.weight",
+    "blk.{n}.ffn_down.weight": "encoder.layers.{n}.mlp.fc2.weight",
+    "blk.{n}.layer_output_norm.weight": "encoder.layers.{n}.norm2.weight",
+    "blk.{n}.layer_output_norm.bias": "encoder.layers.{n}.norm2.bias",
 }
 
 
