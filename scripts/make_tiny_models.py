@@ -14,8 +14,8 @@ repository root::
     bash scripts/refenv.sh                             # creates .refenv/ (pip, CPU torch)
     .refenv/bin/python scripts/make_tiny_models.py     # rewrites tests/fixtures/tiny/<name>/
 
-The pieces live beside it: tiny_tokenizers.py (the trained tokenizers), tiny_specs.py (shapes,
-configs, SPECS) and reference.py (recording and checking reference tensors, shared with
+The pieces live beside it: tiny_tokenizers.py (the trained tokenizers), tiny_shape.py (the shared shape,
+Spec), tiny_specs.py and tiny_specs_encoders.py (configs, SPECS) and reference.py (recording and checking reference tensors, shared with
 make_reference_fixtures.py).
 
 Options: ``--out DIR`` (default ``tests/fixtures/tiny``), ``--only NAME ...`` to
@@ -128,7 +128,8 @@ import numpy as np
 import torch
 import transformers
 from reference import REPO_ROOT, capture, check_reference, safetensors_dtypes, safetensors_keys, save_npz, to_numpy, versions_string
-from tiny_specs import BIAS_STD, EMBED_STD, MATRIX_STD, NORM_HIGH, NORM_LOW, SEED, SPECS, Spec, gemma3_multimodal_config
+from tiny_shape import BIAS_STD, EMBED_STD, MATRIX_STD, NORM_HIGH, NORM_LOW, SEED, Spec
+from tiny_specs import SPECS, gemma3_multimodal_config
 from tiny_tokenizers import TOKENIZER_BUILDERS
 from tokenizers import Tokenizer
 

@@ -1,66 +1,20 @@
-"""What each tiny reference model is: its shape, its transformers config, and how it is saved."""
+"""What each tiny reference model is: its transformers config and how it is saved (`SPECS`, in
+seed order: a model's seed is SEED + its index). The shared shape and the `Spec` record are in
+tiny_shape.py; the encoders after BERT's three (MPNet, ModernBERT, Nomic BERT) in tiny_specs_encoders.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 import transformers
+from tiny_shape import HEADS, HIDDEN, INTERMEDIATE, LAYERS, MAX_POSITIONS, Spec, bert_family_common, ids_of, llama_family_common
+from tiny_specs_encoders import ENCODER_SPECS
 from tokenizers import Tokenizer
-
-SEED = 20240611
-
-# Shared shape of every tiny model.
-HIDDEN = 64
-LAYERS = 2
-HEADS = 4
-KV_HEADS = 2  # Llama-family models (llama, llama3rope, mistral, qwen2, qwen3)
-INTERMEDIATE = 96  # keeps tests/fixtures/tiny/ under ~6 MB
-MAX_POSITIONS = 128
-
-# Redraw scales (see redraw_parameters). Chosen so that attention rows are
-# neither uniform nor one-hot (the script prints the typical row maximum).
-EMBED_STD = 0.5
-MATRIX_STD = 0.2
-BIAS_STD = 0.1
-NORM_LOW, NORM_HIGH = 0.7, 1.3
-
-
-def _ids(tok: Tokenizer, *names: str) -> list[int]:
-    out = [tok.token_to_id(n) for n in names]
-    assert None not in out, (names, out)
-    return out
-
-
-def _llama_family_common(tok: Tokenizer) -> dict:
-    return dict(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS,
-        hidden_act="silu",
-        tie_word_embeddings=False,
-    )
-
-
-def _bert_family_common(tok: Tokenizer) -> dict:
-    return dict(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        intermediate_size=INTERMEDIATE,
-        hidden_act="gelu",
-    )
 
 
 def config_bert(tok: Tokenizer):
-    (pad,) = _ids(tok, "[PAD]")
+    (pad,) = ids_of(tok, "[PAD]")
     return transformers.BertConfig(
-        **_bert_family_common(tok),
+        **bert_family_common(tok),
         max_position_embeddings=MAX_POSITIONS,
         type_vocab_size=2,
         layer_norm_eps=1e-12,
@@ -69,9 +23,9 @@ def config_bert(tok: Tokenizer):
 
 
 def config_roberta(tok: Tokenizer):
-    bos, pad, eos = _ids(tok, "<s>", "<pad>", "</s>")
+    bos, pad, eos = ids_of(tok, "<s>", "<pad>", "</s>")
     return transformers.RobertaConfig(
-        **_bert_family_common(tok),
+        **bert_family_common(tok),
         # positions pad+1 .. : 128 usable positions, like roberta-base's 514 = 512 + 2
         max_position_embeddings=MAX_POSITIONS + pad + 1,
         type_vocab_size=1,
@@ -83,7 +37,7 @@ def config_roberta(tok: Tokenizer):
 
 
 def config_distilbert(tok: Tokenizer):
-    (pad,) = _ids(tok, "[PAD]")
+    (pad,) = ids_of(tok, "[PAD]")
     return transformers.DistilBertConfig(
         vocab_size=tok.get_vocab_size(),
         dim=HIDDEN,
@@ -98,7 +52,7 @@ def config_distilbert(tok: Tokenizer):
 
 
 def config_gpt2(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
+    (eot,) = ids_of(tok, "<|endoftext|>")
     return transformers.GPT2Config(
         vocab_size=tok.get_vocab_size(),
         n_positions=MAX_POSITIONS,
@@ -114,9 +68,9 @@ def config_gpt2(tok: Tokenizer):
 
 
 def config_llama(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
+    bos, eos = ids_of(tok, "<s>", "</s>")
     return transformers.LlamaConfig(
-        **_llama_family_common(tok),
+        **llama_family_common(tok),
         max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
@@ -128,9 +82,9 @@ def config_llama(tok: Tokenizer):
 
 
 def config_llama3rope(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
+    bos, eos = ids_of(tok, "<s>", "</s>")
     return transformers.LlamaConfig(
-        **_llama_family_common(tok),
+        **llama_family_common(tok),
         head_dim=32,
         max_position_embeddings=256,
         rms_norm_eps=1e-5,
@@ -150,9 +104,9 @@ def config_llama3rope(tok: Tokenizer):
 
 
 def config_mistral(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
+    bos, eos = ids_of(tok, "<s>", "</s>")
     return transformers.MistralConfig(
-        **_llama_family_common(tok),
+        **llama_family_common(tok),
         max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
@@ -163,11 +117,11 @@ def config_mistral(tok: Tokenizer):
 
 
 def config_qwen2(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
+    (eot,) = ids_of(tok, "<|endoftext|>")
     # Saved through Qwen2ForCausalLM with tied embeddings, like Qwen2-0.5B: keys are
     # "model.*" and the tied lm_head.weight is not stored.
     return transformers.Qwen2Config(
-        **{**_llama_family_common(tok), "tie_word_embeddings": True},
+        **{**llama_family_common(tok), "tie_word_embeddings": True},
         max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
@@ -178,9 +132,9 @@ def config_qwen2(tok: Tokenizer):
 
 
 def config_qwen3(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
+    (eot,) = ids_of(tok, "<|endoftext|>")
     return transformers.Qwen3Config(
-        **_llama_family_common(tok),
+        **llama_family_common(tok),
         head_dim=24,
         max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-6,
@@ -193,8 +147,8 @@ def config_qwen3(tok: Tokenizer):
 
 
 def config_gemma3(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
-    common = _llama_family_common(tok)
+    bos, eos = ids_of(tok, "<s>", "</s>")
+    common = llama_family_common(tok)
     del common["hidden_act"]
     return transformers.Gemma3TextConfig(
         **common,
@@ -222,7 +176,7 @@ def gemma3_multimodal_config(text_config) -> transformers.PretrainedConfig:
 
 
 def config_gpt_neox(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
+    (eot,) = ids_of(tok, "<|endoftext|>")
     # Pythia's shape: partial rotary (a quarter of each head turns), parallel residual, biases,
     # an untied LM head (saved through GPTNeoXForCausalLM, as Pythia's checkpoints are).
     return transformers.GPTNeoXConfig(
@@ -254,9 +208,9 @@ def config_gpt_neox_sequential(tok: Tokenizer):
 
 
 def config_olmo2(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
+    (eot,) = ids_of(tok, "<|endoftext|>")
     return transformers.Olmo2Config(
-        **_llama_family_common(tok),
+        **llama_family_common(tok),
         max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-6,  # not the default 1e-5, which the config must then say
         rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
@@ -268,10 +222,10 @@ def config_olmo2(tok: Tokenizer):
 
 
 def config_phi3(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
+    bos, eos = ids_of(tok, "<s>", "</s>")
     # Phi-3-mini-4k's sliding window (here 4) and Phi-4-mini's partial rotary (0.75 of each head)
     return transformers.Phi3Config(
-        **_llama_family_common(tok),
+        **llama_family_common(tok),
         max_position_embeddings=MAX_POSITIONS,
         original_max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-5,
@@ -287,8 +241,8 @@ EXPERT_INTERMEDIATE = INTERMEDIATE // 2  # each expert's; several of them per la
 
 
 def config_mixtral(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
-    common = _llama_family_common(tok) | {"intermediate_size": EXPERT_INTERMEDIATE}
+    bos, eos = ids_of(tok, "<s>", "</s>")
+    common = llama_family_common(tok) | {"intermediate_size": EXPERT_INTERMEDIATE}
     return transformers.MixtralConfig(
         **common,
         max_position_embeddings=MAX_POSITIONS,
@@ -303,11 +257,11 @@ def config_mixtral(tok: Tokenizer):
 
 
 def config_qwen3_moe(tok: Tokenizer):
-    (eot,) = _ids(tok, "<|endoftext|>")
+    (eot,) = ids_of(tok, "<|endoftext|>")
     # Layer 0 has experts and layer 1 a dense SwiGLU (mlp_only_layers), so that both run;
     # top-k weights not renormalised (Qwen3MoeConfig's default; Mixtral's fixture renormalises).
     return transformers.Qwen3MoeConfig(
-        **_llama_family_common(tok),
+        **llama_family_common(tok),
         head_dim=24,
         moe_intermediate_size=EXPERT_INTERMEDIATE,
         num_experts=6,
@@ -322,25 +276,6 @@ def config_qwen3_moe(tok: Tokenizer):
         eos_token_id=eot,
     )
 
-
-@dataclass
-class Spec:
-    name: str
-    tokenizer: str
-    make_config: Callable[[Tokenizer], transformers.PretrainedConfig]
-    model_class: str  # base model class used for the references
-    module: str  # transformers.models.<module>.modeling_<module>
-    # Variants re-save the weights of `source` differently instead of drawing new ones.
-    source: str | None = None
-    save_class: str | None = None  # class used to save, if not model_class
-    save_dtype: torch.dtype = torch.float32
-    max_shard_size: str | None = None
-    rope: bool = False
-    causal: bool = False
-    sliding_window: int | None = None
-    layer_windows: tuple[int | None, ...] | None = None  # per layer, when layers differ (Gemma 3)
-    token_types: bool = False
-    position_offset: int = 0  # position_ids = arange(seq) + position_offset
 
 
 SPECS: list[Spec] = [
@@ -377,8 +312,8 @@ SPECS: list[Spec] = [
 
 
 def config_gemma2(tok: Tokenizer):
-    bos, eos = _ids(tok, "<s>", "</s>")
-    common = _llama_family_common(tok)
+    bos, eos = ids_of(tok, "<s>", "</s>")
+    common = llama_family_common(tok)
     del common["hidden_act"]
     return transformers.Gemma2Config(
         **common,
@@ -398,54 +333,9 @@ def config_gemma2(tok: Tokenizer):
     )
 
 
-def config_mpnet(tok: Tokenizer):
-    bos, pad, eos = _ids(tok, "<s>", "<pad>", "</s>")
-    assert pad == 1  # MPNet's embeddings take padding_idx 1 whatever the config says
-    return transformers.MPNetConfig(
-        **_bert_family_common(tok),
-        max_position_embeddings=MAX_POSITIONS + pad + 1,  # positions start at padding_idx + 1, as RoBERTa's
-        relative_attention_num_buckets=32,
-        layer_norm_eps=1e-5,
-        pad_token_id=pad,
-        bos_token_id=bos,
-        eos_token_id=eos,
-    )
 
 
 SPECS += [
     Spec("gemma2", "llama-bpe", config_gemma2, "Gemma2Model", "gemma2", rope=True, causal=True, layer_windows=(4, None)),
-    Spec("mpnet", "roberta-bpe", config_mpnet, "MPNetModel", "mpnet", position_offset=2),
-]
-
-
-def config_modernbert(tok: Tokenizer):
-    cls, sep, pad, mask = _ids(tok, "[CLS]", "[SEP]", "[PAD]", "[MASK]")
-    # Layer 0 global, layer 1 local with a two-sided window of ±2 (local_attention 4), shorter
-    # than the test texts; each kind its own RoPE θ; no biases (ModernBERT-base's settings).
-    return transformers.ModernBertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        hidden_activation="gelu",
-        max_position_embeddings=MAX_POSITIONS,
-        norm_eps=1e-5,
-        global_attn_every_n_layers=2,
-        local_attention=4,
-        global_rope_theta=160000.0,
-        local_rope_theta=10000.0,
-        pad_token_id=pad,
-        bos_token_id=cls,
-        cls_token_id=cls,
-        eos_token_id=sep,
-        sep_token_id=sep,
-    )
-
-
-SPECS += [
-    Spec(
-        "modernbert", "wordpiece", config_modernbert, "ModernBertModel", "modernbert",
-        save_class="ModernBertForMaskedLM", rope=True, layer_windows=(None, 3),
-    ),
+    *ENCODER_SPECS,
 ]

@@ -21,7 +21,10 @@ def traces(model, ids, threads, monkeypatch):
 
 @pytest.mark.parametrize(
     "name",
-    ["bundled", "llama", "gemma3", "gpt2", "distilbert", "mistral", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe", "gemma2", "mpnet", "modernbert"],
+    [
+        "bundled", "llama", "gemma3", "gpt2", "distilbert", "mistral", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe", "gemma2", "mpnet",
+        "modernbert", "nomic_bert",
+    ],
 )
 def test_two_threads_compute_exactly_what_one_does(name, monkeypatch):
     from attn_cli.loading.tokenizer import tokenize

@@ -238,7 +238,8 @@ def _layer_result(
     mean_top = tuple(rank_words(tok, {"weight": mean}, options.include_special, seen, top_k=options.top_k, index=index))
     results.append(HeadResult("mean", None, None, on_view(mean), mean_top))
     seen_view = None if seen is None else np.array([seen[list(g)].any() for g in view])
-    return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view, trace.spec.window(trace.layer), trace.adjusts)
+    routing = trace.routing if options.steps else None  # each token's experts: shown with the steps, where the layer has them
+    return LayerResult(trace.layer, tuple(results), focus, chosen, seen_view, trace.spec.window(trace.layer), trace.adjusts, routing)
 
 
 def _norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, view: list, words: list) -> dict:

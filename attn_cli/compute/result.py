@@ -11,9 +11,10 @@ from dataclasses import field
 import numpy as np
 
 from ..loading.tokenizer import Token, Tokenization, Unit, Word, units
+from ..models.base import Routing
 from ..records import frozen
 
-SCHEMA_VERSION = "2.3"
+SCHEMA_VERSION = "2.4"
 
 HeadId = int | str  # a head index, or "mean" (the mean over the layer's heads)
 
@@ -106,6 +107,7 @@ class LayerResult:
     visible: np.ndarray | None = None  # (seq,) bool for decoders: keys the query may see
     window: int | None = None  # this layer's sliding window; None when it attends to every (earlier) token
     adjusts: str | None = None  # between the scaled scores and the softmax: "bias", "cap" or "bias+cap" (`LayerTrace.adjusts`)
+    routing: Routing | None = None  # with --steps, a mixture-of-experts layer: each token's top-k experts and their weights
 
     def head(self, head: HeadId) -> HeadResult:
         return next(h for h in self.heads if h.head == head)
@@ -170,10 +172,16 @@ class InspectResult:
                     "heads": [_head_json(h) for h in layer.heads],
                 }
                 | ({} if layer.adjusts is None else {"adjusts": layer.adjusts})
+                | ({} if layer.routing is None else {"routing": routing_json(layer.routing)})
                 for layer in self.layers
             ],
             "notes": list(self.notes),
         }
+
+
+def routing_json(routing: Routing) -> list[dict]:
+    """`layers[].routing`: for each token in order, its experts (most probable first) and their weights."""
+    return [{"experts": e.tolist(), "weights": floats(w)} for e, w in zip(routing.experts, routing.weights, strict=True)]
 
 
 def tokens_json(tok: Tokenization) -> list[dict]:

@@ -8,7 +8,11 @@ gguf_file=...)`), so that both give the same ids:
 - `gpt2`: byte-level BPE from `tokens` + `merges`, split by the `pre` type's regex;
 - `llama` in a Gemma file: BPE with byte fallback, spaces as `▁`, merges rebuilt from the
   vocabulary in file order (Gemma's scores do not follow its merge order);
-- `llama` otherwise: SentencePiece-style BPE (`▁` prefix on the first word), merges from scores.
+- `llama` otherwise: SentencePiece-style BPE (`▁` prefix on the first word), merges from scores;
+- `bert` (nomic-bert): WordPiece. llama.cpp stores BERT's vocabulary with a "phantom space":
+  a word-initial piece `the` as `▁the`, a continuation `##ing` as `ing`, `[CLS]`-like tokens
+  unchanged; attn spells them back and tokenizes as llama.cpp's WPM tokenizer does: lower-cased,
+  accents stripped, split at spaces and punctuation, [CLS] … [SEP] (bert-base-uncased's rules).
 
 Building Gemma's (262,144 tokens, ~515,000 merges) takes seconds, so the result is kept as a
 tokenizer.json in attn's cache, named by the sha256 of the file's metadata.
@@ -22,7 +26,7 @@ from ..errors import ModelError
 from .cache import cache_dir, write_atomically
 from .gguf import GGUFFile
 
-BUILDER_VERSION = "1"  # bump when the built tokenizer changes, to leave stale cache entries unused
+BUILDER_VERSION = "2"  # bump when the built tokenizer changes, to leave stale cache entries unused
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp's token types
 
 _LLAMA3_SPLIT = (
@@ -65,9 +69,11 @@ def build_tokenizer(metadata: dict, architecture: str, filename: str = "the GGUF
         tokenizer, add_bos_default = _gemma(tokens), True
     elif kind == "llama":
         tokenizer, add_bos_default = _sentencepiece(metadata, tokens), True
+    elif kind == "bert":
+        return _wordpiece(metadata, tokens, filename)
     else:
         raise ModelError(
-            f"{filename} has a tokenizer of type {kind!r}, which attn cannot rebuild (supported: gpt2, llama)", "use a model folder with tokenizer.json"
+            f"{filename} has a tokenizer of type {kind!r}, which attn cannot rebuild (supported: bert, gpt2, llama)", "use a model folder with tokenizer.json"
         )
     # As the file spells them: Gemma's respelled space runs are not added tokens.
     _add_special_tokens(tokenizer, tokens, types, byte_level=kind == "gpt2")
@@ -129,6 +135,38 @@ def _sentencepiece(metadata: dict, tokens: list[str]) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE(vocab, merges, fuse_unk=True, byte_fallback=True, dropout=None))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
     tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    return tokenizer
+
+
+def unphantom(token: str) -> str:
+    """A vocabulary entry as llama.cpp's BERT converter stored it -> as BERT's vocab.txt spells it."""
+    if token.startswith("[") and token.endswith("]"):
+        return token
+    return token[1:] if token.startswith("▁") else "##" + token
+
+
+def _wordpiece(metadata: dict, tokens: list[str], filename: str) -> Tokenizer:
+    """BERT's uncased WordPiece tokenizer over the file's vocabulary, [CLS] text [SEP]."""
+    vocab = {unphantom(t): i for i, t in enumerate(tokens)}
+    names = {}
+    for role, key in (("unk", "unknown_token_id"), ("cls", "bos_token_id"), ("sep", "seperator_token_id")):  # llama.cpp's spelling
+        token_id = metadata.get(f"tokenizer.ggml.{key}")
+        if token_id is None or not 0 <= int(token_id) < len(tokens):
+            problem = f"{filename} has a WordPiece vocabulary without its {role} token (tokenizer.ggml.{key})"
+            raise ModelError(problem, "re-convert the model with a current llama.cpp")
+        names[role] = (tokens[int(token_id)], int(token_id))
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=names["unk"][0], max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    types = [int(t) for t in metadata.get("tokenizer.ggml.token_type", [])]
+    control = [AddedToken(unphantom(t), normalized=False, special=True) for t, kind in zip(tokens, types) if kind == CONTROL]
+    if control:
+        tokenizer.add_special_tokens(control)
+    (cls, cls_id), (sep, sep_id) = names["cls"], names["sep"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1", special_tokens=[(cls, cls_id), (sep, sep_id)]
+    )
     return tokenizer
 
 

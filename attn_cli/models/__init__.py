@@ -5,7 +5,7 @@ to add one)."""
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import bert, distilbert, gemma2, gemma3, gpt2, gpt_neox, llama, modernbert, moe, mpnet, olmo2, phi3, roberta
+from . import bert, distilbert, gemma2, gemma3, gpt2, gpt_neox, llama, modernbert, moe, mpnet, nomic_bert, olmo2, phi3, roberta
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights
 from .cache import KVCache
@@ -18,6 +18,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "distilbert": distilbert.ARCHITECTURE,
     "mpnet": mpnet.ARCHITECTURE,
     "modernbert": modernbert.ARCHITECTURE,
+    "nomic_bert": nomic_bert.ARCHITECTURE,
     "gpt2": gpt2.ARCHITECTURE,
     "gpt_neox": gpt_neox.ARCHITECTURE,
     "llama": llama.ARCHITECTURE,

@@ -211,10 +211,28 @@ def inspect_view(result: InspectResult, rows: str = "all") -> list[RenderableTyp
         parts.append(Text(f"\n{multihead_title(result, layer)}", style="bold underline"))
         parts.append(multihead_table(result, layer, top_rows(result, layer.heads) if rows == "top" else None))
         parts.append(top_line(layer.head("mean")).append("  (mean over heads)", style="dim"))
+        if layer.routing is not None:
+            parts.append(_Routing(result, layer))
     parts.append(_Legend(masked_legend(result)))
     if not any(h.steps is not None for layer in result.layers for h in layer.heads):
         parts.append(Text(STEPS_HINT, style="dim"))
     return parts
+
+
+class _Routing:
+    """A mixture-of-experts layer's feed-forward (with --steps): the experts the router sent each
+    token to, most probable first, and each one's weight, wrapped between experts."""
+
+    def __init__(self, result: InspectResult, layer: LayerResult) -> None:
+        self.result, self.layer = result, layer
+
+    def __rich_console__(self, console, options):
+        routing, tokens, query = self.layer.routing, self.result.tokens, set(self.result.query.token_indices)
+        yield Text(f"\nExperts · layer {self.layer.layer}: the router's top {routing.experts.shape[1]} for each token (expert, weight)", style="bold underline")
+        pad = max(len(printable(t.text)) for t in tokens)
+        for i, (experts, weights) in enumerate(zip(routing.experts, routing.weights, strict=True)):
+            label = Text(f"{i:<3}{'▶' if i in query else ' '} {printable(tokens[i].text):<{pad}}  ")
+            yield from Items(label, [Text(f"expert {e} {w:.2f}") for e, w in zip(experts, weights, strict=True)]).lines(options.max_width)
 
 
 class _Legend:
