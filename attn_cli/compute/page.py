@@ -1,0 +1,56 @@
+"""What the interactive page (`attn plot -o page.html`) shows: one forward pass, kept whole.
+
+The page lets the reader pick any layer, head and query token, so it needs every row of every
+head, not only the query's: `PageResult` is the `InspectResult` of the chosen query (every layer
+and head, with its steps: the exact numbers the steps panel shows) plus the weight maps of the
+whole text, from the same traces (`TracedText`), so the numbers of both agree with
+`attn inspect --json`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..loading.model import Model
+from ..records import frozen
+from .explore import trace_text
+from .result import InspectResult
+
+MAX_PAGE_TOKENS = 256  # every map of a 256-token text of a 30-layer model: 0.3 GB in float32 while the page is built
+
+
+@frozen
+class PageResult:
+    """inspect: the query's `InspectResult` (layer "all", head "all", with steps, token level).
+    weights: (layers, heads, seq, seq) float32, every query row of every head (rows sum to 1).
+    visible: (layers, seq, seq) bool, where a query may look (decoders, sliding windows), or None
+    when every query sees every key. query: the page's first query token (the first token of a
+    word of several)."""
+
+    inspect: InspectResult
+    weights: np.ndarray
+    visible: np.ndarray | None
+    query: int
+
+    def __repr__(self) -> str:
+        layers, heads, seq, _ = self.weights.shape
+        return f"PageResult(model={self.inspect.model.name!r}, query={self.inspect.query.text!r}, layers={layers}, heads={heads}, tokens={seq})"
+
+
+def page(model: Model, text: str, query: str | None = None, query_index: int | None = None, truncate: bool = False) -> PageResult:
+    """One forward pass over `text`, kept for the page. The text may be up to `MAX_PAGE_TOKENS`
+    tokens long: the page holds seq² weights per head."""
+    traced = trace_text(model, text, truncate=truncate)
+    seq = len(traced.tokenization.tokens)
+    if seq > MAX_PAGE_TOKENS:
+        raise InputError(
+            f"the interactive page holds texts of up to {MAX_PAGE_TOKENS} tokens; this one has {seq}",
+            "shorten the text, or add --static for the table of the query's rows",
+        )
+    first = traced.resolve(query, query_index).token_indices[0]
+    result = traced.inspect(query_index=first, layer="all", head="all", steps=True)
+    maps = [trace.rows()[2] for trace in traced.traces]  # each (heads, seq, seq)
+    seen = [trace.visible(np.arange(seq)) for trace in traced.traces]
+    visible = None if all(v is None for v in seen) else np.stack([np.ones((seq, seq), bool) if v is None else v for v in seen])
+    return PageResult(result, np.stack(maps).astype(np.float32), visible, first)
