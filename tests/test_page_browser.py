@@ -88,3 +88,33 @@ def test_a_model_view_thumbnail_click_selects_its_head(browser, minilm_page):  #
     assert opened.weights() == [f"{w:.2f}" for w in doc["layers"][0]["heads"][4]["weights"]]
     assert "layer 1, head 4" in p.locator(".numbers h2").inner_text()
     p.close()
+
+
+def test_two_notebook_outputs_run_each_in_its_frame(browser, tmp_path):  # noqa: F811
+    import attn_cli as attn
+
+    model = attn.load_model()
+    word = attn.inspect(model, SENTENCE, query="Transformer", layer=2, head=3, level="word")
+    steps = attn.inspect(model, CAT, query="it", layer="all", head="all", steps=True)
+    cell = tmp_path / "cell.html"
+    cell.write_text(f"<!DOCTYPE html><meta charset='utf-8'><body>{word._repr_html_()}{steps._repr_html_()}</body>", encoding="utf-8")
+    opened = Opened.__new__(Opened)
+    opened.errors, opened.requests = [], []
+    p = opened.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    p.on("console", lambda m: opened.errors.append(m.text) if m.type in ("error", "warning") else None)
+    p.on("pageerror", lambda e: opened.errors.append(str(e)))
+    p.goto(cell.resolve().as_uri())
+    first, second = (p.frame_locator("iframe.attn-frame").nth(i) for i in range(2))
+    for frame in (first, second):
+        frame.locator(".attn-page[data-ready=true]").wait_for(timeout=30_000)
+    assert first.get_by_label("Layer").locator("option").all_inner_texts() == ["2"]  # the result's one layer, by its number
+    assert first.locator("table.weights td.weight").all_inner_texts() == [f"{w:.2f}" for w in word.layers[0].head(3).weights]
+    assert first.locator(".column.left .tok.query").inner_text() == "Transformer"
+    second.get_by_label("Layer").select_option("4")
+    second.get_by_label("Head").select_option("7")
+    assert second.locator("table.weights td.weight").all_inner_texts() == [f"{w:.2f}" for w in steps.layers[4].heads[7].weights]
+    second.locator('table.weights tr[data-j="2"]').click()  # a key: its k vector and the neuron view
+    assert second.locator("svg.neuron-view rect").count() == steps.model.head_dim
+    assert first.get_by_label("Layer").input_value() == "0"  # untouched by the other output
+    assert opened.errors == []
+    p.close()

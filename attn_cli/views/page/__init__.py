@@ -24,20 +24,22 @@ import numpy as np
 from ...compute.inspect import auto_head
 from ...compute.page import PageResult
 from ...compute.query import resolve_query
+from ...compute.result import InspectResult
 from ..text import printable
 
 MASKED = 255  # the byte of a weight the query may not see
 FORMAT = 1  # the data blob's layout, read by page.js
 
 
-def page_html(result: PageResult, title: str | None = None, layer: int | None = None) -> str:
-    """The whole page, as one HTML document, opened on `layer` (default the last)."""
+def page_html(result: PageResult | InspectResult, title: str | None = None, layer: int | None = None) -> str:
+    """The whole page, as one HTML document, opened on `layer` (an index into the result's
+    layers; default the last)."""
     data = page_data(result, layer)
     title = title or f'{data["model"]["name"]} · query "{data["query_text"]}"'
     return _DOCUMENT.format(title=html.escape(title), body=page_fragment(result, data))
 
 
-def page_fragment(result: PageResult, data: dict | None = None) -> str:
+def page_fragment(result: PageResult | InspectResult, data: dict | None = None) -> str:
     """The page's body: one `<div class="attn-page">` with its style, data and script inside,
     so that several on one HTML page (a notebook) do not meet: the script finds its data from
     its own element, and every CSS rule is under `.attn-page`."""
@@ -50,12 +52,21 @@ def page_fragment(result: PageResult, data: dict | None = None) -> str:
     )
 
 
-def page_data(result: PageResult, layer: int | None = None) -> dict:
+def page_data(result: PageResult | InspectResult, layer: int | None = None) -> dict:
     """The JSON blob page.js reads: the model, the tokens, the packed weights of every row, and
-    the exact rows and steps of the query."""
-    r = result.inspect
+    the exact rows and steps of the query. From an `InspectResult` alone (a notebook's), only
+    the query's rows are there (`rows`), over its units (tokens or words)."""
+    if isinstance(result, PageResult):
+        r, weights, visible, query, rows = result.inspect, result.weights, result.visible, result.query, None
+    else:
+        r = result
+        query = next(i for i, u in enumerate(r.units) if r.query.token_indices[0] in u.token_indices)
+        weights, visible = _query_rows(r, query)
+        rows = [query]
     m = r.model
-    layers, heads, seq, _ = result.weights.shape
+    layers, heads, seq, _ = weights.shape
+    start = layers - 1 if layer is None else layer
+    labels = r.tokens if rows is None else r.units
     return {
         "format": FORMAT,
         "model": {
@@ -63,18 +74,31 @@ def page_data(result: PageResult, layer: int | None = None) -> dict:
             "causal": m.causal, "scale": _number(m.scale if m.scale is not None else 1 / math.sqrt(m.head_dim)), "softcap": m.attn_softcap,
             "rotary": m.rotary,
         },
-        "tokens": [printable(t.text) for t in r.tokens],
-        "special": [t.special for t in r.tokens],
-        "query": result.query,
+        "tokens": [printable(t.text) for t in labels],
+        "special": [t.special for t in labels],
+        "query": query,
         "query_text": printable(r.query.text),
+        "rows": rows,  # the query rows the page holds; None: every row
         "notes": [printable(n) for n in r.notes],
-        "weights": _packed_weights(result.weights, result.visible),
+        "weights": _packed_weights(weights, visible),
         "keys": _packed_keys(r),
         "layer_info": [{"layer": lr.layer, "window": lr.window, "adjusts": lr.adjusts} for lr in r.layers],
         "exact": [[_exact_head(h) for h in lr.heads] for lr in r.layers],  # per layer: heads 0…H-1, then the mean
-        "start_layer": layers - 1 if layer is None else layer,
-        "auto_head": _auto_head(result, layers - 1 if layer is None else layer),
+        "start_layer": start,
+        "auto_head": _auto_head(r, start, query),
     }
+
+
+def _query_rows(r: InspectResult, query: int) -> tuple[np.ndarray, np.ndarray]:
+    """An `InspectResult`'s rows as the page's (layers, heads, units, units) weights and
+    (layers, units, units) visibility, the query's row filled and every other row masked."""
+    units, heads = len(r.units), len(r.layers[0].heads) - 1
+    weights = np.zeros((len(r.layers), heads, units, units), np.float32)
+    visible = np.zeros((len(r.layers), units, units), bool)
+    for i, lr in enumerate(r.layers):
+        weights[i, :, query] = np.stack([h.weights for h in lr.heads[:heads]])
+        visible[i, query] = True if lr.visible is None else lr.visible
+    return weights, visible
 
 
 def centi(weights: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
@@ -94,6 +118,8 @@ def _packed_weights(weights: np.ndarray, visible: np.ndarray | None) -> dict:
 def _packed_keys(r) -> dict | None:
     """Each layer's keys as they enter Q·Kᵀ (after RoPE), per key/value head: float16
     (layers, kv_heads, seq, head_dim), deflated, base64. None without steps."""
+    if r.level != "token":
+        return None  # the keys are per token, the rows per word
     per_layer = []
     for lr in r.layers:
         kv = {}
@@ -123,11 +149,16 @@ def _exact_head(h) -> dict:
     return out
 
 
-def _auto_head(result: PageResult, layer: int) -> int:
-    """The head the page opens on: in `layer`, the one whose query row sends the most weight to
-    other words (what `attn inspect --head auto` picks)."""
-    rows = np.stack([h.weights for h in result.inspect.layers[layer].heads if h.head != "mean"])
-    return auto_head(rows, result.inspect.tokenization, resolve_query(result.inspect.tokenization, query_index=result.query), result.inspect.model.causal)
+def _auto_head(r: InspectResult, layer: int, query: int) -> int:
+    """The head the page opens on: the one `--head` chose, else in `layer` the one whose query
+    row sends the most weight to other words (what `attn inspect --head auto` picks)."""
+    shown = r.layers[layer]
+    if len(shown.focus) == 1 and isinstance(shown.focus[0], int):
+        return shown.focus[0]
+    rows = np.stack([h.weights for h in shown.heads if h.head != "mean"])
+    if r.level != "token":
+        return int(np.argmax(rows.max(axis=1)))  # over words: the head most focused on one word
+    return auto_head(rows, r.tokenization, resolve_query(r.tokenization, query_index=query), r.model.causal)
 
 
 def _numbers(x: np.ndarray) -> list:

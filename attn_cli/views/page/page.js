@@ -54,6 +54,8 @@
   const visible = (l, i, j) => packed[((l * H) * S + i) * S + j] !== MASKED;
   const centi = (l, h, i, j) => packed[((l * H + h) * S + i) * S + j];
   const exact = () => state.query === data.query; // the query whose rows and steps are kept whole
+  const held = (i) => data.rows === null || data.rows.includes(i); // a notebook's InspectResult holds its query's rows only
+  const layerName = (l) => data.layer_info[l].layer;
 
   // The weights of the selected query in head h (a number, or "mean"): exact numbers for the
   // page's query, else the stored 0.01 steps (the mean of those for "mean"). null where masked.
@@ -75,12 +77,15 @@
   // --- the page's skeleton --------------------------------------------------------------------
   root.append(el("h1", {}, `${M.name} · ${M.architecture}, ${L} layers × ${H} heads${M.kv_heads !== H ? ` (${M.kv_heads} key/value heads)` : ""} · query "${data.query_text}"`));
   root.append(el("p", { class: "note" },
-    `Every query's weights are stored rounded to 0.01 (8 bits each); the rows of the query "${data.tokens[data.query]}" ` +
-    "and its steps are the exact float32 numbers (hover a number for more digits). Hover or click a token on the left to make it the query."));
+    data.rows === null
+      ? `Every query's weights are stored rounded to 0.01 (8 bits each); the rows of the query "${data.tokens[data.query]}" ` +
+        "and its steps are the exact float32 numbers (hover a number for more digits). Hover or click a token on the left to make it the query."
+      : `This result holds the rows of the query "${data.query_text}" only, exact (hover a number for more digits); ` +
+        "attn plot -o page.html writes a page that holds every token's."));
   for (const n of data.notes) root.append(el("p", { class: "note" }, n));
   const controls = el("div", { class: "controls" });
   const layerSelect = el("select", { class: "layer", "aria-label": "Layer" });
-  for (let l = 0; l < L; l++) layerSelect.append(el("option", { value: String(l) }, String(l)));
+  for (let l = 0; l < L; l++) layerSelect.append(el("option", { value: String(l) }, String(layerName(l))));
   const headSelect = el("select", { class: "head", "aria-label": "Head" });
   for (let h = 0; h < H; h++) headSelect.append(el("option", { value: String(h) }, String(h)));
   headSelect.append(el("option", { value: "mean" }, "mean"), el("option", { value: "all" }, "all"));
@@ -97,7 +102,7 @@
   headView.append(left, lines, right);
   for (let i = 0; i < S; i++) {
     for (const [col, side] of [[left, "q"], [right, "k"]]) {
-      const t = el("div", { class: "tok" + (data.special[i] ? " special" : ""), "data-i": String(i), "data-side": side, title: `${i}: ${data.tokens[i]}` }, data.tokens[i]);
+      const t = el("div", { class: "tok" + (data.special[i] ? " special" : "") + (side === "q" && !held(i) ? " inactive" : ""), "data-i": String(i), "data-side": side, title: `${i}: ${data.tokens[i]}` }, data.tokens[i]);
       col.append(t);
     }
   }
@@ -138,7 +143,7 @@
   function drawNumbers() {
     const h = shownHead(), w = row(state.layer, h, state.query);
     const what = state.head === "all" ? "the mean over heads" : h === "mean" ? "the mean over heads" : `head ${h}`;
-    numbers.firstChild.textContent = `Weights of "${data.tokens[state.query]}" (token ${state.query}) · layer ${state.layer}, ${what}` + (exact() ? "" : " (rounded to 0.01)");
+    numbers.firstChild.textContent = `Weights of "${data.tokens[state.query]}" (${data.rows === null ? "token" : "row"} ${state.query}) · layer ${layerName(state.layer)}, ${what}` + (exact() ? "" : " (rounded to 0.01)");
     const order = [...w.keys()].filter((j) => w[j] !== null).sort((a, b) => w[b] - w[a] || a - b).slice(0, 5);
     topList.replaceChildren(...order.map((j) => el("li", { "data-j": String(j) }, `${data.tokens[j]} ${fmt(w[j], 2)}`)));
     weightsTable.replaceChildren();
@@ -157,14 +162,17 @@
     modelView.replaceChildren(el("div", { class: "label" }, "L\\H"));
     for (let h = 0; h < H; h++) modelView.append(el("div", { class: "label" }, String(h)));
     for (let l = 0; l < L; l++) {
-      modelView.append(el("div", { class: "label" }, String(l)));
+      modelView.append(el("div", { class: "label" }, String(layerName(l))));
+      const shown = data.rows === null ? [...Array(S).keys()] : data.rows; // the rows drawn: every query, or the one held
       for (let h = 0; h < H; h++) {
-        const c = el("canvas", { width: String(S), height: String(S), "data-layer": String(l), "data-head": String(h), title: `layer ${l}, head ${h}` });
-        const ctx = c.getContext("2d"), img = ctx.createImageData(S, S);
-        for (let i = 0; i < S; i++) for (let j = 0; j < S; j++) {
-          const v = centi(l, h, i, j), p = 4 * (i * S + j);
-          const [r, g, b] = v === MASKED ? [154, 154, 154] : heat(v / 100);
-          img.data[p] = r; img.data[p + 1] = g; img.data[p + 2] = b; img.data[p + 3] = 255;
+        const c = el("canvas", { width: String(S), height: String(shown.length), "data-layer": String(l), "data-head": String(h), title: `layer ${layerName(l)}, head ${h}`,
+          class: shown.length < S ? "strip" : "" });
+        const ctx = c.getContext("2d"), img = ctx.createImageData(S, shown.length);
+        for (const [r, i] of shown.entries()) for (let j = 0; j < S; j++) {
+          const v = centi(l, h, i, j), p = 4 * (r * S + j);
+          const w = data.rows === null ? v / 100 : data.exact[l][h].w[j];
+          const [red, green, blue] = v === MASKED ? [225, 225, 225] : heat(w);
+          img.data[p] = red; img.data[p + 1] = green; img.data[p + 2] = blue; img.data[p + 3] = 255;
         }
         ctx.putImageData(img, 0, 0);
         c.addEventListener("click", () => { state.layer = l; state.head = h; update(); });
@@ -194,10 +202,11 @@
     }
     const e = data.exact[l][h], info = data.layer_info[l], scale = M.scale, d = M.head_dim;
     const key = state.key !== null && visible(l, state.query, state.key) ? state.key : null;
-    stepsBox.append(el("p", { class: "note" }, `Layer ${l}, head ${h}` + (M.kv_heads !== H ? ` reads key/value head ${e.kv} (grouped-query attention: ${H / M.kv_heads} query heads share it)` : "") +
+    if (!e.qk) { stepsBox.append(el("p", { class: "note" }, "The scores are per token: this result is at word level.")); return; }
+    stepsBox.append(el("p", { class: "note" }, `Layer ${layerName(l)}, head ${h}` + (M.kv_heads !== H ? ` reads key/value head ${e.kv} (grouped-query attention: ${H / M.kv_heads} query heads share it)` : "") +
       `. Step 1: q and k (${M.rotary ? "after RoPE, " : ""}d_k = ${d}); step 2: Q·K, scaled by ${Math.abs(scale * Math.sqrt(d) - 1) < 1e-6 ? "1/√d_k" : scale}, ` +
       (info.adjusts ? `then the ${info.adjusts} column the model adds, ` : "") + "softmax; step 3: Σ weights·v."));
-    stepsBox.append(vector("q =", e.q));
+    if (e.q) stepsBox.append(vector("q =", e.q));
     if (key !== null && keys) stepsBox.append(vector(`k(${data.tokens[key]}) ≈`, keyVector(l, e.kv, key)));
     const table = el("table"), head = el("tr");
     for (const name of ["#", "key", "Q·K", "Q·K/√d_k", ...(e.adj ? [info.adjusts] : []), "softmax"]) head.append(el("th", {}, name));
@@ -211,8 +220,8 @@
     }
     stepsBox.append(table);
     if (e.out) stepsBox.append(vector("Σ weights·v =", e.out));
-    if (key !== null && keys) drawNeurons(e, keyVector(l, e.kv, key), key);
-    else stepsBox.append(el("p", { class: "note" }, "Click a key (in the weights or this table) for its k vector and the neuron view."));
+    if (key !== null && keys && e.q) drawNeurons(e, keyVector(l, e.kv, key), key);
+    else if (keys && e.q) stepsBox.append(el("p", { class: "note" }, "Click a key (in the weights or this table) for its k vector and the neuron view."));
   }
 
   // The neuron view: q ⊙ k per dimension (after RoPE), whose sum is Q·K.
@@ -238,14 +247,14 @@
     drawNumbers();
     for (const c of modelView.querySelectorAll("canvas")) c.classList.toggle("selected", Number(c.dataset.layer) === state.layer && String(state.head) === c.dataset.head);
     drawSteps();
-    status.textContent = `layer ${state.layer} · head ${state.head} · query "${data.tokens[state.query]}"`;
+    status.textContent = `layer ${layerName(state.layer)} · head ${state.head} · query "${data.tokens[state.query]}"`;
   }
 
   // --- events ---------------------------------------------------------------------------------
   layerSelect.addEventListener("change", () => { state.layer = Number(layerSelect.value); update(); });
   headSelect.addEventListener("change", () => { const v = headSelect.value; state.head = v === "mean" || v === "all" ? v : Number(v); update(); });
   for (const t of left.children) {
-    const pick = () => { if (state.query !== Number(t.dataset.i)) { state.query = Number(t.dataset.i); state.key = null; update(); } };
+    const pick = () => { if (held(Number(t.dataset.i)) && state.query !== Number(t.dataset.i)) { state.query = Number(t.dataset.i); state.key = null; update(); } };
     t.addEventListener("mouseenter", pick);
     t.addEventListener("click", pick);
   }
