@@ -118,3 +118,24 @@ def test_two_notebook_outputs_run_each_in_its_frame(browser, tmp_path):  # noqa:
     assert first.get_by_label("Layer").input_value() == "0"  # untouched by the other output
     assert opened.errors == []
     p.close()
+
+
+def test_the_neuron_view_is_q_times_k_after_rope_per_dimension(browser, tmp_path):  # noqa: F811
+    import numpy as np
+    from option_registry import ref
+
+    r = ref("llama", 0)  # 4 query heads share 2 key/value heads; RoPE
+    out = tmp_path / "llama.html"
+    invoke("plot", str(r["text"]), "-m", str(TINY / "llama"), "-i", "3", "-o", str(out))
+    opened = Opened(browser, out)
+    p = opened.page
+    p.get_by_label("Layer").select_option("1")
+    p.get_by_label("Head").select_option("3")
+    p.locator('.steps table tr[data-j="2"]').click()
+    assert "reads key/value head 1 (grouped-query attention: 2 query heads share it)" in p.locator(".steps").inner_text()
+    shown = [float(t.rsplit("= ", 1)[1]) for t in p.locator("svg.neuron-view rect title").all_text_contents()]
+    want = r["q"][1, 3, 3] * r["k"][1, 1, 2]  # per dimension, after RoPE: head 3 reads kv head 1
+    np.testing.assert_allclose(shown, want, atol=2e-3, rtol=2e-3)  # k is float16 in the page
+    assert f"Q·K = {float(want.sum()):.2f}" in p.locator(".steps").inner_text()
+    assert opened.errors == []
+    p.close()
