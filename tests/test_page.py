@@ -7,6 +7,7 @@ are transformers' keys after RoPE. What the browser makes of them: test_page_bro
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,24 @@ def test_a_128_token_minilm_page_is_under_5_mb(tmp_path):
     blob = page_blob(out)
     assert len(blob["tokens"]) >= 128 and unpacked(blob["weights"]).shape == (6, 12, len(blob["tokens"]), len(blob["tokens"]))
     assert out.stat().st_size < 5_000_000
+
+
+@covers("generate --html")
+def test_generate_html_holds_each_written_tokens_row(tmp_path):
+    from test_generate import tied_copy
+
+    folder = tied_copy("llama", tmp_path)
+    out = tmp_path / "written.html"
+    # the row of the position before the 3rd written token, as generate's own inspect view computes it
+    doc = json.loads(invoke("generate", "The cat sat.", "-m", str(folder), "-n", "4", "--html", str(out), "--json").stdout)
+    third = doc["steps"][2]["position"] - 1
+    view = json.loads(invoke("generate", "The cat sat.", "-m", str(folder), "-n", "4", "-i", str(third), "--layer", "all", "--head", "all", "--json").stdout)
+    blob = page_blob(out)
+    assert [(w["position"], w["text"]) for w in blob["written"]] == [(s["position"], s["text"]) for s in doc["steps"]]
+    assert blob["query"] == doc["prompt_tokens"] - 1 and len(blob["tokens"]) == len(doc["tokens"])
+    weights = unpacked(blob["weights"])
+    for layer in view["layers"]:
+        for h in layer["heads"][:-1]:
+            row, want = weights[layer["layer"], h["head"], third], np.array(h["weights"])
+            seen = np.array(layer["visible"])
+            assert (row[~seen] == 255).all() and np.all(np.abs(row[seen] / 100 - want[seen]) <= 0.005 + 1e-6)

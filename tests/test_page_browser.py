@@ -139,3 +139,26 @@ def test_the_neuron_view_is_q_times_k_after_rope_per_dimension(browser, tmp_path
     assert f"Q·K = {float(want.sum()):.2f}" in p.locator(".steps").inner_text()
     assert opened.errors == []
     p.close()
+
+
+def test_the_step_slider_of_generate_html_walks_the_written_tokens(browser, tmp_path):  # noqa: F811
+    import json
+
+    from test_generate import tied_copy
+
+    folder = tied_copy("llama", tmp_path)
+    out = tmp_path / "written.html"
+    doc = json.loads(invoke("generate", "The cat sat.", "-m", str(folder), "-n", "4", "--html", str(out), "--json").stdout)
+    opened = Opened(browser, out)
+    p = opened.page
+    assert p.locator(".column.left .tok.query").get_attribute("data-i") == str(doc["prompt_tokens"] - 1)
+    p.get_by_label("Step").fill("2")  # the third written token
+    chooser = doc["steps"][2]["position"] - 1
+    assert p.locator(".column.left .tok.query").get_attribute("data-i") == str(chooser)
+    assert f'step 3 of 4: wrote "{doc["steps"][2]["text"]}"' in p.locator(".stepnote").inner_text()
+    p.get_by_label("Head").select_option("1")
+    view = json.loads(invoke("generate", "The cat sat.", "-m", str(folder), "-n", "4", "-i", str(chooser), "--head", "all", "--json").stdout)
+    layer = view["layers"][0]
+    assert opened.weights() == [f"{w:.2f}" if seen else "masked" for w, seen in zip(layer["heads"][1]["weights"], layer["visible"])]
+    assert opened.errors == []
+    p.close()

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..loading.model import Model
 from ..records import frozen
-from .explore import trace_text
+from .explore import TracedText, trace_text, trace_tokens
 from .result import InspectResult
 
 MAX_PAGE_TOKENS = 256  # every map of a 256-token text of a 30-layer model: 0.3 GB in float32 while the page is built
@@ -32,6 +32,7 @@ class PageResult:
     weights: np.ndarray
     visible: np.ndarray | None
     query: int
+    written: tuple[tuple[int, str, float], ...] | None = None  # `generate --html`: each written token's (position, text, log-probability)
 
     def __repr__(self) -> str:
         layers, heads, seq, _ = self.weights.shape
@@ -41,13 +42,25 @@ class PageResult:
 def page(model: Model, text: str, query: str | None = None, query_index: int | None = None, truncate: bool = False) -> PageResult:
     """One forward pass over `text`, kept for the page. The text may be up to `MAX_PAGE_TOKENS`
     tokens long: the page holds seq² weights per head."""
-    traced = trace_text(model, text, truncate=truncate)
+    return _kept(trace_text(model, text, truncate=truncate), query, query_index)
+
+
+def written_page(model: Model, result) -> PageResult:
+    """The page of what `generate` wrote (a `GenerateResult`): the prompt and every written
+    token in one pass (the KV cache's numbers are the full pass's), its query the position that
+    chose the first written token, and each step's token kept for the page's slider."""
+    traced = trace_tokens(model, result.tokenization)
+    kept = _kept(traced, None, result.prompt_tokens - 1, "generate fewer tokens (-n), or shorten the prompt")
+    return PageResult(kept.inspect, kept.weights, kept.visible, kept.query, tuple((s.position, s.text, s.logprob) for s in result.steps))
+
+
+_SHORTEN = "shorten the text, or add --static for the table of the query's rows"
+
+
+def _kept(traced: TracedText, query: str | None, query_index: int | None, fix: str = _SHORTEN) -> PageResult:
     seq = len(traced.tokenization.tokens)
     if seq > MAX_PAGE_TOKENS:
-        raise InputError(
-            f"the interactive page holds texts of up to {MAX_PAGE_TOKENS} tokens; this one has {seq}",
-            "shorten the text, or add --static for the table of the query's rows",
-        )
+        raise InputError(f"the interactive page holds texts of up to {MAX_PAGE_TOKENS} tokens; this one has {seq}", fix)
     first = traced.resolve(query, query_index).token_indices[0]
     result = traced.inspect(query_index=first, layer="all", head="all", steps=True)
     maps = [trace.rows()[2] for trace in traced.traces]  # each (heads, seq, seq)

@@ -56,8 +56,11 @@ def page_data(result: PageResult | InspectResult, layer: int | None = None) -> d
     """The JSON blob page.js reads: the model, the tokens, the packed weights of every row, and
     the exact rows and steps of the query. From an `InspectResult` alone (a notebook's), only
     the query's rows are there (`rows`), over its units (tokens or words)."""
+    written = None
     if isinstance(result, PageResult):
         r, weights, visible, query, rows = result.inspect, result.weights, result.visible, result.query, None
+        if result.written is not None:
+            written = [{"position": p, "text": printable(t), "logprob": _number(lp)} for p, t, lp in result.written]
     else:
         r = result
         query = next(i for i, u in enumerate(r.units) if r.query.token_indices[0] in u.token_indices)
@@ -79,6 +82,7 @@ def page_data(result: PageResult | InspectResult, layer: int | None = None) -> d
         "query": query,
         "query_text": printable(r.query.text),
         "rows": rows,  # the query rows the page holds; None: every row
+        "written": written,  # `generate --html`: each written token (the row of the position before it chose it)
         "notes": [printable(n) for n in r.notes],
         "weights": _packed_weights(weights, visible),
         "keys": _packed_keys(r),

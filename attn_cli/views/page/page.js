@@ -92,7 +92,17 @@
   const layerLabel = el("label", {}, "Layer "), headLabel = el("label", {}, "Head ");
   layerLabel.append(layerSelect); headLabel.append(headSelect);
   const status = el("span", { class: "status note" });
-  controls.append(layerLabel, headLabel, status);
+  controls.append(layerLabel, headLabel);
+  // generate --html: a slider over the written tokens; step k is the row of the position that chose token k
+  const written = data.written || [];
+  const slider = el("input", { type: "range", class: "step", "aria-label": "Step", min: "0", max: String(Math.max(0, written.length - 1)), value: "0" });
+  const stepNote = el("span", { class: "stepnote" });
+  if (written.length) {
+    const stepLabel = el("label", {}, "Step ");
+    stepLabel.append(slider);
+    controls.append(stepLabel, stepNote);
+  }
+  controls.append(status);
   root.append(controls);
 
   const panels = el("div", { class: "panels" });
@@ -247,10 +257,14 @@
     drawNumbers();
     for (const c of modelView.querySelectorAll("canvas")) c.classList.toggle("selected", Number(c.dataset.layer) === state.layer && String(state.head) === c.dataset.head);
     drawSteps();
+    const k = written.findIndex((s) => s.position - 1 === state.query);
+    if (k >= 0) slider.value = String(k);
+    stepNote.textContent = k >= 0 ? `step ${k + 1} of ${written.length}: wrote "${written[k].text}" (p = ${Math.exp(written[k].logprob).toFixed(2)})` : "";
     status.textContent = `layer ${layerName(state.layer)} · head ${state.head} · query "${data.tokens[state.query]}"`;
   }
 
   // --- events ---------------------------------------------------------------------------------
+  slider.addEventListener("input", () => { state.query = written[Number(slider.value)].position - 1; state.key = null; update(); });
   layerSelect.addEventListener("change", () => { state.layer = Number(layerSelect.value); update(); });
   headSelect.addEventListener("change", () => { const v = headSelect.value; state.head = v === "mean" || v === "all" ? v : Number(v); update(); });
   for (const t of left.children) {
