@@ -12,9 +12,10 @@
     >>> traces = list(model.trace(attn.tokenize(model, "The cat sat.").ids, interventions=silenced))  # any pass, changed
 
 Every result shows itself in a notebook (`_repr_html_`: the interactive page for `inspect` and
-`page`, the command's screen for the others, each in a sandboxed iframe) and a short `repr`
-(arrays as their shape); `attn.show(result)` opens it in the browser. `attn.page(model, text, query=...)` keeps
-every row of every head, for the page that lets the reader pick any query token.
+`page`, the command's screen for the others, each in a sandboxed iframe) and has a short
+`repr` (arrays as their shape); `attn.show(result)` opens it in the browser.
+`attn.page(model, text, query=...)` keeps every row of every head, for the page that lets the
+reader pick any query token.
 
 Every function raises `attn_cli.errors.AttnError` subclasses (`InputError`, `QueryNotFound`,
 `ModelError`) with `.message` and `.fix`; none prints anything.

@@ -31,9 +31,9 @@ VIEWS = ("heads", "grid")
     epilog=(
         "[bold]Examples[/bold]\n\n"
         f'  attn plot "{SENTENCE}" -q making -o making.png\n\n'
-        f'  attn plot "{SENTENCE}" -q making -o making.html    (the interactive page)\n\n'
+        f'  attn plot "{SENTENCE}" -q making -o making.html\n\n'
         '  attn plot "The cat sat on the mat because it was tired." -q it --view grid --target cat -o it-cat.svg\n\n'
-        '  attn plot "The cat sat." -q cat --layer 0 --level word -o cat.html\n\n'
+        '  attn plot "The cat sat." -q cat --layer 0 --level word --static -o cat.html\n\n'
         "  attn stats --file sample_inputs/sentences.txt --json > stats.json && attn plot --stats stats.json --metric first_token -o sinks.png"
     )
 )
