@@ -37,6 +37,8 @@
     return STOPS[STOPS.length - 1][1];
   }
 
+  const HEAT = Array.from({ length: 101 }, (_, v) => heat(v / 100)); // the colour of each stored hundredth, computed once
+
   async function inflate(b64) {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
@@ -180,8 +182,7 @@
         const ctx = c.getContext("2d"), img = ctx.createImageData(S, shown.length);
         for (const [r, i] of shown.entries()) for (let j = 0; j < S; j++) {
           const v = centi(l, h, i, j), p = 4 * (r * S + j);
-          const w = data.rows === null ? v / 100 : data.exact[l][h].w[j];
-          const [red, green, blue] = v === MASKED ? [225, 225, 225] : heat(w);
+          const [red, green, blue] = v === MASKED ? [225, 225, 225] : data.rows === null ? HEAT[v] : heat(data.exact[l][h].w[j]);
           img.data[p] = red; img.data[p + 1] = green; img.data[p + 2] = blue; img.data[p + 3] = 255;
         }
         ctx.putImageData(img, 0, 0);
