@@ -76,7 +76,7 @@ def stats(model: Model, texts: Iterable[str] | str, threshold: float = 0.5) -> S
 
 
 def page(model: Model, text: str, query: str | None = None, query_index: int | None = None, truncate: bool = False) -> PageResult:
-    """Every row of every head of `text` (up to 256 tokens) and the query's steps: what
+    """Every row of every head of `text` (up to 256 tokens; beyond, the query's rows only) and the query's steps: what
     `attn plot TEXT -q WORD -o page.html` writes, shown by a notebook or `show`."""
     return _page(model, text, query, query_index, truncate)
 

@@ -114,3 +114,21 @@ def test_generate_html_holds_each_written_tokens_row(tmp_path):
             row, want = weights[layer["layer"], h["head"], third], np.array(h["weights"])
             seen = np.array(layer["visible"])
             assert (row[~seen] == 255).all() and np.all(np.abs(row[seen] / 100 - want[seen]) <= 0.005 + 1e-6)
+
+
+def test_a_text_over_256_tokens_keeps_the_querys_rows(tmp_path, model):
+    import attn_cli as attn
+
+    words = (Path(__file__).parent.parent / "sample_inputs" / "sentences.txt").read_text(encoding="utf-8").split() * 5
+    text = " ".join(words[:290])
+    assert 256 < len(attn.tokenize(model, text).tokens) <= 512
+    out = tmp_path / "long.html"
+    invoke("plot", text, "-q", "it", "-o", str(out))
+    blob = page_blob(out)
+    r = attn.inspect(model, text, query="it", layer="all", head="all")
+    query = r.query.token_indices[0]
+    assert blob["rows"] == [query] and blob["keys"] is None and any("tokens long: the page holds the query's rows only" in n for n in blob["notes"])
+    for layer in r.layers:
+        for h in layer.heads[:-1]:
+            np.testing.assert_array_equal(np.float32(blob["exact"][layer.layer][h.head]["w"]), h.weights)
+    assert (np.delete(unpacked(blob["weights"]), query, axis=2) == 255).all()

@@ -23,7 +23,7 @@ from importlib import resources
 import numpy as np
 
 from ...compute.inspect import auto_head
-from ...compute.page import PageResult
+from ...compute.page import MAX_PAGE_TOKENS, PageResult
 from ...compute.query import resolve_query
 from ...compute.result import InspectResult
 from ..text import printable
@@ -57,13 +57,18 @@ def page_data(result: PageResult | InspectResult, layer: int | None = None) -> d
     """The JSON blob page.js reads: the model, the tokens, the packed weights of every row, and
     the exact rows and steps of the query. From an `InspectResult` alone (a notebook's), only
     the query's rows are there (`rows`), over its units (tokens or words)."""
-    written = None
-    if isinstance(result, PageResult):
+    written, notes = None, []
+    if isinstance(result, PageResult) and result.weights is not None:
         r, weights, visible, query, rows = result.inspect, result.weights, result.visible, result.query, None
         if result.written is not None:
             written = [{"position": p, "text": printable(t), "logprob": _number(lp)} for p, t, lp in result.written]
     else:
-        r = result
+        r = result.inspect if isinstance(result, PageResult) else result
+        if isinstance(result, PageResult):
+            why = f"every token's rows up to {MAX_PAGE_TOKENS} tokens"
+            notes = [f"The text is {len(r.tokens)} tokens long: the page holds the query's rows only, without its steps ({why})."]
+        else:
+            notes = ["This result holds the query's rows only: attn.page(model, text, query=...) holds every token's."]
         query = next(i for i, u in enumerate(r.units) if r.query.token_indices[0] in u.token_indices)
         weights, visible = _query_rows(r, query)
         rows = [query]
@@ -84,7 +89,7 @@ def page_data(result: PageResult | InspectResult, layer: int | None = None) -> d
         "query_text": printable(r.query.text),
         "rows": rows,  # the query rows the page holds; None: every row
         "written": written,  # `generate --html`: each written token (the row of the position before it chose it)
-        "notes": [printable(n) for n in r.notes],
+        "notes": [printable(n) for n in r.notes] + notes,
         "weights": _packed_weights(weights, visible),
         "keys": _packed_keys(r),
         "layer_info": [{"layer": lr.layer, "window": lr.window, "adjusts": lr.adjusts} for lr in r.layers],

@@ -82,8 +82,7 @@
     data.rows === null
       ? `Every query's weights are stored rounded to 0.01 (8 bits each); the rows of the query "${data.tokens[data.query]}" ` +
         "and its steps are the exact float32 numbers (hover a number for more digits). Hover or click a token on the left to make it the query."
-      : `This result holds the rows of the query "${data.query_text}" only, exact (hover a number for more digits); ` +
-        "attn plot -o page.html writes a page that holds every token's."));
+      : `The rows of the query "${data.query_text}", exact (hover a number for more digits).`));
   for (const n of data.notes) root.append(el("p", { class: "note" }, n));
   const controls = el("div", { class: "controls" });
   const layerSelect = el("select", { class: "layer", "aria-label": "Layer" });
