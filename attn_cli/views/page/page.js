@@ -153,7 +153,7 @@
 
   function drawNumbers() {
     const h = shownHead(), w = row(state.layer, h, state.query);
-    const what = state.head === "all" ? "the mean over heads" : h === "mean" ? "the mean over heads" : `head ${h}`;
+    const what = h === "mean" ? "the mean over heads" : `head ${h}`; // "all" draws every head's lines; its numbers are the mean
     numbers.firstChild.textContent = `Weights of "${data.tokens[state.query]}" (${data.rows === null ? "token" : "row"} ${state.query}) · layer ${layerName(state.layer)}, ${what}` + (exact() ? "" : " (rounded to 0.01)");
     const order = [...w.keys()].filter((j) => w[j] !== null).sort((a, b) => w[b] - w[a] || a - b).slice(0, 5);
     topList.replaceChildren(...order.map((j) => el("li", { "data-j": String(j) }, `${data.tokens[j]} ${fmt(w[j], 2)}`)));
