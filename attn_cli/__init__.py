@@ -27,6 +27,7 @@ _API = (
     "Knockout",
     "LensResult",
     "Model",
+    "PageResult",
     "RolloutResult",
     "StatsResult",
     "Tokenization",
@@ -39,7 +40,9 @@ _API = (
     "knockout",
     "lens",
     "load_model",
+    "page",
     "rollout",
+    "show",
     "stats",
     "tokenize",
 )

@@ -30,7 +30,7 @@ def html_cells(path) -> list[list[float | None]]:
 def test_html_cells_are_the_query_row_of_every_head(tmp_path):
     r = ref("gpt2", 1)
     out = tmp_path / "p.html"
-    assert invoke("plot", str(r["text"]), "-m", str(TINY / "gpt2"), "-i", "3", "--layer", "0", "-o", str(out)).stdout == f"{out}\n"
+    assert invoke("plot", str(r["text"]), "-m", str(TINY / "gpt2"), "-i", "3", "--layer", "0", "--static", "-o", str(out)).stdout == f"{out}\n"
     cells = html_cells(out)
     assert len(cells) == 8 and all(len(row) == 5 for row in cells)  # tokens × (heads + mean)
     for j, row in enumerate(cells):
@@ -45,7 +45,7 @@ def test_html_cells_are_the_query_row_of_every_head(tmp_path):
 def test_html_word_level_sums_split_words(tmp_path):
     r = ref("llama", 1)  # "Every" is tokens 1 and 2
     out = tmp_path / "p.html"
-    invoke("plot", str(r["text"]), "-m", str(TINY / "llama"), "-q", "looks", "--level", "word", "-o", str(out))
+    invoke("plot", str(r["text"]), "-m", str(TINY / "llama"), "-q", "looks", "--level", "word", "--static", "-o", str(out))
     cells = html_cells(out)
     groups = [[0], [1, 2], *[[j] for j in range(3, 10)]]
     assert len(cells) == len(groups)
@@ -62,9 +62,9 @@ def test_html_word_level_sums_split_words(tmp_path):
 def test_grid_view_weight_and_entropy(tmp_path):
     r = ref("bert", 0)
     out = tmp_path / "g.html"
-    invoke("plot", str(r["text"]), "-m", str(TINY / "bert"), "-q", "sat", "--view", "grid", "--metric", "weight", "--target", "cat", "-o", str(out))
+    invoke("plot", str(r["text"]), "-m", str(TINY / "bert"), "-q", "sat", "--view", "grid", "--metric", "weight", "--target", "cat", "--static", "-o", str(out))
     assert np.allclose(html_cells(out), r["attentions"][:, :, 3, 2], atol=6e-5)
-    invoke("plot", str(r["text"]), "-m", str(TINY / "bert"), "-q", "sat", "--view", "grid", "--metric", "entropy", "-o", str(out))
+    invoke("plot", str(r["text"]), "-m", str(TINY / "bert"), "-q", "sat", "--view", "grid", "--metric", "entropy", "--static", "-o", str(out))
     p = r["attentions"][:, :, 3].astype(np.float64)
     h = -(p * np.log(p)).sum(axis=-1)
     # focus = 1 - H / ln(keys the query sees): 1 is one-hot, 0 uniform (an encoder sees them all)

@@ -200,7 +200,8 @@ def test_entropy_is_drawn_as_focus_over_the_keys_the_query_sees(tmp_path):
     np.testing.assert_allclose(result.focus, 1 - result.values / np.log(4), rtol=1e-6)
     assert result.focus.min() > 0  # no head spreads evenly, so none is drawn as no focus at all
     out = tmp_path / "grid.html"
-    assert invoke("plot", "The cat sat on the mat.", "-q", "sat", "--view", "grid", "--metric", "entropy", "-o", str(out), "-m", LLAMA).exit_code == 0
+    args = ["--view", "grid", "--metric", "entropy", "--static", "-o", str(out), "-m", LLAMA]
+    assert invoke("plot", "The cat sat on the mat.", "-q", "sat", *args).exit_code == 0
     page = out.read_text()
     assert "focus = 1 − H/ln n (entropy H in nats over the n keys the query sees: 4)" in page and "1 (focus)" in page
 
@@ -227,14 +228,14 @@ def test_plot_writes_through_a_symlink_and_refuses_a_read_only_file(tmp_path):
     link.symlink_to(target)
     args = ["plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o"]
     assert invoke(*args, str(link)).exit_code == 0
-    assert link.is_symlink() and "<table>" in target.read_text()
+    assert link.is_symlink() and "class=\"attn-page\"" in target.read_text()
     target.write_text("old")
     target.chmod(0o444)
     refused = invoke(*args, str(target))
     if not os.access(target, os.W_OK):  # root may write anything, as the shell's > does
         assert refused.exit_code == ExitStatus.USAGE and "read-only" in refused.stderr and target.read_text() == "old"
     assert invoke(*args, str(target), "--force").exit_code == 0
-    assert "<table>" in target.read_text()
+    assert "attn-page" in target.read_text()
 
 
 PLOT = ["plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o"]
@@ -286,7 +287,7 @@ def test_a_file_system_that_refuses_files_is_an_output_failure_even_for_root(tmp
 def test_a_file_name_as_long_as_the_file_system_takes_can_be_written(tmp_path):
     longest = tmp_path / ("g" * 250 + ".html")  # 255 bytes, ext4's limit: the temporary name must be shorter
     assert invoke(*PLOT, str(longest)).exit_code == 0
-    assert [p.name for p in tmp_path.iterdir()] == [longest.name] and "<table>" in longest.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name] and "attn-page" in longest.read_text()
     too_long = invoke(*PLOT, str(tmp_path / ("g" * 251 + ".html")))
     assert too_long.exit_code == ExitStatus.OUTPUT, too_long.output
     assert "File name too long — choose a shorter file name" in too_long.stderr

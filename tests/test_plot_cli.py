@@ -26,7 +26,7 @@ def html_cells(path) -> list[str]:
 
 def test_grid_html_holds_the_model_view_values(tmp_path):
     out = tmp_path / "grid.html"
-    p = attn("plot", CAT, "-q", "it", "--view", "grid", "--target", "cat", "-o", str(out))
+    p = attn("plot", CAT, "-q", "it", "--view", "grid", "--target", "cat", "--static", "-o", str(out))
     assert p.returncode == 0 and p.stdout.strip() == str(out) and p.stderr == ""
     doc = json.loads(attn("heads", CAT, "-q", "it", "--target", "cat", "--json").stdout)
     cells = html_cells(out)
@@ -51,7 +51,7 @@ def test_decoder_plot_greys_the_masked_cells(tmp_path):
 
     llama = Path(__file__).parent / "fixtures" / "tiny" / "llama"
     out = tmp_path / "llama.html"
-    assert runner.invoke(app, ["plot", CAT, "-q", "sat", "-m", str(llama), "-o", str(out)]).exit_code == 0
+    assert runner.invoke(app, ["plot", CAT, "-q", "sat", "-m", str(llama), "--static", "-o", str(out)]).exit_code == 0
     cells = html_cells(out)
     assert cells.count("") == (25 - 4) * 5  # 21 future tokens × (4 heads + mean): no number
 

@@ -73,7 +73,7 @@ def test_rows_refuses_what_it_does_not_know():
 @covers("plot --rows")
 def test_plot_draws_the_same_rows(tmp_path):
     out = tmp_path / "long.html"
-    run("plot", LONG, "-q", "making", "-o", str(out), "--rows", "top")
+    run("plot", LONG, "-q", "making", "-o", str(out), "--rows", "top", "--static")
     page = out.read_text(encoding="utf-8")
     labels = [html.unescape(x) for x in re.findall(r'<th class="row[^"]*" title="([^"]*)"', page)]
     doc = json.loads(run("inspect", LONG, "-q", "making", "--head", "all", "--json"))
@@ -85,7 +85,7 @@ def test_plot_draws_the_same_rows(tmp_path):
     assert labels == [doc["tokens"][i]["text"] for i in sorted(kept)] + [f"… {len(hidden)} more (Σ)"]
     mean = float(np.array(heads[-1]["weights"])[hidden].sum())
     assert f"… {len(hidden)} more (Σ) · mean: {mean:.4f}" in html.unescape(page)
-    run("plot", LONG, "-q", "making", "-o", str(tmp_path / "auto.html"))  # auto: more than 60 rows
+    run("plot", LONG, "-q", "making", "-o", str(tmp_path / "auto.html"), "--static")  # auto: more than 60 rows
     assert (tmp_path / "auto.html").read_text(encoding="utf-8") == page
-    run("plot", LONG, "-q", "making", "-o", str(tmp_path / "all.html"), "--rows", "all")
+    run("plot", LONG, "-q", "making", "-o", str(tmp_path / "all.html"), "--rows", "all", "--static")
     assert len(re.findall(r'<th class="row', (tmp_path / "all.html").read_text(encoding="utf-8"))) == 112

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -56,6 +57,10 @@ def generate(
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="Keep past keys and values (KV cache); --no-cache reruns the whole text per token.")
     ] = True,
+    html: Annotated[
+        Optional[Path],
+        typer.Option("--html", metavar="FILE", help="Also write the interactive page of the whole text, a slider over the written tokens.", show_default=False),
+    ] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -75,14 +80,27 @@ def generate(
         asked = query is not None or query_index is not None
         refuse_unless(ctx, asked, "--query or --query-index", "layer", "head", "steps", why=" (the token to inspect)")
         view = InspectOptions(query=query, query_index=query_index, layer=layer, head=head, steps=steps) if asked else None
+        m = load_model(model)
         result = run_generate(
-            load_model(model), read_text(text), max_new_tokens, Sampling(sample, temperature, top_k, top_p, seed), top, chat, system, view, use_cache=cache,
+            m, read_text(text), max_new_tokens, Sampling(sample, temperature, top_k, top_p, seed), top, chat, system, view, use_cache=cache,
         )
+        if html is not None:
+            _write_page(m, result, html)
         from ..views.terminal.generate import generate_view
 
         emit(result, as_json, lambda _: generate_view(result))
 
     reporting_errors(as_json, action)
+
+
+def _write_page(m, result, path: Path) -> None:
+    """generate --html: the page of the prompt and what was written (views/page), whole or not at all."""
+    from ..compute.page import written_page
+    from ..views.files import write_file
+    from ..views.page import page_html
+
+    page = page_html(written_page(m, result), title=f"{result.model.name} · generate: {result.continuation[:60]}")
+    write_file(path, lambda f: f.write(page.encode("utf-8")))
 
 
 @app.command(

@@ -8,7 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from .common import SENTENCE, app, read_text, reporting_errors
-from .options import ROWS, LevelOption, ModelOption, OneLayerOption, PlotMetricOption, QueryIndexOption, QueryOption, RowsOption, TargetOption, refuse_with
+from .options import (
+    ROWS,
+    LevelOption,
+    ModelOption,
+    OneLayerOption,
+    PlotMetricOption,
+    QueryIndexOption,
+    QueryOption,
+    RowsOption,
+    TargetOption,
+    given,
+    refuse_with,
+)
 from .output import write_stdout
 
 VIEWS = ("heads", "grid")
@@ -19,8 +31,9 @@ VIEWS = ("heads", "grid")
     epilog=(
         "[bold]Examples[/bold]\n\n"
         f'  attn plot "{SENTENCE}" -q making -o making.png\n\n'
+        f'  attn plot "{SENTENCE}" -q making -o making.html\n\n'
         '  attn plot "The cat sat on the mat because it was tired." -q it --view grid --target cat -o it-cat.svg\n\n'
-        '  attn plot "The cat sat." -q cat --layer 0 --level word -o cat.html\n\n'
+        '  attn plot "The cat sat." -q cat --layer 0 --level word --static -o cat.html\n\n'
         "  attn stats --file sample_inputs/sentences.txt --json > stats.json && attn plot --stats stats.json --metric first_token -o sinks.png"
     )
 )
@@ -28,7 +41,8 @@ def plot(
     ctx: typer.Context,
     text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (not with --stats).", show_default=False)] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")
+        Optional[Path],
+        typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (an interactive page, self-contained)."),
     ] = None,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
@@ -44,6 +58,7 @@ def plot(
         Optional[str], typer.Option("--stats", help="Plot a saved `attn stats --json` document (- for stdin): layers × heads of --metric.", show_default=False)
     ] = None,
     rows: RowsOption = "auto",
+    static: Annotated[bool, typer.Option("--static", help="With .html: the heat-map table of --view, no script, instead of the interactive page.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a read-only file.")] = False,
     model: ModelOption = None,
 ) -> None:
@@ -69,9 +84,17 @@ def plot(
             raise InputError(f"--view {view!r} is not valid", f"give one of {', '.join(VIEWS)}")
         if rows not in ROWS:
             raise InputError(f"--rows {rows!r} is not valid", f"give one of {', '.join(ROWS)}")
+        interactive = output.suffix.lower() == ".html" and not static
+        if interactive:
+            _refuse_what_the_page_ignores(ctx)
+        elif static and output.suffix.lower() != ".html":
+            raise InputError("--static is for .html files; PNG and SVG are always static", "drop --static, or write a .html file")
         _refuse_what_the_view_ignores(view, layer, level, metric, target)
         m = load_model(model)
         source = read_text(text)
+        if interactive:
+            write_stdout(str(_write_page(m, source, query, query_index, layer, output, force)) + "\n")
+            return
         if view == "heads":
             from ..compute.inspect import inspect
             from ..compute.options import select_layers
@@ -99,6 +122,27 @@ def plot(
         write_stdout(str(path) + "\n")
 
     reporting_errors(False, action)
+
+
+def _refuse_what_the_page_ignores(ctx: typer.Context) -> None:
+    """The interactive page shows every layer and head of every token: the options that shape
+    the static table are refused, with the fix."""
+    from ..errors import InputError
+
+    if flags := given(ctx, "view", "level", "metric", "target", "rows"):
+        raise InputError(f"{flags[0]} shapes the static table; the interactive page shows every layer, head and token", f"add --static, or drop {flags[0]}")
+
+
+def _write_page(m, source: str, query: str | None, query_index: int | None, layer: str | None, output: Path, force: bool) -> Path:
+    """The interactive page of `source` (views/page), opened on --layer (default the last)."""
+    from ..compute.options import select_layers
+    from ..compute.page import page
+    from ..views.files import write_file
+    from ..views.page import page_html
+
+    first = select_layers(layer, m.spec.layers, allow_all=False)[0] if layer is not None else None
+    html = page_html(page(m, source, query, query_index), layer=first)
+    return write_file(output, lambda f: f.write(html.encode("utf-8")), force)
 
 
 def _refuse_what_the_view_ignores(view: str, layer: str | None, level: str | None, metric: str | None, target: str | None) -> None:

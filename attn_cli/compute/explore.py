@@ -72,6 +72,9 @@ class TracedText:
 def trace_text(model: Model, text: str, truncate: bool = False) -> TracedText:
     """Tokenize `text` (an error if empty or too long, unless `truncate`) and run the forward
     pass once, keeping every layer's trace without its hidden state (no view reads it)."""
-    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions, truncate=truncate)
-    traces = tuple(replace(t, hidden=None) for t in model.trace(tok.ids))
-    return TracedText(model, tok, traces)
+    return trace_tokens(model, tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions, truncate=truncate))
+
+
+def trace_tokens(model: Model, tok: Tokenization) -> TracedText:
+    """`trace_text` of a text already tokenized (a prompt and what a decoder wrote)."""
+    return TracedText(model, tok, tuple(replace(t, hidden=None) for t in model.trace(tok.ids)))

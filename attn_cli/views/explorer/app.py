@@ -233,7 +233,7 @@ class Explorer(App[int]):
 
     def write_export(self, path: Path) -> Path:
         """The view's JSON, written to a temporary file then renamed (never half-written)."""
-        from ..plot import write_file
+        from ..files import write_file
 
         data = (json.dumps(self.document(), ensure_ascii=False) + "\n").encode("utf-8")
         return write_file(path.expanduser(), lambda f: f.write(data))
