@@ -105,6 +105,28 @@ RowsOption = Annotated[
 ChatOption = Annotated[bool, typer.Option("--chat", help="Read TEXT as a user message, rendered by the model's chat template (decoders).")]
 SystemOption = Annotated[Optional[str], typer.Option("--system", help="With --chat: a system message before the user's.", show_default=False)]
 
+# Encoder–decoder models (T5, BART, Marian): the text the decoder writes, and which attention.
+# `--target` names what the model outputs, here and in `knockout`/`ablate`/`contrib` (a token
+# there, the target text here); no command takes both.
+TargetTextOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--target", "-t",
+        help="Encoder–decoder models (T5, BART, Marian): the target text the decoder writes, teacher-forced (TEXT is the source). "
+        "The query is then a target token.",
+        show_default=False,
+    ),
+]
+AttentionKindOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--attention",
+        help="Encoder–decoder models: encoder (a source token over the source), decoder (a target token over the target before it; "
+        "the default with --target) or cross (a target token over the source).",
+        show_default=False,
+    ),
+]
+
 # The model view (`heads`, `plot --view grid`) and corpus statistics (`stats`, `plot --stats`).
 TargetOption = Annotated[
     Optional[str], typer.Option("--target", "-t", help="A word of the text: each head's weight on it (--metric weight).", show_default=False)

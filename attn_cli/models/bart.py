@@ -148,7 +148,14 @@ def decoder_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
     return hidden
 
 
-ARCHITECTURE = Architecture(
-    "bart", parse, encoder(learned_positions), final_norm, output_projection, ("model.",),
-    seq2seq=Seq2Seq(decoder(learned_positions), memory, decoder_norm, logits),
-)
+def decoder_projections(w: Weights, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    p = f"decoder.layers.{layer}"
+    return w[f"{p}.self_attn.out_proj.weight"].T, w[f"{p}.encoder_attn.out_proj.weight"].T
+
+
+def seq2seq(positions: Positions) -> Seq2Seq:
+    """The decoder side of BART's layout with `positions` (Marian's too)."""
+    return Seq2Seq(decoder(positions), memory, decoder_norm, logits, decoder_projections)
+
+
+ARCHITECTURE = Architecture("bart", parse, encoder(learned_positions), final_norm, output_projection, ("model.",), seq2seq=seq2seq(learned_positions))

@@ -17,7 +17,6 @@ from . import bart
 from .architecture import Architecture
 from .base import Weights
 from .hyper import Hyper
-from .seq2seq import Seq2Seq
 
 
 def parse(config: dict) -> Hyper:
@@ -43,5 +42,5 @@ def sinusoidal_positions(w: Weights, s: Hyper, part: str, start: int, n: int) ->
 
 ARCHITECTURE = Architecture(
     "marian", parse, bart.encoder(sinusoidal_positions), bart.final_norm, bart.output_projection, ("model.",),
-    seq2seq=Seq2Seq(bart.decoder(sinusoidal_positions), bart.memory, bart.decoder_norm, bart.logits),
+    seq2seq=bart.seq2seq(sinusoidal_positions),
 )

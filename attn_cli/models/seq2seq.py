@@ -37,12 +37,15 @@ class Seq2Seq:
     memory(weights, hyper, encoded): the `Memory` of the encoder's output (n, hidden), final-normed.
     decoder_norm(weights, hyper, hidden): the decoder's last hidden state as transformers reports it.
     logits(weights, hyper, normed): (m, vocab), the next-token logits of each target position.
+    output_projections(weights, layer): the decoder layer's W_O of its self-attention and of its
+    cross-attention, each in x·W layout (heads·head_dim, hidden).
     """
 
     decode: Callable[..., Iterator[LayerTrace]]
     memory: Callable[..., Memory]
     decoder_norm: Callable[..., np.ndarray]
     logits: Callable[..., np.ndarray]
+    output_projections: Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 def decoder_input(labels: np.ndarray, start: int) -> np.ndarray:

@@ -165,4 +165,11 @@ def logits(w: Weights, s: Hyper, normed: np.ndarray) -> np.ndarray:
     return ((normed * np.float32(s.seq2seq.output_scale)) @ head.T).astype(np.float32)
 
 
-ARCHITECTURE = Architecture("t5", parse, forward, final_norm, output_projection, seq2seq=Seq2Seq(decode, memory, decoder_norm, logits))
+def decoder_projections(w: Weights, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    p = f"decoder.block.{layer}.layer."
+    return w[f"{p}0.SelfAttention.o.weight"].T, w[f"{p}1.EncDecAttention.o.weight"].T
+
+
+ARCHITECTURE = Architecture(
+    "t5", parse, forward, final_norm, output_projection, seq2seq=Seq2Seq(decode, memory, decoder_norm, logits, decoder_projections),
+)
