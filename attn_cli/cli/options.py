@@ -72,6 +72,7 @@ HeadOption = Annotated[
 OneHeadOption = Annotated[
     str, typer.Option("--head", metavar="H|auto|mean", help="Head index, 'mean', or 'auto': the head that attends most to other words.")
 ]
+MeanHeadOption = Annotated[str, typer.Option("--head", metavar="H|mean", help="Head index, or 'mean': the mean over the layer's heads.")]
 TopOption = Annotated[int, typer.Option("--top", "-k", help="How many to list: top-attended words (or predictions, alternatives, heads).")]
 StepsOption = Annotated[bool, typer.Option("--steps", help="Also show step 1 (q, k, v vectors) and step 3 (weighted sum of values).")]
 SpecialOption = Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")]
