@@ -88,3 +88,10 @@ def test_cross_or_decoder_attention_needs_a_target_and_a_kind_is_checked():
     assert done.returncode == 2 and "add --target TEXT" in done.stderr
     done = attn("inspect", "The cat sat.", "-m", folder, "-q", "cat", "--target", "A cat.", "--attention", "self", "--json")
     assert done.returncode == 2 and json.loads(done.stderr)["error"]["fix"] == "give one of encoder, decoder, cross"
+
+
+@pytest.mark.parametrize("command", ["lens", "knockout"])
+def test_decoder_only_commands_say_what_an_encoder_decoder_can_do_instead(command):
+    done = attn(command, "The cat sat.", "-m", str(SEQ2SEQ / "t5"))
+    assert done.returncode == 2 and f"t5 is an encoder–decoder model (t5): attn {command} reads decoder-only models" in done.stderr
+    assert "attn inspect with --target TEXT" in done.stderr

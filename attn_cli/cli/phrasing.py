@@ -45,6 +45,9 @@ FLAGS = {
     "tokenize()": "`attn tokens`",
     "generate()": "attn generate",
     "lens()": "attn lens",
+    "inspect()": "attn inspect",
+    "knockout()": "attn knockout",
+    "ablate()": "attn ablate",
     "load_model('smollm2')": "--model smollm2",
 }
 
