@@ -65,3 +65,24 @@ def test_the_screen_marks_each_rows_argmax_without_colour():
     assert done.returncode == 0, done.stderr
     assert "Alignment (each target word → the source word it weighs most)" in done.stdout
     assert done.stdout.count("*") == 5  # one per target word, </s> left out
+
+
+@covers("align --output", "align --force")
+def test_the_picture_holds_the_table(tmp_path):
+    """-o FILE.html: each cell's title carries its weight, the same as the JSON's table."""
+    import os
+    import re
+
+    r = ref("t5", 0)
+    args = ["align", str(r["source"]), "-t", str(r["target"]), "-m", str(SEQ2SEQ / "t5")]
+    doc = run_json(*args, "--json")
+    page = tmp_path / "align.html"
+    done = attn(*args, "--output", str(page))
+    assert done.returncode == 0 and done.stdout.strip() == str(page)
+    cells = [float(w) for w in re.findall(r'<td class="cell" [^>]*title="[^"]*: ([\d.]+)"', page.read_text(encoding="utf-8"))]
+    assert np.abs(np.array(cells) - np.array(doc["weights"]).ravel()).max() <= 1e-4
+    page.chmod(0o444)
+    if not os.access(page, os.W_OK):  # root may write anything, as the shell's > does
+        assert attn(*args, "--output", str(page)).returncode == 2  # a read-only file is kept…
+    assert attn(*args, "--output", str(page), "--force").returncode == 0  # …unless --force
+    assert attn(*args, "--output", str(page), "--json").returncode == 2

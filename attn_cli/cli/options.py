@@ -15,6 +15,7 @@ make it ignore.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -127,6 +128,12 @@ AttentionKindOption = Annotated[
         show_default=False,
     ),
 ]
+
+# A file to write (`plot`, `align`).
+OutputFileOption = Annotated[
+    Optional[Path], typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace a read-only file.")]
 
 # The model view (`heads`, `plot --view grid`) and corpus statistics (`stats`, `plot --stats`).
 TargetOption = Annotated[

@@ -8,7 +8,20 @@ from typing import Annotated, Optional
 import typer
 
 from .common import SENTENCE, app, read_text, reporting_errors
-from .options import ROWS, LevelOption, ModelOption, OneLayerOption, PlotMetricOption, QueryIndexOption, QueryOption, RowsOption, TargetOption, refuse_with
+from .options import (
+    ROWS,
+    ForceOption,
+    LevelOption,
+    ModelOption,
+    OneLayerOption,
+    OutputFileOption,
+    PlotMetricOption,
+    QueryIndexOption,
+    QueryOption,
+    RowsOption,
+    TargetOption,
+    refuse_with,
+)
 from .output import write_stdout
 
 VIEWS = ("heads", "grid")
@@ -27,9 +40,7 @@ VIEWS = ("heads", "grid")
 def plot(
     ctx: typer.Context,
     text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (not with --stats).", show_default=False)] = None,
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained).")
-    ] = None,
+    output: OutputFileOption = None,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
     view: Annotated[
@@ -44,7 +55,7 @@ def plot(
         Optional[str], typer.Option("--stats", help="Plot a saved `attn stats --json` document (- for stdin): layers × heads of --metric.", show_default=False)
     ] = None,
     rows: RowsOption = "auto",
-    force: Annotated[bool, typer.Option("--force", help="Replace a read-only file.")] = False,
+    force: ForceOption = False,
     model: ModelOption = None,
 ) -> None:
     """Draw attention as a heat map: tokens × heads of a layer, or layers × heads. Files are written atomically; prints the path."""
