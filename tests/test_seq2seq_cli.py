@@ -95,3 +95,16 @@ def test_decoder_only_commands_say_what_an_encoder_decoder_can_do_instead(comman
     done = attn(command, "The cat sat.", "-m", str(SEQ2SEQ / "t5"))
     assert done.returncode == 2 and f"t5 is an encoder–decoder model (t5): attn {command} reads decoder-only models" in done.stderr
     assert "attn inspect with --target TEXT" in done.stderr
+
+
+def test_a_batch_line_takes_a_target_and_an_attention():
+    """attn batch reads `target` and `attention` from a JSONL line: the same document as inspect's."""
+    r = ref("marian", 0)
+    line = json.dumps({"text": str(r["source"]), "target": str(r["target"]), "query_index": 4, "attention": "cross", "layer": "all", "head": "all"})
+    done = attn("batch", "-", "-m", str(SEQ2SEQ / "marian"), stdin=line + "\n")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["attention"] == "cross" and doc["query"]["token_indices"] == [4]
+    for layer in doc["layers"]:
+        for head in layer["heads"][:-1]:
+            assert close(head["weights"], r["cross_attentions"][layer["layer"], head["head"], 4])
