@@ -65,5 +65,20 @@ def test_the_cli_lists_source_words_and_the_json_holds_the_source():
     assert [s["id"] for s in doc["steps"]] == r["generated"][:3].tolist() and doc["tokens"][0]["text"] == "<pad>"
     screen = attn("generate", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-n", "3")
     assert "Source: The cat sat on the mat." in screen.stdout and "source word" in screen.stdout
-    refused = attn("generate", "The cat sat.", "-m", str(SEQ2SEQ / "t5"), "-q", "cat")
-    assert refused.returncode == 2 and "attn inspect SOURCE --target TEXT" in refused.stderr
+
+
+def test_query_inspects_a_written_token_in_the_decoder():
+    """--query-index over the decoder's sequence (start token, then what it wrote): its causal
+    self-attention, the rows of the decoder's teacher-forced pass over those ids."""
+    r, model = ref("t5", 0), api.load_model(SEQ2SEQ / "t5")
+    done = attn("generate", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-n", "5", "-i", "3", "--layer", "all", "--head", "all", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    validate(doc, json_schema(), "generate")
+    ids = [0, *r["generated"][:5].tolist()]
+    assert [t["id"] for t in doc["tokens"]] == ids and doc["query"]["token_indices"] == [3]
+    traces = list(model.trace_decoder(np.array(ids), model.memory(r["input_ids"])))
+    for layer in doc["layers"]:
+        for head in layer["heads"][:-1]:
+            want = traces[layer["layer"]].rows([3])[2][head["head"], 0]
+            assert np.abs(np.array(head["weights"]) - want).max() <= 1e-6

@@ -155,21 +155,26 @@ def inspect_with(model: Model, text: str, options: InspectOptions) -> InspectRes
 
 
 def _inspect_target(model: Model, source: str, options: InspectOptions, kind: str) -> InspectResult:
-    """An encoder–decoder's decoder self-attention or cross-attention, the target teacher-forced:
-    the query is a position of the decoder's input, the keys the decoder's input or the source."""
+    """An encoder–decoder's decoder self-attention or cross-attention, the target teacher-forced."""
+    p = pair(model, source, options.target, options.truncate)
+    return inspect_decoder(model, p.source, p.decoder, model.memory(p.source.ids), options, kind)
+
+
+def inspect_decoder(model: Model, source: Tokenization, decoder: Tokenization, memory, options: InspectOptions, kind: str = "decoder") -> InspectResult:
+    """`inspect` of a position of an encoder–decoder's decoder input `decoder` (its start token,
+    then a target), over the source's `memory` (`Model.memory`): its self-attention ("decoder")
+    or its cross-attention over `source` ("cross"). The query is a position of `decoder`."""
     spec = model.spec.seq2seq.decoder
     layers, head = options.layers(spec.layers), options.head_id(spec.heads)
-    p = pair(model, source, options.target, options.truncate)
-    memory = model.memory(p.source.ids)
     # Cross-attention is computed after the layer's self-attention: the last layer runs whole.
     through = None if options.steps or kind == "cross" else layers[-1]
-    traces = model.trace_decoder(p.decoder.ids, memory, through=through)
-    keys = p.decoder if kind == "decoder" else p.source
+    traces = model.trace_decoder(decoder.ids, memory, through=through)
+    keys = decoder if kind == "decoder" else source
     projection = model.arch.seq2seq.output_projections
     w_o = lambda layer: projection(model.weights, layer)[kind == "cross"]  # noqa: E731
     return _inspect(
         model, keys, (t.cross if kind == "cross" else t for t in traces), options, layers, head,
-        attention=kind, decoder=p.decoder, spec=spec, w_o_of=w_o,
+        attention=kind, decoder=decoder, spec=spec, w_o_of=w_o,
     )
 
 

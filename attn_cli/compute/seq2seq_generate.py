@@ -12,27 +12,27 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import InputError, OptionError
+from ..errors import InputError
 from ..loading.model import Model, kept
-from ..loading.tokenizer import Token, Tokenization, decoded_piece, tokenize
+from ..loading.tokenizer import Token, Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
 from ..maths.sampling import greedy, log_softmax, top_tokens
 from ..models import KVCache
 from ..models.cache import cache_bytes
 from .decoding import DecodeStep, Sampling, eos_ids
-from .inspect import model_info
+from .inspect import inspect_decoder, model_info
 from .options import InspectOptions
 
 
 def decode_seq2seq(
-    model: Model, source_ids: np.ndarray, max_new_tokens: int, choose: Callable[[np.ndarray], int] = greedy,
+    model: Model, memory, max_new_tokens: int, choose: Callable[[np.ndarray], int] = greedy,
     eos: tuple[int, ...] = (), use_cache: bool = True,
 ) -> Iterator[DecodeStep]:
     """Write up to `max_new_tokens` after the decoder start token, stopping after an id in
-    `eos` (yielded). The source is encoded once; with `use_cache` each step runs the new token
-    alone over the decoder's KV cache, else the whole target so far. Each step's traces are the
-    decoder's layers (their `cross` the cross-attention of the new positions over the source)."""
-    memory = model.memory(source_ids)
+    `eos` (yielded), over the source's `memory` (`Model.memory`: the encoder ran once). With
+    `use_cache` each step runs the new token alone over the decoder's KV cache, else the whole
+    target so far. Each step's traces are the decoder's layers (their `cross` the
+    cross-attention of the new positions over the source)."""
     decoder = model.spec.seq2seq.decoder
     ids = [model.spec.seq2seq.decoder_start]
     cache = KVCache(decoder, 1 + max_new_tokens) if use_cache else None
@@ -52,14 +52,11 @@ def generate_seq2seq(
     model: Model, source: str, max_new_tokens: int, sampling: Sampling, top: int, inspect: InspectOptions | None, use_cache: bool, on_step=None,
 ):
     """`generate`'s result for an encoder–decoder: `tokenization` is what the decoder read and
-    wrote (its start token, then the new tokens), `prompt` and `source` the source."""
+    wrote (its start token, then the new tokens), `prompt` and `source` the source. With
+    `inspect`, whose query names a position of `tokenization`, inspect's view of its decoder
+    self-attention (`inspect_decoder`)."""
     from .generate import Candidate, GenerateResult, Step
 
-    if inspect is not None:
-        raise OptionError(
-            "`query`/`query_index` of a generated target token is not available for encoder–decoder models yet",
-            "inspect a target with `attn inspect SOURCE --target TEXT -q WORD` (decoder or cross-attention)",
-        )
     decoder = model.spec.seq2seq.decoder
     if 1 + max_new_tokens > decoder.max_positions:
         raise InputError(
@@ -75,7 +72,8 @@ def generate_seq2seq(
     steps = []
     stop = "length"
     units = src.word_units
-    for d in decode_seq2seq(model, src.ids, max_new_tokens, sampling.chooser(), eos, use_cache):
+    memory = model.memory(src.ids)
+    for d in decode_seq2seq(model, memory, max_new_tokens, sampling.chooser(), eos, use_cache):
         logprobs = log_softmax(d.logits)
         candidates = tuple(Candidate(int(i), decoded_piece(model.tokenizer, written, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top))
         piece = decoded_piece(model.tokenizer, written, d.id)
@@ -86,11 +84,10 @@ def generate_seq2seq(
         if d.id in eos:
             stop = "eos"
     first = Token(0, model.tokenizer.id_to_token(start) or f"[{start}]", start, None, None, None, True)
-    text = "".join(s.text for s in steps)
-    tokens = (first, *(Token(s.position, s.text, s.id, None, None, None, s.id in eos) for s in steps))
-    target = Tokenization(text, tokens, ())
+    target = continued(model.tokenizer, Tokenization("", (first,), ()), written, [s.text for s in steps])
+    view = None if inspect is None else inspect_decoder(model, src, target, memory, inspect)
     used = cache_bytes(decoder, 1 + len(steps)) if use_cache else 0
-    return GenerateResult(model_info(model, decoder), target, 1, tuple(steps), stop, sampling, max_new_tokens, eos, False, None, used, src, None, source=src)
+    return GenerateResult(model_info(model, decoder), target, 1, tuple(steps), stop, sampling, max_new_tokens, eos, False, None, used, src, view, source=src)
 
 
 def _attended_source(cross, units) -> object:
