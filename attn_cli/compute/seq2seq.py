@@ -19,7 +19,6 @@ from ..loading.tokenizer import Token, Tokenization, Word, tokenize
 from ..models import cross_attention_models
 from ..models.seq2seq import decoder_input
 from ..records import frozen
-from .options import ATTENTION_KINDS as KINDS
 
 
 @frozen
@@ -36,9 +35,8 @@ class Pair:
 def check_kind(model: Model, target: str | None, attention: str | None) -> str:
     """The kind of attention to show: `attention`, else decoder with a target, else (an
     encoder–decoder model without a target) encoder. A model without cross-attention given
-    either is refused, naming the models that have it."""
-    if attention is not None and attention not in KINDS:
-        raise InputError(f"attention {attention!r} is not one of {', '.join(KINDS)}", f"give `attention` one of: {', '.join(KINDS)}")
+    either is refused, naming the models that have it. (`InspectOptions` checks `attention`
+    is one of `options.ATTENTION_KINDS`.)"""
     if not model.has_cross_attention:
         if target is not None or attention is not None:
             given = "`target`" if target is not None else "`attention`"

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 
 from ..errors import ModelError
 from ..models import Architecture, Hyper, Interventions, LayerTrace, Weights, architecture
+from ..models.seq2seq import Memory
 from ..models.trace import checked_decode, checked_forward, checked_forward_packed
 from ..records import frozen
 from .tokenizer import load_tokenizer
@@ -61,7 +62,7 @@ class Model:
         `memory` and `trace_decoder` its decoder."""
         return self.arch.seq2seq is not None
 
-    def memory(self, source_ids) -> np.ndarray:
+    def memory(self, source_ids) -> Memory:
         """Encode the source (n,) ids and make every decoder layer's cross-attention keys and
         values of it, once: the `Memory` `trace_decoder` reads."""
         *_, last = self.trace(source_ids)
