@@ -23,6 +23,10 @@ each (source, target) pair of PAIRS a ref_<i>.npz:
 - `generated` int64 (steps,): greedy `generate` (max_new_tokens STEPS), the start token left
   out; `top_ids` int64 and `top_logprobs` f32 (steps, 5): log_softmax of each step's raw logits;
   `cross_rows` f32 (steps, decoder layers, heads, n): each step's cross-attention row.
+- `untied_lm_head` f32 (vocab, hidden) and `untied_logits` f32 (m, vocab) (t5, ref_0 only):
+  Flan-T5's layout, an LM head of its own in the checkpoint (`tie_word_embeddings` false in
+  config.json): transformers then reads that head, not the embeddings. The test writes it into
+  a copy of the folder.
 - `versions` (str).
 """
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -117,6 +122,8 @@ def reference(spec: Seq2SeqSpec, model, tok: Tokenizer, source: str, target: str
     if spec.name == "t5":
         assert len(biases.calls) == 2, len(biases.calls)  # the encoder's, then the decoder's
         arrays["encoder_bias"], arrays["decoder_bias"] = (to_numpy(b) for b in biases.calls)
+        if source == PAIRS[0][0]:
+            arrays |= untied(model, ids, labels)
     gen = model.generate(
         ids, attention_mask=torch.ones_like(ids), max_new_tokens=STEPS, do_sample=False, output_logits=True,
         output_attentions=True, return_dict_in_generate=True, past_key_values=_cache(),
@@ -132,6 +139,29 @@ def reference(spec: Seq2SeqSpec, model, tok: Tokenizer, source: str, target: str
         versions=np.array(versions_string()),
     )
     return arrays
+
+
+@torch.no_grad()
+def untied(model, ids: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The T5 fixture as Flan-T5 is saved: its own LM head in the file, tie_word_embeddings false."""
+    import json
+    import tempfile
+
+    from safetensors.torch import load_file, save_file
+
+    gen = torch.Generator().manual_seed(SEED + 200)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        weights = load_file(f"{tmp}/model.safetensors")
+        weights["lm_head.weight"] = torch.randn(weights["shared.weight"].shape, generator=gen) * 0.5
+        save_file(weights, f"{tmp}/model.safetensors", metadata={"format": "pt"})
+        config = json.loads(Path(f"{tmp}/config.json").read_text())
+        config.pop("scale_decoder_outputs", None)
+        Path(f"{tmp}/config.json").write_text(json.dumps(config | {"tie_word_embeddings": False}))
+        own = transformers.T5ForConditionalGeneration.from_pretrained(tmp, attn_implementation="eager", dtype=torch.float32).eval()
+        assert torch.equal(own.lm_head.weight, weights["lm_head.weight"]) and not own.config.scale_decoder_outputs
+        logits = own(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).logits[0]
+    return {"untied_lm_head": to_numpy(weights["lm_head.weight"]), "untied_logits": to_numpy(logits)}
 
 
 def main(argv: list[str] | None = None) -> int:

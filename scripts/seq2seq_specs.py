@@ -7,6 +7,7 @@ and Marian, RoBERTa's byte-level BPE for BART) and configs read by make_seq2seq_
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,10 +28,12 @@ def _train_unigram(specials: list[str], unk: str, last: list[str] = ()) -> Token
     trainee.pre_tokenizer = pre
     trainer = trainers.UnigramTrainer(vocab_size=UNIGRAM_VOCAB, special_tokens=specials, unk_token=unk, show_progress=False)
     trainee.train_from_iterator(TRAIN_SENTENCES, trainer)
-    import json
-
     learned = json.loads(trainee.to_str())["model"]
-    vocab = [(p, s) for p, s in learned["vocab"] if p not in last] + [(p, 0.0) for p in last]
+    # The trainer's scores vary from run to run in their last digits (its threads sum in any
+    # order), and pieces seen equally often get scores a hair apart in any order: rounded to
+    # three decimals and sorted (specials first), the file is the same every time.
+    pieces = sorted(((p, round(s, 3)) for p, s in learned["vocab"] if p not in specials and p not in last), key=lambda ps: (-ps[1], ps[0]))
+    vocab = [(p, 0.0) for p in specials] + pieces + [(p, 0.0) for p in last]
     tok = Tokenizer(models.Unigram(vocab, unk_id=[p for p, _ in vocab].index(unk), byte_fallback=False))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre

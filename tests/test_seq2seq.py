@@ -116,3 +116,25 @@ def test_kv_cache_steps_equal_the_whole_pass(name):
             assert np.abs(step.rows()[2][:, 0, : t + 1] - full.rows(slice(t, t + 1))[2][:, 0, : t + 1]).max() <= TOLERANCE, (t, layer)
             assert np.abs(step.cross.rows()[2][:, 0] - r["cross_attentions"][layer, :, t]).max() <= TOLERANCE, (t, layer)
         assert np.abs(model.decoder_logits(steps[-1].hidden)[0] - r["logits"][t]).max() <= 1e-4
+
+
+def test_a_t5_with_its_own_lm_head_uses_it(tmp_path):
+    """Flan-T5's layout: an LM head of its own in the checkpoint and tie_word_embeddings false:
+    the logits are that head's, unscaled, as transformers computes them."""
+    import json
+    import shutil
+
+    from helpers import write_safetensors
+    from safetensors.numpy import load_file
+
+    r = ref("t5", 0)
+    folder = tmp_path / "flan"
+    shutil.copytree(SEQ2SEQ / "t5", folder)
+    write_safetensors(folder / "model.safetensors", load_file(folder / "model.safetensors") | {"lm_head.weight": r["untied_lm_head"]})
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("scale_decoder_outputs")
+    (folder / "config.json").write_text(json.dumps(config | {"tie_word_embeddings": False}))
+    model = load_model(folder)
+    assert model.spec.seq2seq.output_scale == 1.0
+    decoder = list(model.trace_decoder(r["decoder_input_ids"], model.memory(r["input_ids"])))
+    assert np.abs(model.decoder_logits(decoder[-1].hidden) - r["untied_logits"]).max() <= 1e-4
