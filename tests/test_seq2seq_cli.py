@@ -108,3 +108,16 @@ def test_a_batch_line_takes_a_target_and_an_attention():
     for layer in doc["layers"]:
         for head in layer["heads"][:-1]:
             assert close(head["weights"], r["cross_attentions"][layer["layer"], head["head"], 4])
+
+
+@covers("batch --attention")
+def test_batch_attention_is_every_lines_default():
+    r = ref("bart", 1)
+    line = {"text": str(r["source"]), "target": str(r["target"]), "query_index": 3}
+    lines = [line, line | {"attention": "decoder"}]
+    done = attn("batch", "-", "-m", str(SEQ2SEQ / "bart"), "--attention", "cross", "--head", "1", stdin="".join(json.dumps(x) + "\n" for x in lines))
+    assert done.returncode == 0, done.stderr
+    cross, decoder = (json.loads(line) for line in done.stdout.splitlines())
+    assert (cross["attention"], decoder["attention"]) == ("cross", "decoder")
+    assert close(cross["layers"][0]["heads"][1]["weights"], r["cross_attentions"][-1, 1, 3])
+    assert close(decoder["layers"][0]["heads"][1]["weights"], r["decoder_attentions"][-1, 1, 3])
