@@ -138,3 +138,22 @@ def test_a_t5_with_its_own_lm_head_uses_it(tmp_path):
     assert model.spec.seq2seq.output_scale == 1.0
     decoder = list(model.trace_decoder(r["decoder_input_ids"], model.memory(r["input_ids"])))
     assert np.abs(model.decoder_logits(decoder[-1].hidden) - r["untied_logits"]).max() <= 1e-4
+
+
+def test_interventions_reach_cross_attention_through_the_shared_attend():
+    """A knockout of decoder layer 1 blocks its cross-attention's edges (query = a target
+    position, key = a source position), and a head edit zeroes the cross head's output: the same
+    `attend` applies them, to the layer's self-attention as well (its key positions being target
+    positions). attn's own semantics, not checked against transformers."""
+    from attn_cli.models import HeadEdit, Interventions, Knockout
+
+    model, r = load_model(SEQ2SEQ / "bart"), ref("bart", 1)
+    memory = model.memory(r["input_ids"])
+    blocked = Interventions(knockouts=(Knockout(layers=(1,), queries=(4,), keys=(2, 3)),))
+    cross = list(model.trace_decoder(r["decoder_input_ids"], memory, interventions=blocked))[1].cross
+    weights = cross.rows([4])[2][:, 0]
+    assert not weights[:, [2, 3]].any() and np.allclose(weights.sum(axis=-1), 1, atol=1e-6)
+    assert np.abs(weights - r["cross_attentions"][1, :, 4]).max() > 1e-2  # the pass changed
+    zeroed = Interventions(head_edits=(HeadEdit(layer=0, head=2),))
+    cross = list(model.trace_decoder(r["decoder_input_ids"], memory, interventions=zeroed))[0].cross
+    assert not cross.head_output[2].any() and cross.head_output[1].any()
