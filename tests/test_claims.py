@@ -25,6 +25,8 @@ README = ROOT / "README.md"
 EXACTNESS = ROOT / "docs" / "exactness.md"  # the Exactness table moved here from the README
 TOLERANCE = 1e-5
 TINY_MODELS = sorted(p.name for p in TINY.iterdir() if (p / "config.json").is_file())
+SEQ2SEQ = TINY.parent / "seq2seq"  # encoder–decoder models: tests/test_seq2seq.py
+SEQ2SEQ_MODELS = sorted(p.name for p in SEQ2SEQ.iterdir() if (p / "config.json").is_file())
 
 
 def worst_attention_difference(model, refs) -> float:
@@ -34,6 +36,19 @@ def worst_attention_difference(model, refs) -> float:
         tok = tokenize(model.tokenizer, str(r["text"]))
         ours = np.stack([t.rows()[2] for t in model.trace(tok.ids)])
         worst = max(worst, float(np.abs(ours - r["attentions"]).max()))
+    return worst
+
+
+def worst_seq2seq_difference(model, refs) -> float:
+    """max |Δ| over the encoder's self-attention, the decoder's and the cross-attention."""
+    worst = 0.0
+    for r in refs:
+        memory = model.memory(r["input_ids"])
+        encoder = np.stack([t.rows()[2] for t in model.trace(r["input_ids"])])
+        decoder = list(model.trace_decoder(r["decoder_input_ids"], memory))
+        pairs = ((encoder, "encoder_attentions"), (np.stack([t.rows()[2] for t in decoder]), "decoder_attentions"),
+                 (np.stack([t.cross.rows()[2] for t in decoder]), "cross_attentions"))
+        worst = max(worst, *(float(np.abs(ours - r[key]).max()) for ours, key in pairs))
     return worst
 
 
@@ -48,10 +63,12 @@ def test_exactness_figures_are_what_the_tests_measure():
     factor 1.5 of today's measurement (BLAS may round a little differently elsewhere), and
     the measurement is under the bound."""
     table = exactness_table()
-    assert set(table) == {"all-MiniLM-L6-v2", *TINY_MODELS}
+    assert set(table) == {"all-MiniLM-L6-v2", *TINY_MODELS, *SEQ2SEQ_MODELS}
     measured = {"all-MiniLM-L6-v2": worst_attention_difference(load_model(), [dict(np.load(p)) for p in sorted(MINILM.glob("*.npz"))])}
     for name in TINY_MODELS:
         measured[name] = worst_attention_difference(load_model(TINY / name), [ref(name, i) for i in range(3)])
+    for name in SEQ2SEQ_MODELS:
+        measured[name] = worst_seq2seq_difference(load_model(SEQ2SEQ / name), [dict(np.load(SEQ2SEQ / name / f"ref_{i}.npz")) for i in range(3)])
     for name, (bound, quoted) in table.items():
         assert bound == TOLERANCE and measured[name] <= bound, name
         assert quoted / 1.5 <= measured[name] <= quoted * 1.5, (name, quoted, measured[name])

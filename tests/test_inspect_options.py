@@ -21,6 +21,7 @@ def test_the_defaults_are_inspects():
     assert (d.layer, d.head, d.top_k, d.level, d.rank_by, d.include_special) == (-1, "auto", 5, "token", "weight", True)
     assert NAMES == (
         "query", "query_index", "layer", "head", "top_k", "steps", "include_special", "truncate", "level", "norms", "rank_by", "chat", "system",
+        "target", "attention",
     )
 
 

@@ -9,6 +9,7 @@ import typer
 
 from .common import app, console, reporting_errors, write_json
 from .options import (
+    AttentionKindOption,
     HeadOption,
     LayerOption,
     LevelOption,
@@ -50,6 +51,7 @@ def batch(
     level: LevelOption = "token",
     norms: NormsOption = False,
     rank_by: RankByOption = "weight",
+    attention: AttentionKindOption = None,
     fields: Annotated[Optional[str], typer.Option("--fields", help="Keep only these top-level fields, comma-separated (line and schema_version stay).")] = None,
     workers: WorkersOption = 1,
     model: ModelOption = None,
@@ -68,7 +70,7 @@ def batch(
 
         defaults = InspectOptions(
             query=query, query_index=query_index, layer=layer, head=head, top_k=top, steps=steps, include_special=special,
-            truncate=truncate, level=level, norms=norms, rank_by=rank_by,
+            truncate=truncate, level=level, norms=norms, rank_by=rank_by, attention=attention,
         )
         selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
         source = _stdin_lines() if file == "-" else _open(file)

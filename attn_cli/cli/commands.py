@@ -22,12 +22,12 @@ from .output import write_stdout
 
 __all__ = ["COMMANDS", "app_for", "full_app"]
 
-COMMAND_MODULES = ("inspect", "heads", "rollout", "generate", "knockout", "ablate", "contrib", "stats", "plot", "batch", "explore")
+COMMAND_MODULES = ("inspect", "heads", "rollout", "align", "generate", "knockout", "ablate", "contrib", "stats", "plot", "batch", "explore")
 # Each command's name -> the module that registers it (tests/test_cli_lazy.py checks this
 # against the app that `full_app` builds).
 COMMANDS = {
     "inspect": "inspect", "tokens": "inspect", "models": "inspect", "schema": "inspect",
-    "heads": "heads", "rollout": "rollout", "generate": "generate", "lens": "generate", "knockout": "knockout", "ablate": "ablate",
+    "heads": "heads", "rollout": "rollout", "align": "align", "generate": "generate", "lens": "generate", "knockout": "knockout", "ablate": "ablate",
     "contrib": "contrib",
     "stats": "stats", "compare": "stats", "plot": "plot", "batch": "batch", "explore": "explore",
 }

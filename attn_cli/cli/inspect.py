@@ -9,6 +9,7 @@ import typer
 from .common import SENTENCE, app, plain_width, read_text, reporting_errors, write_csv, write_json, write_screen
 from .options import (
     ROWS,
+    AttentionKindOption,
     ChatOption,
     FormatOption,
     HeadOption,
@@ -25,6 +26,7 @@ from .options import (
     SpecialOption,
     StepsOption,
     SystemOption,
+    TargetTextOption,
     TextArgument,
     TopOption,
     TruncateOption,
@@ -42,7 +44,8 @@ from .output import write_stdout
         '  attn inspect "The cat sat on the mat because it was tired." -q it --layer 3 --head 7 --steps\n\n'
         '  attn inspect "The dog chased the other dog." -q dog#2 --head all --json | jq ".layers[0].heads[-1].top"\n\n'
         "  echo \"The cat sat.\" | attn inspect - --query-index 2 --layer all --json\n\n"
-        '  attn inspect "Transformers changed NLP." -q changed --level word --rank-by output_norm'
+        '  attn inspect "Transformers changed NLP." -q changed --level word --rank-by output_norm\n\n'
+        '  attn inspect "The house is wonderful." -m opus-mt-en-de --target "Das Haus ist wunderbar." -q Haus --attention cross'
 
     )
 )
@@ -63,11 +66,14 @@ def inspect(
     rows: RowsOption = "auto",
     chat: ChatOption = False,
     system: SystemOption = None,
+    target: TargetTextOption = None,
+    attention: AttentionKindOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
     chosen_format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Show how one query word attends to every token: scores, scaled scores, softmax weights, top words, all heads."""
+    """Show how one query word attends to every token: scores, scaled scores, softmax weights, top words, all heads.
+    Encoder–decoder models: TEXT is the source; --target and --attention show the decoder and cross-attention."""
     form = output_format(as_json, chosen_format)
 
     def action() -> None:
@@ -81,14 +87,22 @@ def inspect(
 
         options = InspectOptions(
             query=query, query_index=query_index, layer=layer, head=head, top_k=top, steps=steps, include_special=special,
-            truncate=truncate, level=level, norms=norms, rank_by=rank_by, chat=chat, system=system,
+            truncate=truncate, level=level, norms=norms, rank_by=rank_by, chat=chat, system=system, target=target, attention=attention,
         )
         if form is OutputFormat.csv and steps:
             raise InputError("--steps has no CSV form (q, k, v are vectors, not rows of weights)", "use --json for the steps, or drop --steps")
         if form is OutputFormat.csv:  # every head's weights on every token: no head is picked (but --head all), nothing ranked
             picked = ["head"] if head.strip().lower() != "all" else []
             refuse_with(ctx, "--format csv", *picked, "top", "special", "rank_by", why=" (its rows are every head's weights on every token)")
-        result = inspect_with(load_model(model), read_text(text), options)
+        loaded = load_model(model)
+        result = inspect_with(loaded, read_text(text), options)
+        if result.attention == "encoder" and target is None and attention is None:
+            from .output import write_stderr
+
+            write_stderr(
+                f"attn: note: {loaded.name} is an encoder–decoder model: this is its encoder's self-attention over the source; add "
+                "--target TEXT for the decoder's (--attention decoder) and cross-attention (--attention cross)\n"
+            )
         if form is OutputFormat.json:
             write_json(result.to_json())
         elif form is OutputFormat.csv:

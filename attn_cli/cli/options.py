@@ -15,6 +15,7 @@ make it ignore.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -72,6 +73,7 @@ HeadOption = Annotated[
 OneHeadOption = Annotated[
     str, typer.Option("--head", metavar="H|auto|mean", help="Head index, 'mean', or 'auto': the head that attends most to other words.")
 ]
+MeanHeadOption = Annotated[str, typer.Option("--head", metavar="H|mean", help="Head index, or 'mean': the mean over the layer's heads.")]
 TopOption = Annotated[int, typer.Option("--top", "-k", help="How many to list: top-attended words (or predictions, alternatives, heads).")]
 StepsOption = Annotated[bool, typer.Option("--steps", help="Also show step 1 (q, k, v vectors) and step 3 (weighted sum of values).")]
 SpecialOption = Annotated[bool, typer.Option("--special/--no-special", help="Rank special tokens ([CLS], [SEP]) among the top-attended words.")]
@@ -104,6 +106,35 @@ RowsOption = Annotated[
 ]
 ChatOption = Annotated[bool, typer.Option("--chat", help="Read TEXT as a user message, rendered by the model's chat template (decoders).")]
 SystemOption = Annotated[Optional[str], typer.Option("--system", help="With --chat: a system message before the user's.", show_default=False)]
+
+# Encoder–decoder models (T5, BART, Marian): the text the decoder writes, and which attention.
+# `--target` names what the model outputs, here and in `knockout`/`ablate`/`contrib` (a token
+# there, the target text here); no command takes both.
+TargetTextOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--target", "-t",
+        help="Encoder–decoder models (T5, BART, Marian): the target text the decoder writes, teacher-forced (TEXT is the source). "
+        "The query is then a target token.",
+        show_default=False,
+    ),
+]
+AttentionKindOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--attention",
+        help="Encoder–decoder models: encoder (a source token over the source), decoder (a target token over the target before it; "
+        "the default with --target) or cross (a target token over the source).",
+        show_default=False,
+    ),
+]
+
+# A file to write (`plot`, `align`).
+OutputFileOption = Annotated[
+    Optional[Path],
+    typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained; plot's is an interactive page)."),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace a read-only file.")]
 
 # The model view (`heads`, `plot --view grid`) and corpus statistics (`stats`, `plot --stats`).
 TargetOption = Annotated[

@@ -29,6 +29,11 @@ FLAGS = {
     "metric": "--metric",
     "metric='weight'": "--metric weight",
     "target": "--target",
+    "target=TEXT": "--target TEXT",
+    "attention": "--attention",
+    "attention='encoder'": "--attention encoder",
+    "attention='decoder'": "--attention decoder",
+    "attention='cross'": "--attention cross",
     "chat=True": "--chat",
     "chat": "--chat",
     "system": "--system",
@@ -40,6 +45,9 @@ FLAGS = {
     "tokenize()": "`attn tokens`",
     "generate()": "attn generate",
     "lens()": "attn lens",
+    "inspect()": "attn inspect",
+    "knockout()": "attn knockout",
+    "ablate()": "attn ablate",
     "load_model('smollm2')": "--model smollm2",
 }
 

@@ -10,9 +10,11 @@ import typer
 from .common import SENTENCE, app, read_text, reporting_errors
 from .options import (
     ROWS,
+    ForceOption,
     LevelOption,
     ModelOption,
     OneLayerOption,
+    OutputFileOption,
     PlotMetricOption,
     QueryIndexOption,
     QueryOption,
@@ -40,10 +42,7 @@ VIEWS = ("heads", "grid")
 def plot(
     ctx: typer.Context,
     text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text, or - to read it from stdin (not with --stats).", show_default=False)] = None,
-    output: Annotated[
-        Optional[Path],
-        typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (an interactive page, self-contained)."),
-    ] = None,
+    output: OutputFileOption = None,
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
     view: Annotated[
@@ -59,7 +58,7 @@ def plot(
     ] = None,
     rows: RowsOption = "auto",
     static: Annotated[bool, typer.Option("--static", help="With .html: the heat-map table of --view, no script, instead of the interactive page.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace a read-only file.")] = False,
+    force: ForceOption = False,
     model: ModelOption = None,
 ) -> None:
     """Draw attention as a heat map: tokens × heads of a layer, or layers × heads. Files are written atomically; prints the path."""

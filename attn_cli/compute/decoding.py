@@ -66,6 +66,11 @@ class DecodeStep:
 
 def require_decoder(model: Model, command: str = "generate") -> None:
     """Encoders (BERT) see the whole text at once and have no next-token head: they cannot generate."""
+    if not model.arch.decodes and model.has_cross_attention:
+        raise InputError(
+            f"{model.name} is an encoder–decoder model ({model.spec.model_type}): `{command}()` reads decoder-only models",
+            "use a decoder (gpt2, llama, …); with this model, `generate()` writes a target and `inspect()` with `target=TEXT` shows its decoder",
+        )
     if not model.arch.decodes:
         raise InputError(
             f"{model.name} is an encoder ({model.spec.model_type}): it sees the whole text at once and cannot predict a next token",

@@ -19,7 +19,7 @@ from ..records import frozen
 from .decoding import Sampling, check_length, decode, eos_ids, require_decoder
 from .inspect import inspect_tokens, model_info
 from .options import InspectOptions, check_chat
-from .result import InspectResult, ModelInfo, document_header, floats
+from .result import InspectResult, ModelInfo, document_header, floats, tokens_json
 
 
 @frozen
@@ -69,6 +69,9 @@ class GenerateResult:
     cache_bytes: int  # the KV cache's size: Σ layers' kept positions (a sliding layer's: its window) × kv_heads × head_dim × 2 × 4 bytes
     prompt: Tokenization | None = None  # the prompt alone (its tokens are the first prompt_tokens of `tokenization`)
     inspect: InspectResult | None = None  # with --query: inspect's view of that token of the whole sequence
+    # An encoder–decoder's source: `tokenization` is then the decoder's (its start token and what
+    # it wrote), and each step's `attended` a source word, by cross-attention.
+    source: Tokenization | None = None
 
     @property
     def continuation(self) -> str:
@@ -106,6 +109,8 @@ class GenerateResult:
         }
         for t, token in zip(doc["tokens"], self.tokenization.tokens):
             t["generated"] = token.index >= self.prompt_tokens
+        if self.source is not None:  # attended[].token_indices are then positions of source_tokens
+            doc |= {"source": self.source.text, "source_tokens": tokens_json(self.source), "attended_by": "cross-attention"}
         if self.inspect is not None:
             view = self.inspect.to_json()
             doc |= {k: view[k] for k in ("query", "top_k", "include_special", "level", "units", "rank_by", "layers")}
@@ -140,6 +145,16 @@ def generate(
     sequence, the result also holds inspect's view of that token (its layer, head, steps, ...)."""
     if inspect is not None and inspect.query is None and inspect.query_index is None:
         raise OptionError("the inspect options name no token to inspect", "give them a `query` or a `query_index`")
+    if model.has_cross_attention:  # T5, BART, Marian: the decoder writes a target for the source
+        if chat:
+            raise OptionError("`chat=True` renders a decoder's chat template; an encoder–decoder model reads a source", "drop `chat=True`")
+        from .seq2seq_generate import generate_seq2seq
+
+        sampling = sampling or Sampling()
+        sampling.validate()
+        if top < 1:
+            raise InputError(f"`top={top}` is not valid", "give `top` 1 or more")
+        return generate_seq2seq(model, prompt, max_new_tokens, sampling, top, inspect, use_cache, on_step)
     require_decoder(model)
     if top < 1:
         raise InputError(f"`top={top}` is not valid", "give `top` 1 or more")

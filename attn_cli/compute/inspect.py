@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 
@@ -19,10 +20,13 @@ from ..records import frozen
 from .options import InspectOptions
 from .query import Query, check_rankable, resolve_query
 from .result import HeadId, HeadResult, InspectResult, LayerResult, ModelInfo, QueryInfo, Steps, WordWeight
+from .seq2seq import check_kind, pair
 
 
-def model_info(model: Model) -> ModelInfo:
-    s = model.spec
+def model_info(model: Model, spec=None) -> ModelInfo:
+    """The model as documents describe it; `spec`: the part shown, when not the encoder's (an
+    encoder–decoder's decoder: its own layer count, causal)."""
+    s = model.spec if spec is None else spec
     return ModelInfo(
         model.name, str(model.path), s.model_type, s.layers, s.heads, s.kv_heads, s.head_dim, s.hidden,
         s.max_positions, s.causal, s.sliding_window, s.rotary, s.layer_windows, s.scale, s.attn_softcap,
@@ -112,6 +116,8 @@ def inspect(
     rank_by: str = "weight",
     chat: bool = False,
     system: str | None = None,
+    target: str | None = None,
+    attention: str | None = None,
 ) -> InspectResult:
     """Inspect self-attention for one query of `text` at the chosen layers and heads.
 
@@ -119,18 +125,24 @@ def inspect(
     "word" shows words instead of tokens (attention to a word is the sum over its tokens).
     `norms` adds ‖α·v‖ and ‖α·v·W_O‖ beside each weight; `rank_by` ("weight", "value_norm",
     "output_norm") orders the top-attended words, and implies `norms`. `chat` reads `text` as
-    a user message rendered by the model's chat template (after `system`, if given). The
-    options are those of `InspectOptions`, which checks them.
+    a user message rendered by the model's chat template (after `system`, if given). An
+    encoder–decoder model reads `text` as the source and `target` as what the decoder writes
+    (teacher-forced); `attention` "encoder", "decoder" (the default with a target) or "cross"
+    picks the kind shown (`compute.seq2seq`). The options are those of `InspectOptions`, which
+    checks them.
     """
     options = InspectOptions(
         query=query, query_index=query_index, layer=layer, head=head, top_k=top_k, steps=steps, include_special=include_special,
-        truncate=truncate, level=level, norms=norms, rank_by=rank_by, chat=chat, system=system,
+        truncate=truncate, level=level, norms=norms, rank_by=rank_by, chat=chat, system=system, target=target, attention=attention,
     )
     return inspect_with(model, text, options)
 
 
 def inspect_with(model: Model, text: str, options: InspectOptions) -> InspectResult:
     """`inspect` with its options as one value."""
+    kind = check_kind(model, options.target, options.attention)
+    if kind in ("decoder", "cross"):
+        return _inspect_target(model, text, options, kind)
     layers, head = options.layers(model.spec.layers), options.head_id(model.spec.heads)
     if options.chat:
         from .chat import chat_tokenization
@@ -138,7 +150,32 @@ def inspect_with(model: Model, text: str, options: InspectOptions) -> InspectRes
         tok = chat_tokenization(model, text, options.system, truncate=options.truncate)
     else:
         tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions, truncate=options.truncate)
-    return _inspect(model, tok, None, options, layers, head)
+    attention = "encoder" if kind == "encoder" else None
+    return _inspect(model, tok, None, options, layers, head, attention=attention)
+
+
+def _inspect_target(model: Model, source: str, options: InspectOptions, kind: str) -> InspectResult:
+    """An encoder–decoder's decoder self-attention or cross-attention, the target teacher-forced."""
+    p = pair(model, source, options.target, options.truncate)
+    return inspect_decoder(model, p.source, p.decoder, model.memory(p.source.ids), options, kind)
+
+
+def inspect_decoder(model: Model, source: Tokenization, decoder: Tokenization, memory, options: InspectOptions, kind: str = "decoder") -> InspectResult:
+    """`inspect` of a position of an encoder–decoder's decoder input `decoder` (its start token,
+    then a target), over the source's `memory` (`Model.memory`): its self-attention ("decoder")
+    or its cross-attention over `source` ("cross"). The query is a position of `decoder`."""
+    spec = model.spec.seq2seq.decoder
+    layers, head = options.layers(spec.layers), options.head_id(spec.heads)
+    # Cross-attention is computed after the layer's self-attention: the last layer runs whole.
+    through = None if options.steps or kind == "cross" else layers[-1]
+    traces = model.trace_decoder(decoder.ids, memory, through=through)
+    keys = decoder if kind == "decoder" else source
+    projection = model.arch.seq2seq.output_projections
+    w_o = lambda layer: projection(model.weights, layer)[kind == "cross"]  # noqa: E731
+    return _inspect(
+        model, keys, (t.cross if kind == "cross" else t for t in traces), options, layers, head,
+        attention=kind, decoder=decoder, spec=spec, w_o_of=w_o,
+    )
 
 
 def inspect_tokens(
@@ -154,10 +191,15 @@ def inspect_tokens(
 
 
 def _inspect(
-    model: Model, tok: Tokenization, traces: Iterable[LayerTrace] | None, options: InspectOptions, layers: list[int], head: HeadId
+    model: Model, tok: Tokenization, traces: Iterable[LayerTrace] | None, options: InspectOptions, layers: list[int], head: HeadId,
+    attention: str | None = None, decoder: Tokenization | None = None, spec=None, w_o_of=None,
 ) -> InspectResult:
-    q = resolve_query(tok, options.query, options.query_index)
-    check_rankable(tok, q, model.spec.causal, options.include_special)
+    """The result over `traces` (else a pass of its own) whose keys are `tok`'s tokens. An
+    encoder–decoder's decoder or cross-attention (`attention`): the query is a position of
+    `decoder`, the decoder's input; `spec` the decoder's, `w_o_of(layer)` its W_O."""
+    q = resolve_query(decoder if attention in ("decoder", "cross") else tok, options.query, options.query_index)
+    if attention != "cross":  # cross-attention's keys are the source, which has words whatever the query
+        check_rankable(tok, q, model.spec.causal if spec is None else spec.causal, options.include_special)
     results = []
     text = _text_units(tok, options.level)
     # The last layer asked for is needed only as far as its attention maps (q, k, v), unless
@@ -165,12 +207,14 @@ def _inspect(
     through = None if options.steps else layers[-1]
     for trace in model.trace(tok.ids, through=through) if traces is None else traces:
         if trace.layer in layers:
-            w_o = model.arch.output_projection(model.weights, trace.layer) if options.shows_norms else None
+            w_o = None
+            if options.shows_norms:
+                w_o = model.arch.output_projection(model.weights, trace.layer) if w_o_of is None else w_o_of(trace.layer)
             results.append(_layer_result(trace, tok, text, q, options, head, w_o))
         if trace.layer >= layers[-1]:
             break  # later layers cannot change what was asked
     return InspectResult(
-        model=model_info(model),
+        model=model_info(model, spec),
         tokenization=tok,
         query=QueryInfo(q.text, q.token_indices, q.occurrence, q.occurrences),
         layers=tuple(results),
@@ -179,6 +223,8 @@ def _inspect(
         notes=tuple(_notes(tok, q, options.query)),
         level=options.level,
         rank_by=options.rank_by,
+        attention=attention,
+        decoder_tokenization=decoder,
     )
 
 
@@ -210,7 +256,9 @@ def _layer_result(
     heads = weights.shape[0]
     seen = None if visible is None else visible.any(axis=0)
 
-    chosen = auto_head(weights, tok, q, trace.spec.causal) if head == "auto" else None
+    # Cross-attention's query is no key: no key is left out as "the query itself".
+    own = replace(q, token_indices=()) if trace.over_source else q
+    chosen = auto_head(weights, tok, own, trace.spec.causal) if head == "auto" else None
     focus: tuple[HeadId, ...] = tuple(range(heads)) if head == "all" else (chosen if chosen is not None else head,)
     view, words, index = text
     slices = output_slices(w_o, heads) if w_o is not None else None

@@ -20,6 +20,7 @@ from ..records import frozen
 HEAD_CHOICES = ("auto", "mean", "all")
 LEVELS = ("token", "word")
 RANKINGS = ("weight", "value_norm", "output_norm")
+ATTENTION_KINDS = ("encoder", "decoder", "cross")  # an encoder–decoder's three (`compute.seq2seq`)
 
 
 def _is_int(value) -> bool:
@@ -50,6 +51,8 @@ TYPES = {
     "rank_by": (_is_str, 'a string ("weight", "value_norm" or "output_norm")'),
     "chat": (_is_bool, "true or false"),
     "system": (lambda v: v is None or _is_str(v), "a string or null"),
+    "target": (lambda v: v is None or _is_str(v), "a string or null"),
+    "attention": (lambda v: v is None or _is_str(v), 'null, "encoder", "decoder" or "cross"'),
 }
 
 
@@ -71,6 +74,8 @@ class InspectOptions:
     rank_by: str = "weight"
     chat: bool = False
     system: str | None = None
+    target: str | None = None  # encoder–decoder models: the text the decoder writes (teacher-forced)
+    attention: str | None = None  # encoder–decoder models: "encoder", "decoder" or "cross" (`compute.seq2seq`)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -88,6 +93,10 @@ class InspectOptions:
         if self.steps and self.level == "word":
             raise OptionError("`steps=True` shows token vectors, so it cannot be used with `level='word'`", "drop `steps=True` or `level='word'`")
         check_chat(self.chat, self.system)
+        if self.attention is not None and self.attention not in ATTENTION_KINDS:
+            raise OptionError(f"`attention={self.attention!r}` is not valid", f"give one of {', '.join(ATTENTION_KINDS)}")
+        if self.target is not None and self.chat:
+            raise OptionError("`target=...` is an encoder–decoder's target, and a chat template is a decoder's", "drop `chat=True` or `target`")
 
     @property
     def shows_norms(self) -> bool:

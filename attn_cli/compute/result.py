@@ -132,6 +132,17 @@ class InspectResult:
     notes: tuple[str, ...] = field(default=())
     level: str = "token"  # the rows of the per-head lists: tokens, or words ("word")
     rank_by: str = "weight"
+    # An encoder–decoder model's: which attention ("encoder", "decoder", "cross"; None for other
+    # models) and, with a target, the decoder's input (the query's sequence for decoder and
+    # cross; `tokenization` is then the keys': the decoder's input, or the source).
+    attention: str | None = None
+    decoder_tokenization: Tokenization | None = None
+
+    @property
+    def marked(self) -> set[int]:
+        """The key positions that are the query's own tokens (▶ in the views): none for
+        cross-attention, whose query is a target token and whose keys are the source."""
+        return set() if self.attention == "cross" else set(self.query.token_indices)
 
     @property
     def tokens(self) -> tuple[Token, ...]:
@@ -176,7 +187,16 @@ class InspectResult:
                 for layer in self.layers
             ],
             "notes": list(self.notes),
-        }
+        } | self._seq2seq_json()
+
+    def _seq2seq_json(self) -> dict:
+        """An encoder–decoder's: the kind of attention, and the decoder's input tokens."""
+        if self.attention is None:
+            return {}
+        doc = {"attention": self.attention}
+        if self.decoder_tokenization is not None:
+            doc |= {"target": self.decoder_tokenization.text, "decoder_tokens": tokens_json(self.decoder_tokenization)}
+        return doc
 
 
 def routing_json(routing: Routing) -> list[dict]:

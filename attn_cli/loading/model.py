@@ -19,7 +19,8 @@ from tokenizers import Tokenizer
 
 from ..errors import ModelError
 from ..models import Architecture, Hyper, Interventions, LayerTrace, Weights, architecture
-from ..models.trace import checked_forward, checked_forward_packed
+from ..models.seq2seq import Memory
+from ..models.trace import checked_decode, checked_forward, checked_forward_packed
 from ..records import frozen
 from .tokenizer import load_tokenizer
 from .weights import KeptWeights, open_weights
@@ -53,6 +54,30 @@ class Model:
         (`models.base.layer_plan`): its head_output and hidden are None. `interventions`: what
         to change in the pass, and keep from it (`models.interventions`)."""
         return checked_forward(self.arch, self.weights, self.spec, input_ids, str(self.path), cache, through, interventions, self.release_weights)
+
+    @property
+    def has_cross_attention(self) -> bool:
+        """Whether it is an encoder–decoder model (T5, BART, Marian): `trace` is its encoder,
+        `memory` and `trace_decoder` its decoder."""
+        return self.arch.seq2seq is not None
+
+    def memory(self, source_ids) -> Memory:
+        """Encode the source (n,) ids and make every decoder layer's cross-attention keys and
+        values of it, once: the `Memory` `trace_decoder` reads."""
+        *_, last = self.trace(source_ids)
+        encoded = self.arch.final_norm(self.weights, self.spec, last.hidden)
+        return self.arch.seq2seq.memory(self.weights, self.spec, encoded)
+
+    def trace_decoder(self, decoder_ids, memory, cache=None, through: int | None = None, interventions: Interventions | None = None) -> Iterator[LayerTrace]:
+        """The decoder's pass over its input ids (`models.seq2seq.decoder_input`), or with a
+        `KVCache` of the decoder the ids after the cached ones: one checked `LayerTrace` per
+        decoder layer, its `cross` the cross-attention over the source of `memory`."""
+        return checked_decode(self.arch, self.weights, self.spec, decoder_ids, memory, str(self.path), cache, through, interventions, self.release_weights)
+
+    def decoder_logits(self, hidden: np.ndarray) -> np.ndarray:
+        """(m, vocab): the next-token logits of the decoder's last hidden state (m, hidden)."""
+        s2s = self.arch.seq2seq
+        return s2s.logits(self.weights, self.spec, s2s.decoder_norm(self.weights, self.spec, hidden))
 
     @property
     def packs(self) -> bool:

@@ -5,7 +5,7 @@ to add one)."""
 from __future__ import annotations
 
 from ..errors import ModelError
-from . import bert, distilbert, gemma2, gemma3, gpt2, gpt_neox, llama, modernbert, moe, mpnet, nomic_bert, olmo2, phi3, roberta
+from . import bart, bert, distilbert, gemma2, gemma3, gpt2, gpt_neox, llama, marian, modernbert, moe, mpnet, nomic_bert, olmo2, phi3, roberta, t5
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights
 from .cache import KVCache
@@ -32,6 +32,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gemma3_text": gemma3.ARCHITECTURE,
     "gemma3": gemma3.ARCHITECTURE,  # the multimodal checkpoint: attn reads its text model
     "gemma2": gemma2.ARCHITECTURE,
+    # Encoder–decoder models (`Architecture.seq2seq`): `forward` is the encoder.
+    "t5": t5.ARCHITECTURE,
+    "bart": bart.ARCHITECTURE,
+    "marian": marian.ARCHITECTURE,
 }
 
 
@@ -49,6 +53,11 @@ def architecture(model_type) -> Architecture:
         ) from None
 
 
+def cross_attention_models() -> list[str]:
+    """The model_types with cross-attention (encoder–decoder models), for messages."""
+    return sorted(name for name, a in ARCHITECTURES.items() if a.seq2seq is not None)
+
+
 def gguf_layouts() -> dict[str, GGUFLayout]:
     """general.architecture -> the layout of the family that reads such GGUF files."""
     return {name: a.gguf for a in ARCHITECTURES.values() if a.gguf is not None for name in a.gguf.names}
@@ -56,5 +65,5 @@ def gguf_layouts() -> dict[str, GGUFLayout]:
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "GGUFLayout", "HeadEdit", "Hyper", "Interventions", "KVCache", "Knockout", "LayerTrace",
-    "Resume", "ValueZeroing", "Weights", "architecture", "gguf_layouts",
+    "Resume", "ValueZeroing", "Weights", "architecture", "cross_attention_models", "gguf_layouts",
 ]

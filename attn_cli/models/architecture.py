@@ -15,6 +15,8 @@ for optional functions with hasattr: what a family can do is what it declares.
   `head` the LM head already read (`base.lm_head`), for callers that ask for logits per layer.
 - `forward_packed(weights, hyper, texts)` (encoders): several texts in one pass (`attn batch`).
 - `gguf`: how llama.cpp's files of this family map onto it (`GGUFLayout`), if it reads them.
+- `seq2seq`: an encoder–decoder model's decoder, with cross-attention (`seq2seq.Seq2Seq`);
+  `forward` is then its encoder.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from ..records import frozen
 from .base import LayerTrace
 from .hyper import Hyper
+from .seq2seq import Seq2Seq
 
 
 @frozen
@@ -59,6 +62,7 @@ class Architecture:
     logits: Callable[..., np.ndarray] | None = None
     forward_packed: Callable[..., Iterator[list[LayerTrace]]] | None = None
     gguf: GGUFLayout | None = None
+    seq2seq: Seq2Seq | None = None  # an encoder–decoder model: its decoder (`forward` is its encoder)
 
     @property
     def decodes(self) -> bool:

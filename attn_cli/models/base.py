@@ -85,12 +85,19 @@ class LayerTrace:
     # softmax reads neither the scaled scores nor Q·Kᵀ but `adjusted` (see `steps`).
     score_bias: np.ndarray | None = None
     routing: Routing | None = None  # a mixture-of-experts layer: each token's experts and their weights
+    # An encoder–decoder's decoder layer: its cross-attention, q the target rows, k and v the
+    # source's (a trace with `over_source`, whose keys are source positions from 0).
+    cross: LayerTrace | None = None
+    over_source: bool = False
 
     @property
     def key_start(self) -> int:
         """The position of k's (and v's) first column: 0, but for a sliding layer with a KV
         cache, which keeps only its window's keys (`models.cache.KVCache`). The keys run up to
-        the last query's position, so it is start + q rows - keys."""
+        the last query's position, so it is start + q rows - keys. Cross-attention's keys are
+        the source's, from 0."""
+        if self.over_source:
+            return 0
         return self.start + self.q.shape[1] - self.k.shape[1]
 
     @property
@@ -147,6 +154,7 @@ def _per_query_head(x: np.ndarray, spec: Hyper) -> np.ndarray:
 def attend(
     q: np.ndarray, k: np.ndarray, v: np.ndarray, spec: Hyper, layer: int,
     cache=None, interventions: Interventions | None = None, run=None, segments=None, bias: np.ndarray | None = None,
+    over_source: bool = False,
 ):
     """Self-attention of the new positions, through the KV cache and the interventions.
 
@@ -156,7 +164,9 @@ def attend(
     kept, from position start + n - keys: `LayerTrace.key_start`). `segments`: [(first, stop), ...]
     when the rows are several texts packed one after another (`attn batch`): each text attends
     to itself alone, exactly as if it ran by itself. `bias` (heads, n, seq): a term added to the
-    scaled scores (relative positions; see `LayerTrace.score_bias`). Returns (head_output (heads, n, d), keys
+    scaled scores (relative positions; see `LayerTrace.score_bias`). `over_source`: an
+    encoder–decoder's cross-attention, k and v the source's (keys from position 0, no cache, a
+    spec that is not causal), so that its knockouts and edits apply as self-attention's do. Returns (head_output (heads, n, d), keys
     (kv_heads, seq, d), values (kv_heads, seq, d) as they entered P·V, start: the position of
     the first query). `run`: see `runtime.rows_runner`.
     """
@@ -164,12 +174,12 @@ def attend(
     if cache is not None:
         start = cache.lengths[layer]
         k, v = cache.append(layer, k, v)
-    key_start = start + q.shape[1] - k.shape[1]  # a sliding layer's cache keeps only its window
+    key_start = 0 if over_source else start + q.shape[1] - k.shape[1]  # a sliding layer's cache keeps only its window
     changes = interventions is not None and interventions.changes(layer)
     if changes or bias is not None or spec.attn_softcap:
         if changes:
             v = interventions.values(layer, v, key_start)
-        out = _attention_textbook(q, k, v, spec, layer, start, interventions, bias)
+        out = _attention_textbook(q, k, v, spec, layer, start, interventions, bias, over_source)
         return (interventions.head_outputs(layer, out) if changes else out), k, v, start
     if segments is None:
         # The mask reads only position differences: query row r against key column j is position start + r against key_start + j.
@@ -187,11 +197,11 @@ def attend(
     return out, k, v, start
 
 
-def _attention_textbook(q, k, v, spec: Hyper, layer: int, start: int, interventions: Interventions | None, bias) -> np.ndarray:
+def _attention_textbook(q, k, v, spec: Hyper, layer: int, start: int, interventions: Interventions | None, bias, over_source=False) -> np.ndarray:
     """weights·V the textbook way (`LayerTrace.rows`): one (heads, rows, keys) map, with the
     knockouts' edges blocked and the score bias or cap applied, which the fast blocked path
     (`maths.attention`) does not know."""
-    trace = LayerTrace(layer, spec, q, k, v, None, None, start=start, interventions=interventions, score_bias=bias)
+    trace = LayerTrace(layer, spec, q, k, v, None, None, start=start, interventions=interventions, score_bias=bias, over_source=over_source)
     weights = trace.rows()[2]
     return (weights @ _per_query_head(v, spec)).astype(np.float32)
 

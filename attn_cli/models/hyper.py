@@ -112,6 +112,23 @@ class Experts:
 
 
 @frozen
+class EncoderDecoder:
+    """What an encoder–decoder model (T5, BART, Marian) adds to its encoder's `Hyper`: the
+    decoder's own (causal; its cross-attention reads the same counts, not causal), the token the
+    decoder starts from, the factor on the token embeddings (BART's and Marian's √d_model under
+    `scale_embedding`, else 1), T5's relative position buckets (count and the distance past which
+    all share the last; 0 buckets without them) and the factor on the decoder's last hidden state
+    before the LM head (original T5's d_model^-0.5 with tied embeddings, else 1)."""
+
+    decoder: Hyper
+    decoder_start: int
+    embed_scale: float = 1.0
+    buckets: int = 0
+    max_distance: int = 0
+    output_scale: float = 1.0
+
+
+@frozen
 class Hyper:
     """Everything a forward pass needs besides the weights, checked whole when made: every count
     positive, the heads splitting the width, the key/value heads dividing the heads, one window
@@ -142,6 +159,7 @@ class Hyper:
     # Both branches read the layer's input, x + attention(norm(x)) + MLP(norm'(x)) (GPT-NeoX, GPT-J)
     parallel_residual: bool = False
     experts: Experts | None = None  # a mixture-of-experts feed-forward, None for a dense one
+    seq2seq: EncoderDecoder | None = None  # an encoder–decoder model: this Hyper is its encoder's
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "kv_heads", "head_dim", "hidden", "max_positions"):

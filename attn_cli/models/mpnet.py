@@ -13,7 +13,6 @@ MPNet's padding index fixed at 1); there are no token types. Weight names follow
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from ..errors import ModelError
 from ..maths.gelu import gelu
 from ..maths.ops import layer_norm, linear, merge_heads, split_heads
+from . import t5
 from .architecture import Architecture
 from .base import LayerTrace, Weights, attend, kept, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
@@ -58,17 +58,10 @@ def parse(config: dict) -> Hyper:
 
 
 def relative_buckets(offsets: np.ndarray) -> np.ndarray:
-    """The bucket of each key's offset from its query, j - i (any shape of int): keys before
-    the query in buckets 0-15, after it in 16-31; offsets under 8 each their own bucket, then
-    logarithmic up to 128. The logarithm is taken in float32, as transformers takes it, so
-    that the buckets' edges fall where its do."""
-    n = -offsets
-    half = BUCKETS // 2
-    exact = half // 2
-    far = np.maximum(np.abs(n), exact)  # log of the offsets that take the logarithmic buckets (the others are exact)
-    scaled = np.log(far.astype(np.float32) / np.float32(exact)) / np.float32(math.log(MAX_DISTANCE / exact)) * np.float32(half - exact)
-    large = np.minimum(exact + scaled.astype(np.int64), half - 1)
-    return np.where(n < 0, half, 0) + np.where(np.abs(n) < exact, np.abs(n), large)
+    """The bucket of each key's offset from its query, j - i (any shape of int): T5's two-sided
+    buckets (`t5.relative_buckets`), 32 of them up to distance 128: keys before the query in
+    buckets 0-15, after it in 16-31; offsets under 8 each their own bucket, then logarithmic."""
+    return t5.relative_buckets(offsets, BUCKETS, MAX_DISTANCE, bidirectional=True)
 
 
 def position_bias(w: Weights, seq: int) -> np.ndarray:

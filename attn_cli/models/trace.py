@@ -37,6 +37,23 @@ def checked_forward(
             weights.release()
 
 
+def checked_decode(
+    arch: Architecture, weights: Weights, spec: Hyper, input_ids: np.ndarray, memory, where: str,
+    cache=None, through: int | None = None, interventions: Interventions | None = None, release: bool = True,
+) -> Iterator[LayerTrace]:
+    """An encoder–decoder's decoder (`arch.seq2seq.decode`), checked as `checked_forward` checks
+    a pass: one `LayerTrace` per decoder layer, its `cross` the layer's cross-attention."""
+    past = 0 if cache is None else cache.length
+    start = lambda: arch.seq2seq.decode(weights, spec, input_ids, memory, cache, through, interventions)  # noqa: E731
+    for layer in checked(start, where):
+        _check_layer(layer, len(input_ids), past, where)
+        if layer.cross is not None and not np.isfinite(layer.cross.q).all():
+            raise _not_finite(layer.layer, where, "cross-attention q")
+        yield layer
+        if release:
+            weights.release()
+
+
 def checked_forward_packed(arch: Architecture, weights: Weights, spec: Hyper, texts: list[np.ndarray], where: str) -> list[list[LayerTrace]]:
     """`arch.forward_packed` of several texts, checked as `checked_forward` checks one: [text][layer] ->
     that text's LayerTrace, the same numbers as `checked_forward` of the text alone."""
@@ -94,8 +111,11 @@ def _check_layer(layer: LayerTrace, seq: int, past: int, where: str) -> None:
             )
     for name in ("q", "k", "hidden"):
         if getattr(layer, name) is not None and not np.isfinite(getattr(layer, name)).all():
-            raise ModelError(
-                f"layer {layer.layer} of {where} computes {name} values that are NaN or infinite: "
-                "its weights hold NaN/Inf, or are too large for float32",
-                "re-download or re-export the model: its weight file is corrupt",
-            )
+            raise _not_finite(layer.layer, where, name)
+
+
+def _not_finite(layer: int, where: str, name: str) -> ModelError:
+    return ModelError(
+        f"layer {layer} of {where} computes {name} values that are NaN or infinite: its weights hold NaN/Inf, or are too large for float32",
+        "re-download or re-export the model: its weight file is corrupt",
+    )

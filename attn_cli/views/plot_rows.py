@@ -19,7 +19,7 @@ def heads_grid(result: InspectResult, rows: str = "auto") -> tuple[np.ndarray, l
     values = np.stack([h.weights for h in drawn.heads], axis=1)  # (units, heads + mean)
     masked = None if drawn.visible is None else np.repeat(~drawn.visible[:, None], values.shape[1], axis=1)
     labels = [u.text for u in result.units]
-    query = {i for i, u in enumerate(result.units) if set(u.token_indices) <= set(result.query.token_indices)}
+    query = {i for i, u in enumerate(result.units) if result.marked and set(u.token_indices) <= result.marked}
     title = f'{result.model.name} · layer {drawn.layer}: weights of "{result.query.text}" in every head'
     if rows == "all" or (rows == "auto" and len(labels) <= PLOT_ROWS):
         return values, labels, query, masked, title

@@ -34,16 +34,18 @@ def _settings(r: GenerateResult) -> str:
 
 def generate_view(r: GenerateResult) -> list[RenderableType]:
     m = r.model
-    parts: list[RenderableType] = [
-        Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers × {m.heads} heads) · {_settings(r)}")
-    ]
+    layers = f"{m.layers} decoder layers" if r.source is not None else f"{m.layers} layers"
+    parts: list[RenderableType] = [Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {layers} × {m.heads} heads) · {_settings(r)}")]
     prompt_text = r.prompt.text if r.prompt is not None else r.tokenization.text[: len(r.tokenization.text) - len(r.continuation)]
     if r.chat:
         parts.append(Text("\nChat template, rendered (special tokens dim in the table):", style="bold"))
         parts.append(Text(prompt_text, style="dim"))
         if r.prompt is not None:
             parts.append(tokens_table(r.prompt))
-    parts.append(Text.assemble(("\n" if not r.chat else "") + "Text: ", (prompt_text if not r.chat else "…", "dim"), (r.continuation, "bold green")))
+    if r.source is not None:  # an encoder–decoder: the source, and the target it wrote
+        parts.append(Text.assemble("\nSource: ", (r.source.text, "dim"), "\nTarget: ", (r.continuation, "bold green")))
+    else:
+        parts.append(Text.assemble(("\n" if not r.chat else "") + "Text: ", (prompt_text if not r.chat else "…", "dim"), (r.continuation, "bold green")))
 
     alternatives = [[[(_shown(c.text), ""), (f" {math.exp(c.logprob):.2f}", "dim")] for c in s.top if c.id != s.id] for s in r.steps]
     attended = [
@@ -55,14 +57,19 @@ def generate_view(r: GenerateResult) -> list[RenderableType]:
         Column("token", "label", [(_shown(s.text), "bold") for s in r.steps], key=True),
         Column("p", cells=[f"{math.exp(s.logprob):.2f}" for s in r.steps], group="p"),
         Column("alternatives", "items", alternatives, group="p"),  # wrapped between alternatives, never inside one
-        Column("attended most", "pair", attended, min=8),
+        Column("source word" if r.source is not None else "attended most", "pair", attended, min=8),
     ]
-    plan = (("gap", 2), ("shrink", "alternatives", 0), ("shrink", "attended most", 13), ("shrink", "token", 10), ("fold",), ("shrink", "token", 6))
+    attended_name = "source word" if r.source is not None else "attended most"
+    plan = (("gap", 2), ("shrink", "alternatives", 0), ("shrink", attended_name, 13), ("shrink", "token", 10), ("fold",), ("shrink", "token", 6))
     table = Fitted(Table(columns, plan, gap=3).lines)
     parts.append(table)
     stop = "end of sequence" if r.stop_reason == "eos" else f"length (-n {r.max_new_tokens})"
     cache = f" · KV cache {_mib(r.cache_bytes)}" if r.cache_bytes else " · no KV cache"
-    parts.append(Text(f"{len(r.steps)} tokens · stopped at {stop}{cache} · attended most: last layer, mean over heads, first token left out", style="dim"))
+    how = (
+        "source word: the one its cross-attention weighs most, last layer, mean over heads" if r.source is not None
+        else "attended most: last layer, mean over heads, first token left out"
+    )
+    parts.append(Text(f"{len(r.steps)} tokens · stopped at {stop}{cache} · {how}", style="dim"))
     if r.inspect is not None:
         parts.append(Text(""))
         parts += inspect_view(r.inspect)

@@ -32,7 +32,7 @@ def bar(weight: float, width: int = _BAR_WIDTH) -> str:
 def label_text(result: InspectResult, index: int) -> tuple[str, str]:
     """(text, style) of row `index` (a token, or a word at --level word); ▶ marks the query."""
     unit = result.units[index]
-    if set(unit.token_indices) <= set(result.query.token_indices):
+    if result.marked and set(unit.token_indices) <= result.marked:
         return f"▶ {unit.text}", "bold cyan"
     return f"  {unit.text}", "dim" if unit.special else ""
 
@@ -80,7 +80,7 @@ def _row_groups(result: InspectResult, layer: LayerResult, keep: set[int] | None
 
 def top_rows(result: InspectResult, heads) -> set[int]:
     """`--rows top`: the units among the `--top` heaviest of any of `heads`, and the query's own."""
-    keep = {i for i, u in enumerate(result.units) if set(u.token_indices) <= set(result.query.token_indices)}
+    keep = {i for i, u in enumerate(result.units) if result.marked and set(u.token_indices) <= result.marked}
     for head in heads:
         order = np.argsort(-np.nan_to_num(head.weights, nan=-1.0), kind="stable")
         keep |= {int(i) for i in order[: result.top_k]}
@@ -131,15 +131,19 @@ def header_parts(result: InspectResult) -> list[tuple[str, str]]:
     """The first line, as (text, style) parts: the model, its shape, the query and where it is."""
     m, q = result.model, result.query
     where = f"token {q.token_indices[0]}" if len(q.token_indices) == 1 else f"tokens {', '.join(map(str, q.token_indices))}"
+    layers = f"{m.layers} {'encoder ' if result.attention == 'encoder' else 'decoder ' if result.attention else ''}layers"
     return [
-        (m.name, "bold magenta"), (f" ({m.architecture}, {m.layers} layers × {m.heads} heads, d_k {m.head_dim}) · query ", ""),
-        (f'"{q.text}"', "bold cyan"), (f" = {where}", ""),
+        (m.name, "bold magenta"), (f" ({m.architecture}, {layers} × {m.heads} heads, d_k {m.head_dim}) · query ", ""),
+        (f'"{q.text}"', "bold cyan"), (f" = {'target ' if result.decoder_tokenization is not None else ''}{where}", ""),
     ]
 
 
 def layer_title(result: InspectResult, layer: LayerResult, head_id, head: HeadResult) -> str:
     chosen = " — chosen by --head auto: attends most to other words" if layer.auto_head is not None else ""
     where = f"Layer {layer.layer} of 0–{result.model.layers - 1}{_layer_kind(result, layer)}"
+    if result.attention is not None:  # an encoder–decoder's: which of its three attentions
+        kind = {"encoder": "encoder self-attention", "decoder": "decoder self-attention (causal)", "cross": "cross-attention over the source"}
+        where = f"{where} · {kind[result.attention]}"
     return f"{where} · {_head_name(head_id)}{_kv_note(result, head)}{chosen}"
 
 
@@ -148,6 +152,8 @@ def step2_title(result: InspectResult, layer: LayerResult | None = None) -> str:
         return "Step 2 · softmax weights, summed per word (words have no single score)"
     what = "Q·K (after RoPE)" if result.model.rotary else "Q·K"
     by = "√d_k" if scale_divisor(result) == result.model.head_dim else "√query_pre_attn_scalar"
+    if scale_divisor(result) == 1:  # T5: 1/√d_k is folded into W_Q
+        by = "1 (T5 folds √d_k into W_Q)"
     adjusted = f", {adjusted_label(result, layer.adjusts)}" if layer is not None and layer.adjusts else ""
     return f"Step 2 · scores {what}, scaled by {by}{adjusted}, softmax → weights"
 
