@@ -28,6 +28,7 @@ _API = (
     "LensResult",
     "Model",
     "RolloutResult",
+    "RoutesResult",
     "StatsResult",
     "Tokenization",
     "ValueZeroing",
@@ -40,6 +41,7 @@ _API = (
     "lens",
     "load_model",
     "rollout",
+    "routes",
     "stats",
     "tokenize",
 )

@@ -8,7 +8,8 @@ Each layer l has, per position t, two sums: the attention's, a_t = x_t + Σ_h Σ
 divided by the sum of the proximities of all the parts of s:
 
 - attention: one part per key position j and head h, α_tj^h·(v_j^h - b_V^h)·W_O^h (without
-  b_V; a key the query cannot see is a part of 0, proximity 1e-5), and the residual x_t;
+  b_V; a key the query cannot see is a part of 0: its proximity 1e-5 counts in the sum, as in
+  the tool, but it is no edge), and the residual x_t;
 - feed-forward: its output FFN(a_t) and the residual a_t.
 
 Then the threshold: every share at or below it is dropped, each position's remaining shares
@@ -93,11 +94,21 @@ class RoutesResult:
     edges: tuple[RouteEdge, ...]
 
     def sources(self) -> np.ndarray:
-        """(position + 1,): the weight with which each token's embedding enters layer 0's routes."""
+        """(position + 1,): each input token's share of the routes: 1 at the prediction, passed
+        down the edges, multiplied by each edge's weight and summed where routes meet (the
+        rollout of the routes graph); a token's share is what reaches its embedding."""
         out = np.zeros(self.position + 1)
-        for e in self.edges:
-            if e.layer == 0 and e.kind in ("attention", "residual") and e.into != "ffn":
-                out[e.source] += e.weight
+        out[self.position] = 1.0  # the top layer's output at the prediction
+        for layer in reversed(range(self.model.layers)):
+            edges = [e for e in self.edges if e.layer == layer]
+            mid = np.zeros_like(out)  # what reaches each position's attention sum
+            for e in edges:
+                if e.kind == "ffn" or e.into == "ffn":
+                    mid[e.target] += out[e.target] * e.weight
+            out = np.zeros_like(out)
+            for e in edges:
+                if e.kind == "attention" or e.into == "attention":
+                    out[e.source] += mid[e.target] * e.weight
         return out
 
     def to_json(self) -> dict:
@@ -156,12 +167,14 @@ def route_edges(model: Model, ids: np.ndarray, position: int, threshold: float) 
                 attended.add(t)
         if attended:
             vectors = value_vectors(model, trace, layer)
-            weights = trace.rows(sorted(attended))[2].astype(np.float64)  # (heads, rows, seq)
+            rows = sorted(attended)
+            weights = trace.rows(rows)[2].astype(np.float64)  # (heads, rows, seq)
+            seen = trace.visible(rows)  # (rows, seq): a key the query cannot see is a part of 0, its floor in the sum, but no edge
             below: set[int] = set()
-            for row, t in enumerate(sorted(attended)):
+            for row, t in enumerate(rows):
                 heads, resid = attention_shares(weights[:, row], vectors, x[t], mid[t], threshold)
                 total = heads.sum(axis=0)
-                for j in np.flatnonzero(total > threshold):
+                for j in np.flatnonzero((total > threshold) & seen[row]):
                     layer_edges.append(RouteEdge(layer, int(j), t, "attention", float(total[j]), heads=heads[:, j]))
                     below.add(int(j))
                 if resid > threshold:
