@@ -30,11 +30,11 @@ SMOL_TEXT; float32, eager attention. Writes tests/fixtures/routes/<model>.npz: `
 the last position at 0.04 (`build_paths_to_predictions`, edges of its merged graph): `path_edges`
 (n, 2) node names "A{l}_{t}", "I{l}_{t}", "M{l}_{t}", "X0_{t}", and `path_weights` (n,).
 
-Run in a venv with torch 2.13.0, transformers, einops, jaxtyping, typeguard==2.13.3 (typeguard 4 cannot read jaxtyping's
-annotations) and networkx (python3 -m venv /work/venv-routes; pip install torch==2.13.0; pip install transformers einops
-jaxtyping typeguard==2.13.3 networkx), with a checkout of the tool::
+Run in the venv scripts/routes_refenv.sh makes (torch 2.13.0 CPU, transformers, accelerate,
+gguf, einops, jaxtyping, networkx, typeguard 2.13.3), with a checkout of the tool::
 
-    /work/venv-routes/bin/python scripts/make_routes_fixtures.py --tool PATH/llm-transparency-tool
+    bash scripts/routes_refenv.sh
+    .routes-refenv/bin/python scripts/make_routes_fixtures.py --tool PATH/llm-transparency-tool [--smollm2 FILE]
 """
 
 from __future__ import annotations
