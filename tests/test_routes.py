@@ -167,3 +167,30 @@ def test_the_library_exports_it():
     import attn_cli as attn
 
     assert attn.routes is routes and attn.RoutesResult is RoutesResult
+
+
+@covers("routes --output", "routes --force")
+@pytest.mark.parametrize("suffix", [".svg", ".html", ".png"])
+def test_the_graph_is_drawn_to_a_file(tmp_path, suffix):
+    if suffix == ".png":
+        pytest.importorskip("matplotlib")
+    out = tmp_path / f"routes{suffix}"
+    out.write_text("old")
+    out.chmod(0o444)
+    p = attn("routes", "The capital of France is", "-m", str(TINY / "llama"), "-o", str(out), "--force", "--json")
+    assert p.returncode == 0, p.stderr
+    edges = json.loads(p.stdout)["edges"]  # stdout keeps the document; the picture goes to the file
+    data = out.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+        return
+    text = data.decode()
+    assert "<svg" in text and text.count("<line") == sum(2 if e["kind"] == "ffn" else 1 for e in edges)
+    assert text.count('<rect x=') == sum(e["kind"] == "ffn" for e in edges) and ">L1<" in text
+    assert text.startswith("<!DOCTYPE html>") == (suffix == ".html")
+
+
+def test_a_file_it_cannot_draw_is_refused_before_the_model_runs(tmp_path):
+    p = attn("routes", "The capital of France is", "-m", str(TINY / "llama"), "-o", str(tmp_path / "routes.txt"))
+    assert p.returncode == ExitStatus.USAGE and '".txt"' in p.stderr and p.stdout == ""
+    assert not (tmp_path / "routes.txt").exists()

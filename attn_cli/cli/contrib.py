@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -81,7 +82,7 @@ def contrib(
     epilog=(
         "[bold]Examples[/bold]\n\n"
         '  attn routes "The capital of France is" -m smollm2\n\n'
-        '  attn routes "The capital of France is" -m smollm2 --threshold 0.1 --at 3\n\n'
+        '  attn routes "The capital of France is" -m smollm2 --threshold 0.1 --at 3 -o routes.svg\n\n'
         '  attn routes "The capital of France is" -m smollm2 --json | jq \'.edges[] | select(.kind == "attention")\''
     ),
 )
@@ -93,6 +94,10 @@ def routes(
     at: Annotated[
         Optional[int], typer.Option("--at", metavar="POSITION", help="The predicting position (a token index, negative from the end; default: the last).")
     ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Also draw the graph to this file: .svg, .html (self-contained) or .png (needs attn-cli\\[plot]).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --output: replace a read-only file.")] = False,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -105,7 +110,18 @@ def routes(
         from ..compute.routes import routes as find_routes
         from ..loading.model import load_model
 
+        if output is not None:
+            from ..views.routes_plot import check_format
+
+            check_format(output)  # before the model runs
         result = find_routes(load_model(model), read_text(text), at, threshold)
+        if output is not None:
+            from ..views.routes_plot import write_routes
+            from .output import write_stderr
+
+            written = write_routes(result, output, force)
+            if not as_json:
+                write_stderr(f"attn: wrote {written}\n")
 
         def view(out):
             from ..views.terminal.routes import routes_view
