@@ -84,7 +84,8 @@ def _svg(shapes: list[tuple], width: int, height: int) -> str:
            f'<rect width="{width}" height="{height}" fill="white"/>']
     for s in shapes:
         if s[0] == "line":
-            out.append(f'<line x1="{s[1]:.1f}" y1="{s[2]:.1f}" x2="{s[3]:.1f}" y2="{s[4]:.1f}" stroke="{s[5]}" stroke-width="{s[6]:.2f}" stroke-opacity="0.75"/>')
+            ends = f'x1="{s[1]:.1f}" y1="{s[2]:.1f}" x2="{s[3]:.1f}" y2="{s[4]:.1f}"'
+            out.append(f'<line {ends} stroke="{s[5]}" stroke-width="{s[6]:.2f}" stroke-opacity="0.75"/>')
         elif s[0] == "node":
             out.append(f'<circle cx="{s[1]:.1f}" cy="{s[2]:.1f}" r="3" fill="{s[3]}"/>')
         elif s[0] == "box":
