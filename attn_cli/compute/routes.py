@@ -158,7 +158,7 @@ def route_edges(model: Model, ids: np.ndarray, position: int, threshold: float) 
         x = inputs[layer].astype(np.float64)
         layer_edges, attended = [], set()
         for t in sorted(reached):
-            ffn, resid = thresholded(proximities(post[t], np.stack([trace.ffn[t].astype(np.float64), mid[t]])), threshold)
+            ffn, resid = (float(c) for c in thresholded(proximities(post[t], np.stack([trace.ffn[t].astype(np.float64), mid[t]])), threshold))
             if ffn > threshold:
                 layer_edges.append(RouteEdge(layer, t, t, "ffn", ffn))
             if resid > threshold:
