@@ -106,6 +106,7 @@ def smol_ids(n: int) -> list[int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tool", type=Path, help="a checkout of facebookresearch/llm-transparency-tool (for the routes reference)")
+    ap.add_argument("--only", choices=("contrib", "routes"), help="run one half")
     args = ap.parse_args()
     notes: list[str] = []
     refenv, ref_info = refenv_python(notes)
@@ -114,35 +115,38 @@ def main() -> None:
     attn = str(find_attn())
     rows, measured = [], []
     text, n = long_text(512)
+    if args.only == "routes":
+        text = ""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write(text)
     try:
-        for label, extra in (("contrib ALTI, query row", []), ("contrib ALTI --rollout, every row", ["--rollout"])):
-            run = run_process([attn, "contrib", "-", "-i", "256", "--json", *extra], env=env, capture=True, stdin=f.name)
-            if run.status:
-                sys.exit(run.stderr.decode(errors="replace")[-2000:])
-            doc = json.loads(run.stdout)
-            rows.append([f"{label}, MiniLM, {n} tokens", f"{run.wall:.1f} s", f"{run.maxrss_mib:.0f} MiB", "", "", "", "< 200 MiB"])
-            measured.append((run.wall, run.maxrss_mib))
-            ids = [t["id"] for t in doc["tokens"]]
-        if refenv is not None:
-            ref = run_process([str(refenv), "-c", ALTI_REF.format(scripts=str(ROOT / "scripts")), json.dumps(ids)], env=env, capture=True,
-                              timeout=3600, min_available_mib=2048)
-            if ref.status:
-                notes.append(f"ALTI reference failed: {(ref.stopped or ref.stderr.decode(errors='replace')[-500:])}")
-            else:
-                got = last_json_line(ref.stdout)
-                worst = max(abs(a - b) for a, b in zip(got["row"][-1], doc["layers"][-1]["contributions"], strict=True))
-                for row, (wall, rss) in zip(rows, measured, strict=True):
-                    row[3:6] = [f"{ref.wall:.1f} s", f"{ref.maxrss_mib:.0f} MiB", f"{ref.wall / wall:.1f}× / {ref.maxrss_mib / rss:.1f}×"]
-                notes.append(f"ALTI: attn's last-layer row of token 256 against the reference's: max |Δ| {worst:.1e}")
+        if args.only != "routes":
+            for label, extra in (("contrib ALTI, query row", []), ("contrib ALTI --rollout, every row", ["--rollout"])):
+                run = run_process([attn, "contrib", "-", "-i", "256", "--json", *extra], env=env, capture=True, stdin=f.name)
+                if run.status:
+                    sys.exit(run.stderr.decode(errors="replace")[-2000:])
+                doc = json.loads(run.stdout)
+                rows.append([f"{label}, MiniLM, {n} tokens", f"{run.wall:.1f} s", f"{run.maxrss_mib:.0f} MiB", "", "", "", "< 200 MiB"])
+                measured.append((run.wall, run.maxrss_mib))
+                ids = [t["id"] for t in doc["tokens"]]
+            if refenv is not None:
+                ref = run_process([str(refenv), "-c", ALTI_REF.format(scripts=str(ROOT / "scripts")), json.dumps(ids)], env=env, capture=True,
+                                  timeout=3600, min_available_mib=2048)
+                if ref.status:
+                    notes.append(f"ALTI reference failed: {(ref.stopped or ref.stderr.decode(errors='replace')[-500:])}")
+                else:
+                    got = last_json_line(ref.stdout)
+                    worst = max(abs(a - b) for a, b in zip(got["row"][-1], doc["layers"][-1]["contributions"], strict=True))
+                    for row, (wall, rss) in zip(rows, measured, strict=True):
+                        row[3:6] = [f"{ref.wall:.1f} s", f"{ref.maxrss_mib:.0f} MiB", f"{ref.wall / wall:.1f}× / {ref.maxrss_mib / rss:.1f}×"]
+                    notes.append(f"ALTI: attn's last-layer row of token 256 against the reference's: max |Δ| {worst:.1e}")
     finally:
         os.unlink(f.name)
     routes_env = Path(os.environ.get("ATTN_ROUTES_REFENV", str(ROOT / ".routes-refenv"))) / "bin" / "python"
     from attn_cli.loading.model import load_model
 
     gguf = load_model("smollm2").path
-    for size in (SHORT, LONG):
+    for size in () if args.only == "contrib" else (SHORT, LONG):
         ids = smol_ids(size)
         run = run_process([sys.executable, "-c", ATTN_ROUTES.format(), json.dumps(ids)], env=env, capture=True)
         if run.status:
