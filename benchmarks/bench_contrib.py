@@ -166,7 +166,8 @@ def main() -> None:
         elif size == SHORT:
             notes.append("routes reference skipped: give --tool PATH and a venv at $ATTN_ROUTES_REFENV")
         rows.append(row)
-    notes.append(f"the tool's decomposed_attn at {LONG} tokens: {LONG * LONG * 9 * 576 * 4 / 1e9:.1f} GB per layer in float32 (not run)")
+    if args.only != "contrib":
+        notes.append(f"the tool's decomposed_attn at {LONG} tokens: {LONG * LONG * 9 * 576 * 4 / 1e9:.1f} GB per layer in float32 (not run)")
     header = ["run", "attn wall", "attn peak RSS", "reference wall", "reference peak RSS", "reference / attn (time / RSS)", "target"]
     print("\n" + "\n".join(md_table(header, rows)) + "\n")
     for note in notes:
