@@ -254,23 +254,31 @@ def attention_parts(weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-def _layer_parts(model: Model, ids: np.ndarray, last: int, extra: frozenset, rows: list[int]):
-    """(trace, weights (heads, len(rows), seq) of the query rows `rows` only, f vectors (heads,
-    seq, hidden)) of layers 0 … last."""
+def _layer_parts(model: Model, ids: np.ndarray, last: int, extra: frozenset):
+    """(trace, f vectors (heads, seq, hidden)) of layers 0 … last."""
     for trace in model.trace(ids, interventions=Interventions(capture=extra)):
         if trace.layer > last:
             return
-        w_o = model.arch.output_projection(model.weights, trace.layer)
-        yield trace, trace.rows(rows)[2].astype(np.float64), head_vectors(trace, w_o)
+        yield trace, head_vectors(trace, model.arch.output_projection(model.weights, trace.layer))
+
+
+def _query_rows(trace: LayerTrace, rows: list[int], chunk: int = 64):
+    """(i, α_i (heads, seq)) for each query row i of `rows`, the softmax computed `chunk` rows at
+    a time: never every row's (heads, seq, seq) maps at once."""
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        weights = trace.rows(part)[2].astype(np.float64)
+        for n, i in enumerate(part):
+            yield i, weights[:, n]
 
 
 def norms_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> list[np.ndarray]:
     """C (seq, seq) of layers 0 … last by ‖Σ_h α·f^h(x_j)‖₂, rows `rows` filled."""
     out = []
-    for _trace, weights, vectors in _layer_parts(model, ids, last, frozenset(), rows):
+    for trace, vectors in _layer_parts(model, ids, last, frozenset()):
         c = np.zeros((len(ids), len(ids)))
-        for n, i in enumerate(rows):
-            c[i] = np.linalg.norm(attention_parts(weights[:, n], vectors), axis=-1)
+        for i, weights in _query_rows(trace, rows):
+            c[i] = np.linalg.norm(attention_parts(weights, vectors), axis=-1)
         out.append(normalised(c))
     return out
 
@@ -283,7 +291,7 @@ def alti_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> 
     layout = alti_layout(model)
     w, s = model.weights, model.spec
     out = []
-    for trace, weights, vectors in _layer_parts(model, ids, last, frozenset({"residual", "heads"}), rows):
+    for trace, vectors in _layer_parts(model, ids, last, frozenset({"residual", "heads"})):
         n = trace.layer
         x = trace.residual.astype(np.float64)
         written = trace.head_writes.sum(axis=0, dtype=np.float64)  # Σ_h α·f(x) over every j: the attention's output less b_O
@@ -292,8 +300,8 @@ def alti_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> 
         if layout.ln1 is not None:
             gamma, beta = (w[f"{layout.ln1.format(n=n)}.{p}"].astype(np.float64) for p in ("weight", "bias"))
         c = np.zeros((len(ids), len(ids)))
-        for n, i in enumerate(rows):
-            t = attention_parts(weights[:, n], vectors)
+        for i, weights in _query_rows(trace, rows):
+            t = attention_parts(weights, vectors)
             t[i] += x[i]
             pre = x[i] + written[i] + bias  # what the layer summed (= Σ_j T_i(x_j) + b_O, up to rounding)
             if layout.ln1 is None:
@@ -369,8 +377,9 @@ def alti_logit_rows(model: Model, ids: np.ndarray, position: int, tokens: tuple[
     if layout.centred:  # LayerNorm: centring is a symmetric projection, so it moves onto the direction
         scaled = scaled - scaled.mean(axis=0)
     projected, pre = [], None
-    for trace, weights, vectors in _layer_parts(model, ids, s.layers - 1, frozenset(), [position]):
-        projected.append((weights[:, 0, :, None] * vectors) @ scaled)  # (heads, seq, tokens): one row, never seq × seq × hidden
+    for trace, vectors in _layer_parts(model, ids, s.layers - 1, frozenset()):
+        weights = trace.rows([position])[2][:, 0].astype(np.float64)  # (heads, seq): the predicting row
+        projected.append((weights[:, :, None] * vectors) @ scaled)  # (heads, seq, tokens): one row, never seq × seq × hidden
         pre = trace.hidden[position].astype(np.float64)  # the last layer's output: the final norm's input
     scale = ln_std(pre, s.eps) if layout.centred else np.sqrt(np.square(pre).mean() + s.eps)  # LayerNorm's std, RMSNorm's root mean square
     heads = np.stack(projected).transpose(3, 0, 1, 2) / scale  # (tokens, layers, heads, seq)
