@@ -29,6 +29,7 @@ _API = (
     "Model",
     "PageResult",
     "RolloutResult",
+    "RoutesResult",
     "StatsResult",
     "Tokenization",
     "ValueZeroing",
@@ -43,6 +44,7 @@ _API = (
     "page",
     "rollout",
     "show",
+    "routes",
     "stats",
     "tokenize",
 )

@@ -43,6 +43,8 @@ from .compute.page import page as _page
 from .compute.result import InspectResult as InspectResult
 from .compute.rollout import RolloutResult as RolloutResult
 from .compute.rollout import attention_rollout
+from .compute.routes import RoutesResult as RoutesResult
+from .compute.routes import routes as routes
 from .compute.stats import CompareResult as CompareResult
 from .compute.stats import StatsResult, head_statistics
 from .compute.stats import compare as compare

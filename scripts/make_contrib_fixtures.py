@@ -46,7 +46,8 @@ tests/fixtures/contrib/<model>.npz: `input_ids`, and per method (`value_zeroing`
 `norms`) the matrices (layers, seq, seq) and their rollouts `<method>_rollout` (layers, seq,
 seq): row i of C_l·…·C_0; for the decoders `alti_logit_ids` (target = the top prediction at the
 last position, foil = the second), `alti_logit_direct` (2, layers, seq): each layer's ∆logit of
-target and foil per input position before the rollout, `alti_logit` (2, layers, seq) after it.
+target and foil per input position before the rollout, `alti_logit` (2, layers, seq) after it, `alti_logit_heads` (2, layers, heads, seq): the direct
+part of each head (logit-explanations' `aff_x_j_h`).
 Checks first that each pass reproduces transformers' own outputs.
 
 Run in the reference venv (scripts/refenv.sh), from the repo root::
@@ -119,6 +120,7 @@ class Run:
         self.layers = list(get(model, self.lay["layers"]))
         self.calls, self.values, self.ln2_in, self.outputs = {}, {}, {}, {}
         self.aff_x_j: list[torch.Tensor] = []
+        self.aff_x_j_h: list[torch.Tensor] = []
         self.zero: tuple[int, int] | None = None  # (layer, position) whose values are zeroed
         self.layer_of = {id(get(layer, self.lay["attn"])): i for i, layer in enumerate(self.layers)}
         handles = []
@@ -287,6 +289,7 @@ def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
         alti.append(_alti_scores(t, y))
         norms.append(normalise(weighted.norm(dim=-1)))
         run.aff_x_j.append(weighted)  # logit-explanations' aff_x_j (t, s, d): no b_O
+        run.aff_x_j_h.append(torch.einsum("hts,hsd->htsd", a, vo))  # aff_x_j_heads (h, t, s, d), before the sum over heads
     return torch.stack(alti), torch.stack(norms)
 
 
@@ -326,7 +329,11 @@ def alti_logit(causal, name: str, ids: np.ndarray) -> dict:
     rolled = direct.clone()
     for layer in range(1, len(run.layers)):
         rolled[:, layer] = direct[:, layer] @ mix[layer - 1]
-    return {"alti_logit_ids": np.array(tokens), "alti_logit_direct": direct.numpy(), "alti_logit": rolled.numpy()}
+    # logit-explanations' 'aff_x_j_h' (the notebook's "head level logit updates"): each head's
+    # part of `direct`, einsum('htsd,vd->htvs') at the predicting position: (2, layers, heads, s)
+    heads = torch.stack([torch.einsum("htsd,vd->htvs", run_final_ln(a), embed_matrix)[:, pos] for a in run.aff_x_j_h], dim=0).permute(2, 0, 1, 3)
+    assert torch.allclose(heads.sum(2), direct, atol=1e-9)
+    return {"alti_logit_ids": np.array(tokens), "alti_logit_direct": direct.numpy(), "alti_logit": rolled.numpy(), "alti_logit_heads": heads.numpy()}
 
 
 def norms_encoder(run: Run, seq: int) -> torch.Tensor:

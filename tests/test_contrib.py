@@ -70,7 +70,9 @@ def test_the_query_row_and_its_rollout_through_each_layer(models, name, method):
     if model.spec.causal:  # a decoder's token reads nothing after itself
         assert not r.rows[:, query + 1 :].any() and not r.whole[query + 1 :].any()
     one = contributions(model, text, query_index=query, method=method, layer="1")
-    assert one.layers == (1,) and one.rollout is None and np.array_equal(one.rows[0], r.rows[1])
+    # Without the rollout only the query's attention row is computed (with it, every row): the
+    # same softmax up to float32 rounding of the smaller product.
+    assert one.layers == (1,) and one.rollout is None and np.allclose(one.rows[0], r.rows[1], rtol=0, atol=1e-6)
 
 
 def _wrong(monkeypatch, mutation: str) -> None:
@@ -139,7 +141,8 @@ def test_alti_logit_is_the_reference_per_layer_and_after_the_rollout(lm_models, 
     """Target (the top prediction) and foil (the second), every layer, before and after the rollout."""
     ref = reference(name)
     ids = ref["input_ids"]
-    direct, rolled = alti_logit_rows(lm_models[name], ids, len(ids) - 1, tuple(int(t) for t in ref["alti_logit_ids"]))
+    direct, rolled, heads = alti_logit_rows(lm_models[name], ids, len(ids) - 1, tuple(int(t) for t in ref["alti_logit_ids"]))
+    assert np.abs(heads - ref["alti_logit_heads"]).max() <= TOLERANCE  # logit-explanations' aff_x_j_h: each head's part
     assert direct.shape == rolled.shape == ref["alti_logit"].shape
     assert np.abs(direct - ref["alti_logit_direct"]).max() <= TOLERANCE
     assert np.abs(rolled - ref["alti_logit"]).max() <= TOLERANCE
@@ -162,6 +165,7 @@ def test_alti_logit_result_target_contrast_and_total(lm_models, name):
     assert c.layers == (1,) and c.logit.foil.id == second and c.logit.target.chosen == "given"
     want = ref["alti_logit"][0] - ref["alti_logit"][1]
     assert np.abs(c.rows[0] - want[1]).max() <= TOLERANCE and np.abs(c.whole - want.sum(axis=0)).max() <= TOLERANCE
+    assert np.abs(c.logit.heads[0] - (ref["alti_logit_heads"][0, 1] - ref["alti_logit_heads"][1, 1])).max() <= TOLERANCE
     assert c.logit.logit == pytest.approx(c.logit.target.logprob - c.logit.foil.logprob, abs=1e-4)  # a logit difference
     foil = " the" if name == "gpt2" else "the"
     by_text = contributions(model, text, method="alti-logit", contrast=foil)
@@ -174,7 +178,7 @@ def test_alti_logit_at_a_query_reads_nothing_after_it(lm_models):
     r = contributions(model, text, query_index=5, method="alti-logit")
     assert r.logit.position == 5 and not r.rows[:, 6:].any() and not r.whole[6:].any()
     ids = reference("llama")["input_ids"]
-    _, rolled = alti_logit_rows(model, ids, 5, (r.logit.target.id,))
+    _, rolled, _ = alti_logit_rows(model, ids, 5, (r.logit.target.id,))
     assert np.allclose(r.whole[:6], rolled[0].sum(axis=0), atol=1e-6)
 
 
@@ -198,7 +202,7 @@ def test_a_wrong_alti_logit_fails_the_reference(lm_models, monkeypatch, mutation
         monkeypatch.setattr(contrib, "ln_std", lambda x, eps: 1.0)
     else:
         monkeypatch.setattr(contrib, "ln_std", lambda x, eps: float(np.std(x, ddof=1)))
-    _, rolled = alti_logit_rows(lm_models["gpt2"], ids, len(ids) - 1, tuple(int(t) for t in ref["alti_logit_ids"]))
+    _, rolled, _ = alti_logit_rows(lm_models["gpt2"], ids, len(ids) - 1, tuple(int(t) for t in ref["alti_logit_ids"]))
     assert np.abs(rolled - ref["alti_logit"]).max() > 10 * TOLERANCE
 
 

@@ -84,6 +84,8 @@ def test_alti_logit_json_explains_the_given_target_against_a_foil(lm):
     validate(top, json_schema(), "contrib")
     assert top["method"] == "alti-logit" and top["logit"]["target"]["chosen"] == "top-1" and top["logit"]["contrast"] is None
     assert top["logit"]["position"] == len(top["tokens"]) - 1 and len(top["layers"][0]["direct"]) == len(top["tokens"])
+    for layer in top["layers"]:  # each head's part, per input token, sums to the layer's direct part
+        assert len(layer["heads"]) == 4 and np.allclose(np.sum(layer["heads"], axis=0), layer["direct"], atol=1e-5)
     by_id = json.loads(attn("contrib", text, "-m", lm, "--method", "alti-logit", "--target-id", str(top["logit"]["target"]["id"]), "--json").stdout)
     assert by_id["logit"]["target"]["chosen"] == "given" and by_id["whole"] == top["whole"]
     p = attn("contrib", text, "-m", lm, "--method", "alti-logit", "--target", "a", "--contrast", "the", "-i", "4", "--json")
@@ -101,7 +103,7 @@ def test_alti_logit_screens_fit_the_width(lm, columns):
     p = attn("contrib", TEXT, "-m", lm, "--method", "alti-logit", "--contrast", "the", env={"COLUMNS": columns, "NO_COLOR": "1"})
     assert p.returncode == 0, p.stderr
     assert all(len(line) <= int(columns) for line in p.stdout.splitlines()), p.stdout
-    assert "ALTI-Logit" in p.stdout and "Whole model:" in p.stdout
+    assert "ALTI-Logit" in p.stdout and "Whole model:" in p.stdout and "Largest heads: L" in p.stdout
 
 
 def test_a_target_without_alti_logit_is_refused():

@@ -162,6 +162,15 @@ def test_rollout_and_model_view_equal_their_commands(minilm):
     assert opened == ("weights", 4, 5)
 
 
+def test_contributions_equal_their_command(minilm):
+    view = start_view(minilm, "making", None, "-1", "6")
+    shown = drive(minilm, view, ["c", "down"], lambda app: (body(app), app.view.layer))
+    doc = json.loads(runner.invoke(cli, ["contrib", SENTENCE, "-q", "making", "--rollout", "--json"]).stdout)
+    language = next(line.split() for line in shown[0] if "language" in line)
+    assert shown[1] == 4 and language[2] == f"{doc['layers'][4]['contributions'][10] * 100:.1f}%"
+    assert language[-1] == f"{doc['whole'][10] * 100:.1f}%"
+
+
 def test_find_a_word_and_an_unknown_word(minilm):
     view = start_view(minilm, "making", None, "-1", "6")
     found = drive(minilm, view, ["slash", *"understand", "enter", "right"], lambda app: (header(app), app.view))
@@ -172,7 +181,7 @@ def test_find_a_word_and_an_unknown_word(minilm):
     assert any("zebra" in n.message for n in kept[1])
 
 
-@pytest.mark.parametrize("keys", [[], ["w", "n"], ["s", "right_square_bracket"], ["m"], ["r"], ["g"]])
+@pytest.mark.parametrize("keys", [[], ["w", "n"], ["s", "right_square_bracket"], ["m"], ["r"], ["g"], ["c"]])
 def test_export_writes_exactly_what_the_command_prints(minilm, tmp_path, keys):
     view = start_view(minilm, "making", None, "-1", "6")
 

@@ -28,7 +28,7 @@ COMMAND_MODULES = ("inspect", "heads", "rollout", "align", "generate", "knockout
 COMMANDS = {
     "inspect": "inspect", "tokens": "inspect", "models": "inspect", "schema": "inspect",
     "heads": "heads", "rollout": "rollout", "align": "align", "generate": "generate", "lens": "generate", "knockout": "knockout", "ablate": "ablate",
-    "contrib": "contrib",
+    "contrib": "contrib", "routes": "contrib",
     "stats": "stats", "compare": "stats", "plot": "plot", "batch": "batch", "explore": "explore",
 }
 COMPLETE_VAR = "_ATTN_COMPLETE"  # set by the shell when it asks for completions (Click's naming)

@@ -1,8 +1,10 @@
-"""`attn contrib`: how much each input position makes up the query's representation, layer by layer."""
+"""`attn contrib`: how much each input position makes up the query's representation, layer by layer;
+`attn routes`: the information-flow routes to a decoder's prediction."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -69,6 +71,62 @@ def contrib(
             from ..views.terminal.contrib import contrib_view
 
             return contrib_view(result, out.width, colour=out.color_system is not None and not out.no_color)
+
+        emit(result, as_json, view)
+
+    reporting_errors(as_json, action)
+
+
+@app.command(
+    rich_help_panel="Causes",
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        '  attn routes "The capital of France is" -m smollm2\n\n'
+        '  attn routes "The capital of France is" -m smollm2 --threshold 0.1 --at 3 -o routes.svg\n\n'
+        '  attn routes "The capital of France is" -m smollm2 --json | jq \'.edges[] | select(.kind == "attention")\''
+    ),
+)
+def routes(
+    text: TextArgument,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Keep the parts whose share of a sum is above this (per head), renormalise, follow the edges above it.")
+    ] = 0.04,
+    at: Annotated[
+        Optional[int], typer.Option("--at", metavar="POSITION", help="The predicting position (a token index, negative from the end; default: the last).")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Also draw the graph to this file: .svg, .html (self-contained) or .png (needs attn-cli\\[plot]).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --output: replace a read-only file.")] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Information-flow routes (Ferrando & Voita 2024): the edges through attention heads, feed-forwards and the residual stream
+    that carry the input to a decoder's prediction, found from the top layer down.
+
+    See docs/contributions.md for the definitions."""
+
+    def action() -> None:
+        from ..compute.routes import routes as find_routes
+        from ..loading.model import load_model
+
+        if output is not None:
+            from ..views.routes_plot import check_format
+
+            check_format(output)  # before the model runs
+        result = find_routes(load_model(model), read_text(text), at, threshold)
+        if output is not None:
+            from ..views.routes_plot import write_routes
+            from .output import write_stderr
+
+            written = write_routes(result, output, force)
+            if not as_json:
+                write_stderr(f"attn: wrote {written}\n")
+
+        def view(out):
+            from ..views.terminal.routes import routes_view
+
+            return routes_view(result, out.width, colour=out.color_system is not None and not out.no_color)
 
         emit(result, as_json, view)
 

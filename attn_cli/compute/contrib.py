@@ -73,8 +73,8 @@ class ContribResult:
         doc = {**document_header(self.model, self.tokenization), "query": query_json(self.query), "method": self.method, "layers": layers}
         doc["whole"] = floats(self.whole)
         if self.logit is not None:
-            for entry, direct in zip(layers, self.logit.direct, strict=True):
-                entry["direct"] = floats(direct)
+            for entry, direct, heads in zip(layers, self.logit.direct, self.logit.heads, strict=True):
+                entry["direct"], entry["heads"] = floats(direct), floats(heads)
             doc["logit"] = self.logit.to_json()
         return doc
 
@@ -82,14 +82,17 @@ class ContribResult:
 @frozen
 class LogitExplained:
     """What `alti-logit` explains: the target (and foil) token at the predicting `position`, the
-    logit (difference) the model gives it, and `direct` (len(layers), seq): each layer shown's
-    ∆logit per input position before the rollout (the layer's own inputs)."""
+    logit (difference) the model gives it, `direct` (len(layers), seq): each layer shown's
+    ∆logit per input position before the rollout (the layer's own inputs), and `heads`
+    (len(layers), heads, seq): the same per head (summing to `direct`; logit-explanations'
+    `aff_x_j_h`, the paper's head-level logit updates)."""
 
     position: int
     target: Target
     foil: Target | None
     logit: float
     direct: np.ndarray
+    heads: np.ndarray
 
     def to_json(self) -> dict:
         def token(t: Target | None):
@@ -252,21 +255,30 @@ def attention_parts(weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 
 
 def _layer_parts(model: Model, ids: np.ndarray, last: int, extra: frozenset):
-    """(trace, weights (heads, seq, seq), f vectors (heads, seq, hidden)) of layers 0 … last."""
+    """(trace, f vectors (heads, seq, hidden)) of layers 0 … last."""
     for trace in model.trace(ids, interventions=Interventions(capture=extra)):
         if trace.layer > last:
             return
-        w_o = model.arch.output_projection(model.weights, trace.layer)
-        yield trace, trace.rows()[2].astype(np.float64), head_vectors(trace, w_o)
+        yield trace, head_vectors(trace, model.arch.output_projection(model.weights, trace.layer))
+
+
+def _query_rows(trace: LayerTrace, rows: list[int], chunk: int = 64):
+    """(i, α_i (heads, seq)) for each query row i of `rows`, the softmax computed `chunk` rows at
+    a time: never every row's (heads, seq, seq) maps at once."""
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        weights = trace.rows(part)[2].astype(np.float64)
+        for n, i in enumerate(part):
+            yield i, weights[:, n]
 
 
 def norms_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> list[np.ndarray]:
     """C (seq, seq) of layers 0 … last by ‖Σ_h α·f^h(x_j)‖₂, rows `rows` filled."""
     out = []
-    for _trace, weights, vectors in _layer_parts(model, ids, last, frozenset()):
+    for trace, vectors in _layer_parts(model, ids, last, frozenset()):
         c = np.zeros((len(ids), len(ids)))
-        for i in rows:
-            c[i] = np.linalg.norm(attention_parts(weights[:, i], vectors), axis=-1)
+        for i, weights in _query_rows(trace, rows):
+            c[i] = np.linalg.norm(attention_parts(weights, vectors), axis=-1)
         out.append(normalised(c))
     return out
 
@@ -279,7 +291,7 @@ def alti_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> 
     layout = alti_layout(model)
     w, s = model.weights, model.spec
     out = []
-    for trace, weights, vectors in _layer_parts(model, ids, last, frozenset({"residual", "heads"})):
+    for trace, vectors in _layer_parts(model, ids, last, frozenset({"residual", "heads"})):
         n = trace.layer
         x = trace.residual.astype(np.float64)
         written = trace.head_writes.sum(axis=0, dtype=np.float64)  # Σ_h α·f(x) over every j: the attention's output less b_O
@@ -288,8 +300,8 @@ def alti_matrices(model: Model, ids: np.ndarray, rows: list[int], last: int) -> 
         if layout.ln1 is not None:
             gamma, beta = (w[f"{layout.ln1.format(n=n)}.{p}"].astype(np.float64) for p in ("weight", "bias"))
         c = np.zeros((len(ids), len(ids)))
-        for i in rows:
-            t = attention_parts(weights[:, i], vectors)
+        for i, weights in _query_rows(trace, rows):
+            t = attention_parts(weights, vectors)
             t[i] += x[i]
             pre = x[i] + written[i] + bias  # what the layer summed (= Σ_j T_i(x_j) + b_O, up to rounding)
             if layout.ln1 is None:
@@ -327,9 +339,9 @@ def _logit_contributions(
     chosen = reruns.target(target, target_id)
     foil = reruns.target(contrast, contrast_id) if contrast is not None or contrast_id is not None else None
     tokens = (chosen.id,) if foil is None else (chosen.id, foil.id)
-    direct, rolled = alti_logit_rows(reruns.model, reruns.ids, position, tokens)
+    direct, rolled, heads = alti_logit_rows(reruns.model, reruns.ids, position, tokens)
     signs = np.array([1.0, -1.0][: len(tokens)])
-    direct, rolled = np.tensordot(signs, direct, 1), np.tensordot(signs, rolled, 1)
+    direct, rolled, heads = (np.tensordot(signs, a, 1) for a in (direct, rolled, heads))
     seq = len(tok.ids)
 
     def padded(x: np.ndarray) -> np.ndarray:
@@ -340,37 +352,38 @@ def _logit_contributions(
     head = lm_head(model.weights, model.spec)
     normed = reruns.output.astype(np.float64)
     logit = float(sum(sign * normed @ head[t].astype(np.float64) for sign, t in zip(signs, tokens, strict=True)))
-    explained = LogitExplained(position, chosen, foil, logit, np.stack([padded(direct[n]) for n in layers]))
+    by_head = np.stack([[padded(h) for h in heads[n]] for n in layers])
+    explained = LogitExplained(position, chosen, foil, logit, np.stack([padded(direct[n]) for n in layers]), by_head)
     return ContribResult(
         model_info(model), tok, q, "alti-logit", tuple(layers), np.stack([padded(rolled[n]) for n in layers]),
         whole=padded(rolled.sum(axis=0)), logit=explained,
     )
 
 
-def alti_logit_rows(model: Model, ids: np.ndarray, position: int, tokens: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """ALTI-Logit at `position` of a decoder for each token of `tokens`: (direct, rolled), each
-    (len(tokens), layers, position + 1) in float64. direct[k, l, j]: what layer l's attention
-    writes at `position` from input j (Σ_h α·f^h(x_j), no b_O), through the final norm
-    linearised at `position`, on token k's unembedding row; rolled[k, l] = direct[k, l]·C_{l-1}·…·C_0
-    with ALTI's C (rows 0 … position of every layer below l)."""
+def alti_logit_rows(model: Model, ids: np.ndarray, position: int, tokens: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ALTI-Logit at `position` of a decoder for each token of `tokens`: (direct, rolled, heads),
+    float64. direct[k, l, j] (tokens, layers, position + 1): what layer l's attention writes at
+    `position` from input j (Σ_h α·f^h(x_j), no b_O), through the final norm linearised at
+    `position`, on token k's unembedding row; heads[k, l, h, j]: head h's part of it;
+    rolled[k, l] = direct[k, l]·C_{l-1}·…·C_0 with ALTI's C (rows 0 … position of every layer
+    below l). The norm's scale at `position` is one number, known after the last layer: each
+    layer is projected on γ·(unembedding row) as it comes (a (heads, seq, tokens) array kept per
+    layer, never the layers' (heads, seq, hidden) parts) and divided by it at the end."""
     layout = alti_layout(model)
     s, w = model.spec, model.weights
     ids = np.asarray(ids[: position + 1])
-    parts, pre = [], None
-    for trace, weights, vectors in _layer_parts(model, ids, s.layers - 1, frozenset()):
-        parts.append(attention_parts(weights[:, position], vectors))  # (seq, hidden): one row, never seq × seq × hidden
-        pre = trace.hidden[position].astype(np.float64)  # the last layer's output: the final norm's input
-    gamma = w[layout.final_norm].astype(np.float64)
     head = lm_head(w, s)
-    directions = []
-    for t in tokens:
-        scaled = gamma * head[t].astype(np.float64)
-        if layout.centred:  # LayerNorm: centring is a symmetric projection, so it moves onto the direction
-            directions.append((scaled - scaled.mean()) / ln_std(pre, s.eps))
-        else:  # RMSNorm
-            directions.append(scaled / np.sqrt(np.square(pre).mean() + s.eps))
-    d = np.stack(directions, axis=1)  # (hidden, tokens)
-    direct = np.stack([p @ d for p in parts], axis=1).T  # (tokens, layers, seq)
+    scaled = w[layout.final_norm].astype(np.float64)[:, None] * head[list(tokens)].astype(np.float64).T  # (hidden, tokens): γ·W_U[t]
+    if layout.centred:  # LayerNorm: centring is a symmetric projection, so it moves onto the direction
+        scaled = scaled - scaled.mean(axis=0)
+    projected, pre = [], None
+    for trace, vectors in _layer_parts(model, ids, s.layers - 1, frozenset()):
+        weights = trace.rows([position])[2][:, 0].astype(np.float64)  # (heads, seq): the predicting row
+        projected.append((weights[:, :, None] * vectors) @ scaled)  # (heads, seq, tokens): one row, never seq × seq × hidden
+        pre = trace.hidden[position].astype(np.float64)  # the last layer's output: the final norm's input
+    scale = ln_std(pre, s.eps) if layout.centred else np.sqrt(np.square(pre).mean() + s.eps)  # LayerNorm's std, RMSNorm's root mean square
+    heads = np.stack(projected).transpose(3, 0, 1, 2) / scale  # (tokens, layers, heads, seq)
+    direct = heads.sum(axis=2)  # (tokens, layers, seq)
     matrices = alti_matrices(model, ids, list(range(len(ids))), s.layers - 2) if s.layers > 1 else []
     rolled = direct.copy()
     for n in range(1, s.layers):
@@ -379,7 +392,7 @@ def alti_logit_rows(model: Model, ids: np.ndarray, position: int, tokens: tuple[
             for c in reversed(matrices[:n]):
                 r = r @ c
             rolled[k, n] = r
-    return direct, rolled
+    return direct, rolled, heads
 
 
 MATRICES = {"value-zeroing": value_zeroing_matrices, "alti": alti_matrices, "norms": norms_matrices}

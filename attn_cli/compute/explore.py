@@ -16,6 +16,7 @@ import numpy as np
 from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize
 from ..models import LayerTrace
+from .contrib import ContribResult, contributions
 from .heads import HeadsResult, heads_traced
 from .inspect import inspect_tokens
 from .options import InspectOptions
@@ -34,6 +35,7 @@ class TracedText:
         self._maps: list[np.ndarray] | None = None
         self._heads: dict[tuple[int, ...], HeadsResult] = {}
         self._results: dict[InspectOptions, InspectResult] = {}
+        self._contrib: dict[tuple[int, ...], ContribResult] = {}
 
     def resolve(self, query: str | None = None, query_index: int | None = None) -> Query:
         return resolve_query(self.tokenization, query, query_index)
@@ -62,6 +64,14 @@ class TracedText:
         if self._maps is None:
             self._maps = mean_maps(self.traces)
         return rollout_from_maps(self.model, self.tokenization, self._maps, self.resolve(query, query_index), level=level, top_k=top_k)
+
+    def contributions(self, query: str | None = None, query_index: int | None = None) -> ContribResult:
+        """`attn contrib --rollout` (ALTI) for the query: every layer's row and the rollout; cached
+        per query. It runs its own passes (ALTI needs each layer's input and head writes)."""
+        key = self.resolve(query, query_index).token_indices
+        if key not in self._contrib:
+            self._contrib[key] = contributions(self.model, self.tokenization.text, query, query_index, "alti", "all", rollout=True)
+        return self._contrib[key]
 
     def nbytes(self) -> int:
         """Bytes held by the kept arrays (and the rollout maps, once computed)."""

@@ -18,8 +18,8 @@ from textual.widgets import Input, Label
 
 from ...compute.explore import TracedText
 from ...errors import AttnError
-from .lines import Pane, header, heads_pane, steps_pane, title, token_strip, weights_pane
-from .model_lines import grid_pane, rollout_pane
+from .lines import Lines, Pane, header, heads_pane, steps_pane, title, token_strip, weights_pane
+from .model_lines import contrib_pane, grid_pane, rollout_pane
 from .state import COMMAND_OF_MODE, View
 from .widgets import Body, HelpScreen, TextBlock, keys_line
 
@@ -46,7 +46,7 @@ class Explorer(App[int]):
         ("left", "query(-1)"), ("right", "query(1)"), ("up", "layer(1)"), ("down", "layer(-1)"),
         ("right_square_bracket", "move_head(1)"), ("left_square_bracket", "move_head(-1)"), ("m", "mean"),
         ("a", "mode('heads')"), ("s", "mode('steps')"), ("r", "mode('rollout')"), ("g", "mode('grid')"),
-        ("w", "level"), ("n", "norms"), ("slash", "find"), ("e", "export"), ("question_mark", "help"),
+        ("c", "mode('contrib')"), ("w", "level"), ("n", "norms"), ("slash", "find"), ("e", "export"), ("question_mark", "help"),
         ("enter", "open"), ("q", "quit"), ("escape", "back"), ("pageup", "page(-1)"), ("pagedown", "page(1)"),
         ("home", "edge(0)"), ("end", "edge(1)"),
     )
@@ -103,6 +103,11 @@ class Explorer(App[int]):
             return rollout_pane(self.traced.rollout(**v.query_args(), level=v.level), width, console)
         if v.mode == "grid":
             return grid_pane(self.traced.heads(**v.query_args()), v, width)
+        if v.mode == "contrib":
+            try:
+                return contrib_pane(self.traced.contributions(**v.query_args()), v, width, console)
+            except AttnError as exc:  # a family ALTI does not cover: say so in the pane
+                return Pane([Text(f"{exc.message} — {exc.fix}", style="yellow")], Lines(0, Text))
         return weights_pane(result, v, width, console)
 
     def go(self, view: View) -> None:
@@ -229,6 +234,8 @@ class Explorer(App[int]):
             return self.traced.rollout(**v.query_args(), level=v.level).to_json()
         if which == "heads":
             return self.traced.heads(**v.query_args()).to_json()
+        if which == "contrib":
+            return self.traced.contributions(**v.query_args()).to_json()
         return self.result().to_json()
 
     def write_export(self, path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""The explorer's views of the whole model for the query: rollout, and the layers × heads grid."""
+"""The explorer's views of the whole model for the query: rollout, the layers × heads grid, and
+token contributions (ALTI)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 
+from ...compute.contrib import ContribResult
 from ...compute.heads import HeadsResult
 from ...compute.rollout import RolloutResult
 from ...loading.tokenizer import units
@@ -66,3 +68,29 @@ def grid_pane(result: HeadsResult, view: View, width: int) -> Pane:
     current = result.top[view.layer][view.head] if view.head != "mean" else None
     below = [Text(f"layer {view.layer}, head {view.head}: top word {current.name!r} {current.weight:.2f}")] if current else []
     return Pane([columns], Lines(layers, make, layers - 1 - view.layer), below)
+
+
+def contrib_pane(result: ContribResult, view: View, width: int, console) -> Pane:
+    """ALTI (`attn contrib --rollout`): each token's share of the query's representation in the
+    current layer and through the whole model, as shares (%) with a bar for the layer's."""
+    tokens = result.tokenization.tokens
+    query = set(result.query.token_indices)
+    shown = range(max(query) + 1 if result.model.causal else len(tokens))  # a decoder's query reads no later token
+    row, whole = result.rows[result.layers.index(view.layer)], result.whole
+    pos = len(str(shown[-1]))
+    name = 2 + min(_LABEL_WIDTH, max(len(tokens[i].text) for i in shown))
+    bars = _bar_width(width, pos + name + 7 + 8 + 2)
+    columns = Text(f"{'#':>{pos}} {'token':<{name}} {'L' + str(view.layer):>6} {'':<{bars}} {'whole':>7}", style="bold")
+
+    def make(n: int) -> Text:
+        mine = n in query
+        label = Text(("▶ " if mine else "  ") + tokens[n].text, style=_QUERY if mine else ("dim" if tokens[n].special else ""))
+        label.truncate(name, overflow="ellipsis", pad=True)
+        line = Text.assemble((f"{n:>{pos}} ", "dim"), label, f" {row[n] * 100:>5.1f}% ")
+        line.append(f"{bar(float(row[n]), bars):<{bars}}", style="green")
+        line.append(f" {whole[n] * 100:>6.1f}%")
+        return line.stylize(_pick(n)) or line
+
+    rule = Text("─" * min(width, cell_len(columns.plain)), style="dim")
+    below = Text.assemble(("ALTI (Ferrando et al. 2022): ", "bold"), f"layer {view.layer}'s row (↑↓ moves the layer); whole: the layers multiplied")
+    return Pane([columns, rule], Lines(len(shown), make, max(query)), _wrapped(below, width, console))

@@ -16,9 +16,9 @@ from ...compute.query import Query
 from ...compute.result import HeadId
 from ...errors import InputError
 
-MODES = ("weights", "heads", "steps", "rollout", "grid")
+MODES = ("weights", "heads", "steps", "rollout", "grid", "contrib")
 # The command whose --json the `e` key writes, per mode (the grid is `attn heads`).
-COMMAND_OF_MODE = {"weights": "inspect", "heads": "inspect", "steps": "inspect", "rollout": "rollout", "grid": "heads"}
+COMMAND_OF_MODE = {"weights": "inspect", "heads": "inspect", "steps": "inspect", "rollout": "rollout", "grid": "heads", "contrib": "contrib"}
 
 # (keys, what they do): the footer, the `?` screen and docs/explorer.md's table.
 KEYS = (
@@ -32,6 +32,7 @@ KEYS = (
     ("n", "value norms ‖α·v‖, ‖α·v·Wₒ‖"),
     ("r", "attention rollout through all layers"),
     ("g", "model view: layers × heads (Enter opens a cell)"),
+    ("c", "token contributions: ALTI in this layer and rolled out"),
     ("/", "type a word to make it the query"),
     ("e", "export this view as JSON (as --json prints it)"),
     ("?", "this help"),
@@ -77,6 +78,8 @@ class View:
             args += ["--steps"] if self.mode == "steps" else []
         elif which == "rollout" and self.level == "word":
             args += ["--level", "word"]
+        elif which == "contrib":
+            args += ["--rollout"]
         return f"attn {which} {text} {shlex.join(args)} --json"
 
     # Moves. Each returns the new view (or the same one at an edge).

@@ -137,6 +137,7 @@ def _logit_view(result: ContribResult, width: int, colour: bool) -> list:
             table.add_row(str(i), "", Text(f"{mark}{printable(tokens[i].text)}", style="bold cyan" if mark != " " else ""), *cells)
         out.append(table)
     out.append(_top_logits(result, width))
+    out.extend(_head_logits(result, width, colour))
     legend = "Each column: one layer's attention (no MLP, no b_O, no embedding); all: their sum" if fits else "Largest parts of the logit (sum over layers)"
     out.append(Text(legend, style="dim"))
     return out
@@ -156,3 +157,38 @@ def _top_logits(result: ContribResult, width: int) -> Text:
         line.append(part)
         used += len(part)
     return line
+
+
+def _head_logits(result: ContribResult, width: int, colour: bool) -> list:
+    """Each head's part of the logit, summed over the input positions (before the rollout): a
+    layers × heads grid where it fits, and the largest heads by size."""
+    totals = result.logit.heads.sum(axis=-1)  # (layers shown, heads)
+    out = [Text("Each head's part of the logit (its direct update, all input tokens)", style="bold underline")]
+    if 4 + LOGIT_CELL * totals.shape[1] <= width:
+        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
+        table.add_column("L", justify="right", no_wrap=True, min_width=3)
+        for h in range(totals.shape[1]):
+            table.add_column(str(h).rjust(LOGIT_CELL), justify="right", no_wrap=True, width=LOGIT_CELL)
+        peak = float(np.abs(totals).max()) or 1.0
+        for layer, row in zip(result.layers, totals, strict=True):
+            cells = []
+            for v in row:
+                style = (heat(abs(v) / peak) if v > 0 else "bold blue") if colour and abs(v) >= 0.005 else ""
+                cells.append(Text(f" {v:+6.2f}" if abs(v) < 100 else f" {v:+6.0f}", style=style))
+            table.add_row(str(layer), *cells)
+        out.append(table)
+    line = Text("Largest heads: ", style="bold")
+    used = len(line.plain)
+    flat = np.argsort(-np.abs(totals), axis=None, kind="stable")[:8]
+    for n, k in enumerate(flat):
+        row, h = divmod(int(k), totals.shape[1])
+        v = float(totals[row, h])
+        if abs(v) < 0.005:
+            break
+        part = f"{'' if n == 0 else ' · '}L{result.layers[row]}.h{h} {v:+.2f}"
+        if used + len(part) > width:
+            break
+        line.append(part)
+        used += len(part)
+    out.append(line)
+    return out
