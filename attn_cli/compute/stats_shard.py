@@ -85,34 +85,60 @@ def punctuation_mask(tok: Tokenization) -> np.ndarray:
 
 def add_text(model: Model, tok: Tokenization, options: DetectorOptions, into: HeadSums) -> None:
     """One text's forward pass, each layer's maps reduced to sums as soon as they exist."""
+    for trace in model.trace(tok.ids):
+        add_layer(model, tok, trace, options, into)
+    add_count(tok, into)
+
+
+def add_packed(model: Model, toks: list[Tokenization], options: DetectorOptions, into: HeadSums) -> None:
+    """Several texts in one packed forward pass (`Model.trace_packed_layers`, as `attn batch`
+    packs lines), each text's maps reduced to its sums, layer by layer: the same sums as
+    `add_text` of each (the traces are those of each text alone), added in another order."""
+    for traces in model.trace_packed_layers([tok.ids for tok in toks]):
+        for tok, trace in zip(toks, traces, strict=True):
+            add_layer(model, tok, trace, options, into)
+    for tok in toks:
+        add_count(tok, into)
+
+
+def add_layer(model: Model, tok: Tokenization, trace, options: DetectorOptions, into: HeadSums) -> None:
+    """One layer of one text (its `LayerTrace`) reduced to sums."""
     import numpy as np
 
     from ..maths.headsums import layer_sums, visible_keys
 
     ids = tok.ids
     special = np.array([t.special for t in tok.tokens], dtype=bool)
-    punctuation = punctuation_mask(tok)
-    for trace in model.trace(ids):
-        visible = visible_keys(len(ids), model.spec.causal, model.spec.window(trace.layer))  # Gemma 3: each layer its own window
-        parts, histogram = layer_sums(trace.rows()[2], ids, special, punctuation, visible, options)
-        into.add_layer(trace.layer, parts, histogram)
+    visible = visible_keys(len(ids), model.spec.causal, model.spec.window(trace.layer))  # Gemma 3: each layer its own window
+    parts, histogram = layer_sums(trace.rows()[2], ids, special, punctuation_mask(tok), visible, options)
+    into.add_layer(trace.layer, parts, histogram)
+
+
+def add_count(tok: Tokenization, into: HeadSums) -> None:
     into.texts += 1
-    into.tokens += len(ids)
+    into.tokens += len(tok.ids)
 
 
 def shard_sums(model: Model, shard: Shard, options: DetectorOptions) -> HeadSums:
-    """The sums of one shard's texts; a bad line raises its error, with its line number. Every
-    engine runs this."""
+    """The sums of one shard's texts, packed into forward passes where the model packs (see
+    `packed.pack_groups`); a bad line raises its error, with its line number. Every engine runs
+    this."""
     from ..loading.tokenizer import tokenize
     from ..maths.headsums import HeadSums
+    from .packed import pack_groups
 
-    sums = HeadSums(model.spec.layers, model.spec.heads)
+    toks = []
     for line, text in shard:
         try:
-            tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+            toks.append(tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions))
         except AttnError as exc:
             raise exc if line is None else exc.prefixed(f"line {line}: ") from None
-        add_text(model, tok, options, sums)
+    sums = HeadSums(model.spec.layers, model.spec.heads)
+    for group in pack_groups(model, [len(tok.ids) for tok in toks]):
+        if len(group) == 1:
+            add_text(model, toks[group[0]], options, sums)
+        else:
+            add_packed(model, [toks[i] for i in group], options, sums)
     return sums
 
 
