@@ -83,40 +83,72 @@ def punctuation_mask(tok: Tokenization) -> np.ndarray:
     return np.array([is_punct(t) for t in tok.tokens], dtype=bool)
 
 
+# A text of at most this many tokens has its maps kept until its last layer and reduced for
+# every layer at once (one `layer_sums` call on (layers·heads, seq, seq), not one per layer: on
+# ~35-token sentences a call is mostly NumPy's per-call cost). At 128 tokens a 6×12-head model's
+# maps are 9 MB in float64; longer texts are reduced layer by layer.
+STACK_TOKENS = 128
+
+
+class TextSums:
+    """One text's statistics, fed its traces layer by layer (`add`), added into `into` by `close`."""
+
+    def __init__(self, model: Model, tok: Tokenization, options: DetectorOptions, into: HeadSums) -> None:
+        import numpy as np
+
+        from ..maths.headsums import patterns, visible_keys
+
+        s, n = model.spec, len(tok.ids)
+        self.ids, self.options, self.into, self.n = tok.ids, options, into, n
+        self.special = np.array([t.special for t in tok.tokens], dtype=bool)
+        self.punctuation = punctuation_mask(tok)
+        self.found = patterns(tok.ids) if n > 1 else None
+        self.visible = [visible_keys(n, s.causal, s.window(layer)) for layer in range(s.layers)]  # Gemma 3: each layer its own window
+        self.stack = n <= STACK_TOKENS and all((v == self.visible[0]).all() for v in self.visible)
+        self.maps: list = []
+
+    def add(self, trace) -> None:
+        from ..maths.headsums import layer_sums
+
+        weights = trace.rows()[2]
+        if self.stack:
+            self.maps.append(weights)
+            return
+        parts, histogram = layer_sums(weights, self.ids, self.special, self.punctuation, self.visible[trace.layer], self.options, self.found)
+        self.into.add_layer(trace.layer, parts, histogram)
+
+    def close(self) -> None:
+        import numpy as np
+
+        from ..maths.headsums import layer_sums
+
+        if self.maps:
+            layers, heads = len(self.maps), self.maps[0].shape[0]
+            stacked = np.concatenate(self.maps)  # (layers·heads, seq, seq)
+            parts, histogram = layer_sums(stacked, self.ids, self.special, self.punctuation, self.visible[0], self.options, self.found)
+            self.into.add_layers({k: (v.reshape(layers, heads), c) for k, (v, c) in parts.items()}, histogram.reshape(layers, heads, -1))
+        self.into.texts += 1
+        self.into.tokens += self.n
+
+
 def add_text(model: Model, tok: Tokenization, options: DetectorOptions, into: HeadSums) -> None:
-    """One text's forward pass, each layer's maps reduced to sums as soon as they exist."""
+    """One text's forward pass, its maps reduced to sums (see `TextSums`)."""
+    text = TextSums(model, tok, options, into)
     for trace in model.trace(tok.ids):
-        add_layer(model, tok, trace, options, into)
-    add_count(tok, into)
+        text.add(trace)
+    text.close()
 
 
 def add_packed(model: Model, toks: list[Tokenization], options: DetectorOptions, into: HeadSums) -> None:
     """Several texts in one packed forward pass (`Model.trace_packed_layers`, as `attn batch`
-    packs lines), each text's maps reduced to its sums, layer by layer: the same sums as
-    `add_text` of each (the traces are those of each text alone), added in another order."""
+    packs lines), each text's maps reduced to its sums: the same sums as `add_text` of each
+    (the traces are those of each text alone)."""
+    texts = [TextSums(model, tok, options, into) for tok in toks]
     for traces in model.trace_packed_layers([tok.ids for tok in toks]):
-        for tok, trace in zip(toks, traces, strict=True):
-            add_layer(model, tok, trace, options, into)
-    for tok in toks:
-        add_count(tok, into)
-
-
-def add_layer(model: Model, tok: Tokenization, trace, options: DetectorOptions, into: HeadSums) -> None:
-    """One layer of one text (its `LayerTrace`) reduced to sums."""
-    import numpy as np
-
-    from ..maths.headsums import layer_sums, visible_keys
-
-    ids = tok.ids
-    special = np.array([t.special for t in tok.tokens], dtype=bool)
-    visible = visible_keys(len(ids), model.spec.causal, model.spec.window(trace.layer))  # Gemma 3: each layer its own window
-    parts, histogram = layer_sums(trace.rows()[2], ids, special, punctuation_mask(tok), visible, options)
-    into.add_layer(trace.layer, parts, histogram)
-
-
-def add_count(tok: Tokenization, into: HeadSums) -> None:
-    into.texts += 1
-    into.tokens += len(tok.ids)
+        for text, trace in zip(texts, traces, strict=True):
+            text.add(trace)
+    for text in texts:
+        text.close()
 
 
 def shard_sums(model: Model, shard: Shard, options: DetectorOptions) -> HeadSums:

@@ -161,6 +161,14 @@ class HeadSums:
                 self.counts[metric] += int(count)
         self.histogram[layer] += histogram
 
+    def add_layers(self, parts: LayerSums, histogram: np.ndarray) -> None:
+        """Add one text's sums for every layer at once: parts' sums (layers, heads), the
+        histogram (layers, heads, bins) (from `layer_sums` of the layers' maps stacked)."""
+        for metric, (total, count) in parts.items():
+            self.sums[metric] += total
+            self.counts[metric] += int(count)
+        self.histogram += histogram
+
     def merge(self, other: HeadSums) -> HeadSums:
         """Add `other` into this one (in place) and return it."""
         if (other.layers, other.heads) != (self.layers, self.heads):
@@ -209,12 +217,14 @@ def layer_sums(
     punctuation: np.ndarray,
     visible: np.ndarray,
     options: DetectorOptions = NO_EXCLUSIONS,
+    found: dict[str, np.ndarray] | None = None,
 ) -> tuple[LayerSums, np.ndarray]:
     """One text's sums for one layer, and its (heads, bins) histogram of normalised entropy.
 
-    weights (heads, seq, seq), the layer's full maps; ids (seq,) token ids; special, punctuation
-    bool (seq,); visible (seq,) int: how many keys row i may attend to (seq for an encoder,
-    i + 1 for a decoder, capped by a sliding window).
+    weights (heads, seq, seq), the layer's full maps (or several layers' stacked: (layers·heads,
+    seq, seq)); ids (seq,) token ids; special, punctuation bool (seq,); visible (seq,) int: how
+    many keys row i may attend to (seq for an encoder, i + 1 for a decoder, capped by a sliding
+    window); found: `patterns(ids)`, if already made.
     """
     p = np.asarray(weights, dtype=np.float64)
     heads, seq = p.shape[0], p.shape[-1]
@@ -222,8 +232,7 @@ def layer_sums(
     spread = visible > 1  # a row that sees one key has no choice: no normalised entropy
     normalised = entropy[:, spread] / np.log(visible[spread])  # (heads, rows)
     bins = np.clip((normalised * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)
-    histogram = np.zeros((heads, HISTOGRAM_BINS), dtype=np.int64)
-    np.add.at(histogram, (np.arange(heads)[:, None], bins), 1)
+    histogram = np.bincount((np.arange(heads)[:, None] * HISTOGRAM_BINS + bins).ravel(), minlength=heads * HISTOGRAM_BINS).reshape(heads, -1)
 
     first = np.arange(seq) == 0
     parts: LayerSums = {
@@ -238,12 +247,25 @@ def layer_sums(
         "sink_rate": ((p[..., 0].mean(axis=-1) > SINK_EPSILON).astype(np.float64), 1),
     }
     if seq > 1:  # TransformerLens scores prompts of 2 tokens or more
-        found = patterns(ids)
+        found = patterns(ids) if found is None else found
         for kind in ("previous-token", "duplicate-token"):
-            for measure in MEASURES:
-                s = score(p, found[kind], measure, options.exclude_bos, options.exclude_current_token)
-                parts[f"{kind.replace('-', '_')}_{measure}"] = (s, 1)
+            mul, abs_ = detector_scores(p, found[kind], options)
+            parts[f"{kind.replace('-', '_')}_mul"], parts[f"{kind.replace('-', '_')}_abs"] = (mul, 1), (abs_, 1)
     return parts, histogram
+
+
+def detector_scores(p: np.ndarray, pattern: np.ndarray, options: DetectorOptions = NO_EXCLUSIONS) -> tuple[np.ndarray, np.ndarray]:
+    """`score` under "mul" and "abs" at once, from one product A'·D: p (heads, seq, seq) float64
+    weights, each in [0, 1], pattern (seq, seq) 0/1 -> ((heads,), (heads,)). For a 0/1 D and A in
+    [0, 1], |A − D| is A off the pattern and 1 − A on it, so Σ'|A − D| = Σ'A + Σ'D − 2·Σ'A·D (the
+    sums over the cells not excluded): two passes over the maps instead of eight."""
+    exclude = options.exclude_bos or options.exclude_current_token
+    a = _excluded(p, *options) if exclude else p
+    d = _excluded(pattern[None], *options)[0] if exclude else pattern
+    total = a.sum(axis=(-2, -1))
+    hits = (a * pattern).sum(axis=(-2, -1))
+    mul = np.divide(hits, total, out=np.zeros_like(total), where=total > 0)
+    return mul, 1.0 - (total + d.sum() - 2.0 * hits) / p.shape[-1]
 
 
 def induction_sums(weights: np.ndarray, ids: np.ndarray, options: DetectorOptions = NO_EXCLUSIONS) -> LayerSums:
