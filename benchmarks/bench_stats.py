@@ -98,14 +98,19 @@ def speed(args, attn: str, work: Path, notes: list[str]) -> None:
         runs[f"transformers {info['transformers']} loop (torch {info['torch']}, {args.torch_threads} thread(s))"] = (ref, None)
 
     base = runs["attn, 1 process"][1]
-    ref_wall = next((r.wall for n, (r, d) in runs.items() if d is None), None)
+    ref = next((r for r, d in runs.values() if d is None), None)
     rows = []
     for name, (run, _doc) in runs.items():
         rate = args.sentences / run.wall
-        vs = f"{ref_wall / run.wall:.2f}×" if ref_wall else "—"
-        rows.append([name, f"{run.wall:.1f}", f"{rate:.0f}", vs, f"{run.maxrss_mib:.0f}"])
+        vs = f"{ref.wall / run.wall:.2f}×" if ref else "—"
+        # CPU: the process and the workers it waited for (not Ray's actors, which Ray starts)
+        vs_cpu = f"{ref.cpu / run.cpu:.2f}×" if ref and "ray" not in name else "—"
+        rows.append([name, f"{run.wall:.1f}", f"{run.cpu:.1f}", f"{rate:.0f}", vs, vs_cpu, f"{run.maxrss_mib:.0f}"])
     print(f"## attn stats, {args.sentences} KJV verses ({base['tokens']} tokens)\n")
-    print("\n".join(md_table(["engine", "wall s", "sentences/s", "vs transformers", "peak RSS MiB (parent)"], rows)))
+    head = ["engine", "wall s", "CPU s", "sentences/s", "vs transformers (wall)", "vs transformers (CPU)", "peak RSS MiB (parent)"]
+    print("\n".join(md_table(head, rows)))
+    one, two = runs["attn, 1 process"][0], runs["attn --workers 2"][0]
+    print(f"\n`--workers 2` against 1 process: {one.wall / two.wall:.2f}× the wall-clock speed, using {two.cpu / one.cpu:.2f}× the CPU time.")
     print("\nSame numbers: max |Δ| over every head's first_token / previous_token_mul / entropy:")
     for name, (_, doc) in runs.items():
         if doc is not None and doc is not base:
