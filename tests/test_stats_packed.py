@@ -11,7 +11,7 @@ import pytest
 from attn_cli.compute import packed, stats_shard
 from attn_cli.compute.stats import corpus_statistics
 from attn_cli.loading.model import load_model
-from attn_cli.maths.headsums import METRICS, NO_EXCLUSIONS, DetectorOptions
+from attn_cli.maths.headsums import METRICS, DetectorOptions
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 # Real sentences (KJV verses, as docs/corpus.md), with texts too short to pack (< MIN_PACK_TOKENS)
@@ -28,7 +28,7 @@ TEXTS = [
 ]
 
 
-def shard_sums(model, options=NO_EXCLUSIONS):
+def shard_sums(model, options):
     return stats_shard.shard_sums(model, list(enumerate(TEXTS, start=1)), options)
 
 
@@ -54,9 +54,9 @@ def test_packed_statistics_equal_each_text_alone(name, monkeypatch):
     monkeypatch.setattr(type(model), "trace_packed_layers", lambda self, texts: calls.append(len(texts)) or real(self, texts))
     options = DetectorOptions(exclude_bos=True)
     monkeypatch.setattr(packed, "PACK_TOKENS", 60)  # several packs, one text over the budget alone
-    runs.append(shard_sums(model, options))
+    runs.append(shard_sums(model, stats_shard.CorpusOptions(options)))
     monkeypatch.setattr(packed, "PACK_TOKENS", 0)  # every text by itself
-    runs.append(shard_sums(model, options))
+    runs.append(shard_sums(model, stats_shard.CorpusOptions(options)))
     if model.packs:  # encoders pack; a decoder's texts run one by one (and must give the same sums)
         assert calls == [3, 2]  # [0, 1, 3], [4, 6]: the texts of 3 tokens run alone, and [7] is left over
     else:
@@ -64,7 +64,7 @@ def test_packed_statistics_equal_each_text_alone(name, monkeypatch):
     assert_same_sums(*runs)
     one_by_one = None
     for line, text in enumerate(TEXTS, start=1):  # against the one-text path, text by text
-        part = stats_shard.shard_sums(model, [(line, text)], options)
+        part = stats_shard.shard_sums(model, [(line, text)], stats_shard.CorpusOptions(options))
         one_by_one = part if one_by_one is None else one_by_one.merge(part)
     assert_same_sums(runs[0], one_by_one)
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..loading.tokenizer import Token, Tokenization, Unit, Word, units
 from ..records import frozen
 
-SCHEMA_VERSION = "2.3"
+SCHEMA_VERSION = "2.4"
 
 HeadId = int | str  # a head index, or "mean" (the mean over the layer's heads)
 

@@ -59,20 +59,36 @@ def _induction(model: Model, options: DetectorOptions, seed: int) -> tuple[HeadS
     return induction_sums(model, options, seed), Induction(seed, INDUCTION_SEQUENCES, INDUCTION_LENGTH)
 
 
+def _check_ablate(ablate: str | None) -> None:
+    from .ablate import MODES
+
+    if ablate is not None and ablate not in MODES:
+        raise InputError(f"--ablate {ablate!r} is not a mode", f"give one of {', '.join(MODES)}")
+
+
+def _ablation(model: Model, ablate: str | None) -> tuple[str, str] | None:
+    from .ablate import measure_of
+
+    return None if ablate is None else (ablate, measure_of(model))
+
+
 def head_statistics(
-    model: Model, texts: Iterable[tuple[int | None, str]], threshold: float = 0.5, options: DetectorOptions = NO_EXCLUSIONS, seed: int = 0
+    model: Model, texts: Iterable[tuple[int | None, str]], threshold: float = 0.5, options: DetectorOptions = NO_EXCLUSIONS, seed: int = 0,
+    ablate: str | None = None,
 ) -> StatsResult:
     """Per-head statistics of `texts` ((line number or None, text) pairs) in this process, the
     induction score on seeded repeated random tokens, and the heads whose mean mass for a kind
-    is ≥ threshold."""
+    is ≥ threshold. `ablate` ("zero" or "mean"): each head ablated on each text too
+    (`stats_shard.ablation`), its mean the `ablation` statistic."""
     _check_threshold(threshold)
+    _check_ablate(ablate)
     sums = HeadSums(model.spec.layers, model.spec.heads)
     for shard in stats_shard.shards(texts):
-        sums.merge(stats_shard.shard_sums(model, shard, options))
+        sums.merge(stats_shard.shard_sums(model, shard, stats_shard.CorpusOptions(options, ablate)))
     if sums.texts == 0:
         raise InputError("there is no text", "give at least one non-blank text")
     induction, how = _induction(model, options, seed)
-    return build_result(model_info(model), sums.merge(induction), threshold, options, how)
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate))
 
 
 def corpus_statistics(
@@ -85,6 +101,7 @@ def corpus_statistics(
     options: DetectorOptions = NO_EXCLUSIONS,
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    ablate: str | None = None,
 ) -> StatsResult:
     """Per-head statistics over every non-blank line of `file` (`-`: stdin), streamed in shards.
 
@@ -93,10 +110,12 @@ def corpus_statistics(
     the run. Every engine maps `stats_shard.shard_sums` over the same shards and merges in shard
     order, so the numbers agree (to float32 rounding of the forward pass, as BLAS threads differ).
     A bad line stops the run with its line number. on_progress(texts done) after each shard.
+    `ablate`: as `head_statistics`, in every engine (merged shards equal one run).
     """
     from ..loading.model import load_model
 
     _check_threshold(threshold)
+    _check_ablate(ablate)
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r} is not valid", f"give one of {', '.join(ENGINES)}")
     check_workers(workers)
@@ -108,14 +127,15 @@ def corpus_statistics(
     # induction prompts run on it; and it names the model in the result.
     model = load_model(model_path, release_weights=False)
     parts = stats_shard.shards(stats_shard.iter_lines(file))
+    shard_options = stats_shard.CorpusOptions(options, ablate)
     if engine == "ray":
         from .stats_ray import run_ray
 
-        results = run_ray(model_path, parts, options, workers, ray_address)
+        results = run_ray(model_path, parts, shard_options, workers, ray_address)
     elif workers > 1:
-        results = stats_shard.run_processes(model_path, parts, options, workers)
+        results = stats_shard.run_processes(model_path, parts, shard_options, workers)
     else:
-        results = stats_shard.run_local(model, parts, options)
+        results = stats_shard.run_local(model, parts, shard_options)
     sums = HeadSums(model.spec.layers, model.spec.heads)
     with closing(results):  # stops the workers now, also on an error or Ctrl-C
         for shard in results:  # in shard order, whatever the engine
@@ -125,7 +145,7 @@ def corpus_statistics(
     if sums.texts == 0:
         raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
     induction, how = _induction(model, options, seed)
-    return build_result(model_info(model), sums.merge(induction), threshold, options, how)
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate))
 
 
 # --- attn compare ----------------------------------------------------------------------------

@@ -42,6 +42,18 @@ class Induction:
     length: int
 
 
+@frozen
+class Ablation:
+    """How `stats --ablate` measured each head's `ablation`: `mode` ("zero" or "mean": the text's
+    own mean), `measure` ("logprob": Δ log p of each text's top-1 next token at its last
+    position, a decoder's; "cosine_distance": of the last position's final representation, an
+    encoder's), averaged over `texts` texts."""
+
+    mode: str
+    measure: str
+    texts: int
+
+
 @frozen  # a short repr: arrays as their shapes
 class StatsResult:
     """Per-head statistics over a corpus.
@@ -61,6 +73,7 @@ class StatsResult:
     histogram: np.ndarray | None = None
     options: headsums.DetectorOptions = headsums.NO_EXCLUSIONS
     induction: Induction | None = None
+    ablation: Ablation | None = None
 
     def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
         """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,)).
@@ -103,6 +116,7 @@ class StatsResult:
                 "induction": None if self.induction is None else vars(self.induction),
             },
             "sink": self.sink(),
+            "ablation": None if self.ablation is None else vars(self.ablation),
             "layers": [{"layer": layer, "heads": [head(layer, h) for h in range(self.model.heads)]} for layer in range(len(self.layers))],
             "named": [{"layer": n.layer, "head": n.head, "kind": n.kind, "value": floats(np.float32(n.value))} for n in self.named],
         }
@@ -121,8 +135,12 @@ class StatsResult:
         return out.getvalue()
 
 
-def build_result(model: ModelInfo, sums: headsums.HeadSums, threshold: float, options: headsums.DetectorOptions, induction: Induction | None) -> StatsResult:
-    """Means of merged sums (corpus and, if measured, induction prompts) and the named heads."""
+def build_result(
+    model: ModelInfo, sums: headsums.HeadSums, threshold: float, options: headsums.DetectorOptions, induction: Induction | None,
+    ablation: tuple[str, str] | None = None,
+) -> StatsResult:
+    """Means of merged sums (corpus and, if measured, induction prompts) and the named heads.
+    `ablation`: (mode, measure) when the sums hold head ablations."""
     metrics = sums.means()
     layers = tuple({key: metrics[name][layer] for name, key in STAT_FIELDS.items()} for layer in range(sums.layers))
     named = [
@@ -131,7 +149,8 @@ def build_result(model: ModelInfo, sums: headsums.HeadSums, threshold: float, op
         for head, kind, value in analysis.classify_heads(means, threshold)
     ]
     named.sort(key=lambda n: -n.value)  # stable: ties keep layer order
-    return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction)
+    how = None if ablation is None else Ablation(*ablation, sums.counts["ablation"])
+    return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction, how)
 
 
 def read_stats_document(source: str) -> dict:

@@ -14,7 +14,7 @@ import io
 import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import AttnError, InputError
 from .workers import chunks, ordered_map
@@ -32,6 +32,13 @@ INDUCTION_SEQUENCES = 10  # repeated random-token prompts for the induction scor
 INDUCTION_LENGTH = 25  # random tokens in each half
 
 Shard = list[tuple[int | None, str]]  # (line number, or None for a lone TEXT; text)
+
+
+class CorpusOptions(NamedTuple):
+    """What `shard_sums` measures besides the attention statistics, the same in every engine."""
+
+    detectors: DetectorOptions  # TransformerLens' exclusions, for the detector scores
+    ablate: str | None = None  # `stats --ablate`: "zero" or "mean", every head ablated alone on every text (`ablate.head_sweep`)
 
 
 # --- Reading the corpus ----------------------------------------------------------------------
@@ -151,10 +158,10 @@ def add_packed(model: Model, toks: list[Tokenization], options: DetectorOptions,
         text.close()
 
 
-def shard_sums(model: Model, shard: Shard, options: DetectorOptions) -> HeadSums:
+def shard_sums(model: Model, shard: Shard, options: CorpusOptions) -> HeadSums:
     """The sums of one shard's texts, packed into forward passes where the model packs (see
-    `packed.pack_groups`); a bad line raises its error, with its line number. Every engine runs
-    this."""
+    `packed.pack_groups`), and with `options.ablate` each text's head ablations (`ablation`);
+    a bad line raises its error, with its line number. Every engine runs this."""
     from ..loading.tokenizer import tokenize
     from ..maths.headsums import HeadSums
     from .packed import pack_groups
@@ -168,10 +175,27 @@ def shard_sums(model: Model, shard: Shard, options: DetectorOptions) -> HeadSums
     sums = HeadSums(model.spec.layers, model.spec.heads)
     for group in pack_groups(model, [len(tok.ids) for tok in toks]):
         if len(group) == 1:
-            add_text(model, toks[group[0]], options, sums)
+            add_text(model, toks[group[0]], options.detectors, sums)
         else:
-            add_packed(model, [toks[i] for i in group], options, sums)
+            add_packed(model, [toks[i] for i in group], options.detectors, sums)
+    if options.ablate is not None:
+        from ..loading.model import kept
+
+        model = kept(model)  # its weights converted once for the shard's reruns
+        for tok in toks:
+            sums.add_text_metric("ablation", ablation(model, tok, options.ablate))
     return sums
+
+
+def ablation(model: Model, tok: Tokenization, mode: str) -> np.ndarray:
+    """One text's head ablations (`attn ablate` of the text, without --query or --target): at
+    its last position, each head ablated alone, Δ log p of the model's top-1 next token
+    (decoders) or the cosine distance of the final representation (encoders). (layers, heads)."""
+    from .ablate import head_sweep
+    from .prediction import Reruns
+
+    reruns = Reruns(model, tok.ids, len(tok.ids) - 1)
+    return head_sweep(reruns, reruns.target(None, None) if model.arch.decodes else None, mode)
 
 
 def induction_sums(model: Model, options: DetectorOptions, seed: int) -> HeadSums:
@@ -198,18 +222,18 @@ def induction_sums(model: Model, options: DetectorOptions, seed: int) -> HeadSum
 # --- Engines: this process, worker processes -------------------------------------------------
 
 
-def run_local(model: Model, parts: Iterable[Shard], options: DetectorOptions) -> Iterator[HeadSums]:
+def run_local(model: Model, parts: Iterable[Shard], options: CorpusOptions) -> Iterator[HeadSums]:
     for shard in parts:
         yield shard_sums(model, shard, options)
 
 
-def run_processes(model_path: str | None, parts: Iterable[Shard], options: DetectorOptions, workers: int) -> Iterator[HeadSums]:
+def run_processes(model_path: str | None, parts: Iterable[Shard], options: CorpusOptions, workers: int) -> Iterator[HeadSums]:
     """Shards to `workers` processes (compute/workers.py, each loads the model once), results in
     shard order, at most workers·AHEAD shards in flight."""
     return ordered_map(_load_worker, (model_path, options), _worker_shard, parts, workers, AHEAD)
 
 
-def _load_worker(model_path: str | None, options: DetectorOptions) -> tuple:
+def _load_worker(model_path: str | None, options: CorpusOptions) -> tuple:
     from ..loading.model import load_model
 
     return load_model(model_path, release_weights=False), options

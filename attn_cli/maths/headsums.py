@@ -112,7 +112,9 @@ ROW_METRICS = ("entropy", "entropy_normalised", "special", "first_token", "punct
 TEXT_METRICS = ("sink_rate", "previous_token_mul", "previous_token_abs", "duplicate_token_mul", "duplicate_token_abs")
 # Scored on repeated random-token sequences, not on the corpus (see `repeated_random_tokens`):
 INDUCTION_METRICS = ("induction_mul", "induction_abs")
-METRICS = ROW_METRICS + TEXT_METRICS + INDUCTION_METRICS
+# Measured on request only (`stats --ablate`), per text: the change when the head is ablated.
+CAUSAL_METRICS = ("ablation",)
+METRICS = ROW_METRICS + TEXT_METRICS + INDUCTION_METRICS + CAUSAL_METRICS
 
 SINK_EPSILON = 0.3  # Gu et al.: a head is a sink on a text when its mean first-token attention exceeds ε
 HISTOGRAM_BINS = 10  # of each head's normalised row entropies, on [0, 1]
@@ -168,6 +170,11 @@ class HeadSums:
             self.sums[metric] += total
             self.counts[metric] += int(count)
         self.histogram += histogram
+
+    def add_text_metric(self, metric: str, values: np.ndarray) -> None:
+        """Add one text's value of a per-text metric for every head: values (layers, heads)."""
+        self.sums[metric] += values
+        self.counts[metric] += 1
 
     def merge(self, other: HeadSums) -> HeadSums:
         """Add `other` into this one (in place) and return it."""
