@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from attn_cli.cli import app
 from attn_cli.compute.ablate import ablate
+from attn_cli.compute.knockout import knockout
 from attn_cli.compute.stats import corpus_statistics, head_statistics
 from attn_cli.errors import InputError
 from attn_cli.loading.model import load_model
@@ -101,3 +102,53 @@ def test_ablate_through_the_cli(gpt2, schema):
     assert bad.exit_code == 2 and "--ablate 'half' is not a mode" in bad.output
     with pytest.raises(InputError, match="not a mode"):
         head_statistics(model, [(None, "a b")], ablate="one")
+
+
+def test_knockout_by_distance_is_transformers_sweep_and_merges(gpt2, monkeypatch):
+    from attn_cli.compute import stats_shard
+
+    folder, ref, _ = gpt2
+    window = int(ref["window"])
+    corpus = folder.parent / "knockout.txt"
+    corpus.write_text("\n".join([str(ref["text"]), *OTHER, str(ref["text"])]) + "\n", encoding="utf-8")
+    result = corpus_statistics(str(folder), str(corpus), knockout=window)
+    model = load_model(folder)
+    # Row d: the word d back from the last. The reference text's rows are transformers' sweep,
+    # reversed; OTHER's come from `attn knockout` (tests/test_causal.py holds it to transformers).
+    rows: dict[int, list[np.ndarray]] = {}
+    others = [np.stack([s.changes for s in knockout(model, t, window=window).sources]) for t in OTHER]
+    for changes in (ref["knockout.changes"], ref["knockout.changes"], *others):
+        for d, row in enumerate(changes[::-1]):
+            rows.setdefault(d, []).append(np.asarray(row, np.float64))
+    k = result.knockout
+    assert (k.window, k.texts) == (window, 4) and k.words.tolist() == [len(rows[d]) for d in range(len(rows))]
+    assert np.abs(k.changes - np.stack([np.mean(rows[d], axis=0) for d in range(len(rows))])).max() <= TOLERANCE
+    monkeypatch.setattr(stats_shard, "SHARD_LINES", 1)  # four shards merged, and two worker processes: one run's numbers
+    for other in (corpus_statistics(str(folder), str(corpus), knockout=window), corpus_statistics(str(folder), str(corpus), knockout=window, workers=2)):
+        assert other.knockout.words.tolist() == k.words.tolist()
+        np.testing.assert_allclose(other.knockout.changes, k.changes, rtol=1e-5, atol=1e-6)
+
+
+@covers("stats --knockout")
+def test_knockout_through_the_cli(gpt2, schema):
+    from helpers import validate
+
+    folder, ref, corpus = gpt2
+    out = runner.invoke(app, ["stats", "--file", str(corpus), "-m", str(folder), "--knockout", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    validate(doc, schema, "stats")
+    assert doc["knockout"]["window"] == 1 and doc["knockout"]["texts"] == 4
+    first = doc["knockout"]["distances"][0]  # the last word of each text
+    model = load_model(folder)
+    want = np.mean([knockout(model, t, window=1).sources[-1].changes for t in [str(ref["text"]), *OTHER, str(ref["text"])]], axis=0)
+    assert first["distance"] == 0 and first["words"] == 4 and np.abs(np.array(first["changes"]) - want).max() <= TOLERANCE
+    table = runner.invoke(app, ["stats", "--file", str(corpus), "-m", str(folder), "--knockout", "1"], env={"COLUMNS": "100"})
+    assert table.exit_code == 0 and "Knockout (Geva et al.; window 1 layers; 4 texts)" in table.stdout
+    encoder = runner.invoke(app, ["stats", "--file", str(corpus), "--knockout", "9"])
+    assert encoder.exit_code == 2 and "is an encoder" in encoder.output
+    one_word = folder.parent / "one.txt"
+    one_word.write_text("The cat sat\nfox\n", encoding="utf-8")
+    bad = runner.invoke(app, ["stats", "--file", str(one_word), "-m", str(folder), "--knockout", "1"])
+    assert bad.exit_code == 2 and "line 2: the text has one word" in bad.output
+    assert runner.invoke(app, ["stats", "--file", str(corpus), "-m", str(folder), "--knockout", "0"]).exit_code == 2

@@ -72,6 +72,14 @@ def stats(
             show_default=False,
         ),
     ] = None,
+    knockout: Annotated[
+        Optional[int],
+        typer.Option(
+            "--knockout", metavar="W",
+            help="Decoders: also knock out every word of every text (`attn knockout --window W`); mean changes by the word's distance from the last.",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -104,10 +112,10 @@ def stats(
         if file is None:
             from ..loading.model import load_model
 
-            result = head_statistics(load_model(model), [(None, read_text(text, "--file"))], threshold, options, seed, ablate)
+            result = head_statistics(load_model(model), [(None, read_text(text, "--file"))], threshold, options, seed, ablate, knockout)
         else:
             with _Progress() as progress:
-                result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate)
+                result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate, knockout)
         if form is OutputFormat.csv:
             from .output import write_stdout
 

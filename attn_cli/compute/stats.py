@@ -20,6 +20,7 @@ from ..maths import analysis
 from ..maths.headsums import NO_EXCLUSIONS, DetectorOptions, HeadSums
 from ..records import frozen
 from . import stats_shard
+from .decoding import require_decoder
 from .inspect import model_info
 from .options import select_layers
 from .query import resolve_query
@@ -66,6 +67,11 @@ def _check_ablate(ablate: str | None) -> None:
         raise InputError(f"--ablate {ablate!r} is not a mode", f"give one of {', '.join(MODES)}")
 
 
+def _check_knockout(knockout: int | None) -> None:
+    if knockout is not None and (isinstance(knockout, bool) or not isinstance(knockout, int) or knockout < 1):
+        raise InputError(f"--knockout {knockout!r} is not a window", "give a window of 1 layer or more, e.g. --knockout 9 (Geva et al.'s)")
+
+
 def _ablation(model: Model, ablate: str | None) -> tuple[str, str] | None:
     from .ablate import measure_of
 
@@ -74,21 +80,25 @@ def _ablation(model: Model, ablate: str | None) -> tuple[str, str] | None:
 
 def head_statistics(
     model: Model, texts: Iterable[tuple[int | None, str]], threshold: float = 0.5, options: DetectorOptions = NO_EXCLUSIONS, seed: int = 0,
-    ablate: str | None = None,
+    ablate: str | None = None, knockout: int | None = None,
 ) -> StatsResult:
     """Per-head statistics of `texts` ((line number or None, text) pairs) in this process, the
     induction score on seeded repeated random tokens, and the heads whose mean mass for a kind
     is ≥ threshold. `ablate` ("zero" or "mean"): each head ablated on each text too
-    (`stats_shard.ablation`), its mean the `ablation` statistic."""
+    (`stats_shard.ablation`), its mean the `ablation` statistic. `knockout` (a window of
+    layers, decoders): each word knocked out on each text (`stats_shard.knockout_by_distance`)."""
     _check_threshold(threshold)
     _check_ablate(ablate)
+    _check_knockout(knockout)
+    if knockout is not None:
+        require_decoder(model, "stats --knockout")
     sums = HeadSums(model.spec.layers, model.spec.heads)
     for shard in stats_shard.shards(texts):
-        sums.merge(stats_shard.shard_sums(model, shard, stats_shard.CorpusOptions(options, ablate)))
+        sums.merge(stats_shard.shard_sums(model, shard, stats_shard.CorpusOptions(options, ablate, knockout)))
     if sums.texts == 0:
         raise InputError("there is no text", "give at least one non-blank text")
     induction, how = _induction(model, options, seed)
-    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate))
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout)
 
 
 def corpus_statistics(
@@ -102,6 +112,7 @@ def corpus_statistics(
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
     ablate: str | None = None,
+    knockout: int | None = None,
 ) -> StatsResult:
     """Per-head statistics over every non-blank line of `file` (`-`: stdin), streamed in shards.
 
@@ -110,12 +121,13 @@ def corpus_statistics(
     the run. Every engine maps `stats_shard.shard_sums` over the same shards and merges in shard
     order, so the numbers agree (to float32 rounding of the forward pass, as BLAS threads differ).
     A bad line stops the run with its line number. on_progress(texts done) after each shard.
-    `ablate`: as `head_statistics`, in every engine (merged shards equal one run).
+    `ablate`, `knockout`: as `head_statistics`, in every engine (merged shards equal one run).
     """
     from ..loading.model import load_model
 
     _check_threshold(threshold)
     _check_ablate(ablate)
+    _check_knockout(knockout)
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r} is not valid", f"give one of {', '.join(ENGINES)}")
     check_workers(workers)
@@ -126,8 +138,10 @@ def corpus_statistics(
     # Loaded here even when workers load their own: a bad model fails now, as a ModelError; the
     # induction prompts run on it; and it names the model in the result.
     model = load_model(model_path, release_weights=False)
+    if knockout is not None:
+        require_decoder(model, "stats --knockout")
     parts = stats_shard.shards(stats_shard.iter_lines(file))
-    shard_options = stats_shard.CorpusOptions(options, ablate)
+    shard_options = stats_shard.CorpusOptions(options, ablate, knockout)
     if engine == "ray":
         from .stats_ray import run_ray
 
@@ -145,7 +159,7 @@ def corpus_statistics(
     if sums.texts == 0:
         raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
     induction, how = _induction(model, options, seed)
-    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate))
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout)
 
 
 # --- attn compare ----------------------------------------------------------------------------

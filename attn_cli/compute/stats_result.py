@@ -55,6 +55,40 @@ class Ablation:
 
 
 @frozen  # a short repr: arrays as their shapes
+class KnockoutProfile:
+    """`stats --knockout`: Geva et al.'s attention knockout over a corpus. For each text, each
+    word's edges to the last position blocked in windows of `window` layers (as `attn knockout`);
+    `changes` (distances, layers): the mean relative change of p(top-1 next token), by the source
+    word's distance in words back from the last word (row d: distance d; 0 the last word itself),
+    over `words` (distances,) source words; `texts` texts."""
+
+    window: int
+    texts: int
+    words: np.ndarray
+    changes: np.ndarray
+
+    def to_json(self) -> dict:
+        return {
+            "window": self.window,
+            "texts": self.texts,
+            "distances": [
+                {"distance": d, "words": int(n), "changes": floats(row.astype(np.float32))}
+                for d, (n, row) in enumerate(zip(self.words, self.changes, strict=True))
+            ],
+        }
+
+
+def knockout_profile(sums: headsums.HeadSums, window: int, texts: int) -> KnockoutProfile:
+    """The means of the knockout sums, every distance from 0 to the longest text's."""
+    top = max(sums.knockout, default=-1) + 1
+    words = np.array([sums.knockout_counts.get(d, 0) for d in range(top)], dtype=np.int64)
+    if not top:
+        return KnockoutProfile(window, texts, words, np.zeros((0, sums.layers)))
+    changes = np.stack([sums.knockout.get(d, np.full(sums.layers, np.nan)) for d in range(top)]) / np.maximum(words, 1)[:, None]
+    return KnockoutProfile(window, texts, words, changes)
+
+
+@frozen  # a short repr: arrays as their shapes
 class StatsResult:
     """Per-head statistics over a corpus.
 
@@ -74,6 +108,7 @@ class StatsResult:
     options: headsums.DetectorOptions = headsums.NO_EXCLUSIONS
     induction: Induction | None = None
     ablation: Ablation | None = None
+    knockout: KnockoutProfile | None = None
 
     def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
         """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,)).
@@ -117,6 +152,7 @@ class StatsResult:
             },
             "sink": self.sink(),
             "ablation": None if self.ablation is None else vars(self.ablation),
+            "knockout": None if self.knockout is None else self.knockout.to_json(),
             "layers": [{"layer": layer, "heads": [head(layer, h) for h in range(self.model.heads)]} for layer in range(len(self.layers))],
             "named": [{"layer": n.layer, "head": n.head, "kind": n.kind, "value": floats(np.float32(n.value))} for n in self.named],
         }
@@ -137,10 +173,11 @@ class StatsResult:
 
 def build_result(
     model: ModelInfo, sums: headsums.HeadSums, threshold: float, options: headsums.DetectorOptions, induction: Induction | None,
-    ablation: tuple[str, str] | None = None,
+    ablation: tuple[str, str] | None = None, knockout: int | None = None,
 ) -> StatsResult:
     """Means of merged sums (corpus and, if measured, induction prompts) and the named heads.
-    `ablation`: (mode, measure) when the sums hold head ablations."""
+    `ablation`: (mode, measure) when the sums hold head ablations; `knockout`: the window, when
+    they hold knockouts."""
     metrics = sums.means()
     layers = tuple({key: metrics[name][layer] for name, key in STAT_FIELDS.items()} for layer in range(sums.layers))
     named = [
@@ -150,7 +187,8 @@ def build_result(
     ]
     named.sort(key=lambda n: -n.value)  # stable: ties keep layer order
     how = None if ablation is None else Ablation(*ablation, sums.counts["ablation"])
-    return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction, how)
+    profile = None if knockout is None else knockout_profile(sums, knockout, sums.texts)
+    return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction, how, profile)
 
 
 def read_stats_document(source: str) -> dict:

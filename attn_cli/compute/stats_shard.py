@@ -39,6 +39,7 @@ class CorpusOptions(NamedTuple):
 
     detectors: DetectorOptions  # TransformerLens' exclusions, for the detector scores
     ablate: str | None = None  # `stats --ablate`: "zero" or "mean", every head ablated alone on every text (`ablate.head_sweep`)
+    knockout: int | None = None  # `stats --knockout W`: every word knocked out on every text, windows of W layers (`knockout.source_changes`)
 
 
 # --- Reading the corpus ----------------------------------------------------------------------
@@ -178,13 +179,37 @@ def shard_sums(model: Model, shard: Shard, options: CorpusOptions) -> HeadSums:
             add_text(model, toks[group[0]], options.detectors, sums)
         else:
             add_packed(model, [toks[i] for i in group], options.detectors, sums)
-    if options.ablate is not None:
+    if options.ablate is not None or options.knockout is not None:
         from ..loading.model import kept
 
         model = kept(model)  # its weights converted once for the shard's reruns
-        for tok in toks:
+    for line, tok in zip((line for line, _ in shard), toks, strict=True):
+        if options.ablate is not None:
             sums.add_text_metric("ablation", ablation(model, tok, options.ablate))
+        if options.knockout is not None:
+            try:
+                for distance, changes in knockout_by_distance(model, tok, options.knockout):
+                    sums.add_knockout(distance, changes)
+            except AttnError as exc:
+                raise exc if line is None else exc.prefixed(f"line {line}: ") from None
     return sums
+
+
+def knockout_by_distance(model: Model, tok: Tokenization, window: int) -> list[tuple[int, np.ndarray]]:
+    """One text's attention knockout (`attn knockout` of the text, without --query, --target or
+    --source): at its last position, each word's edges blocked in turn; per word, its distance
+    in words back from the last word (0: that word) and the relative changes (layers,) of p of
+    the model's top-1 next token. A text of one word has nothing to knock out: refused."""
+    from ..errors import InputError
+    from .knockout import source_changes
+    from .prediction import Reruns
+
+    words = tok.words
+    if len(words) < 2:
+        raise InputError("the text has one word: nothing to knock out but the word that predicts", "give texts of two words or more, or leave out --knockout")
+    reruns = Reruns(model, tok.ids, len(tok.ids) - 1)
+    chosen = reruns.target(None, None)
+    return [(len(words) - 1 - n, source_changes(reruns, chosen, word.token_indices, window)) for n, word in enumerate(words)]
 
 
 def ablation(model: Model, tok: Tokenization, mode: str) -> np.ndarray:

@@ -146,6 +146,10 @@ class HeadSums:
     histogram: np.ndarray | None = None
     texts: int = 0
     tokens: int = 0
+    # Attention knockout (`stats --knockout`), by source word: distance in words back from the
+    # explained word (0: the word itself) -> (layers,) float64 sum of relative changes, and count.
+    knockout: dict[int, np.ndarray] = field(default_factory=dict)
+    knockout_counts: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for metric in METRICS:
@@ -176,10 +180,18 @@ class HeadSums:
         self.sums[metric] += values
         self.counts[metric] += 1
 
+    def add_knockout(self, distance: int, changes: np.ndarray) -> None:
+        """Add one source word's knockout changes (layers,), `distance` words before the explained one."""
+        self.knockout[distance] = self.knockout.get(distance, np.zeros(self.layers, np.float64)) + changes
+        self.knockout_counts[distance] = self.knockout_counts.get(distance, 0) + 1
+
     def merge(self, other: HeadSums) -> HeadSums:
         """Add `other` into this one (in place) and return it."""
         if (other.layers, other.heads) != (self.layers, self.heads):
             raise ValueError(f"cannot merge sums of {other.layers}×{other.heads} heads into {self.layers}×{self.heads}")
+        for distance, changes in other.knockout.items():
+            self.knockout[distance] = self.knockout.get(distance, np.zeros(self.layers, np.float64)) + changes
+            self.knockout_counts[distance] = self.knockout_counts.get(distance, 0) + other.knockout_counts[distance]
         for metric in METRICS:
             self.sums[metric] += other.sums[metric]
             self.counts[metric] += other.counts[metric]

@@ -58,6 +58,8 @@ def stats_view(result: StatsResult, width: int, metric: str | None = None) -> li
             style="dim",
         )
     )
+    if result.knockout is not None:
+        parts += knockout_lines(result)
     if metric is not None:
         parts.append(Text(f"\nEvery head · {metric} ({METRIC_NOTES.get(metric, 'mean')})", style="bold underline"))
         return parts + metric_lines(result, metric, width)
@@ -165,6 +167,19 @@ METRIC_NOTES = {
     "duplicate_token_abs": "1 − row L1 error",
     "ablation": "mean change when the head is ablated (--ablate); colour: |change|, share of the largest",
 }
+
+
+def knockout_lines(result: StatsResult, top: int = 5) -> list[Text]:
+    """`--knockout`: the (distance, layer) pairs whose knockout lowered p most, on average."""
+    k = result.knockout
+    lines = [Text(f"\nKnockout (Geva et al.; window {k.window} layers; {k.texts} texts) · biggest mean drops of p(top-1)", style="bold underline")]
+    flat = np.where(np.isnan(k.changes), np.inf, k.changes).ravel()
+    for i in np.argsort(flat, kind="stable")[:top]:
+        d, layer = divmod(int(i), k.changes.shape[1])
+        if np.isfinite(flat[i]):
+            word = "the last word" if d == 0 else f"{d} word{'s' if d > 1 else ''} back"
+            lines.append(Text(f"  {word}, layer {layer}: {k.changes[d, layer]:+.1%} over {k.words[d]} words"))
+    return lines
 
 
 def _cell(v: float) -> str:
