@@ -90,3 +90,12 @@ def test_every_engine_packs(tmp_path, monkeypatch):
     assert (one.texts, one.tokens) == (two.texts, two.tokens) == (72, one.tokens)
     for name in METRICS:
         np.testing.assert_allclose(one.metrics[name], two.metrics[name], rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=name)
+
+
+def test_a_texts_layers_reduced_at_once_equal_layer_by_layer(monkeypatch):
+    # TextSums stacks a short text's maps of every layer into one layer_sums call.
+    model = load_model(None, release_weights=False)
+    options = stats_shard.CorpusOptions(DetectorOptions(exclude_current_token=True))
+    stacked = shard_sums(model, options)
+    monkeypatch.setattr(stats_shard, "STACK_TOKENS", 0)  # every layer by itself
+    assert_same_sums(stacked, shard_sums(model, options))

@@ -161,8 +161,9 @@ def add_packed(model: Model, toks: list[Tokenization], options: DetectorOptions,
 
 def shard_sums(model: Model, shard: Shard, options: CorpusOptions) -> HeadSums:
     """The sums of one shard's texts, packed into forward passes where the model packs (see
-    `packed.pack_groups`), and with `options.ablate` each text's head ablations (`ablation`);
-    a bad line raises its error, with its line number. Every engine runs this."""
+    `packed.pack_groups`), and with `options.ablate` / `options.knockout` each text's head
+    ablations (`ablation`) / word knockouts (`knockout_by_distance`); a bad line raises its
+    error, with its line number. Every engine runs this."""
     from ..loading.tokenizer import tokenize
     from ..maths.headsums import HeadSums
     from .packed import pack_groups
