@@ -78,8 +78,9 @@ class KnockoutProfile:
         }
 
 
-def knockout_profile(sums: headsums.HeadSums, window: int, texts: int) -> KnockoutProfile:
+def knockout_profile(sums: headsums.HeadSums, window: int) -> KnockoutProfile:
     """The means of the knockout sums, every distance from 0 to the longest text's."""
+    texts = sums.texts
     top = max(sums.knockout, default=-1) + 1
     words = np.array([sums.knockout_counts.get(d, 0) for d in range(top)], dtype=np.int64)
     if not top:
@@ -187,7 +188,7 @@ def build_result(
     ]
     named.sort(key=lambda n: -n.value)  # stable: ties keep layer order
     how = None if ablation is None else Ablation(*ablation, sums.counts["ablation"])
-    profile = None if knockout is None else knockout_profile(sums, knockout, sums.texts)
+    profile = None if knockout is None else knockout_profile(sums, knockout)
     return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction, how, profile)
 
 
