@@ -50,6 +50,7 @@ class Run:
     stdout: bytes
     stderr: bytes
     stopped: str | None = None  # why we stopped the child ("timeout …", "memory guard …"), else None
+    cpu: float = 0.0  # seconds of CPU, user + system, of the child and the children it waited for (wait4's rusage)
 
     @property
     def maxrss_mib(self) -> float:
@@ -132,7 +133,8 @@ def run_process(
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
         err.seek(0)
         out.seek(0)
-        return Run(wall, usage.ru_maxrss, proc.returncode, out.read() if capture else b"", err.read(), stopped)
+        cpu = usage.ru_utime + usage.ru_stime
+        return Run(wall, usage.ru_maxrss, proc.returncode, out.read() if capture else b"", err.read(), stopped, cpu)
 
 
 def failure_tail(run: Run, lines: int = 5) -> str:

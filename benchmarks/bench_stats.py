@@ -1,6 +1,6 @@
-"""attn stats over a corpus: sentences per second with 1 process, --workers 2 and --engine ray
-(local, 2 CPUs), against a transformers loop computing the same statistics, in one run; and
-peak RSS as the corpus grows (flat: the file is streamed).
+"""attn stats over a corpus: sentences per second (wall and CPU time) with 1 process, 1 worker
+(one thread), --workers 2 and --engine ray (local, 2 CPUs), against a transformers loop
+computing the same statistics, in one run; and peak RSS as the corpus grows (flat: streamed).
 
     ATTN_REFENV=/work/refenv uv run python benchmarks/bench_stats.py [--sentences 2000] [--rss-lines 100000]
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -82,9 +83,15 @@ def speed(args, attn: str, work: Path, notes: list[str]) -> None:
     corpus = work / f"kjv{args.sentences}.txt"
     corpus.write_text("\n".join(kjv_lines(args.sentences)) + "\n", encoding="utf-8")
     runs = {}
-    engines = (("attn, 1 process", []), ("attn --workers 2", ["--workers", "2"]), ("attn --engine ray (local, 2 CPUs)", ["--engine", "ray", "--workers", "2"]))
-    for name, extra in engines:
-        run = run_process([attn, "stats", "--file", str(corpus), "--json", *extra], capture=True)
+    # One worker: one process held to one thread (ATTN_THREADS=1), as each of --workers 2 is; the
+    # plain one-process run splits packs of 256+ tokens between 2 threads of its own.
+    one_thread = {**os.environ, "ATTN_THREADS": "1"}
+    engines = (
+        ("attn, 1 process", [], None), ("attn, 1 worker (ATTN_THREADS=1)", [], one_thread), ("attn --workers 2", ["--workers", "2"], None),
+        ("attn --engine ray (local, 2 CPUs)", ["--engine", "ray", "--workers", "2"], None),
+    )
+    for name, extra, env in engines:
+        run = run_process([attn, "stats", "--file", str(corpus), "--json", *extra], env=env, capture=True)
         assert run.status == 0, run.stderr.decode()[-500:]
         runs[name] = (run, json.loads(run.stdout))
         print(f"{name}: {run.wall:.1f} s", file=sys.stderr)
@@ -98,14 +105,21 @@ def speed(args, attn: str, work: Path, notes: list[str]) -> None:
         runs[f"transformers {info['transformers']} loop (torch {info['torch']}, {args.torch_threads} thread(s))"] = (ref, None)
 
     base = runs["attn, 1 process"][1]
-    ref_wall = next((r.wall for n, (r, d) in runs.items() if d is None), None)
+    ref = next((r for r, d in runs.values() if d is None), None)
     rows = []
     for name, (run, _doc) in runs.items():
         rate = args.sentences / run.wall
-        vs = f"{ref_wall / run.wall:.2f}×" if ref_wall else "—"
-        rows.append([name, f"{run.wall:.1f}", f"{rate:.0f}", vs, f"{run.maxrss_mib:.0f}"])
+        vs = f"{ref.wall / run.wall:.2f}×" if ref else "—"
+        # CPU: the process and the workers it waited for (not Ray's actors, which Ray starts)
+        vs_cpu = f"{ref.cpu / run.cpu:.2f}×" if ref and "ray" not in name else "—"
+        rows.append([name, f"{run.wall:.1f}", f"{run.cpu:.1f}", f"{rate:.0f}", vs, vs_cpu, f"{run.maxrss_mib:.0f}"])
     print(f"## attn stats, {args.sentences} KJV verses ({base['tokens']} tokens)\n")
-    print("\n".join(md_table(["engine", "wall s", "sentences/s", "vs transformers", "peak RSS MiB (parent)"], rows)))
+    head = ["engine", "wall s", "CPU s", "sentences/s", "vs transformers (wall)", "vs transformers (CPU)", "peak RSS MiB (parent)"]
+    print("\n".join(md_table(head, rows)))
+    two = runs["attn --workers 2"][0]
+    for base_name in ("attn, 1 process", "attn, 1 worker (ATTN_THREADS=1)"):
+        one = runs[base_name][0]
+        print(f"\n`--workers 2` against {base_name}: {one.wall / two.wall:.2f}× the wall-clock speed, using {two.cpu / one.cpu:.2f}× the CPU time.")
     print("\nSame numbers: max |Δ| over every head's first_token / previous_token_mul / entropy:")
     for name, (_, doc) in runs.items():
         if doc is not None and doc is not base:

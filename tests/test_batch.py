@@ -337,7 +337,7 @@ def test_packed_lines_answer_exactly_as_each_line_alone(model):
     assert summarise(docs) == (21, 12)  # per copy: blank, too long, bad JSON, and DOG has no "cat"
 
 
-@pytest.mark.parametrize("name", ["bundled", "bert", "roberta", "distilbert", "modernbert", "nomic_bert"])
+@pytest.mark.parametrize("name", ["bundled", "bert", "roberta", "distilbert", "modernbert", "nomic_bert", "mpnet"])
 def test_packed_traces_are_bit_identical_to_each_text_alone(model, name):
     from pathlib import Path
 

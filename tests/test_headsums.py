@@ -221,3 +221,17 @@ def test_merge_refuses_other_shapes():
     with pytest.raises(ValueError, match="cannot merge"):
         HeadSums(2, 3).merge(HeadSums(2, 4))
     assert np.isnan(HeadSums(1, 1).means()["induction_mul"]).all()  # no data is NaN, not 0
+
+
+@pytest.mark.parametrize("options", [DetectorOptions(), DetectorOptions(True, False), DetectorOptions(False, True), DetectorOptions(True, True)])
+def test_detector_scores_equal_score_under_both_measures(options):
+    from attn_cli.maths.headsums import detector_scores, patterns, score
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 4, 12)  # duplicates
+    logits = rng.normal(size=(5, 12, 12)) * 3
+    weights = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    for kind, pattern in patterns(ids).items():
+        mul, abs_ = detector_scores(weights, pattern, options)
+        np.testing.assert_allclose(mul, score(weights, pattern, "mul", *options), rtol=1e-12, atol=1e-15, err_msg=kind)
+        np.testing.assert_allclose(abs_, score(weights, pattern, "abs", *options), rtol=1e-12, atol=1e-14, err_msg=kind)

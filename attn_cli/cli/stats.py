@@ -64,6 +64,22 @@ def stats(
         bool, typer.Option("--exclude-current-token", help="Detector scores ignore attention to the token itself (exclude_current_token).")
     ] = False,
     seed: InductionSeedOption = 0,
+    ablate: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ablate", metavar="zero|mean",
+            help="Also ablate every head on every text (as `attn ablate`: its last position), the mean change its `ablation` statistic.",
+            show_default=False,
+        ),
+    ] = None,
+    knockout: Annotated[
+        Optional[int],
+        typer.Option(
+            "--knockout", metavar="W",
+            help="Decoders: also knock out every word of every text (`attn knockout --window W`); mean changes by the word's distance from the last.",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -96,10 +112,10 @@ def stats(
         if file is None:
             from ..loading.model import load_model
 
-            result = head_statistics(load_model(model), [(None, read_text(text, "--file"))], threshold, options, seed)
+            result = head_statistics(load_model(model), [(None, read_text(text, "--file"))], threshold, options, seed, ablate, knockout)
         else:
             with _Progress() as progress:
-                result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress)
+                result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate, knockout)
         if form is OutputFormat.csv:
             from .output import write_stdout
 

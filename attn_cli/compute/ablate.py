@@ -93,18 +93,31 @@ def ablate(
     means = None if texts is None else dataset_means(model, texts)
     reruns = Reruns(model, tok.ids, position)
     chosen = reruns.target(target, target_id) if decodes else None
-    changes = np.empty((model.spec.layers, model.spec.heads), dtype=np.float32)
+    changes = head_sweep(reruns, chosen, mode, means)
+    return AblateResult(model_info(model), tok, position, mode, measure_of(model), chosen, changes, None if texts is None else len(texts))
+
+
+def measure_of(model: Model) -> str:
+    """What an ablation changes: a decoder's target log-probability, an encoder's final representation."""
+    return "logprob" if model.arch.decodes else "cosine_distance"
+
+
+def head_sweep(reruns: Reruns, chosen: Target | None, mode: str, means: np.ndarray | None = None) -> np.ndarray:
+    """Each head of each layer ablated alone (`mode`; `means` (layers, heads, head_dim): a
+    dataset's means, else the text's own): Δ log p(chosen) for a decoder, the cosine distance
+    of the explained position's final representation for an encoder (`chosen` None). (layers, heads)."""
+    spec = reruns.model.spec
+    changes = np.empty((spec.layers, spec.heads), dtype=np.float32)
     seq = len(reruns.ids)
-    for layer in range(model.spec.layers):
-        for head in range(model.spec.heads):
+    for layer in range(spec.layers):
+        for head in range(spec.heads):
             if means is None:
                 edit = HeadEdit(layer, head, mode)
             else:  # the dataset's mean at every position of this pass
                 edit = HeadEdit(layer, head, "replace", value=np.broadcast_to(means[layer, head], (seq, means.shape[-1])))
             out = reruns.output_with(Interventions(head_edits=(edit,)), layer)
-            if decodes:
+            if chosen is not None:
                 changes[layer, head] = reruns.logprobs(out)[chosen.id] - chosen.logprob
             else:
                 changes[layer, head] = cosine_distance(out, reruns.output)
-    measure = "logprob" if decodes else "cosine_distance"
-    return AblateResult(model_info(model), tok, position, mode, measure, chosen, changes, None if texts is None else len(texts))
+    return changes

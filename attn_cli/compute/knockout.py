@@ -81,16 +81,22 @@ def knockout(
         raise InputError("the text has one word up to the explained position: nothing to knock out but the query itself", "give a longer text")
     reruns = Reruns(model, tok.ids, position)
     chosen = reruns.target(target, target_id)
-    p = float(np.exp(chosen.logprob))
-    layers = model.spec.layers
     found = []
     for word in words:
         keys = tuple(i for i in word.token_indices if i <= position)
-        changes = np.empty(layers, dtype=np.float32)
-        for layer in range(layers):
-            blocked = window_layers(layer, window, layers)
-            changed = Interventions(knockouts=(Knockout(blocked, (position,), keys),))
-            logprobs = reruns.logprobs(reruns.output_with(changed, blocked[0]))
-            changes[layer] = (np.exp(np.float64(logprobs[chosen.id])) - p) / p
-        found.append(Source(word.text, keys, changes))
-    return KnockoutResult(model_info(model), tok, position, chosen, p, window, tuple(found))
+        found.append(Source(word.text, keys, source_changes(reruns, chosen, keys, window)))
+    return KnockoutResult(model_info(model), tok, position, chosen, float(np.exp(chosen.logprob)), window, tuple(found))
+
+
+def source_changes(reruns: Reruns, chosen: Target, keys: tuple[int, ...], window: int) -> np.ndarray:
+    """(layers,) float32: the relative change of p(chosen) when the edges from token positions
+    `keys` to the explained position are blocked in the window around each layer."""
+    p = float(np.exp(chosen.logprob))
+    layers = reruns.model.spec.layers
+    changes = np.empty(layers, dtype=np.float32)
+    for layer in range(layers):
+        blocked = window_layers(layer, window, layers)
+        changed = Interventions(knockouts=(Knockout(blocked, (reruns.position,), keys),))
+        logprobs = reruns.logprobs(reruns.output_with(changed, blocked[0]))
+        changes[layer] = (np.exp(np.float64(logprobs[chosen.id])) - p) / p
+    return changes

@@ -28,7 +28,31 @@ PACK_LINES = 32  # lines per pack at most: ~600 tokens of typical sentences, eno
 # Texts of fewer tokens run alone: OpenBLAS computes a product of 1 to 3 rows with its
 # small-matrix kernels, which sum in another order than the big product of a pack.
 MIN_PACK_TOKENS = 4
+# Tokens per pack at most, where texts are packed by tokens (`pack_groups`): a pack's layer
+# (q, k, v, head outputs, hidden, the feed-forward's inner rows) stays a few MB, and products of
+# ~1,000 rows run as fast per row as any larger.
+PACK_TOKENS = 1024
 RAMP = (1, 2, 4, 8, 16)  # the first packs: the first answers come at once, not after 32 lines
+
+
+def pack_groups(model: Model, lengths: list[int], max_tokens: int | None = None) -> list[list[int]]:
+    """The texts of the given token counts, in order, cut into runs (lists of their indices):
+    consecutive texts that pack (see the module's docstring) together, up to `max_tokens`
+    (PACK_TOKENS) tokens a run; every other text by itself. Used by `attn stats`."""
+    max_tokens = PACK_TOKENS if max_tokens is None else max_tokens
+    groups: list[list[int]] = []
+    run: list[int] = []
+    for i, n in enumerate(lengths):
+        if not model.packs or n < MIN_PACK_TOKENS:
+            groups.append([i])
+            continue
+        if run and sum(lengths[j] for j in run) + n > max_tokens:
+            groups.append(run)
+            run = []
+        run.append(i)
+    if run:
+        groups.append(run)
+    return sorted(groups)
 
 
 def packs(jobs: Iterable[Job]) -> Iterator[list[Job]]:

@@ -20,6 +20,7 @@ from ..maths import analysis
 from ..maths.headsums import NO_EXCLUSIONS, DetectorOptions, HeadSums
 from ..records import frozen
 from . import stats_shard
+from .decoding import require_decoder
 from .inspect import model_info
 from .options import select_layers
 from .query import resolve_query
@@ -59,20 +60,45 @@ def _induction(model: Model, options: DetectorOptions, seed: int) -> tuple[HeadS
     return induction_sums(model, options, seed), Induction(seed, INDUCTION_SEQUENCES, INDUCTION_LENGTH)
 
 
+def _check_ablate(ablate: str | None) -> None:
+    from .ablate import MODES
+
+    if ablate is not None and ablate not in MODES:
+        raise InputError(f"--ablate {ablate!r} is not a mode", f"give one of {', '.join(MODES)}")
+
+
+def _check_knockout(knockout: int | None) -> None:
+    if knockout is not None and (isinstance(knockout, bool) or not isinstance(knockout, int) or knockout < 1):
+        raise InputError(f"--knockout {knockout!r} is not a window", "give a window of 1 layer or more, e.g. --knockout 9 (Geva et al.'s)")
+
+
+def _ablation(model: Model, ablate: str | None) -> tuple[str, str] | None:
+    from .ablate import measure_of
+
+    return None if ablate is None else (ablate, measure_of(model))
+
+
 def head_statistics(
-    model: Model, texts: Iterable[tuple[int | None, str]], threshold: float = 0.5, options: DetectorOptions = NO_EXCLUSIONS, seed: int = 0
+    model: Model, texts: Iterable[tuple[int | None, str]], threshold: float = 0.5, options: DetectorOptions = NO_EXCLUSIONS, seed: int = 0,
+    ablate: str | None = None, knockout: int | None = None,
 ) -> StatsResult:
     """Per-head statistics of `texts` ((line number or None, text) pairs) in this process, the
     induction score on seeded repeated random tokens, and the heads whose mean mass for a kind
-    is ≥ threshold."""
+    is ≥ threshold. `ablate` ("zero" or "mean"): each head ablated on each text too
+    (`stats_shard.ablation`), its mean the `ablation` statistic. `knockout` (a window of
+    layers, decoders): each word knocked out on each text (`stats_shard.knockout_by_distance`)."""
     _check_threshold(threshold)
+    _check_ablate(ablate)
+    _check_knockout(knockout)
+    if knockout is not None:
+        require_decoder(model, "stats --knockout")
     sums = HeadSums(model.spec.layers, model.spec.heads)
     for shard in stats_shard.shards(texts):
-        sums.merge(stats_shard.shard_sums(model, shard, options))
+        sums.merge(stats_shard.shard_sums(model, shard, stats_shard.CorpusOptions(options, ablate, knockout)))
     if sums.texts == 0:
         raise InputError("there is no text", "give at least one non-blank text")
     induction, how = _induction(model, options, seed)
-    return build_result(model_info(model), sums.merge(induction), threshold, options, how)
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout)
 
 
 def corpus_statistics(
@@ -85,6 +111,8 @@ def corpus_statistics(
     options: DetectorOptions = NO_EXCLUSIONS,
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    ablate: str | None = None,
+    knockout: int | None = None,
 ) -> StatsResult:
     """Per-head statistics over every non-blank line of `file` (`-`: stdin), streamed in shards.
 
@@ -93,10 +121,13 @@ def corpus_statistics(
     the run. Every engine maps `stats_shard.shard_sums` over the same shards and merges in shard
     order, so the numbers agree (to float32 rounding of the forward pass, as BLAS threads differ).
     A bad line stops the run with its line number. on_progress(texts done) after each shard.
+    `ablate`, `knockout`: as `head_statistics`, in every engine (merged shards equal one run).
     """
     from ..loading.model import load_model
 
     _check_threshold(threshold)
+    _check_ablate(ablate)
+    _check_knockout(knockout)
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r} is not valid", f"give one of {', '.join(ENGINES)}")
     check_workers(workers)
@@ -107,15 +138,18 @@ def corpus_statistics(
     # Loaded here even when workers load their own: a bad model fails now, as a ModelError; the
     # induction prompts run on it; and it names the model in the result.
     model = load_model(model_path, release_weights=False)
+    if knockout is not None:
+        require_decoder(model, "stats --knockout")
     parts = stats_shard.shards(stats_shard.iter_lines(file))
+    shard_options = stats_shard.CorpusOptions(options, ablate, knockout)
     if engine == "ray":
         from .stats_ray import run_ray
 
-        results = run_ray(model_path, parts, options, workers, ray_address)
+        results = run_ray(model_path, parts, shard_options, workers, ray_address)
     elif workers > 1:
-        results = stats_shard.run_processes(model_path, parts, options, workers)
+        results = stats_shard.run_processes(model_path, parts, shard_options, workers)
     else:
-        results = stats_shard.run_local(model, parts, options)
+        results = stats_shard.run_local(model, parts, shard_options)
     sums = HeadSums(model.spec.layers, model.spec.heads)
     with closing(results):  # stops the workers now, also on an error or Ctrl-C
         for shard in results:  # in shard order, whatever the engine
@@ -125,7 +159,7 @@ def corpus_statistics(
     if sums.texts == 0:
         raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
     induction, how = _induction(model, options, seed)
-    return build_result(model_info(model), sums.merge(induction), threshold, options, how)
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout)
 
 
 # --- attn compare ----------------------------------------------------------------------------

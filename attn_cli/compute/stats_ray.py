@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import AttnError, InputError, MissingExtra
-from .stats_shard import AHEAD, Shard
+from .stats_shard import AHEAD, CorpusOptions, Shard
 
 if TYPE_CHECKING:
-    from ..maths.headsums import DetectorOptions, HeadSums
+    from ..maths.headsums import HeadSums
 
 
 def import_ray():
@@ -34,7 +34,7 @@ def import_ray():
 class _ShardActor:
     """One Ray worker: the model loaded once, then shard after shard."""
 
-    def __init__(self, model_path: str | None, options: DetectorOptions) -> None:
+    def __init__(self, model_path: str | None, options: CorpusOptions) -> None:
         from .workers import BLAS_THREADS
 
         for name in BLAS_THREADS:  # the workers are the parallelism (see compute/workers.py)
@@ -73,7 +73,7 @@ def connect(ray, address: str | None, workers: int) -> bool:
 
 
 def run_ray(
-    model_path: str | None, parts: Iterable[Shard], options: DetectorOptions, workers: int, address: str | None = None
+    model_path: str | None, parts: Iterable[Shard], options: CorpusOptions, workers: int, address: str | None = None
 ) -> Iterator[HeadSums]:
     """Shard results in shard order, from `workers` Ray actors. Ray started here is shut down
     on any exit (end, error, Ctrl-C), which ends its processes."""

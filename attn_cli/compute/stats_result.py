@@ -42,6 +42,53 @@ class Induction:
     length: int
 
 
+@frozen
+class Ablation:
+    """How `stats --ablate` measured each head's `ablation`: `mode` ("zero" or "mean": the text's
+    own mean), `measure` ("logprob": Δ log p of each text's top-1 next token at its last
+    position, a decoder's; "cosine_distance": of the last position's final representation, an
+    encoder's), averaged over `texts` texts."""
+
+    mode: str
+    measure: str
+    texts: int
+
+
+@frozen  # a short repr: arrays as their shapes
+class KnockoutProfile:
+    """`stats --knockout`: Geva et al.'s attention knockout over a corpus. For each text, each
+    word's edges to the last position blocked in windows of `window` layers (as `attn knockout`);
+    `changes` (distances, layers): the mean relative change of p(top-1 next token), by the source
+    word's distance in words back from the last word (row d: distance d; 0 the last word itself),
+    over `words` (distances,) source words; `texts` texts."""
+
+    window: int
+    texts: int
+    words: np.ndarray
+    changes: np.ndarray
+
+    def to_json(self) -> dict:
+        return {
+            "window": self.window,
+            "texts": self.texts,
+            "distances": [
+                {"distance": d, "words": int(n), "changes": floats(row.astype(np.float32))}
+                for d, (n, row) in enumerate(zip(self.words, self.changes, strict=True))
+            ],
+        }
+
+
+def knockout_profile(sums: headsums.HeadSums, window: int) -> KnockoutProfile:
+    """The means of the knockout sums, every distance from 0 to the longest text's."""
+    texts = sums.texts
+    top = max(sums.knockout, default=-1) + 1
+    words = np.array([sums.knockout_counts.get(d, 0) for d in range(top)], dtype=np.int64)
+    if not top:
+        return KnockoutProfile(window, texts, words, np.zeros((0, sums.layers)))
+    changes = np.stack([sums.knockout.get(d, np.full(sums.layers, np.nan)) for d in range(top)]) / np.maximum(words, 1)[:, None]
+    return KnockoutProfile(window, texts, words, changes)
+
+
 @frozen  # a short repr: arrays as their shapes
 class StatsResult:
     """Per-head statistics over a corpus.
@@ -61,6 +108,8 @@ class StatsResult:
     histogram: np.ndarray | None = None
     options: headsums.DetectorOptions = headsums.NO_EXCLUSIONS
     induction: Induction | None = None
+    ablation: Ablation | None = None
+    knockout: KnockoutProfile | None = None
 
     def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
         """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,)).
@@ -103,6 +152,8 @@ class StatsResult:
                 "induction": None if self.induction is None else vars(self.induction),
             },
             "sink": self.sink(),
+            "ablation": None if self.ablation is None else vars(self.ablation),
+            "knockout": None if self.knockout is None else self.knockout.to_json(),
             "layers": [{"layer": layer, "heads": [head(layer, h) for h in range(self.model.heads)]} for layer in range(len(self.layers))],
             "named": [{"layer": n.layer, "head": n.head, "kind": n.kind, "value": floats(np.float32(n.value))} for n in self.named],
         }
@@ -121,8 +172,13 @@ class StatsResult:
         return out.getvalue()
 
 
-def build_result(model: ModelInfo, sums: headsums.HeadSums, threshold: float, options: headsums.DetectorOptions, induction: Induction | None) -> StatsResult:
-    """Means of merged sums (corpus and, if measured, induction prompts) and the named heads."""
+def build_result(
+    model: ModelInfo, sums: headsums.HeadSums, threshold: float, options: headsums.DetectorOptions, induction: Induction | None,
+    ablation: tuple[str, str] | None = None, knockout: int | None = None,
+) -> StatsResult:
+    """Means of merged sums (corpus and, if measured, induction prompts) and the named heads.
+    `ablation`: (mode, measure) when the sums hold head ablations; `knockout`: the window, when
+    they hold knockouts."""
     metrics = sums.means()
     layers = tuple({key: metrics[name][layer] for name, key in STAT_FIELDS.items()} for layer in range(sums.layers))
     named = [
@@ -131,7 +187,9 @@ def build_result(model: ModelInfo, sums: headsums.HeadSums, threshold: float, op
         for head, kind, value in analysis.classify_heads(means, threshold)
     ]
     named.sort(key=lambda n: -n.value)  # stable: ties keep layer order
-    return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction)
+    how = None if ablation is None else Ablation(*ablation, sums.counts["ablation"])
+    profile = None if knockout is None else knockout_profile(sums, knockout)
+    return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction, how, profile)
 
 
 def read_stats_document(source: str) -> dict:

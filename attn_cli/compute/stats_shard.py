@@ -14,7 +14,7 @@ import io
 import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import AttnError, InputError
 from .workers import chunks, ordered_map
@@ -32,6 +32,14 @@ INDUCTION_SEQUENCES = 10  # repeated random-token prompts for the induction scor
 INDUCTION_LENGTH = 25  # random tokens in each half
 
 Shard = list[tuple[int | None, str]]  # (line number, or None for a lone TEXT; text)
+
+
+class CorpusOptions(NamedTuple):
+    """What `shard_sums` measures besides the attention statistics, the same in every engine."""
+
+    detectors: DetectorOptions  # TransformerLens' exclusions, for the detector scores
+    ablate: str | None = None  # `stats --ablate`: "zero" or "mean", every head ablated alone on every text (`ablate.head_sweep`)
+    knockout: int | None = None  # `stats --knockout W`: every word knocked out on every text, windows of W layers (`knockout.source_changes`)
 
 
 # --- Reading the corpus ----------------------------------------------------------------------
@@ -83,37 +91,137 @@ def punctuation_mask(tok: Tokenization) -> np.ndarray:
     return np.array([is_punct(t) for t in tok.tokens], dtype=bool)
 
 
+# A text of at most this many tokens has its maps kept until its last layer and reduced for
+# every layer at once (one `layer_sums` call on (layers·heads, seq, seq), not one per layer: on
+# ~35-token sentences a call is mostly NumPy's per-call cost). At 128 tokens a 6×12-head model's
+# maps are 9 MB in float64; longer texts are reduced layer by layer.
+STACK_TOKENS = 128
+
+
+class TextSums:
+    """One text's statistics, fed its traces layer by layer (`add`), added into `into` by `close`."""
+
+    def __init__(self, model: Model, tok: Tokenization, options: DetectorOptions, into: HeadSums) -> None:
+        import numpy as np
+
+        from ..maths.headsums import patterns, visible_keys
+
+        s, n = model.spec, len(tok.ids)
+        self.ids, self.options, self.into, self.n = tok.ids, options, into, n
+        self.special = np.array([t.special for t in tok.tokens], dtype=bool)
+        self.punctuation = punctuation_mask(tok)
+        self.found = patterns(tok.ids) if n > 1 else None
+        self.visible = [visible_keys(n, s.causal, s.window(layer)) for layer in range(s.layers)]  # Gemma 3: each layer its own window
+        self.stack = n <= STACK_TOKENS and all((v == self.visible[0]).all() for v in self.visible)
+        self.maps: list = []
+
+    def add(self, trace) -> None:
+        from ..maths.headsums import layer_sums
+
+        weights = trace.rows()[2]
+        if self.stack:
+            self.maps.append(weights)
+            return
+        parts, histogram = layer_sums(weights, self.ids, self.special, self.punctuation, self.visible[trace.layer], self.options, self.found)
+        self.into.add_layer(trace.layer, parts, histogram)
+
+    def close(self) -> None:
+        import numpy as np
+
+        from ..maths.headsums import layer_sums
+
+        if self.maps:
+            layers, heads = len(self.maps), self.maps[0].shape[0]
+            stacked = np.concatenate(self.maps)  # (layers·heads, seq, seq)
+            parts, histogram = layer_sums(stacked, self.ids, self.special, self.punctuation, self.visible[0], self.options, self.found)
+            self.into.add_layers({k: (v.reshape(layers, heads), c) for k, (v, c) in parts.items()}, histogram.reshape(layers, heads, -1))
+        self.into.texts += 1
+        self.into.tokens += self.n
+
+
 def add_text(model: Model, tok: Tokenization, options: DetectorOptions, into: HeadSums) -> None:
-    """One text's forward pass, each layer's maps reduced to sums as soon as they exist."""
-    import numpy as np
-
-    from ..maths.headsums import layer_sums, visible_keys
-
-    ids = tok.ids
-    special = np.array([t.special for t in tok.tokens], dtype=bool)
-    punctuation = punctuation_mask(tok)
-    for trace in model.trace(ids):
-        visible = visible_keys(len(ids), model.spec.causal, model.spec.window(trace.layer))  # Gemma 3: each layer its own window
-        parts, histogram = layer_sums(trace.rows()[2], ids, special, punctuation, visible, options)
-        into.add_layer(trace.layer, parts, histogram)
-    into.texts += 1
-    into.tokens += len(ids)
+    """One text's forward pass, its maps reduced to sums (see `TextSums`)."""
+    text = TextSums(model, tok, options, into)
+    for trace in model.trace(tok.ids):
+        text.add(trace)
+    text.close()
 
 
-def shard_sums(model: Model, shard: Shard, options: DetectorOptions) -> HeadSums:
-    """The sums of one shard's texts; a bad line raises its error, with its line number. Every
-    engine runs this."""
+def add_packed(model: Model, toks: list[Tokenization], options: DetectorOptions, into: HeadSums) -> None:
+    """Several texts in one packed forward pass (`Model.trace_packed_layers`, as `attn batch`
+    packs lines), each text's maps reduced to its sums: the same sums as `add_text` of each
+    (the traces are those of each text alone)."""
+    texts = [TextSums(model, tok, options, into) for tok in toks]
+    for traces in model.trace_packed_layers([tok.ids for tok in toks]):
+        for text, trace in zip(texts, traces, strict=True):
+            text.add(trace)
+    for text in texts:
+        text.close()
+
+
+def shard_sums(model: Model, shard: Shard, options: CorpusOptions) -> HeadSums:
+    """The sums of one shard's texts, packed into forward passes where the model packs (see
+    `packed.pack_groups`), and with `options.ablate` / `options.knockout` each text's head
+    ablations (`ablation`) / word knockouts (`knockout_by_distance`); a bad line raises its
+    error, with its line number. Every engine runs this."""
     from ..loading.tokenizer import tokenize
     from ..maths.headsums import HeadSums
+    from .packed import pack_groups
 
-    sums = HeadSums(model.spec.layers, model.spec.heads)
+    toks = []
     for line, text in shard:
         try:
-            tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+            toks.append(tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions))
         except AttnError as exc:
             raise exc if line is None else exc.prefixed(f"line {line}: ") from None
-        add_text(model, tok, options, sums)
+    sums = HeadSums(model.spec.layers, model.spec.heads)
+    for group in pack_groups(model, [len(tok.ids) for tok in toks]):
+        if len(group) == 1:
+            add_text(model, toks[group[0]], options.detectors, sums)
+        else:
+            add_packed(model, [toks[i] for i in group], options.detectors, sums)
+    if options.ablate is not None or options.knockout is not None:
+        from ..loading.model import kept
+
+        model = kept(model)  # its weights converted once for the shard's reruns
+    for line, tok in zip((line for line, _ in shard), toks, strict=True):
+        if options.ablate is not None:
+            sums.add_text_metric("ablation", ablation(model, tok, options.ablate))
+        if options.knockout is not None:
+            try:
+                for distance, changes in knockout_by_distance(model, tok, options.knockout):
+                    sums.add_knockout(distance, changes)
+            except AttnError as exc:
+                raise exc if line is None else exc.prefixed(f"line {line}: ") from None
     return sums
+
+
+def knockout_by_distance(model: Model, tok: Tokenization, window: int) -> list[tuple[int, np.ndarray]]:
+    """One text's attention knockout (`attn knockout` of the text, without --query, --target or
+    --source): at its last position, each word's edges blocked in turn; per word, its distance
+    in words back from the last word (0: that word) and the relative changes (layers,) of p of
+    the model's top-1 next token. A text of one word has nothing to knock out: refused."""
+    from ..errors import InputError
+    from .knockout import source_changes
+    from .prediction import Reruns
+
+    words = tok.words
+    if len(words) < 2:
+        raise InputError("the text has one word: nothing to knock out but the word that predicts", "give texts of two words or more, or leave out --knockout")
+    reruns = Reruns(model, tok.ids, len(tok.ids) - 1)
+    chosen = reruns.target(None, None)
+    return [(len(words) - 1 - n, source_changes(reruns, chosen, word.token_indices, window)) for n, word in enumerate(words)]
+
+
+def ablation(model: Model, tok: Tokenization, mode: str) -> np.ndarray:
+    """One text's head ablations (`attn ablate` of the text, without --query or --target): at
+    its last position, each head ablated alone, Δ log p of the model's top-1 next token
+    (decoders) or the cosine distance of the final representation (encoders). (layers, heads)."""
+    from .ablate import head_sweep
+    from .prediction import Reruns
+
+    reruns = Reruns(model, tok.ids, len(tok.ids) - 1)
+    return head_sweep(reruns, reruns.target(None, None) if model.arch.decodes else None, mode)
 
 
 def induction_sums(model: Model, options: DetectorOptions, seed: int) -> HeadSums:
@@ -140,18 +248,18 @@ def induction_sums(model: Model, options: DetectorOptions, seed: int) -> HeadSum
 # --- Engines: this process, worker processes -------------------------------------------------
 
 
-def run_local(model: Model, parts: Iterable[Shard], options: DetectorOptions) -> Iterator[HeadSums]:
+def run_local(model: Model, parts: Iterable[Shard], options: CorpusOptions) -> Iterator[HeadSums]:
     for shard in parts:
         yield shard_sums(model, shard, options)
 
 
-def run_processes(model_path: str | None, parts: Iterable[Shard], options: DetectorOptions, workers: int) -> Iterator[HeadSums]:
+def run_processes(model_path: str | None, parts: Iterable[Shard], options: CorpusOptions, workers: int) -> Iterator[HeadSums]:
     """Shards to `workers` processes (compute/workers.py, each loads the model once), results in
     shard order, at most workers·AHEAD shards in flight."""
     return ordered_map(_load_worker, (model_path, options), _worker_shard, parts, workers, AHEAD)
 
 
-def _load_worker(model_path: str | None, options: DetectorOptions) -> tuple:
+def _load_worker(model_path: str | None, options: CorpusOptions) -> tuple:
     from ..loading.model import load_model
 
     return load_model(model_path, release_weights=False), options

@@ -87,6 +87,11 @@ class Model:
     def trace_packed(self, texts: list[np.ndarray]) -> list[list[LayerTrace]]:
         """The forward passes of several texts at once (see `packs`): [text][layer] -> that
         text's LayerTrace, the same numbers as `trace(text)`."""
+        return [list(per_text) for per_text in zip(*self.trace_packed_layers(texts), strict=True)]
+
+    def trace_packed_layers(self, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
+        """`trace_packed` layer by layer: per layer, one LayerTrace per text (a reader that
+        reduces each layer as it comes holds one layer of the pack, not all of them)."""
         return checked_forward_packed(self.arch, self.weights, self.spec, texts, str(self.path))
 
 

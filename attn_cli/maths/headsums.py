@@ -112,7 +112,9 @@ ROW_METRICS = ("entropy", "entropy_normalised", "special", "first_token", "punct
 TEXT_METRICS = ("sink_rate", "previous_token_mul", "previous_token_abs", "duplicate_token_mul", "duplicate_token_abs")
 # Scored on repeated random-token sequences, not on the corpus (see `repeated_random_tokens`):
 INDUCTION_METRICS = ("induction_mul", "induction_abs")
-METRICS = ROW_METRICS + TEXT_METRICS + INDUCTION_METRICS
+# Measured on request only (`stats --ablate`), per text: the change when the head is ablated.
+CAUSAL_METRICS = ("ablation",)
+METRICS = ROW_METRICS + TEXT_METRICS + INDUCTION_METRICS + CAUSAL_METRICS
 
 SINK_EPSILON = 0.3  # Gu et al.: a head is a sink on a text when its mean first-token attention exceeds ε
 HISTOGRAM_BINS = 10  # of each head's normalised row entropies, on [0, 1]
@@ -144,6 +146,10 @@ class HeadSums:
     histogram: np.ndarray | None = None
     texts: int = 0
     tokens: int = 0
+    # Attention knockout (`stats --knockout`), by source word: distance in words back from the
+    # explained word (0: the word itself) -> (layers,) float64 sum of relative changes, and count.
+    knockout: dict[int, np.ndarray] = field(default_factory=dict)
+    knockout_counts: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for metric in METRICS:
@@ -161,10 +167,31 @@ class HeadSums:
                 self.counts[metric] += int(count)
         self.histogram[layer] += histogram
 
+    def add_layers(self, parts: LayerSums, histogram: np.ndarray) -> None:
+        """Add one text's sums for every layer at once: parts' sums (layers, heads), the
+        histogram (layers, heads, bins) (from `layer_sums` of the layers' maps stacked)."""
+        for metric, (total, count) in parts.items():
+            self.sums[metric] += total
+            self.counts[metric] += int(count)
+        self.histogram += histogram
+
+    def add_text_metric(self, metric: str, values: np.ndarray) -> None:
+        """Add one text's value of a per-text metric for every head: values (layers, heads)."""
+        self.sums[metric] += values
+        self.counts[metric] += 1
+
+    def add_knockout(self, distance: int, changes: np.ndarray) -> None:
+        """Add one source word's knockout changes (layers,), `distance` words before the explained one."""
+        self.knockout[distance] = self.knockout.get(distance, np.zeros(self.layers, np.float64)) + changes
+        self.knockout_counts[distance] = self.knockout_counts.get(distance, 0) + 1
+
     def merge(self, other: HeadSums) -> HeadSums:
         """Add `other` into this one (in place) and return it."""
         if (other.layers, other.heads) != (self.layers, self.heads):
             raise ValueError(f"cannot merge sums of {other.layers}×{other.heads} heads into {self.layers}×{self.heads}")
+        for distance, changes in other.knockout.items():
+            self.knockout[distance] = self.knockout.get(distance, np.zeros(self.layers, np.float64)) + changes
+            self.knockout_counts[distance] = self.knockout_counts.get(distance, 0) + other.knockout_counts[distance]
         for metric in METRICS:
             self.sums[metric] += other.sums[metric]
             self.counts[metric] += other.counts[metric]
@@ -209,12 +236,14 @@ def layer_sums(
     punctuation: np.ndarray,
     visible: np.ndarray,
     options: DetectorOptions = NO_EXCLUSIONS,
+    found: dict[str, np.ndarray] | None = None,
 ) -> tuple[LayerSums, np.ndarray]:
     """One text's sums for one layer, and its (heads, bins) histogram of normalised entropy.
 
-    weights (heads, seq, seq), the layer's full maps; ids (seq,) token ids; special, punctuation
-    bool (seq,); visible (seq,) int: how many keys row i may attend to (seq for an encoder,
-    i + 1 for a decoder, capped by a sliding window).
+    weights (heads, seq, seq), the layer's full maps (or several layers' stacked: (layers·heads,
+    seq, seq)); ids (seq,) token ids; special, punctuation bool (seq,); visible (seq,) int: how
+    many keys row i may attend to (seq for an encoder, i + 1 for a decoder, capped by a sliding
+    window); found: `patterns(ids)`, if already made.
     """
     p = np.asarray(weights, dtype=np.float64)
     heads, seq = p.shape[0], p.shape[-1]
@@ -222,8 +251,7 @@ def layer_sums(
     spread = visible > 1  # a row that sees one key has no choice: no normalised entropy
     normalised = entropy[:, spread] / np.log(visible[spread])  # (heads, rows)
     bins = np.clip((normalised * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)
-    histogram = np.zeros((heads, HISTOGRAM_BINS), dtype=np.int64)
-    np.add.at(histogram, (np.arange(heads)[:, None], bins), 1)
+    histogram = np.bincount((np.arange(heads)[:, None] * HISTOGRAM_BINS + bins).ravel(), minlength=heads * HISTOGRAM_BINS).reshape(heads, -1)
 
     first = np.arange(seq) == 0
     parts: LayerSums = {
@@ -238,12 +266,25 @@ def layer_sums(
         "sink_rate": ((p[..., 0].mean(axis=-1) > SINK_EPSILON).astype(np.float64), 1),
     }
     if seq > 1:  # TransformerLens scores prompts of 2 tokens or more
-        found = patterns(ids)
+        found = patterns(ids) if found is None else found
         for kind in ("previous-token", "duplicate-token"):
-            for measure in MEASURES:
-                s = score(p, found[kind], measure, options.exclude_bos, options.exclude_current_token)
-                parts[f"{kind.replace('-', '_')}_{measure}"] = (s, 1)
+            mul, abs_ = detector_scores(p, found[kind], options)
+            parts[f"{kind.replace('-', '_')}_mul"], parts[f"{kind.replace('-', '_')}_abs"] = (mul, 1), (abs_, 1)
     return parts, histogram
+
+
+def detector_scores(p: np.ndarray, pattern: np.ndarray, options: DetectorOptions = NO_EXCLUSIONS) -> tuple[np.ndarray, np.ndarray]:
+    """`score` under "mul" and "abs" at once, from one product A'·D: p (heads, seq, seq) float64
+    weights, each in [0, 1], pattern (seq, seq) 0/1 -> ((heads,), (heads,)). For a 0/1 D and A in
+    [0, 1], |A − D| is A off the pattern and 1 − A on it, so Σ'|A − D| = Σ'A + Σ'D − 2·Σ'A·D (the
+    sums over the cells not excluded): two passes over the maps instead of eight."""
+    exclude = options.exclude_bos or options.exclude_current_token
+    a = _excluded(p, *options) if exclude else p
+    d = _excluded(pattern[None], *options)[0] if exclude else pattern
+    total = a.sum(axis=(-2, -1))
+    hits = (a * pattern).sum(axis=(-2, -1))
+    mul = np.divide(hits, total, out=np.zeros_like(total), where=total > 0)
+    return mul, 1.0 - (total + d.sum() - 2.0 * hits) / p.shape[-1]
 
 
 def induction_sums(weights: np.ndarray, ids: np.ndarray, options: DetectorOptions = NO_EXCLUSIONS) -> LayerSums:

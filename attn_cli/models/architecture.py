@@ -13,7 +13,7 @@ for optional functions with hasattr: what a family can do is what it declares.
 - `output_projection(weights, layer)`: W_O in x·W layout, (heads·head_dim, hidden).
 - `logits(weights, hyper, hidden, head=None)` (decoders): next-token logits (seq, vocab);
   `head` the LM head already read (`base.lm_head`), for callers that ask for logits per layer.
-- `forward_packed(weights, hyper, texts)` (encoders): several texts in one pass (`attn batch`).
+- `forward_packed(weights, hyper, texts)` (encoders): several texts in one pass (`attn batch`, `attn stats`).
 - `gguf`: how llama.cpp's files of this family map onto it (`GGUFLayout`), if it reads them.
 - `seq2seq`: an encoder–decoder model's decoder, with cross-attention (`seq2seq.Seq2Seq`);
   `forward` is then its encoder.

@@ -232,8 +232,9 @@ def segments_of(texts: list[np.ndarray]) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def split_trace(trace: LayerTrace, segments) -> list[LayerTrace]:
-    """The trace of packed texts (see `attend`) as one trace per text: views, no copies."""
+def split_trace(trace: LayerTrace, segments, score_biases=None) -> list[LayerTrace]:
+    """The trace of packed texts (see `attend`) as one trace per text: views, no copies.
+    `score_biases`: each text's own `LayerTrace.score_bias` (MPNet's relative positions)."""
     def cut(x, axis):
         return None if x is None else [x[:, a:b] if axis else x[a:b] for a, b in segments]
 
@@ -241,7 +242,10 @@ def split_trace(trace: LayerTrace, segments) -> list[LayerTrace]:
     qp, kp = cut(trace.q_pre_rope, 1), cut(trace.k_pre_rope, 1)
     hidden = cut(trace.hidden, 0)
     return [
-        LayerTrace(trace.layer, trace.spec, q[i], k[i], v[i], o[i], hidden[i], None if qp is None else qp[i], None if kp is None else kp[i])
+        LayerTrace(
+            trace.layer, trace.spec, q[i], k[i], v[i], o[i], hidden[i], None if qp is None else qp[i], None if kp is None else kp[i],
+            score_bias=None if score_biases is None else score_biases[i],
+        )
         for i in range(len(segments))
     ]
 

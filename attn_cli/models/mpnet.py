@@ -22,7 +22,7 @@ from ..maths.gelu import gelu
 from ..maths.ops import layer_norm, linear, merge_heads, split_heads
 from . import t5
 from .architecture import Architecture
-from .base import LayerTrace, Weights, attend, kept, run_layers
+from .base import LayerTrace, Weights, attend, kept, run_layers, segments_of, split_trace
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
 from .runtime import row_local, rows_runner
 
@@ -78,9 +78,10 @@ def embeddings(w: Weights, input_ids: np.ndarray, positions: np.ndarray, eps: fl
     return layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, bias: np.ndarray, whole: bool = True, iv=None) -> LayerTrace:
+def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, bias, whole: bool = True, iv=None, segments=None) -> LayerTrace:
     """One encoder layer, BERT's: self-attention (+ the position bias), residual, LayerNorm;
-    feed-forward, residual, LayerNorm. Not `whole`: q, k and v only (`base.layer_plan`)."""
+    feed-forward, residual, LayerNorm. Not `whole`: q, k and v only (`base.layer_plan`).
+    `segments`: packed texts (see `forward_packed`), `bias` then one (heads, n, n) per text."""
     p = f"encoder.layer.{layer}."
     run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
     wq, wk, wv, wo, inner_w, out_w = (
@@ -95,8 +96,12 @@ def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, bias: np.ndarray, who
 
     q, k, v = (split_heads(a, s.heads) for a in row_local(run, project, (s.hidden,) * 3, x))
     if not whole:
-        return LayerTrace(layer, s, q, k, v, None, None, score_bias=bias)
-    head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, bias=bias)
+        return LayerTrace(layer, s, q, k, v, None, None, score_bias=None if segments else bias)
+    if segments is None:
+        head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, bias=bias)
+    else:  # each text attends to itself alone, with its own bias, as it would by itself
+        parts = [attend(q[:, a:b], k[:, a:b], v[:, a:b], s, layer, bias=text_bias)[0] for (a, b), text_bias in zip(segments, bias, strict=True)]
+        head_output = np.concatenate(parts, axis=1)
     ffn = []
 
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -107,7 +112,7 @@ def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, bias: np.ndarray, who
         return layer_norm(out + x, ln2, ln2_b, s.eps)
 
     hidden = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0], score_bias=bias)
+    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0], score_bias=None if segments else bias)
 
 
 def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
@@ -127,6 +132,16 @@ def output_projection(w: Weights, layer: int) -> np.ndarray:
     return w[f"encoder.layer.{layer}.attention.attn.o.weight"].T
 
 
-# No `forward_packed`: packed texts would need one bias per text inside `attend`; `attn batch`
-# runs an MPNet model's texts one by one, with the same numbers.
-ARCHITECTURE = Architecture("mpnet", parse, forward, final_norm, output_projection, ("mpnet.",))
+def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
+    """Several texts' forward passes at once (as `bert.forward_packed`): the per-token steps on
+    their packed rows, each text's attention over itself with its own position bias. Yields,
+    per layer, one trace per text (its `score_bias` that text's), the numbers of `forward`."""
+    segments = segments_of(texts)
+    positions = np.concatenate([s.position_offset + np.arange(len(t)) for t in texts])
+    x = embeddings(w, np.concatenate(texts), positions, s.eps)
+    biases = [position_bias(w, len(t)) for t in texts]
+    for trace in run_layers(x, s.layers, None, lambda x, layer, whole: block(x, w, layer, s, biases, whole, segments=segments), None):
+        yield split_trace(trace, segments, biases)
+
+
+ARCHITECTURE = Architecture("mpnet", parse, forward, final_norm, output_projection, ("mpnet.",), forward_packed=forward_packed)

@@ -54,15 +54,14 @@ def checked_decode(
             weights.release()
 
 
-def checked_forward_packed(arch: Architecture, weights: Weights, spec: Hyper, texts: list[np.ndarray], where: str) -> list[list[LayerTrace]]:
-    """`arch.forward_packed` of several texts, checked as `checked_forward` checks one: [text][layer] ->
-    that text's LayerTrace, the same numbers as `checked_forward` of the text alone."""
-    per_text: list[list[LayerTrace]] = [[] for _ in texts]
+def checked_forward_packed(arch: Architecture, weights: Weights, spec: Hyper, texts: list[np.ndarray], where: str) -> Iterator[list[LayerTrace]]:
+    """`arch.forward_packed` of several texts, checked as `checked_forward` checks one, layer by
+    layer: per layer, one LayerTrace per text, the same numbers as `checked_forward` of the text
+    alone. Nothing is kept: a reader that sums each layer holds one layer of the pack at a time."""
     for traces in checked(lambda: arch.forward_packed(weights, spec, texts), where):
-        for ids, trace, kept in zip(texts, traces, per_text, strict=True):
+        for ids, trace in zip(texts, traces, strict=True):
             _check_layer(trace, len(ids), 0, where)
-            kept.append(trace)
-    return per_text
+        yield traces
 
 
 def checked(start: Callable[[], Iterator], where: str) -> Iterator:

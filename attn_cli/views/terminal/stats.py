@@ -58,6 +58,8 @@ def stats_view(result: StatsResult, width: int, metric: str | None = None) -> li
             style="dim",
         )
     )
+    if result.knockout is not None:
+        parts += knockout_lines(result)
     if metric is not None:
         parts.append(Text(f"\nEvery head · {metric} ({METRIC_NOTES.get(metric, 'mean')})", style="bold underline"))
         return parts + metric_lines(result, metric, width)
@@ -163,7 +165,21 @@ METRIC_NOTES = {
     "induction_abs": "on repeated random tokens; 1 − row L1 error",
     "previous_token_abs": "1 − row L1 error",
     "duplicate_token_abs": "1 − row L1 error",
+    "ablation": "mean change when the head is ablated (--ablate); colour: |change|, share of the largest",
 }
+
+
+def knockout_lines(result: StatsResult, top: int = 5) -> list[Text]:
+    """`--knockout`: the (distance, layer) pairs whose knockout lowered p most, on average."""
+    k = result.knockout
+    lines = [Text(f"\nKnockout (Geva et al.; window {k.window} layers; {k.texts} texts) · biggest mean drops of p(top-1)", style="bold underline")]
+    flat = np.where(np.isnan(k.changes), np.inf, k.changes).ravel()
+    for i in np.argsort(flat, kind="stable")[:top]:
+        d, layer = divmod(int(i), k.changes.shape[1])
+        if np.isfinite(flat[i]):
+            word = "the last word" if d == 0 else f"{d} word{'s' if d > 1 else ''} back"
+            lines.append(Text(f"  {word}, layer {layer}: {k.changes[d, layer]:+.1%} over {k.words[d]} words"))
+    return lines
 
 
 def _cell(v: float) -> str:
@@ -181,10 +197,12 @@ def _cell(v: float) -> str:
 
 def metric_lines(result: StatsResult, metric: str, width: int) -> list[Text]:
     """Layers × heads of one statistic: its value in each cell, heat-coloured (values in [0, 1]
-    as they are; entropy in nats as a share of the grid's largest; negatives as 0)."""
+    as they are; entropy in nats, and an ablation's |change|, as a share of the grid's largest;
+    other negatives as 0)."""
     values = result.metric(metric)
-    top = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
-    scale = top if metric == "entropy" and top > 0 else 1.0
+    signed = metric == "ablation"  # Δ log p is mostly negative: its size is what matters
+    top = float(np.nanmax(np.abs(values) if signed else values)) if np.isfinite(values).any() else 1.0
+    scale = top if metric in ("entropy", "ablation") and top > 0 else 1.0
     heads, layers = result.model.heads, values.shape[0]
     label = len(f"L{layers - 1}") + 1
     per_block = max(1, (width - label - 6) // 4)
@@ -199,7 +217,7 @@ def metric_lines(result: StatsResult, metric: str, width: int) -> list[Text]:
             for n, h in enumerate(block):
                 v = float(values[layer, h])
                 line.append(" " if n else "")
-                line.append(_cell(v), style=heat(0.0 if np.isnan(v) else min(max(v / scale, 0.0), 1.0)))
+                line.append(_cell(v), style=heat(0.0 if np.isnan(v) else min(max((abs(v) if signed else v) / scale, 0.0), 1.0)))
             row = values[layer]
             line.append("  " + (_cell(float(np.nanmean(row))) if np.isfinite(row).any() else " - "))
             lines.append(line)
