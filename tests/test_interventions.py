@@ -17,7 +17,10 @@ from attn_cli.models import HeadEdit, Interventions, Knockout, ValueZeroing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interventions"
 TINY = Path(__file__).parent / "fixtures" / "tiny"
-MODELS = ["bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe"]
+MODELS = [
+    "bert", "roberta", "distilbert", "mpnet", "nomic_bert", "modernbert", "gpt2", "gpt_neox", "gpt_neox-sequential",
+    "llama", "llama3rope", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3", "mixtral", "qwen3_moe",
+]
 TOLERANCE = 1e-5
 
 
