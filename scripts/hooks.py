@@ -53,12 +53,14 @@ def _bert() -> Arch:
 ARCHS = {
     "bert": _bert(),
     "roberta": _bert(),
-    "distilbert": Arch("transformer.layer", "attention", "attention.out_lin", "ffn", residual="post", norms=("sa_layer_norm", "output_layer_norm"), final_norm=None),
+    "distilbert": Arch("transformer.layer", "attention", "attention.out_lin", "ffn", residual="post",
+                       norms=("sa_layer_norm", "output_layer_norm"), final_norm=None),
     # MPNet's attention is written out in MPNetSelfAttention.forward: the knockout goes into its
     # attention_mask argument (added after the position bias) and value zeroing acts on v's projection.
     "mpnet": Arch("encoder.layer", "attention.attn", "attention.attn.o", "output.dense", residual="post",
                   norms=("attention.LayerNorm", "output.LayerNorm"), final_norm=None, v_proj="attention.attn.v"),
-    "nomic_bert": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", residual="post", norms=("post_attention_layernorm", "post_mlp_layernorm"), final_norm=None),
+    "nomic_bert": Arch("layers", "self_attn", "self_attn.o_proj", "mlp", residual="post",
+                       norms=("post_attention_layernorm", "post_mlp_layernorm"), final_norm=None),
     "modernbert": Arch("layers", "attn", "attn.Wo", "mlp", final_norm="final_norm"),
     "gpt2": Arch("h", "attn", "attn.c_proj", "mlp", conv1d=True, final_norm="ln_f"),
     "gpt_neox": Arch("layers", "attention", "attention.dense", "mlp", residual="parallel", final_norm="final_layer_norm"),

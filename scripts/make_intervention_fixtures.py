@@ -273,6 +273,8 @@ def build(name: str) -> tuple[dict[str, np.ndarray], Checks]:
             continue
         arrays[f"{key}.attentions"] = results[key][0]["attentions"]
         arrays[f"{key}.last_hidden_state"] = results[key][0]["last_hidden_state"]
+    # the values entering P·V under value zeroing, (L, KV, S, D) (MPNet: its v projection's output by head)
+    arrays["value_zero.v"] = np.stack([to_numpy(results["value_zero"][1].value[i]) for i in range(n_layers)])
     arrays["capture.resid_pre"] = np.stack([to_numpy(crec.resid_pre[i]) for i in range(n_layers)])
     arrays["capture.z"] = np.stack([to_numpy(crec.z[i]).reshape(seq, heads, head_dim).transpose(1, 0, 2) for i in range(n_layers)])
     arrays["capture.head_writes"] = hw
