@@ -55,12 +55,20 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "interventions"
-MODELS = ("bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe")
+MODELS = (
+    "bert", "roberta", "distilbert", "mpnet", "nomic_bert", "modernbert", "gpt2", "gpt_neox", "gpt_neox-sequential",
+    "llama", "llama3rope", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3", "mixtral", "qwen3_moe",
+)
 REF_INPUT = 2
 # Key positions of the knockouts where keys 1 and 2 would not do: some head of gpt_neox's layer 1
 # gives them under 0.01 of its weight from queries 5 and 6 (the knockout would change next to
-# nothing), and phi3's window of 4 hides them from query 6 (a knocked edge must be one the query sees).
-KNOCKED_KEYS = {"gpt_neox": [0, 1], "phi3": [3, 4]}
+# nothing), and phi3's and mistral's window of 4 hides them from query 6 (a knocked edge must be one the
+# query sees), as does modernbert's two-sided window of layer 1 (|q - k| <= 2) from both queries. In
+# roberta, mpnet and nomic_bert some head gives keys 1 and 2 under 0.01 too; there the keys are ones
+# every head weighs (encoders: keys after the queries as well).
+KNOCKED_KEYS = {
+    "gpt_neox": [0, 1], "phi3": [3, 4], "mistral": [3, 4], "modernbert": [4, 5], "roberta": [3, 21], "mpnet": [7, 12], "nomic_bert": [7, 9],
+}
 
 # Every case, exactly as saved in the `spec` JSON, except that "all" (heads, kv_heads, layers,
 # positions) is written out as the full list for the model and input. Positions are 0-based.
@@ -133,29 +141,26 @@ def head_writes(model, name: str, rec: Recorder, layers: int, heads: int, head_d
 
 @torch.no_grad()
 def check_residuals(model, name: str, rec: Recorder, lhs: np.ndarray, c: Checks) -> None:
-    """The captured pieces rebuild the residual stream with the layer's own norms."""
-    layers = get(model, ARCHS[name].layers)
+    """The captured pieces rebuild the residual stream with the layer's own norms (`Arch.residual`)."""
+    arch = ARCHS[name]
+    layers = get(model, arch.layers)
     for i, layer in enumerate(layers):
         r, a, f = rec.resid_pre[i][None], rec.attn_out[i][None], rec.ffn_out[i][None]
-        if name == "bert":  # post-LN: LN(ffn + LN(attn + r))
-            mid = layer.attention.output.LayerNorm(a + r)
-            nxt = layer.output.LayerNorm(f + mid)
-        elif name in ("gemma3", "olmo2"):  # norms on both blocks' outputs, inside the residual
-            mid = r + layer.post_attention_layernorm(a)
-            nxt = mid + layer.post_feedforward_layernorm(f)
-        elif name == "gpt_neox":  # parallel residual: both blocks read r
+        if arch.residual == "post":  # post-LN: N2(ffn + N1(attn + r))
+            mid = get(layer, arch.norms[0])(a + r)
+            nxt = get(layer, arch.norms[1])(f + mid)
+        elif arch.residual == "sandwich":  # norms on both blocks' outputs, inside the residual
+            mid = r + get(layer, arch.norms[0])(a)
+            nxt = mid + get(layer, arch.norms[1])(f)
+        elif arch.residual == "parallel":  # both blocks read r
             nxt = (f + a) + r
         else:  # pre-LN: r + attn + ffn
             nxt = (r + a) + f
         want = rec.resid_pre[i + 1] if i + 1 < len(layers) else rec.resid_final
         c.close(f"capture: layer {i} pieces rebuild the residual leaving the layer", nxt[0].numpy(), want.numpy(), 0.0)
     final = rec.resid_final[None]
-    if name in ("llama", "gemma3", "olmo2", "phi3", "mixtral", "qwen3_moe"):
-        final = model.norm(final)
-    elif name == "gpt2":
-        final = model.ln_f(final)
-    elif name == "gpt_neox":
-        final = model.final_layer_norm(final)
+    if arch.final_norm is not None:
+        final = get(model, arch.final_norm)(final)
     c.close("capture: final norm(resid_final) == last_hidden_state", final[0].numpy(), lhs, 0.0)
 
 
@@ -167,7 +172,7 @@ def build(name: str) -> tuple[dict[str, np.ndarray], Checks]:
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     seq = len(ref["input_ids"])
-    causal = name != "bert"
+    causal = next(s for s in SPECS if s.name == name).causal
     cases = {k: resolve(v, heads, kv_heads, n_layers, seq) for k, v in CASES.items()}
     for key in ("knockout", "knockout_heads"):  # where a model's heads barely look at keys 1 and 2
         cases[key]["key_positions"] = KNOCKED_KEYS.get(name, cases[key]["key_positions"])
@@ -268,6 +273,8 @@ def build(name: str) -> tuple[dict[str, np.ndarray], Checks]:
             continue
         arrays[f"{key}.attentions"] = results[key][0]["attentions"]
         arrays[f"{key}.last_hidden_state"] = results[key][0]["last_hidden_state"]
+    # the values entering P·V under value zeroing, (L, KV, S, D) (MPNet: its v projection's output by head)
+    arrays["value_zero.v"] = np.stack([to_numpy(results["value_zero"][1].value[i]) for i in range(n_layers)])
     arrays["capture.resid_pre"] = np.stack([to_numpy(crec.resid_pre[i]) for i in range(n_layers)])
     arrays["capture.z"] = np.stack([to_numpy(crec.z[i]).reshape(seq, heads, head_dim).transpose(1, 0, 2) for i in range(n_layers)])
     arrays["capture.head_writes"] = hw

@@ -6,6 +6,7 @@ intervention, the forward pass bit for bit the plain one."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ from attn_cli.models import HeadEdit, Interventions, Knockout, ValueZeroing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interventions"
 TINY = Path(__file__).parent / "fixtures" / "tiny"
-MODELS = ["bert", "llama", "gpt2", "gemma3", "gpt_neox", "olmo2", "phi3", "mixtral", "qwen3_moe"]
+MODELS = [
+    "bert", "roberta", "distilbert", "mpnet", "nomic_bert", "modernbert", "gpt2", "gpt_neox", "gpt_neox-sequential",
+    "llama", "llama3rope", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "gemma2", "gemma3", "mixtral", "qwen3_moe",
+]
 TOLERANCE = 1e-5
 
 
@@ -60,6 +64,31 @@ def test_each_intervention_equals_transformers_with_hooks(case, name):
     if name != "none":  # the case changed something, so the check above could fail
         plain = ref["none.last_hidden_state"]
         assert _relative(ref[f"{name}.last_hidden_state"], plain) > 10 * TOLERANCE
+
+
+def test_the_trace_shows_the_values_as_they_entered_p_v(case):
+    """Under value zeroing each trace's v is transformers' value tensor after the hook, zeroed rows
+    and all: also in the families whose layer builds its trace from its own v (nomic_bert and
+    modernbert showed the rows unzeroed), and in a pass cut short at that layer (every family did)."""
+    _, model, ref, cases = case
+    interventions = _interventions(cases["value_zero"])
+    layer = cases["value_zero"]["layers"][0]
+    for through in (None, layer):
+        traces = list(model.trace(ref["input_ids"], interventions=interventions, through=through))
+        for t in traces:
+            assert _relative(t.v, ref["value_zero.v"][t.layer]) <= TOLERANCE
+        assert (traces[layer].v[:, cases["value_zero"]["positions"]] == 0).all()
+
+
+def test_a_pass_cut_short_at_a_knocked_out_layer_shows_the_knockout_in_its_maps(case):
+    """`through` computes of its last layer only q, k and v; its maps are still the knocked-out
+    ones (they were the plain ones: that trace did not carry the interventions)."""
+    _, model, ref, cases = case
+    spec = cases["knockout_heads"]
+    layer = spec["layers"][0]
+    traces = list(model.trace(ref["input_ids"], interventions=_interventions(spec), through=layer))
+    assert traces[-1].head_output is None
+    assert np.max(np.abs(traces[-1].rows()[2] - ref["knockout_heads.attentions"][layer])) <= TOLERANCE
 
 
 def test_knocked_out_edges_weigh_nothing_and_the_rest_renormalise(case):
@@ -147,3 +176,17 @@ def test_a_pass_resumed_at_a_layer_from_its_captured_input_is_the_plain_pass_fro
     assert [t.layer for t in resumed] == [1]
     np.testing.assert_array_equal(resumed[0].hidden, plain[1].hidden)
     np.testing.assert_array_equal(resumed[0].rows()[2], plain[1].rows()[2])
+
+
+@pytest.mark.parametrize("name", ["none", "knockout", "value_zero"])
+def test_a_pass_resumed_from_transformers_captured_input_equals_transformers_from_there(case, name):
+    """Resume at layer 1 from the residual transformers captured entering it, with the case's change
+    in layer 1: layer 1's maps and the last hidden state are transformers' own for that case."""
+    from attn_cli.models import Resume
+
+    _, model, ref, cases = case
+    interventions = replace(_interventions(cases[name]), resume=Resume(1, ref["capture.resid_pre"][1]))
+    (trace,) = model.trace(ref["input_ids"], interventions=interventions)
+    assert np.max(np.abs(trace.rows()[2] - ref[f"{name}.attentions"][1])) <= TOLERANCE
+    last = model.arch.final_norm(model.weights, model.spec, trace.hidden)
+    assert _relative(last, ref[f"{name}.last_hidden_state"]) <= TOLERANCE

@@ -273,6 +273,10 @@ def run_layers(x: np.ndarray, layers: int, through: int | None, block, intervent
                 continue
             x = resume.residual
         trace = block(x, layer, whole)
+        if interventions is not None and interventions.changes(layer):
+            # What the pass changed shows on the trace, however the block built it: a layer cut
+            # short (`layer_plan`) never reaches `attend`, and a block may report its own v.
+            trace = replace(trace, interventions=interventions, v=interventions.values(layer, trace.v, trace.key_start))
         if keep:
             trace = replace(trace, residual=x)  # x is never written to after the block reads it
         x = trace.hidden

@@ -1,7 +1,7 @@
 """Places to intervene in the forward pass: one declarative value, `Interventions`.
 
-The shared attention step (`base.attend`, `base.self_attention`) and the layer loop
-(`trace.run`) apply it; no architecture's file knows about it. What it can do:
+The shared attention step (`base.attend`) and the layer loop (`base.run_layers`) apply it;
+no architecture's file knows about it beyond `base.kept`. What it can do:
 
 - `Knockout`: block attention edges (Geva et al., EMNLP 2023): the query positions may not look
   at the key positions, in some layers and heads (score -inf before the softmax). A query whose
