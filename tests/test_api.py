@@ -37,7 +37,7 @@ def test_inspect_equals_the_cli_json(model):
 
 
 def test_lenses_stats_compare_tokenize(model):
-    grid = attn.heads(model, SENTENCE, query="sat", target="cat")
+    grid = attn.heads(model, SENTENCE, query="sat", key="cat")
     assert isinstance(grid, attn.HeadsResult) and grid.values.shape == (6, 12)
     one = attn.inspect(model, SENTENCE, query="sat", layer=2, head=5)
     cat = [u.text for u in one.units].index("cat")

@@ -139,8 +139,8 @@ REFUSED = [
      "add --format table, or drop --metric"),
     (["stats", CAT, "--workers", "1"], "--workers is read only with --file (a corpus)", "add --file, or drop --workers"),
     (["stats", "--file", "-", "--ray-address", "auto"], "--ray-address is read only with --engine ray", "add --engine ray, or drop --ray-address"),
-    (["plot", "--stats", "s.json", "-o", "x.png", "-q", "it", "--target", "cat"], "--query and --target are not read with --stats (it plots a saved document)",
-     "drop --query and --target"),
+    (["plot", "--stats", "s.json", "-o", "x.png", "-q", "it", "--key", "cat"], "--query and --key are not read with --stats (it plots a saved document)",
+     "drop --query and --key"),
     (["inspect", CAT, "-q", "it", "--system", "Be brief."], "--system is a chat template's system message, and the text is not read as a chat",
      "add --chat, or drop --system"),
     (["lens", CAT, "-m", LLAMA, "--system", "Be brief."], "--system is a chat template's system message, and the text is not read as a chat",
@@ -151,10 +151,10 @@ REFUSED = [
      "--no-special and --rank-by are not read with --format csv (its rows are every head's weights on every token)", "drop --no-special and --rank-by"),
     (["stats", CAT, "-f", "csv", "--threshold", "0.2"], "--threshold is not read with --format csv (it names heads; the CSV rows are the statistics)",
      "drop --threshold"),
-    (["heads", CAT, "-q", "it", "--metric", "entropy", "--target", "sat"], "--target is read by --metric weight only, and --metric entropy does not use it",
-     "drop --target, or use --metric weight"),
-    (["heads", CAT, "-q", "it", "--metric", "weight"], "--metric weight is each head's weight on a target word, and no --target was given",
-     "add --target WORD, e.g. --target it"),
+    (["heads", CAT, "-q", "it", "--metric", "entropy", "--key", "sat"], "--key is read by --metric weight only, and --metric entropy does not use it",
+     "drop --key, or use --metric weight"),
+    (["heads", CAT, "-q", "it", "--metric", "weight"], "--metric weight is each head's weight on a key word, and no --key was given",
+     "add --key WORD, e.g. --key it"),
 ]
 
 

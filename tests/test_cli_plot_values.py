@@ -58,11 +58,11 @@ def test_html_word_level_sums_split_words(tmp_path):
         assert np.allclose(row, want, atol=6e-5)
 
 
-@covers("plot --view", "plot --target", "plot --metric")
+@covers("plot --view", "plot --key", "plot --metric")
 def test_grid_view_weight_and_entropy(tmp_path):
     r = ref("bert", 0)
     out = tmp_path / "g.html"
-    invoke("plot", str(r["text"]), "-m", str(TINY / "bert"), "-q", "sat", "--view", "grid", "--metric", "weight", "--target", "cat", "--static", "-o", str(out))
+    invoke("plot", str(r["text"]), "-m", str(TINY / "bert"), "-q", "sat", "--view", "grid", "--metric", "weight", "--key", "cat", "--static", "-o", str(out))
     assert np.allclose(html_cells(out), r["attentions"][:, :, 3, 2], atol=6e-5)
     invoke("plot", str(r["text"]), "-m", str(TINY / "bert"), "-q", "sat", "--view", "grid", "--metric", "entropy", "--static", "-o", str(out))
     p = r["attentions"][:, :, 3].astype(np.float64)

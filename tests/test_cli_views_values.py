@@ -18,10 +18,10 @@ def entropy(p: np.ndarray) -> np.ndarray:
     return -(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(axis=-1)
 
 
-@covers("heads TEXT", "heads --query-index", "heads --target", "heads --model", "heads --json")
+@covers("heads TEXT", "heads --query-index", "heads --key", "heads --model", "heads --json")
 def test_heads_weight_on_a_target():
     r = ref("gpt2", 0)  # The cat sat .
-    doc = run_json("heads", str(r["text"]), "-m", str(TINY / "gpt2"), "-i", "2", "--target", "cat", "--json")
+    doc = run_json("heads", str(r["text"]), "-m", str(TINY / "gpt2"), "-i", "2", "--key", "cat", "--json")
     assert doc["metric"] == "weight" and doc["target"]["token_indices"] == [1]
     values = np.array([[h["value"] for h in layer["heads"]] for layer in doc["layers"]])
     assert close(values, r["attentions"][:, :, 2, 1])

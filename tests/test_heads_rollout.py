@@ -26,8 +26,8 @@ def mean_maps(model, text):
     return [t.rows()[2].mean(axis=0) for t in model.arch.forward(model.weights, model.spec, tok.ids)]
 
 
-def test_heads_weight_on_target_is_the_forward_pass_weight(model, schema):
-    result = heads(model, CAT, "it", target="cat")
+def test_heads_weight_on_key_is_the_forward_pass_weight(model, schema):
+    result = heads(model, CAT, "it", key="cat")
     assert result.metric == "weight" and result.values.shape == (6, 12)
     tok = tokenize(model.tokenizer, CAT)
     traces = list(model.arch.forward(model.weights, model.spec, tok.ids))
@@ -49,10 +49,10 @@ def test_heads_top_and_entropy(model):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"metric": "weight"}, "`metric='weight'` is each head's weight on a target word, and no `target` was given"),
+        ({"metric": "weight"}, "`metric='weight'` is each head's weight on a key word, and no `key` was given"),
         ({"metric": "size"}, "`metric='size'` is not valid"),
-        ({"metric": "entropy", "target": "sat"}, "`target` is read by `metric='weight'` only, and `metric=entropy` does not use it"),
-        ({"metric": "top", "target": "sat"}, "`target` is read by `metric='weight'` only, and `metric=top` does not use it"),
+        ({"metric": "entropy", "key": "sat"}, "`key` is read by `metric='weight'` only, and `metric=entropy` does not use it"),
+        ({"metric": "top", "key": "sat"}, "`key` is read by `metric='weight'` only, and `metric=top` does not use it"),
     ],
 )
 def test_heads_bad_options(model, kwargs, message):
@@ -63,7 +63,7 @@ def test_heads_bad_options(model, kwargs, message):
 
 def test_grid_fits_80_columns_with_32_layers_and_32_heads(tmp_path):
     folder = make_tiny_bert(tmp_path / "wide", layers=32, heads=32, hidden=64)
-    for args in ([], ["--metric", "entropy"], ["--target", "sat"]):
+    for args in ([], ["--metric", "entropy"], ["--key", "sat"]):
         result = runner.invoke(app, ["heads", "The cat sat.", "-q", "cat", "-m", str(folder), *args], env={"COLUMNS": "80"})
         assert result.exit_code == 0, result.output
         lines = result.output.splitlines()
@@ -110,7 +110,7 @@ def test_rollout_is_causal_for_decoders():
 
 
 def test_cli_heads_and_rollout(schema):
-    p = attn("heads", CAT, "-q", "it", "--target", "cat", "--json")
+    p = attn("heads", CAT, "-q", "it", "--key", "cat", "--json")
     assert p.returncode == 0
     validate(json.loads(p.stdout), schema, "heads")
     p = attn("rollout", CAT, "-q", "it", "--level", "word", "--json")

@@ -170,7 +170,7 @@ def test_a_query_that_sees_only_special_tokens_cannot_rank_without_them():
     ["inspect", "--format", "csv", "--json"],
     ["inspect", "--format", "csv", "--steps"],
     ["plot", "-o", "x.html", "--layer", "all"],
-    ["plot", "-o", "x.html", "--target", "cat"],
+    ["plot", "-o", "x.html", "--key", "cat"],
     ["plot", "-o", "x.html", "--metric", "entropy"],
     ["plot", "-o", "x.html", "--view", "grid", "--level", "word"],
     ["plot", "-o", "x.html", "--view", "grid", "--layer", "0"],

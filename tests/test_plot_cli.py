@@ -26,9 +26,9 @@ def html_cells(path) -> list[str]:
 
 def test_grid_html_holds_the_model_view_values(tmp_path):
     out = tmp_path / "grid.html"
-    p = attn("plot", CAT, "-q", "it", "--view", "grid", "--target", "cat", "--static", "-o", str(out))
+    p = attn("plot", CAT, "-q", "it", "--view", "grid", "--key", "cat", "--static", "-o", str(out))
     assert p.returncode == 0 and p.stdout.strip() == str(out) and p.stderr == ""
-    doc = json.loads(attn("heads", CAT, "-q", "it", "--target", "cat", "--json").stdout)
+    doc = json.loads(attn("heads", CAT, "-q", "it", "--key", "cat", "--json").stdout)
     cells = html_cells(out)
     assert len(cells) == 6 * 12
     assert cells[5 * 12 + 11] == ".71" == "." + f"{doc['layers'][5]['heads'][11]['value']:.2f}".split(".")[1]

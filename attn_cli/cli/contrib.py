@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -11,12 +10,15 @@ import typer
 from .common import app, emit, read_text, reporting_errors
 from .options import (
     ContrastOption,
+    ForceOption,
     JsonOption,
     LayerOption,
     ModelOption,
+    OutputFileOption,
     PredictionTargetOption,
     QueryIndexOption,
     QueryOption,
+    RouteThresholdOption,
     TargetIdOption,
     TextArgument,
 )
@@ -88,16 +90,12 @@ def contrib(
 )
 def routes(
     text: TextArgument,
-    threshold: Annotated[
-        float, typer.Option("--threshold", help="Keep the parts whose share of a sum is above this (per head), renormalise, follow the edges above it.")
-    ] = 0.04,
+    threshold: RouteThresholdOption = 0.04,
     at: Annotated[
         Optional[int], typer.Option("--at", metavar="POSITION", help="The predicting position (a token index, negative from the end; default: the last).")
     ] = None,
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Also draw the graph to this file: .svg, .html (self-contained) or .png (needs attn-cli\\[plot]).")
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="With --output: replace a read-only file.")] = False,
+    output: OutputFileOption = None,
+    force: ForceOption = False,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:

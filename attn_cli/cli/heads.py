@@ -6,11 +6,11 @@ from .common import SENTENCE, app, emit, read_text, reporting_errors
 from .options import (
     HeadsMetricOption,
     JsonOption,
+    KeyOption,
     ModelOption,
     QueryIndexOption,
     QueryOption,
     SpecialOption,
-    TargetOption,
     TextArgument,
 )
 
@@ -20,7 +20,7 @@ from .options import (
     epilog=(
         "[bold]Examples[/bold]\n\n"
         f'  attn heads "{SENTENCE}" -q making\n\n'
-        '  attn heads "The cat sat on the mat because it was tired." -q it --target cat\n\n'
+        '  attn heads "The cat sat on the mat because it was tired." -q it --key cat\n\n'
         '  attn heads "The cat sat." -q sat --metric entropy --json | jq ".layers[0].heads[].value"'
     )
 )
@@ -29,18 +29,18 @@ def heads(
     query: QueryOption = None,
     query_index: QueryIndexOption = None,
     metric: HeadsMetricOption = None,
-    target: TargetOption = None,
+    key: KeyOption = None,
     special: SpecialOption = True,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The model view: a layers × heads grid for one query — each head's top word, its weight on a target word, or its entropy."""
+    """The model view: a layers × heads grid for one query — each head's top word, its weight on a key word, or its entropy."""
 
     def action() -> None:
         from ..compute.heads import heads as run_heads
         from ..loading.model import load_model
 
-        result = run_heads(load_model(model), read_text(text), query, query_index, metric, target, special)
+        result = run_heads(load_model(model), read_text(text), query, query_index, metric, key, special)
 
         def view(out):
             from ..views.terminal.heads import heads_view

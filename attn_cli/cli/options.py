@@ -135,10 +135,16 @@ OutputFileOption = Annotated[
     typer.Option("--output", "-o", help="The file to write: .png, .svg (need attn-cli\\[plot]) or .html (self-contained; plot's is an interactive page)."),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace a read-only file.")]
+# `--threshold`: a cut-off, of a different quantity in each command that takes it.
+HeadKindThresholdOption = Annotated[float, typer.Option("--threshold", help="Name the heads whose mean mass for a kind is at least this.")]
+RouteThresholdOption = Annotated[
+    float,
+    typer.Option("--threshold", help="Keep the parts whose share of a sum is above this (per head), renormalise, follow the edges above it."),
+]
 
-# The model view (`heads`, `plot --view grid`) and corpus statistics (`stats`, `plot --stats`).
-TargetOption = Annotated[
-    Optional[str], typer.Option("--target", "-t", help="A word of the text: each head's weight on it (--metric weight).", show_default=False)
+# The model view (`heads`, `plot --view grid`): a key word. (`--target` is the model's output.)
+KeyOption = Annotated[
+    Optional[str], typer.Option("--key", metavar="WORD", help="A word of the text: each head's weight on it (--metric weight).", show_default=False)
 ]
 # What a prediction is explained by (`knockout`, `ablate`): a token, by its text or its id.
 PredictionTargetOption = Annotated[

@@ -28,6 +28,7 @@ FLAGS = {
     "steps": "--steps",
     "metric": "--metric",
     "metric='weight'": "--metric weight",
+    "key": "--key",
     "target": "--target",
     "target=TEXT": "--target TEXT",
     "attention": "--attention",

@@ -11,6 +11,7 @@ from .common import SENTENCE, app, read_text, reporting_errors
 from .options import (
     ROWS,
     ForceOption,
+    KeyOption,
     LevelOption,
     ModelOption,
     OneLayerOption,
@@ -19,7 +20,6 @@ from .options import (
     QueryIndexOption,
     QueryOption,
     RowsOption,
-    TargetOption,
     given,
     refuse_with,
 )
@@ -34,7 +34,7 @@ VIEWS = ("heads", "grid")
         "[bold]Examples[/bold]\n\n"
         f'  attn plot "{SENTENCE}" -q making -o making.png\n\n'
         f'  attn plot "{SENTENCE}" -q making -o making.html\n\n'
-        '  attn plot "The cat sat on the mat because it was tired." -q it --view grid --target cat -o it-cat.svg\n\n'
+        '  attn plot "The cat sat on the mat because it was tired." -q it --view grid --key cat -o it-cat.svg\n\n'
         '  attn plot "The cat sat." -q cat --layer 0 --level word --static -o cat.html\n\n'
         "  attn stats --file sample_inputs/sentences.txt --json > stats.json && attn plot --stats stats.json --metric first_token -o sinks.png"
     )
@@ -52,7 +52,7 @@ def plot(
     layer: OneLayerOption = None,
     level: LevelOption = None,
     metric: PlotMetricOption = None,
-    target: TargetOption = None,
+    key: KeyOption = None,
     stats: Annotated[
         Optional[str], typer.Option("--stats", help="Plot a saved `attn stats --json` document (- for stdin): layers × heads of --metric.", show_default=False)
     ] = None,
@@ -74,7 +74,7 @@ def plot(
         if stats is not None:
             if text is not None:
                 raise InputError("give TEXT or --stats, not both", "attn plot --stats stats.json -o heads.png")
-            refuse_with(ctx, "--stats", "query", "query_index", "view", "layer", "level", "target", "model", why=" (it plots a saved document)")
+            refuse_with(ctx, "--stats", "query", "query_index", "view", "layer", "level", "key", "model", why=" (it plots a saved document)")
             write_stdout(str(_plot_stats(stats, metric or "first_token", output, force)) + "\n")
             return
         if text is None:
@@ -88,7 +88,7 @@ def plot(
             _refuse_what_the_page_ignores(ctx)
         elif static and output.suffix.lower() != ".html":
             raise InputError("--static is for .html files; PNG and SVG are always static", "drop --static, or write a .html file")
-        _refuse_what_the_view_ignores(view, layer, level, metric, target)
+        _refuse_what_the_view_ignores(view, layer, level, metric, key)
         m = load_model(model)
         source = read_text(text)
         if interactive:
@@ -107,11 +107,11 @@ def plot(
         else:
             from ..compute.heads import heads
 
-            result = heads(m, source, query, query_index, metric, target)
+            result = heads(m, source, query, query_index, metric, key)
             values = result.values if result.metric != "entropy" else result.focus
             what = {
                 "top": "top-attended word's weight",
-                "weight": f'weight on "{result.target.text if result.target else ""}"',
+                "weight": f'weight on "{result.key.text if result.key else ""}"',
                 "entropy": f"focus = 1 − H/ln n (entropy H in nats over the n keys the query sees: {result.keys_label})",
             }[result.metric]
             title = f'{result.model.name} · query "{result.query.text}": {what} per layer and head'
@@ -128,7 +128,7 @@ def _refuse_what_the_page_ignores(ctx: typer.Context) -> None:
     the static table are refused, with the fix."""
     from ..errors import InputError
 
-    if flags := given(ctx, "view", "level", "metric", "target", "rows"):
+    if flags := given(ctx, "view", "level", "metric", "key", "rows"):
         raise InputError(f"{flags[0]} shapes the static table; the interactive page shows every layer, head and token", f"add --static, or drop {flags[0]}")
 
 
@@ -144,13 +144,13 @@ def _write_page(m, source: str, query: str | None, query_index: int | None, laye
     return write_file(output, lambda f: f.write(html.encode("utf-8")), force)
 
 
-def _refuse_what_the_view_ignores(view: str, layer: str | None, level: str | None, metric: str | None, target: str | None) -> None:
+def _refuse_what_the_view_ignores(view: str, layer: str | None, level: str | None, metric: str | None, key: str | None) -> None:
     """An option the chosen view would not use is an error, not silently dropped."""
     from ..errors import InputError
 
     if view == "heads":
-        if metric is not None or target is not None:
-            option = "--metric" if metric is not None else "--target"
+        if metric is not None or key is not None:
+            option = "--metric" if metric is not None else "--key"
             raise InputError(f"{option} belongs to --view grid; --view heads draws weights", f"add --view grid, or drop {option}")
         if layer is not None and layer.strip().lower() == "all":
             raise InputError("--view heads draws one layer, not all", "give --layer N, or use --view grid for every layer and head")

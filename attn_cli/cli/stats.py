@@ -12,6 +12,7 @@ import typer
 from .common import SENTENCE, app, emit, read_text, reporting_errors
 from .options import (
     FormatOption,
+    HeadKindThresholdOption,
     InductionSeedOption,
     JsonOption,
     LayerOption,
@@ -51,7 +52,7 @@ def stats(
     file: Annotated[
         Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped), streamed; - for stdin.", show_default=False)
     ] = None,
-    threshold: Annotated[float, typer.Option("--threshold", help="Name the heads whose mean mass for a kind is at least this.")] = 0.5,
+    threshold: HeadKindThresholdOption = 0.5,
     metric: StatMetricOption = None,
     chosen_format: FormatOption = OutputFormat.table,
     workers: WorkersOption = 1,

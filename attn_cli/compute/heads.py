@@ -1,5 +1,5 @@
 """`attn heads`: the model view for one query, a layers × heads grid of each head's top word,
-its weight on a target word, or its entropy. One forward pass; the maths is `analysis`'s."""
+its weight on a key word, or its entropy. One forward pass; the maths is `analysis`'s."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class HeadsResult:
     tokenization: Tokenization
     query: Query
     metric: str
-    target: Query | None
+    key: Query | None
     values: np.ndarray
     top: tuple[tuple[WordWeight, ...], ...]
 
@@ -78,7 +78,8 @@ class HeadsResult:
             **document_header(self.model, self.tokenization),
             "query": query_json(self.query),
             "metric": self.metric,
-            "target": None if self.target is None else query_json(self.target),
+            # JSON keeps the name "target" (schema 2.x) for what `--key` names now.
+            "target": None if self.key is None else query_json(self.key),
             "layers": [
                 {
                     "layer": layer,
@@ -98,27 +99,25 @@ def heads(
     query: str | None = None,
     query_index: int | None = None,
     metric: str | None = None,
-    target: str | None = None,
+    key: str | None = None,
     include_special: bool = True,
 ) -> HeadsResult:
     """The layers × heads grid for one query. metric: "top" (the top-attended word's weight),
-    "weight" (the weight on `target`, a word of the text) or "entropy" (of the query's row, in
-    nats: low means focused). Default: "weight" with a target, else "top"."""
-    _check_metric(metric, target)
+    "weight" (the weight on `key`, a word of the text) or "entropy" (of the query's row, in
+    nats: low means focused). Default: "weight" with a key, else "top"."""
+    _check_metric(metric, key)
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
-    return heads_traced(model, tok, model.trace(tok.ids), query, query_index, metric, target, include_special)
+    return heads_traced(model, tok, model.trace(tok.ids), query, query_index, metric, key, include_special)
 
 
-def _check_metric(metric: str | None, target: str | None) -> str:
-    metric = metric or ("weight" if target is not None else "top")
+def _check_metric(metric: str | None, key: str | None) -> str:
+    metric = metric or ("weight" if key is not None else "top")
     if metric not in METRICS:
         raise OptionError(f"`metric={metric!r}` is not valid", f"give one of {', '.join(METRICS)}")
-    if metric == "weight" and target is None:
-        raise OptionError("`metric='weight'` is each head's weight on a target word, and no `target` was given", "add `target=WORD`, e.g. `target=it`")
-    if metric != "weight" and target is not None:
-        raise OptionError(
-            f"`target` is read by `metric='weight'` only, and `metric={metric}` does not use it", "drop `target`, or use `metric='weight'`"
-        )
+    if metric == "weight" and key is None:
+        raise OptionError("`metric='weight'` is each head's weight on a key word, and no `key` was given", "add `key=WORD`, e.g. `key=it`")
+    if metric != "weight" and key is not None:
+        raise OptionError(f"`key` is read by `metric='weight'` only, and `metric={metric}` does not use it", "drop `key`, or use `metric='weight'`")
     return metric
 
 
@@ -129,14 +128,14 @@ def heads_traced(
     query: str | None = None,
     query_index: int | None = None,
     metric: str | None = None,
-    target: str | None = None,
+    key: str | None = None,
     include_special: bool = True,
 ) -> HeadsResult:
     """`heads` over traces already computed for `tok` (every layer, in order)."""
-    metric = _check_metric(metric, target)
+    metric = _check_metric(metric, key)
     q = resolve_query(tok, query, query_index)
     check_rankable(tok, q, model.spec.causal, include_special)
-    aim = resolve_query(tok, target) if target is not None else None
+    aim = resolve_query(tok, key) if key is not None else None
     rows = list(q.token_indices)
     values = np.zeros((model.spec.layers, model.spec.heads), np.float32)
     top = []

@@ -40,7 +40,7 @@ def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
     m = result.model
     cell = _grid_cells(m.heads, width)
     keys = result.keys_label if result.metric == "entropy" else ""
-    title = _METRIC_TITLES[result.metric].format(target=f'"{printable(result.target.text)}"' if result.target else "", keys=keys)
+    title = _METRIC_TITLES[result.metric].format(target=f'"{printable(result.key.text)}"' if result.key else "", keys=keys)
     if cell < 3 and result.metric != "top":
         title += "; rounded" if result.metric == "entropy" else "; in tenths"
     header = Text.assemble(
