@@ -228,6 +228,7 @@ def long_context(args, env: dict[str, str], refenv: Path) -> None:
             ratio = f"{speed['attn'] / speed['transformers']:.2f}×" if "transformers" in speed else "—"
             rows.append([model, f"{context:,}", f"{speed['attn']:.1f}", f"{speed.get('transformers', float('nan')):.1f}", ratio,
                          f"{prefill['attn']:.2f} / {prefill.get('transformers', float('nan')):.2f}", same])
+            print(f"{model} {context}: " + " | ".join(rows[-1][2:]), file=sys.stderr, flush=True)
     print(f"\n{args.tokens} new tokens after a prompt of N tokens, greedy, {args.threads} thread(s), {args.repeats} repeats", end="")
     print(" (medians; per run the median step)\n")
     header = ["model", "context N", "attn tokens/s", "transformers tokens/s", "attn / transformers", "first step s (attn / transformers)", "same ids"]
