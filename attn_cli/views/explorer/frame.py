@@ -1,8 +1,8 @@
 """The explorer's screen as lines of Rich `Text`, region by region, without Textual.
 
 `screen_parts` is what the app shows for a view (it fills its widgets from it); `first_frame`
-lays the same parts out as a whole terminal screen, which `paint_first_frame` writes before
-Textual is even imported: Textual's import and start take ~250 ms, longer than the forward pass
+lays the same parts out as a whole terminal screen, which `FirstFrame` writes before Textual is
+even imported: Textual's import and start take ~250 ms, longer than the forward pass
 of a sentence, and the numbers can be on the screen meanwhile. Textual then takes over the same
 (alternate) screen and draws the same text in its own colours.
 """
@@ -106,14 +106,14 @@ class FirstFrame:
         from rich.console import Console
 
         self.handed_over = False  # set by the app's driver once Textual owns the terminal
+        width, height = get_terminal_size()
+        console = Console(file=sys.__stderr__, width=width, height=height)
+        lines = first_frame(screen_parts(traced, view, width, height, console), width, height)
         self._stdin = sys.stdin.fileno()
         self._attributes = termios.tcgetattr(self._stdin)
         quiet = termios.tcgetattr(self._stdin)
         quiet[3] &= ~(termios.ECHO | termios.ICANON)  # keys typed now wait, unechoed, for Textual
         termios.tcsetattr(self._stdin, termios.TCSANOW, quiet)
-        width, height = get_terminal_size()
-        console = Console(file=sys.__stderr__, width=width, height=height)
-        lines = first_frame(screen_parts(traced, view, width, height, console), width, height)
         console.set_alt_screen(True)
         console.show_cursor(False)
         for n, line in enumerate(lines):
