@@ -4,12 +4,14 @@ Textual is imported by this command only."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -141,9 +143,6 @@ def test_in_a_real_terminal_keys_work_and_q_quits_with_0_restoring_the_terminal(
     text = Path(__file__).parent.parent / "sample_inputs" / "cat.txt"
     pid, fd = pty.fork()
     if pid == 0:
-        import fcntl
-        import termios
-
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         os.dup2(os.open(text, os.O_RDONLY), 0)
         os.execve(sys.executable, [sys.executable, "-c", "from attn_cli.cli import main; main()", "explore", "-", "-m", str(LLAMA), "-q", "sat"],
@@ -161,11 +160,15 @@ def test_in_a_real_terminal_keys_work_and_q_quits_with_0_restoring_the_terminal(
         if time.monotonic() >= deadline:  # the app never ended by itself
             os.kill(pid, 9)
         _, status = os.waitpid(pid, 0)
+        modes = termios.tcgetattr(fd)[3]  # the terminal's line discipline, as the app left it
     finally:
         os.close(fd)
     assert sent == ["right", "q"], seen[-600:]
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"\x1b[?1049h" in seen[:2000] and b"\x1b[?1049l" in seen[-400:]  # entered, then left the alternate screen
+    assert seen.count(b"\x1b[?1049h") == 1  # once: the first frame's; entering again would clear it (xterm)
+    assert seen.index(b"Top-attended") < seen.index(b"\x1b[?1000h")  # the first frame came before Textual started (mouse on)
+    assert modes & termios.ECHO and modes & termios.ICANON  # echo and line editing back
 
 
 def test_other_commands_never_import_textual():

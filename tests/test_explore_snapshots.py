@@ -17,6 +17,7 @@ from rich.console import Console
 from attn_cli.compute.explore import trace_text
 from attn_cli.loading.model import load_model
 from attn_cli.views.explorer.app import Explorer
+from attn_cli.views.explorer.frame import first_frame, screen_parts
 from attn_cli.views.explorer.state import start_view
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "explore"
@@ -69,3 +70,14 @@ def test_snapshot(traced, name):
         svg_file.write_text(svg, encoding="utf-8")
     assert shown == text_file.read_text(encoding="utf-8")
     assert svg == svg_file.read_text(encoding="utf-8"), f"the colours of {name} changed (the text did not): see {svg_file}"
+
+
+@pytest.mark.parametrize("name", ["weights", "decoder"])
+def test_the_first_frame_is_the_screen_the_app_then_shows(traced, name):
+    """The frame painted before Textual loads has the app's very text, line for line."""
+    model, text, query, head, keys, (width, height) = CASES[name]
+    view = start_view(traced[model], query, None, "-1", head)
+    console = Console(width=width, height=height, file=io.StringIO())
+    frame = first_frame(screen_parts(traced[model], view, width, height, console), width, height)
+    shown = (SNAPSHOTS / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+    assert [line.plain.rstrip() for line in frame] == [line.rstrip() for line in shown]

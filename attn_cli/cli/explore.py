@@ -45,6 +45,7 @@ def explore(
         from ..compute.explore import trace_text
         from ..compute.options import InspectOptions
         from ..loading.model import load_model
+        from ..views.explorer.frame import FirstFrame
         from ..views.explorer.state import check_start, start_view
 
         check_start(layer, head)
@@ -53,10 +54,15 @@ def explore(
         _attach_terminal(from_stdin=text == "-")
         traced = trace_text(load_model(model), source, truncate=options.truncate)
         start = start_view(traced, options.query, options.query_index, options.layer, options.head, options.level)
-        from ..views.explorer.app import Explorer  # Textual: imported by this command only
+        frame = FirstFrame(traced, start) if os.name == "posix" and sys.stderr.isatty() else None  # on screen while Textual loads
+        try:
+            from ..views.explorer.app import Explorer  # Textual: imported by this command only
 
-        explorer = Explorer(traced, start)
-        explorer.run()
+            explorer = Explorer(traced, start, first_frame=frame)
+            explorer.run()
+        finally:
+            if frame:
+                frame.close()
         raise typer.Exit(explorer.return_code or 0)  # 1 if the app failed (Textual has shown why)
 
     reporting_errors(False, action)

@@ -153,12 +153,14 @@ def value_norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, groups
     belongs to no token and is left out.
     """
     weighted = weights[:, None] * values  # (seq, d): what each token adds to the head's output
-    transformed = transformed_vectors(weighted, w_o)  # (seq, hidden): and to the layer's output
-
-    def norms(x: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(to_words(x.T, groups).T, axis=-1).astype(np.float32)
-
-    return norms(weighted), norms(transformed)
+    grouped = to_words(weighted.T, groups).T  # (groups, d): Σ_{j ∈ g} α_j·v_j (·W_O is linear: sum, then project)
+    if len(grouped) > w_o.shape[0]:  # many groups: ‖x·W_O‖² = x·(W_O·W_Oᵀ)·xᵀ, a (d, d) Gram matrix instead of a (groups, hidden) product
+        x = grouped.astype(np.float64)
+        gram = w_o.astype(np.float64) @ w_o.T.astype(np.float64)
+        output = np.sqrt(np.maximum(np.einsum("gd,de,ge->g", x, gram, x), 0.0))
+    else:
+        output = np.linalg.norm(transformed_vectors(grouped, w_o), axis=-1)
+    return np.linalg.norm(grouped, axis=-1).astype(np.float32), output.astype(np.float32)
 
 
 def transformed_vectors(values: np.ndarray, output_slices: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -18,10 +17,11 @@ from textual.widgets import Input, Label
 
 from ...compute.explore import TracedText
 from ...errors import AttnError
-from .lines import Lines, Pane, header, heads_pane, steps_pane, title, token_strip, weights_pane
-from .model_lines import contrib_pane, grid_pane, rollout_pane
+from .frame import FirstFrame, screen_parts
 from .state import COMMAND_OF_MODE, View
-from .widgets import Body, HelpScreen, TextBlock, keys_line
+from .widgets import Body, HelpScreen, TextBlock
+
+_KEPT_SCREENS = 64  # views whose screens are kept (each: a few Text lines, and the body lines built so far)
 
 
 def _keys(*pairs) -> list[Binding]:
@@ -51,9 +51,10 @@ class Explorer(App[int]):
         ("home", "edge(0)"), ("end", "edge(1)"),
     )
 
-    def __init__(self, traced: TracedText, view: View, export_dir: Path | None = None) -> None:
-        super().__init__()
+    def __init__(self, traced: TracedText, view: View, export_dir: Path | None = None, first_frame: FirstFrame | None = None) -> None:
+        super().__init__(driver_class=_after(first_frame) if first_frame else None)
         self.traced, self.view = traced, view
+        self._shown: dict[tuple, object] = {}  # (view, width, height) -> its screen's parts
         self.export_dir = export_dir or Path.cwd()
         self._asking: str | None = None  # "find" or "export" while the prompt is open
 
@@ -79,36 +80,18 @@ class Explorer(App[int]):
         return self.traced.inspect(**self.view.query_args(), **self.view.inspect_options())
 
     def redraw(self) -> None:
-        """Re-read the traces for the current view and update every part of the screen."""
-        view, width, console = self.view, max(20, self.size.width), self.console
-        result = self.result()
-        block = lambda name: self.query_one(f"#{name}", TextBlock)
-        block("header").set(list(header(result, view).wrap(console, width)))
-        block("title").set([title(result, view)])
-        strip_lines = 3 if self.size.height <= 30 else min(8, self.size.height // 6)
-        block("strip").set(token_strip(result, view, width, strip_lines) + [Text("")])
-        pane = self._pane(result, width)
-        block("columns").set(pane.columns)
-        block("below").set(pane.below)
-        block("keys").set(list(keys_line().wrap(console, width)))
-        self.query_one(Body).show(pane.body)
-
-    def _pane(self, result, width: int) -> Pane:
-        v, console = self.view, self.console
-        if v.mode == "heads":
-            return heads_pane(result, v, width, console)
-        if v.mode == "steps":
-            return steps_pane(result, v, width, console)
-        if v.mode == "rollout":
-            return rollout_pane(self.traced.rollout(**v.query_args(), level=v.level), width, console)
-        if v.mode == "grid":
-            return grid_pane(self.traced.heads(**v.query_args()), v, width)
-        if v.mode == "contrib":
-            try:
-                return contrib_pane(self.traced.contributions(**v.query_args()), v, width, console)
-            except AttnError as exc:  # a family ALTI does not cover: say so in the pane
-                return Pane([Text(f"{exc.message} — {exc.fix}", style="yellow")], Lines(0, Text))
-        return weights_pane(result, v, width, console)
+        """Show the current view: its parts are built once per view and screen size (going back
+        to a view is a look-up), and a block is redrawn only if its lines changed."""
+        key = (self.view, self.size.width, self.size.height)
+        if key not in self._shown:
+            if len(self._shown) >= _KEPT_SCREENS:
+                self._shown.pop(next(iter(self._shown)))
+            self._shown[key] = screen_parts(self.traced, self.view, self.size.width, self.size.height, self.console)
+        parts = self._shown[key]
+        for name, lines in (("header", parts.header), ("title", parts.title), ("strip", parts.strip), ("columns", parts.pane.columns),
+                            ("below", parts.pane.below), ("keys", parts.keys)):
+            self.query_one(f"#{name}", TextBlock).set(lines)
+        self.query_one(Body).show(parts.pane.body)
 
     def go(self, view: View) -> None:
         if view != self.view:
@@ -244,3 +227,24 @@ class Explorer(App[int]):
 
         data = (json.dumps(self.document(), ensure_ascii=False) + "\n").encode("utf-8")
         return write_file(path.expanduser(), lambda f: f.write(data))
+
+
+def _after(frame: FirstFrame):
+    """Textual's terminal driver, for a terminal on which `frame` is painted: Textual owns the
+    terminal from its start on, on the alternate screen the frame has entered (entering it
+    again would clear the frame, in xterm, and save the cursor a second time)."""
+    from textual.drivers.linux_driver import LinuxDriver
+
+    class AfterFirstFrame(LinuxDriver):
+        _entered = True  # the first start finds the alternate screen on; a resume (after Ctrl-Z) does not
+
+        def start_application_mode(self) -> None:
+            frame.handed_over = True
+            super().start_application_mode()
+            self._entered = False
+
+        def write(self, data: str) -> None:
+            if not (data == "\x1b[?1049h" and self._entered):
+                super().write(data)
+
+    return AfterFirstFrame

@@ -33,6 +33,7 @@ class Lines:
     def __init__(self, count: int, make: Callable[[int], Text], focus: int | None = None) -> None:
         self.count, self._make, self.focus = count, make, focus
         self._built: dict[int, Text] = {}
+        self.rendered: dict = {}  # what a widget made of the lines (its strips), kept with them
 
     def __len__(self) -> int:
         return self.count

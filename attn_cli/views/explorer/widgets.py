@@ -16,8 +16,9 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
+from .frame import scroll_start
 from .lines import Lines
-from .state import FOOTER, KEYS
+from .state import KEYS
 
 
 class Body(ScrollView, can_focus=False):
@@ -38,9 +39,9 @@ class Body(ScrollView, can_focus=False):
         size = Size(self.size.width, len(lines))
         if size != self.virtual_size:  # a new virtual size re-lays the screen out: only when it changes
             self.virtual_size = size
-        height = self.size.height
-        if lines.focus is not None and height and not self.scroll_y <= lines.focus < self.scroll_y + height:
-            self.scroll_to(y=max(0, lines.focus - height // 2), animate=False, immediate=True)
+        top = scroll_start(lines, self.size.height, int(self.scroll_y))
+        if self.size.height and top != int(self.scroll_y):
+            self.scroll_to(y=top, animate=False, immediate=True)
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
@@ -48,7 +49,11 @@ class Body(ScrollView, can_focus=False):
         width, style = self.size.width, self._style or self.rich_style
         if i >= len(self.lines):
             return Strip.blank(width, style)
-        return _strip(self.lines.line(i), self.app.console, style).crop_extend(int(self.scroll_offset.x), int(self.scroll_offset.x) + width, style)
+        x = int(self.scroll_offset.x)
+        key = (i, x, width, style)  # a line's strip is kept with the view's lines: going back to a view re-renders nothing
+        if key not in self.lines.rendered:
+            self.lines.rendered[key] = _strip(self.lines.line(i), self.app.console, style).crop_extend(x, x + width, style)
+        return self.lines.rendered[key]
 
 
 class TextBlock(Widget):
@@ -62,6 +67,9 @@ class TextBlock(Widget):
         self.lines: list[Text] = []
 
     def set(self, lines: list[Text]) -> None:
+        """Show `lines`; nothing to redraw if they are the lines shown."""
+        if _same(lines, self.lines):
+            return
         self.lines = lines
         if self.styles.height is None or self.styles.height.value != len(lines):
             self.styles.height = len(lines)
@@ -74,24 +82,15 @@ class TextBlock(Widget):
         return _strip(self.lines[y], self.app.console, style).crop_extend(0, self.size.width, style)
 
 
+def _same(a: list[Text], b: list[Text]) -> bool:
+    """The same characters in the same styles (Text's own == leaves out the base style)."""
+    return a is b or (len(a) == len(b) and all(x.plain == y.plain and x.style == y.style and x.spans == y.spans for x, y in zip(a, b)))
+
+
 def _strip(text: Text, console, base: Style) -> Strip:
     """One line of Text as a Strip over the widget's own style: every segment gets a style
     (Textual's NO_COLOR filter fails on a segment without one)."""
     return Strip(list(Segment.apply_style(text.render(console, end=""), base)))
-
-
-def keys_line() -> Text:
-    """The footer: each key and its word, clickable as the key would be."""
-    actions = {"←→": None, "↑↓": None, "][": None, "m": "mean", "a": "mode('heads')", "s": "mode('steps')", "w": "level", "n": "norms",
-               "r": "mode('rollout')", "g": "mode('grid')", "/": "find", "e": "export", "?": "help", "q": "quit"}
-    text = Text()
-    for key, word in FOOTER:
-        start = len(text)
-        text.append(key, "bold reverse")
-        text.append(f" {word}  ")
-        if actions[key]:
-            text.apply_meta({"@click": f"app.{actions[key]}"}, start, len(text))
-    return text
 
 
 class HelpScreen(ModalScreen[None]):
