@@ -40,6 +40,7 @@ FLAGS = {
     "tokenize()": "`attn tokens`",
     "generate()": "attn generate",
     "lens()": "attn lens",
+    "knockout()": "attn knockout",  # require_decoder(model, "knockout"): formatted, so the scan below misses it
     "load_model('smollm2')": "--model smollm2",
 }
 
