@@ -117,3 +117,12 @@ def test_the_explained_position_and_target_chosen_by_each_option():
     first = json.loads(attn("ablate", TEXT, "-m", GPT2, "-i", "4", "--target-id", str(by_word["target"]["id"]), "--json").stdout)
     again = json.loads(attn("ablate", TEXT, "-m", GPT2, "-i", "4", "-t", by_word["target"]["text"], "--json").stdout)
     assert first["position"] == 4 and first["layers"] == again["layers"] and again["target"]["chosen"] == "given"
+
+
+def test_knockout_window_wider_than_the_model_says_all_its_layers():
+    """--window 100 on a 2-layer model: the screen said "blocked in 100 layers"."""
+    p = attn("knockout", TEXT, "-m", GPT2, "--window", "100")
+    assert p.returncode == 0, p.stderr
+    assert "are blocked in all 2 layers (--window 100)" in " ".join(p.stdout.split())
+    one = " ".join(attn("knockout", TEXT, "-m", GPT2, "--window", "1").stdout.split())
+    assert "are blocked in 1 layer word" in one
