@@ -94,7 +94,12 @@ def test_screens_fit_the_width(command, columns):
         (["knockout", TEXT], ExitStatus.USAGE, "is an encoder"),  # the bundled MiniLM
         (["knockout", "Hello", "-m", GPT2], ExitStatus.USAGE, "one word"),
         (["knockout", TEXT, "-m", GPT2, "--window", "0"], ExitStatus.USAGE, "window of 0"),
-        (["knockout", TEXT, "-m", GPT2, "--source", "cat"], ExitStatus.USAGE, "no word of the text"),
+        (["knockout", TEXT, "-m", GPT2, "--source", "cat"], ExitStatus.USAGE, "no word of the text is 'cat'"),
+        # one missing source among found ones was dropped without a word
+        (["knockout", TEXT, "-m", GPT2, "--source", "fox", "--source", "cat"], ExitStatus.USAGE, "no word of the text is 'cat'"),
+        # a word of the text after the explained position was said to be no word of the text
+        (["knockout", TEXT, "-m", GPT2, "-q", "fox", "--source", "dog"], ExitStatus.USAGE, "'dog' comes after the explained position (token 4, 'fox')"),
+        (["ablate", TEXT], ExitStatus.USAGE, "no query given"),  # an encoder: no last, predicting position
         (["knockout", TEXT, "-m", GPT2, "-t", "quick brown"], ExitStatus.USAGE, "not one"),
         (["ablate", TEXT, "-m", GPT2, "--target-id", "999999"], ExitStatus.USAGE, "not in the vocabulary"),
         (["ablate", TEXT, "-t", "dog"], ExitStatus.USAGE, "is an encoder"),
