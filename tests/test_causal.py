@@ -117,6 +117,14 @@ def test_ablate_on_an_encoder_measures_cosine_distance(model):
         ablate(model, SENTENCE, target=" the")
 
 
+def test_ablate_on_an_encoder_needs_a_query_not_its_last_token(model):
+    """Without a query, an encoder's ablation measured [SEP] (the last token) without a word about
+    it; now it asks for a query, as `inspect` and `contrib` do, naming the words to pick."""
+    with pytest.raises(InputError, match="no query given") as info:
+        ablate(model, SENTENCE)
+    assert "making" in info.value.fix
+
+
 DATASET = ["A dog runs in the park", "The lazy fox sleeps", "Quick brown dogs look at cats all day long"]
 
 

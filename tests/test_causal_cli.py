@@ -94,7 +94,12 @@ def test_screens_fit_the_width(command, columns):
         (["knockout", TEXT], ExitStatus.USAGE, "is an encoder"),  # the bundled MiniLM
         (["knockout", "Hello", "-m", GPT2], ExitStatus.USAGE, "one word"),
         (["knockout", TEXT, "-m", GPT2, "--window", "0"], ExitStatus.USAGE, "window of 0"),
-        (["knockout", TEXT, "-m", GPT2, "--source", "cat"], ExitStatus.USAGE, "no word of the text"),
+        (["knockout", TEXT, "-m", GPT2, "--source", "cat"], ExitStatus.USAGE, "no word of the text is 'cat'"),
+        # one missing source among found ones was dropped without a word
+        (["knockout", TEXT, "-m", GPT2, "--source", "fox", "--source", "cat"], ExitStatus.USAGE, "no word of the text is 'cat'"),
+        # a word of the text after the explained position was said to be no word of the text
+        (["knockout", TEXT, "-m", GPT2, "-q", "fox", "--source", "dog"], ExitStatus.USAGE, "'dog' comes after the explained position (token 4, 'fox')"),
+        (["ablate", TEXT], ExitStatus.USAGE, "no query given"),  # an encoder: no last, predicting position
         (["knockout", TEXT, "-m", GPT2, "-t", "quick brown"], ExitStatus.USAGE, "not one"),
         (["ablate", TEXT, "-m", GPT2, "--target-id", "999999"], ExitStatus.USAGE, "not in the vocabulary"),
         (["ablate", TEXT, "-t", "dog"], ExitStatus.USAGE, "is an encoder"),
@@ -117,3 +122,12 @@ def test_the_explained_position_and_target_chosen_by_each_option():
     first = json.loads(attn("ablate", TEXT, "-m", GPT2, "-i", "4", "--target-id", str(by_word["target"]["id"]), "--json").stdout)
     again = json.loads(attn("ablate", TEXT, "-m", GPT2, "-i", "4", "-t", by_word["target"]["text"], "--json").stdout)
     assert first["position"] == 4 and first["layers"] == again["layers"] and again["target"]["chosen"] == "given"
+
+
+def test_knockout_window_wider_than_the_model_says_all_its_layers():
+    """--window 100 on a 2-layer model: the screen said "blocked in 100 layers"."""
+    p = attn("knockout", TEXT, "-m", GPT2, "--window", "100")
+    assert p.returncode == 0, p.stderr
+    assert "are blocked in all 2 layers (--window 100)" in " ".join(p.stdout.split())
+    one = " ".join(attn("knockout", TEXT, "-m", GPT2, "--window", "1").stdout.split())
+    assert "are blocked in 1 layer word" in one

@@ -169,3 +169,12 @@ def test_readme_screens_are_what_attn_prints(command, screen):
         return [line.rstrip() for line in s.rstrip("\n").splitlines()]
 
     assert lines(r.stdout) == lines(screen)
+
+
+def test_the_readme_names_every_packaged_model_for_model():
+    """The README's --model sentence said `smollm2`/`gemma3` after mpnet and nomic-embed were packaged."""
+    from attn_cli.loading.packaged import PACKAGED
+
+    sentence = " ".join(text(README).split("`--model`/`-m` takes", 1)[1].split(".\n", 1)[0].split())
+    assert all(f"`{name}`" in sentence for name in PACKAGED), sentence
+    assert "ollama:" in sentence and "lmstudio:" in sentence

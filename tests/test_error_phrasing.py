@@ -82,3 +82,16 @@ def test_for_cli_knows_every_name_the_library_s_messages_use():
             named.update(m[0] for m in re.finditer(r"`[^`\s]+`", literal) if "{" not in m[0].split("=")[0])
     unknown = {n for n in named if for_cli(n) == n}
     assert not unknown, unknown
+
+
+def test_an_encoder_given_to_a_decoder_command_is_told_the_command_not_a_python_call():
+    """`attn knockout` on an encoder said "use a decoder for `knockout()`": the library's words.
+    Every command that calls require_decoder has its `name()` phrased as the CLI command."""
+    from pathlib import Path
+
+    compute = Path(attn.__file__).parent / "compute"
+    commands = {m[1] for path in compute.glob("*.py") for m in re.finditer(r'require_decoder\(model, "(\w+)"\)', path.read_text())}
+    assert "knockout" in commands
+    assert {c: for_cli(f"`{c}()`") for c in commands} == {c: f"attn {c}" for c in commands}
+    err = runner.invoke(app, ["knockout", "The cat sat.", "--json"]).stderr
+    assert json.loads(err)["error"]["fix"] == "use a decoder for attn knockout (gpt2, llama, mistral, qwen2, qwen3, …), e.g. --model smollm2"

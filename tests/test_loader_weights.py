@@ -112,6 +112,17 @@ def test_missing_folder():
         load_model("/no/such/model")
 
 
+@pytest.mark.parametrize("typed, meant", [("smolm2", "smollm2"), ("SmolLM2", "smollm2"), ("Gemma3", "gemma3"), ("nomic-embd", "nomic-embed")])
+def test_a_misspelled_packaged_name_is_answered_with_the_name_meant(typed, meant):
+    """`--model smolm2` listed every kind of model there is; it now names the one meant."""
+    with pytest.raises(ModelError) as info:
+        load_model(typed)
+    assert (info.value.message, info.value.fix) == (f"model folder {typed!r} does not exist", f"did you mean --model {meant}?")
+    with pytest.raises(ModelError) as info:
+        load_model("nowhere-near")
+    assert "a packaged model (smollm2, gemma3, mpnet, nomic-embed)" in info.value.fix
+
+
 @pytest.mark.parametrize(
     "missing, message",
     [("config.json", "has no config.json"), ("tokenizer.json", "has no tokenizer.json"), ("model.safetensors", "has no model.safetensors")],
@@ -145,8 +156,8 @@ def test_pickle_checkpoints_are_refused_not_unpickled(tiny):
 
 
 def test_unsupported_architecture_lists_the_supported_ones(tiny):
-    (tiny / "config.json").write_text(json.dumps({"model_type": "t5"}))
-    with pytest.raises(ModelError, match=r"model_type 't5' is not supported \(supported: bert"):
+    (tiny / "config.json").write_text(json.dumps({"model_type": "xlnet"}))
+    with pytest.raises(ModelError, match=r"model_type 'xlnet' is not supported \(supported: bart, bert, distilbert"):
         load_model(tiny)
 
 

@@ -222,3 +222,46 @@ def test_stats_compare_heads_and_rollout_fit_every_width(minilm, capsys):
                 if names[:2] == ["layer", "mean Σ|Δ|"]:
                     for row, layer in zip(rows, doc["layers"]):
                         assert row.split()[1] == f"{np.mean([h['change'] for h in layer['heads']]):.3f}", row
+
+
+def _ablate_numbers(lines: list[str]) -> list[str]:
+    """The grid's numbers, block after block, row by row (the rows of a block: a layer first)."""
+    return [n for line in lines if re.match(r"^\s*\d+\s+[-+.\d]", line) for n in NUMBER.findall(line)]
+
+
+def test_ablate_grid_fits_every_width_and_shows_every_number_whole(minilm, capsys):
+    """At 40 and 60 columns the grid of 12 heads used to run past the screen: Rich cropped its cells
+    (".001" shown as ".00", "-1.30" as "1.3") and dropped the layer column. Now it folds into
+    blocks of heads, each number whole: the numbers shown are the result's, rounded, every one."""
+    from attn_cli.compute.ablate import ablate
+    from attn_cli.views.terminal.ablate import ablate_view
+
+    r = ablate(minilm, CAT, query="it")
+    for width in WIDTHS:
+        for colour in (False, True):
+            lines = screen_lines(ablate_view(r, width, colour), width, colour, capsys)
+            assert_fits(lines, width)
+            blocks_of_heads = [line.split()[1:] for line in lines if line.split()[:1] == ["L"]]
+            heads = [int(h) for block in blocks_of_heads for h in block]
+            assert heads == list(range(minilm.spec.heads)), (width, blocks_of_heads)
+            want = [f"{v:.3f}"[1:] for block in blocks_of_heads for row in r.changes for v in row[int(block[0]) : int(block[-1]) + 1]]
+            assert _ablate_numbers(lines) == want, width
+
+
+def test_ablate_grid_of_log_p_changes_keeps_the_sign_of_every_change(minilm, capsys):
+    """A decoder's grid (Δ log p, signed, as wide as "-1.30"): at 40 columns its cells were cut
+    from the left, so "-1.30" showed as "1.3". The changes here are MiniLM's distances made signed
+    and larger (the view does not care where they came from; a real decoder's take minutes)."""
+    from dataclasses import replace
+
+    from attn_cli.compute.ablate import ablate
+    from attn_cli.compute.prediction import Target
+    from attn_cli.views.terminal.ablate import ablate_view
+
+    r = ablate(minilm, CAT, query="it")
+    signs = np.where(np.arange(r.changes.size).reshape(r.changes.shape) % 2, 1.0, -1.0)
+    r = replace(r, measure="logprob", target=Target(1, " it", -0.5, "top-1"), changes=signs * r.changes * 40)
+    for width in (40, 60, 80):
+        lines = screen_lines(ablate_view(r, width, False), width, False, capsys)
+        assert_fits(lines, width)
+        assert sorted(_ablate_numbers(lines)) == sorted(f"{v:+.2f}" for v in r.changes.ravel()), width

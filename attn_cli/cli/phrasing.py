@@ -47,7 +47,7 @@ FLAGS = {
     "generate()": "attn generate",
     "lens()": "attn lens",
     "inspect()": "attn inspect",
-    "knockout()": "attn knockout",
+    "knockout()": "attn knockout",  # require_decoder(model, "knockout"): formatted, so the scan below misses it
     "ablate()": "attn ablate",
     "load_model('smollm2')": "--model smollm2",
 }

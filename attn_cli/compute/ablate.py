@@ -21,6 +21,7 @@ from ..models import HeadEdit, Interventions
 from ..records import frozen
 from .inspect import model_info
 from .prediction import Reruns, Target, explained_position
+from .query import resolve_query
 from .result import ModelInfo, document_header, floats
 
 MODES = ("zero", "mean")
@@ -87,7 +88,9 @@ def ablate(
     decodes = model.arch.decodes
     if not decodes and (target is not None or target_id is not None):
         raise InputError(f"{model.name} is an encoder: it predicts no next token", "leave out the target (an encoder's query is measured by cosine distance)")
-    position = explained_position(tok, query, query_index)
+    # An encoder has no last, predicting position: its last token is [SEP], so it needs a query,
+    # as inspect and contrib do (resolve_query's "no query given" names the words to pick).
+    position = explained_position(tok, query, query_index) if decodes else resolve_query(tok, query, query_index).token_indices[-1]
     model = kept(model)  # converted once for the dataset's passes and the sweep's
     texts = None if mean_over is None else [t for t in mean_over if t.strip()]
     means = None if texts is None else dataset_means(model, texts)

@@ -73,10 +73,20 @@ def knockout(
     position = explained_position(tok, query, query_index)
     words = [w for w in tok.words if w.token_indices[0] <= position]
     if sources:
+        seen = {w.text.casefold() for w in words}
+        later = [s for s in sources if s.casefold() not in seen and any(w.text.casefold() == s.casefold() for w in tok.words)]
+        if later:  # a word of the text, but a decoder's position cannot attend to what follows it
+            at = tok.tokens[position].text
+            raise InputError(
+                f"{' and '.join(map(repr, later))} {'comes' if len(later) == 1 else 'come'} after the explained position"
+                f" (token {position}, {at!r}), which cannot attend to it",
+                "give --source a word before the explained position, or explain a later one with --query",
+            )
+        missing = [s for s in sources if s.casefold() not in seen]
+        if missing:  # even one: blocking fewer words than asked would look like a result about them
+            raise InputError(f"no word of the text is {' or '.join(map(repr, missing))}", "give --source a word of the text, up to the explained position")
         wanted = {s.casefold() for s in sources}
         words = [w for w in words if w.text.casefold() in wanted]
-        if not words:
-            raise InputError(f"no word of the text is {' or '.join(map(repr, sources))}", "give --source a word of the text, up to the explained position")
     if len([w for w in tok.words if w.token_indices[0] <= position]) < 2:
         raise InputError("the text has one word up to the explained position: nothing to knock out but the query itself", "give a longer text")
     reruns = Reruns(model, tok.ids, position)

@@ -138,6 +138,11 @@ def resolve_model_path(model: str | os.PathLike | None) -> tuple[str, Path]:
     if not exists and is_repo_id(str(model)):
         return str(model), resolve_repo(str(model))
     if not exists:
+        import difflib
+
+        near = difflib.get_close_matches(str(model).lower(), PACKAGED, n=1, cutoff=0.7)
+        if near:  # a misspelled packaged name (smolm2, Gemma3, nomic): name it rather than list every kind of model
+            raise ModelError(f"model folder {str(model)!r} does not exist", f"did you mean --model {near[0]}?")
         raise ModelError(
             f"model folder {str(model)!r} does not exist",
             "pass --model a folder with config.json, tokenizer.json and model.safetensors, a .gguf file, "

@@ -69,12 +69,15 @@ def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
     return parts
 
 
-def _grid_table(heads: int, cell: int) -> RichTable:
+def _grid_table(heads: int, cell: int, shown: range | None = None) -> RichTable:
+    """An empty layers × heads table, `cell` characters per head; `shown`: the heads it has
+    columns for (all `heads` unless given), for a grid folded into blocks of heads."""
+    shown = range(heads) if shown is None else shown
     table = RichTable(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="underline")
     downwards = len(str(heads - 1)) > cell  # head numbers too long for a cell: tens above units
     table.add_column("\nL" if downwards else "L", justify="right", style="dim", min_width=2)
     table.add_column(" ", width=1)
-    for h in range(heads):
+    for h in shown:
         # Alternate the header's style so that adjoining head numbers stay readable.
         name = f"{h // 10 if h >= 10 else ' '}\n{h % 10}" if downwards else str(h)
         table.add_column(Text(name, style="bold" if h % 2 else "dim"), justify="right", width=cell + 1, no_wrap=True, overflow="crop")

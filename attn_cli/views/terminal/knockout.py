@@ -31,7 +31,10 @@ def knockout_view(result: KnockoutResult, width: int, colour: bool = True) -> li
         f" (token {result.position}) the model gives ", (f'"{printable(t.text)}"', "bold"), f" p = {result.probability:.3f}",
         f"{' (its top prediction)' if t.chosen == 'top-1' else ''}",
     )
-    layers = f"{result.window} layer{'s' if result.window != 1 else ''}"
+    if result.window >= 2 * m.layers - 1:  # every layer's window holds them all: say so, not "100 layers"
+        layers = f"all {m.layers} layers (--window {result.window})"
+    else:
+        layers = f"{result.window} layer{'s' if result.window != 1 else ''}"
     title = Text(f"Attention knockout (Geva et al. 2023): the change of p when a word's edges to the position are blocked in {layers}", style="bold underline")
     label = max(len(printable(s.text)) for s in result.sources)
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
