@@ -10,6 +10,7 @@ from helpers import attn, make_hub_cache, make_tiny_bert, validate
 
 from attn_cli.cli import ExitStatus
 from attn_cli.loading.hub import is_repo_id
+from attn_cli.loading.packaged import PACKAGED
 
 # A loopback port where nothing listens: "the hub is out of reach", without touching the network.
 UNREACHABLE = "http://127.0.0.1:9"
@@ -71,5 +72,5 @@ def test_models_with_an_empty_cache_and_attn_model(tmp_path, schema):
     p = attn("models", "--json", env={"HF_HOME": str(tmp_path), "ATTN_MODEL": "/no/such"})
     doc = json.loads(p.stdout)
     validate(doc, schema, "models")
-    assert [m["source"] for m in doc["models"]] == ["bundled", "ATTN_MODEL", "packaged", "packaged", "packaged"]
+    assert [m["source"] for m in doc["models"]] == ["bundled", "ATTN_MODEL"] + ["packaged"] * len(PACKAGED)
     assert doc["models"][1]["problem"] == "model folder '/no/such' does not exist"

@@ -63,6 +63,6 @@ def test_heads_entropy_focus_and_its_legend_use_each_layers_window(gemma3, tmp_p
     assert shown.exit_code == 0, shown.output
     assert f"focus 1 − H/ln n, n the keys seen (4 or {query + 1} by layer)" in " ".join(shown.stdout.split())
     out = tmp_path / "grid.html"
-    drawn = CliRunner().invoke(app, ["plot", TEXT, "-i", "-1", "--view", "grid", "--metric", "entropy", "-o", str(out), "-m", str(GEMMA3)])
+    drawn = CliRunner().invoke(app, ["plot", TEXT, "-i", "-1", "--view", "grid", "--metric", "entropy", "--static", "-o", str(out), "-m", str(GEMMA3)])
     assert drawn.exit_code == 0, drawn.output
     assert f"the n keys the query sees: 4 or {query + 1} by layer" in out.read_text()
