@@ -34,12 +34,12 @@ def main() -> None:
     with torch.no_grad():
         attn32 = torch.stack(model(ids, output_attentions=True).attentions)[:, 0].numpy()
         generated = model.generate(prompt, max_new_tokens=8, do_sample=False)[0, prompt.shape[1] :].numpy()
+    saved = dict(text=TEXT, input_ids=ids[0].numpy(), prompt=PROMPT, prompt_ids=prompt[0].numpy(), generated=generated, attn32=attn32.astype(np.float32))
+    np.savez_compressed(OUT, **saved)  # the float32 half first: the float64 pass may not fit in memory
+    with torch.no_grad():
         model.double()
         attn64 = torch.stack(model(ids, output_attentions=True).attentions)[:, 0].numpy()
-    np.savez_compressed(
-        OUT, text=TEXT, input_ids=ids[0].numpy(), prompt=PROMPT, prompt_ids=prompt[0].numpy(), generated=generated,
-        attn32=attn32.astype(np.float32), attn64=attn64.astype(np.float64),
-    )
+    np.savez_compressed(OUT, **saved, attn64=attn64.astype(np.float64))
     print(f"wrote {OUT}: float32 vs float64 max |Δ| = {np.abs(attn32 - attn64).max():.2e}, generated {generated.tolist()}")
 
 
