@@ -61,6 +61,15 @@ def generate(
         Optional[Path],
         typer.Option("--html", metavar="FILE", help="Also write the interactive page of the whole text, a slider over the written tokens.", show_default=False),
     ] = None,
+    max_memory: Annotated[
+        Optional[str],
+        typer.Option(
+            "--max-memory", metavar="SIZE",
+            help="Keep at most SIZE (800M, 2G, 0) of de-quantized weights between tokens; the rest is de-quantized again each step. "
+            "Default: half the available RAM, at most 1G.",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -74,8 +83,10 @@ def generate(
         from ..compute.decoding import Sampling
         from ..compute.generate import generate as run_generate
         from ..compute.options import InspectOptions
+        from ..loading.budget import parse_size
         from ..loading.model import load_model
 
+        budget = None if max_memory is None else parse_size(max_memory)
         refuse_unless(ctx, sample, "--sample", "temperature", "top_k", "top_p", "seed", why=" (greedy decoding draws nothing)")
         asked = query is not None or query_index is not None
         refuse_unless(ctx, asked, "--query or --query-index", "layer", "head", "steps", why=" (the token to inspect)")
@@ -83,6 +94,7 @@ def generate(
         m = load_model(model)
         result = run_generate(
             m, read_text(text), max_new_tokens, Sampling(sample, temperature, top_k, top_p, seed), top, chat, system, view, use_cache=cache,
+            max_memory=budget,
         )
         if html is not None:
             _write_page(m, result, html)

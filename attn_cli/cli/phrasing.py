@@ -39,6 +39,7 @@ FLAGS = {
     "chat": "--chat",
     "system": "--system",
     "max_new_tokens": "-n",
+    "max_memory": "--max-memory",
     "Sampling.sample=True": "--sample",
     "Sampling.temperature": "--temperature",
     "Sampling.top_k": "--top-k",

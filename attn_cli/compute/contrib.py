@@ -351,7 +351,7 @@ def _logit_contributions(
 
     head = lm_head(model.weights, model.spec)
     normed = reruns.output.astype(np.float64)
-    logit = float(sum(sign * normed @ head[t].astype(np.float64) for sign, t in zip(signs, tokens, strict=True)))
+    logit = float(sum(sign * normed @ head.row(t).astype(np.float64) for sign, t in zip(signs, tokens, strict=True)))
     by_head = np.stack([[padded(h) for h in heads[n]] for n in layers])
     explained = LogitExplained(position, chosen, foil, logit, np.stack([padded(direct[n]) for n in layers]), by_head)
     return ContribResult(
@@ -373,7 +373,7 @@ def alti_logit_rows(model: Model, ids: np.ndarray, position: int, tokens: tuple[
     s, w = model.spec, model.weights
     ids = np.asarray(ids[: position + 1])
     head = lm_head(w, s)
-    scaled = w[layout.final_norm].astype(np.float64)[:, None] * head[list(tokens)].astype(np.float64).T  # (hidden, tokens): γ·W_U[t]
+    scaled = w[layout.final_norm].astype(np.float64)[:, None] * np.stack([head.row(t) for t in tokens]).astype(np.float64).T  # (hidden, tokens): γ·W_U[t]
     if layout.centred:  # LayerNorm: centring is a symmetric projection, so it moves onto the direction
         scaled = scaled - scaled.mean(axis=0)
     projected, pre = [], None

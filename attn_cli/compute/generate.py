@@ -138,11 +138,14 @@ def generate(
     inspect: InspectOptions | None = None,
     use_cache: bool = True,
     on_step=None,
+    max_memory: int | None = None,
 ) -> GenerateResult:
     """Generate up to `max_new_tokens` after `prompt` (greedy unless `sampling.sample`), stopping
     at the model's EOS (included). `on_step(step)` is called as each token is written. With
     `inspect`, whose query (or query_index, negative from the end) names a token of the whole
-    sequence, the result also holds inspect's view of that token (its layer, head, steps, ...)."""
+    sequence, the result also holds inspect's view of that token (its layer, head, steps, ...).
+    `max_memory`: bytes of de-quantized weights kept between steps (`loading.model.kept`; None:
+    the default share of RAM); the rest is de-quantized again at each step, to the same numbers."""
     if inspect is not None and inspect.query is None and inspect.query_index is None:
         raise OptionError("the inspect options name no token to inspect", "give them a `query` or a `query_index`")
     if model.has_cross_attention:  # T5, BART, Marian: the decoder writes a target for the source
@@ -162,7 +165,7 @@ def generate(
         raise InputError(f"`max_new_tokens={max_new_tokens}` is not valid", "give `max_new_tokens` 1 or more")
     sampling = sampling or Sampling()
     sampling.validate()
-    model = kept(model)
+    model = kept(model, max_memory)
     tok = prompt_tokenization(model, prompt, chat, system)
     check_length(model, len(tok.tokens), max_new_tokens)
     eos = eos_ids(model)

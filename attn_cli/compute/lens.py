@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..loading.model import Model
+from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, decoded_piece, tokenize
 from ..maths.sampling import log_softmax, top_tokens
 from ..models.base import lm_head
@@ -70,7 +70,10 @@ def lens(
     position = q.token_indices[-1]
     before = [int(i) for i in tok.ids[: position + 1]]
     rows = []
-    head = lm_head(model.weights, model.spec)  # read (de-quantized) once, not once per layer
+    model = kept(model)
+    head = lm_head(model.weights, model.spec)
+    for _ in head.blocks():  # read first, so that the budget keeps the head (read at every layer) before layers (read once)
+        pass
     for trace in model.trace(tok.ids[: position + 1]):  # later tokens cannot change this position
         logprobs = log_softmax(model.arch.logits(model.weights, model.spec, trace.hidden[-1:], head)[0])
         top = tuple(Candidate(int(i), decoded_piece(model.tokenizer, before, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top_k))

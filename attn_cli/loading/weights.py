@@ -191,6 +191,14 @@ class SafetensorsWeights:
             raise ModelError(f"{what} {int(indices.max())} is beyond the {len(array):,} rows of {name}", fix)
         return _to_float32(np.asarray(array[indices]), dtype)
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._raw(name)[0].shape
+
+    def row_range(self, name: str, start: int, stop: int) -> np.ndarray:
+        """`weights[name][start:stop]`: a bfloat16 head converted a block at a time."""
+        array, dtype = self._raw(name)
+        return _to_float32(array[start:stop], dtype)
+
 
 def _shards(index: Path) -> list[str]:
     """The shard file names an index's weight_map points at: {"weight_map": {tensor: file}}."""
@@ -231,29 +239,3 @@ def open_weights(folder: Path, prefixes: tuple[str, ...]) -> SafetensorsWeights:
             "AutoModel.from_pretrained(path).save_pretrained(path, safe_serialization=True)",
         )
     raise ModelError(f"{folder} has no model.safetensors", "point --model at a folder with model.safetensors")
-
-
-class KeptWeights:
-    """Weights read and converted to float32 once, then kept: what a run that reads every tensor
-    many times needs (`attn generate` runs every layer once per new token; a bf16 or quantized
-    tensor is converted once per run, not once per step)."""
-
-    def __init__(self, weights) -> None:
-        self._weights = weights
-        self._kept: dict[str, np.ndarray] = {}
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._weights
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._kept:
-            self._kept[name] = np.ascontiguousarray(self._weights[name], dtype=np.float32)
-        return self._kept[name]
-
-    def rows(self, name: str, indices: np.ndarray) -> np.ndarray:
-        if name in self._kept:
-            return self._kept[name][indices]
-        return self._weights.rows(name, indices)
-
-    def release(self) -> None:
-        """Nothing to let go of: keeping is the point."""
