@@ -26,7 +26,7 @@ from gguf_helpers import packaged_gguf
 from helpers import attn, validate
 
 from attn_cli.compute.result import json_schema
-from attn_cli.compute.routes import _layer, layer_inputs, route_edges, routes
+from attn_cli.compute.routes import layer_inputs, rerun_layer, route_edges, routes
 from attn_cli.compute.routes_sums import layer_sums, value_vectors
 from attn_cli.loading.model import kept, load_model
 
@@ -39,7 +39,7 @@ def decomposed(model, ids):
     """Per layer: (its trace, its LayerSums, (heads, seq, hidden) value vectors)."""
     inputs = layer_inputs(model, ids)
     for layer in range(model.spec.layers):
-        trace = _layer(model, ids, layer, inputs[layer])
+        trace = rerun_layer(model, ids, layer, inputs[layer])
         yield trace, layer_sums(model, trace, inputs[layer], inputs[layer + 1]), value_vectors(model, trace)
 
 
@@ -148,3 +148,14 @@ def test_on_the_tools_families_the_shared_code_keeps_the_tools_edges_within_1e6(
         else:
             want = (ffn if e.kind == "ffn" else attention_residual if e.into == "attention" else ffn_residual)[e.layer, e.target]
             assert abs(e.weight - float(want)) <= 1e-6
+
+
+def test_a_parallel_layer_is_listed_and_drawn_into_its_output(tmp_path):
+    out = tmp_path / "routes.svg"
+    p = attn("routes", "The capital of France is", "-m", str(TINY / "gpt_neox"), "-o", str(out), "--json", env={"NO_COLOR": "1"})
+    assert p.returncode == 0, p.stderr
+    edges = json.loads(p.stdout)["edges"]
+    assert edges and all(e["into"] == "output" for e in edges)
+    assert out.read_text().count("<line") == sum(2 if e["kind"] == "ffn" else 1 for e in edges)
+    screen = attn("routes", "The capital of France is", "-m", str(TINY / "gpt_neox"), env={"NO_COLOR": "1"}).stdout
+    assert "output ← attention ← " in screen and "output ← feed-forward" in screen

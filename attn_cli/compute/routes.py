@@ -141,7 +141,7 @@ def route_edges(model: Model, ids: np.ndarray, position: int, threshold: float) 
     reached = {position}  # positions whose layer output the routes reach
     edges: list[RouteEdge] = []
     for layer in reversed(range(s.layers)):
-        trace = _layer(model, ids, layer, inputs[layer])
+        trace = rerun_layer(model, ids, layer, inputs[layer])
         sums = layer_sums(model, trace, inputs[layer], inputs[layer + 1])
         step = _parallel_edges if sums.parallel else _sequential_edges
         layer_edges, reached = step(model, trace, sums, sorted(reached), threshold)
@@ -208,7 +208,7 @@ def _attention_edges(edges: list[RouteEdge], layer: int, t: int, heads: np.ndarr
     return {int(j) for j in keys}
 
 
-def _layer(model: Model, ids: np.ndarray, layer: int, x: np.ndarray):
+def rerun_layer(model: Model, ids: np.ndarray, layer: int, x: np.ndarray):
     """Layer `layer` run again alone from its input x, keeping its feed-forward's output."""
     passes = model.trace(ids, interventions=Interventions(capture={"ffn"}, resume=Resume(layer, x)))
     try:
