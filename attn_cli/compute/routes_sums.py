@@ -121,10 +121,9 @@ def layer_sums(model: Model, trace, x: np.ndarray, post: np.ndarray) -> LayerSum
     w_o = model.arch.output_projection(w, layer).astype(np.float64)
     b_o = wiring.output_bias(w, layer, s)
     bias = np.zeros(s.hidden) if b_o is None else b_o.astype(np.float64)
-    b_v = wiring.value_bias(w, layer, s)
+    b_v = head_value_bias(model, trace)
     if b_v is not None:  # Σ_j α_tj = 1: each head writes b_V^h·W_O^h whatever it attends to
-        heads = b_v.astype(np.float64).reshape(s.kv_heads, s.head_dim)[[trace.kv_head(h) for h in range(s.heads)]]
-        bias = bias + heads.reshape(-1) @ w_o
+        bias = bias + b_v.reshape(-1) @ w_o
     gain, scale = wiring.attention_norm(w, layer, s), None
     bias = np.broadcast_to(bias, mid.shape)
     if gain is not None:
@@ -139,8 +138,14 @@ def value_vectors(model: Model, trace) -> np.ndarray:
     s = model.spec
     w_o = model.arch.output_projection(model.weights, trace.layer)
     f = head_vectors(trace, w_o)
-    bias = WIRING[s.model_type].value_bias(model.weights, trace.layer, s)
-    if bias is not None:  # b_V·W_O^h, one vector per head, taken off every position
-        b = bias.astype(np.float64).reshape(s.kv_heads, s.head_dim)[[trace.kv_head(h) for h in range(s.heads)]]
+    b = head_value_bias(model, trace)
+    if b is not None:  # b_V·W_O^h, one vector per head, taken off every position
         f -= np.einsum("hd,hdo->ho", b, w_o.astype(np.float64).reshape(s.heads, s.head_dim, -1))[:, None, :]
     return f
+
+
+def head_value_bias(model: Model, trace) -> np.ndarray | None:
+    """Each head's b_V (a grouped-query head's is its value head's): (heads, head_dim) float64, or None."""
+    s = model.spec
+    bias = WIRING[s.model_type].value_bias(model.weights, trace.layer, s)
+    return None if bias is None else bias.astype(np.float64).reshape(s.kv_heads, s.head_dim)[[trace.kv_head(h) for h in range(s.heads)]]
