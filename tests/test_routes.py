@@ -127,7 +127,7 @@ def test_at_a_position_reads_only_the_tokens_up_to_it(models):
 
 
 def test_refusals():
-    with pytest.raises(ModelError, match="pre-LN decoders"):
+    with pytest.raises(ModelError, match="routes are defined here for decoders"):
         routes(load_model(TINY / "bert"), "The cat sat.")
     with pytest.raises(InputError, match="threshold"):
         routes(load_model(TINY / "llama"), "The cat sat.", threshold=1.0)

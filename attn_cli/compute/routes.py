@@ -4,13 +4,16 @@ built from the top down and streamed (docs/contributions.md states the definitio
 
 Each layer l has, per position t, two sums: the attention's, a_t = x_t + Σ_h Σ_j α_tj^h·v_j^h·W_O^h
 + biases (x_t the layer's input; `resid_mid`), and the feed-forward's, y_t = a_t + FFN(a_t)
-(`resid_post`). A part p of a sum s has the proximity max(‖s‖₁ - ‖s - p‖₁, 1e-5) (plain L1),
-divided by the sum of the proximities of all the parts of s:
+(`resid_post`); a family that norms a branch's write before the residual sum has it linearised,
+and a parallel layer one sum y_t = x_t + A_t + F_t (`routes_sums` states how). A part p of a sum
+s has the proximity max(‖s‖₁ - ‖s - p‖₁, 1e-5) (plain L1), divided by the sum of the
+proximities of all the parts of s:
 
 - attention: one part per key position j and head h, α_tj^h·(v_j^h - b_V^h)·W_O^h (without
   b_V; a key the query cannot see is a part of 0: its proximity 1e-5 counts in the sum, as in
   the tool, but it is no edge), and the residual x_t;
-- feed-forward: its output FFN(a_t) and the residual a_t.
+- feed-forward: its output FFN(a_t) and the residual a_t;
+- a parallel layer's output: the heads' parts, the residual x_t and the feed-forward's F_t.
 
 Then the threshold: every share at or below it is dropped, each position's remaining shares
 divided by their sum (per head, before the heads are summed; the tool's feed-forward sums over
@@ -25,35 +28,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, ModelError
-from ..loading.model import Model, Weights
+from ..loading.model import Model
 from ..loading.tokenizer import Tokenization, tokenize
 from ..models import Interventions, Resume
 from ..records import frozen
-from .contrib import head_vectors
 from .inspect import model_info
 from .query import Query, resolve_query
 from .result import ModelInfo, document_header, floats, query_json
+from .routes_sums import WIRING, LayerSums, layer_sums, value_vectors
 
 FLOOR = 1e-5  # the tool's EPS: the least proximity of a part
 KINDS = ("attention", "ffn", "residual")
-
-
-def _no_bias(w: Weights, layer: int, hidden: int) -> np.ndarray | None:
-    return None
-
-
-def _gpt2_bias(w: Weights, layer: int, hidden: int) -> np.ndarray | None:
-    return w[f"h.{layer}.attn.c_attn.bias"][2 * hidden :]  # the fused q, k, v bias: v is the last third
-
-
-def _llama_bias(w: Weights, layer: int, hidden: int) -> np.ndarray | None:
-    name = f"layers.{layer}.self_attn.v_proj.bias"
-    return w[name] if name in w else None
-
-
-# The pre-LN decoders whose layer is x + attention, then + FFN, with each head's write linear in
-# the values: the families routes cover, and where each keeps b_V ((kv_heads·head_dim,) or None).
-VALUE_BIAS = {"gpt2": _gpt2_bias, "llama": _llama_bias, "mistral": _llama_bias, "qwen2": _llama_bias, "qwen3": _llama_bias}
 
 
 @frozen
@@ -62,7 +47,8 @@ class RouteEdge:
     or the token embedding at layer 0), the attention's sum a, the feed-forward and the output y.
     kind attention: from position `source`'s input to `target`'s a (`heads`: the share through
     each head, summing to `weight`); residual into "attention": t's input to t's a; residual
-    into "ffn": t's a to t's y; ffn: t's a through the feed-forward to t's y."""
+    into "ffn": t's a to t's y; ffn: t's a through the feed-forward to t's y. In a parallel
+    layer (GPT-NeoX: y = x + A + F) every edge is `into` "output": from the input straight to y."""
 
     layer: int
     source: int
@@ -102,13 +88,16 @@ class RoutesResult:
         for layer in reversed(range(self.model.layers)):
             edges = [e for e in self.edges if e.layer == layer]
             mid = np.zeros_like(out)  # what reaches each position's attention sum
+            below = np.zeros_like(out)  # what reaches each position's layer input
             for e in edges:
-                if e.kind == "ffn" or e.into == "ffn":
+                if e.into == "output":  # a parallel layer: from the input straight into the output
+                    below[e.source] += out[e.target] * e.weight
+                elif e.kind == "ffn" or e.into == "ffn":
                     mid[e.target] += out[e.target] * e.weight
-            out = np.zeros_like(out)
             for e in edges:
-                if e.kind == "attention" or e.into == "attention":
-                    out[e.source] += mid[e.target] * e.weight
+                if e.into == "attention" or (e.kind == "attention" and e.into is None):
+                    below[e.source] += mid[e.target] * e.weight
+            out = below
         return out
 
     def to_json(self) -> dict:
@@ -121,9 +110,9 @@ class RoutesResult:
 def routes(model: Model, text: str, at: int | None = None, threshold: float = 0.04) -> RoutesResult:
     """The information-flow routes to the prediction at position `at` (default: the last token;
     negative counts from the end), edges with weight above `threshold` (see the module)."""
-    if model.spec.model_type not in VALUE_BIAS or not model.spec.causal:
+    if model.spec.model_type not in WIRING or not model.spec.causal:
         raise ModelError(
-            f"routes are defined here for pre-LN decoders (gpt2, llama, mistral, qwen2, qwen3), not {model.spec.model_type}",
+            f"routes are defined here for decoders ({', '.join(sorted(WIRING))}), not {model.spec.model_type}",
             "use a decoder of those families, e.g. -m smollm2",
         )
     if not 0.0 <= threshold < 1.0:
@@ -152,62 +141,80 @@ def route_edges(model: Model, ids: np.ndarray, position: int, threshold: float) 
     reached = {position}  # positions whose layer output the routes reach
     edges: list[RouteEdge] = []
     for layer in reversed(range(s.layers)):
-        trace = _layer(model, ids, layer, inputs[layer])
-        post = inputs[layer + 1].astype(np.float64)
-        mid = post - trace.ffn.astype(np.float64)  # the attention's sum, a_t: y_t less the feed-forward's output
-        x = inputs[layer].astype(np.float64)
-        layer_edges, attended = [], set()
-        for t in sorted(reached):
-            ffn, resid = (float(c) for c in thresholded(proximities(post[t], np.stack([trace.ffn[t].astype(np.float64), mid[t]])), threshold))
-            if ffn > threshold:
-                layer_edges.append(RouteEdge(layer, t, t, "ffn", ffn))
-            if resid > threshold:
-                layer_edges.append(RouteEdge(layer, t, t, "residual", resid, into="ffn"))
-            if max(ffn, resid) > threshold:
-                attended.add(t)
-        if attended:
-            vectors = value_vectors(model, trace, layer)
-            rows = sorted(attended)
-            weights = trace.rows(rows)[2].astype(np.float64)  # (heads, rows, seq)
-            seen = trace.visible(rows)  # (rows, seq): a key the query cannot see is a part of 0, its floor in the sum, but no edge
-            below: set[int] = set()
-            for row, t in enumerate(rows):
-                heads, resid = attention_shares(weights[:, row], vectors, x[t], mid[t], threshold)
-                total = heads.sum(axis=0)
-                for j in np.flatnonzero((total > threshold) & seen[row]):
-                    layer_edges.append(RouteEdge(layer, int(j), t, "attention", float(total[j]), heads=heads[:, j]))
-                    below.add(int(j))
-                if resid > threshold:
-                    layer_edges.append(RouteEdge(layer, t, t, "residual", resid, into="attention"))
-                    below.add(t)
-            reached = below
-        else:
-            reached = set()
+        trace = rerun_layer(model, ids, layer, inputs[layer])
+        sums = layer_sums(model, trace, inputs[layer], inputs[layer + 1])
+        step = _parallel_edges if sums.parallel else _sequential_edges
+        layer_edges, reached = step(model, trace, sums, sorted(reached), threshold)
         edges.extend(sorted(layer_edges, key=lambda e: (e.target, KINDS.index(e.kind), e.into or "", e.source)))
         if not reached:
             break
     return edges
 
 
-def _layer(model: Model, ids: np.ndarray, layer: int, x: np.ndarray):
+def _sequential_edges(model: Model, trace, sums: LayerSums, reached: list[int], threshold: float) -> tuple[list[RouteEdge], set[int]]:
+    """A layer x → mid → y: the feed-forward's sum at each reached position, then the attention's
+    sum where the routes go on. -> (its edges, the positions of its input they reach)."""
+    layer, layer_edges, attended = trace.layer, [], set()
+    for t in reached:
+        ffn, resid = (float(c) for c in thresholded(proximities(sums.post[t], np.stack([sums.ffn[t], sums.mid[t]])), threshold))
+        if ffn > threshold:
+            layer_edges.append(RouteEdge(layer, t, t, "ffn", ffn))
+        if resid > threshold:
+            layer_edges.append(RouteEdge(layer, t, t, "residual", resid, into="ffn"))
+        if max(ffn, resid) > threshold:
+            attended.add(t)
+    below: set[int] = set()
+    for t, heads, (resid,) in _attention_rows(model, trace, sums, sorted(attended), lambda t: (sums.x[t],), sums.mid, threshold):
+        below |= _attention_edges(layer_edges, layer, t, heads, None, threshold)
+        if resid > threshold:
+            layer_edges.append(RouteEdge(layer, t, t, "residual", resid, into="attention"))
+            below.add(t)
+    return layer_edges, below
+
+
+def _parallel_edges(model: Model, trace, sums: LayerSums, reached: list[int], threshold: float) -> tuple[list[RouteEdge], set[int]]:
+    """A parallel layer, y = x + A + F: one sum per reached position, of the residual x, each
+    head's part and the feed-forward's F, every edge from the layer's input `into` its output."""
+    layer, layer_edges, below = trace.layer, [], set()
+    for t, heads, (resid, ffn) in _attention_rows(model, trace, sums, reached, lambda t: (sums.x[t], sums.ffn[t]), sums.post, threshold):
+        below |= _attention_edges(layer_edges, layer, t, heads, "output", threshold)
+        for kind, share in (("ffn", ffn), ("residual", resid)):
+            if share > threshold:
+                layer_edges.append(RouteEdge(layer, t, t, kind, share, into="output"))
+                below.add(t)
+    return layer_edges, below
+
+
+def _attention_rows(model: Model, trace, sums: LayerSums, rows: list[int], others, whole: np.ndarray, threshold: float):
+    """Per row t: (t, its heads' shares (heads, seq), the shares of the parts `others(t)`) of the
+    sum whole[t], the heads' parts scaled by the linearised norm's row scale where there is one."""
+    if not rows:
+        return
+    vectors = value_vectors(model, trace)
+    weights = trace.rows(rows)[2].astype(np.float64)  # (heads, rows, seq)
+    seen = trace.visible(rows)  # (rows, seq): a key the query cannot see is a part of 0, its floor in the sum, but no edge
+    for row, t in enumerate(rows):
+        scale = None if sums.scale is None else sums.scale[t]
+        heads, rest = attention_shares(weights[:, row], vectors, np.stack(others(t)), whole[t], threshold, scale)
+        yield t, heads if seen is None else np.where(seen[row][None], heads, 0.0), rest
+
+
+def _attention_edges(edges: list[RouteEdge], layer: int, t: int, heads: np.ndarray, into: str | None, threshold: float) -> set[int]:
+    """The attention edges into position t from the keys (seen) whose heads' shares add up past the threshold -> their positions."""
+    total = heads.sum(axis=0)
+    keys = np.flatnonzero(total > threshold)
+    for j in keys:
+        edges.append(RouteEdge(layer, int(j), t, "attention", float(total[j]), heads=heads[:, j], into=into))
+    return {int(j) for j in keys}
+
+
+def rerun_layer(model: Model, ids: np.ndarray, layer: int, x: np.ndarray):
     """Layer `layer` run again alone from its input x, keeping its feed-forward's output."""
     passes = model.trace(ids, interventions=Interventions(capture={"ffn"}, resume=Resume(layer, x)))
     try:
         return next(passes)
     finally:
         passes.close()
-
-
-def value_vectors(model: Model, trace, layer: int) -> np.ndarray:
-    """(v_j^h - b_V^h)·W_O^h for every head and position: (heads, seq, hidden), float64."""
-    s = model.spec
-    w_o = model.arch.output_projection(model.weights, layer)
-    f = head_vectors(trace, w_o)
-    bias = VALUE_BIAS[s.model_type](model.weights, layer, s.hidden)
-    if bias is not None:  # b_V·W_O^h, one vector per head, taken off every position
-        b = bias.astype(np.float64).reshape(s.kv_heads, s.head_dim)[[trace.kv_head(h) for h in range(s.heads)]]
-        f -= np.einsum("hd,hdo->ho", b, w_o.astype(np.float64).reshape(s.heads, s.head_dim, -1))[:, None, :]
-    return f
 
 
 def proximities(whole: np.ndarray, parts: np.ndarray) -> np.ndarray:
@@ -223,18 +230,20 @@ def thresholded(shares: np.ndarray, threshold: float) -> np.ndarray:
     return kept / total if total > 0 else kept
 
 
-def attention_shares(weights: np.ndarray, vectors: np.ndarray, x: np.ndarray, whole: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
-    """One query row's attention graph: weights (heads, seq) its α, vectors (heads, seq, hidden)
-    the heads' value vectors, x (hidden,) its residual, whole (hidden,) the attention's sum.
-    -> (heads, seq) the thresholded share of each head and key, and the residual's share. One
-    head at a time: a (seq, hidden) temporary, never (heads, seq, hidden)."""
+def attention_shares(
+    weights: np.ndarray, vectors: np.ndarray, others: np.ndarray, whole: np.ndarray, threshold: float, scale: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query row's sum: weights (heads, seq) its α, vectors (heads, seq, hidden) the heads'
+    value vectors (times `scale` (hidden,), the linearised norm's, where given), others (n,
+    hidden) its other parts (the residual; in a parallel layer also the feed-forward), whole
+    (hidden,) the sum. -> (heads, seq) the thresholded share of each head and key, (n,) the
+    others'. One head at a time: a (seq, hidden) temporary, never (heads, seq, hidden)."""
     norm = np.abs(whole).sum()
     c = np.empty(weights.shape)
     for h in range(weights.shape[0]):
-        c[h] = norm - np.abs(whole[None] - weights[h][:, None] * vectors[h]).sum(axis=-1)
-    resid = norm - np.abs(whole - x).sum()
+        part = weights[h][:, None] * vectors[h]
+        c[h] = norm - np.abs(whole[None] - (part if scale is None else part * scale)).sum(axis=-1)
+    rest = np.maximum(norm - np.abs(whole[None] - others).sum(axis=-1), FLOOR)
     c = np.maximum(c, FLOOR)
-    resid = max(resid, FLOOR)
-    total = c.sum() + resid
-    shares = thresholded(np.append(c.ravel(), resid) / total, threshold)
-    return shares[:-1].reshape(c.shape), float(shares[-1])
+    shares = thresholded(np.append(c.ravel(), rest) / (c.sum() + rest.sum()), threshold)
+    return shares[: c.size].reshape(c.shape), shares[c.size :]

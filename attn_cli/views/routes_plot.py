@@ -61,13 +61,15 @@ def drawing(result: RoutesResult) -> tuple[list[tuple], int, int]:
     for e in result.edges:
         stroke = 0.6 + 5.0 * e.weight
         low, mid, high = 2 * e.layer, 2 * e.layer + 1, 2 * e.layer + 2
+        if e.into == "output":  # a parallel layer: every edge runs from the input straight to the output
+            mid = low if e.kind != "attention" else high
         if e.kind == "attention" or e.into == "attention":
             shapes.append(("line", col[e.source], y(low), col[e.target], y(mid), COLOURS[e.kind], stroke))
             nodes |= {(e.source, low), (e.target, mid)}
         elif e.kind == "residual":
             shapes.append(("line", col[e.target], y(mid), col[e.target], y(high), COLOURS["residual"], stroke))
         else:
-            box = (col[e.target] + COL * 0.3, y(mid + 0.5))
+            box = (col[e.target] + COL * 0.3, y((mid + high) / 2))
             shapes += [("line", col[e.target], y(mid), *box, COLOURS["ffn"], stroke), ("line", *box, col[e.target], y(high), COLOURS["ffn"], stroke)]
             shapes.append(("box", *box, COLOURS["ffn"]))
     shapes += [("node", col[p], y(level), "#212529") for p, level in sorted(nodes)]

@@ -49,12 +49,13 @@ def _position(result: RoutesResult, edges: list[RouteEdge], t: int, colour: bool
     """One position's edges in one layer: its output's parts, then its attention sum's."""
     out = Text("  ")
     out.append(_token(result, t), style="cyan" if colour else "")
-    ffn = [e for e in edges if e.kind == "ffn" or e.into == "ffn"]
+    ffn = [e for e in edges if e.kind == "ffn" or e.into == "ffn" or (e.kind == "residual" and e.into == "output")]
     if ffn:
         out.append("\n    output ← " + " · ".join(f"{'feed-forward' if e.kind == 'ffn' else 'residual'} {e.weight:.2f}" for e in ffn))
     attention = sorted((e for e in edges if e.kind == "attention"), key=lambda e: -e.weight)
     for e in attention:
-        out.append(f"\n    attention ← {_token(result, e.source)} {e.weight:.2f}")
+        into = "attention" if e.into is None else "output ← attention"  # a parallel layer's attention enters the output
+        out.append(f"\n    {into} ← {_token(result, e.source)} {e.weight:.2f}")
         top = [h for h in np.argsort(-e.heads, kind="stable")[:TOP_HEADS] if e.heads[h] > 0]
         out.append(" (" + ", ".join(f"h{h} {e.heads[h]:.2f}" for h in top) + ")", style="dim")
     for e in edges:
