@@ -67,9 +67,18 @@ def test_refusals_are_one_line_with_the_usage_status(args, message):
         assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
-def test_alti_on_gemma3_is_refused_as_the_model_s_limit():
-    p = attn("contrib", TEXT, "-i", "2", "-m", str(TINY / "gemma3"))
-    assert p.returncode not in (0, ExitStatus.USAGE) and "ALTI is not defined here for gemma3" in p.stderr
+@pytest.mark.parametrize(
+    "model, method, message, fix",
+    [
+        ("gemma3", "alti", "ALTI is not defined here for gemma3", "use --method value-zeroing or --method norms"),
+        ("bert", "alti-logit", "ALTI-Logit explains a decoder's next token; bert is an encoder and predicts none", "use --method alti"),
+    ],
+)
+def test_a_method_that_does_not_fit_the_model_is_a_usage_error_naming_one_that_does(model, method, message, fix):
+    """The model is fine, the method does not apply to it: exit 2 (as ablate --target and knockout on an encoder), not 4."""
+    p = attn("contrib", TEXT, "-i", "2", "-m", str(TINY / model), "--method", method)
+    assert p.returncode == ExitStatus.USAGE and p.stdout == "", p.stderr
+    assert message in p.stderr and fix in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, tokenize
 from ..maths.analysis import output_slices, transformed_vectors
@@ -227,13 +227,23 @@ ALTI_LAYOUTS = {
 
 
 def alti_layout(model: Model) -> AltiLayout:
+    """Where `model`'s family keeps what ALTI reads. A family it does not cover is the method's
+    limit, not a fault of the model: refused as an option that does not fit it."""
     layout = ALTI_LAYOUTS.get(model.spec.model_type)
     if layout is None:
-        raise ModelError(
-            f"ALTI is not defined here for {model.spec.model_type} (its attention output is normalised before the residual sum)",
-            "use --method value-zeroing or norms",
+        raise OptionError(
+            f"ALTI is not defined here for {model.spec.model_type} ({_WHY_NOT_ALTI.get(model.spec.model_type, _UNCHECKED)})",
+            "use `method='value-zeroing'` or `method='norms'`",
         )
     return layout
+
+
+_UNCHECKED = "its decomposition is not checked against the reference code here"
+_WHY_NOT_ALTI = {
+    "gemma2": "its attention output is normalised before the residual sum",
+    "gemma3": "its attention output is normalised before the residual sum",
+    "olmo2": "its attention output is normalised before the residual sum",
+}
 
 
 def head_vectors(trace: LayerTrace, w_o: np.ndarray) -> np.ndarray:
@@ -329,9 +339,10 @@ def _logit_contributions(
     model: Model, text: str, query: str | None, query_index: int | None, layers: list[int], target: str | None,
     target_id: int | None, contrast: str | None, contrast_id: int | None,
 ) -> ContribResult:
-    layout = alti_layout(model)
-    if layout.final_norm is None or not model.arch.decodes:
-        raise ModelError(f"ALTI-Logit explains a decoder's next token; {model.spec.model_type} does not predict one", "use --method alti")
+    if not model.arch.decodes:  # before ALTI's own limits: the method asks for a next token first
+        working = "`method='alti'`" if model.spec.model_type in ALTI_LAYOUTS else "`method='value-zeroing'` or `method='norms'`"
+        raise OptionError(f"ALTI-Logit explains a decoder's next token; {model.spec.model_type} is an encoder and predicts none", f"use {working}")
+    alti_layout(model)  # refuse a family ALTI does not cover before running anything
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index if query is not None or query_index is not None else -1)
     position = q.token_indices[-1]  # the query's last token, else the text's: the one predicting the next
