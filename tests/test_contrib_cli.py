@@ -107,6 +107,16 @@ def test_alti_logit_json_explains_the_given_target_against_a_foil(lm):
     assert not any(doc["whole"][5:]) and any(doc["whole"][:5])
 
 
+def test_a_contrast_equal_to_the_target_is_refused(lm):
+    """Target minus itself is 0 at every layer: a usage error, not a screen of zeros."""
+    text = "The quick brown fox looks at the lazy dog"
+    top = json.loads(attn("contrib", text, "-m", lm, "--method", "alti-logit", "-t", "a", "--json").stdout)["logit"]["target"]
+    p = attn("contrib", text, "-m", lm, "--method", "alti-logit", "-t", "a", "--contrast", "a")
+    assert p.returncode == ExitStatus.USAGE and p.stdout == "", p.stderr
+    assert f"the contrast {top['text']!r} is the target itself (token {top['id']}): their logit difference is 0 everywhere" in p.stderr, p.stderr
+    assert "give --contrast a token other than the target" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("columns", ["40", "80", "120"])
 def test_alti_logit_screens_fit_the_width(lm, columns):
     p = attn("contrib", TEXT, "-m", lm, "--method", "alti-logit", "--contrast", "the", env={"COLUMNS": columns, "NO_COLOR": "1"})

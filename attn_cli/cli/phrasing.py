@@ -29,6 +29,7 @@ FLAGS = {
     "metric": "--metric",
     "metric='weight'": "--metric weight",
     "key": "--key",
+    "contrast": "--contrast",
     "method='alti'": "--method alti",
     "method='value-zeroing'": "--method value-zeroing",
     "method='norms'": "--method norms",

@@ -349,6 +349,11 @@ def _logit_contributions(
     reruns = Reruns(model, np.asarray(tok.ids), position)
     chosen = reruns.target(target, target_id)
     foil = reruns.target(contrast, contrast_id) if contrast is not None or contrast_id is not None else None
+    if foil is not None and foil.id == chosen.id:  # the difference would be 0 at every layer and token
+        raise OptionError(
+            f"the contrast {foil.text!r} is the target itself (token {foil.id}): their logit difference is 0 everywhere",
+            "give `contrast` a token other than the target",
+        )
     tokens = (chosen.id,) if foil is None else (chosen.id, foil.id)
     direct, rolled, heads = alti_logit_rows(reruns.model, reruns.ids, position, tokens)
     signs = np.array([1.0, -1.0][: len(tokens)])
