@@ -41,6 +41,16 @@ def test_one_layer_without_rollout_on_a_decoder():
     assert not any(doc["layers"][0]["contributions"][5:])  # after the query: never read
 
 
+def test_no_query_on_a_decoder_is_its_last_token():
+    """As ablate and knockout: the last token, the one that reads the whole text (an encoder still needs a query)."""
+    text = "The quick brown fox looks at the lazy dog"
+    plain = attn("contrib", text, "-m", str(TINY / "llama"), "--json")
+    assert plain.returncode == 0, plain.stderr
+    doc = json.loads(plain.stdout)
+    assert doc["query"]["token_indices"] == [len(doc["tokens"]) - 1]
+    assert doc == json.loads(attn("contrib", text, "-m", str(TINY / "llama"), "-i", "-1", "--json").stdout)
+
+
 @pytest.mark.parametrize("columns", ["40", "80", "120"])
 @pytest.mark.parametrize("model", [None, "gpt2"])
 def test_screens_fit_the_width(model, columns):

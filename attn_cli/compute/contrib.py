@@ -106,7 +106,8 @@ def contributions(
     layer: str | int = "all", rollout: bool = False, target: str | None = None, target_id: int | None = None,
     contrast: str | None = None, contrast_id: int | None = None,
 ) -> ContribResult:
-    """Each input position's contribution to the query's representation in each layer (see the module)."""
+    """Each input position's contribution to the query's representation in each layer (see the
+    module). No query: a decoder's last token; an encoder needs one."""
     if method not in METHODS:
         raise InputError(f"contribution method {method!r}", f"use one of: {', '.join(METHODS)}")
     if method != "alti-logit" and any(x is not None for x in (target, target_id, contrast, contrast_id)):
@@ -117,6 +118,8 @@ def contributions(
     if method == "alti":
         alti_layout(model)  # refuse a family ALTI does not cover before running anything
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    if model.spec.causal and query is None and query_index is None:
+        query_index = -1  # a decoder's last token reads the whole text (as ablate and knockout); an encoder's last is [SEP]
     q = resolve_query(tok, query, query_index)
     seq = len(tok.ids)
     # A decoder's token i reads positions 0 … i only: later tokens change nothing asked for.
