@@ -161,7 +161,9 @@ def _logprobs(model, hidden, position):
     return log_softmax(logits(final, lm_head(model.weights, model.spec), model.spec)[0])
 
 
-@pytest.mark.parametrize("mode, texts, message", [("zero", DATASET, "mode 'zero'"), ("mean", ["", "  "], "empty")])
+@pytest.mark.parametrize(
+    "mode, texts, message", [("zero", DATASET, r"^`mean_over` needs `mode='mean'` \(the mode is 'zero'\)$"), ("mean", ["", "  "], "empty")]
+)
 def test_ablate_mean_over_is_refused_without_mode_mean_or_texts(load, mode, texts, message):
     model, ref = load("gpt2")
     with pytest.raises(InputError, match=message):

@@ -24,6 +24,8 @@ FLAGS = {
     "target_id": "--target-id",
     "window": "--window",
     "mode": "--mode",
+    "mode='mean'": "--mode mean",
+    "mean_over": "--mean-over",
     "steps=True": "--steps",
     "steps": "--steps",
     "metric": "--metric",
