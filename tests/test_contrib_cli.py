@@ -135,6 +135,25 @@ def test_alti_logit_screens_fit_the_width(lm, columns):
     assert "ALTI-Logit" in p.stdout and "Whole model:" in p.stdout and "Largest heads: L" in p.stdout
 
 
+@pytest.mark.parametrize("columns", [40, 60, 80, 120])
+def test_alti_logit_table_of_thirty_layers_folds_to_the_width(columns):
+    """SmolLM2's 30 layers need ~248 columns in one row: the table comes in blocks of layers,
+    each number whole, every layer once, at any width from 40 to 120."""
+    from gguf_helpers import packaged_gguf
+
+    model, text = str(packaged_gguf("smollm2")), "The capital of France is"
+    doc = json.loads(attn("contrib", text, "-m", model, "--method", "alti-logit", "--json").stdout)
+    p = attn("contrib", text, "-m", model, "--method", "alti-logit", env={"COLUMNS": str(columns), "NO_COLOR": "1"})
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines), p.stdout
+    headers = [name for line in lines if line.startswith("# token") for name in line.split()[2:]]
+    assert headers == [f"L{n}" for n in range(30)] + ["all"]
+    france = [cell for line in lines if line.startswith("3  France") for cell in line.split()[2:]]  # token 3's row, block by block
+    want = [layer["contributions"][3] for layer in doc["layers"]] + [doc["whole"][3]]
+    assert france == [f"{v:+.2f}" for v in want]
+
+
 def test_a_target_without_alti_logit_is_refused():
     p = attn("contrib", TEXT, "-q", "it", "--target-id", "3")
     assert p.returncode == ExitStatus.USAGE and "explain a logit" in p.stderr
