@@ -22,7 +22,8 @@ from attn_cli.errors import InputError, ModelError, OptionError
 from attn_cli.loading.model import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MODELS = {"bert": FIXTURES / "tiny" / "bert", "gpt2": FIXTURES / "tiny" / "gpt2", "llama": FIXTURES / "tiny" / "llama", "minilm": None}
+MODELS = {"bert": FIXTURES / "tiny" / "bert", "gpt2": FIXTURES / "tiny" / "gpt2", "llama": FIXTURES / "tiny" / "llama", "minilm": None,
+          "nomic_bert": FIXTURES / "tiny" / "nomic_bert"}
 METHODS = ("value-zeroing", "alti", "norms")
 TOLERANCE = 1e-5
 

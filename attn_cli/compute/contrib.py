@@ -8,10 +8,10 @@ layer, by three methods that share one result (docs/contributions.md states the 
   hmohebbi/ValueZeroing's `scoring/value_zeroing.py` does.
 - `alti` (Ferrando, Gállego & Costa-jussà, EMNLP 2022): the layer's attention block and residual
   decomposed into one vector per input position, T_i(x_j); C[i, j] = max(0, ‖y_i‖₁ - ‖y_i -
-  T_i(x_j)‖₁), each row divided by its sum. Encoders (post-LN): LN1 split linearly with the
-  population std of its input (mt-upc/transformer-contributions); pre-LN decoders: the layer's
-  norm comes before the values, so T_i(x_j) = Σ_h α·v_j·W_O (+ x_i for j = i) is exact
-  (mt-upc/logit-explanations). The feed-forward and LN2 are left out.
+  T_i(x_j)‖₁), each row divided by its sum. Encoders (post-LN, Nomic BERT too): LN1 split
+  linearly with the population std of its input (mt-upc/transformer-contributions); pre-LN
+  decoders: the layer's norm comes before the values, so T_i(x_j) = Σ_h α·v_j·W_O (+ x_i for
+  j = i) is exact (mt-upc/logit-explanations). The feed-forward and LN2 are left out.
 - `norms` (Kobayashi et al., EMNLP 2020): ‖Σ_h α_ij^h·f^h(x_j)‖₂ with f^h(x_j) = v_j·W_O^h, the
   vectors `attn inspect --norms` measures head by head (`maths.analysis.transformed_vectors`),
   summed over the heads; each row divided by its sum.
@@ -224,6 +224,8 @@ _LLAMA = AltiLayout(None, "layers.{n}.self_attn.o_proj.bias", "norm.weight")
 ALTI_LAYOUTS = {
     "bert": _BERT, "roberta": _BERT,
     "distilbert": AltiLayout("transformer.layer.{n}.sa_layer_norm", "transformer.layer.{n}.attention.out_lin.bias"),
+    # BERT's post-LN layer with RoPE (on q and k: the values are plain) and no biases: the same form, b_O = 0
+    "nomic_bert": AltiLayout("encoder.layers.{n}.norm1", "encoder.layers.{n}.attn.out_proj.bias"),
     "gpt2": AltiLayout(None, "h.{n}.attn.c_proj.bias", "ln_f.weight", centred=True),
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA,
 }
