@@ -247,6 +247,7 @@ _UNCHECKED = "its decomposition is not checked against the reference code here"
 _WHY_NOT_ALTI = {
     "gemma2": "its attention output is normalised before the residual sum",
     "gemma3": "its attention output is normalised before the residual sum",
+    "gemma3_text": "its attention output is normalised before the residual sum",
     "olmo2": "its attention output is normalised before the residual sum",
 }
 
