@@ -40,7 +40,7 @@ read with hooks), the authors' reference code; fetch it to compare:
   loaded as causal LMs with the head tied to the embeddings (the tiny files hold no
   lm_head.weight); checked: lm_head(ln_f(last layer's output)) is transformers' logits.
 
-Models: the tiny bert, gpt2 and llama of tests/fixtures/tiny (their input 2, `ref_2.npz`) and
+Models: the tiny bert, gpt2, llama and nomic_bert of tests/fixtures/tiny (their input 2, `ref_2.npz`) and
 the packaged all-MiniLM-L6-v2 (tests/fixtures/minilm/cat.npz's sentence). Writes
 tests/fixtures/contrib/<model>.npz: `input_ids`, and per method (`value_zeroing`, `alti`,
 `norms`) the matrices (layers, seq, seq) and their rollouts `<method>_rollout` (layers, seq,
@@ -74,7 +74,7 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "contrib"
-MODELS = ("bert", "gpt2", "llama", "minilm")
+MODELS = ("bert", "gpt2", "llama", "minilm", "nomic_bert")
 D = torch.float64
 
 
@@ -94,6 +94,10 @@ LAYOUT = {
                   ln1="input_layernorm", ln2="post_attention_layernorm", pre_ln=True, conv1d=False, rms=True),
 }
 LAYOUT["minilm"] = LAYOUT["bert"]
+# Nomic BERT: BERT's post-LN layer (LN1 after the residual sum) with RoPE on q and k only and no
+# biases, so transformer-contributions' encoder form applies as to BERT (b_O = 0).
+LAYOUT["nomic_bert"] = dict(module="nomic_bert", layers="layers", attn="self_attn", value="self_attn.v_proj", out="self_attn.o_proj",
+                            ln1="post_attention_layernorm", pre_ln=False)
 
 
 def load(name: str, causal: bool = False):
@@ -118,7 +122,7 @@ class Run:
         self.model, self.lay = model, LAYOUT[name]
         self.mod = importlib.import_module(f"transformers.models.{self.lay['module']}.modeling_{self.lay['module']}")
         self.layers = list(get(model, self.lay["layers"]))
-        self.calls, self.values, self.ln2_in, self.outputs = {}, {}, {}, {}
+        self.calls, self.values, self.ln2_in, self.ln1_in, self.outputs = {}, {}, {}, {}, {}
         self.aff_x_j: list[torch.Tensor] = []
         self.aff_x_j_h: list[torch.Tensor] = []
         self.zero: tuple[int, int] | None = None  # (layer, position) whose values are zeroed
@@ -129,6 +133,8 @@ class Run:
             handles.append(layer.register_forward_hook(lambda m, a, out, i=i: self.outputs.__setitem__(i, first(out).detach()[0].clone())))
             if self.lay["pre_ln"]:
                 handles.append(get(layer, self.lay["ln2"]).register_forward_pre_hook(lambda m, a, i=i: self.ln2_in.__setitem__(i, a[0].detach()[0].clone())))
+            else:  # LN1's input as transformers had it: the encoder decomposition must sum to it
+                handles.append(get(layer, self.lay["ln1"]).register_forward_pre_hook(lambda m, a, i=i: self.ln1_in.__setitem__(i, a[0].detach()[0].clone())))
         t = torch.tensor(ids[None], dtype=torch.long)
         with self.patched(), torch.no_grad():
             out = model(input_ids=t, attention_mask=torch.ones_like(t), output_attentions=True, output_hidden_states=True, use_cache=False)
@@ -236,6 +242,7 @@ def alti_encoder(run: Run, seq: int) -> torch.Tensor:
             return torch.einsum("...e,ef,f->...f", t, centre, gamma)
 
         pre = z.sum(1) + out_bias(run, layer, x.shape[1])  # LN1's input
+        assert torch.allclose(pre, run.ln1_in[layer].to(D), atol=1e-5), float((pre - run.ln1_in[layer].to(D)).abs().max())
         coef = 1.0 / torch.sqrt(pre.var(-1, unbiased=False) + eps)  # correction: LN1's own std
         t = l_transform(z) * coef[:, None, None]
         y = (l_transform(z.sum(1)) + l_transform(out_bias(run, layer, x.shape[1]))) * coef[:, None] + beta

@@ -87,6 +87,35 @@ def test_ablate_equals_transformers(load, name, which, mode):
     _close(result.changes, ref[f"{which}ablate.{mode}"])
 
 
+def test_a_window_over_every_layer_runs_once_per_word_with_the_per_layer_numbers(load, monkeypatch):
+    """A window of 2·layers - 1 or more blocks every layer from every column: one rerun per word,
+    the same numbers as rerunning it for each layer (as before)."""
+    from attn_cli.compute import knockout as module
+    from attn_cli.compute.prediction import Reruns
+    from attn_cli.models import Interventions, Knockout
+
+    model, ref = load("gpt2")
+    layers = model.spec.layers
+    text = str(ref["text"])
+    calls = []
+    plain_output_with = Reruns.output_with
+    monkeypatch.setattr(Reruns, "output_with", lambda self, iv, first: calls.append(first) or plain_output_with(self, iv, first))
+    result = knockout(model, text, window=2 * layers - 1)
+    assert calls == [0] * len(result.sources)
+    monkeypatch.undo()
+    reruns = Reruns(model, result.tokenization.ids, result.position)
+    p = np.exp(np.float64(result.target.logprob))
+    for source in result.sources:
+        want = []
+        for layer in range(layers):  # the per-layer computation, each column's window rerun
+            blocked = module.window_layers(layer, 2 * layers - 1, layers)
+            assert blocked == tuple(range(layers))
+            out = reruns.output_with(Interventions(knockouts=(Knockout(blocked, (result.position,), source.token_indices),)), blocked[0])
+            want.append(np.float32((np.exp(np.float64(reruns.logprobs(out)[result.target.id])) - p) / p))
+        assert np.array_equal(source.changes, np.array(want, dtype=np.float32))
+    assert np.array_equal(knockout(model, text, window=4 * layers).sources[0].changes, result.sources[0].changes)
+
+
 def test_knockout_refuses_a_text_of_one_word(load):
     model, _ = load("gpt2")
     with pytest.raises(InputError, match="one word"):
@@ -161,7 +190,9 @@ def _logprobs(model, hidden, position):
     return log_softmax(logits(final, lm_head(model.weights, model.spec), model.spec)[0])
 
 
-@pytest.mark.parametrize("mode, texts, message", [("zero", DATASET, "mode 'zero'"), ("mean", ["", "  "], "empty")])
+@pytest.mark.parametrize(
+    "mode, texts, message", [("zero", DATASET, r"^`mean_over` needs `mode='mean'` \(the mode is 'zero'\)$"), ("mean", ["", "  "], "empty")]
+)
 def test_ablate_mean_over_is_refused_without_mode_mean_or_texts(load, mode, texts, message):
     model, ref = load("gpt2")
     with pytest.raises(InputError, match=message):

@@ -74,7 +74,8 @@ def test_ablate_mean_over_a_file_of_texts(tmp_path):
     assert np.allclose([layer["changes"] for layer in doc["layers"]], want, atol=1e-6)
     assert doc["mean_over"] == 2  # the blank line is no text; a per-text mean says null
     assert json.loads(attn("ablate", TEXT, "-m", GPT2, "--mode", "mean", "--json").stdout)["mean_over"] is None
-    for args, message in ([["--mean-over", str(data)], "mode 'zero'"], [["--mode", "mean", "--mean-over", str(tmp_path / "none.txt")], "cannot read"]):
+    needs_mean = "attn: error: --mean-over needs --mode mean (the mode is 'zero') — give --mode mean with --mean-over, or leave --mean-over out\n"
+    for args, message in ([["--mean-over", str(data)], needs_mean], [["--mode", "mean", "--mean-over", str(tmp_path / "none.txt")], "cannot read"]):
         p = attn("ablate", TEXT, "-m", GPT2, *args)
         assert p.returncode == ExitStatus.USAGE and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 

@@ -18,11 +18,12 @@ from helpers import tied_copy
 
 from attn_cli.compute import contrib
 from attn_cli.compute.contrib import MATRICES, alti_logit_rows, contributions, cosine_distances
-from attn_cli.errors import InputError, ModelError
+from attn_cli.errors import InputError, ModelError, OptionError
 from attn_cli.loading.model import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MODELS = {"bert": FIXTURES / "tiny" / "bert", "gpt2": FIXTURES / "tiny" / "gpt2", "llama": FIXTURES / "tiny" / "llama", "minilm": None}
+MODELS = {"bert": FIXTURES / "tiny" / "bert", "gpt2": FIXTURES / "tiny" / "gpt2", "llama": FIXTURES / "tiny" / "llama", "minilm": None,
+          "nomic_bert": FIXTURES / "tiny" / "nomic_bert"}
 METHODS = ("value-zeroing", "alti", "norms")
 TOLERANCE = 1e-5
 
@@ -121,8 +122,9 @@ def test_refusals(models):
     with pytest.raises(InputError, match="method 'attention'"):
         contributions(models["bert"], "a b c", method="attention")
     gemma = load_model(FIXTURES / "tiny" / "gemma3")
-    with pytest.raises(ModelError, match="ALTI is not defined here for gemma3"):
+    with pytest.raises(OptionError, match="ALTI is not defined here for gemma3") as refused:
         contributions(gemma, "a b c", method="alti")
+    assert refused.value.fix == "use `method='value-zeroing'` or `method='norms'`"
     assert contributions(gemma, "hello there friend", query_index=1, method="norms").rows.shape[0] == gemma.spec.layers
 
 
@@ -183,8 +185,9 @@ def test_alti_logit_at_a_query_reads_nothing_after_it(lm_models):
 
 
 def test_alti_logit_refusals(models, lm_models):
-    with pytest.raises(ModelError, match="ALTI-Logit explains a decoder's next token"):
+    with pytest.raises(OptionError, match="ALTI-Logit explains a decoder's next token; bert is an encoder and predicts none") as refused:
         contributions(models["bert"], "a b c", method="alti-logit")
+    assert refused.value.fix == "use `method='alti'`"
     with pytest.raises(InputError, match="--contrast explain a logit"):
         contributions(lm_models["gpt2"], "a b c", query_index=1, method="alti", target_id=3)
     with pytest.raises(InputError, match="not one"):

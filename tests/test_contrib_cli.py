@@ -41,6 +41,16 @@ def test_one_layer_without_rollout_on_a_decoder():
     assert not any(doc["layers"][0]["contributions"][5:])  # after the query: never read
 
 
+def test_no_query_on_a_decoder_is_its_last_token():
+    """As ablate and knockout: the last token, the one that reads the whole text (an encoder still needs a query)."""
+    text = "The quick brown fox looks at the lazy dog"
+    plain = attn("contrib", text, "-m", str(TINY / "llama"), "--json")
+    assert plain.returncode == 0, plain.stderr
+    doc = json.loads(plain.stdout)
+    assert doc["query"]["token_indices"] == [len(doc["tokens"]) - 1]
+    assert doc == json.loads(attn("contrib", text, "-m", str(TINY / "llama"), "-i", "-1", "--json").stdout)
+
+
 @pytest.mark.parametrize("columns", ["40", "80", "120"])
 @pytest.mark.parametrize("model", [None, "gpt2"])
 def test_screens_fit_the_width(model, columns):
@@ -67,9 +77,18 @@ def test_refusals_are_one_line_with_the_usage_status(args, message):
         assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
-def test_alti_on_gemma3_is_refused_as_the_model_s_limit():
-    p = attn("contrib", TEXT, "-i", "2", "-m", str(TINY / "gemma3"))
-    assert p.returncode not in (0, ExitStatus.USAGE) and "ALTI is not defined here for gemma3" in p.stderr
+@pytest.mark.parametrize(
+    "model, method, message, fix",
+    [
+        ("gemma3", "alti", "ALTI is not defined here for gemma3", "use --method value-zeroing or --method norms"),
+        ("bert", "alti-logit", "ALTI-Logit explains a decoder's next token; bert is an encoder and predicts none", "use --method alti"),
+    ],
+)
+def test_a_method_that_does_not_fit_the_model_is_a_usage_error_naming_one_that_does(model, method, message, fix):
+    """The model is fine, the method does not apply to it: exit 2 (as ablate --target and knockout on an encoder), not 4."""
+    p = attn("contrib", TEXT, "-i", "2", "-m", str(TINY / model), "--method", method)
+    assert p.returncode == ExitStatus.USAGE and p.stdout == "", p.stderr
+    assert message in p.stderr and fix in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +117,41 @@ def test_alti_logit_json_explains_the_given_target_against_a_foil(lm):
     assert not any(doc["whole"][5:]) and any(doc["whole"][:5])
 
 
+def test_a_contrast_equal_to_the_target_is_refused(lm):
+    """Target minus itself is 0 at every layer: a usage error, not a screen of zeros."""
+    text = "The quick brown fox looks at the lazy dog"
+    top = json.loads(attn("contrib", text, "-m", lm, "--method", "alti-logit", "-t", "a", "--json").stdout)["logit"]["target"]
+    p = attn("contrib", text, "-m", lm, "--method", "alti-logit", "-t", "a", "--contrast", "a")
+    assert p.returncode == ExitStatus.USAGE and p.stdout == "", p.stderr
+    assert f"the contrast {top['text']!r} is the target itself (token {top['id']}): their logit difference is 0 everywhere" in p.stderr, p.stderr
+    assert "give --contrast a token other than the target" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("columns", ["40", "80", "120"])
 def test_alti_logit_screens_fit_the_width(lm, columns):
     p = attn("contrib", TEXT, "-m", lm, "--method", "alti-logit", "--contrast", "the", env={"COLUMNS": columns, "NO_COLOR": "1"})
     assert p.returncode == 0, p.stderr
     assert all(len(line) <= int(columns) for line in p.stdout.splitlines()), p.stdout
     assert "ALTI-Logit" in p.stdout and "Whole model:" in p.stdout and "Largest heads: L" in p.stdout
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80, 120])
+def test_alti_logit_table_of_thirty_layers_folds_to_the_width(columns):
+    """SmolLM2's 30 layers need ~248 columns in one row: the table comes in blocks of layers,
+    each number whole, every layer once, at any width from 40 to 120."""
+    from gguf_helpers import packaged_gguf
+
+    model, text = str(packaged_gguf("smollm2")), "The capital of France is"
+    doc = json.loads(attn("contrib", text, "-m", model, "--method", "alti-logit", "--json").stdout)
+    p = attn("contrib", text, "-m", model, "--method", "alti-logit", env={"COLUMNS": str(columns), "NO_COLOR": "1"})
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines), p.stdout
+    headers = [name for line in lines if line.startswith("# token") for name in line.split()[2:]]
+    assert headers == [f"L{n}" for n in range(30)] + ["all"]
+    france = [cell for line in lines if line.startswith("3  France") for cell in line.split()[2:]]  # token 3's row, block by block
+    want = [layer["contributions"][3] for layer in doc["layers"]] + [doc["whole"][3]]
+    assert france == [f"{v:+.2f}" for v in want]
 
 
 def test_a_target_without_alti_logit_is_refused():

@@ -292,3 +292,20 @@ def test_no_color_still_shows_every_number(minilm, monkeypatch):
 
     no_color, screen = drive(minilm, view, ["a"], check)
     assert no_color and ".63 .68 .27 .57" in screen and "(mean over heads)" in screen
+
+
+def test_the_contrib_pane_on_a_family_alti_does_not_cover_names_the_command_that_works():
+    """The library names the methods as arguments (`method='norms'`); the pane as the command that runs them."""
+    from rich.console import Console
+
+    from attn_cli.compute.explore import trace_text
+    from attn_cli.loading.model import load_model
+    from attn_cli.views.explorer.frame import _pane
+    from attn_cli.views.explorer.state import View
+
+    traced = trace_text(load_model(Path(__file__).parent / "fixtures" / "tiny" / "gemma3"), "hello there friend")
+    pane = _pane(traced, View(0, 0, None, 1, mode="contrib"), None, 80, Console(width=80))
+    assert [line.plain for line in pane.columns] == [
+        "ALTI is not defined here for gemma3_text (its attention output is normalised before the residual sum)"
+        " — use attn contrib --method value-zeroing or --method norms"
+    ]

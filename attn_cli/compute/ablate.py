@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, tokenize
 from ..models import HeadEdit, Interventions
@@ -81,7 +81,7 @@ def ablate(
     if mode not in MODES:
         raise InputError(f"ablation mode {mode!r}", f"use one of: {', '.join(MODES)}")
     if mean_over is not None and mode != "mean":
-        raise InputError(f"a dataset to average over with ablation mode {mode!r}", "give --mode mean with --mean-over, or leave --mean-over out")
+        raise OptionError(f"`mean_over` needs `mode='mean'` (the mode is {mode!r})", "give `mode='mean'` with `mean_over`, or leave `mean_over` out")
     if mean_over is not None and not [t for t in mean_over if t.strip()]:
         raise InputError("the texts to average over are empty", "give a file with one text a line")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)

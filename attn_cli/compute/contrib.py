@@ -8,10 +8,10 @@ layer, by three methods that share one result (docs/contributions.md states the 
   hmohebbi/ValueZeroing's `scoring/value_zeroing.py` does.
 - `alti` (Ferrando, Gállego & Costa-jussà, EMNLP 2022): the layer's attention block and residual
   decomposed into one vector per input position, T_i(x_j); C[i, j] = max(0, ‖y_i‖₁ - ‖y_i -
-  T_i(x_j)‖₁), each row divided by its sum. Encoders (post-LN): LN1 split linearly with the
-  population std of its input (mt-upc/transformer-contributions); pre-LN decoders: the layer's
-  norm comes before the values, so T_i(x_j) = Σ_h α·v_j·W_O (+ x_i for j = i) is exact
-  (mt-upc/logit-explanations). The feed-forward and LN2 are left out.
+  T_i(x_j)‖₁), each row divided by its sum. Encoders (post-LN, Nomic BERT too): LN1 split
+  linearly with the population std of its input (mt-upc/transformer-contributions); pre-LN
+  decoders: the layer's norm comes before the values, so T_i(x_j) = Σ_h α·v_j·W_O (+ x_i for
+  j = i) is exact (mt-upc/logit-explanations). The feed-forward and LN2 are left out.
 - `norms` (Kobayashi et al., EMNLP 2020): ‖Σ_h α_ij^h·f^h(x_j)‖₂ with f^h(x_j) = v_j·W_O^h, the
   vectors `attn inspect --norms` measures head by head (`maths.analysis.transformed_vectors`),
   summed over the heads; each row divided by its sum.
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, tokenize
 from ..maths.analysis import output_slices, transformed_vectors
@@ -106,7 +106,8 @@ def contributions(
     layer: str | int = "all", rollout: bool = False, target: str | None = None, target_id: int | None = None,
     contrast: str | None = None, contrast_id: int | None = None,
 ) -> ContribResult:
-    """Each input position's contribution to the query's representation in each layer (see the module)."""
+    """Each input position's contribution to the query's representation in each layer (see the
+    module). No query: a decoder's last token; an encoder needs one."""
     if method not in METHODS:
         raise InputError(f"contribution method {method!r}", f"use one of: {', '.join(METHODS)}")
     if method != "alti-logit" and any(x is not None for x in (target, target_id, contrast, contrast_id)):
@@ -117,6 +118,8 @@ def contributions(
     if method == "alti":
         alti_layout(model)  # refuse a family ALTI does not cover before running anything
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    if model.spec.causal and query is None and query_index is None:
+        query_index = -1  # a decoder's last token reads the whole text (as ablate and knockout); an encoder's last is [SEP]
     q = resolve_query(tok, query, query_index)
     seq = len(tok.ids)
     # A decoder's token i reads positions 0 … i only: later tokens change nothing asked for.
@@ -221,19 +224,32 @@ _LLAMA = AltiLayout(None, "layers.{n}.self_attn.o_proj.bias", "norm.weight")
 ALTI_LAYOUTS = {
     "bert": _BERT, "roberta": _BERT,
     "distilbert": AltiLayout("transformer.layer.{n}.sa_layer_norm", "transformer.layer.{n}.attention.out_lin.bias"),
+    # BERT's post-LN layer with RoPE (on q and k: the values are plain) and no biases: the same form, b_O = 0
+    "nomic_bert": AltiLayout("encoder.layers.{n}.norm1", "encoder.layers.{n}.attn.out_proj.bias"),
     "gpt2": AltiLayout(None, "h.{n}.attn.c_proj.bias", "ln_f.weight", centred=True),
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA,
 }
 
 
 def alti_layout(model: Model) -> AltiLayout:
+    """Where `model`'s family keeps what ALTI reads. A family it does not cover is the method's
+    limit, not a fault of the model: refused as an option that does not fit it."""
     layout = ALTI_LAYOUTS.get(model.spec.model_type)
     if layout is None:
-        raise ModelError(
-            f"ALTI is not defined here for {model.spec.model_type} (its attention output is normalised before the residual sum)",
-            "use --method value-zeroing or norms",
+        raise OptionError(
+            f"ALTI is not defined here for {model.spec.model_type} ({_WHY_NOT_ALTI.get(model.spec.model_type, _UNCHECKED)})",
+            "use `method='value-zeroing'` or `method='norms'`",
         )
     return layout
+
+
+_UNCHECKED = "its decomposition is not checked against the reference code here"
+_WHY_NOT_ALTI = {
+    "gemma2": "its attention output is normalised before the residual sum",
+    "gemma3": "its attention output is normalised before the residual sum",
+    "gemma3_text": "its attention output is normalised before the residual sum",
+    "olmo2": "its attention output is normalised before the residual sum",
+}
 
 
 def head_vectors(trace: LayerTrace, w_o: np.ndarray) -> np.ndarray:
@@ -329,15 +345,21 @@ def _logit_contributions(
     model: Model, text: str, query: str | None, query_index: int | None, layers: list[int], target: str | None,
     target_id: int | None, contrast: str | None, contrast_id: int | None,
 ) -> ContribResult:
-    layout = alti_layout(model)
-    if layout.final_norm is None or not model.arch.decodes:
-        raise ModelError(f"ALTI-Logit explains a decoder's next token; {model.spec.model_type} does not predict one", "use --method alti")
+    if not model.arch.decodes:  # before ALTI's own limits: the method asks for a next token first
+        working = "`method='alti'`" if model.spec.model_type in ALTI_LAYOUTS else "`method='value-zeroing'` or `method='norms'`"
+        raise OptionError(f"ALTI-Logit explains a decoder's next token; {model.spec.model_type} is an encoder and predicts none", f"use {working}")
+    alti_layout(model)  # refuse a family ALTI does not cover before running anything
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, query, query_index if query is not None or query_index is not None else -1)
     position = q.token_indices[-1]  # the query's last token, else the text's: the one predicting the next
     reruns = Reruns(model, np.asarray(tok.ids), position)
     chosen = reruns.target(target, target_id)
     foil = reruns.target(contrast, contrast_id) if contrast is not None or contrast_id is not None else None
+    if foil is not None and foil.id == chosen.id:  # the difference would be 0 at every layer and token
+        raise OptionError(
+            f"the contrast {foil.text!r} is the target itself (token {foil.id}): their logit difference is 0 everywhere",
+            "give `contrast` a token other than the target",
+        )
     tokens = (chosen.id,) if foil is None else (chosen.id, foil.id)
     direct, rolled, heads = alti_logit_rows(reruns.model, reruns.ids, position, tokens)
     signs = np.array([1.0, -1.0][: len(tokens)])

@@ -104,9 +104,12 @@ def source_changes(reruns: Reruns, chosen: Target, keys: tuple[int, ...], window
     p = float(np.exp(chosen.logprob))
     layers = reruns.model.spec.layers
     changes = np.empty(layers, dtype=np.float32)
+    found: dict[tuple[int, ...], float] = {}  # clipped windows repeat (a window of 2·layers - 1 or more blocks every layer from every column): each runs once
     for layer in range(layers):
         blocked = window_layers(layer, window, layers)
-        changed = Interventions(knockouts=(Knockout(blocked, (reruns.position,), keys),))
-        logprobs = reruns.logprobs(reruns.output_with(changed, blocked[0]))
-        changes[layer] = (np.exp(np.float64(logprobs[chosen.id])) - p) / p
+        if blocked not in found:
+            changed = Interventions(knockouts=(Knockout(blocked, (reruns.position,), keys),))
+            logprobs = reruns.logprobs(reruns.output_with(changed, blocked[0]))
+            found[blocked] = (np.exp(np.float64(logprobs[chosen.id])) - p) / p
+        changes[layer] = found[blocked]
     return changes

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from ...compute.explore import TracedText
-from ...errors import AttnError
+from ...errors import AttnError, phrased
 from .lines import Lines, Pane, header, heads_pane, steps_pane, title, token_strip, weights_pane
 from .model_lines import contrib_pane, grid_pane, rollout_pane
 from .state import FOOTER, View
@@ -62,8 +62,13 @@ def _pane(traced: TracedText, view: View, result, width: int, console) -> Pane:
         try:
             return contrib_pane(traced.contributions(**view.query_args()), view, width, console)
         except AttnError as exc:  # a family ALTI does not cover: say so in the pane
-            return Pane([Text(f"{exc.message} — {exc.fix}", style="yellow")], Lines(0, Text))
+            message, fix = phrased(exc.message, ELSEWHERE), phrased(exc.fix, ELSEWHERE)
+            return Pane([Text(f"{message} — {fix}", style="yellow")], Lines(0, Text))
     return weights_pane(result, view, width, console)
+
+
+# The methods the explorer does not run, as the command that does (the library names them as arguments).
+ELSEWHERE = {"method='value-zeroing'": "attn contrib --method value-zeroing", "method='norms'": "--method norms"}
 
 
 def keys_line() -> Text:

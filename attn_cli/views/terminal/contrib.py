@@ -117,30 +117,43 @@ def _logit_view(result: ContribResult, width: int, colour: bool) -> list:
     shown = list(range(e.position + 1))
     columns = [(f"L{layer}", result.rows[n]) for n, layer in enumerate(result.layers)] + [("all", result.whole)]
     label = min(LABEL, max(len(printable(tokens[i].text)) for i in shown))
-    fits = len(str(shown[-1])) + 1 + label + 1 + LOGIT_CELL * len(columns) <= width
+    per_block = (width - (len(str(shown[-1])) + 1 + label + 1)) // LOGIT_CELL  # layer columns beside the token labels
+    fits = per_block >= 1
     out = [header, title]
-    if fits:
-        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
-        table.add_column("#", justify="right", no_wrap=True)
-        table.add_column(" ", width=1)
-        table.add_column("token", no_wrap=True, overflow="ellipsis", max_width=label + 1, min_width=label + 1)
-        for name, _ in columns:
-            table.add_column(name.rjust(LOGIT_CELL), justify="right", no_wrap=True, width=LOGIT_CELL)
+    if fits:  # more layers than fit in one row of columns: blocks of layers, each beside the tokens again
         peak = max(float(np.abs(values[: len(shown)]).max()) for _, values in columns) or 1.0
-        for i in shown:
-            cells = []
-            for _, values in columns:
-                v = float(values[i])
-                style = (heat(abs(v) / peak) if v > 0 else "bold blue") if colour and abs(v) >= 0.005 else ""
-                cells.append(Text(f" {v:+6.2f}" if abs(v) < 100 else f" {v:+6.0f}", style=style))
-            mark = "▶" if i == e.position else " "
-            table.add_row(str(i), "", Text(f"{mark}{printable(tokens[i].text)}", style="bold cyan" if mark != " " else ""), *cells)
-        out.append(table)
+        blocks = [columns[n : n + per_block] for n in range(0, len(columns), per_block)]
+        for n, block in enumerate(blocks):
+            if n:
+                out.append(Text(""))
+            out.append(_logit_table(result, shown, block, label, peak, colour))
     out.append(_top_logits(result, width))
     out.extend(_head_logits(result, width, colour))
     legend = "Each column: one layer's attention (no MLP, no b_O, no embedding); all: their sum" if fits else "Largest parts of the logit (sum over layers)"
+    if fits and len(blocks) > 1:
+        legend += f"; the layers in {len(blocks)} blocks of {per_block} to fit {width} columns"
     out.append(Text(legend, style="dim"))
     return out
+
+
+def _logit_table(result: ContribResult, shown: list[int], columns: list, label: int, peak: float, colour: bool) -> Table:
+    """Tokens × `columns` (name, values (seq,)), each cell a part of the logit; heat scaled by `peak`."""
+    tokens, position = result.tokenization.tokens, result.logit.position
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column(" ", width=1)
+    table.add_column("token", no_wrap=True, overflow="ellipsis", max_width=label + 1, min_width=label + 1)
+    for name, _ in columns:
+        table.add_column(name.rjust(LOGIT_CELL), justify="right", no_wrap=True, width=LOGIT_CELL)
+    for i in shown:
+        cells = []
+        for _, values in columns:
+            v = float(values[i])
+            style = (heat(abs(v) / peak) if v > 0 else "bold blue") if colour and abs(v) >= 0.005 else ""
+            cells.append(Text(f" {v:+6.2f}" if abs(v) < 100 else f" {v:+6.0f}", style=style))
+        mark = "▶" if i == position else " "
+        table.add_row(str(i), "", Text(f"{mark}{printable(tokens[i].text)}", style="bold cyan" if mark != " " else ""), *cells)
+    return table
 
 
 def _top_logits(result: ContribResult, width: int) -> Text:
