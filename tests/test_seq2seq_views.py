@@ -11,6 +11,7 @@ from option_registry import close, covers, run_json
 from test_seq2seq import SEQ2SEQ, ref
 
 from attn_cli.compute.result import json_schema
+from attn_cli.exit_status import ExitStatus
 
 NAMES = ("t5", "bart", "marian")
 
@@ -133,3 +134,14 @@ def test_the_cross_rollout_screen_marks_and_masks_no_source_token():
     done = attn("rollout", str(r["source"]), "-m", str(SEQ2SEQ / "marian"), "-t", str(r["target"]), "-i", "1", "--attention", "cross")
     assert done.returncode == 0, done.stderr
     assert "Cross-attention rollout onto the source" in done.stdout and "masked" not in done.stdout and "▶" not in done.stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contrib_alti_refuses_an_encoder_decoder_for_its_true_reason(name):
+    """Not "normalised before the residual sum" (T5 is pre-norm): ALTI is not written for
+    encoder–decoders; norms, which contrib computes on the encoder, still run."""
+    done = attn("contrib", "The cat sat.", "-m", str(SEQ2SEQ / name), "-i", "2")
+    assert done.returncode == ExitStatus.MODEL and done.stdout == ""
+    assert f"ALTI is not defined here for encoder–decoder models ({name})" in done.stderr and "normalised" not in done.stderr
+    assert "--method norms or value-zeroing" in done.stderr and "--attention cross" in done.stderr
+    assert attn("contrib", "The cat sat.", "-m", str(SEQ2SEQ / name), "-i", "2", "--method", "norms").returncode == 0

@@ -228,6 +228,13 @@ ALTI_LAYOUTS = {
 
 def alti_layout(model: Model) -> AltiLayout:
     layout = ALTI_LAYOUTS.get(model.spec.model_type)
+    if layout is None and model.has_cross_attention:  # T5 is pre-norm: the reason below would be false
+        raise ModelError(
+            f"ALTI is not defined here for encoder–decoder models ({model.spec.model_type}): contrib reads their encoder only, "
+            "and ALTI's decomposition of it (and of cross-attention) is not written yet",
+            "use --method norms or value-zeroing (the encoder's self-attention), or attn inspect --target TEXT --attention cross "
+            "for what the decoder reads of the source",
+        )
     if layout is None:
         raise ModelError(
             f"ALTI is not defined here for {model.spec.model_type} (its attention output is normalised before the residual sum)",
