@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import attn, validate
-from option_registry import close, covers, run_json
+from option_registry import close, covers, invoke, run_json
+from test_cli_plot_values import html_cells
 from test_seq2seq import SEQ2SEQ, ref
 
 from attn_cli.compute.result import json_schema
@@ -145,3 +146,33 @@ def test_contrib_alti_refuses_an_encoder_decoder_for_its_true_reason(name):
     assert f"ALTI is not defined here for encoder–decoder models ({name})" in done.stderr and "normalised" not in done.stderr
     assert "--method norms or value-zeroing" in done.stderr and "--attention cross" in done.stderr
     assert attn("contrib", "The cat sat.", "-m", str(SEQ2SEQ / name), "-i", "2", "--method", "norms").returncode == 0
+
+
+@covers("plot --target", "plot --attention")
+@pytest.mark.parametrize("name", NAMES)
+def test_the_static_plots_of_decoder_and_cross_attention_hold_transformers_weights(name, tmp_path):
+    r = ref(name, 1)
+    t = 4
+    out = tmp_path / "p.html"
+    model = str(SEQ2SEQ / name)
+    for kind, key in (("decoder", "decoder_attentions"), ("cross", "cross_attentions")):
+        given = ("--target", str(r["target"]), "-i", str(t), "--attention", kind)
+        invoke("plot", str(r["source"]), "-m", model, *given, "--layer", "0", "--static", "-o", str(out))
+        cells = html_cells(out)  # keys × (heads + mean) of decoder layer 0
+        rows = r[key][0, :, t]  # (heads, keys)
+        assert len(cells) == rows.shape[-1]
+        for j, row in enumerate(cells):
+            if kind == "decoder" and j > t:
+                assert row == [None] * (rows.shape[0] + 1)  # the target after the query is masked
+                continue
+            assert np.allclose(row, [*rows[:, j], rows[:, j].mean()], atol=6e-5), (kind, j)
+    given = ("-t", str(r["target"]), "-i", str(t), "--attention", "cross")
+    invoke("plot", str(r["source"]), "-m", model, *given, "--view", "grid", "--metric", "entropy", "--static", "-o", str(out))
+    p = r["cross_attentions"][:, :, t].astype(np.float64)  # (decoder layers, heads, n): a target token sees every source token
+    assert np.allclose(html_cells(out), 1 - -(p * np.log(p)).sum(axis=-1) / np.log(p.shape[-1]), atol=6e-5)
+
+
+def test_the_interactive_page_refuses_target_and_says_to_add_static(tmp_path):
+    r = ref("t5", 0)
+    done = attn("plot", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-t", str(r["target"]), "-q", "cat", "-o", str(tmp_path / "p.html"))
+    assert done.returncode == 2 and done.stdout == "" and "add --static" in done.stderr and not (tmp_path / "p.html").exists()
