@@ -81,11 +81,8 @@ def attention_rollout(
     q = resolve_query(a.queries, query, query_index)
     if a.kind != "cross":
         return rollout_from_maps(model, a.keys, mean_maps(a.traces), q, full, level, top_k, include_special, a.kind, a.decoder, a.spec)
-    self_maps, cross_maps = [], []
-    for t in a.traces:
-        self_maps.append(t.rows()[2].mean(axis=0))
-        cross_maps.append(t.cross.rows()[2].mean(axis=0))
-    return _cross_result(model, a.pair, self_maps, cross_maps, q, full, level, top_k, include_special, a.spec)
+    self_maps, cross_maps = cross_mean_maps(a.traces)
+    return cross_rollout_from_maps(model, a.pair.source, a.pair.decoder, self_maps, cross_maps, q, full, level, top_k, include_special)
 
 
 def mean_maps(traces: Iterable[LayerTrace]) -> list[np.ndarray]:
@@ -134,18 +131,30 @@ def rollout_from_maps(
     return RolloutResult(info, tok, q, level, on_level(row), on_level(last), top, matrix, on_level(clean), clean_top, notes, **s2s)
 
 
-def _cross_result(
-    model: Model, p, self_maps: list[np.ndarray], cross_maps: list[np.ndarray], q: Query, full: bool, level: str, top_k: int, include_special: bool,
-    spec: Hyper,
+def cross_mean_maps(traces: Iterable[LayerTrace]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each decoder layer's self-attention (m, m) and cross-attention (m, n) maps, mean over heads."""
+    self_maps, cross_maps = [], []
+    for t in traces:
+        self_maps.append(t.rows()[2].mean(axis=0))
+        cross_maps.append(t.cross.rows()[2].mean(axis=0))
+    return self_maps, cross_maps
+
+
+def cross_rollout_from_maps(
+    model: Model, source: Tokenization, decoder: Tokenization, self_maps: list[np.ndarray], cross_maps: list[np.ndarray], q: Query,
+    full: bool = False, level: str = "token", top_k: int = 5, include_special: bool = True,
 ) -> RolloutResult:
-    """Cross-attention rollout (`analysis.cross_rollout`) for a target query, over the source's
-    units; `full` is (decoder units, source units): rows the decoder's input, columns the source."""
+    """Cross-attention rollout (`analysis.cross_rollout`) for a query of `decoder`, over the
+    units of `source`; `full` is (decoder units, source units): rows the decoder's input,
+    columns the source. The maps are `cross_mean_maps`'."""
+    if level not in ("token", "word"):
+        raise OptionError(f"`level={level!r}` is not valid", "give token or word")
     rows = list(q.token_indices)
-    start = np.eye(len(p.decoder.tokens))
+    start = np.eye(len(decoder.tokens))
     row = cross_rollout(self_maps, cross_maps, start[rows]).mean(axis=0).astype(np.float32)
     last = cross_maps[-1][rows].mean(axis=0)
-    top = tuple(rank_words(p.source, {"weight": row}, include_special, top_k=top_k))
-    groups = [u.token_indices for u in units(p.source, level)]
+    top = tuple(rank_words(source, {"weight": row}, include_special, top_k=top_k))
+    groups = [u.token_indices for u in units(source, level)]
 
     def on_level(x: np.ndarray) -> np.ndarray:
         return x if level == "token" else to_words(x, groups)
@@ -154,9 +163,10 @@ def _cross_result(
     if full:
         matrix = cross_rollout(self_maps, cross_maps, start).astype(np.float32)
         if level == "word":  # from a target word: mean of its rows; to a source word: sum
-            matrix = to_words(from_words(matrix, [u.token_indices for u in units(p.decoder, "word")]), groups)
+            matrix = to_words(from_words(matrix, [u.token_indices for u in units(decoder, "word")]), groups)
     return RolloutResult(
-        model_info(model, spec), p.source, q, level, on_level(row), on_level(last), top, matrix, attention="cross", decoder_tokenization=p.decoder
+        model_info(model, model.spec.seq2seq.decoder), source, q, level, on_level(row), on_level(last), top, matrix,
+        attention="cross", decoder_tokenization=decoder,
     )
 
 

@@ -20,7 +20,7 @@ from ...compute.explore import TracedText
 from ...errors import AttnError
 from .lines import Lines, Pane, header, heads_pane, steps_pane, title, token_strip, weights_pane
 from .model_lines import contrib_pane, grid_pane, rollout_pane
-from .state import COMMAND_OF_MODE, View
+from .state import COMMAND_OF_MODE, View, switched
 from .widgets import Body, HelpScreen, TextBlock, keys_line
 
 
@@ -46,14 +46,17 @@ class Explorer(App[int]):
         ("left", "query(-1)"), ("right", "query(1)"), ("up", "layer(1)"), ("down", "layer(-1)"),
         ("right_square_bracket", "move_head(1)"), ("left_square_bracket", "move_head(-1)"), ("m", "mean"),
         ("a", "mode('heads')"), ("s", "mode('steps')"), ("r", "mode('rollout')"), ("g", "mode('grid')"),
-        ("c", "mode('contrib')"), ("w", "level"), ("n", "norms"), ("slash", "find"), ("e", "export"), ("question_mark", "help"),
+        ("c", "mode('contrib')"), ("k", "kind"), ("w", "level"), ("n", "norms"), ("slash", "find"), ("e", "export"), ("question_mark", "help"),
         ("enter", "open"), ("q", "quit"), ("escape", "back"), ("pageup", "page(-1)"), ("pagedown", "page(1)"),
         ("home", "edge(0)"), ("end", "edge(1)"),
     )
 
-    def __init__(self, traced: TracedText, view: View, export_dir: Path | None = None) -> None:
+    def __init__(self, traced: TracedText, view: View, export_dir: Path | None = None, kinds: dict[str, TracedText] | None = None) -> None:
+        """`kinds`: an encoder–decoder's three attentions (`compute.explore.trace_pair`), which
+        `k` switches between; `traced` is one of them."""
         super().__init__()
         self.traced, self.view = traced, view
+        self.kinds = kinds or {}
         self.export_dir = export_dir or Path.cwd()
         self._asking: str | None = None  # "find" or "export" while the prompt is open
 
@@ -119,25 +122,39 @@ class Explorer(App[int]):
 
     def action_query(self, step: int) -> None:
         q = self.traced.resolve(**self.view.query_args())
-        self.go(self.view.token(q, step, len(self.traced.tokenization.tokens)))
+        self.go(self.view.token(q, step, len(self.traced.queries.tokens)))
 
     def action_pick(self, index: int) -> None:
         self.go(self.view.at_token(index))
 
     def action_layer(self, step: int) -> None:
-        self.go(self.view.move_layer(step, self.traced.model.spec.layers))
+        self.go(self.view.move_layer(step, self.traced.spec.layers))
 
     def action_move_head(self, step: int) -> None:
-        self.go(self.view.move_head(step, self.traced.model.spec.heads))
+        self.go(self.view.move_head(step, self.traced.spec.heads))
 
     def action_head(self, head) -> None:
         self.go(self.view.at_head(head))
 
     def action_cell(self, layer: int, head: int) -> None:
-        self.go(self.view.at_head(head).move_layer(layer - self.view.layer, self.traced.model.spec.layers))
+        self.go(self.view.at_head(head).move_layer(layer - self.view.layer, self.traced.spec.layers))
 
     def action_mean(self) -> None:
         self.go(self.view.toggle_mean())
+
+    def action_kind(self) -> None:
+        """The next of an encoder–decoder's attentions: encoder, decoder, cross. The layer and head
+        are kept where the new kind has them; the query too between decoder and cross (both a
+        target token), else the first word of the other sequence."""
+        if not self.kinds:
+            s2s = self.traced.model.has_cross_attention
+            self.notify("start attn explore with --target TEXT to switch to the decoder's and cross-attention" if s2s else
+                        "k switches an encoder–decoder's attentions (T5, BART, Marian); this model has one kind", timeout=5)
+            return
+        order = list(self.kinds)
+        kind = order[(order.index(self.traced.kind) + 1) % len(order)]
+        self.traced, self.view = switched(self.traced, self.kinds[kind], self.view)
+        self.redraw()
 
     def action_mode(self, mode: str) -> None:
         self.go(self.view.toggle_mode(mode))
