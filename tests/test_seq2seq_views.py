@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from helpers import attn, validate
 from option_registry import close, covers, invoke, run_json
+from page_helpers import page_blob, unpacked
 from test_cli_plot_values import html_cells
 from test_seq2seq import SEQ2SEQ, ref
 
@@ -172,7 +173,28 @@ def test_the_static_plots_of_decoder_and_cross_attention_hold_transformers_weigh
     assert np.allclose(html_cells(out), 1 - -(p * np.log(p)).sum(axis=-1) / np.log(p.shape[-1]), atol=6e-5)
 
 
-def test_the_interactive_page_refuses_target_and_says_to_add_static(tmp_path):
+@covers("plot --target", "plot --attention")
+@pytest.mark.parametrize("name", NAMES)
+def test_the_interactive_page_of_the_decoder_holds_transformers_weights(name, tmp_path):
+    """The page draws one sequence on both sides: the decoder's input, its self-attention."""
+    r = ref(name, 2)
+    out = tmp_path / "p.html"
+    t = len(r["decoder_input_ids"]) - 2
+    done = invoke("plot", str(r["source"]), "-m", str(SEQ2SEQ / name), "--target", str(r["target"]), "-i", str(t), "--attention", "decoder", "-o", str(out))
+    assert done.stdout == f"{out}\n"
+    blob, want = page_blob(out), r["decoder_attentions"].astype(np.float64)  # (decoder layers, heads, m, m)
+    weights = unpacked(blob["weights"])
+    assert weights.shape == want.shape and blob["query"] == t and len(blob["tokens"]) == len(r["decoder_input_ids"])
+    masked = weights == 255
+    assert np.array_equal(masked, want == 0)  # the target after each query is masked
+    assert np.all(np.abs(weights[~masked] / 100 - want[~masked]) <= 0.005 + 1e-6)
+    for layer in range(want.shape[0]):
+        assert np.allclose(blob["exact"][layer][0]["w"], want[layer, 0, t], atol=1e-5)
+    assert "decoder self-attention" in out.read_text(encoding="utf-8").split("</title>")[0]
+
+
+def test_the_interactive_page_refuses_cross_attention_and_says_to_add_static(tmp_path):
     r = ref("t5", 0)
-    done = attn("plot", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-t", str(r["target"]), "-q", "cat", "-o", str(tmp_path / "p.html"))
-    assert done.returncode == 2 and done.stdout == "" and "add --static" in done.stderr and not (tmp_path / "p.html").exists()
+    out = tmp_path / "p.html"
+    done = attn("plot", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-t", str(r["target"]), "-q", "cat", "--attention", "cross", "-o", str(out))
+    assert done.returncode == 2 and done.stdout == "" and "add --static" in done.stderr and not out.exists()

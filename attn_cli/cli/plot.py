@@ -95,18 +95,13 @@ def plot(
         interactive = output.suffix.lower() == ".html" and not static
         if interactive:
             _refuse_what_the_page_ignores(ctx)
-            if flags := given(ctx, "target", "attention"):  # the page is of one text's self-attention (views/page)
-                raise InputError(
-                    f"{flags[0]} is not read by the interactive page, which shows the encoder's self-attention",
-                    f"add --static for the table of the decoder's or cross-attention, or drop {flags[0]}",
-                )
         elif static and output.suffix.lower() != ".html":
             raise InputError("--static is for .html files; PNG and SVG are always static", "drop --static, or write a .html file")
         _refuse_what_the_view_ignores(view, layer, level, metric, key)
         m = load_model(model)
         source = read_text(text)
         if interactive:
-            write_stdout(str(_write_page(m, source, query, query_index, layer, output, force)) + "\n")
+            write_stdout(str(_write_page(m, source, query, query_index, layer, output, force, target, attention)) + "\n")
             return
         if view == "heads":
             from ..compute.inspect import inspect
@@ -150,15 +145,20 @@ def _refuse_what_the_page_ignores(ctx: typer.Context) -> None:
         raise InputError(f"{flags[0]} shapes the static table; the interactive page shows every layer, head and token", f"add --static, or drop {flags[0]}")
 
 
-def _write_page(m, source: str, query: str | None, query_index: int | None, layer: str | None, output: Path, force: bool) -> Path:
-    """The interactive page of `source` (views/page), opened on --layer (default the last)."""
+def _write_page(
+    m, source: str, query: str | None, query_index: int | None, layer: str | None, output: Path, force: bool, target: str | None, attention: str | None
+) -> Path:
+    """The interactive page of `source` (views/page), opened on --layer (default the last); an
+    encoder–decoder's decoder self-attention with `target` (cross-attention is refused)."""
     from ..compute.options import select_layers
     from ..compute.page import page
     from ..views.files import write_file
     from ..views.page import page_html
 
-    first = select_layers(layer, m.spec.layers, allow_all=False)[0] if layer is not None else None
-    html = page_html(page(m, source, query, query_index), layer=first)
+    result = page(m, source, query, query_index, target=target, attention=attention)
+    first = select_layers(layer, result.inspect.model.layers, allow_all=False)[0] if layer is not None else None
+    kind = KIND_TITLES.get(result.inspect.attention, "")
+    html = page_html(result, title=f'{m.name}{kind} · query "{result.inspect.query.text}"' if kind else None, layer=first)
     return write_file(output, lambda f: f.write(html.encode("utf-8")), force)
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from ..loading.model import Model
 from ..records import frozen
-from .explore import TracedText, trace_text, trace_tokens
+from .explore import TracedText, trace_pair, trace_text, trace_tokens
 from .result import InspectResult
+from .seq2seq import check_kind
 
 MAX_PAGE_TOKENS = 256  # every row of every head: 70 MB of float32 for SmolLM2 at 256 tokens, a 4 MB page
 
@@ -40,9 +42,23 @@ class PageResult:
         return f"PageResult(model={r.model.name!r}, query={r.query.text!r}, layers={len(r.layers)}, heads={r.model.heads}, tokens={len(r.tokens)}{rows})"
 
 
-def page(model: Model, text: str, query: str | None = None, query_index: int | None = None, truncate: bool = False) -> PageResult:
+def page(
+    model: Model, text: str, query: str | None = None, query_index: int | None = None, truncate: bool = False,
+    target: str | None = None, attention: str | None = None,
+) -> PageResult:
     """One forward pass over `text`, kept for the page: every row of every head up to
-    `MAX_PAGE_TOKENS` tokens (seq² weights per head), the query's rows only beyond."""
+    `MAX_PAGE_TOKENS` tokens (seq² weights per head), the query's rows only beyond. An
+    encoder–decoder's `target` (teacher-forced) and `attention` (`compute.seq2seq`): the page of
+    its encoder or its decoder's self-attention; cross-attention, whose queries and keys are two
+    texts, has no page (the page draws one sequence on both sides)."""
+    kind = check_kind(model, target, attention)
+    if kind == "cross":
+        raise InputError(
+            "the interactive page draws one sequence as both queries and keys, and cross-attention's are two (the target over the source)",
+            "add --static for cross-attention's table (or attn align -o FILE.html for the target × source map), or use --attention decoder",
+        )
+    if kind == "decoder":
+        return _kept(trace_pair(model, text, target, truncate)["decoder"], query, query_index)
     return _kept(trace_text(model, text, truncate=truncate), query, query_index)
 
 
