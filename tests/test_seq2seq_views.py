@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from browser import Opened, browser  # noqa: F401  (the fixture)
 from helpers import attn, validate
 from option_registry import close, covers, invoke, run_json
 from page_helpers import page_blob, unpacked
@@ -198,3 +199,20 @@ def test_the_interactive_page_refuses_cross_attention_and_says_to_add_static(tmp
     out = tmp_path / "p.html"
     done = attn("plot", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-t", str(r["target"]), "-q", "cat", "--attention", "cross", "-o", str(out))
     assert done.returncode == 2 and done.stdout == "" and "add --static" in done.stderr and not out.exists()
+
+
+def test_the_decoder_page_in_a_browser_shows_transformers_weights(browser, tmp_path):  # noqa: F811
+    """The page of T5's decoder self-attention loads without an error, and a clicked target
+    token's weights are transformers' (to the page's two decimals), the later ones masked."""
+    r = ref("t5", 1)
+    out = tmp_path / "decoder.html"
+    invoke("plot", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "--target", str(r["target"]), "-i", "3", "-o", str(out))
+    opened = Opened(browser, out)
+    p = opened.page
+    p.get_by_label("Layer").select_option("1")
+    p.get_by_label("Head").select_option("2")
+    p.locator('.column.left .tok[data-i="5"]').click()
+    want = r["decoder_attentions"][1, 2, 5]
+    assert opened.weights() == [f"{w:.2f}" if j <= 5 else "masked" for j, w in enumerate(want)]
+    assert opened.errors == []
+    p.close()
