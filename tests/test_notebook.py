@@ -61,7 +61,7 @@ def test_two_outputs_share_nothing(model):
 @pytest.mark.parametrize("make", ["heads", "rollout", "stats"])
 def test_every_other_result_shows_its_screen_and_a_short_repr(model, make):
     if make == "heads":
-        r = attn.heads(model, "The cat sat on the mat because it was tired.", query="it", target="cat", metric="weight")
+        r = attn.heads(model, "The cat sat on the mat because it was tired.", query="it", key="cat", metric="weight")
         number = "." + f"{r.values[5, 11]:.2f}".split(".")[1]
     elif make == "rollout":
         r = attn.rollout(model, "The cat sat.", query="sat")

@@ -52,7 +52,8 @@ class TracedText:
         """The tokenization the query is a token of."""
         return self.tokenization if self.decoder is None else self.decoder
 
-    def _shown(self) -> tuple[LayerTrace, ...]:
+    def shown_traces(self) -> tuple[LayerTrace, ...]:
+        """The traces of the attention shown: for cross-attention each decoder layer's `cross`."""
         return tuple(t.cross for t in self.traces) if self.kind == "cross" else self.traces
 
     def resolve(self, query: str | None = None, query_index: int | None = None) -> Query:
@@ -66,7 +67,7 @@ class TracedText:
         if key not in self._results:
             if len(self._results) >= _KEPT:
                 self._results.pop(next(iter(self._results)))
-            self._results[key] = inspect_tokens(self.model, self.tokenization, key, self._shown(), self.kind, self.decoder)
+            self._results[key] = inspect_tokens(self.model, self.tokenization, key, self.shown_traces(), self.kind, self.decoder)
         return self._results[key]
 
     def heads(self, query: str | None = None, query_index: int | None = None) -> HeadsResult:
@@ -74,7 +75,7 @@ class TracedText:
         key = self.resolve(query, query_index).token_indices
         if key not in self._heads:
             self._heads[key] = heads_traced(
-                self.model, self.tokenization, self._shown(), query, query_index, attention=self.kind, decoder=self.decoder, spec=self.spec
+                self.model, self.tokenization, self.shown_traces(), query, query_index, attention=self.kind, decoder=self.decoder, spec=self.spec
             )
         return self._heads[key]
 
