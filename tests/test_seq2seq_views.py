@@ -4,6 +4,8 @@ heads grid and the rollouts computed here with NumPy from transformers' own atte
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from helpers import attn, validate
@@ -210,3 +212,18 @@ def test_the_interactive_page_of_cross_attention_has_the_target_left_and_the_sou
             assert np.allclose(blob["exact"][layer][h]["w"], want[layer, h, t], atol=1e-5)
     assert unpacked(blob["keys"]).shape[2] == len(r["input_ids"])  # the keys are the source's
 
+
+
+@pytest.mark.parametrize("command", ["heads", "rollout"])
+def test_without_a_target_the_views_show_the_encoder_and_say_how_to_see_the_rest(command):
+    r = ref("t5", 0)
+    done = attn(command, str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-i", "3", "--json")
+    assert done.returncode == 0 and "add --target TEXT" in done.stderr and "--attention cross" in done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["attention"] == "encoder" and "decoder_tokens" not in doc
+    if command == "heads":  # each head's top word: its weight is the heaviest source word's
+        assert len(doc["layers"]) == r["encoder_attentions"].shape[0]
+        h = doc["layers"][-1]["heads"][0]
+        assert h["value"] == pytest.approx(r["encoder_attentions"][-1, 0, 3][h["top"]["token_indices"]].sum(), abs=1e-5)
+    else:
+        assert close(doc["last_layer_mean"], r["encoder_attentions"][-1, :, 3].mean(axis=0))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import SENTENCE, app, emit, read_text, reporting_errors
+from .common import SENTENCE, app, emit, note_encoder_only, read_text, reporting_errors
 from .options import (
     AttentionKindOption,
     HeadsMetricOption,
@@ -47,6 +47,7 @@ def heads(
         from ..loading.model import load_model
 
         result = run_heads(load_model(model), read_text(text), query, query_index, metric, key, special, target, attention)
+        note_encoder_only(result, target, attention)
 
         def view(out):
             from ..views.terminal.heads import heads_view

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import SENTENCE, app, emit, read_text, reporting_errors
+from .common import SENTENCE, app, emit, note_encoder_only, read_text, reporting_errors
 from .options import (
     AttentionKindOption,
     JsonOption,
@@ -55,6 +55,7 @@ def rollout(
         if top < 1:
             raise OptionError(f"`top_k={top}` is not valid", "give `top_k` 1 or more")
         result = attention_rollout(load_model(model), read_text(text), query, query_index, full, level, top, special, target, attention)
+        note_encoder_only(result, target, attention)
 
         def view(out):
             from ..views.terminal.rollout import rollout_view
