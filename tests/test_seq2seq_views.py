@@ -1,6 +1,8 @@
-"""`attn heads` and `attn rollout` on encoder–decoder models (`--target`, `--attention`): the
-heads grid and the rollouts computed here with NumPy from transformers' own attentions
-(tests/fixtures/seq2seq/ref_<i>.npz, teacher-forced with `labels`)."""
+"""The views of encoder–decoder models (`--target`, `--attention`): `heads`, `rollout` (cross-
+attention rolled out through the decoder, computed here with NumPy from transformers' own
+attentions, tests/fixtures/seq2seq/ref_<i>.npz, teacher-forced with `labels`), `plot` (static
+tables and the interactive page's data; its browser tests are in test_page_browser.py), and
+`contrib`'s refusal of ALTI. The explorer's are in test_explore_seq2seq.py."""
 
 from __future__ import annotations
 
