@@ -8,6 +8,7 @@ import pytest
 from browser import Opened, browser  # noqa: F401  (the fixture)
 from conftest import SENTENCE
 from option_registry import TINY, invoke, run_json
+from test_seq2seq import SEQ2SEQ, ref
 
 CAT = "The cat sat on the mat because it was tired."
 
@@ -160,5 +161,43 @@ def test_the_step_slider_of_generate_html_walks_the_written_tokens(browser, tmp_
     view = json.loads(invoke("generate", "The cat sat.", "-m", str(folder), "-n", "4", "-i", str(chooser), "--head", "all", "--json").stdout)
     layer = view["layers"][0]
     assert opened.weights() == [f"{w:.2f}" if seen else "masked" for w, seen in zip(layer["heads"][1]["weights"], layer["visible"])]
+    assert opened.errors == []
+    p.close()
+
+
+# --- encoder–decoder models (tests/fixtures/seq2seq): the decoder's page and cross-attention's ---
+
+def test_the_decoder_page_in_a_browser_shows_transformers_weights(browser, tmp_path):  # noqa: F811
+    """The page of T5's decoder self-attention loads without an error, and a clicked target
+    token's weights are transformers' (to the page's two decimals), the later ones masked."""
+    r = ref("t5", 1)
+    out = tmp_path / "decoder.html"
+    invoke("plot", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "--target", str(r["target"]), "-i", "3", "-o", str(out))
+    opened = Opened(browser, out)
+    p = opened.page
+    p.get_by_label("Layer").select_option("1")
+    p.get_by_label("Head").select_option("2")
+    p.locator('.column.left .tok[data-i="5"]').click()
+    want = r["decoder_attentions"][1, 2, 5]
+    assert opened.weights() == [f"{w:.2f}" if j <= 5 else "masked" for j, w in enumerate(want)]
+    assert opened.errors == []
+    p.close()
+
+
+def test_the_cross_attention_page_in_a_browser_shows_transformers_weights(browser, tmp_path):  # noqa: F811
+    """Target tokens on the left, source tokens on the right: a clicked target token's weights
+    over the source, and its steps (the query given) with one row per source token."""
+    r = ref("marian", 1)
+    out = tmp_path / "cross.html"
+    invoke("plot", str(r["source"]), "-m", str(SEQ2SEQ / "marian"), "--target", str(r["target"]), "-i", "2", "--attention", "cross", "-o", str(out))
+    opened = Opened(browser, out)
+    p = opened.page
+    assert p.locator(".column.left .tok").count() == len(r["decoder_input_ids"]) and p.locator(".column.right .tok").count() == len(r["input_ids"])
+    p.get_by_label("Layer").select_option("0")
+    p.get_by_label("Head").select_option("1")
+    assert p.locator(".steps table tr[data-j]").count() == len(r["input_ids"])
+    p.locator('.column.left .tok[data-i="4"]').click()
+    assert opened.weights() == [f"{w:.2f}" for w in r["cross_attentions"][0, 1, 4]]
+    assert p.locator(".modelview canvas").first.get_attribute("width") == str(len(r["input_ids"]))
     assert opened.errors == []
     p.close()

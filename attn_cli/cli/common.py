@@ -180,6 +180,18 @@ def _shown(page, renderable):
     return Segments([visible(s) for s in page.render(renderable)])
 
 
+def note_encoder_only(result, target: str | None, attention: str | None) -> None:
+    """On stderr: an encoder–decoder shown without --target or --attention is its encoder's
+    self-attention; say how to see the decoder's and cross-attention."""
+    if getattr(result, "attention", None) == "encoder" and target is None and attention is None:
+        from .output import write_stderr
+
+        write_stderr(
+            f"attn: note: {result.model.name} is an encoder–decoder model: this is its encoder's self-attention over the source; add "
+            "--target TEXT for the decoder's (--attention decoder) and cross-attention (--attention cross)\n"
+        )
+
+
 def emit(result, as_json: bool, view) -> None:
     """The result as JSON, or as the Rich renderables `view(console)` returns."""
     if as_json:

@@ -12,7 +12,18 @@ import sys
 import typer
 
 from .common import SENTENCE, app, read_text, reporting_errors
-from .options import LevelOption, ModelOption, OneHeadOption, OneLayerOption, QueryIndexOption, QueryOption, TextArgument, TruncateOption
+from .options import (
+    AttentionKindOption,
+    LevelOption,
+    ModelOption,
+    OneHeadOption,
+    OneLayerOption,
+    QueryIndexOption,
+    QueryOption,
+    TargetTextOption,
+    TextArgument,
+    TruncateOption,
+)
 
 
 @app.command(
@@ -22,8 +33,9 @@ from .options import LevelOption, ModelOption, OneHeadOption, OneLayerOption, Qu
         f'  attn explore "{SENTENCE}"\n\n'
         "  attn explore - -m tests/fixtures/tiny/llama < sample_inputs/cat.txt\n\n"
         '  attn explore "The cat sat on the mat because it was tired." --query it --layer 2 --head 3\n\n'
+        '  attn explore "The house is wonderful." -m opus-mt-en-de -t "Das Haus ist wunderbar." --attention cross\n\n'
         "Keys: ←/→ query · ↑/↓ layer · ]/[ head · m mean · a all heads · s steps · w words · n norms · "
-        "r rollout · g model view · / find a word · e export JSON · ? help · q quit"
+        "r rollout · g model view · k encoder/decoder/cross · / find a word · e export JSON · ? help · q quit"
     ),
 )
 def explore(
@@ -34,31 +46,40 @@ def explore(
     head: OneHeadOption = "auto",
     level: LevelOption = "token",
     truncate: TruncateOption = False,
+    target: TargetTextOption = None,
+    attention: AttentionKindOption = None,
     model: ModelOption = None,
 ) -> None:
     """Explore one text's attention interactively: move the query, the layer and the head with the keys; every number as in `attn inspect`.
 
     --query (default: the first word), --layer (default: the last), --head and --level say where to start.
+    Encoder–decoder models: with --target, k switches between the encoder's, the decoder's and cross-attention (--attention starts there).
     """
 
     def action() -> None:
-        from ..compute.explore import trace_text
+        from ..compute.explore import trace_pair, trace_text
         from ..compute.options import InspectOptions
+        from ..compute.seq2seq import check_kind
         from ..loading.model import load_model
         from ..views.explorer.frame import FirstFrame
         from ..views.explorer.state import check_start, start_view
 
         check_start(layer, head)
-        options = InspectOptions(query=query, query_index=query_index, layer=layer, head=head, level=level, truncate=truncate)
+        options = InspectOptions(
+            query=query, query_index=query_index, layer=layer, head=head, level=level, truncate=truncate, target=target, attention=attention
+        )
         source = read_text(text)
         _attach_terminal(from_stdin=text == "-")
-        traced = trace_text(load_model(model), source, truncate=options.truncate)
+        m = load_model(model)
+        kind = check_kind(m, target, attention)
+        kinds = trace_pair(m, source, target, options.truncate) if target is not None else {}
+        traced = kinds[kind] if kinds else trace_text(m, source, truncate=options.truncate)
         start = start_view(traced, options.query, options.query_index, options.layer, options.head, options.level)
         frame = FirstFrame(traced, start) if os.name == "posix" and sys.stderr.isatty() else None  # on screen while Textual loads
         try:
             from ..views.explorer.app import Explorer  # Textual: imported by this command only
 
-            explorer = Explorer(traced, start, first_frame=frame)
+            explorer = Explorer(traced, start, first_frame=frame, kinds=kinds)
             explorer.run()
         finally:
             if frame:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .common import SENTENCE, app, emit, read_text, reporting_errors
+from .common import SENTENCE, app, emit, note_encoder_only, read_text, reporting_errors
 from .options import (
+    AttentionKindOption,
     HeadsMetricOption,
     JsonOption,
     KeyOption,
@@ -11,6 +12,7 @@ from .options import (
     QueryIndexOption,
     QueryOption,
     SpecialOption,
+    TargetTextOption,
     TextArgument,
 )
 
@@ -21,7 +23,8 @@ from .options import (
         "[bold]Examples[/bold]\n\n"
         f'  attn heads "{SENTENCE}" -q making\n\n'
         '  attn heads "The cat sat on the mat because it was tired." -q it --key cat\n\n'
-        '  attn heads "The cat sat." -q sat --metric entropy --json | jq ".layers[0].heads[].value"'
+        '  attn heads "The cat sat." -q sat --metric entropy --json | jq ".layers[0].heads[].value"\n\n'
+        '  attn heads "The house is wonderful." -m opus-mt-en-de --target "Das Haus ist wunderbar." -q Haus --attention cross --key house'
     )
 )
 def heads(
@@ -31,16 +34,20 @@ def heads(
     metric: HeadsMetricOption = None,
     key: KeyOption = None,
     special: SpecialOption = True,
+    target: TargetTextOption = None,
+    attention: AttentionKindOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The model view: a layers × heads grid for one query — each head's top word, its weight on a key word, or its entropy."""
+    """The model view: a layers × heads grid for one query — each head's top word, its weight on a key word, or its entropy.
+    Encoder–decoder models: TEXT is the source; --target and --attention give the decoder's or the cross-attention's grid."""
 
     def action() -> None:
         from ..compute.heads import heads as run_heads
         from ..loading.model import load_model
 
-        result = run_heads(load_model(model), read_text(text), query, query_index, metric, key, special)
+        result = run_heads(load_model(model), read_text(text), query, query_index, metric, key, special, target, attention)
+        note_encoder_only(result, target, attention)
 
         def view(out):
             from ..views.terminal.heads import heads_view

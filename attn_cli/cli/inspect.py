@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import SENTENCE, app, plain_width, read_text, reporting_errors, write_csv, write_json, write_screen
+from .common import SENTENCE, app, note_encoder_only, plain_width, read_text, reporting_errors, write_csv, write_json, write_screen
 from .options import (
     ROWS,
     AttentionKindOption,
@@ -96,13 +96,7 @@ def inspect(
             refuse_with(ctx, "--format csv", *picked, "top", "special", "rank_by", why=" (its rows are every head's weights on every token)")
         loaded = load_model(model)
         result = inspect_with(loaded, read_text(text), options)
-        if result.attention == "encoder" and target is None and attention is None:
-            from .output import write_stderr
-
-            write_stderr(
-                f"attn: note: {loaded.name} is an encoder–decoder model: this is its encoder's self-attention over the source; add "
-                "--target TEXT for the decoder's (--attention decoder) and cross-attention (--attention cross)\n"
-            )
+        note_encoder_only(result, target, attention)
         if form is OutputFormat.json:
             write_json(result.to_json())
         elif form is OutputFormat.csv:

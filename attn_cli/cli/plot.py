@@ -10,6 +10,7 @@ import typer
 from .common import SENTENCE, app, read_text, reporting_errors
 from .options import (
     ROWS,
+    AttentionKindOption,
     ForceOption,
     KeyOption,
     LevelOption,
@@ -20,12 +21,15 @@ from .options import (
     QueryIndexOption,
     QueryOption,
     RowsOption,
+    TargetTextOption,
     given,
     refuse_with,
 )
 from .output import write_stdout
 
 VIEWS = ("heads", "grid")
+# An encoder–decoder's plot: which of its attentions it is (in the title).
+KIND_TITLES = {"encoder": " · encoder", "decoder": " · decoder self-attention", "cross": " · cross-attention (target → source)"}
 
 
 @app.command(
@@ -36,6 +40,7 @@ VIEWS = ("heads", "grid")
         f'  attn plot "{SENTENCE}" -q making -o making.html\n\n'
         '  attn plot "The cat sat on the mat because it was tired." -q it --view grid --key cat -o it-cat.svg\n\n'
         '  attn plot "The cat sat." -q cat --layer 0 --level word --static -o cat.html\n\n'
+        '  attn plot "The house is wonderful." -m opus-mt-en-de -t "Das Haus ist wunderbar." -q Haus --attention cross -o haus.png\n\n'
         "  attn stats --file sample_inputs/sentences.txt --json > stats.json && attn plot --stats stats.json --metric first_token -o sinks.png"
     )
 )
@@ -57,6 +62,8 @@ def plot(
         Optional[str], typer.Option("--stats", help="Plot a saved `attn stats --json` document (- for stdin): layers × heads of --metric.", show_default=False)
     ] = None,
     rows: RowsOption = "auto",
+    target: TargetTextOption = None,
+    attention: AttentionKindOption = None,
     static: Annotated[bool, typer.Option("--static", help="With .html: the heat-map table of --view, no script, instead of the interactive page.")] = False,
     force: ForceOption = False,
     model: ModelOption = None,
@@ -74,7 +81,9 @@ def plot(
         if stats is not None:
             if text is not None:
                 raise InputError("give TEXT or --stats, not both", "attn plot --stats stats.json -o heads.png")
-            refuse_with(ctx, "--stats", "query", "query_index", "view", "layer", "level", "key", "model", why=" (it plots a saved document)")
+            refuse_with(
+                ctx, "--stats", "query", "query_index", "view", "layer", "level", "key", "target", "attention", "model", why=" (it plots a saved document)"
+            )
             write_stdout(str(_plot_stats(stats, metric or "first_token", output, force)) + "\n")
             return
         if text is None:
@@ -92,29 +101,33 @@ def plot(
         m = load_model(model)
         source = read_text(text)
         if interactive:
-            write_stdout(str(_write_page(m, source, query, query_index, layer, output, force)) + "\n")
+            write_stdout(str(_write_page(m, source, query, query_index, layer, output, force, target, attention)) + "\n")
             return
         if view == "heads":
             from ..compute.inspect import inspect
             from ..compute.options import select_layers
+            from ..compute.seq2seq import check_kind
             from ..views.plot_rows import heads_grid
 
-            select_layers(layer or "-1", m.spec.layers, allow_all=False)  # so that a layer out of range is not offered 'all'
-            result = inspect(m, source, query, query_index, layer=layer or "-1", head="all", level=level or "token", truncate=None)
+            spec = m.spec.seq2seq.decoder if check_kind(m, target, attention) in ("decoder", "cross") else m.spec
+            select_layers(layer or "-1", spec.layers, allow_all=False)  # so that a layer out of range is not offered 'all'
+            result = inspect(
+                m, source, query, query_index, layer=layer or "-1", head="all", level=level or "token", truncate=None, target=target, attention=attention
+            )
             values, labels, query_rows, masked, title = heads_grid(result, rows)
             cols = [*map(str, range(values.shape[1] - 1)), "mean"]
             path = write_heatmap(output, values, labels, cols, title, query_rows, masked, force=force, warn=_warn)
         else:
             from ..compute.heads import heads
 
-            result = heads(m, source, query, query_index, metric, key)
+            result = heads(m, source, query, query_index, metric, key, target=target, attention=attention)
             values = result.values if result.metric != "entropy" else result.focus
             what = {
                 "top": "top-attended word's weight",
                 "weight": f'weight on "{result.key.text if result.key else ""}"',
                 "entropy": f"focus = 1 − H/ln n (entropy H in nats over the n keys the query sees: {result.keys_label})",
             }[result.metric]
-            title = f'{result.model.name} · query "{result.query.text}": {what} per layer and head'
+            title = f'{result.model.name}{KIND_TITLES.get(result.attention, "")} · query "{result.query.text}": {what} per layer and head'
             legend = "focus" if result.metric == "entropy" else "weight"
             row_labels, cols = [f"L{i}" for i in range(values.shape[0])], [str(h) for h in range(values.shape[1])]
             path = write_heatmap(output, values, row_labels, cols, title, legend=legend, force=force, warn=_warn)
@@ -132,15 +145,20 @@ def _refuse_what_the_page_ignores(ctx: typer.Context) -> None:
         raise InputError(f"{flags[0]} shapes the static table; the interactive page shows every layer, head and token", f"add --static, or drop {flags[0]}")
 
 
-def _write_page(m, source: str, query: str | None, query_index: int | None, layer: str | None, output: Path, force: bool) -> Path:
-    """The interactive page of `source` (views/page), opened on --layer (default the last)."""
+def _write_page(
+    m, source: str, query: str | None, query_index: int | None, layer: str | None, output: Path, force: bool, target: str | None, attention: str | None
+) -> Path:
+    """The interactive page of `source` (views/page), opened on --layer (default the last); an
+    encoder–decoder's decoder self-attention with `target` (cross-attention is refused)."""
     from ..compute.options import select_layers
     from ..compute.page import page
     from ..views.files import write_file
     from ..views.page import page_html
 
-    first = select_layers(layer, m.spec.layers, allow_all=False)[0] if layer is not None else None
-    html = page_html(page(m, source, query, query_index), layer=first)
+    result = page(m, source, query, query_index, target=target, attention=attention)
+    first = select_layers(layer, result.inspect.model.layers, allow_all=False)[0] if layer is not None else None
+    kind = KIND_TITLES.get(result.inspect.attention, "")
+    html = page_html(result, title=f'{m.name}{kind} · query "{result.inspect.query.text}"' if kind else None, layer=first)
     return write_file(output, lambda f: f.write(html.encode("utf-8")), force)
 
 

@@ -235,6 +235,13 @@ def alti_layout(model: Model) -> AltiLayout:
     """Where `model`'s family keeps what ALTI reads. A family it does not cover is the method's
     limit, not a fault of the model: refused as an option that does not fit it."""
     layout = ALTI_LAYOUTS.get(model.spec.model_type)
+    if layout is None and model.has_cross_attention:  # T5 is pre-norm: the reason below would be false
+        raise OptionError(
+            f"ALTI is not defined here for encoder–decoder models ({model.spec.model_type}): contrib reads their encoder only, "
+            "and ALTI's decomposition of it (and of cross-attention) is not written yet",
+            "use --method norms or value-zeroing (the encoder's self-attention), or attn inspect --target TEXT --attention cross "
+            "for what the decoder reads of the source",
+        )
     if layout is None:
         raise OptionError(
             f"ALTI is not defined here for {model.spec.model_type} ({_WHY_NOT_ALTI.get(model.spec.model_type, _UNCHECKED)})",

@@ -9,15 +9,16 @@ import numpy as np
 
 from ..errors import OptionError
 from ..loading.model import Model
-from ..loading.tokenizer import Tokenization, tokenize
+from ..loading.tokenizer import Tokenization
 from ..maths.analysis import weight_on
 from ..maths.headsums import row_entropy
 from ..maths.ops import causal_visibility, two_sided_visibility
-from ..models import LayerTrace
+from ..models import Hyper, LayerTrace
 from ..records import frozen
 from .inspect import model_info, rank_words
 from .query import Query, check_rankable, resolve_query
-from .result import ModelInfo, WordWeight, document_header, floats, query_json, word_weight_json
+from .result import ModelInfo, WordWeight, document_header, floats, query_json, seq2seq_json, word_weight_json
+from .seq2seq import attended
 
 METRICS = ("top", "weight", "entropy")
 
@@ -34,6 +35,9 @@ class HeadsResult:
     key: Query | None
     values: np.ndarray
     top: tuple[tuple[WordWeight, ...], ...]
+    # An encoder–decoder's: the kind of attention, and the decoder's input (where the query is).
+    attention: str | None = None
+    decoder_tokenization: Tokenization | None = None
 
     @property
     def visible_keys(self) -> tuple[int, ...]:
@@ -44,6 +48,8 @@ class HeadsResult:
         them sees."""
         m = self.model
         seq = len(self.tokenization.tokens)
+        if self.attention == "cross":  # a target token sees every source token
+            return (seq,) * m.layers
         windows = m.layer_windows or (m.sliding_window,) * m.layers
         if not m.causal and m.sliding_window is None:
             return (seq,) * m.layers
@@ -90,7 +96,7 @@ class HeadsResult:
                 }
                 for layer in range(self.values.shape[0])
             ],
-        }
+        } | seq2seq_json(self.attention, self.decoder_tokenization, "target_text")
 
 
 def heads(
@@ -101,13 +107,19 @@ def heads(
     metric: str | None = None,
     key: str | None = None,
     include_special: bool = True,
+    target: str | None = None,
+    attention: str | None = None,
 ) -> HeadsResult:
     """The layers × heads grid for one query. metric: "top" (the top-attended word's weight),
     "weight" (the weight on `key`, a word of the text) or "entropy" (of the query's row, in
-    nats: low means focused). Default: "weight" with a key, else "top"."""
+    nats: low means focused). Default: "weight" with a key, else "top". An encoder–decoder
+    model reads `text` as the source and `target` as what the decoder writes: `attention`
+    "encoder", "decoder" (the default with a target) or "cross" picks the grid's attention
+    (`compute.seq2seq`), the query a target token for the last two, the key a word of the keys'
+    text (the target for decoder, the source for cross)."""
     _check_metric(metric, key)
-    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
-    return heads_traced(model, tok, model.trace(tok.ids), query, query_index, metric, key, include_special)
+    a = attended(model, text, target, attention)
+    return heads_traced(model, a.keys, a.traces, query, query_index, metric, key, include_special, a.kind, a.decoder, a.spec)
 
 
 def _check_metric(metric: str | None, key: str | None) -> str:
@@ -130,14 +142,21 @@ def heads_traced(
     metric: str | None = None,
     key: str | None = None,
     include_special: bool = True,
+    attention: str | None = None,
+    decoder: Tokenization | None = None,
+    spec: Hyper | None = None,
 ) -> HeadsResult:
-    """`heads` over traces already computed for `tok` (every layer, in order)."""
+    """`heads` over traces already computed for `tok` (every layer, in order), whose keys are
+    `tok`'s tokens. An encoder–decoder's decoder or cross-attention (`attention`): the query is
+    a position of `decoder`, and `spec` the decoder's."""
     metric = _check_metric(metric, key)
-    q = resolve_query(tok, query, query_index)
-    check_rankable(tok, q, model.spec.causal, include_special)
+    spec = model.spec if spec is None else spec
+    q = resolve_query(tok if decoder is None else decoder, query, query_index)
+    if attention != "cross":  # cross-attention's keys are the source, which has words whatever the query
+        check_rankable(tok, q, spec.causal, include_special)
     aim = resolve_query(tok, key) if key is not None else None
     rows = list(q.token_indices)
-    values = np.zeros((model.spec.layers, model.spec.heads), np.float32)
+    values = np.zeros((spec.layers, spec.heads), np.float32)
     top = []
     for trace in traces:
         weights = trace.rows(rows)[2].mean(axis=1)  # (heads, seq)
@@ -151,4 +170,4 @@ def heads_traced(
                 values[trace.layer, h] = weight_on(w, aim.token_indices)
             else:
                 values[trace.layer, h] = row_entropy(w)
-    return HeadsResult(model_info(model), tok, q, metric, aim, values, tuple(top))
+    return HeadsResult(model_info(model, spec), tok, q, metric, aim, values, tuple(top), attention, decoder)

@@ -170,24 +170,35 @@ def inspect_decoder(model: Model, source: Tokenization, decoder: Tokenization, m
     through = None if options.steps or kind == "cross" else layers[-1]
     traces = model.trace_decoder(decoder.ids, memory, through=through)
     keys = decoder if kind == "decoder" else source
-    projection = model.arch.seq2seq.output_projections
-    w_o = lambda layer: projection(model.weights, layer)[kind == "cross"]  # noqa: E731
     return _inspect(
         model, keys, (t.cross if kind == "cross" else t for t in traces), options, layers, head,
-        attention=kind, decoder=decoder, spec=spec, w_o_of=w_o,
+        attention=kind, decoder=decoder, spec=spec, w_o_of=_decoder_w_o(model, kind),
     )
 
 
+def _decoder_w_o(model: Model, kind: str):
+    """layer -> W_O of an encoder–decoder's decoder self-attention or cross-attention."""
+    projection = model.arch.seq2seq.output_projections
+    return lambda layer: projection(model.weights, layer)[kind == "cross"]
+
+
 def inspect_tokens(
-    model: Model, tok: Tokenization, options: InspectOptions | None = None, traces: Iterable[LayerTrace] | None = None
+    model: Model, tok: Tokenization, options: InspectOptions | None = None, traces: Iterable[LayerTrace] | None = None,
+    attention: str | None = None, decoder: Tokenization | None = None,
 ) -> InspectResult:
     """`inspect` of a text already tokenized (a chat, or a prompt and what a decoder generated),
     over `traces` already computed for `tok` in layer order (the explorer keeps them), else a
     forward pass of its own: the same result, and so the same JSON, either way. How the text
-    became tokens (`truncate`, `chat`, `system`) is not read from `options`."""
+    became tokens (`truncate`, `chat`, `system`) is not read from `options`. An encoder–decoder's
+    `attention` "decoder" or "cross": `traces` are the decoder's (for cross, their `cross`), the
+    query a position of `decoder`."""
     options = options or InspectOptions()
+    if attention in ("decoder", "cross"):
+        spec = model.spec.seq2seq.decoder
+        layers, head = options.layers(spec.layers), options.head_id(spec.heads)
+        return _inspect(model, tok, traces, options, layers, head, attention, decoder, spec, _decoder_w_o(model, attention))
     layers, head = options.layers(model.spec.layers), options.head_id(model.spec.heads)
-    return _inspect(model, tok, traces, options, layers, head)
+    return _inspect(model, tok, traces, options, layers, head, attention)
 
 
 def _inspect(

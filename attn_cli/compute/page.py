@@ -13,8 +13,9 @@ import numpy as np
 
 from ..loading.model import Model
 from ..records import frozen
-from .explore import TracedText, trace_text, trace_tokens
+from .explore import TracedText, trace_pair, trace_text, trace_tokens
 from .result import InspectResult
+from .seq2seq import check_kind
 
 MAX_PAGE_TOKENS = 256  # every row of every head: 70 MB of float32 for SmolLM2 at 256 tokens, a 4 MB page
 
@@ -40,9 +41,18 @@ class PageResult:
         return f"PageResult(model={r.model.name!r}, query={r.query.text!r}, layers={len(r.layers)}, heads={r.model.heads}, tokens={len(r.tokens)}{rows})"
 
 
-def page(model: Model, text: str, query: str | None = None, query_index: int | None = None, truncate: bool = False) -> PageResult:
+def page(
+    model: Model, text: str, query: str | None = None, query_index: int | None = None, truncate: bool = False,
+    target: str | None = None, attention: str | None = None,
+) -> PageResult:
     """One forward pass over `text`, kept for the page: every row of every head up to
-    `MAX_PAGE_TOKENS` tokens (seq² weights per head), the query's rows only beyond."""
+    `MAX_PAGE_TOKENS` tokens (seq² weights per head), the query's rows only beyond. An
+    encoder–decoder's `target` (teacher-forced) and `attention` (`compute.seq2seq`): the page of
+    its encoder, its decoder's self-attention, or cross-attention (the target on the left, the
+    source on the right)."""
+    kind = check_kind(model, target, attention)
+    if kind in ("decoder", "cross"):
+        return _kept(trace_pair(model, text, target, truncate)[kind], query, query_index)
     return _kept(trace_text(model, text, truncate=truncate), query, query_index)
 
 
@@ -56,12 +66,13 @@ def written_page(model: Model, result) -> PageResult:
 
 
 def _kept(traced: TracedText, query: str | None, query_index: int | None) -> PageResult:
-    seq = len(traced.tokenization.tokens)
+    seq = len(traced.queries.tokens)  # the rows; the keys are `traced.tokenization`'s (the source's, for cross-attention)
     first = traced.resolve(query, query_index).token_indices[0]
-    if seq > MAX_PAGE_TOKENS:  # the query's rows (not its steps: the keys alone would be layers·kv_heads·seq·d)
+    if max(seq, len(traced.tokenization.tokens)) > MAX_PAGE_TOKENS:  # the query's rows (not its steps: the keys alone would be layers·kv_heads·seq·d)
         return PageResult(traced.inspect(query_index=first, layer="all", head="all"), None, None, first)
     result = traced.inspect(query_index=first, layer="all", head="all", steps=True)
-    maps = [trace.rows()[2] for trace in traced.traces]  # each (heads, seq, seq)
-    seen = [trace.visible(np.arange(seq)) for trace in traced.traces]
-    visible = None if all(v is None for v in seen) else np.stack([np.ones((seq, seq), bool) if v is None else v for v in seen])
+    maps = [trace.rows()[2] for trace in traced.shown_traces()]  # each (heads, seq, keys)
+    seen = [trace.visible(np.arange(seq)) for trace in traced.shown_traces()]
+    keys = maps[0].shape[-1]
+    visible = None if all(v is None for v in seen) else np.stack([np.ones((seq, keys), bool) if v is None else v for v in seen])
     return PageResult(result, np.stack(maps).astype(np.float32), visible, first)

@@ -190,13 +190,19 @@ class InspectResult:
         } | self._seq2seq_json()
 
     def _seq2seq_json(self) -> dict:
-        """An encoder–decoder's: the kind of attention, and the decoder's input tokens."""
-        if self.attention is None:
-            return {}
-        doc = {"attention": self.attention}
-        if self.decoder_tokenization is not None:
-            doc |= {"target": self.decoder_tokenization.text, "decoder_tokens": tokens_json(self.decoder_tokenization)}
-        return doc
+        return seq2seq_json(self.attention, self.decoder_tokenization)
+
+
+def seq2seq_json(attention: str | None, decoder: Tokenization | None, text_field: str = "target") -> dict:
+    """An encoder–decoder's fields (inspect, heads, rollout): the kind of attention, and the
+    decoder's input tokens and the target's text (as `text_field`: heads' `target` is its key
+    word); nothing for other models."""
+    if attention is None:
+        return {}
+    doc = {"attention": attention}
+    if decoder is not None:
+        doc |= {text_field: decoder.text, "decoder_tokens": tokens_json(decoder)}
+    return doc
 
 
 def routing_json(routing: Routing) -> list[dict]:

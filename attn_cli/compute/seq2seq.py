@@ -11,14 +11,16 @@ input otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
-from ..errors import InputError
+from ..errors import InputError, OptionError
 from ..loading.model import Model
 from ..loading.tokenizer import Token, Tokenization, Word, tokenize
-from ..models import cross_attention_models
+from ..models import Hyper, LayerTrace, cross_attention_models
 from ..models.seq2seq import decoder_input
 from ..records import frozen
+from .options import ATTENTION_KINDS
 
 
 @frozen
@@ -70,3 +72,44 @@ def shifted_right(model: Model, labels: Tokenization) -> Tokenization:
         if kept:
             words.append(Word(len(words), w.text, w.start, w.end, kept))
     return Tokenization(labels.text, tokens, tuple(words), labels.total_tokens)
+
+
+@frozen
+class Attended:
+    """One kind of attention of a text, ready for a view (`heads`, `rollout`): `kind` (None for
+    a model without cross-attention, else "encoder", "decoder" or "cross"), `keys` (the
+    tokenization the keys are tokens of: the text, the decoder's input, or the source),
+    `decoder` (the decoder's input, where the query lives; None for self-attention and the
+    encoder), `traces` (one `LayerTrace` per layer, for cross-attention each decoder layer's
+    `cross`), `spec` (the `Hyper` of the stack shown) and `pair` (the source and target, if any)."""
+
+    kind: str | None
+    keys: Tokenization
+    decoder: Tokenization | None
+    traces: Iterable[LayerTrace]
+    spec: Hyper
+    pair: Pair | None = None
+
+    @property
+    def queries(self) -> Tokenization:
+        """The tokenization the query is found in."""
+        return self.keys if self.decoder is None else self.decoder
+
+
+def attended(model: Model, text: str, target: str | None = None, attention: str | None = None, whole: bool = False) -> Attended:
+    """The kind of attention `target` and `attention` ask for (`check_kind`), traced: a
+    decoder's over the target teacher-forced (cross-attention runs after the self-attention of
+    its layer, so each decoder layer runs whole), else the encoder's (or the model's) over `text`.
+    `whole`: cross-attention's traces are the decoder layers' (each with its `cross`), for a
+    view that reads both (cross rollout)."""
+    if attention is not None and attention not in ATTENTION_KINDS:
+        raise OptionError(f"`attention={attention!r}` is not valid", f"give one of {', '.join(ATTENTION_KINDS)}")
+    kind = check_kind(model, target, attention)
+    if kind in ("decoder", "cross"):
+        p = pair(model, source=text, target=target)
+        traces = model.trace_decoder(p.decoder.ids, model.memory(p.source.ids))
+        if kind == "cross" and not whole:
+            traces = (t.cross for t in traces)
+        return Attended(kind, p.decoder if kind == "decoder" else p.source, p.decoder, traces, model.spec.seq2seq.decoder, p)
+    tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
+    return Attended(None if kind == "self" else kind, tok, None, model.trace(tok.ids), model.spec)

@@ -126,6 +126,32 @@ def rollout_row(mean_maps: Sequence[np.ndarray], query: int) -> np.ndarray:
     return r.astype(_float_dtype(maps[0]))
 
 
+def cross_rollout(self_maps: Sequence[np.ndarray], cross_maps: Sequence[np.ndarray], start: np.ndarray) -> np.ndarray:
+    """Rollout through an encoder–decoder's decoder onto the source: for rows `start` (k, m) of
+    the decoder's m positions (e_q for one query, I for all), (k, n) over the n source tokens.
+
+    Each decoder layer l, as rollout treats a layer, over the m decoder positions then the n
+    source tokens (the encoder's output, which no decoder layer changes):
+
+        L_l = [[½·Â_l, ½·C_l], [0, I_n]]
+
+    Â_l the self-attention with the residual (`add_residual`), C_l the cross-attention (m, n):
+    a position keeps half of what its self-attention brought and takes half from the source.
+    R = L_D·…·L_1 (the later layer on the left); its source block is what this returns, rows
+    renormalised: the block's rows sum to 1 − 2^−D whatever the weights (the ½ split is a
+    convention, as in rollout), so only the distribution over the source says anything.
+    self_maps, cross_maps: per layer the head-mean (m, m) and (m, n), first layer first; float64.
+    """
+    if not self_maps or len(self_maps) != len(cross_maps):
+        raise ValueError("cross rollout needs one self- and one cross-attention map per decoder layer")
+    r = np.asarray(start, dtype=np.float64)
+    source = np.zeros((r.shape[0], cross_maps[0].shape[-1]))
+    for a, c in zip(reversed(self_maps), reversed(cross_maps), strict=True):
+        source += 0.5 * (r @ np.asarray(c, dtype=np.float64))
+        r = 0.5 * (r @ add_residual(a))
+    return source / source.sum(axis=-1, keepdims=True)
+
+
 # --- Value norms (Kobayashi et al. 2020, §3) ---------------------------------------------------
 
 

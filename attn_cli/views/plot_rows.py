@@ -20,7 +20,8 @@ def heads_grid(result: InspectResult, rows: str = "auto") -> tuple[np.ndarray, l
     masked = None if drawn.visible is None else np.repeat(~drawn.visible[:, None], values.shape[1], axis=1)
     labels = [u.text for u in result.units]
     query = {i for i, u in enumerate(result.units) if result.marked and set(u.token_indices) <= result.marked}
-    title = f'{result.model.name} · layer {drawn.layer}: weights of "{result.query.text}" in every head'
+    kind = {"encoder": " (encoder)", "decoder": " (decoder self-attention)", "cross": " (cross-attention over the source)"}.get(result.attention, "")
+    title = f'{result.model.name} · layer {drawn.layer}{kind}: weights of "{result.query.text}" in every head'
     if rows == "all" or (rows == "auto" and len(labels) <= PLOT_ROWS):
         return values, labels, query, masked, title
     keep = top_rows(result, drawn.heads)

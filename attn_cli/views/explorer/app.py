@@ -18,7 +18,7 @@ from textual.widgets import Input, Label
 from ...compute.explore import TracedText
 from ...errors import AttnError
 from .frame import FirstFrame, screen_parts
-from .state import COMMAND_OF_MODE, View
+from .state import COMMAND_OF_MODE, View, switched
 from .widgets import Body, HelpScreen, TextBlock
 
 _KEPT_SCREENS = 64  # views whose screens are kept (each: a few Text lines, and the body lines built so far)
@@ -46,15 +46,21 @@ class Explorer(App[int]):
         ("left", "query(-1)"), ("right", "query(1)"), ("up", "layer(1)"), ("down", "layer(-1)"),
         ("right_square_bracket", "move_head(1)"), ("left_square_bracket", "move_head(-1)"), ("m", "mean"),
         ("a", "mode('heads')"), ("s", "mode('steps')"), ("r", "mode('rollout')"), ("g", "mode('grid')"),
-        ("c", "mode('contrib')"), ("w", "level"), ("n", "norms"), ("slash", "find"), ("e", "export"), ("question_mark", "help"),
+        ("c", "mode('contrib')"), ("k", "kind"), ("w", "level"), ("n", "norms"), ("slash", "find"), ("e", "export"), ("question_mark", "help"),
         ("enter", "open"), ("q", "quit"), ("escape", "back"), ("pageup", "page(-1)"), ("pagedown", "page(1)"),
         ("home", "edge(0)"), ("end", "edge(1)"),
     )
 
-    def __init__(self, traced: TracedText, view: View, export_dir: Path | None = None, first_frame: FirstFrame | None = None) -> None:
+    def __init__(
+        self, traced: TracedText, view: View, export_dir: Path | None = None, first_frame: FirstFrame | None = None,
+        kinds: dict[str, TracedText] | None = None,
+    ) -> None:
+        """`kinds`: an encoder–decoder's three attentions (`compute.explore.trace_pair`), which
+        `k` switches between; `traced` is one of them."""
         super().__init__(driver_class=_after(first_frame) if first_frame else None)
         self.traced, self.view = traced, view
-        self._shown: dict[tuple, object] = {}  # (view, width, height) -> its screen's parts
+        self.kinds = kinds or {}
+        self._shown: dict[tuple, object] = {}  # (attention kind, view, width, height) -> its screen's parts
         self.export_dir = export_dir or Path.cwd()
         self._asking: str | None = None  # "find" or "export" while the prompt is open
 
@@ -82,7 +88,7 @@ class Explorer(App[int]):
     def redraw(self) -> None:
         """Show the current view: its parts are built once per view and screen size (going back
         to a view is a look-up), and a block is redrawn only if its lines changed."""
-        key = (self.view, self.size.width, self.size.height)
+        key = (self.traced.kind, self.view, self.size.width, self.size.height)
         if key not in self._shown:
             if len(self._shown) >= _KEPT_SCREENS:
                 self._shown.pop(next(iter(self._shown)))
@@ -102,25 +108,39 @@ class Explorer(App[int]):
 
     def action_query(self, step: int) -> None:
         q = self.traced.resolve(**self.view.query_args())
-        self.go(self.view.token(q, step, len(self.traced.tokenization.tokens)))
+        self.go(self.view.token(q, step, len(self.traced.queries.tokens)))
 
     def action_pick(self, index: int) -> None:
         self.go(self.view.at_token(index))
 
     def action_layer(self, step: int) -> None:
-        self.go(self.view.move_layer(step, self.traced.model.spec.layers))
+        self.go(self.view.move_layer(step, self.traced.spec.layers))
 
     def action_move_head(self, step: int) -> None:
-        self.go(self.view.move_head(step, self.traced.model.spec.heads))
+        self.go(self.view.move_head(step, self.traced.spec.heads))
 
     def action_head(self, head) -> None:
         self.go(self.view.at_head(head))
 
     def action_cell(self, layer: int, head: int) -> None:
-        self.go(self.view.at_head(head).move_layer(layer - self.view.layer, self.traced.model.spec.layers))
+        self.go(self.view.at_head(head).move_layer(layer - self.view.layer, self.traced.spec.layers))
 
     def action_mean(self) -> None:
         self.go(self.view.toggle_mean())
+
+    def action_kind(self) -> None:
+        """The next of an encoder–decoder's attentions: encoder, decoder, cross. The layer and head
+        are kept where the new kind has them; the query too between decoder and cross (both a
+        target token), else the first word of the other sequence."""
+        if not self.kinds:
+            s2s = self.traced.model.has_cross_attention
+            self.notify("start attn explore with --target TEXT to switch to the decoder's and cross-attention" if s2s else
+                        "k switches an encoder–decoder's attentions (T5, BART, Marian); this model has one kind", timeout=5)
+            return
+        order = list(self.kinds)
+        kind = order[(order.index(self.traced.kind) + 1) % len(order)]
+        self.traced, self.view = switched(self.traced, self.kinds[kind], self.view)
+        self.redraw()
 
     def action_mode(self, mode: str) -> None:
         self.go(self.view.toggle_mode(mode))

@@ -75,7 +75,8 @@ def _pick(i: int) -> Style:
 
 
 def _is_query(result: InspectResult, unit) -> bool:
-    return set(unit.token_indices) <= set(result.query.token_indices)
+    """Whether `unit` is the query (never under cross-attention: the keys are the source)."""
+    return bool(result.marked) and set(unit.token_indices) <= result.marked
 
 
 def _label(result: InspectResult, i: int, width: int) -> Text:
@@ -103,6 +104,9 @@ def _num_width(values: np.ndarray | None, title: str) -> int:
     return max(len(title), len(f"{np.nanmin(values):.2f}"), len(f"{np.nanmax(values):.2f}"))
 
 
+_KINDS = {"encoder": "encoder", "decoder": "decoder self-attention", "cross": "cross-attention over the source"}
+
+
 def header(result: InspectResult, view: View) -> Text:
     """model · layer L · head H · query "WORD" (token i) — always on screen."""
     m, q = result.model, result.query
@@ -114,7 +118,9 @@ def header(result: InspectResult, view: View) -> Text:
         text.append(f" (kv {kv}, shared by {kv * group}–{kv * group + group - 1})")
     text.append(" · query ")
     text.append(f'"{q.text}"', _QUERY)
-    text.append(f" ({where})")
+    text.append(f" ({'target ' if result.decoder_tokenization is not None else ''}{where})")
+    if result.attention is not None:  # an encoder–decoder's: which of its attentions (k switches)
+        text.append(f" · {_KINDS[result.attention]}", "bold yellow")
     if m.sliding_window:
         text.append(f" · window {m.sliding_window}", "yellow")
     return text
@@ -128,6 +134,8 @@ def title(result: InspectResult, view: View) -> Text:
         text = f'Multi-head · layer {view.layer}: weights of "{result.query.text}" in every head{words}'
     elif view.mode == "rollout":
         text = "Rollout (Abnar & Zuidema 2020): mean of heads, ½A + ½I, through all layers"
+        if result.attention == "cross":
+            text = "Cross-attention rollout onto the source: through the decoder's layers, ½ self-attention (½A + ½I), ½ cross-attention"
     elif view.mode == "grid":
         text = "Model view · each head's top word (colour: its weight) · Enter opens"
     elif view.mode == "steps":
@@ -166,7 +174,7 @@ def token_strip(result: InspectResult, view: View, width: int, max_lines: int) -
     weights = layer.head(view.head).weights
     items = result.units
     lines = _strip_layout(items, width)
-    where = next(n for n, line in enumerate(lines) for k in line if _is_query(result, items[k]))
+    where = next((n for n, line in enumerate(lines) for k in line if _is_query(result, items[k])), 0)
     start = max(0, min(where - max_lines // 2, len(lines) - max_lines))
     shown = []
     for line in lines[start : start + max_lines]:

@@ -19,7 +19,7 @@ from .state import View
 
 def rollout_pane(result: RolloutResult, width: int, console) -> Pane:
     items = units(result.tokenization, result.level)
-    query = set(result.query.token_indices)
+    query = set() if result.attention == "cross" else set(result.query.token_indices)  # cross: the rows are the source
     pos = max(len(str(u.token_indices[0])) + (len(str(u.token_indices[-1])) + 1 if len(u.token_indices) > 1 else 0) for u in items)
     name = 2 + min(_LABEL_WIDTH, max(len(u.text) for u in items))
     bars = _bar_width(width, pos + name + 8 + 11 + 2)

@@ -33,6 +33,7 @@ KEYS = (
     ("r", "attention rollout through all layers"),
     ("g", "model view: layers × heads (Enter opens a cell)"),
     ("c", "token contributions: ALTI in this layer and rolled out"),
+    ("k", "encoder–decoders: encoder / decoder / cross-attention"),
     ("/", "type a word to make it the query"),
     ("e", "export this view as JSON (as --json prints it)"),
     ("?", "this help"),
@@ -57,6 +58,7 @@ class View:
     level: str = "token"
     norms: bool = False
     last_head: int = 0  # the head `m` returns to
+    attention: str | None = None  # an encoder–decoder's kind (`k`), for the exported command line
 
     def inspect_options(self) -> dict:
         """The `attn inspect` options (library names) of this view."""
@@ -80,6 +82,8 @@ class View:
             args += ["--level", "word"]
         elif which == "contrib":
             args += ["--rollout"]
+        if self.attention in ("decoder", "cross"):
+            args += ["--target", "TARGET", "--attention", self.attention]
         return f"attn {which} {text} {shlex.join(args)} --json"
 
     # Moves. Each returns the new view (or the same one at an edge).
@@ -123,6 +127,23 @@ class View:
         return replace(self, norms=not self.norms)
 
 
+def switched(old: TracedText, new: TracedText, view: View) -> tuple[TracedText, View]:
+    """`view` moved to another of an encoder–decoder's attentions: the layer and head kept
+    where `new` has them, the query too when both are the decoder's (decoder and cross), else
+    the first word of `new`'s sequence."""
+    layer, heads = min(view.layer, new.spec.layers - 1), new.spec.heads
+    head = view.head if view.head == "mean" else min(int(view.head), heads - 1)
+    moved = replace(view, layer=layer, head=head, last_head=min(view.last_head, heads - 1), attention=new.kind)
+    if (old.decoder is None) != (new.decoder is None):
+        moved = moved.at_token(first_word(new))
+    return new, moved
+
+
+def first_word(traced: TracedText) -> int:
+    """The position of the first token that is not special, where the query starts."""
+    return next((t.index for t in traced.queries.tokens if not t.special), 0)
+
+
 START_HEADS = ("auto", "mean")  # what --head may name besides an index: the explorer shows one head or the mean
 
 
@@ -139,11 +160,11 @@ def start_view(traced: TracedText, query: str | None, query_index: int | None, l
     them (the errors are its errors). No query: the first word. `--head auto` is resolved to
     the head it picks, as `attn inspect` names it."""
     check_start(layer, head)
-    spec = traced.model.spec
+    spec = traced.spec
     select_layers(layer, spec.layers, allow_all=False)  # out of range: the error offers only what explore takes
     parse_head(head, spec.heads, choices=START_HEADS)
     if query is None and query_index is None:
-        query_index = next((t.index for t in traced.tokenization.tokens if not t.special), 0)
+        query_index = first_word(traced)
     result = traced.inspect(query, query_index, layer=layer, head=head, level=level)
     shown = result.layers[0]
     picked = shown.focus[0]
@@ -151,5 +172,5 @@ def start_view(traced: TracedText, query: str | None, query_index: int | None, l
     return View(
         layer=shown.layer, head=picked, query=None if by_index else query,
         query_index=result.query.token_indices[0] if by_index else None, level=level,
-        last_head=0 if picked == "mean" else int(picked),
+        last_head=0 if picked == "mean" else int(picked), attention=traced.kind,
     )

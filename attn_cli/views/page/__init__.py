@@ -26,6 +26,7 @@ from ...compute.inspect import auto_head
 from ...compute.page import MAX_PAGE_TOKENS, PageResult
 from ...compute.query import resolve_query
 from ...compute.result import InspectResult
+from ...loading.tokenizer import units
 from ..text import printable
 
 MASKED = 255  # the byte of a weight the query may not see
@@ -69,13 +70,18 @@ def page_data(result: PageResult | InspectResult, layer: int | None = None) -> d
             notes = [f"The text is {len(r.tokens)} tokens long: the page holds the query's rows only, without its steps ({why})."]
         else:
             notes = ["This result holds the query's rows only: attn.page(model, text, query=...) holds every token's."]
-        query = next(i for i, u in enumerate(r.units) if r.query.token_indices[0] in u.token_indices)
-        weights, visible = _query_rows(r, query)
+        row_units = _row_units(r)
+        query = next(i for i, u in enumerate(row_units) if r.query.token_indices[0] in u.token_indices)
+        weights, visible = _query_rows(r, query, len(row_units))
         rows = [query]
     m = r.model
     layers, heads, seq, _ = weights.shape
     start = layers - 1 if layer is None else layer
     labels = r.tokens if rows is None else r.units
+    cross = r.attention == "cross"  # the queries are the target (the decoder's input), the keys the source
+    keys = {"key_tokens": [printable(t.text) for t in labels], "key_special": [t.special for t in labels]} if cross else {}
+    if cross:
+        labels = r.decoder_tokenization.tokens if rows is None else _row_units(r)
     return {
         "format": FORMAT,
         "model": {
@@ -96,15 +102,21 @@ def page_data(result: PageResult | InspectResult, layer: int | None = None) -> d
         "exact": [[_exact_head(h) for h in lr.heads] for lr in r.layers],  # per layer: heads 0…H-1, then the mean
         "start_layer": start,
         "auto_head": _auto_head(r, start, query),
-    }
+    } | keys
 
 
-def _query_rows(r: InspectResult, query: int) -> tuple[np.ndarray, np.ndarray]:
-    """An `InspectResult`'s rows as the page's (layers, heads, units, units) weights and
-    (layers, units, units) visibility, the query's row filled and every other row masked."""
-    units, heads = len(r.units), len(r.layers[0].heads) - 1
-    weights = np.zeros((len(r.layers), heads, units, units), np.float32)
-    visible = np.zeros((len(r.layers), units, units), bool)
+def _row_units(r: InspectResult) -> tuple:
+    """The units the query is one of: the keys' (`r.units`), or under cross-attention the
+    decoder's input at the result's level."""
+    return r.units if r.attention != "cross" else tuple(units(r.decoder_tokenization, r.level))
+
+
+def _query_rows(r: InspectResult, query: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """An `InspectResult`'s rows as the page's (layers, heads, rows, units) weights and
+    (layers, rows, units) visibility, the query's row filled and every other row masked."""
+    keys, heads = len(r.units), len(r.layers[0].heads) - 1
+    weights = np.zeros((len(r.layers), heads, rows, keys), np.float32)
+    visible = np.zeros((len(r.layers), rows, keys), bool)
     for i, lr in enumerate(r.layers):
         weights[i, :, query] = np.stack([h.weights for h in lr.heads[:heads]])
         visible[i, query] = True if lr.visible is None else lr.visible
@@ -166,7 +178,7 @@ def _auto_head(r: InspectResult, layer: int, query: int) -> int:
     if len(shown.focus) == 1 and isinstance(shown.focus[0], int):
         return shown.focus[0]
     rows = np.stack([h.weights for h in shown.heads if h.head != "mean"])
-    if r.level != "token":
+    if r.level != "token" or r.attention == "cross":  # cross-attention's query is no key: no word to leave out
         return int(np.argmax(rows.max(axis=1)))  # over words: the head most focused on one word
     return auto_head(rows, r.tokenization, resolve_query(r.tokenization, query_index=query), r.model.causal)
 

@@ -5,12 +5,14 @@
   "use strict";
   const root = document.currentScript.closest(".attn-page");
   const data = JSON.parse(root.querySelector("script.attn-data").textContent);
-  const M = data.model, L = M.layers, H = M.heads, S = data.tokens.length, MASKED = 255;
+  // tokens: the queries; key_tokens (cross-attention: the source) the keys when they are another sequence
+  const KT = data.key_tokens || data.tokens, KSPECIAL = data.key_special || data.special;
+  const M = data.model, L = M.layers, H = M.heads, S = data.tokens.length, SK = KT.length, MASKED = 255;
   const ROW = 18; // px per token row in the head view (page.css .tok height)
   const HEAD_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
     "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363"];
   const state = { layer: data.start_layer, head: data.auto_head, query: data.query, key: null };
-  let packed = null, keys = null; // Uint8Array (L, H, S, S) of centi-weights; Float32Array (L, KV, S, d)
+  let packed = null, keys = null; // Uint8Array (L, H, S, SK) of centi-weights; Float32Array (L, KV, SK, d)
 
   const el = (tag, attrs, text) => {
     const e = document.createElement(tag);
@@ -53,8 +55,8 @@
   }
 
   // --- what the views read --------------------------------------------------------------------
-  const visible = (l, i, j) => packed[((l * H) * S + i) * S + j] !== MASKED;
-  const centi = (l, h, i, j) => packed[((l * H + h) * S + i) * S + j];
+  const visible = (l, i, j) => packed[((l * H) * S + i) * SK + j] !== MASKED;
+  const centi = (l, h, i, j) => packed[((l * H + h) * S + i) * SK + j];
   const exact = () => state.query === data.query; // the query whose rows and steps are kept whole
   const held = (i) => data.rows === null || data.rows.includes(i); // a notebook's InspectResult holds its query's rows only
   const layerName = (l) => data.layer_info[l].layer;
@@ -67,7 +69,7 @@
       return e.w.map((w, j) => (visible(l, i, j) ? w : null));
     }
     const out = [];
-    for (let j = 0; j < S; j++) {
+    for (let j = 0; j < SK; j++) {
       if (!visible(l, i, j)) { out.push(null); continue; }
       if (h === "mean") { let s = 0; for (let k = 0; k < H; k++) s += centi(l, k, i, j); out.push(s / H / 100); }
       else out.push(centi(l, h, i, j) / 100);
@@ -109,13 +111,12 @@
   const panels = el("div", { class: "panels" });
   const headView = el("div", { class: "headview" });
   const left = el("div", { class: "column left" }), right = el("div", { class: "column right" });
-  const lines = svgEl("svg", { class: "lines", width: "160", height: String(S * ROW) });
+  const lines = svgEl("svg", { class: "lines", width: "160", height: String(Math.max(S, SK) * ROW) });
   headView.append(left, lines, right);
-  for (let i = 0; i < S; i++) {
-    for (const [col, side] of [[left, "q"], [right, "k"]]) {
-      const t = el("div", { class: "tok" + (data.special[i] ? " special" : "") + (side === "q" && !held(i) ? " inactive" : ""), "data-i": String(i), "data-side": side, title: `${i}: ${data.tokens[i]}` }, data.tokens[i]);
-      col.append(t);
-    }
+  for (const [col, side, tokens, special] of [[left, "q", data.tokens, data.special], [right, "k", KT, KSPECIAL]]) {
+    tokens.forEach((text, i) => {
+      col.append(el("div", { class: "tok" + (special[i] ? " special" : "") + (side === "q" && !held(i) ? " inactive" : ""), "data-i": String(i), "data-side": side, title: `${i}: ${text}` }, text));
+    });
   }
   const numbers = el("div", { class: "numbers" });
   const topList = el("ol", { class: "top" });
@@ -137,7 +138,7 @@
     const heads = state.head === "all" ? [...Array(H).keys()] : [state.head];
     for (const h of heads) {
       const w = row(l, h, i), colour = state.head === "all" ? headColour(h) : "#c0392b";
-      for (let j = 0; j < S; j++) {
+      for (let j = 0; j < SK; j++) {
         if (w[j] === null || w[j] < 0.005) continue;
         lines.append(svgEl("line", { x1: "2", y1: String(i * ROW + ROW / 2), x2: "158", y2: String(j * ROW + ROW / 2), stroke: colour,
           "stroke-width": "2", "stroke-opacity": String(Math.min(1, w[j])), "data-head": String(h), "data-j": String(j) }));
@@ -156,13 +157,13 @@
     const what = h === "mean" ? "the mean over heads" : `head ${h}`; // "all" draws every head's lines; its numbers are the mean
     numbers.firstChild.textContent = `Weights of "${data.tokens[state.query]}" (${data.rows === null ? "token" : "row"} ${state.query}) · layer ${layerName(state.layer)}, ${what}` + (exact() ? "" : " (rounded to 0.01)");
     const order = [...w.keys()].filter((j) => w[j] !== null).sort((a, b) => w[b] - w[a] || a - b).slice(0, 5);
-    topList.replaceChildren(...order.map((j) => el("li", { "data-j": String(j) }, `${data.tokens[j]} ${fmt(w[j], 2)}`)));
+    topList.replaceChildren(...order.map((j) => el("li", { "data-j": String(j) }, `${KT[j]} ${fmt(w[j], 2)}`)));
     weightsTable.replaceChildren();
-    for (let j = 0; j < S; j++) {
+    for (let j = 0; j < SK; j++) {
       const tr = el("tr", { "data-j": String(j), class: (w[j] === null ? "masked" : "") + (j === state.key ? " key" : "") });
       const bar = el("td", { class: "barcell" });
       if (w[j] !== null) bar.append(el("span", { class: "bar", style: `width:${(w[j] * 100).toFixed(1)}%` }));
-      tr.append(el("td", { class: "num" }, String(j)), el("td", {}, data.tokens[j]), bar,
+      tr.append(el("td", { class: "num" }, String(j)), el("td", {}, KT[j]), bar,
         el("td", { class: "num weight", title: w[j] === null ? "masked: this query may not see this key" : String(w[j]) }, w[j] === null ? "masked" : fmt(w[j], 2)));
       tr.addEventListener("click", () => { if (w[j] !== null) { state.key = j; update(); } });
       weightsTable.append(tr);
@@ -176,11 +177,11 @@
       modelView.append(el("div", { class: "label" }, String(layerName(l))));
       const shown = data.rows === null ? [...Array(S).keys()] : data.rows; // the rows drawn: every query, or the one held
       for (let h = 0; h < H; h++) {
-        const c = el("canvas", { width: String(S), height: String(shown.length), "data-layer": String(l), "data-head": String(h), title: `layer ${layerName(l)}, head ${h}`,
+        const c = el("canvas", { width: String(SK), height: String(shown.length), "data-layer": String(l), "data-head": String(h), title: `layer ${layerName(l)}, head ${h}`,
           class: shown.length < S ? "strip" : "" });
-        const ctx = c.getContext("2d"), img = ctx.createImageData(S, shown.length);
-        for (const [r, i] of shown.entries()) for (let j = 0; j < S; j++) {
-          const v = centi(l, h, i, j), p = 4 * (r * S + j);
+        const ctx = c.getContext("2d"), img = ctx.createImageData(SK, shown.length);
+        for (const [r, i] of shown.entries()) for (let j = 0; j < SK; j++) {
+          const v = centi(l, h, i, j), p = 4 * (r * SK + j);
           const [red, green, blue] = v === MASKED ? [225, 225, 225] : data.rows === null ? HEAT[v] : heat(data.exact[l][h].w[j]);
           img.data[p] = red; img.data[p + 1] = green; img.data[p + 2] = blue; img.data[p + 3] = 255;
         }
@@ -198,7 +199,7 @@
   }
 
   function keyVector(l, kv, j) {
-    const d = M.head_dim, base = ((l * M.kv_heads + kv) * S + j) * d;
+    const d = M.head_dim, base = ((l * M.kv_heads + kv) * SK + j) * d;
     return keys.slice(base, base + d);
   }
 
@@ -217,13 +218,13 @@
       `. Step 1: q and k (${M.rotary ? "after RoPE, " : ""}d_k = ${d}); step 2: Q·K, scaled by ${Math.abs(scale * Math.sqrt(d) - 1) < 1e-6 ? "1/√d_k" : scale}, ` +
       (info.adjusts ? `then the ${info.adjusts} column the model adds, ` : "") + "softmax; step 3: Σ weights·v."));
     if (e.q) stepsBox.append(vector("q =", e.q));
-    if (key !== null && keys) stepsBox.append(vector(`k(${data.tokens[key]}) ≈`, keyVector(l, e.kv, key)));
+    if (key !== null && keys) stepsBox.append(vector(`k(${KT[key]}) ≈`, keyVector(l, e.kv, key)));
     const table = el("table"), head = el("tr");
     for (const name of ["#", "key", "Q·K", "Q·K/√d_k", ...(e.adj ? [info.adjusts] : []), "softmax"]) head.append(el("th", {}, name));
     table.append(head);
-    for (let j = 0; j < S; j++) {
+    for (let j = 0; j < SK; j++) {
       const seen = visible(l, state.query, j), tr = el("tr", { class: (seen ? "" : "masked") + (j === key ? " key" : ""), "data-j": String(j) });
-      const cells = [String(j), data.tokens[j], seen ? fmt(e.qk[j], 2) : "masked", seen ? fmt(e.qk[j] * scale, 2) : "", ...(e.adj ? [seen ? fmt(e.adj[j], 2) : ""] : []), seen ? fmt(e.w[j], 4) : ""];
+      const cells = [String(j), KT[j], seen ? fmt(e.qk[j], 2) : "masked", seen ? fmt(e.qk[j] * scale, 2) : "", ...(e.adj ? [seen ? fmt(e.adj[j], 2) : ""] : []), seen ? fmt(e.w[j], 4) : ""];
       for (const c of cells) tr.append(el("td", {}, c));
       tr.addEventListener("click", () => { if (seen) { state.key = j; update(); } });
       table.append(tr);
@@ -246,7 +247,7 @@
       svg.append(r);
     });
     const sum = prod.reduce((a, b) => a + b, 0);
-    stepsBox.append(el("h2", {}, `Neuron view: q ⊙ k for "${data.tokens[state.query]}" → "${data.tokens[j]}"`), svg,
+    stepsBox.append(el("h2", {}, `Neuron view: q ⊙ k for "${data.tokens[state.query]}" → "${KT[j]}"`), svg,
       el("p", { class: "note" }, `Σ q ⊙ k = ${sum.toFixed(2)} (Q·K = ${fmt(e.qk[j], 2)}; k is stored as float16). Blue: dimensions that raise the score; red: that lower it.`));
   }
 

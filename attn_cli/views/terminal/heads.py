@@ -15,6 +15,13 @@ _METRIC_TITLES = {
     "entropy": "entropy in nats; colour: focus 1 − H/ln n, n the keys seen ({keys})",
 }
 
+# An encoder–decoder's grid: which of its attentions it is.
+_KINDS = {
+    "encoder": " · the encoder's self-attention",
+    "decoder": " · the decoder's self-attention",
+    "cross": " · cross-attention (target → source)",
+}
+
 
 def _grid_cells(heads: int, width: int) -> int:
     """Characters per head (after a one-space gap) so the grid fits `width`: words are cut,
@@ -44,7 +51,8 @@ def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
     if cell < 3 and result.metric != "top":
         title += "; rounded" if result.metric == "entropy" else "; in tenths"
     header = Text.assemble(
-        (m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers × {m.heads} heads) · query ", (f'"{result.query.text}"', "bold cyan")
+        (m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers × {m.heads} heads) · query ", (f'"{result.query.text}"', "bold cyan"),
+        _KINDS.get(result.attention, ""),
     )
     table = _grid_table(m.heads, cell)
     focus = result.focus if result.metric == "entropy" else None

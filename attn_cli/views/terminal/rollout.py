@@ -12,13 +12,14 @@ from .inspect import Fitted
 
 def rollout_view(result: RolloutResult) -> list:
     m = result.model
-    query = set(result.query.token_indices)
+    cross = result.attention == "cross"  # rows are the source, the query a target token: none is masked or the query
+    query = set() if cross else set(result.query.token_indices)
     rows = []
     for n, unit in enumerate(units(result.tokenization, result.level)):
         first, last = unit.token_indices[0], unit.token_indices[-1]
         is_query = set(unit.token_indices) <= query
         position = str(first) if first == last else f"{first}–{last}"
-        if m.causal and first > max(query):  # as inspect shows them: masked, not a weight of 0
+        if m.causal and not cross and first > max(query):  # as inspect shows them: masked, not a weight of 0
             rows.append((position, ("  masked (future)", "dim italic"), "—", None, "—", "—"))
             continue
         label = (("▶ " if is_query else "  ") + unit.text, "bold cyan" if is_query else ("dim" if unit.special else ""))
@@ -38,11 +39,20 @@ def rollout_view(result: RolloutResult) -> list:
     extra += [Text("note: " + note, style="yellow") for note in result.notes]
     return [
         Text.assemble((m.name, "bold magenta"), f" ({m.architecture}, {m.layers} layers) · query ", (f'"{result.query.text}"', "bold cyan")),
-        Text("Attention rollout (Abnar & Zuidema 2020): mean over heads, ½A + ½I, multiplied through all layers", style="bold underline"),
+        Text(_TITLES.get(result.attention, _TITLES[None]), style="bold underline"),
         table,
         top,
         *extra,
     ]
+
+
+_TITLES = {
+    None: "Attention rollout (Abnar & Zuidema 2020): mean over heads, ½A + ½I, multiplied through all layers",
+    "encoder": "Attention rollout of the encoder (Abnar & Zuidema 2020): mean over heads, ½A + ½I, multiplied through its layers",
+    "decoder": "Attention rollout of the decoder's self-attention: mean over heads, ½A + ½I, multiplied through its layers",
+    "cross": "Cross-attention rollout onto the source: through the decoder's layers, each ½ its self-attention (½A + ½I), ½ its "
+    "cross-attention (mean over heads); last layer: its cross-attention",
+}
 
 
 def _top(title: str, words) -> Text:
