@@ -15,6 +15,7 @@ from attn_cli.compute.inspect import inspect
 from attn_cli.errors import ModelError
 from attn_cli.loading import model as model_module
 from attn_cli.loading.model import BUNDLED_NAME, bundled_model_path, load_model
+from attn_cli.loading.packaged import PACKAGED
 from attn_cli.loading.weights import SafetensorsFile, open_weights
 
 
@@ -120,7 +121,7 @@ def test_a_misspelled_packaged_name_is_answered_with_the_name_meant(typed, meant
     assert (info.value.message, info.value.fix) == (f"model folder {typed!r} does not exist", f"did you mean --model {meant}?")
     with pytest.raises(ModelError) as info:
         load_model("nowhere-near")
-    assert "a packaged model (smollm2, gemma3, mpnet, nomic-embed)" in info.value.fix
+    assert f"a packaged model ({', '.join(PACKAGED)})" in info.value.fix
 
 
 @pytest.mark.parametrize(
