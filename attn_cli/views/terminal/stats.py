@@ -199,7 +199,7 @@ def contribution_lines(result: StatsResult) -> list[Text]:
     for layer in range(len(c.shares["self"])):
         cells = "".join(f"{_cell(c.attention[k][layer])} {_cell(c.shares[k][layer])}    " for k in CONTRIBUTION_COLUMNS)
         lines.append(Text(f"  {layer:<5} {cells}".rstrip()))
-    return [*lines, Text("cell: mean attention mass (over the layer's heads), then mean contribution share (over tokens)", style="dim")]
+    return [*lines, Text("cell: attention mass (mean over heads), contribution share (mean over tokens)", style="dim")]
 
 
 def _cell(v: float) -> str:
