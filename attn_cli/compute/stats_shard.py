@@ -207,8 +207,6 @@ def contribution_sums(model: Model, tok: Tokenization, method: str) -> LayerSums
     import numpy as np
 
     from ..maths.headsums import mass_sums
-
-    seq = len(tok.ids)
     from .contrib import MATRICES
 
     seq = len(tok.ids)

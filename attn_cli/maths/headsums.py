@@ -205,9 +205,7 @@ class HeadSums:
         for distance, changes in other.knockout.items():
             self.knockout[distance] = self.knockout.get(distance, np.zeros(self.layers, np.float64)) + changes
             self.knockout_counts[distance] = self.knockout_counts.get(distance, 0) + other.knockout_counts[distance]
-        for kind, total in other.contributions.items():
-            self.contributions[kind] = self.contributions.get(kind, np.zeros(self.layers, np.float64)) + total
-            self.contribution_counts[kind] = self.contribution_counts.get(kind, 0) + other.contribution_counts[kind]
+        self.add_contributions({kind: (total, other.contribution_counts[kind]) for kind, total in other.contributions.items()})
         for metric in METRICS:
             self.sums[metric] += other.sums[metric]
             self.counts[metric] += other.counts[metric]
