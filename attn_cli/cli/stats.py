@@ -81,6 +81,14 @@ def stats(
             show_default=False,
         ),
     ] = None,
+    contributions: Annotated[
+        Optional[str],
+        typer.Option(
+            "--contributions", metavar="value-zeroing|alti|norms",
+            help="Also every text's contribution matrices (`attn contrib --method`): per layer, the mean share from each kind of token.",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -113,10 +121,10 @@ def stats(
         if file is None:
             from ..loading.model import load_model
 
-            result = head_statistics(load_model(model), [(None, read_text(text, "--file"))], threshold, options, seed, ablate, knockout)
+            result = head_statistics(load_model(model), [(None, read_text(text, "--file"))], threshold, options, seed, ablate, knockout, contributions)
         else:
             with _Progress() as progress:
-                result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate, knockout)
+                result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate, knockout, contributions)
         if form is OutputFormat.csv:
             from .output import write_stdout
 

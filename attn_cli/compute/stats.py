@@ -72,6 +72,17 @@ def _check_knockout(knockout: int | None) -> None:
         raise InputError(f"--knockout {knockout!r} is not a window", "give a window of 1 layer or more, e.g. --knockout 9 (Geva et al.'s)")
 
 
+def _check_contributions(method: str | None, model: Model | None = None) -> None:
+    """A method `stats --contributions` knows; with the model, one it covers (ALTI refuses
+    families it does not decompose) before any text runs."""
+    if method is not None and method not in stats_shard.CONTRIBUTION_METHODS:
+        raise InputError(f"--contributions {method!r} is not a method", f"give one of {', '.join(stats_shard.CONTRIBUTION_METHODS)}")
+    if method == "alti" and model is not None:
+        from .contrib import alti_layout
+
+        alti_layout(model)
+
+
 def _ablation(model: Model, ablate: str | None) -> tuple[str, str] | None:
     from .ablate import measure_of
 
@@ -80,25 +91,28 @@ def _ablation(model: Model, ablate: str | None) -> tuple[str, str] | None:
 
 def head_statistics(
     model: Model, texts: Iterable[tuple[int | None, str]], threshold: float = 0.5, options: DetectorOptions = NO_EXCLUSIONS, seed: int = 0,
-    ablate: str | None = None, knockout: int | None = None,
+    ablate: str | None = None, knockout: int | None = None, contributions: str | None = None,
 ) -> StatsResult:
     """Per-head statistics of `texts` ((line number or None, text) pairs) in this process, the
     induction score on seeded repeated random tokens, and the heads whose mean mass for a kind
     is ≥ threshold. `ablate` ("zero" or "mean"): each head ablated on each text too
     (`stats_shard.ablation`), its mean the `ablation` statistic. `knockout` (a window of
-    layers, decoders): each word knocked out on each text (`stats_shard.knockout_by_distance`)."""
+    layers, decoders): each word knocked out on each text (`stats_shard.knockout_by_distance`).
+    `contributions` (a method of `stats_shard.CONTRIBUTION_METHODS`): each text's contribution
+    matrices reduced by kind of token (`stats_shard.contribution_sums`)."""
     _check_threshold(threshold)
     _check_ablate(ablate)
     _check_knockout(knockout)
+    _check_contributions(contributions, model)
     if knockout is not None:
         require_decoder(model, "stats --knockout")
     sums = HeadSums(model.spec.layers, model.spec.heads)
     for shard in stats_shard.shards(texts):
-        sums.merge(stats_shard.shard_sums(model, shard, stats_shard.CorpusOptions(options, ablate, knockout)))
+        sums.merge(stats_shard.shard_sums(model, shard, stats_shard.CorpusOptions(options, ablate, knockout, contributions)))
     if sums.texts == 0:
         raise InputError("there is no text", "give at least one non-blank text")
     induction, how = _induction(model, options, seed)
-    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout)
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout, contributions)
 
 
 def corpus_statistics(
@@ -113,6 +127,7 @@ def corpus_statistics(
     on_progress: Callable[[int], None] | None = None,
     ablate: str | None = None,
     knockout: int | None = None,
+    contributions: str | None = None,
 ) -> StatsResult:
     """Per-head statistics over every non-blank line of `file` (`-`: stdin), streamed in shards.
 
@@ -121,13 +136,15 @@ def corpus_statistics(
     the run. Every engine maps `stats_shard.shard_sums` over the same shards and merges in shard
     order, so the numbers agree (to float32 rounding of the forward pass, as BLAS threads differ).
     A bad line stops the run with its line number. on_progress(texts done) after each shard.
-    `ablate`, `knockout`: as `head_statistics`, in every engine (merged shards equal one run).
+    `ablate`, `knockout`, `contributions`: as `head_statistics`, in every engine (merged shards
+    equal one run).
     """
     from ..loading.model import load_model
 
     _check_threshold(threshold)
     _check_ablate(ablate)
     _check_knockout(knockout)
+    _check_contributions(contributions)
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r} is not valid", f"give one of {', '.join(ENGINES)}")
     check_workers(workers)
@@ -138,10 +155,11 @@ def corpus_statistics(
     # Loaded here even when workers load their own: a bad model fails now, as a ModelError; the
     # induction prompts run on it; and it names the model in the result.
     model = load_model(model_path, release_weights=False)
+    _check_contributions(contributions, model)
     if knockout is not None:
         require_decoder(model, "stats --knockout")
     parts = stats_shard.shards(stats_shard.iter_lines(file))
-    shard_options = stats_shard.CorpusOptions(options, ablate, knockout)
+    shard_options = stats_shard.CorpusOptions(options, ablate, knockout, contributions)
     if engine == "ray":
         from .stats_ray import run_ray
 
@@ -159,7 +177,7 @@ def corpus_statistics(
     if sums.texts == 0:
         raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
     induction, how = _induction(model, options, seed)
-    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout)
+    return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout, contributions)
 
 
 # --- attn compare ----------------------------------------------------------------------------

@@ -90,6 +90,42 @@ def knockout_profile(sums: headsums.HeadSums, window: int) -> KnockoutProfile:
 
 
 @frozen  # a short repr: arrays as their shapes
+class ContributionProfile:
+    """`stats --contributions METHOD`: per layer, the mean over the corpus's tokens of the share
+    of each token's representation (a row of `attn contrib --method METHOD`'s matrix) that comes
+    from each kind of token (`headsums.MASS_KINDS`), `shares` kind -> (layers,); beside it
+    `attention` kind -> (layers,), the same kinds' mean attention mass over the layer's heads.
+    NaN: no row counted (the previous token of one-token texts)."""
+
+    method: str
+    texts: int
+    shares: dict[str, np.ndarray]
+    attention: dict[str, np.ndarray]
+
+    def to_json(self) -> dict:
+        def kinds(values: dict[str, np.ndarray], layer: int) -> dict:
+            return {kind: floats(np.float32(values[kind][layer])) for kind in headsums.MASS_KINDS}
+
+        layers = len(self.shares[headsums.MASS_KINDS[0]])
+        return {
+            "method": self.method,
+            "texts": self.texts,
+            "layers": [{"layer": n, "contributions": kinds(self.shares, n), "attention": kinds(self.attention, n)} for n in range(layers)],
+        }
+
+
+def contribution_profile(sums: headsums.HeadSums, metrics: dict[str, np.ndarray], method: str) -> ContributionProfile:
+    """The means of the contribution sums; attention's per-layer means from the per-head ones
+    (every head of a layer counts the same rows, so their mean is the layer's)."""
+    nan = np.full(sums.layers, np.nan)
+    shares = {
+        kind: sums.contributions[kind] / sums.contribution_counts[kind] if sums.contribution_counts.get(kind) else nan
+        for kind in headsums.MASS_KINDS
+    }
+    return ContributionProfile(method, sums.texts, shares, {kind: metrics[kind].mean(axis=1) for kind in headsums.MASS_KINDS})
+
+
+@frozen  # a short repr: arrays as their shapes
 class StatsResult:
     """Per-head statistics over a corpus.
 
@@ -110,6 +146,7 @@ class StatsResult:
     induction: Induction | None = None
     ablation: Ablation | None = None
     knockout: KnockoutProfile | None = None
+    contributions: ContributionProfile | None = None
 
     def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
         """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,)).
@@ -154,6 +191,7 @@ class StatsResult:
             "sink": self.sink(),
             "ablation": None if self.ablation is None else vars(self.ablation),
             "knockout": None if self.knockout is None else self.knockout.to_json(),
+            "contributions": None if self.contributions is None else self.contributions.to_json(),
             "layers": [{"layer": layer, "heads": [head(layer, h) for h in range(self.model.heads)]} for layer in range(len(self.layers))],
             "named": [{"layer": n.layer, "head": n.head, "kind": n.kind, "value": floats(np.float32(n.value))} for n in self.named],
         }
@@ -174,11 +212,11 @@ class StatsResult:
 
 def build_result(
     model: ModelInfo, sums: headsums.HeadSums, threshold: float, options: headsums.DetectorOptions, induction: Induction | None,
-    ablation: tuple[str, str] | None = None, knockout: int | None = None,
+    ablation: tuple[str, str] | None = None, knockout: int | None = None, contributions: str | None = None,
 ) -> StatsResult:
     """Means of merged sums (corpus and, if measured, induction prompts) and the named heads.
     `ablation`: (mode, measure) when the sums hold head ablations; `knockout`: the window, when
-    they hold knockouts."""
+    they hold knockouts; `contributions`: the method, when they hold contribution sums."""
     metrics = sums.means()
     layers = tuple({key: metrics[name][layer] for name, key in STAT_FIELDS.items()} for layer in range(sums.layers))
     named = [
@@ -189,7 +227,10 @@ def build_result(
     named.sort(key=lambda n: -n.value)  # stable: ties keep layer order
     how = None if ablation is None else Ablation(*ablation, sums.counts["ablation"])
     profile = None if knockout is None else knockout_profile(sums, knockout)
-    return StatsResult(model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction, how, profile)
+    shares = None if contributions is None else contribution_profile(sums, metrics, contributions)
+    return StatsResult(
+        model, sums.texts, sums.tokens, threshold, layers, tuple(named), metrics, sums.histogram.copy(), options, induction, how, profile, shares
+    )
 
 
 def read_stats_document(source: str) -> dict:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from ..loading.model import Model
     from ..loading.tokenizer import Tokenization
-    from ..maths.headsums import DetectorOptions, HeadSums
+    from ..maths.headsums import DetectorOptions, HeadSums, LayerSums
 
 SHARD_LINES = 32  # texts per shard: few round trips to a worker, a progress count that moves
 AHEAD = 3  # shards in flight per worker
@@ -40,6 +40,7 @@ class CorpusOptions(NamedTuple):
     detectors: DetectorOptions  # TransformerLens' exclusions, for the detector scores
     ablate: str | None = None  # `stats --ablate`: "zero" or "mean", every head ablated alone on every text (`ablate.head_sweep`)
     knockout: int | None = None  # `stats --knockout W`: every word knocked out on every text, windows of W layers (`knockout.source_changes`)
+    contributions: str | None = None  # `stats --contributions METHOD`: each text's contribution matrices (`contribution_sums`)
 
 
 # --- Reading the corpus ----------------------------------------------------------------------
@@ -161,8 +162,9 @@ def add_packed(model: Model, toks: list[Tokenization], options: DetectorOptions,
 
 def shard_sums(model: Model, shard: Shard, options: CorpusOptions) -> HeadSums:
     """The sums of one shard's texts, packed into forward passes where the model packs (see
-    `packed.pack_groups`), and with `options.ablate` / `options.knockout` each text's head
-    ablations (`ablation`) / word knockouts (`knockout_by_distance`); a bad line raises its
+    `packed.pack_groups`), and with `options.ablate` / `options.knockout` /
+    `options.contributions` each text's head ablations (`ablation`) / word knockouts
+    (`knockout_by_distance`) / contribution matrices (`contribution_sums`); a bad line raises its
     error, with its line number. Every engine runs this."""
     from ..loading.tokenizer import tokenize
     from ..maths.headsums import HeadSums
@@ -180,13 +182,15 @@ def shard_sums(model: Model, shard: Shard, options: CorpusOptions) -> HeadSums:
             add_text(model, toks[group[0]], options.detectors, sums)
         else:
             add_packed(model, [toks[i] for i in group], options.detectors, sums)
-    if options.ablate is not None or options.knockout is not None:
+    if options.ablate is not None or options.knockout is not None or options.contributions is not None:
         from ..loading.model import kept
 
         model = kept(model)  # its weights converted once for the shard's reruns
     for line, tok in zip((line for line, _ in shard), toks, strict=True):
         if options.ablate is not None:
             sums.add_text_metric("ablation", ablation(model, tok, options.ablate))
+        if options.contributions is not None:
+            sums.add_contributions(contribution_sums(model, tok, options.contributions))
         if options.knockout is not None:
             try:
                 for distance, changes in knockout_by_distance(model, tok, options.knockout):
@@ -194,6 +198,24 @@ def shard_sums(model: Model, shard: Shard, options: CorpusOptions) -> HeadSums:
             except AttnError as exc:
                 raise exc if line is None else exc.prefixed(f"line {line}: ") from None
     return sums
+
+
+def contribution_sums(model: Model, tok: Tokenization, method: str) -> LayerSums:
+    """One text's contribution matrices (`attn contrib --method METHOD`: `CONTRIBUTION_METHODS`),
+    every row of every layer, reduced as attention maps are (`headsums.mass_sums`): kind ->
+    ((layers,) sum over rows of the share on that kind, rows)."""
+    import numpy as np
+
+    from ..maths.headsums import mass_sums
+    from .contrib import MATRICES
+
+    seq = len(tok.ids)
+    matrices = np.stack(MATRICES[method](model, np.asarray(tok.ids), list(range(seq)), model.spec.layers - 1))  # (layers, seq, seq)
+    return mass_sums(matrices, np.array([t.special for t in tok.tokens], dtype=bool), punctuation_mask(tok))
+
+
+# `stats --contributions`: the methods of `attn contrib` that give a (seq, seq) matrix per layer (`contrib.MATRICES`).
+CONTRIBUTION_METHODS = ("value-zeroing", "alti", "norms")
 
 
 def knockout_by_distance(model: Model, tok: Tokenization, window: int) -> list[tuple[int, np.ndarray]]:

@@ -114,6 +114,9 @@ TEXT_METRICS = ("sink_rate", "previous_token_mul", "previous_token_abs", "duplic
 INDUCTION_METRICS = ("induction_mul", "induction_abs")
 # Measured on request only (`stats --ablate`), per text: the change when the head is ablated.
 CAUSAL_METRICS = ("ablation",)
+# The kinds of key whose mass `mass_sums` measures: of attention weights (ROW_METRICS) and of
+# contribution matrices (`stats --contributions`, per layer).
+MASS_KINDS = ("self", "first_token", "special", "punctuation", "previous_token", "next_token")
 METRICS = ROW_METRICS + TEXT_METRICS + INDUCTION_METRICS + CAUSAL_METRICS
 
 SINK_EPSILON = 0.3  # Gu et al.: a head is a sink on a text when its mean first-token attention exceeds ε
@@ -150,6 +153,10 @@ class HeadSums:
     # explained word (0: the word itself) -> (layers,) float64 sum of relative changes, and count.
     knockout: dict[int, np.ndarray] = field(default_factory=dict)
     knockout_counts: dict[int, int] = field(default_factory=dict)
+    # Contributions (`stats --contributions`): MASS_KINDS kind -> (layers,) float64 sum over the
+    # rows of each layer's contribution matrix of the share on that kind, and the rows counted.
+    contributions: dict[str, np.ndarray] = field(default_factory=dict)
+    contribution_counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for metric in METRICS:
@@ -185,6 +192,12 @@ class HeadSums:
         self.knockout[distance] = self.knockout.get(distance, np.zeros(self.layers, np.float64)) + changes
         self.knockout_counts[distance] = self.knockout_counts.get(distance, 0) + 1
 
+    def add_contributions(self, parts: LayerSums) -> None:
+        """Add one text's contribution sums (`mass_sums` of its (layers, seq, seq) matrices)."""
+        for kind, (total, count) in parts.items():
+            self.contributions[kind] = self.contributions.get(kind, np.zeros(self.layers, np.float64)) + total
+            self.contribution_counts[kind] = self.contribution_counts.get(kind, 0) + int(count)
+
     def merge(self, other: HeadSums) -> HeadSums:
         """Add `other` into this one (in place) and return it."""
         if (other.layers, other.heads) != (self.layers, self.heads):
@@ -192,6 +205,7 @@ class HeadSums:
         for distance, changes in other.knockout.items():
             self.knockout[distance] = self.knockout.get(distance, np.zeros(self.layers, np.float64)) + changes
             self.knockout_counts[distance] = self.knockout_counts.get(distance, 0) + other.knockout_counts[distance]
+        self.add_contributions({kind: (total, other.contribution_counts[kind]) for kind, total in other.contributions.items()})
         for metric in METRICS:
             self.sums[metric] += other.sums[metric]
             self.counts[metric] += other.counts[metric]
@@ -229,6 +243,22 @@ def _row_sums(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return p[..., mask].sum(axis=(-2, -1))
 
 
+def mass_sums(p: np.ndarray, special: np.ndarray, punctuation: np.ndarray) -> LayerSums:
+    """Σ over rows of the mass on each kind of key in MASS_KINDS, and how many rows count:
+    p (n, seq, seq) row-stochastic (heads' attention maps, or layers' contribution matrices),
+    special, punctuation bool (seq,) -> kind -> ((n,), rows). The previous and next token count
+    the seq − 1 rows that have one."""
+    seq = p.shape[-1]
+    return {
+        "special": (_row_sums(p, special), seq),
+        "first_token": (_row_sums(p, np.arange(seq) == 0), seq),
+        "punctuation": (_row_sums(p, punctuation), seq),
+        "previous_token": (np.diagonal(p, -1, axis1=-2, axis2=-1).sum(axis=-1), max(seq - 1, 0)),
+        "self": (np.diagonal(p, 0, axis1=-2, axis2=-1).sum(axis=-1), seq),
+        "next_token": (np.diagonal(p, 1, axis1=-2, axis2=-1).sum(axis=-1), max(seq - 1, 0)),
+    }
+
+
 def layer_sums(
     weights: np.ndarray,
     ids: np.ndarray,
@@ -253,16 +283,10 @@ def layer_sums(
     bins = np.clip((normalised * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)
     histogram = np.bincount((np.arange(heads)[:, None] * HISTOGRAM_BINS + bins).ravel(), minlength=heads * HISTOGRAM_BINS).reshape(heads, -1)
 
-    first = np.arange(seq) == 0
     parts: LayerSums = {
         "entropy": (entropy.sum(axis=-1), seq),
         "entropy_normalised": (normalised.sum(axis=-1), int(spread.sum())),
-        "special": (_row_sums(p, special), seq),
-        "first_token": (_row_sums(p, first), seq),
-        "punctuation": (_row_sums(p, punctuation), seq),
-        "previous_token": (np.diagonal(p, -1, axis1=-2, axis2=-1).sum(axis=-1), max(seq - 1, 0)),
-        "self": (np.diagonal(p, 0, axis1=-2, axis2=-1).sum(axis=-1), seq),
-        "next_token": (np.diagonal(p, 1, axis1=-2, axis2=-1).sum(axis=-1), max(seq - 1, 0)),
+        **mass_sums(p, special, punctuation),
         "sink_rate": ((p[..., 0].mean(axis=-1) > SINK_EPSILON).astype(np.float64), 1),
     }
     if seq > 1:  # TransformerLens scores prompts of 2 tokens or more

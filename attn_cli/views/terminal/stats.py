@@ -60,6 +60,8 @@ def stats_view(result: StatsResult, width: int, metric: str | None = None) -> li
     )
     if result.knockout is not None:
         parts += knockout_lines(result)
+    if result.contributions is not None:
+        parts += contribution_lines(result)
     if metric is not None:
         parts.append(Text(f"\nEvery head · {metric} ({METRIC_NOTES.get(metric, 'mean')})", style="bold underline"))
         return parts + metric_lines(result, metric, width)
@@ -180,6 +182,24 @@ def knockout_lines(result: StatsResult, top: int = 5) -> list[Text]:
             word = "the last word" if d == 0 else f"{d} word{'s' if d > 1 else ''} back"
             lines.append(Text(f"  {word}, layer {layer}: {k.changes[d, layer]:+.1%} over {k.words[d]} words"))
     return lines
+
+
+CONTRIBUTION_COLUMNS = {"self": "self", "first_token": "first", "special": "special", "punctuation": "punct", "previous_token": "prev", "next_token": "next"}
+
+
+def contribution_lines(result: StatsResult) -> list[Text]:
+    """`--contributions`: per layer and kind of token, the mean attention mass (over the layer's
+    heads) beside the mean contribution share, so that a kind that takes weight but gives little
+    stands out."""
+    c = result.contributions
+    lines = [
+        Text(f"\nContributions ({c.method}; {c.texts} texts) · per layer and kind of token", style="bold underline"),
+        Text(("  layer " + "".join(f"{name:<11}" for name in CONTRIBUTION_COLUMNS.values())).rstrip(), style="dim"),
+    ]
+    for layer in range(len(c.shares["self"])):
+        cells = "".join(f"{_cell(c.attention[k][layer])} {_cell(c.shares[k][layer])}    " for k in CONTRIBUTION_COLUMNS)
+        lines.append(Text(f"  {layer:<5} {cells}".rstrip()))
+    return [*lines, Text("cell: attention mass (mean over heads), contribution share (mean over tokens)", style="dim")]
 
 
 def _cell(v: float) -> str:
