@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from helpers import tied_copy
 
-from attn_cli.compute import contrib
-from attn_cli.compute.contrib import MATRICES, alti_logit_rows, contributions, cosine_distances
+from attn_cli.compute import contrib_matrices
+from attn_cli.compute.contrib import contributions
+from attn_cli.compute.contrib_matrices import MATRICES, alti_logit_rows, cosine_distances
 from attn_cli.errors import InputError, ModelError, OptionError
 from attn_cli.loading.model import load_model
 
@@ -78,13 +79,13 @@ def test_the_query_row_and_its_rollout_through_each_layer(models, name, method):
 
 def _wrong(monkeypatch, mutation: str) -> None:
     """Replace one step of the definitions by a plausible mistake."""
-    real = contrib.normalised
+    real = contrib_matrices.normalised
     if mutation == "not normalised":
-        monkeypatch.setattr(contrib, "normalised", lambda c: c)
+        monkeypatch.setattr(contrib_matrices, "normalised", lambda c: c)
     elif mutation == "special tokens left out of the sum":  # [CLS] and [SEP] of the bert fixture's text
-        monkeypatch.setattr(contrib, "normalised", lambda c: real(np.concatenate([c[:, :1] * 0, c[:, 1:-1], c[:, -1:] * 0], axis=1)))
+        monkeypatch.setattr(contrib_matrices, "normalised", lambda c: real(np.concatenate([c[:, :1] * 0, c[:, 1:-1], c[:, -1:] * 0], axis=1)))
     elif mutation == "unbiased std":  # transformer-contributions' `(x + eps).std()`, not LN1's own
-        monkeypatch.setattr(contrib, "ln_std", lambda x, eps: float(np.std(x + eps, ddof=1)))
+        monkeypatch.setattr(contrib_matrices, "ln_std", lambda x, eps: float(np.std(x + eps, ddof=1)))
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,7 @@ def test_a_wrong_definition_fails_the_reference(models, monkeypatch, mutation, m
 def test_rollout_multiplies_the_later_layer_on_the_left():
     a = np.array([[1.0, 0.0], [0.5, 0.5]])
     b = np.array([[0.2, 0.8], [0.0, 1.0]])
-    assert np.allclose(contrib.rollout_rows([a, b], [0]), (b @ a)[0])
+    assert np.allclose(contrib_matrices.rollout_rows([a, b], [0]), (b @ a)[0])
     assert not np.allclose((b @ a)[0], (a @ b)[0])
 
 
@@ -200,11 +201,11 @@ def test_a_wrong_alti_logit_fails_the_reference(lm_models, monkeypatch, mutation
     ref = reference("gpt2")
     ids = ref["input_ids"]
     if mutation == "no rollout":  # every C the identity: each layer's ∆ left on its own inputs
-        monkeypatch.setattr(contrib, "alti_matrices", lambda m, ids, rows, last: [np.eye(len(ids))] * (last + 1))
+        monkeypatch.setattr(contrib_matrices, "alti_matrices", lambda m, ids, rows, last: [np.eye(len(ids))] * (last + 1))
     elif mutation == "final norm not linearised":  # γ·u as the direction, without 1/σ
-        monkeypatch.setattr(contrib, "ln_std", lambda x, eps: 1.0)
+        monkeypatch.setattr(contrib_matrices, "ln_std", lambda x, eps: 1.0)
     else:
-        monkeypatch.setattr(contrib, "ln_std", lambda x, eps: float(np.std(x, ddof=1)))
+        monkeypatch.setattr(contrib_matrices, "ln_std", lambda x, eps: float(np.std(x, ddof=1)))
     _, rolled, _ = alti_logit_rows(lm_models["gpt2"], ids, len(ids) - 1, tuple(int(t) for t in ref["alti_logit_ids"]))
     assert np.abs(rolled - ref["alti_logit"]).max() > 10 * TOLERANCE
 

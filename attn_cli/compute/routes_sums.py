@@ -26,7 +26,7 @@ from ..loading.model import Model, Weights
 from ..maths.ops import merge_heads
 from ..models.hyper import Hyper
 from ..records import frozen
-from .contrib import head_vectors
+from .contrib_matrices import head_vectors
 
 Getter = Callable[[Weights, int, Hyper], "np.ndarray | None"]
 

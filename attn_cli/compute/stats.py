@@ -78,7 +78,7 @@ def _check_contributions(method: str | None, model: Model | None = None) -> None
     if method is not None and method not in stats_shard.CONTRIBUTION_METHODS:
         raise InputError(f"--contributions {method!r} is not a method", f"give one of {', '.join(stats_shard.CONTRIBUTION_METHODS)}")
     if method == "alti" and model is not None:
-        from .contrib import alti_layout
+        from .contrib_matrices import alti_layout
 
         alti_layout(model)
 

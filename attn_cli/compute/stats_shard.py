@@ -207,14 +207,14 @@ def contribution_sums(model: Model, tok: Tokenization, method: str) -> LayerSums
     import numpy as np
 
     from ..maths.headsums import mass_sums
-    from .contrib import MATRICES
+    from .contrib_matrices import MATRICES
 
     seq = len(tok.ids)
     matrices = np.stack(MATRICES[method](model, np.asarray(tok.ids), list(range(seq)), model.spec.layers - 1))  # (layers, seq, seq)
     return mass_sums(matrices, np.array([t.special for t in tok.tokens], dtype=bool), punctuation_mask(tok))
 
 
-# `stats --contributions`: the methods of `attn contrib` that give a (seq, seq) matrix per layer (`contrib.MATRICES`).
+# `stats --contributions`: the methods of `attn contrib` that give a (seq, seq) matrix per layer (`contrib_matrices.MATRICES`).
 CONTRIBUTION_METHODS = ("value-zeroing", "alti", "norms")
 
 
