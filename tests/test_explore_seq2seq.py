@@ -129,3 +129,21 @@ def test_the_footer_and_help_list_k_only_for_a_model_with_cross_attention(bart, 
     footer, help_text = footer_and_help(llama)
     assert "k attention" not in footer and "g grid  / find" in footer
     assert "cross-attention" not in help_text and "/" in help_text and "value norms" in help_text
+
+
+def test_trace_pair_runs_the_encoder_once(monkeypatch):
+    """One encoder pass serves both the encoder's kind and the memory the decoder's
+    cross-attention reads: the same numbers as two passes gave."""
+    model, r = load_model(SEQ2SEQ / "t5"), ref("t5", 1)
+    passes = []
+    original = type(model).trace
+    monkeypatch.setattr(type(model), "trace", lambda self, ids, *a, **k: passes.append(len(ids)) or original(self, ids, *a, **k))
+    kinds = trace_pair(model, str(r["source"]), str(r["target"]))
+    assert passes == [len(r["input_ids"])]
+    monkeypatch.undo()
+    decoder = list(model.trace_decoder(kinds["decoder"].decoder.ids, model.memory(r["input_ids"])))  # the memory of a pass of its own
+    for kept, fresh in zip(kinds["decoder"].traces, decoder, strict=True):
+        assert np.array_equal(kept.cross.k, fresh.cross.k) and np.array_equal(kept.cross.v, fresh.cross.v)
+        assert np.array_equal(kept.cross.rows()[2], fresh.cross.rows()[2])
+    assert np.abs(np.stack([t.cross.rows()[2] for t in kinds["cross"].traces]) - r["cross_attentions"]).max() <= 1e-5
+    assert all(t.hidden is None for t in kinds["encoder"].traces)  # nothing kept that no view reads
