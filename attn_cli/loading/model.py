@@ -23,6 +23,7 @@ from ..models.seq2seq import Memory
 from ..models.trace import checked_decode, checked_forward, checked_forward_packed
 from ..records import frozen
 from .budget import BudgetedWeights, default_budget
+from .marian_tokenizer import is_marian_folder, marian_tokenizers
 from .tokenizer import load_tokenizer
 from .weights import open_weights
 
@@ -43,6 +44,8 @@ class Model:
     # A process that runs many texts (attn batch) keeps them: it would re-read them every time.
     release_weights: bool = True
     chat_template: str | None = None  # the Jinja template a GGUF file ships (`tokenizer.chat_template`)
+    # an encoder–decoder's target side, when it tokenizes targets otherwise (Marian's target.spm)
+    target_tokenizer: Tokenizer | None = None
 
     def __repr__(self) -> str:  # not the dataclass's: that prints the config, weights and the whole vocabulary
         s = self.spec
@@ -55,6 +58,11 @@ class Model:
         (`models.base.layer_plan`): its head_output and hidden are None. `interventions`: what
         to change in the pass, and keep from it (`models.interventions`)."""
         return checked_forward(self.arch, self.weights, self.spec, input_ids, str(self.path), cache, through, interventions, self.release_weights)
+
+    @property
+    def decoder_tokenizer(self) -> Tokenizer:
+        """What tokenizes a target (`--target`, transformers' `text_target`) and reads the decoder's ids."""
+        return self.target_tokenizer or self.tokenizer
 
     @property
     def has_cross_attention(self) -> bool:
@@ -215,6 +223,10 @@ def _load(model, release_weights: bool) -> Model:
     except ModelError as exc:
         raise ModelError(f"{folder}: {exc.message}", exc.fix) from None
     tokenizer_path = folder / "tokenizer.json"
+    if not tokenizer_path.is_file() and is_marian_folder(folder):  # Opus-MT: source.spm, target.spm, vocab.json
+        weights = open_weights(folder, arch.weight_prefixes)
+        source, target = marian_tokenizers(folder)
+        return Model(name, folder, config, spec, weights, source, arch, release_weights, target_tokenizer=target)
     if not tokenizer_path.is_file():
         raise ModelError(
             f"{folder} has no tokenizer.json",
