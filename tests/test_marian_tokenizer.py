@@ -1,0 +1,63 @@
+"""attn_cli/loading/marian_tokenizer.py on hand-made files: a SentencePiece model read as the
+protobuf it is, and the errors of files that are not what an Opus-MT folder holds. Its agreement
+with transformers' MarianTokenizer on the real files: tests/test_opus_mt_real.py."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from attn_cli.errors import ModelError
+from attn_cli.loading.marian_tokenizer import marian_tokenizers, read_spm
+
+
+def message(field: int, payload: bytes) -> bytes:
+    return bytes([field << 3 | 2, len(payload)]) + payload
+
+
+def piece(text: str, score: float, kind: int = 1) -> bytes:
+    raw = text.encode()
+    return message(1, bytes([0x0A, len(raw)]) + raw + b"\x15" + struct.pack("<f", score) + bytes([0x18, kind]))
+
+
+def spm(*pieces: bytes, model_type: int = 1) -> bytes:
+    return b"".join(pieces) + message(2, bytes([0x18, model_type]))
+
+
+def folder(tmp_path, source: bytes, vocab) -> object:
+    (tmp_path / "source.spm").write_bytes(source)
+    (tmp_path / "target.spm").write_bytes(source)
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    return tmp_path
+
+
+def test_pieces_scores_and_types_are_read_from_the_protobuf(tmp_path):
+    path = tmp_path / "source.spm"
+    path.write_bytes(spm(piece("<unk>", 0.0, 2), piece("▁le", -3.5), piece("chat", -7.25)))
+    pieces, charsmap = read_spm(path)
+    assert pieces == {"<unk>": (0.0, 2), "▁le": (-3.5, 1), "chat": (-7.25, 1)} and charsmap == b""
+
+
+def test_a_vocabulary_scored_by_each_side_tokenizes_with_eos_last(tmp_path):
+    vocab = {"</s>": 0, "<unk>": 1, "▁le": 2, "▁chat": 3, "▁": 4, "c": 5, "h": 6, "a": 7, "t": 8, "<pad>": 9}
+    model = spm(piece("<unk>", 0.0, 2), piece("▁le", -2.0), piece("▁chat", -3.0), piece("▁", -4.0), *(piece(c, -5.0) for c in "chat"))
+    source, target = marian_tokenizers(folder(tmp_path, model, vocab))
+    assert source.encode("le  chat").ids == [2, 3, 0] == target.encode(" le chat ").ids
+    assert source.encode("tac").ids == [4, 8, 7, 5, 0]  # ▁ t a c: no piece spans them
+    assert source.encode("le x").ids == [2, 4, 1, 0]  # a character neither side knows: <unk>
+
+
+@pytest.mark.parametrize(
+    ("source", "vocab", "message"),
+    [
+        (b"\x0a\x05ab", {"</s>": 0, "<unk>": 1}, "as a SentencePiece model"),
+        (spm(piece("a", -1.0), model_type=2), {"</s>": 0, "<unk>": 1}, "not a unigram SentencePiece model"),
+        (spm(piece("a", -1.0)), ["</s>"], "is not a {piece: id} object"),
+        (spm(piece("a", -1.0)), {"</s>": 0, "<unk>": 2}, "does not number its pieces"),
+    ],
+)
+def test_files_that_are_not_an_opus_mt_folders_are_model_errors(tmp_path, source, vocab, message):
+    with pytest.raises(ModelError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        marian_tokenizers(folder(tmp_path, source, vocab))
