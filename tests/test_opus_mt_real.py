@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import attn
 
 from attn_cli import api
 from attn_cli.loading.model import load_model
@@ -107,3 +108,15 @@ def test_greedy_translation_ids_and_top5_logprobs_are_transformers(opus, ref):
         assert [c.id for c in step.top] == ids.tolist()
         assert np.abs(np.array([c.logprob for c in step.top]) - logprobs).max() <= LOGPROBS
     assert result.continuation == "The cat is sitting on the carpet.</s>" and result.stop_reason == "eos"
+
+
+def test_the_cli_shows_a_target_words_cross_attention_as_transformers_weighs_it(opus, ref):
+    """`attn inspect SOURCE --target TARGET -q mat --attention cross -m opus-mt-fr-en --json`:
+    each head's weights of "mat" (decoder position 7: it reads "mat" to write ".") over the source."""
+    done = attn("inspect", str(ref["source"]), "--target", str(ref["target"]), "-q", "mat", "--attention", "cross", "--layer", "2",
+                "-m", "opus-mt-fr-en", "--json")
+    doc = json.loads(done.stdout)
+    assert doc["query"]["token_indices"] == [7] and doc["decoder_tokens"][7]["id"] == ref["labels"][6]
+    heads = {h["head"]: np.array(h["weights"]) for h in doc["layers"][0]["heads"]}
+    assert np.abs(np.stack([heads[h] for h in range(8)]) - ref["cross_attentions"][2, :, 7]).max() <= TOLERANCE
+    assert np.abs(heads["mean"] - ref["cross_attentions"][2, :, 7].mean(axis=0)).max() <= TOLERANCE
