@@ -8,9 +8,15 @@ import json
 import struct
 
 import pytest
+from tokenizers import Tokenizer
 
 from attn_cli.errors import ModelError
 from attn_cli.loading.marian_tokenizer import marian_tokenizers, read_spm
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTN_CACHE", str(tmp_path / "cache"))
 
 
 def message(field: int, payload: bytes) -> bytes:
@@ -47,6 +53,20 @@ def test_a_vocabulary_scored_by_each_side_tokenizes_with_eos_last(tmp_path):
     assert source.encode("le  chat").ids == [2, 3, 0] == target.encode(" le chat ").ids
     assert source.encode("tac").ids == [4, 8, 7, 5, 0]  # ▁ t a c: no piece spans them
     assert source.encode("le x").ids == [2, 4, 1, 0]  # a character neither side knows: <unk>
+
+
+def test_each_sides_tokenizer_is_kept_in_the_cache_and_a_damaged_record_is_rebuilt(tmp_path):
+    vocab = {"</s>": 0, "<unk>": 1, "▁le": 2, "<pad>": 3}
+    source_model, target_model = spm(piece("▁le", -2.0)), spm(piece("▁le", -2.5))
+    models = folder(tmp_path, source_model, vocab)
+    (models / "target.spm").write_bytes(target_model)
+    first = [t.to_str() for t in marian_tokenizers(models)]
+    records = sorted((tmp_path / "cache" / "tokenizers").glob("marian-*-v1.json"))
+    kept = lambda: sorted(Tokenizer.from_file(str(r)).to_str() for r in records)  # noqa: E731
+    assert len(records) == 2 and kept() == sorted(first)
+    records[0].write_text("{not json")
+    assert [t.to_str() for t in marian_tokenizers(models)] == first
+    assert kept() == sorted(first)
 
 
 @pytest.mark.parametrize(
