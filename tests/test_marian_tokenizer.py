@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
@@ -81,3 +83,29 @@ def test_each_sides_tokenizer_is_kept_in_the_cache_and_a_damaged_record_is_rebui
 def test_files_that_are_not_an_opus_mt_folders_are_model_errors(tmp_path, source, vocab, message):
     with pytest.raises(ModelError, match=message.replace("{", r"\{").replace("}", r"\}")):
         marian_tokenizers(folder(tmp_path, source, vocab))
+
+
+def test_an_opus_mt_folder_in_the_hub_cache_is_usable_without_tokenizer_json(tmp_path):
+    """The tiny Marian fixture with its Unigram vocabulary written as Opus-MT ships one (the two
+    .spm files and vocab.json, no tokenizer.json): the hub cache's listing finds it usable, and
+    `inspect -m org/name` tokenizes a source with it as the fixture's own tokenizer.json does."""
+    from helpers import attn, make_hub_cache
+
+    from attn_cli.loading.hub import _describe
+
+    fixture = Path(__file__).parent / "fixtures" / "seq2seq" / "marian"
+    model = json.loads((fixture / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+    pieces = [piece(text, score, 1 if text not in ("</s>", "<unk>", "<pad>") else 3) for text, score in model["vocab"]]
+    folder = tmp_path / "opus-tiny"
+    folder.mkdir()
+    for name in ("config.json", "generation_config.json", "model.safetensors"):
+        (folder / name).write_bytes((fixture / name).read_bytes())
+    (folder / "source.spm").write_bytes(spm(*pieces))
+    (folder / "target.spm").write_bytes(spm(*pieces))
+    (folder / "vocab.json").write_text(json.dumps({text: i for i, (text, _) in enumerate(model["vocab"])}))
+    snapshot = make_hub_cache(tmp_path / "hf", "acme/opus-tiny", folder)
+    assert _describe("acme/opus-tiny", snapshot).problem is None
+    text = str(np.load(fixture / "ref_0.npz")["source"])
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    doc = json.loads(attn("inspect", text, "-q", "cat", "-m", "acme/opus-tiny", "--json", env=env).stdout)
+    assert [t["id"] for t in doc["tokens"]] == Tokenizer.from_file(str(fixture / "tokenizer.json")).encode(text).ids
