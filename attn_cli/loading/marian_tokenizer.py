@@ -86,7 +86,7 @@ def tokenizer_json(spm: Path, vocab: dict[str, int]) -> str:
     """The tokenizer.json text of one side: a Unigram over `vocab`'s pieces scored by `spm`."""
     pieces, charsmap = read_spm(spm)
     scores = [s for s, kind in pieces.values() if kind == NORMAL]
-    absent = 100 * min(scores) - 1000  # below any path of real pieces: see the module's docstring
+    absent = 100 * min(scores, default=0.0) - 1000  # below any path of real pieces: see the module's docstring
     ordered = sorted(vocab.items(), key=lambda item: item[1])
     if [i for _, i in ordered] != list(range(len(ordered))):
         raise ModelError(f"{spm.parent / 'vocab.json'} does not number its pieces 0 … {len(ordered) - 1}", "re-download vocab.json")

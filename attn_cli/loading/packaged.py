@@ -185,7 +185,7 @@ def joined(model: Packaged, parts: list[Path]) -> Path:
         stamp.write_text(json.dumps({"parts": made_from, "sha256": model.sha256}))
     except OSError as exc:
         problem = f"cannot join {model.filename} into {target.parent}: {exc.strerror or exc}"
-        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 900 MB free") from None
+        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 1 GB free") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
