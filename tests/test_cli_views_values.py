@@ -188,7 +188,7 @@ def test_models_lists_attn_model(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     doc = run_json("models", "--json")
-    # the packaged ones are tested elsewhere: smollm2, gemma3 in tests/test_gguf.py; mpnet, nomic-embed in tests/test_*_real.py
+    # the packaged ones are tested elsewhere: smollm2, gemma3 in tests/test_gguf.py; mpnet, nomic-embed, opus-mt-fr-en in tests/test_*_real.py
     listed = [(m["source"], m["architecture"], m["usable"]) for m in doc["models"] if m["source"] != "packaged"]
     assert listed == [("bundled", "bert", True), ("ATTN_MODEL", "qwen3", True)]
     assert doc["models"][1]["path"] == str(TINY / "qwen3")

@@ -185,7 +185,7 @@ def models(
     paths: Annotated[list[str] | None, typer.Argument(help="Model folders or .gguf files to describe too.", show_default=False)] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the models attn can use: the bundled one, $ATTN_MODEL, the packaged models (smollm2, gemma3, mpnet, nomic-embed), PATHS,
+    """List the models attn can use: the bundled one, $ATTN_MODEL, the packaged models (smollm2, gemma3, mpnet, nomic-embed, opus-mt-fr-en), PATHS,
     those in the Hugging Face cache, and Ollama's and LM Studio's GGUF models."""
 
     def action() -> None:

@@ -40,7 +40,7 @@ ModelOption = Annotated[
     typer.Option(
         "--model", "-m",
         help=(
-            "Model folder (config.json, tokenizer.json, model.safetensors), .gguf file, packaged model (smollm2, gemma3, mpnet, nomic-embed), "
+            "Model folder (config.json, tokenizer.json, model.safetensors), .gguf file, packaged model (smollm2, gemma3, mpnet, nomic-embed, opus-mt-fr-en), "
             "hub name org/name, ollama:NAME\\[:TAG] or lmstudio:PUBLISHER/NAME\\[/FILE.gguf]. Default: $ATTN_MODEL, else the bundled all-MiniLM-L6-v2."
         ),
         show_default=False,

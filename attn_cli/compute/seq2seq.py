@@ -55,7 +55,7 @@ def check_kind(model: Model, target: str | None, attention: str | None) -> str:
 def pair(model: Model, source: str, target: str, truncate: bool | None = False) -> Pair:
     """Tokenize a source and a target (see the module's docstring)."""
     src = tokenize(model.tokenizer, source, max_tokens=model.spec.max_positions, truncate=truncate)
-    labels = tokenize(model.tokenizer, target, max_tokens=model.spec.seq2seq.decoder.max_positions, truncate=truncate)
+    labels = tokenize(model.decoder_tokenizer, target, max_tokens=model.spec.seq2seq.decoder.max_positions, truncate=truncate)
     return Pair(src, labels, shifted_right(model, labels))
 
 
@@ -64,7 +64,7 @@ def shifted_right(model: Model, labels: Tokenization) -> Tokenization:
     each at its position + 1, their words keeping only the tokens kept."""
     start = model.spec.seq2seq.decoder_start
     ids = decoder_input(labels.ids, start)
-    first = Token(0, model.tokenizer.id_to_token(start) or f"[{start}]", int(ids[0]), None, None, None, True)
+    first = Token(0, model.decoder_tokenizer.id_to_token(start) or f"[{start}]", int(ids[0]), None, None, None, True)
     tokens = (first, *(replace(t, index=t.index + 1) for t in labels.tokens[:-1]))
     words = []
     for w in labels.words:

@@ -78,16 +78,16 @@ def generate_seq2seq(
     memory = model.memory(src.ids)
     for d in decode_seq2seq(model, memory, max_new_tokens, sampling.chooser(), eos, use_cache):
         logprobs = log_softmax(d.logits)
-        candidates = tuple(Candidate(int(i), decoded_piece(model.tokenizer, written, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top))
-        piece = decoded_piece(model.tokenizer, written, d.id)
+        candidates = tuple(Candidate(int(i), decoded_piece(model.decoder_tokenizer, written, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top))
+        piece = decoded_piece(model.decoder_tokenizer, written, d.id)
         steps.append(Step(d.position, d.id, piece, float(logprobs[d.id]), candidates, _attended_source(d.traces[-1].cross, units)))
         written.append(d.id)
         if on_step is not None:
             on_step(steps[-1])
         if d.id in eos:
             stop = "eos"
-    first = Token(0, model.tokenizer.id_to_token(start) or f"[{start}]", start, None, None, None, True)
-    target = continued(model.tokenizer, Tokenization("", (first,), ()), written, [s.text for s in steps])
+    first = Token(0, model.decoder_tokenizer.id_to_token(start) or f"[{start}]", start, None, None, None, True)
+    target = continued(model.decoder_tokenizer, Tokenization("", (first,), ()), written, [s.text for s in steps])
     view = None if inspect is None else inspect_decoder(model, src, target, memory, inspect, kind)
     used = cache_bytes(decoder, 1 + len(steps)) if use_cache else 0
     return GenerateResult(model_info(model, decoder), target, 1, tuple(steps), stop, sampling, max_new_tokens, eos, False, None, used, src, view, source=src)

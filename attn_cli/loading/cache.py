@@ -1,4 +1,4 @@
-"""attn's own cache folder: rebuilt GGUF tokenizers, and model files joined from parts."""
+"""attn's own cache folder: rebuilt GGUF and Opus-MT tokenizers, and model files joined from parts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`attn models`: the models attn can use — bundled, `$ATTN_MODEL`, the packaged real decoders
-(`smollm2`, `gemma3`) and encoders (`mpnet`, `nomic-embed`), paths given on the command line, the Hugging Face cache,
+(`smollm2`, `gemma3`), encoders (`mpnet`, `nomic-embed`) and encoder–decoder (`opus-mt-fr-en`), paths given on the command line, the Hugging Face cache,
 and the GGUF files of Ollama and LM Studio."""
 
 from __future__ import annotations

