@@ -147,6 +147,7 @@ def test_a_corpus_line_with_a_target_is_refused_by_a_model_without_cross_attenti
         (["--file", "-", "--target", "A cat."], "The cat.\n", "--target is one TEXT's target, and a corpus's targets are on its lines"),
         (["The cat.", "-t", "A cat.", "--ablate", "zero"], None, "--ablate is not available for encoder–decoder models (t5) in attn stats"),
         (["The cat.", "-t", "A cat.", "--attention", "self"], None, "--attention 'self' is not valid"),
+        (["The cat.", "-t", "A cat.", "--threshold", "2"], None, "--threshold 2.0 is not valid"),
     ],
 )
 def test_what_an_encoder_decoder_corpus_cannot_be_is_refused_with_its_line(args, stdin, message):

@@ -43,7 +43,6 @@ CROSS_OMITTED = (
     "previous_token", "self", "next_token", "previous_token_mul", "previous_token_abs", "duplicate_token_mul", "duplicate_token_abs",
     "induction_mul", "induction_abs",
 )
-CROSS_NOTE = "a cross-attention row (a target position) and its keys (the source) are positions of two sequences: position-based statistics are not measured"
 JSONL_FIELDS = ("text", "target")
 
 
@@ -264,10 +263,12 @@ def pair_statistics(
     from ..maths.headsums import NO_EXCLUSIONS, HeadSums
     from .inspect import model_info
     from .options import ATTENTION_KINDS
+    from .stats import _check_threshold
     from .stats_result import Induction, build_result
     from .stats_shard import INDUCTION_LENGTH, INDUCTION_SEQUENCES, SHARD_LINES
     from .workers import chunks
 
+    _check_threshold(threshold)
     if attention is not None and attention not in ATTENTION_KINDS:
         raise InputError(f"`attention={attention!r}` is not valid", f"give one of {', '.join(ATTENTION_KINDS)}")
     options = NO_EXCLUSIONS if options is None else options
