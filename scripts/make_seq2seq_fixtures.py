@@ -43,7 +43,7 @@ import transformers
 from make_tiny_models import redraw_parameters
 from reference import REPO_ROOT, save_npz, to_numpy, versions_string
 from seq2seq_specs import PAIRS, SEQ2SEQ_SPECS, SEQ2SEQ_TOKENIZERS, Seq2SeqSpec
-from tiny_specs import BIAS_STD, SEED
+from tiny_shape import BIAS_STD, SEED
 from tokenizers import Tokenizer
 
 OUT = REPO_ROOT / "tests" / "fixtures" / "seq2seq"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import transformers
-from tiny_specs import HEADS, HIDDEN, INTERMEDIATE, LAYERS, MAX_POSITIONS, _ids
+from tiny_shape import HEADS, HIDDEN, INTERMEDIATE, LAYERS, MAX_POSITIONS, ids_of
 from tiny_tokenizers import TRAIN_SENTENCES, _template, train_roberta_bpe
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -64,7 +64,7 @@ SEQ2SEQ_TOKENIZERS: dict[str, Callable[[], Tokenizer]] = {
 
 
 def config_t5(tok: Tokenizer):
-    pad, eos = _ids(tok, "<pad>", "</s>")
+    pad, eos = ids_of(tok, "<pad>", "</s>")
     # Flan-T5's layout (gated-GELU, untied head: no rescaling of the decoder's output), with
     # fewer buckets and a shorter max distance than T5's 32/128, so that the test texts reach
     # the logarithmic buckets and the last one; a decoder deeper than the encoder.
@@ -85,14 +85,14 @@ def _bart_common(tok: Tokenizer, pad: int, eos: int) -> dict:
 
 
 def config_bart(tok: Tokenizer):
-    bos, pad, eos = _ids(tok, "<s>", "<pad>", "</s>")
+    bos, pad, eos = ids_of(tok, "<s>", "<pad>", "</s>")
     return transformers.BartConfig(
         **_bart_common(tok, pad, eos), activation_function="gelu", bos_token_id=bos, decoder_start_token_id=eos, forced_bos_token_id=None,
     )
 
 
 def config_marian(tok: Tokenizer):
-    pad, eos = _ids(tok, "<pad>", "</s>")
+    pad, eos = ids_of(tok, "<pad>", "</s>")
     return transformers.MarianConfig(
         **_bart_common(tok, pad, eos), activation_function="swish", decoder_start_token_id=pad, share_encoder_decoder_embeddings=True,
     )

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 from helpers import attn, validate
+from option_registry import close, covers, run_json
 from test_seq2seq import SEQ2SEQ, ref
 
 from attn_cli import api
@@ -67,18 +68,72 @@ def test_the_cli_lists_source_words_and_the_json_holds_the_source():
     assert "Source: The cat sat on the mat." in screen.stdout and "source word" in screen.stdout
 
 
+@covers("generate --attention")
 def test_query_inspects_a_written_token_in_the_decoder():
-    """--query-index over the decoder's sequence (start token, then what it wrote): its causal
-    self-attention, the rows of the decoder's teacher-forced pass over those ids."""
+    """--query-index over the decoder's sequence (start token, then what it wrote), with
+    --attention decoder: its causal self-attention, the rows of the decoder's teacher-forced
+    pass over those ids."""
     r, model = ref("t5", 0), api.load_model(SEQ2SEQ / "t5")
-    done = attn("generate", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-n", "5", "-i", "3", "--layer", "all", "--head", "all", "--json")
+    done = attn(
+        "generate", str(r["source"]), "-m", str(SEQ2SEQ / "t5"), "-n", "5", "-i", "3", "--layer", "all", "--head", "all", "--attention", "decoder", "--json"
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     validate(doc, json_schema(), "generate")
     ids = [0, *r["generated"][:5].tolist()]
-    assert [t["id"] for t in doc["tokens"]] == ids and doc["query"]["token_indices"] == [3]
+    assert [t["id"] for t in doc["tokens"]] == ids and doc["query"]["token_indices"] == [3] and doc["attention"] == "decoder"
     traces = list(model.trace_decoder(np.array(ids), model.memory(r["input_ids"])))
     for layer in doc["layers"]:
         for head in layer["heads"][:-1]:
             want = traces[layer["layer"]].rows([3])[2][head["head"], 0]
             assert np.abs(np.array(head["weights"]) - want).max() <= 1e-6
+
+
+@covers("generate --query-index")
+@pytest.mark.parametrize("name", ["t5", "bart", "marian"])
+def test_query_shows_a_written_tokens_cross_attention_by_default(name):
+    """Position p of the decoder's sequence is the step that wrote generated[p]: its
+    cross-attention in every layer and head is transformers' row of that `generate` step."""
+    r = ref(name, 1)
+    p = 3
+    done = attn("generate", str(r["source"]), "-m", str(SEQ2SEQ / name), "-n", "8", "-i", str(p), "--layer", "all", "--head", "all", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    validate(doc, json_schema(), "generate")
+    assert doc["attention"] == "cross" and doc["query"]["token_indices"] == [p]
+    assert [t["id"] for t in doc["source_tokens"]] == r["input_ids"].tolist()
+    for layer in doc["layers"]:
+        for head in layer["heads"][:-1]:
+            assert close(head["weights"], r["cross_rows"][p, layer["layer"], head["head"]]), (layer["layer"], head["head"])
+
+
+@covers("generate --query", "generate --attention")
+@pytest.mark.parametrize("kind", ["cross", "decoder"])
+def test_query_is_what_inspect_shows_of_the_written_text(kind):
+    """`generate SOURCE -q WORD` equals `inspect SOURCE --target WRITTEN -q WORD --attention KIND`
+    (Marian's tiny model writes "in in …", which tokenizes back to the ids it wrote)."""
+    r = ref("marian", 0)
+    model = str(SEQ2SEQ / "marian")
+    args = ("-q", "in#3", "--layer", "all", "--head", "all", "--json")
+    gen = run_json("generate", str(r["source"]), "-m", model, "-n", "8", *args, *(("--attention", "decoder") if kind == "decoder" else ()))
+    written = gen["continuation"]
+    seen = run_json("inspect", str(r["source"]), "-m", model, "--target", written, "--attention", kind, *args)
+    assert [t["id"] for t in seen["decoder_tokens"]] == [t["id"] for t in gen["tokens"]]  # the same ids: the same positions
+    assert gen["attention"] == seen["attention"] == kind and gen["query"] == seen["query"]
+    assert gen["layers"] == seen["layers"] and gen["notes"] == seen["notes"]
+    screen = attn("generate", str(r["source"]), "-m", model, "-n", "8", "-q", "in#3", *(("--attention", "decoder") if kind == "decoder" else ()))
+    inspected = attn("inspect", str(r["source"]), "-m", model, "--target", written, "--attention", kind, "-q", "in#3")
+    assert inspected.stdout.split("\n", 1)[1] in screen.stdout  # inspect's view, after its model line
+
+
+@pytest.mark.parametrize(
+    ("model", "args", "says"),
+    [
+        ("seq2seq/marian", ("-i", "2", "--attention", "encoder"), "--attention encoder is a source token's attention"),
+        ("tiny/llama", ("-i", "2", "--attention", "cross"), "has no cross-attention"),
+        ("seq2seq/marian", ("--attention", "cross"), "--attention is read only with --query or --query-index"),
+    ],
+)
+def test_generate_attention_is_refused_where_it_means_nothing(model, args, says):
+    done = attn("generate", "The cat sat.", "-m", str(SEQ2SEQ.parent / model), "-n", "3", *args)
+    assert done.returncode == 2 and says in done.stderr and done.stdout == ""

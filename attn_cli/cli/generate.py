@@ -21,6 +21,7 @@ from .options import (
     SystemOption,
     TextArgument,
     TopOption,
+    WrittenAttentionOption,
     refuse_unless,
 )
 
@@ -54,6 +55,7 @@ def generate(
     layer: LayerOption = "-1",
     head: HeadOption = "auto",
     steps: StepsOption = False,
+    attention: WrittenAttentionOption = None,
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="Keep past keys and values (KV cache); --no-cache reruns the whole text per token.")
     ] = True,
@@ -76,7 +78,8 @@ def generate(
     """Let a decoder write: each new token's probability, the alternatives and what it attended to; --query inspects any token.
 
     --top: how many alternatives per token. --query or --query-index (over the prompt and what was written) adds inspect's view
-    of that token, at --layer and --head (and --steps).
+    of that token, at --layer and --head (and --steps). An encoder–decoder (T5, BART, Marian) reads TEXT as the source; a
+    written token's view is then its cross-attention over the source (--attention decoder: over what it wrote before).
     """
 
     def action() -> None:
@@ -89,8 +92,8 @@ def generate(
         budget = None if max_memory is None else parse_size(max_memory)
         refuse_unless(ctx, sample, "--sample", "temperature", "top_k", "top_p", "seed", why=" (greedy decoding draws nothing)")
         asked = query is not None or query_index is not None
-        refuse_unless(ctx, asked, "--query or --query-index", "layer", "head", "steps", why=" (the token to inspect)")
-        view = InspectOptions(query=query, query_index=query_index, layer=layer, head=head, steps=steps) if asked else None
+        refuse_unless(ctx, asked, "--query or --query-index", "layer", "head", "steps", "attention", why=" (the token to inspect)")
+        view = InspectOptions(query=query, query_index=query_index, layer=layer, head=head, steps=steps, attention=attention) if asked else None
         m = load_model(model)
         result = run_generate(
             m, read_text(text), max_new_tokens, Sampling(sample, temperature, top_k, top_p, seed), top, chat, system, view, use_cache=cache,

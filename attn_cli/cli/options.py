@@ -128,6 +128,15 @@ AttentionKindOption = Annotated[
         show_default=False,
     ),
 ]
+WrittenAttentionOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--attention",
+        help="Encoder–decoder models, with --query: the written token's cross (over the source; the default) or decoder "
+        "(over the target before it) attention.",
+        show_default=False,
+    ),
+]
 
 # A file to write (`plot`, `align`).
 OutputFileOption = Annotated[

@@ -129,12 +129,15 @@ def trace_tokens(model: Model, tok: Tokenization) -> TracedText:
 def trace_pair(model: Model, source: str, target: str, truncate: bool = False) -> dict[str, TracedText]:
     """An encoder–decoder's three kinds of attention of a source and a target (teacher-forced,
     `compute.seq2seq`), each a `TracedText`, from one encoder pass and one decoder pass; the
-    decoder and cross kinds share the decoder's traces."""
+    decoder and cross kinds share the decoder's traces. The encoder's pass is the one the
+    decoder's cross-attention reads (`Model.memory_of` its last layer): it runs once."""
     p = pair(model, source, target, truncate)
-    encoder = tuple(replace(t, hidden=None) for t in model.trace(p.source.ids))
-    decoder = tuple(replace(t, hidden=None) for t in model.trace_decoder(p.decoder.ids, model.memory(p.source.ids)))
+    encoder, last = [], None
+    for last in model.trace(p.source.ids):
+        encoder.append(replace(last, hidden=None))  # only the last layer's hidden state is read, and only here
+    decoder = tuple(replace(t, hidden=None) for t in model.trace_decoder(p.decoder.ids, model.memory_of(last)))
     return {
-        "encoder": TracedText(model, p.source, encoder, "encoder"),
+        "encoder": TracedText(model, p.source, tuple(encoder), "encoder"),
         "decoder": TracedText(model, p.decoder, decoder, "decoder", p.decoder),
         "cross": TracedText(model, p.source, decoder, "cross", p.decoder),
     }

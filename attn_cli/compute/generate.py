@@ -20,6 +20,7 @@ from .decoding import Sampling, check_length, decode, eos_ids, require_decoder
 from .inspect import inspect_tokens, model_info
 from .options import InspectOptions, check_chat
 from .result import InspectResult, ModelInfo, document_header, floats, tokens_json
+from .seq2seq import check_kind
 
 
 @frozen
@@ -113,7 +114,7 @@ class GenerateResult:
             doc |= {"source": self.source.text, "source_tokens": tokens_json(self.source), "attended_by": "cross-attention"}
         if self.inspect is not None:
             view = self.inspect.to_json()
-            doc |= {k: view[k] for k in ("query", "top_k", "include_special", "level", "units", "rank_by", "layers")}
+            doc |= {k: view[k] for k in ("query", "top_k", "include_special", "level", "units", "rank_by", "layers", "attention") if k in view}
             doc["notes"] = view["notes"]
         return doc
 
@@ -143,7 +144,9 @@ def generate(
     """Generate up to `max_new_tokens` after `prompt` (greedy unless `sampling.sample`), stopping
     at the model's EOS (included). `on_step(step)` is called as each token is written. With
     `inspect`, whose query (or query_index, negative from the end) names a token of the whole
-    sequence, the result also holds inspect's view of that token (its layer, head, steps, ...).
+    sequence, the result also holds inspect's view of that token (its layer, head, steps, ...):
+    for an encoder–decoder, of a token the decoder read or wrote, its cross-attention over the
+    source unless `inspect.attention` is "decoder".
     `max_memory`: bytes of de-quantized weights kept between steps (`loading.model.kept`; None:
     the default share of RAM); the rest is de-quantized again at each step, to the same numbers."""
     if inspect is not None and inspect.query is None and inspect.query_index is None:
@@ -159,6 +162,8 @@ def generate(
             raise InputError(f"`top={top}` is not valid", "give `top` 1 or more")
         return generate_seq2seq(model, prompt, max_new_tokens, sampling, top, inspect, use_cache, on_step)
     require_decoder(model)
+    if inspect is not None and inspect.attention is not None:
+        check_kind(model, None, inspect.attention)  # refused: a decoder has one kind of attention
     if top < 1:
         raise InputError(f"`top={top}` is not valid", "give `top` 1 or more")
     if max_new_tokens < 1:

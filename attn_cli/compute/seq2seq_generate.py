@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Token, Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
@@ -53,10 +53,13 @@ def generate_seq2seq(
 ):
     """`generate`'s result for an encoder–decoder: `tokenization` is what the decoder read and
     wrote (its start token, then the new tokens), `prompt` and `source` the source. With
-    `inspect`, whose query names a position of `tokenization`, inspect's view of its decoder
-    self-attention (`inspect_decoder`)."""
+    `inspect`, whose query names a position of `tokenization`, inspect's view of its
+    cross-attention over the source, or with `inspect.attention` "decoder" of its self-attention
+    (`inspect_decoder`): what `inspect(source, target=<what was written>, attention=…)` shows
+    of that token, when the written text tokenizes back to the written ids."""
     from .generate import Candidate, GenerateResult, Step
 
+    kind = None if inspect is None else written_kind(inspect)
     decoder = model.spec.seq2seq.decoder
     if 1 + max_new_tokens > decoder.max_positions:
         raise InputError(
@@ -85,9 +88,22 @@ def generate_seq2seq(
             stop = "eos"
     first = Token(0, model.tokenizer.id_to_token(start) or f"[{start}]", start, None, None, None, True)
     target = continued(model.tokenizer, Tokenization("", (first,), ()), written, [s.text for s in steps])
-    view = None if inspect is None else inspect_decoder(model, src, target, memory, inspect)
+    view = None if inspect is None else inspect_decoder(model, src, target, memory, inspect, kind)
     used = cache_bytes(decoder, 1 + len(steps)) if use_cache else 0
     return GenerateResult(model_info(model, decoder), target, 1, tuple(steps), stop, sampling, max_new_tokens, eos, False, None, used, src, view, source=src)
+
+
+def written_kind(inspect: InspectOptions) -> str:
+    """The attention shown of a token the decoder read or wrote: "cross" (the default) or
+    "decoder"; the encoder's has no target token, and a target is what generate writes."""
+    if inspect.attention == "encoder":
+        raise OptionError(
+            "`attention='encoder'` is a source token's attention, and generate's query is a token the decoder read or wrote",
+            "give `attention='cross'` or `attention='decoder'`, or see the encoder with `attn inspect SOURCE --attention encoder`",
+        )
+    if inspect.target is not None:
+        raise OptionError("`target=...` is the text generate writes", "drop `target`; the query names a token of what was written")
+    return inspect.attention or "cross"
 
 
 def _attended_source(cross, units) -> object:

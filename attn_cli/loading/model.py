@@ -66,6 +66,11 @@ class Model:
         """Encode the source (n,) ids and make every decoder layer's cross-attention keys and
         values of it, once: the `Memory` `trace_decoder` reads."""
         *_, last = self.trace(source_ids)
+        return self.memory_of(last)
+
+    def memory_of(self, last: LayerTrace) -> Memory:
+        """`memory` of an encoder pass already run (a view that keeps the encoder's traces too):
+        its last layer's `LayerTrace`, hidden state kept."""
         encoded = self.arch.final_norm(self.weights, self.spec, last.hidden)
         return self.arch.seq2seq.memory(self.weights, self.spec, encoded)
 

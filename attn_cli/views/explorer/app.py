@@ -171,7 +171,7 @@ class Explorer(App[int]):
         (body.scroll_end if end else body.scroll_home)(animate=False)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.traced.model.has_cross_attention))
 
     def action_quit(self) -> None:
         self.exit(0)

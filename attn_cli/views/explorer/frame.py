@@ -19,7 +19,7 @@ from ...compute.explore import TracedText
 from ...errors import AttnError, phrased
 from .lines import Lines, Pane, header, heads_pane, steps_pane, title, token_strip, weights_pane
 from .model_lines import contrib_pane, grid_pane, rollout_pane
-from .state import FOOTER, View
+from .state import View, footer
 
 
 @dataclass
@@ -45,7 +45,7 @@ def screen_parts(traced: TracedText, view: View, width: int, height: int, consol
         title=[title(result, view)],
         strip=token_strip(result, view, width, strip_lines) + [Text("")],
         pane=_pane(traced, view, result, width, console),
-        keys=list(keys_line().wrap(console, width)),
+        keys=list(keys_line(traced.model.has_cross_attention).wrap(console, width)),
     )
 
 
@@ -71,12 +71,13 @@ def _pane(traced: TracedText, view: View, result, width: int, console) -> Pane:
 ELSEWHERE = {"method='value-zeroing'": "attn contrib --method value-zeroing", "method='norms'": "--method norms"}
 
 
-def keys_line() -> Text:
-    """The footer: each key and its word, clickable as the key would be."""
+def keys_line(cross: bool = False) -> Text:
+    """The footer: each key and its word, clickable as the key would be; `k` (the attention
+    kind) only with `cross`, a model that has cross-attention."""
     actions = {"←→": None, "↑↓": None, "][": None, "m": "mean", "a": "mode('heads')", "s": "mode('steps')", "w": "level", "n": "norms",
-               "r": "mode('rollout')", "g": "mode('grid')", "/": "find", "e": "export", "?": "help", "q": "quit"}
+               "r": "mode('rollout')", "g": "mode('grid')", "k": "kind", "/": "find", "e": "export", "?": "help", "q": "quit"}
     text = Text()
-    for key, word in FOOTER:
+    for key, word in footer(cross):
         start = len(text)
         text.append(key, "bold reverse")
         text.append(f" {word}  ")

@@ -43,6 +43,20 @@ FOOTER = (
     ("←→", "query"), ("↑↓", "layer"), ("][", "head"), ("m", "mean"), ("a", "all heads"), ("s", "steps"), ("w", "words"),
     ("n", "norms"), ("r", "rollout"), ("g", "grid"), ("/", "find"), ("e", "export"), ("?", "help"), ("q", "quit"),
 )
+KIND_KEY = "k"  # switches an encoder–decoder's attention: listed only for models that have cross-attention
+
+
+def footer(cross: bool) -> tuple[tuple[str, str], ...]:
+    """The footer's keys; with `cross` (an encoder–decoder) `k` too, after `g`."""
+    if not cross:
+        return FOOTER
+    at = next(i for i, (key, _) in enumerate(FOOTER) if key == "g") + 1
+    return (*FOOTER[:at], (KIND_KEY, "attention"), *FOOTER[at:])
+
+
+def help_keys(cross: bool) -> tuple[tuple[str, str], ...]:
+    """The `?` screen's rows: `KEYS`, without `k` for a model that has one kind of attention."""
+    return KEYS if cross else tuple(k for k in KEYS if k[0] != KIND_KEY)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from .frame import scroll_start
 from .lines import Lines
-from .state import KEYS
+from .state import help_keys
 
 
 class Body(ScrollView, can_focus=False):
@@ -101,11 +101,16 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen > Static { width: auto; max-width: 100%; height: auto; max-height: 100%; border: round $accent; padding: 0 1; background: $surface; }
     """
 
+    def __init__(self, cross: bool = True) -> None:
+        """`cross`: the model has cross-attention, so `k` is listed."""
+        super().__init__()
+        self.cross = cross
+
     def compose(self) -> ComposeResult:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="attn explore · keys", title_style="bold")
         table.add_column("key", style="bold", no_wrap=True)
         table.add_column("what it does")
-        for key, what in KEYS:
+        for key, what in help_keys(self.cross):
             table.add_row(key, what)
         table.add_row("PgUp PgDn", "scroll; also the mouse wheel")
         table.add_row("click", "a token: make it the query; a head's number: select it")
