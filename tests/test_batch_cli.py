@@ -76,3 +76,36 @@ def test_a_model_that_cannot_run_is_the_runs_error_exit_4_before_any_output(tmp_
     error = json.loads(p.stderr)
     validate(error, schema, "error")
     assert error["error"]["code"] == "model_error" and "NaN or infinite" in error["error"]["message"] and error["error"]["fix"]
+
+
+def test_a_batch_wide_attention_is_refused_at_once_by_a_model_without_cross_attention():
+    """--attention would fail every line of a BERT's batch: exit 2 before any output, as
+    inspect refuses it; a line's own "target" fails that line alone (exit 6)."""
+    p = attn("batch", "-", "--attention", "cross", stdin='{"text": "The cat sat.", "query": "cat"}\n')
+    assert p.returncode == ExitStatus.USAGE and p.stdout == ""
+    error = json.loads(p.stderr)["error"]
+    assert error["message"] == "--attention is read only by encoder–decoder models, and all-MiniLM-L6-v2 (bert) has no cross-attention"
+    p = attn("batch", "-", stdin='{"text": "The cat sat.", "query": "cat"}\n{"text": "The cat sat.", "query": "cat", "target": "Le chat."}\n')
+    docs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert p.returncode == ExitStatus.SOME_FAILED and "error" not in docs[0] and "has no cross-attention" in docs[1]["error"]["message"]
+
+
+def test_target_lines_of_an_encoder_decoder_give_transformers_weights_with_two_workers():
+    """JSONL lines with "target" (and "attention") on the tiny T5: each line's cross-attention
+    row is transformers', in one process and in two workers."""
+    from test_seq2seq import SEQ2SEQ, ref
+
+    refs = [ref("t5", i) for i in range(3)]
+    lines = "".join(
+        json.dumps({"text": str(r["source"]), "target": str(r["target"]), "query_index": 2, "attention": "cross", "layer": "all", "head": "all"}) + "\n"
+        for r in refs
+    )
+    one, two = (attn("batch", "-", "-m", str(SEQ2SEQ / "t5"), *extra, stdin=lines) for extra in ([], ["--workers", "2"]))
+    assert one.returncode == two.returncode == 0, two.stderr
+    docs = [json.loads(line) for out in (one, two) for line in out.stdout.splitlines()]
+    assert [d["line"] for d in docs] == [1, 2, 3] * 2
+    for doc, r in zip(docs, refs * 2, strict=True):
+        assert doc["attention"] == "cross" and doc["target"] == str(r["target"])
+        for layer in doc["layers"]:
+            for head in layer["heads"][:-1]:
+                assert np.allclose(head["weights"], r["cross_attentions"][layer["layer"], head["head"], 2], atol=1e-5, rtol=0)

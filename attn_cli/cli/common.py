@@ -180,15 +180,15 @@ def _shown(page, renderable):
     return Segments([visible(s) for s in page.render(renderable)])
 
 
-def note_encoder_only(result, target: str | None, attention: str | None) -> None:
+def note_encoder_only(result, target: str | None, attention: str | None, add: str = "--target TEXT") -> None:
     """On stderr: an encoder–decoder shown without --target or --attention is its encoder's
-    self-attention; say how to see the decoder's and cross-attention."""
+    self-attention; say how to see the decoder's and cross-attention (`add`: how to give a target)."""
     if getattr(result, "attention", None) == "encoder" and target is None and attention is None:
         from .output import write_stderr
 
         write_stderr(
             f"attn: note: {result.model.name} is an encoder–decoder model: this is its encoder's self-attention over the source; add "
-            "--target TEXT for the decoder's (--attention decoder) and cross-attention (--attention cross)\n"
+            f"{add} for the decoder's (--attention decoder) and cross-attention (--attention cross)\n"
         )
 
 

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SENTENCE, app, emit, read_text, reporting_errors
+from .common import SENTENCE, app, emit, note_encoder_only, read_text, reporting_errors
 from .options import (
+    AttentionKindOption,
     FormatOption,
     HeadKindThresholdOption,
     InductionSeedOption,
@@ -20,6 +21,7 @@ from .options import (
     OutputFormat,
     QueryOption,
     StatMetricOption,
+    TargetTextOption,
     TopOption,
     WorkersOption,
     output_format,
@@ -37,6 +39,7 @@ from .options import (
         "  attn stats --file corpus.txt --metric induction_mul\n\n"
         "  attn stats --file corpus.txt --workers 2 --json > stats.json && attn plot --stats stats.json -o heads.png\n\n"
         "  attn stats --file corpus.txt --engine ray --ray-address auto --format csv > stats.csv\n\n"
+        '  attn stats --file pairs.jsonl -m t5-small --attention cross   # lines {"text": SOURCE, "target": TARGET}\n\n'
         "  cat texts.txt | attn stats --file - --json | jq -c '.named[:3][]'"
     )
 )
@@ -50,8 +53,15 @@ def stats(
         ),
     ] = None,
     file: Annotated[
-        Optional[str], typer.Option("--file", help="A file of texts, one per line (blank lines skipped), streamed; - for stdin.", show_default=False)
+        Optional[str],
+        typer.Option(
+            "--file",
+            help='A file of texts, one per line (blank lines skipped), streamed; - for stdin. A line may be JSON: {"text": ..., "target": ...}.',
+            show_default=False,
+        ),
     ] = None,
+    target: TargetTextOption = None,
+    attention: AttentionKindOption = None,
     threshold: HeadKindThresholdOption = 0.5,
     metric: StatMetricOption = None,
     chosen_format: FormatOption = OutputFormat.table,
@@ -95,6 +105,7 @@ def stats(
     """What every head attends to, over one text or a corpus: entropy, mass on special/first/punctuation/nearby tokens, detector scores, sinks.
 
     The detectors are TransformerLens' (previous-token, duplicate-token, induction; mul and abs).
+    Encoder–decoder models: TEXT is the source; --target (a corpus: each JSON line's "target") and --attention pick the attention.
 
     With --file the corpus is streamed: memory does not grow with its length. Progress goes to stderr when it is a terminal.
     --metric picks the statistic of the grid on the screen (table); --workers, --engine and --ray-address are for --file.
@@ -117,14 +128,27 @@ def stats(
         refuse_unless(ctx, engine == "ray", "--engine ray", "ray_address")
         if form is OutputFormat.csv:
             refuse_with(ctx, "--format csv", "threshold", why=" (it names heads; the CSV rows are the statistics)")
+        if file is not None and target is not None:
+            lines = 'drop --target and write lines {"text": SOURCE, "target": TARGET}'
+            raise InputError("--target is one TEXT's target, and a corpus's targets are on its lines", lines)
         options = DetectorOptions(exclude_bos, exclude_current)
         if file is None:
             from ..loading.model import load_model
 
-            result = head_statistics(load_model(model), [(None, read_text(text, "--file"))], threshold, options, seed, ablate, knockout, contributions)
+            loaded = load_model(model)
+            if loaded.has_cross_attention or target is not None or attention is not None:
+                from ..compute.stats_seq2seq import text_statistics
+
+                args = (threshold, options, seed, ablate, knockout, contributions)
+                result = text_statistics(loaded, read_text(text, "--file"), target, attention, *args)
+            else:
+                result = head_statistics(loaded, [(None, read_text(text, "--file"))], threshold, options, seed, ablate, knockout, contributions)
         else:
             with _Progress() as progress:
-                result = corpus_statistics(model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate, knockout, contributions)
+                result = corpus_statistics(
+                    model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate, knockout, contributions, attention
+                )
+        note_encoder_only(result, target, attention, "--target TEXT" if file is None else 'JSON lines {"text": SOURCE, "target": TARGET}')
         if form is OutputFormat.csv:
             from .output import write_stdout
 

@@ -189,7 +189,8 @@ def run_batch(
     in order, so n is also how many are done.
     workers > 1: that many spawned processes, each loading the model once from `model_path`.
 
-    Raises InputError (workers, fields) or ModelError (the model) at once, before yielding.
+    Raises InputError (workers, fields, an `attention` for a model without cross-attention) or
+    ModelError (the model) at once, before yielding.
     """
     check_workers(workers)
     if fields is not None:
@@ -200,6 +201,10 @@ def run_batch(
     # now, as a ModelError, before any line is answered.
     model = load_model(model_path, release_weights=False)  # many texts: keep the pages
     _check_runs(model)
+    if defaults.attention is not None and not model.has_cross_attention:
+        from .seq2seq import check_kind
+
+        check_kind(model, None, defaults.attention)  # every line would fail: refused once, as inspect refuses it
     if isinstance(lines, str):
         lines = io.StringIO(lines, newline=None)  # line breaks as a text file in universal-newline mode
     jobs = _check_query_given((parse_line(line, n) for n, line in enumerate(lines, start=1)), defaults)

@@ -128,6 +128,7 @@ def corpus_statistics(
     ablate: str | None = None,
     knockout: int | None = None,
     contributions: str | None = None,
+    attention: str | None = None,
 ) -> StatsResult:
     """Per-head statistics over every non-blank line of `file` (`-`: stdin), streamed in shards.
 
@@ -137,7 +138,8 @@ def corpus_statistics(
     order, so the numbers agree (to float32 rounding of the forward pass, as BLAS threads differ).
     A bad line stops the run with its line number. on_progress(texts done) after each shard.
     `ablate`, `knockout`, `contributions`: as `head_statistics`, in every engine (merged shards
-    equal one run).
+    equal one run). A line may be a JSON object {"text": ...}. An encoder–decoder model (or
+    `attention`): `stats_seq2seq.corpus_statistics`, the lines (source, target) pairs.
     """
     from ..loading.model import load_model
 
@@ -155,10 +157,18 @@ def corpus_statistics(
     # Loaded here even when workers load their own: a bad model fails now, as a ModelError; the
     # induction prompts run on it; and it names the model in the result.
     model = load_model(model_path, release_weights=False)
+    if model.has_cross_attention or attention is not None:
+        from . import stats_seq2seq
+
+        return stats_seq2seq.corpus_statistics(
+            model, model_path, file, attention, threshold, engine, workers, options, seed, on_progress, ablate, knockout, contributions
+        )
     _check_contributions(contributions, model)
     if knockout is not None:
         require_decoder(model, "stats --knockout")
-    parts = stats_shard.shards(stats_shard.iter_lines(file))
+    from .stats_seq2seq import texts_only
+
+    parts = stats_shard.shards(texts_only(model, stats_shard.iter_lines(file)))
     shard_options = stats_shard.CorpusOptions(options, ablate, knockout, contributions)
     if engine == "ray":
         from .stats_ray import run_ray

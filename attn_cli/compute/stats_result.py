@@ -147,6 +147,10 @@ class StatsResult:
     ablation: Ablation | None = None
     knockout: KnockoutProfile | None = None
     contributions: ContributionProfile | None = None
+    # Encoder–decoder models (`stats_seq2seq`): which attention ("encoder", "decoder", "cross"),
+    # and the statistics not measured on it (NaN in `metrics`, null in the JSON).
+    attention: str | None = None
+    omitted: tuple[str, ...] = ()
 
     def strongest(self, layer: int) -> tuple[list[str], np.ndarray]:
         """Each head's heaviest kind (first in HEAD_KINDS on ties) and its value: ([heads], (heads,)).
@@ -194,6 +198,7 @@ class StatsResult:
             "contributions": None if self.contributions is None else self.contributions.to_json(),
             "layers": [{"layer": layer, "heads": [head(layer, h) for h in range(self.model.heads)]} for layer in range(len(self.layers))],
             "named": [{"layer": n.layer, "head": n.head, "kind": n.kind, "value": floats(np.float32(n.value))} for n in self.named],
+            **({} if self.attention is None else {"attention": self.attention, "omitted": list(self.omitted)}),
         }
 
     def to_csv(self) -> str:

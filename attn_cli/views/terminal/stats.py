@@ -44,6 +44,7 @@ def stats_view(result: StatsResult, width: int, metric: str | None = None) -> li
     parts: list[RenderableType] = [
         _model_line(result.model),
         Text(f"{texts}, {result.tokens} tokens · every query row of every text · threshold {result.threshold:g}", style="dim"),
+        *_attention_lines(result),
         Text(f"\nNamed heads · mean attention mass ≥ {result.threshold:g}, heaviest first", style="bold underline"),
     ]
     if result.named:
@@ -73,6 +74,18 @@ def stats_view(result: StatsResult, width: int, metric: str | None = None) -> li
         Text("cell: the head's strongest kind; its mean mass, also as colour · nats: entropy", style="dim"),
     ]
     return parts
+
+
+ATTENTION_LINES = {
+    "encoder": "the encoder's self-attention: each source token over the source",
+    "decoder": "the decoder's self-attention: each target position over the decoder's input up to it",
+    "cross": "cross-attention: each target position over the source; position-based statistics not measured",
+}
+
+
+def _attention_lines(result: StatsResult) -> list[Text]:
+    """An encoder–decoder's: which of its attentions the statistics are of."""
+    return [] if result.attention is None else [Text(ATTENTION_LINES[result.attention], style="dim")]
 
 
 def named_table(result: StatsResult, width: int) -> Table:
