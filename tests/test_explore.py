@@ -18,7 +18,7 @@ from attn_cli.compute.explore import trace_text
 from attn_cli.loading.model import load_model
 from attn_cli.views.explorer.app import Explorer
 from attn_cli.views.explorer.state import View, start_view
-from attn_cli.views.explorer.widgets import Body
+from attn_cli.views.explorer.widgets import Screenful
 
 runner = CliRunner()
 LLAMA = Path(__file__).parent / "fixtures" / "tiny" / "llama"
@@ -50,12 +50,17 @@ def drive(traced, view: View, keys: list[str], check, size=(80, 24), export_dir:
     return asyncio.run(go())
 
 
+def shown(app: Explorer):
+    """The parts of the screen shown (`frame.Parts`): header, title, strip, pane, keys."""
+    return app.query_one(Screenful).parts
+
+
 def header(app: Explorer) -> str:
-    return " ".join(line.plain for line in app.query_one("#header").lines)
+    return " ".join(line.plain for line in shown(app).header)
 
 
 def body(app: Explorer) -> list[str]:
-    lines = app.query_one(Body).lines
+    lines = shown(app).pane.body
     return [lines.line(n).plain for n in range(len(lines))]
 
 
@@ -125,7 +130,7 @@ def test_word_level_and_norms_show_inspects_numbers(minilm):
 
 def test_multi_head_table_and_steps(minilm):
     view = start_view(minilm, "making", None, "-1", "6")
-    heads = drive(minilm, view, ["a"], lambda app: (app.query_one("#columns").lines[0].plain, body(app)))
+    heads = drive(minilm, view, ["a"], lambda app: (shown(app).pane.columns[0].plain, body(app)))
     doc = inspect_json("-q", "making", "--head", "all")
     language = next(line.split() for line in heads[1] if "language" in line)
     weights = [h["weights"][10] for h in doc["layers"][0]["heads"]]
@@ -223,7 +228,7 @@ def test_export_to_a_missing_directory_says_so_and_writes_nothing(minilm, tmp_pa
 
 def test_decoder_masks_future_keys_and_names_the_kv_head(llama):
     view = start_view(llama, "sat", None, "-1", "2")
-    top, rows, strip = drive(llama, view, [], lambda app: (header(app), body(app), app.query_one("#strip").lines))
+    top, rows, strip = drive(llama, view, [], lambda app: (header(app), body(app), shown(app).strip))
     assert '(kv 1, shared by 2–3) · query "sat" (token 3)' in top
     assert rows[-1].split()[:3] == ["4–24", "masked", "(future)"]
     doc = inspect_json("-q", "sat", "--head", "2", text=CAT, model=LLAMA)["layers"][0]
@@ -241,14 +246,16 @@ def test_clicking_a_token_makes_it_the_query_and_a_head_number_selects_it(minilm
         app = Explorer(minilm, view)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
-            strip = app.query_one("#strip").lines[0].plain
-            await pilot.click("#strip", offset=(strip.index("possible") + 1, 0))
+            parts = shown(app)
+            y = len(parts.header) + len(parts.title)  # the strip's first row
+            await pilot.click(Screenful, offset=(parts.strip[0].plain.index("possible") + 1, y))
             await pilot.pause()
             query = app.view.query_index
             await pilot.press("a")
             await pilot.pause()
-            columns = app.query_one("#columns").lines[0].plain
-            await pilot.click("#columns", offset=(columns.index(" 9 ") + 1, 0))
+            parts = shown(app)
+            y = len(parts.header) + len(parts.title) + len(parts.strip)  # the column titles' row
+            await pilot.click(Screenful, offset=(parts.pane.columns[0].plain.index(" 9 ") + 1, y))
             await pilot.pause()
             return query, app.view.head
 
