@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -260,6 +261,48 @@ def test_clicking_a_token_makes_it_the_query_and_a_head_number_selects_it(minilm
             return query, app.view.head
 
     assert asyncio.run(go()) == (7, 9)
+
+
+def test_the_body_scrolls_under_the_pinned_lines(minilm):
+    """PgDn, End, Home, the mouse wheel and a click on the scroll bar's track move the body rows
+    only; the header, title, strip and top-attended lines stay where they are."""
+    view = replace(start_view(minilm, "making", None, "-1", "6"), mode="steps")
+
+    def screen(app) -> list[str]:
+        import io
+
+        from rich.console import Console
+
+        console = Console(width=80, height=24, file=io.StringIO(), record=True, force_terminal=True)
+        console.print(app.screen._compositor.render_update(full=True))
+        return console.export_text().splitlines()
+
+    async def go():
+        app = Explorer(minilm, view)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            widget = app.query_one(Screenful)
+            start, rows = widget.rows()
+            tops, screens = [widget.top], [screen(app)]
+            for key in ["pagedown", "end", "home"]:
+                await pilot.press(key)
+                await pilot.pause()
+                tops.append(widget.top)
+                screens.append(screen(app))
+            await pilot._post_mouse_events([events.MouseScrollDown], widget, offset=(10, start + 1))
+            tops.append(widget.top)
+            await pilot.mouse_down(widget, offset=(79, start + rows - 1))  # the track below the thumb: a page down
+            await pilot.pause()
+            tops.append(widget.top)
+            return start, rows, widget.body, tops, screens, round(app.scroll_sensitivity_y)
+
+    start, rows, body, tops, screens, wheel = asyncio.run(go())
+    last = len(body) - rows
+    assert rows > 0 and last > 0  # the steps of the sentence are taller than the screen
+    assert tops == [0, min(rows, last), last, 0, wheel, min(wheel + rows, last)]
+    for top, lines in zip(tops, screens):
+        assert lines[:start] == screens[0][:start] and lines[start + rows :] == screens[0][start + rows :]  # pinned
+        assert [line[:60].rstrip() for line in lines[start : start + rows]] == [body.line(i).plain[:60].rstrip() for i in range(top, top + rows)]
 
 
 def test_help_and_quit(minilm):

@@ -80,7 +80,7 @@ class Screenful(Widget, can_focus=False):
     # Drawing.
 
     def _paint(self) -> None:
-        old, new = self._strips, self._lay_out()
+        old, new = self._strips, self._row_strips()
         self._strips = new
         if len(old) != len(new):
             self.refresh()
@@ -89,7 +89,7 @@ class Screenful(Widget, can_focus=False):
             if was is not now and was != now:
                 self.refresh(Region(0, y, self.size.width, 1))
 
-    def _lay_out(self) -> list[Strip]:
+    def _row_strips(self) -> list[Strip]:
         """The strip of every row, top to bottom (as `frame.first_frame` lays out the same parts)."""
         parts, (width, height) = self.parts, self.size
         if parts is None or not width or not height:
