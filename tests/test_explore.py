@@ -263,19 +263,39 @@ def test_clicking_a_token_makes_it_the_query_and_a_head_number_selects_it(minilm
     assert asyncio.run(go()) == (7, 9)
 
 
+def screen(app: Explorer) -> list[str]:
+    """The screen as lines of text."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True, force_terminal=True)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text().splitlines()
+
+
+def test_a_resized_terminal_shows_the_screen_of_its_new_size(minilm):
+    view = start_view(minilm, "making", None, "-1", "6")
+
+    async def go(size, resize=None):
+        app = Explorer(minilm, view)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            if resize:
+                await pilot.resize_terminal(*resize)
+                await pilot.pause()
+                await pilot.pause()
+            return screen(app)
+
+    for size in [(120, 30), (60, 16)]:
+        resized, fresh = asyncio.run(go((80, 24), size)), asyncio.run(go(size))
+        assert resized == fresh and len(fresh) == size[1] and len(fresh[0]) == size[0]
+
+
 def test_the_body_scrolls_under_the_pinned_lines(minilm):
     """PgDn, End, Home, the mouse wheel and a click on the scroll bar's track move the body rows
     only; the header, title, strip and top-attended lines stay where they are."""
     view = replace(start_view(minilm, "making", None, "-1", "6"), mode="steps")
-
-    def screen(app) -> list[str]:
-        import io
-
-        from rich.console import Console
-
-        console = Console(width=80, height=24, file=io.StringIO(), record=True, force_terminal=True)
-        console.print(app.screen._compositor.render_update(full=True))
-        return console.export_text().splitlines()
 
     async def go():
         app = Explorer(minilm, view)

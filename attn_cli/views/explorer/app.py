@@ -75,7 +75,7 @@ class Explorer(App[int]):
         self.redraw()
 
     def on_resize(self) -> None:
-        self.redraw()
+        self.call_after_refresh(self.redraw)  # once the new size is the app's (it is not yet, in this handler)
 
     # What is shown.
 
