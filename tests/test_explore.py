@@ -293,8 +293,9 @@ def test_a_resized_terminal_shows_the_screen_of_its_new_size(minilm):
 
 
 def test_the_body_scrolls_under_the_pinned_lines(minilm):
-    """PgDn, End, Home, the mouse wheel and a click on the scroll bar's track move the body rows
-    only; the header, title, strip and top-attended lines stay where they are."""
+    """PgDn, End, Home, the mouse wheel, a click on the scroll bar's track and dragging its thumb
+    (a row of the bar is len(body)/rows lines) move the body rows only; the header, title, strip
+    and top-attended lines stay where they are."""
     view = replace(start_view(minilm, "making", None, "-1", "6"), mode="steps")
 
     async def go():
@@ -314,12 +315,17 @@ def test_the_body_scrolls_under_the_pinned_lines(minilm):
             await pilot.mouse_down(widget, offset=(79, start + rows - 1))  # the track below the thumb: a page down
             await pilot.pause()
             tops.append(widget.top)
+            await pilot.press("home")
+            await pilot.mouse_down(widget, offset=(79, start))  # the thumb, dragged down one row
+            await pilot.hover(widget, offset=(79, start + 1))
+            await pilot.mouse_up(widget, offset=(79, start + 1))
+            tops.append(widget.top)
             return start, rows, widget.body, tops, screens, round(app.scroll_sensitivity_y)
 
     start, rows, body, tops, screens, wheel = asyncio.run(go())
     last = len(body) - rows
     assert rows > 0 and last > 0  # the steps of the sentence are taller than the screen
-    assert tops == [0, min(rows, last), last, 0, wheel, min(wheel + rows, last)]
+    assert tops == [0, min(rows, last), last, 0, wheel, min(wheel + rows, last), round(len(body) / rows)]
     for top, lines in zip(tops, screens):
         assert lines[:start] == screens[0][:start] and lines[start + rows :] == screens[0][start + rows :]  # pinned
         assert [line[:60].rstrip() for line in lines[start : start + rows]] == [body.line(i).plain[:60].rstrip() for i in range(top, top + rows)]
