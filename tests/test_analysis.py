@@ -207,6 +207,18 @@ def test_identity_output_projection_keeps_the_norms(weights, values):
     np.testing.assert_allclose(value, np.abs(weights) * np.linalg.norm(values, axis=-1), rtol=1e-5, atol=1e-5)
 
 
+def test_many_groups_read_the_output_norm_from_the_gram_matrix():
+    # More groups (40) than head dims (4): ‖x·W_O‖ is read from x·(W_O·W_Oᵀ)·xᵀ, which must equal
+    # the norm of the direct product (a random projection: a fixture, not a model).
+    rng = np.random.default_rng(0)
+    slices = output_slices(rng.standard_normal((8, 6)).astype(F32), 2)
+    weights, values = rng.random(40).astype(F32), rng.standard_normal((40, 4)).astype(F32)
+    value, output = value_norms(weights, values, slices[0], [(j,) for j in range(40)])
+    direct = (weights[:, None].astype(np.float64) * values) @ slices[0].astype(np.float64)
+    np.testing.assert_allclose(output, np.linalg.norm(direct, axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(value, weights * np.linalg.norm(values, axis=-1), rtol=1e-6)
+
+
 # --- Naming heads ---------------------------------------------------------------------------------
 
 # A 3-token decoder, "the cat ."; head 0 looks at the previous token, head 1 mostly at itself:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from attn_cli.compute.explore import trace_text
 from attn_cli.loading.model import load_model
 from attn_cli.views.explorer.app import Explorer
 from attn_cli.views.explorer.state import View, start_view
-from attn_cli.views.explorer.widgets import Body
+from attn_cli.views.explorer.widgets import Screenful
 
 runner = CliRunner()
 LLAMA = Path(__file__).parent / "fixtures" / "tiny" / "llama"
@@ -50,12 +51,17 @@ def drive(traced, view: View, keys: list[str], check, size=(80, 24), export_dir:
     return asyncio.run(go())
 
 
+def shown(app: Explorer):
+    """The parts of the screen shown (`frame.Parts`): header, title, strip, pane, keys."""
+    return app.query_one(Screenful).parts
+
+
 def header(app: Explorer) -> str:
-    return " ".join(line.plain for line in app.query_one("#header").lines)
+    return " ".join(line.plain for line in shown(app).header)
 
 
 def body(app: Explorer) -> list[str]:
-    lines = app.query_one(Body).lines
+    lines = shown(app).pane.body
     return [lines.line(n).plain for n in range(len(lines))]
 
 
@@ -125,7 +131,7 @@ def test_word_level_and_norms_show_inspects_numbers(minilm):
 
 def test_multi_head_table_and_steps(minilm):
     view = start_view(minilm, "making", None, "-1", "6")
-    heads = drive(minilm, view, ["a"], lambda app: (app.query_one("#columns").lines[0].plain, body(app)))
+    heads = drive(minilm, view, ["a"], lambda app: (shown(app).pane.columns[0].plain, body(app)))
     doc = inspect_json("-q", "making", "--head", "all")
     language = next(line.split() for line in heads[1] if "language" in line)
     weights = [h["weights"][10] for h in doc["layers"][0]["heads"]]
@@ -223,7 +229,7 @@ def test_export_to_a_missing_directory_says_so_and_writes_nothing(minilm, tmp_pa
 
 def test_decoder_masks_future_keys_and_names_the_kv_head(llama):
     view = start_view(llama, "sat", None, "-1", "2")
-    top, rows, strip = drive(llama, view, [], lambda app: (header(app), body(app), app.query_one("#strip").lines))
+    top, rows, strip = drive(llama, view, [], lambda app: (header(app), body(app), shown(app).strip))
     assert '(kv 1, shared by 2–3) · query "sat" (token 3)' in top
     assert rows[-1].split()[:3] == ["4–24", "masked", "(future)"]
     doc = inspect_json("-q", "sat", "--head", "2", text=CAT, model=LLAMA)["layers"][0]
@@ -241,18 +247,88 @@ def test_clicking_a_token_makes_it_the_query_and_a_head_number_selects_it(minilm
         app = Explorer(minilm, view)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
-            strip = app.query_one("#strip").lines[0].plain
-            await pilot.click("#strip", offset=(strip.index("possible") + 1, 0))
+            parts = shown(app)
+            y = len(parts.header) + len(parts.title)  # the strip's first row
+            await pilot.click(Screenful, offset=(parts.strip[0].plain.index("possible") + 1, y))
             await pilot.pause()
             query = app.view.query_index
             await pilot.press("a")
             await pilot.pause()
-            columns = app.query_one("#columns").lines[0].plain
-            await pilot.click("#columns", offset=(columns.index(" 9 ") + 1, 0))
+            parts = shown(app)
+            y = len(parts.header) + len(parts.title) + len(parts.strip)  # the column titles' row
+            await pilot.click(Screenful, offset=(parts.pane.columns[0].plain.index(" 9 ") + 1, y))
             await pilot.pause()
             return query, app.view.head
 
     assert asyncio.run(go()) == (7, 9)
+
+
+def screen(app: Explorer) -> list[str]:
+    """The screen as lines of text."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True, force_terminal=True)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text().splitlines()
+
+
+def test_a_resized_terminal_shows_the_screen_of_its_new_size(minilm):
+    view = start_view(minilm, "making", None, "-1", "6")
+
+    async def go(size, resize=None):
+        app = Explorer(minilm, view)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            if resize:
+                await pilot.resize_terminal(*resize)
+                await pilot.pause()
+                await pilot.pause()
+            return screen(app)
+
+    for size in [(120, 30), (60, 16)]:
+        resized, fresh = asyncio.run(go((80, 24), size)), asyncio.run(go(size))
+        assert resized == fresh and len(fresh) == size[1] and len(fresh[0]) == size[0]
+
+
+def test_the_body_scrolls_under_the_pinned_lines(minilm):
+    """PgDn, End, Home, the mouse wheel, a click on the scroll bar's track and dragging its thumb
+    (a row of the bar is len(body)/rows lines) move the body rows only; the header, title, strip
+    and top-attended lines stay where they are."""
+    view = replace(start_view(minilm, "making", None, "-1", "6"), mode="steps")
+
+    async def go():
+        app = Explorer(minilm, view)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            widget = app.query_one(Screenful)
+            start, rows = widget.rows()
+            tops, screens = [widget.top], [screen(app)]
+            for key in ["pagedown", "end", "home"]:
+                await pilot.press(key)
+                await pilot.pause()
+                tops.append(widget.top)
+                screens.append(screen(app))
+            await pilot._post_mouse_events([events.MouseScrollDown], widget, offset=(10, start + 1))
+            tops.append(widget.top)
+            await pilot.mouse_down(widget, offset=(79, start + rows - 1))  # the track below the thumb: a page down
+            await pilot.pause()
+            tops.append(widget.top)
+            await pilot.press("home")
+            await pilot.mouse_down(widget, offset=(79, start))  # the thumb, dragged down one row
+            await pilot.hover(widget, offset=(79, start + 1))
+            await pilot.mouse_up(widget, offset=(79, start + 1))
+            tops.append(widget.top)
+            return start, rows, widget.body, tops, screens, round(app.scroll_sensitivity_y)
+
+    start, rows, body, tops, screens, wheel = asyncio.run(go())
+    last = len(body) - rows
+    assert rows > 0 and last > 0  # the steps of the sentence are taller than the screen
+    assert tops == [0, min(rows, last), last, 0, wheel, min(wheel + rows, last), round(len(body) / rows)]
+    for top, lines in zip(tops, screens):
+        assert lines[:start] == screens[0][:start] and lines[start + rows :] == screens[0][start + rows :]  # pinned
+        assert [line[:60].rstrip() for line in lines[start : start + rows]] == [body.line(i).plain[:60].rstrip() for i in range(top, top + rows)]
 
 
 def test_help_and_quit(minilm):

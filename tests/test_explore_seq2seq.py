@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from option_registry import covers
 from rich.console import Console
-from test_explore import header, llama  # noqa: F401 (a fixture)
+from test_explore import header, llama, shown  # noqa: F401 (llama: a fixture)
 from test_explore_cli import started  # noqa: F401 (a fixture)
 from test_seq2seq import SEQ2SEQ, ref
 from test_seq2seq_views import cross_rollout_reference
@@ -77,7 +77,7 @@ def test_the_cross_rollout_and_model_view_in_the_explorer(bart):
     assert np.allclose(rollout, cross_rollout_reference(r["decoder_attentions"], r["cross_attentions"])[t], atol=1e-5)
     grid = drive(kinds["cross"], View(layer=0, head=0, query=None, query_index=t, mode="grid"), [], lambda app: app.traced.heads(**app.view.query_args()))
     assert grid.attention == "cross" and grid.values.shape == r["cross_attentions"].shape[:2]
-    contrib = drive(kinds["cross"], View(layer=0, head=0, query=None, query_index=t, mode="contrib"), [], lambda app: app.query_one("#columns").lines)
+    contrib = drive(kinds["cross"], View(layer=0, head=0, query=None, query_index=t, mode="contrib"), [], lambda app: shown(app).pane.columns)
     assert "press k for the encoder" in " ".join(line.plain for line in contrib)  # ALTI is the encoder's: the pane says so
     assert view.command() == f"attn rollout TEXT -i {t} --target TARGET --attention cross --json"
 

@@ -15,7 +15,7 @@ from ..maths.headsums import row_entropy
 from ..maths.ops import causal_visibility, two_sided_visibility
 from ..models import Hyper, LayerTrace
 from ..records import frozen
-from .inspect import model_info, rank_words
+from .inspect import model_info, rank_words, word_index
 from .query import Query, check_rankable, resolve_query
 from .result import ModelInfo, WordWeight, document_header, floats, query_json, seq2seq_json, word_weight_json
 from .seq2seq import attended
@@ -158,10 +158,11 @@ def heads_traced(
     rows = list(q.token_indices)
     values = np.zeros((spec.layers, spec.heads), np.float32)
     top = []
+    index = word_index(tok)  # the words arranged once, not per head (72 times on MiniLM: most of `g`'s first press on 500 tokens)
     for trace in traces:
         weights = trace.rows(rows)[2].mean(axis=1)  # (heads, seq)
         seen = None if trace.visible(rows) is None else trace.visible(rows).any(axis=0)
-        firsts = [rank_words(tok, {"weight": w}, include_special, seen, top_k=1)[0] for w in weights]
+        firsts = [rank_words(tok, {"weight": w}, include_special, seen, top_k=1, index=index)[0] for w in weights]
         top.append(tuple(firsts))
         for h, w in enumerate(weights):
             if metric == "top":

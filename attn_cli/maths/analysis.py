@@ -183,7 +183,7 @@ def value_norms(weights: np.ndarray, values: np.ndarray, w_o: np.ndarray, groups
     if len(grouped) > w_o.shape[0]:  # many groups: ‖x·W_O‖² = x·(W_O·W_Oᵀ)·xᵀ, a (d, d) Gram matrix instead of a (groups, hidden) product
         x = grouped.astype(np.float64)
         gram = w_o.astype(np.float64) @ w_o.T.astype(np.float64)
-        output = np.sqrt(np.maximum(np.einsum("gd,de,ge->g", x, gram, x), 0.0))
+        output = np.sqrt(np.maximum(((x @ gram) * x).sum(axis=-1), 0.0))  # a matmul: einsum's three-operand loop took ~1 ms per head on 500 tokens
     else:
         output = np.linalg.norm(transformed_vectors(grouped, w_o), axis=-1)
     return np.linalg.norm(grouped, axis=-1).astype(np.float32), output.astype(np.float32)

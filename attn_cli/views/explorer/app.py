@@ -19,7 +19,7 @@ from ...compute.explore import TracedText
 from ...errors import AttnError
 from .frame import FirstFrame, screen_parts
 from .state import COMMAND_OF_MODE, View, switched
-from .widgets import Body, HelpScreen, TextBlock
+from .widgets import HelpScreen, Screenful, TextBlock
 
 _KEPT_SCREENS = 64  # views whose screens are kept (each: a few Text lines, and the body lines built so far)
 
@@ -36,7 +36,7 @@ class Explorer(App[int]):
     AUTO_FOCUS = None  # keys go to the app; the prompt takes them only while open
     CSS = """
     Screen { layout: vertical; }
-    #header, #keys { background: $panel; }
+    #keys { background: $panel; }
     #ask { display: none; height: 1; }
     #ask.shown { display: block; }
     #ask-label { width: auto; height: 1; padding: 0 1; background: $accent; color: $text; text-style: bold; }
@@ -65,10 +65,7 @@ class Explorer(App[int]):
         self._asking: str | None = None  # "find" or "export" while the prompt is open
 
     def compose(self) -> ComposeResult:
-        for name in ("header", "title", "strip", "columns"):
-            yield TextBlock(id=name)
-        yield Body(id="body")
-        yield TextBlock(id="below")
+        yield Screenful(id="view")  # everything above the prompt and the footer
         with Horizontal(id="ask"):  # the prompt of / and e: a label says what Enter will do
             yield Label(id="ask-label")
             yield Input(id="prompt")
@@ -78,7 +75,7 @@ class Explorer(App[int]):
         self.redraw()
 
     def on_resize(self) -> None:
-        self.redraw()
+        self.call_after_refresh(self.redraw)  # once the new size is the app's (it is not yet, in this handler)
 
     # What is shown.
 
@@ -87,17 +84,15 @@ class Explorer(App[int]):
 
     def redraw(self) -> None:
         """Show the current view: its parts are built once per view and screen size (going back
-        to a view is a look-up), and a block is redrawn only if its lines changed."""
+        to a view is a look-up), and only the rows that changed are redrawn."""
         key = (self.traced.kind, self.view, self.size.width, self.size.height)
         if key not in self._shown:
             if len(self._shown) >= _KEPT_SCREENS:
                 self._shown.pop(next(iter(self._shown)))
             self._shown[key] = screen_parts(self.traced, self.view, self.size.width, self.size.height, self.console)
         parts = self._shown[key]
-        for name, lines in (("header", parts.header), ("title", parts.title), ("strip", parts.strip), ("columns", parts.pane.columns),
-                            ("below", parts.pane.below), ("keys", parts.keys)):
-            self.query_one(f"#{name}", TextBlock).set(lines)
-        self.query_one(Body).show(parts.pane.body)
+        self.query_one(Screenful).show(parts)
+        self.query_one("#keys", TextBlock).set(parts.keys)
 
     def go(self, view: View) -> None:
         if view != self.view:
@@ -163,12 +158,10 @@ class Explorer(App[int]):
         self.go(self.view.toggle_norms())
 
     def action_page(self, step: int) -> None:
-        body = self.query_one(Body)
-        (body.scroll_page_down if step > 0 else body.scroll_page_up)(animate=False)
+        self.query_one(Screenful).page(step)
 
     def action_edge(self, end: int) -> None:
-        body = self.query_one(Body)
-        (body.scroll_end if end else body.scroll_home)(animate=False)
+        self.query_one(Screenful).edge(end)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.traced.model.has_cross_attention))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.text import Text
 
@@ -32,6 +32,7 @@ class Parts:
     strip: list[Text]
     pane: Pane
     keys: list[Text]
+    rendered: dict = field(default_factory=dict, compare=False, repr=False)  # what the app's widget made of the pinned lines (their strips), kept with them
 
 
 def screen_parts(traced: TracedText, view: View, width: int, height: int, console) -> Parts:

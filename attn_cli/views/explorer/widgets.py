@@ -1,5 +1,5 @@
-"""The explorer's widgets: the scrolled body (which builds only the lines in sight) and the
-`?` screen."""
+"""The explorer's widgets: the screen of a view (one widget of a fixed size, drawn line by
+line), the footer, and the `?` screen."""
 
 from __future__ import annotations
 
@@ -9,56 +9,177 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.geometry import Size
+from textual.geometry import Region
 from textual.screen import ModalScreen
-from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBarRender
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
-from .frame import scroll_start
+from .frame import Parts, scroll_start
 from .lines import Lines
 from .state import help_keys
 
 
-class Body(ScrollView, can_focus=False):
-    """A view's rows, scrolled with the mouse wheel and PgUp/PgDn; rendered line by line, so
-    a 500-row table costs what its 20 visible rows cost."""
+class Screenful(Widget, can_focus=False):
+    """A view's screen above the footer: the header, title, token strip and column titles
+    pinned above the scrolled body, the pane's `below` lines pinned under it. One widget whose
+    size only a resize changes: a key changes its lines, never its layout, so Textual never
+    lays the screen out again (that took ~15 ms of CPU and two or three refresh ticks when a
+    pinned part or the body changed length). Only the rows whose strip changed are repainted,
+    and the body's strips are built only for the rows in sight (a 500-row table costs what its
+    20 visible rows cost) and kept with its lines (going back to a view re-renders nothing)."""
 
-    DEFAULT_CSS = "Body { height: 1fr; scrollbar-size-vertical: 1; }"
+    DEFAULT_CSS = """
+    Screenful { height: 1fr; }
+    Screenful > .screenful--header { background: $panel; }
+    """
+    COMPONENT_CLASSES = {"screenful--header"}
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.lines = Lines.of([])
-        self._style = None
+        self.parts: Parts | None = None
+        self.top = 0  # the first body line in sight
+        self._strips: list[Strip] = []  # the strip of each row, as shown
+        self._grab: tuple[int, int] | None = None  # dragging the scroll bar: (mouse y, top) at the grab
 
-    def show(self, lines: Lines) -> None:
-        """Show `lines`, scrolling only if their focus (the query's row) would be out of sight."""
-        self.lines = lines
-        self._style = self.rich_style  # computing it costs ~0.5 ms: once per view, not per line
-        size = Size(self.size.width, len(lines))
-        if size != self.virtual_size:  # a new virtual size re-lays the screen out: only when it changes
-            self.virtual_size = size
-        top = scroll_start(lines, self.size.height, int(self.scroll_y))
-        if self.size.height and top != int(self.scroll_y):
-            self.scroll_to(y=top, animate=False, immediate=True)
-        self.refresh()
+    @property
+    def body(self) -> Lines:
+        return self.parts.pane.body if self.parts else Lines.of([])
+
+    def rows(self) -> tuple[int, int]:
+        """(the first screen row of the body, the number of body rows in sight)."""
+        parts = self.parts
+        if parts is None:
+            return 0, 0
+        start = len(parts.header) + len(parts.title) + len(parts.strip) + len(parts.pane.columns)
+        return start, max(0, self.size.height - start - len(parts.pane.below))
+
+    def show(self, parts: Parts) -> None:
+        """Show `parts`, scrolling only if their focus (the query's row) would be out of sight."""
+        self.parts = parts
+        self.scroll_body(self.top, keep_focus=True)
+
+    def scroll_body(self, top: int, keep_focus: bool = False) -> None:
+        """Show the body from line `top` (kept within the body; with `keep_focus`, moved to
+        bring the query's row into sight) and repaint the rows that changed."""
+        _, rows = self.rows()
+        if rows:
+            self.top = scroll_start(self.body, rows, top) if keep_focus else max(0, min(top, len(self.body) - rows))
+        self._paint()
+
+    def page(self, step: int) -> None:
+        self.scroll_body(self.top + step * self.rows()[1])
+
+    def edge(self, end: int) -> None:
+        self.scroll_body(len(self.body) if end else 0)
+
+    def on_resize(self) -> None:
+        self.scroll_body(self.top, keep_focus=True)
+
+    # Drawing.
+
+    def _paint(self) -> None:
+        old, new = self._strips, self._row_strips()
+        self._strips = new
+        if len(old) != len(new):
+            self.refresh()
+            return
+        for y, (was, now) in enumerate(zip(old, new)):
+            if was is not now and was != now:
+                self.refresh(Region(0, y, self.size.width, 1))
+
+    def _row_strips(self) -> list[Strip]:
+        """The strip of every row, top to bottom (as `frame.first_frame` lays out the same parts)."""
+        parts, (width, height) = self.parts, self.size
+        if parts is None or not width or not height:
+            return []
+        plain, header = self.rich_style, self.get_component_rich_style("screenful--header")
+        pinned = [("header", parts.header, header), ("title", parts.title, plain), ("strip", parts.strip, plain), ("columns", parts.pane.columns, plain)]
+        strips = [self._pinned(parts, name, n, text, style) for name, texts, style in pinned for n, text in enumerate(texts)]
+        strips += self._body_strips(plain)
+        strips += [self._pinned(parts, "below", n, text, plain) for n, text in enumerate(parts.pane.below)]
+        return (strips + [Strip.blank(width, plain)] * (height - len(strips)))[:height]
+
+    def _pinned(self, parts: Parts, name: str, n: int, text: Text, style: Style) -> Strip:
+        key = (name, n, self.size.width, style)  # kept with the parts: a view seen before re-renders nothing
+        if key not in parts.rendered:
+            parts.rendered[key] = _strip(text, self.app.console, style).crop_extend(0, self.size.width, style)
+        return parts.rendered[key]
+
+    def _body_strips(self, style: Style) -> list[Strip]:
+        """The body's rows in sight, and beside them the scroll bar if the body is longer."""
+        body, (_, rows), width = self.body, self.rows(), self.size.width
+        scrolled = len(body) > rows > 0
+        inner = width - 1 if scrolled else width
+        strips = []
+        for i in range(self.top, self.top + rows):
+            key = (i, inner, style)  # a line's strip is kept with the view's lines
+            if i >= len(body):
+                strips.append(Strip.blank(inner, style))
+                continue
+            if key not in body.rendered:
+                body.rendered[key] = _strip(body.line(i), self.app.console, style).crop_extend(0, inner, style)
+            strips.append(body.rendered[key])
+        if scrolled:
+            bar = self._scroll_bar(rows, style)
+            # Joined as Textual's compositor joins two widgets' cells (which drops empty segments).
+            strips = [Strip([*(s for s in strip if s.text), segment], width) for strip, segment in zip(strips, bar)]
+        return strips
+
+    def _scroll_bar(self, rows: int, base: Style) -> list[Segment]:
+        """The vertical scroll bar's cell on each body row, as Textual's `ScrollBar` draws it
+        (its colours; its segments' `@mouse.down` actions are this widget's `action_scroll_*`,
+        `action_grab`)."""
+        styles = self.styles
+        background, color = styles.scrollbar_background, styles.scrollbar_color
+        if background.a < 1:
+            background = self.background_colors[0] + background
+        color = background + color
+        bar = ScrollBarRender.render_bar(size=rows, virtual_size=len(self.body), window_size=rows, position=self.top, thickness=1,
+                                         vertical=True, back_color=background.rich_color, bar_color=color.rich_color)
+        return [Segment(s.text, base + s.style) for s in bar.segments]
 
     def render_line(self, y: int) -> Strip:
-        i = int(self.scroll_offset.y) + y
-        width, style = self.size.width, self._style or self.rich_style
-        if i >= len(self.lines):
-            return Strip.blank(width, style)
-        x = int(self.scroll_offset.x)
-        key = (i, x, width, style)  # a line's strip is kept with the view's lines: going back to a view re-renders nothing
-        if key not in self.lines.rendered:
-            self.lines.rendered[key] = _strip(self.lines.line(i), self.app.console, style).crop_extend(x, x + width, style)
-        return self.lines.rendered[key]
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(self.size.width, self.rich_style)
+
+    # The mouse: the wheel scrolls the body; a click on the scroll bar pages, dragging its thumb scrolls.
+
+    def on_mouse_scroll_down(self, event) -> None:
+        event.stop()
+        self.scroll_body(self.top + round(self.app.scroll_sensitivity_y))
+
+    def on_mouse_scroll_up(self, event) -> None:
+        event.stop()
+        self.scroll_body(self.top - round(self.app.scroll_sensitivity_y))
+
+    def action_scroll_up(self) -> None:
+        self.page(-1)
+
+    def action_scroll_down(self) -> None:
+        self.page(1)
+
+    def action_grab(self) -> None:
+        self._grab = (int(self.app.mouse_position.y), self.top)
+        self.capture_mouse()
+
+    def on_mouse_move(self, event) -> None:
+        if self._grab:
+            y, top = self._grab
+            _, rows = self.rows()
+            self.scroll_body(top + round((int(event.screen_y) - y) * len(self.body) / max(1, rows)))
+
+    def on_mouse_up(self) -> None:
+        if self._grab:
+            self._grab = None
+            self.release_mouse()
 
 
 class TextBlock(Widget):
-    """A few lines of Rich Text drawn line by line (cheaper than a Static: no markup, no
-    reflow); its height follows the number of lines, so the layout changes only when that does."""
+    """The footer: a few lines of Rich Text drawn line by line (cheaper than a Static: no
+    markup, no reflow); its height follows the number of lines, which only a resize changes."""
 
     DEFAULT_CSS = "TextBlock { height: 0; }"
 
