@@ -40,8 +40,8 @@ read with hooks), the authors' reference code; fetch it to compare:
   loaded as causal LMs with the head tied to the embeddings (the tiny files hold no
   lm_head.weight); checked: lm_head(ln_f(last layer's output)) is transformers' logits.
 
-Models: the tiny bert, gpt2, llama and nomic_bert of tests/fixtures/tiny (their input 2, `ref_2.npz`) and
-the packaged all-MiniLM-L6-v2 (tests/fixtures/minilm/cat.npz's sentence). Writes
+Models: the tiny bert, gpt2, llama, nomic_bert, phi3, gpt_neox-sequential, mixtral and qwen3_moe of
+tests/fixtures/tiny (their input 2, `ref_2.npz`) and the packaged all-MiniLM-L6-v2 (tests/fixtures/minilm/cat.npz's sentence). Writes
 tests/fixtures/contrib/<model>.npz: `input_ids`, and per method (`value_zeroing`, `alti`,
 `norms`) the matrices (layers, seq, seq) and their rollouts `<method>_rollout` (layers, seq,
 seq): row i of C_l·…·C_0; for the decoders `alti_logit_ids` (target = the top prediction at the
@@ -74,7 +74,7 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "contrib"
-MODELS = ("bert", "gpt2", "llama", "minilm", "nomic_bert")
+MODELS = ("bert", "gpt2", "llama", "minilm", "nomic_bert", "phi3", "gpt_neox-sequential", "mixtral", "qwen3_moe")
 D = torch.float64
 
 
@@ -89,11 +89,23 @@ def get(obj, path: str):
 LAYOUT = {
     "bert": dict(module="bert", layers="encoder.layer", attn="attention.self", value="attention.self.value", out="attention.output.dense",
                  ln1="attention.output.LayerNorm", pre_ln=False),
-    "gpt2": dict(module="gpt2", layers="h", attn="attn", value=None, out="attn.c_proj", ln1="ln_1", ln2="ln_2", pre_ln=True, conv1d=True),
+    "gpt2": dict(module="gpt2", layers="h", attn="attn", value=None, out="attn.c_proj", ln1="ln_1", ln2="ln_2", pre_ln=True, conv1d=True,
+                 final="ln_f"),
     "llama": dict(module="llama", layers="layers", attn="self_attn", value="self_attn.v_proj", out="self_attn.o_proj",
-                  ln1="input_layernorm", ln2="post_attention_layernorm", pre_ln=True, conv1d=False, rms=True),
+                  ln1="input_layernorm", ln2="post_attention_layernorm", pre_ln=True, conv1d=False, rms=True, final="norm"),
 }
 LAYOUT["minilm"] = LAYOUT["bert"]
+# Phi-3: Llama's pre-RMSNorm layer with q | k | v fused (`value`: the last kv_heads·d outputs of qkv_proj).
+LAYOUT["phi3"] = LAYOUT["llama"] | dict(module="phi3", value=("self_attn.qkv_proj", "last"))
+# The mixtures of experts: Llama's attention block (the experts come after LN2, which ALTI leaves out).
+LAYOUT["mixtral"] = LAYOUT["llama"] | dict(module="mixtral")
+LAYOUT["qwen3_moe"] = LAYOUT["llama"] | dict(module="qwen3_moe")
+# GPT-NeoX with the sequential residual (use_parallel_residual false: LN2 reads x + attention, as
+# ALTI's decomposition needs; Pythia's parallel layer never forms that sum) and a LayerNorm;
+# `value`: the v third of each head's [q|k|v] block of query_key_value.
+LAYOUT["gpt_neox-sequential"] = dict(module="gpt_neox", layers="layers", attn="attention", value=("attention.query_key_value", "per_head"),
+                                     out="attention.dense", ln1="input_layernorm", ln2="post_attention_layernorm", pre_ln=True,
+                                     conv1d=False, final="final_layer_norm")
 # Nomic BERT: BERT's post-LN layer (LN1 after the residual sum) with RoPE on q and k only and no
 # biases, so transformer-contributions' encoder form applies as to BERT (b_O = 0).
 LAYOUT["nomic_bert"] = dict(module="nomic_bert", layers="layers", attn="self_attn", value="self_attn.v_proj", out="self_attn.o_proj",
@@ -275,15 +287,9 @@ def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
             centred = x - x.mean(-1, keepdim=True)
             lx = centred * gamma / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
             b_ln = ln.bias.detach().to(D)
-        if run.lay["value"] is None:  # GPT-2: the value third of c_attn (Conv1D, (in, 3·hidden))
-            c = weights_of(run, layer, "attn.c_attn")
-            w_v, b_v = c.weight.detach().to(D)[:, -cfg.hidden_size :], c.bias.detach().to(D)[-cfg.hidden_size :]
-        else:
-            lin = weights_of(run, layer, run.lay["value"])
-            w_v = lin.weight.detach().to(D).T
-            b_v = torch.zeros(w_v.shape[1], dtype=D) if lin.bias is None else lin.bias.detach().to(D)
-        kv = w_v.shape[1] // (cfg.hidden_size // heads if not getattr(cfg, "head_dim", None) else cfg.head_dim)
-        d = w_v.shape[1] // kv
+        d = cfg.hidden_size // heads if not getattr(cfg, "head_dim", None) else cfg.head_dim
+        w_v, b_v = value_projection(run, layer, cfg, heads, d)
+        kv = w_v.shape[1] // d
         v = ((lx + b_ln) @ w_v + b_v).view(seq, kv, d).transpose(0, 1)  # (kv, seq, d): L(x_j)·W_V + (b_ln·W_V + b_V)
         assert torch.allclose(v, run.values[layer].to(D), atol=1e-5), float((v - run.values[layer].to(D)).abs().max())
         v = v[[h // (heads // kv) for h in range(heads)]]  # a grouped-query head reads its kv head
@@ -300,6 +306,24 @@ def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(alti), torch.stack(norms)
 
 
+def value_projection(run: Run, layer: int, cfg, heads: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """W_V (hidden, kv_heads·d) in x·W layout and b_V (kv_heads·d,), zeros where there is none."""
+    value = run.lay["value"]
+    if value is None:  # GPT-2: the value third of c_attn (Conv1D, (in, 3·hidden))
+        c = weights_of(run, layer, "attn.c_attn")
+        return c.weight.detach().to(D)[:, -cfg.hidden_size :], c.bias.detach().to(D)[-cfg.hidden_size :]
+    lin = weights_of(run, layer, value if isinstance(value, str) else value[0])
+    w = lin.weight.detach().to(D)  # (outputs, hidden)
+    b = torch.zeros(w.shape[0], dtype=D) if lin.bias is None else lin.bias.detach().to(D)
+    if isinstance(value, tuple) and value[1] == "last":  # q | k | v: v is the last kv_heads·d outputs
+        kv = getattr(cfg, "num_key_value_heads", heads)
+        w, b = w[-kv * d :], b[-kv * d :]
+    elif isinstance(value, tuple):  # per_head: [q|k|v] for each head in turn
+        rows = torch.cat([torch.arange(h * 3 * d + 2 * d, (h + 1) * 3 * d) for h in range(heads)])
+        w, b = w[rows], b[rows]
+    return w.T, b
+
+
 def alti_logit(causal, name: str, ids: np.ndarray) -> dict:
     """ALTI-Logit of the top prediction and the second at the last position (see the module)."""
     run = Run(causal.base_model, name, ids)
@@ -308,11 +332,10 @@ def alti_logit(causal, name: str, ids: np.ndarray) -> dict:
     with torch.no_grad():
         logits = causal(input_ids=torch.tensor(ids[None], dtype=torch.long), use_cache=False).logits[0, pos].to(D)
     tokens = [int(i) for i in torch.argsort(logits, descending=True)[:2]]
-    base = causal.base_model
-    lnf = base.ln_f if name == "gpt2" else base.norm
+    lnf = get(causal.base_model, LAYOUT[name]["final"])
     gamma, eps = lnf.weight.detach().to(D), getattr(lnf, "eps", getattr(lnf, "variance_epsilon", None))
     pre = run.outputs[len(run.layers) - 1].to(D)  # pre_lnf_states: the last layer's output
-    if name == "gpt2":
+    if not LAYOUT[name].get("rms"):  # a LayerNorm
         coef = 1.0 / torch.sqrt(pre.var(-1, unbiased=False) + eps)
         centre = torch.eye(len(gamma), dtype=D) - 1.0 / len(gamma)
 

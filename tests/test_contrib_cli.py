@@ -81,6 +81,7 @@ def test_refusals_are_one_line_with_the_usage_status(args, message):
     "model, method, message, fix",
     [
         ("gemma3", "alti", "ALTI is not defined here for gemma3", "use --method value-zeroing or --method norms"),
+        ("gpt_neox", "alti", "ALTI is not defined for gpt_neox with the parallel residual", "use --method value-zeroing or --method norms"),
         ("bert", "alti-logit", "ALTI-Logit explains a decoder's next token; bert is an encoder and predicts none", "use --method alti"),
     ],
 )
