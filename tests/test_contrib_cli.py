@@ -155,6 +155,27 @@ def test_alti_logit_table_of_thirty_layers_folds_to_the_width(columns):
     assert france == [f"{v:+.2f}" for v in want]
 
 
+@pytest.mark.parametrize("columns", [40, 80, 120])
+def test_table_of_thirty_layers_folds_to_the_width(columns):
+    """SmolLM2's 30 layers and the rollout need ~140 columns in one row: the shares come in
+    blocks of layers, each beside the tokens again, every layer once and each share the JSON's."""
+    from gguf_helpers import packaged_gguf
+
+    model, text = str(packaged_gguf("smollm2")), "The capital of France is"
+    doc = json.loads(attn("contrib", text, "-m", model, "--rollout", "--json").stdout)
+    p = attn("contrib", text, "-m", model, "--rollout", env={"COLUMNS": str(columns), "NO_COLOR": "1"})
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines), p.stdout
+    headers = [name for line in lines if line.startswith("# token") for name in line.split()[2:]]
+    assert headers == [f"L{n}" for n in range(30)] + ["all"]
+    france = [cell for line in lines if line.startswith("3  France") for cell in line.split()[2:]]  # token 3's row, block by block
+    want = [layer["contributions"][3] for layer in doc["layers"]] + [doc["whole"][3]]
+    assert france == ["·" if v < 0.005 else f"{v * 100:.0f}" for v in want]
+    blocks = len([line for line in lines if line.startswith("# token")])
+    assert blocks > 1 and f"the layers in {blocks} blocks of" in " ".join(lines)
+
+
 def test_a_target_without_alti_logit_is_refused():
     p = attn("contrib", TEXT, "-q", "it", "--target-id", "3")
     assert p.returncode == ExitStatus.USAGE and "explain a logit" in p.stderr

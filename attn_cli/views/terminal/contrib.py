@@ -1,6 +1,7 @@
 """The Rich view of `ContribResult`: tokens × layers (each cell the token's share of the query's
-representation in that layer, in %), or, where the layers do not fit the width, the query's row
-per layer as its largest shares."""
+representation in that layer, in %), the layers folded into blocks where they do not fit the
+width (each block beside the tokens again), or, on a screen too narrow for one layer beside the
+tokens, the query's row per layer as its largest shares."""
 
 from __future__ import annotations
 
@@ -38,17 +39,37 @@ def contrib_view(result: ContribResult, width: int, colour: bool = True) -> list
     if result.rollout is not None:
         columns += [("all", result.whole)]
     label = min(LABEL, max(len(printable(tokens[i].text)) for i in shown))
-    fits = len(str(shown[-1])) + 2 + label + 1 + CELL * len(columns) <= width
-    body = _table(result, shown, columns, label, colour) if fits else _lines(result, width)
-    out = [header, title, body]
+    per_block = (width - (len(str(shown[-1])) + 2 + label + 1)) // CELL  # layer columns beside the token labels
+    fits = per_block >= 1
+    out = [header, title]
+    if fits:
+        blocks = _folded(columns, per_block)
+        out += _spaced([_table(result, shown, block, label, colour) for block in blocks])
+    else:
+        out.append(_lines(result, width))
     if result.whole is not None:
         out.append(_top(result, result.whole, "Whole model (rollout): ", width))
     legend = "Each column: one layer's row for the query (sums to 100)" if fits else "Each line: one layer's largest shares of the query's representation"
     if fits and result.whole is not None:
         legend += "; all: the layers multiplied (rollout), the later on the left"
+    if fits and len(blocks) > 1:
+        legend += f"; the layers in {len(blocks)} blocks of {per_block} to fit {width} columns"
     if len(shown) < len(tokens):
         legend += f"; tokens after {shown[-1]} are not read by the query"
     out.append(Text(legend, style="dim"))
+    return out
+
+
+def _folded(columns: list, per_block: int) -> list[list]:
+    """The columns in blocks of `per_block`, in order: more layers than fit one row of columns."""
+    return [columns[n : n + per_block] for n in range(0, len(columns), per_block)]
+
+
+def _spaced(tables: list) -> list:
+    """The blocks one after another, a blank line between them."""
+    out = []
+    for n, table in enumerate(tables):
+        out += [Text(""), table] if n else [table]
     return out
 
 
@@ -122,11 +143,8 @@ def _logit_view(result: ContribResult, width: int, colour: bool) -> list:
     out = [header, title]
     if fits:  # more layers than fit in one row of columns: blocks of layers, each beside the tokens again
         peak = max(float(np.abs(values[: len(shown)]).max()) for _, values in columns) or 1.0
-        blocks = [columns[n : n + per_block] for n in range(0, len(columns), per_block)]
-        for n, block in enumerate(blocks):
-            if n:
-                out.append(Text(""))
-            out.append(_logit_table(result, shown, block, label, peak, colour))
+        blocks = _folded(columns, per_block)
+        out += _spaced([_logit_table(result, shown, block, label, peak, colour) for block in blocks])
     out.append(_top_logits(result, width))
     out.extend(_head_logits(result, width, colour))
     legend = "Each column: one layer's attention (no MLP, no b_O, no embedding); all: their sum" if fits else "Largest parts of the logit (sum over layers)"
