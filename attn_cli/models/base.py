@@ -296,6 +296,25 @@ def split_trace(trace: LayerTrace, segments, score_biases=None) -> list[LayerTra
     ]
 
 
+def encoder_passes(encoder):
+    """`forward` and `forward_packed` of an encoder around its `encoder(w, s, input_ids,
+    positions, segments=None, through=None, iv=None)`: each text's positions from
+    `s.position_offset`. Packed (`attn batch`), the texts run as one matrix for everything that
+    works token by token, each text's attention over itself alone (`attend`'s segments); each
+    layer yields one trace per text, the numbers of `forward` of that text alone."""
+
+    def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+        return encoder(w, s, input_ids, s.position_offset + np.arange(len(input_ids)), through=through, iv=interventions)
+
+    def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
+        segments = segments_of(texts)
+        positions = np.concatenate([s.position_offset + np.arange(len(t)) for t in texts])
+        for trace in encoder(w, s, np.concatenate(texts), positions, segments):
+            yield split_trace(trace, segments)
+
+    return forward, forward_packed
+
+
 def layer_plan(layers: int, through: int | None = None) -> Iterator[tuple[int, bool]]:
     """(layer, whole) for each layer a forward pass runs: every layer, whole; or, given
     `through`, layers 0 … through, the last of them only as far as its attention maps need:

@@ -18,7 +18,7 @@ import numpy as np
 from ..maths.ops import layer_norm, linear, rope_angles, silu
 from . import llama
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, fused_rope_parts, kept, rotary_layer, run_layers, segments_of, split_trace
+from .base import LayerTrace, Weights, encoder_passes, fused_rope_parts, kept, rotary_layer, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
 from .runtime import rows_runner
 
@@ -84,16 +84,7 @@ def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, 
     return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, cos, sin, segments, whole, iv), iv)
 
 
-def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
-    return encoder(w, s, input_ids, np.arange(len(input_ids)), through=through, iv=interventions)
-
-
-def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
-    """Several texts in one pass (see `bert.forward_packed`): each text's positions from 0."""
-    segments = segments_of(texts)
-    positions = np.concatenate([np.arange(len(t)) for t in texts])
-    for trace in encoder(w, s, np.concatenate(texts), positions, segments):
-        yield split_trace(trace, segments)
+forward, forward_packed = encoder_passes(encoder)
 
 
 def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:
