@@ -40,7 +40,7 @@ read with hooks), the authors' reference code; fetch it to compare:
   loaded as causal LMs with the head tied to the embeddings (the tiny files hold no
   lm_head.weight); checked: lm_head(ln_f(last layer's output)) is transformers' logits.
 
-Models: the tiny bert, gpt2, llama, nomic_bert, phi3, gpt_neox-sequential, mixtral and qwen3_moe of
+Models: the tiny bert, gpt2, llama, nomic_bert, modernbert, phi3, gpt_neox-sequential, mixtral and qwen3_moe of
 tests/fixtures/tiny (their input 2, `ref_2.npz`) and the packaged all-MiniLM-L6-v2 (tests/fixtures/minilm/cat.npz's sentence). Writes
 tests/fixtures/contrib/<model>.npz: `input_ids`, and per method (`value_zeroing`, `alti`,
 `norms`) the matrices (layers, seq, seq) and their rollouts `<method>_rollout` (layers, seq,
@@ -74,7 +74,7 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "contrib"
-MODELS = ("bert", "gpt2", "llama", "minilm", "nomic_bert", "phi3", "gpt_neox-sequential", "mixtral", "qwen3_moe")
+MODELS = ("bert", "gpt2", "llama", "minilm", "nomic_bert", "phi3", "gpt_neox-sequential", "mixtral", "qwen3_moe", "modernbert")
 D = torch.float64
 
 
@@ -106,6 +106,10 @@ LAYOUT["qwen3_moe"] = LAYOUT["llama"] | dict(module="qwen3_moe")
 LAYOUT["gpt_neox-sequential"] = dict(module="gpt_neox", layers="layers", attn="attention", value=("attention.query_key_value", "per_head"),
                                      out="attention.dense", ln1="input_layernorm", ln2="post_attention_layernorm", pre_ln=True,
                                      conv1d=False, final="final_layer_norm")
+# ModernBERT: a pre-LN encoder (attn_norm before attention, layer 0's the identity; mlp_norm reads
+# x + attention), so the decoders' decomposition applies; no LM head, so no ALTI-Logit.
+LAYOUT["modernbert"] = dict(module="modernbert", layers="layers", attn="attn", value=("attn.Wqkv", "last"), out="attn.Wo", ln1="attn_norm",
+                            ln2="mlp_norm", pre_ln=True, conv1d=False, encoder=True)
 # Nomic BERT: BERT's post-LN layer (LN1 after the residual sum) with RoPE on q and k only and no
 # biases, so transformer-contributions' encoder form applies as to BERT (b_O = 0).
 LAYOUT["nomic_bert"] = dict(module="nomic_bert", layers="layers", attn="self_attn", value="self_attn.v_proj", out="self_attn.o_proj",
@@ -270,6 +274,18 @@ def _alti_scores(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return normalise((y.abs().sum(-1)[:, None] - d).clamp(min=0.0))
 
 
+def linearised_norm(ln, x: torch.Tensor, rms: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The norm before attention as l_transform splits it: (its linear part of x with x's own
+    scale, its bias). RMSNorm: no centring, no bias; ModernBERT's layer 0: the identity."""
+    if isinstance(ln, torch.nn.Identity):
+        return x, torch.zeros(x.shape[1], dtype=D)
+    gamma, eps = ln.weight.detach().to(D), getattr(ln, "eps", getattr(ln, "variance_epsilon", None))
+    if rms:
+        return x * gamma / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps), torch.zeros_like(gamma)
+    lx = (x - x.mean(-1, keepdim=True)) * gamma / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+    return lx, torch.zeros_like(gamma) if ln.bias is None else ln.bias.detach().to(D)
+
+
 def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
     """ALTI and norms of a pre-LN decoder, as logit-explanations builds T_i(x_j)."""
     alti, norms = [], []
@@ -279,14 +295,7 @@ def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
         a = run.attn[layer]
         x = run.hidden[layer].to(D)
         ln = weights_of(run, layer, run.lay["ln1"])
-        gamma, eps = ln.weight.detach().to(D), getattr(ln, "eps", getattr(ln, "variance_epsilon", None))
-        if run.lay.get("rms"):
-            lx = x * gamma / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # RMSNorm, linear in x given its own scale
-            b_ln = torch.zeros_like(gamma)
-        else:
-            centred = x - x.mean(-1, keepdim=True)
-            lx = centred * gamma / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
-            b_ln = ln.bias.detach().to(D)
+        lx, b_ln = linearised_norm(ln, x, run.lay.get("rms"))
         d = cfg.hidden_size // heads if not getattr(cfg, "head_dim", None) else cfg.head_dim
         w_v, b_v = value_projection(run, layer, cfg, heads, d)
         kv = w_v.shape[1] // d
@@ -394,7 +403,7 @@ def main() -> int:
             assert torch.allclose(mats.sum(-1), torch.ones((), dtype=D)), key
             arrays[key] = mats.numpy()
             arrays[f"{key}_rollout"] = joint(mats).numpy()
-        if LAYOUT[name]["pre_ln"]:
+        if LAYOUT[name]["pre_ln"] and not LAYOUT[name].get("encoder"):
             arrays |= alti_logit(load(name, causal=True)[0], name, ids)
         save_npz(OUT / f"{name}.npz", arrays)
         print(f"{name}: seq {seq}, wrote {OUT / f'{name}.npz'}")

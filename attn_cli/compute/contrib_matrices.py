@@ -82,7 +82,7 @@ def _visible(trace: LayerTrace) -> np.ndarray:
 class AltiLayout:
     """Where a family keeps what ALTI reads beyond the trace: `ln1` (post-LN encoders: the
     LayerNorm after the attention block's residual sum, "{n}" the layer; None for pre-LN
-    decoders, whose norm comes before the values) and `bias` (the output projection's bias;
+    layers, decoders' and ModernBERT's, whose norm comes before the values) and `bias` (the output projection's bias;
     absent from the checkpoint: none)."""
 
     ln1: str | None
@@ -98,6 +98,8 @@ ALTI_LAYOUTS = {
     "distilbert": AltiLayout("transformer.layer.{n}.sa_layer_norm", "transformer.layer.{n}.attention.out_lin.bias"),
     # BERT's post-LN layer with RoPE (on q and k: the values are plain) and no biases: the same form, b_O = 0
     "nomic_bert": AltiLayout("encoder.layers.{n}.norm1", "encoder.layers.{n}.attn.out_proj.bias"),
+    # A pre-LN encoder: its norm comes before the values (layer 0 has none), mlp_norm reads x + attention, as a decoder's
+    "modernbert": AltiLayout(None, "layers.{n}.attn.Wo.bias"),
     "gpt2": AltiLayout(None, "h.{n}.attn.c_proj.bias", "ln_f.weight", centred=True),
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA,
     "phi3": _LLAMA,  # Llama's layer with q | k | v fused: the values ALTI reads are the trace's
