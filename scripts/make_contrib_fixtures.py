@@ -40,7 +40,7 @@ read with hooks), the authors' reference code; fetch it to compare:
   loaded as causal LMs with the head tied to the embeddings (the tiny files hold no
   lm_head.weight); checked: lm_head(ln_f(last layer's output)) is transformers' logits.
 
-Models: the tiny bert, gpt2, llama, nomic_bert, modernbert, phi3, gpt_neox-sequential, mixtral and qwen3_moe of
+Models: the tiny bert, gpt2, llama, mpnet, nomic_bert, modernbert, phi3, gpt_neox-sequential, mixtral and qwen3_moe of
 tests/fixtures/tiny (their input 2, `ref_2.npz`) and the packaged all-MiniLM-L6-v2 (tests/fixtures/minilm/cat.npz's sentence). Writes
 tests/fixtures/contrib/<model>.npz: `input_ids`, and per method (`value_zeroing`, `alti`,
 `norms`) the matrices (layers, seq, seq) and their rollouts `<method>_rollout` (layers, seq,
@@ -74,7 +74,7 @@ from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "contrib"
-MODELS = ("bert", "gpt2", "llama", "minilm", "nomic_bert", "phi3", "gpt_neox-sequential", "mixtral", "qwen3_moe", "modernbert")
+MODELS = ("bert", "gpt2", "llama", "minilm", "nomic_bert", "phi3", "gpt_neox-sequential", "mixtral", "qwen3_moe", "modernbert", "mpnet")
 D = torch.float64
 
 
@@ -110,6 +110,10 @@ LAYOUT["gpt_neox-sequential"] = dict(module="gpt_neox", layers="layers", attn="a
 # x + attention), so the decoders' decomposition applies; no LM head, so no ALTI-Logit.
 LAYOUT["modernbert"] = dict(module="modernbert", layers="layers", attn="attn", value=("attn.Wqkv", "last"), out="attn.Wo", ln1="attn_norm",
                             ln2="mlp_norm", pre_ln=True, conv1d=False, encoder=True)
+# MPNet: BERT's post-LN layer with a relative position bias on the scores. Its attention is its
+# own (no eager_attention_forward): the values are read, and zeroed, at the output of `v`.
+LAYOUT["mpnet"] = dict(module="mpnet", layers="encoder.layer", attn="attention.attn", value="attention.attn.v", out="attention.attn.o",
+                       ln1="attention.LayerNorm", pre_ln=False, value_hook=True)
 # Nomic BERT: BERT's post-LN layer (LN1 after the residual sum) with RoPE on q and k only and no
 # biases, so transformer-contributions' encoder form applies as to BERT (b_O = 0).
 LAYOUT["nomic_bert"] = dict(module="nomic_bert", layers="layers", attn="self_attn", value="self_attn.v_proj", out="self_attn.o_proj",
@@ -163,6 +167,10 @@ class Run:
 
     @contextlib.contextmanager
     def patched(self):
+        if self.lay.get("value_hook"):
+            with self.value_hooks():
+                yield
+            return
         orig = self.mod.eager_attention_forward
 
         def eager(module, query, key, value, attention_mask, *args, **kwargs):
@@ -178,6 +186,26 @@ class Run:
             yield
         finally:
             self.mod.eager_attention_forward = orig
+
+    @contextlib.contextmanager
+    def value_hooks(self):
+        """The values (heads, seq, d) at the output of each layer's `value` projection, token
+        j's zeroed in every head when asked: what the eager function's patch does elsewhere."""
+        heads = self.model.config.num_attention_heads
+
+        def hook(module, args, out, layer):
+            self.values.setdefault(layer, out.detach()[0].view(out.shape[1], heads, -1).transpose(0, 1).clone())
+            if self.zero is not None and self.zero[0] == layer:
+                out = out.clone()
+                out[:, self.zero[1], :] = 0.0
+            return out
+
+        handles = [get(layer, self.lay["value"]).register_forward_hook(lambda m, a, out, i=i: hook(m, a, out, i)) for i, layer in enumerate(self.layers)]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
 
     @torch.no_grad()
     def rerun(self, layer: int, position: int | None) -> torch.Tensor:

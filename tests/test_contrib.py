@@ -25,7 +25,7 @@ from attn_cli.loading.model import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DECODERS = ("gpt2", "llama", "phi3", "gpt_neox-sequential", "mixtral", "qwen3_moe")  # ALTI-Logit's too
-MODELS = {"minilm": None} | {name: FIXTURES / "tiny" / name for name in ("bert", "nomic_bert", "modernbert", *DECODERS)}
+MODELS = {"minilm": None} | {name: FIXTURES / "tiny" / name for name in ("bert", "mpnet", "nomic_bert", "modernbert", *DECODERS)}
 METHODS = ("value-zeroing", "alti", "norms")
 TOLERANCE = 1e-5
 

@@ -98,6 +98,8 @@ ALTI_LAYOUTS = {
     "distilbert": AltiLayout("transformer.layer.{n}.sa_layer_norm", "transformer.layer.{n}.attention.out_lin.bias"),
     # BERT's post-LN layer with RoPE (on q and k: the values are plain) and no biases: the same form, b_O = 0
     "nomic_bert": AltiLayout("encoder.layers.{n}.norm1", "encoder.layers.{n}.attn.out_proj.bias"),
+    # BERT's layer with a relative position bias on the scores (in the weights ALTI reads; its values are plain)
+    "mpnet": AltiLayout("encoder.layer.{n}.attention.LayerNorm", "encoder.layer.{n}.attention.attn.o.bias"),
     # A pre-LN encoder: its norm comes before the values (layer 0 has none), mlp_norm reads x + attention, as a decoder's
     "modernbert": AltiLayout(None, "layers.{n}.attn.Wo.bias"),
     "gpt2": AltiLayout(None, "h.{n}.attn.c_proj.bias", "ln_f.weight", centred=True),
