@@ -82,8 +82,8 @@ def _visible(trace: LayerTrace) -> np.ndarray:
 class AltiLayout:
     """Where a family keeps what ALTI reads beyond the trace: `ln1` (post-LN encoders: the
     LayerNorm after the attention block's residual sum, "{n}" the layer; None for pre-LN
-    layers, decoders' and ModernBERT's, whose norm comes before the values) and `bias` (the output projection's bias;
-    absent from the checkpoint: none)."""
+    layers, decoders' and ModernBERT's, whose norm comes before the values) and `bias` (the
+    output projection's bias; absent from the checkpoint: none)."""
 
     ln1: str | None
     bias: str
@@ -106,7 +106,7 @@ ALTI_LAYOUTS = {
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA,
     "phi3": _LLAMA,  # Llama's layer with q | k | v fused: the values ALTI reads are the trace's
     "mixtral": _LLAMA, "qwen3_moe": _LLAMA,  # Llama's attention block; the experts come after LN2, which ALTI leaves out
-    # The sequential layer only: LN2 reads x + attention, the sum ALTI decomposes (see _parallel_refusal)
+    # The sequential layer only: LN2 reads x + attention, the sum ALTI decomposes (the parallel one: see alti_layout)
     "gpt_neox": AltiLayout(None, "layers.{n}.attention.dense.bias", "final_layer_norm.weight", centred=True),
 }
 

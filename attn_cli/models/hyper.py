@@ -224,8 +224,6 @@ def head_dim(c: ConfigValues, hidden: int, heads: int, key: str | None = "head_d
     return hidden // heads
 
 
-
-
 def decoder_hyper(c: ConfigValues, model_type: str, layers: int, heads: int, dim: int, tied: bool = False, **rest) -> Hyper:
     """A Llama-shaped decoder's settings: what Llama, OLMo 2, Phi-3 and the Gemmas read alike
     from config.json (grouped kv heads, width, positions, an LM head tied to the embeddings or
