@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from reference import REPO_ROOT, save_npz
 from tiny_specs import SPECS
 
 F32_MIN = float(np.finfo(np.float32).min)
@@ -232,3 +235,14 @@ class Checks:
         self.lines.append(f"  {'ok  ' if cond else 'FAIL'} {what}")
         if not cond:
             self.failed.append(what)
+
+    def write(self, path: Path, arrays: dict[str, np.ndarray]) -> int:
+        """Print the checks, then write the fixture if they all passed: the number that failed."""
+        print(f"\n[{self.name}]")
+        print("\n".join(self.lines))
+        if self.failed:
+            print(f"  {len(self.failed)} check(s) failed: not written", file=sys.stderr)
+            return len(self.failed)
+        save_npz(path, arrays)
+        print(f"  wrote {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} ({path.stat().st_size} B)")
+        return 0

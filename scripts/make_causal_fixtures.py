@@ -64,7 +64,7 @@ from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hooks import F32_MIN, Checks, Recorder, intervene  # noqa: E402
-from reference import REPO_ROOT, save_npz, versions_string  # noqa: E402
+from reference import REPO_ROOT, quiet_torch, versions_string  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
 OUT = REPO_ROOT / "tests" / "fixtures" / "causal"
@@ -317,10 +317,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--attn-python", type=Path, default=REPO_ROOT / ".venv" / "bin" / "python", help="the project's python (attn's tokenizer)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    torch.set_grad_enabled(False)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    quiet_torch()
     args.out.mkdir(parents=True, exist_ok=True)
     names = args.only or list(CASES)
     print(f"versions: {versions_string()}; blocked scores get {F32_MIN:g} added")
@@ -330,15 +327,7 @@ def main() -> int:
         infos = attn_side(names, folders, args.attn_python)
         for name in names:
             arrays, c = build(name, infos[name], folders.get(name))
-            print(f"\n[{name}]")
-            print("\n".join(c.lines))
-            if c.failed:
-                failed += len(c.failed)
-                print(f"  {len(c.failed)} check(s) failed: not written", file=sys.stderr)
-                continue
-            path = args.out / f"{name}.npz"
-            save_npz(path, arrays)
-            print(f"  wrote {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} ({path.stat().st_size} B)")
+            failed += c.write(args.out / f"{name}.npz", arrays)
     return 1 if failed else 0
 
 

@@ -40,8 +40,8 @@ read with hooks), the authors' reference code; fetch it to compare:
   loaded as causal LMs with the head tied to the embeddings (the tiny files hold no
   lm_head.weight); checked: lm_head(ln_f(last layer's output)) is transformers' logits.
 
-Models: the tiny bert, gpt2, llama and nomic_bert of tests/fixtures/tiny (their input 2, `ref_2.npz`) and
-the packaged all-MiniLM-L6-v2 (tests/fixtures/minilm/cat.npz's sentence). Writes
+Models: the tiny bert, gpt2, llama, mpnet, nomic_bert, modernbert, phi3, gpt_neox-sequential, mixtral and qwen3_moe of
+tests/fixtures/tiny (their input 2, `ref_2.npz`) and the packaged all-MiniLM-L6-v2 (tests/fixtures/minilm/cat.npz's sentence). Writes
 tests/fixtures/contrib/<model>.npz: `input_ids`, and per method (`value_zeroing`, `alti`,
 `norms`) the matrices (layers, seq, seq) and their rollouts `<method>_rollout` (layers, seq,
 seq): row i of C_l·…·C_0; for the decoders `alti_logit_ids` (target = the top prediction at the
@@ -58,125 +58,15 @@ Run in the reference venv (scripts/refenv.sh), from the repo root::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference import REPO_ROOT, save_npz, versions_string  # noqa: E402
-from tiny_specs import SPECS  # noqa: E402
-
-TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
-OUT = REPO_ROOT / "tests" / "fixtures" / "contrib"
-MODELS = ("bert", "gpt2", "llama", "minilm", "nomic_bert")
-D = torch.float64
-
-
-def get(obj, path: str):
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-# Where the pieces live: layers, the module calling eager attention, value / output projection,
-# LN1 (encoders: after the residual sum; decoders: before attention), LN2's input owner.
-LAYOUT = {
-    "bert": dict(module="bert", layers="encoder.layer", attn="attention.self", value="attention.self.value", out="attention.output.dense",
-                 ln1="attention.output.LayerNorm", pre_ln=False),
-    "gpt2": dict(module="gpt2", layers="h", attn="attn", value=None, out="attn.c_proj", ln1="ln_1", ln2="ln_2", pre_ln=True, conv1d=True),
-    "llama": dict(module="llama", layers="layers", attn="self_attn", value="self_attn.v_proj", out="self_attn.o_proj",
-                  ln1="input_layernorm", ln2="post_attention_layernorm", pre_ln=True, conv1d=False, rms=True),
-}
-LAYOUT["minilm"] = LAYOUT["bert"]
-# Nomic BERT: BERT's post-LN layer (LN1 after the residual sum) with RoPE on q and k only and no
-# biases, so transformer-contributions' encoder form applies as to BERT (b_O = 0).
-LAYOUT["nomic_bert"] = dict(module="nomic_bert", layers="layers", attn="self_attn", value="self_attn.v_proj", out="self_attn.o_proj",
-                            ln1="post_attention_layernorm", pre_ln=False)
-
-
-def load(name: str, causal: bool = False):
-    if name == "minilm":
-        folder = REPO_ROOT / "attn_cli" / "bundled" / "all-MiniLM-L6-v2"
-        ids = np.load(REPO_ROOT / "tests" / "fixtures" / "minilm" / "cat.npz")["input_ids"]
-        return transformers.BertModel.from_pretrained(str(folder), attn_implementation="eager", dtype=torch.float32).eval(), ids
-    spec = next(s for s in SPECS if s.name == name)
-    if causal:  # the LM head tied to the embeddings (tests/helpers.py `tied_copy`)
-        config = transformers.AutoConfig.from_pretrained(str(TINY / name), tie_word_embeddings=True)
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(TINY / name), config=config, attn_implementation="eager", dtype=torch.float32).eval()
-        return model, np.load(TINY / name / "ref_2.npz")["input_ids"]
-    model = getattr(transformers, spec.model_class).from_pretrained(str(TINY / name), attn_implementation="eager", dtype=torch.float32).eval()
-    return model, np.load(TINY / name / "ref_2.npz")["input_ids"]
-
-
-class Run:
-    """One plain forward pass, with each layer's call (args, kwargs), input, attention weights,
-    values (kv heads), LN2 input (decoders) and output recorded; and each layer run again alone."""
-
-    def __init__(self, model, name: str, ids: np.ndarray) -> None:
-        self.model, self.lay = model, LAYOUT[name]
-        self.mod = importlib.import_module(f"transformers.models.{self.lay['module']}.modeling_{self.lay['module']}")
-        self.layers = list(get(model, self.lay["layers"]))
-        self.calls, self.values, self.ln2_in, self.ln1_in, self.outputs = {}, {}, {}, {}, {}
-        self.aff_x_j: list[torch.Tensor] = []
-        self.aff_x_j_h: list[torch.Tensor] = []
-        self.zero: tuple[int, int] | None = None  # (layer, position) whose values are zeroed
-        self.layer_of = {id(get(layer, self.lay["attn"])): i for i, layer in enumerate(self.layers)}
-        handles = []
-        for i, layer in enumerate(self.layers):
-            handles.append(layer.register_forward_pre_hook(lambda m, a, k, i=i: self.calls.__setitem__(i, (a, dict(k))), with_kwargs=True))
-            handles.append(layer.register_forward_hook(lambda m, a, out, i=i: self.outputs.__setitem__(i, first(out).detach()[0].clone())))
-            if self.lay["pre_ln"]:
-                handles.append(get(layer, self.lay["ln2"]).register_forward_pre_hook(lambda m, a, i=i: self.ln2_in.__setitem__(i, a[0].detach()[0].clone())))
-            else:  # LN1's input as transformers had it: the encoder decomposition must sum to it
-                handles.append(get(layer, self.lay["ln1"]).register_forward_pre_hook(lambda m, a, i=i: self.ln1_in.__setitem__(i, a[0].detach()[0].clone())))
-        t = torch.tensor(ids[None], dtype=torch.long)
-        with self.patched(), torch.no_grad():
-            out = model(input_ids=t, attention_mask=torch.ones_like(t), output_attentions=True, output_hidden_states=True, use_cache=False)
-        for h in handles:
-            h.remove()
-        self.attn = [a[0].to(D) for a in out.attentions]  # (heads, seq, seq)
-        self.hidden = [h[0] for h in out.hidden_states]  # layer inputs (and the final normed output)
-        for i in range(len(self.layers)):  # the hook's layer input is the hidden state transformers reports
-            assert torch.equal(self.calls[i][0][0][0] if self.calls[i][0] else self.calls[i][1]["hidden_states"][0], self.hidden[i])
-
-    @contextlib.contextmanager
-    def patched(self):
-        orig = self.mod.eager_attention_forward
-
-        def eager(module, query, key, value, attention_mask, *args, **kwargs):
-            layer = self.layer_of[id(module)]
-            self.values.setdefault(layer, value.detach()[0].clone())
-            if self.zero is not None and self.zero[0] == layer:
-                value = value.clone()
-                value[:, :, self.zero[1], :] = 0.0  # every (kv) head, before repeat_kv
-            return orig(module, query, key, value, attention_mask, *args, **kwargs)
-
-        self.mod.eager_attention_forward = eager
-        try:
-            yield
-        finally:
-            self.mod.eager_attention_forward = orig
-
-    @torch.no_grad()
-    def rerun(self, layer: int, position: int | None) -> torch.Tensor:
-        """The layer alone on its original input (its recorded call), value j zeroed: (seq, hidden)."""
-        args, kwargs = self.calls[layer]
-        self.zero = None if position is None else (layer, position)
-        with self.patched():
-            out = self.layers[layer](*args, **kwargs)
-        self.zero = None
-        return first(out).detach()[0]
-
-
-def first(out):
-    """A layer's output tensor (transformers returns a tuple from some layers)."""
-    return out[0] if isinstance(out, tuple) else out
+from contrib_models import LAYOUT, MODELS, OUT, D, Run, get, load, value_projection, weights_of  # noqa: E402
+from reference import save_npz, versions_string  # noqa: E402
 
 
 def normalise(c: torch.Tensor) -> torch.Tensor:
@@ -205,9 +95,6 @@ def value_zeroing(run: Run, seq: int) -> torch.Tensor:
         mats.append(normalise(c))
     return torch.stack(mats)
 
-
-def weights_of(run: Run, layer: int, path: str):
-    return get(run.layers[layer], path)
 
 
 def per_head_vo(run: Run, layer: int, v: torch.Tensor) -> torch.Tensor:
@@ -258,6 +145,18 @@ def _alti_scores(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return normalise((y.abs().sum(-1)[:, None] - d).clamp(min=0.0))
 
 
+def linearised_norm(ln, x: torch.Tensor, rms: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The norm before attention as l_transform splits it: (its linear part of x with x's own
+    scale, its bias). RMSNorm: no centring, no bias; ModernBERT's layer 0: the identity."""
+    if isinstance(ln, torch.nn.Identity):
+        return x, torch.zeros(x.shape[1], dtype=D)
+    gamma, eps = ln.weight.detach().to(D), getattr(ln, "eps", getattr(ln, "variance_epsilon", None))
+    if rms:
+        return x * gamma / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps), torch.zeros_like(gamma)
+    lx = (x - x.mean(-1, keepdim=True)) * gamma / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+    return lx, torch.zeros_like(gamma) if ln.bias is None else ln.bias.detach().to(D)
+
+
 def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
     """ALTI and norms of a pre-LN decoder, as logit-explanations builds T_i(x_j)."""
     alti, norms = [], []
@@ -267,23 +166,10 @@ def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
         a = run.attn[layer]
         x = run.hidden[layer].to(D)
         ln = weights_of(run, layer, run.lay["ln1"])
-        gamma, eps = ln.weight.detach().to(D), getattr(ln, "eps", getattr(ln, "variance_epsilon", None))
-        if run.lay.get("rms"):
-            lx = x * gamma / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # RMSNorm, linear in x given its own scale
-            b_ln = torch.zeros_like(gamma)
-        else:
-            centred = x - x.mean(-1, keepdim=True)
-            lx = centred * gamma / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
-            b_ln = ln.bias.detach().to(D)
-        if run.lay["value"] is None:  # GPT-2: the value third of c_attn (Conv1D, (in, 3·hidden))
-            c = weights_of(run, layer, "attn.c_attn")
-            w_v, b_v = c.weight.detach().to(D)[:, -cfg.hidden_size :], c.bias.detach().to(D)[-cfg.hidden_size :]
-        else:
-            lin = weights_of(run, layer, run.lay["value"])
-            w_v = lin.weight.detach().to(D).T
-            b_v = torch.zeros(w_v.shape[1], dtype=D) if lin.bias is None else lin.bias.detach().to(D)
-        kv = w_v.shape[1] // (cfg.hidden_size // heads if not getattr(cfg, "head_dim", None) else cfg.head_dim)
-        d = w_v.shape[1] // kv
+        lx, b_ln = linearised_norm(ln, x, run.lay.get("rms"))
+        d = cfg.hidden_size // heads if not getattr(cfg, "head_dim", None) else cfg.head_dim
+        w_v, b_v = value_projection(run, layer, cfg, heads, d)
+        kv = w_v.shape[1] // d
         v = ((lx + b_ln) @ w_v + b_v).view(seq, kv, d).transpose(0, 1)  # (kv, seq, d): L(x_j)·W_V + (b_ln·W_V + b_V)
         assert torch.allclose(v, run.values[layer].to(D), atol=1e-5), float((v - run.values[layer].to(D)).abs().max())
         v = v[[h // (heads // kv) for h in range(heads)]]  # a grouped-query head reads its kv head
@@ -300,6 +186,7 @@ def alti_decoder(run: Run, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(alti), torch.stack(norms)
 
 
+
 def alti_logit(causal, name: str, ids: np.ndarray) -> dict:
     """ALTI-Logit of the top prediction and the second at the last position (see the module)."""
     run = Run(causal.base_model, name, ids)
@@ -308,11 +195,10 @@ def alti_logit(causal, name: str, ids: np.ndarray) -> dict:
     with torch.no_grad():
         logits = causal(input_ids=torch.tensor(ids[None], dtype=torch.long), use_cache=False).logits[0, pos].to(D)
     tokens = [int(i) for i in torch.argsort(logits, descending=True)[:2]]
-    base = causal.base_model
-    lnf = base.ln_f if name == "gpt2" else base.norm
+    lnf = get(causal.base_model, LAYOUT[name]["final"])
     gamma, eps = lnf.weight.detach().to(D), getattr(lnf, "eps", getattr(lnf, "variance_epsilon", None))
     pre = run.outputs[len(run.layers) - 1].to(D)  # pre_lnf_states: the last layer's output
-    if name == "gpt2":
+    if not LAYOUT[name].get("rms"):  # a LayerNorm
         coef = 1.0 / torch.sqrt(pre.var(-1, unbiased=False) + eps)
         centre = torch.eye(len(gamma), dtype=D) - 1.0 / len(gamma)
 
@@ -371,7 +257,7 @@ def main() -> int:
             assert torch.allclose(mats.sum(-1), torch.ones((), dtype=D)), key
             arrays[key] = mats.numpy()
             arrays[f"{key}_rollout"] = joint(mats).numpy()
-        if LAYOUT[name]["pre_ln"]:
+        if LAYOUT[name]["pre_ln"] and not LAYOUT[name].get("encoder"):
             arrays |= alti_logit(load(name, causal=True)[0], name, ids)
         save_npz(OUT / f"{name}.npz", arrays)
         print(f"{name}: seq {seq}, wrote {OUT / f'{name}.npz'}")

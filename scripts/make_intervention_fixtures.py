@@ -50,7 +50,7 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hooks import ARCHS, F32_MIN, Checks, Recorder, get, intervene, resolve  # noqa: E402, F401
-from reference import REPO_ROOT, save_npz, to_numpy, versions_string  # noqa: E402
+from reference import REPO_ROOT, quiet_torch, to_numpy, versions_string  # noqa: E402
 from tiny_specs import SPECS  # noqa: E402
 
 TINY = REPO_ROOT / "tests" / "fixtures" / "tiny"
@@ -309,24 +309,13 @@ def main() -> int:
     ap.add_argument("--only", nargs="+", choices=MODELS)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    torch.set_grad_enabled(False)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    quiet_torch()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"versions: {versions_string()}")
     failed = 0
     for name in args.only or MODELS:
         arrays, c = build(name)
-        print(f"\n[{name}]")
-        print("\n".join(c.lines))
-        if c.failed:
-            failed += len(c.failed)
-            print(f"  {len(c.failed)} check(s) failed: not written", file=sys.stderr)
-            continue
-        path = args.out / f"{name}.npz"
-        save_npz(path, arrays)
-        print(f"  wrote {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} ({path.stat().st_size} B)")
+        failed += c.write(args.out / f"{name}.npz", arrays)
     return 1 if failed else 0
 
 

@@ -28,6 +28,14 @@ def versions_string() -> str:
     return f"torch={torch.__version__.split('+')[0]} transformers={transformers.__version__}"
 
 
+def quiet_torch() -> None:
+    """The fixture scripts' torch: one thread, no gradients, no progress bars or warnings."""
+    torch.set_num_threads(1)
+    torch.set_grad_enabled(False)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A float32 NumPy copy of a tensor of any float dtype."""
     return t.to(torch.float32).numpy().copy()

@@ -34,28 +34,36 @@ def ids_of(tok: Tokenizer, *names: str) -> list[int]:
     return out
 
 
-def llama_family_common(tok: Tokenizer) -> dict:
+def tiny_common(tok: Tokenizer) -> dict:
+    """The shape every tiny model has, in the names most transformers configs use."""
     return dict(
         vocab_size=tok.get_vocab_size(),
         hidden_size=HIDDEN,
         intermediate_size=INTERMEDIATE,
         num_hidden_layers=LAYERS,
         num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS,
-        hidden_act="silu",
-        tie_word_embeddings=False,
     )
+
+
+def llama_family_common(tok: Tokenizer) -> dict:
+    return tiny_common(tok) | dict(num_key_value_heads=KV_HEADS, hidden_act="silu", tie_word_embeddings=False)
 
 
 def bert_family_common(tok: Tokenizer) -> dict:
-    return dict(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        intermediate_size=INTERMEDIATE,
-        hidden_act="gelu",
-    )
+    return tiny_common(tok) | dict(hidden_act="gelu")
+
+
+def llama_family_config(config_class, tok: Tokenizer, specials: tuple[str, ...], eps: float, theta: float, **settings):
+    """A Llama-family config at the tiny shape: BOS and EOS the first and last of the tokens
+    `specials` (one token: both), RMSNorm's eps, RoPE's θ (default scaling), then the model's
+    own `settings`, which win over all of these (a Gemma's `hidden_activation` replaces hidden_act)."""
+    ids = ids_of(tok, *specials)
+    common = llama_family_common(tok)
+    if "hidden_activation" in settings:
+        del common["hidden_act"]
+    rope = {"rope_type": "default", "rope_theta": theta}
+    base = dict(max_position_embeddings=MAX_POSITIONS, rms_norm_eps=eps, rope_parameters=rope, bos_token_id=ids[0], eos_token_id=ids[-1])
+    return config_class(**common | base | settings)
 
 
 

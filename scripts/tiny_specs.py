@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 import transformers
-from tiny_shape import HEADS, HIDDEN, INTERMEDIATE, LAYERS, MAX_POSITIONS, Spec, bert_family_common, ids_of, llama_family_common
+from tiny_shape import HEADS, HIDDEN, INTERMEDIATE, LAYERS, MAX_POSITIONS, Spec, bert_family_common, ids_of, llama_family_config, tiny_common
 from tiny_specs_encoders import ENCODER_SPECS
 from tokenizers import Tokenizer
 
@@ -68,94 +68,34 @@ def config_gpt2(tok: Tokenizer):
 
 
 def config_llama(tok: Tokenizer):
-    bos, eos = ids_of(tok, "<s>", "</s>")
-    return transformers.LlamaConfig(
-        **llama_family_common(tok),
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-5,
-        rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
-        attention_bias=False,
-        mlp_bias=False,
-        bos_token_id=bos,
-        eos_token_id=eos,
-    )
-
+    return llama_family_config(transformers.LlamaConfig, tok, ("<s>", "</s>"), 1e-5, 50000.0, attention_bias=False, mlp_bias=False)
 
 def config_llama3rope(tok: Tokenizer):
-    bos, eos = ids_of(tok, "<s>", "</s>")
-    return transformers.LlamaConfig(
-        **llama_family_common(tok),
-        head_dim=32,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-5,
-        rope_parameters={
-            "rope_type": "llama3",
-            "rope_theta": 50000.0,
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 32,
-        },
-        attention_bias=False,
-        mlp_bias=False,
-        bos_token_id=bos,
-        eos_token_id=eos,
+    llama3 = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+    return llama_family_config(
+        transformers.LlamaConfig, tok, ("<s>", "</s>"), 1e-5, 50000.0,
+        head_dim=32, max_position_embeddings=256, rope_parameters={"rope_type": "llama3", "rope_theta": 50000.0, **llama3},
+        attention_bias=False, mlp_bias=False,
     )
-
 
 def config_mistral(tok: Tokenizer):
-    bos, eos = ids_of(tok, "<s>", "</s>")
-    return transformers.MistralConfig(
-        **llama_family_common(tok),
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-5,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        sliding_window=4,
-        bos_token_id=bos,
-        eos_token_id=eos,
-    )
-
+    return llama_family_config(transformers.MistralConfig, tok, ("<s>", "</s>"), 1e-5, 10000.0, sliding_window=4)
 
 def config_qwen2(tok: Tokenizer):
-    (eot,) = ids_of(tok, "<|endoftext|>")
     # Saved through Qwen2ForCausalLM with tied embeddings, like Qwen2-0.5B: keys are
     # "model.*" and the tied lm_head.weight is not stored.
-    return transformers.Qwen2Config(
-        **{**llama_family_common(tok), "tie_word_embeddings": True},
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        use_sliding_window=False,
-        bos_token_id=eot,
-        eos_token_id=eot,
-    )
-
+    return llama_family_config(transformers.Qwen2Config, tok, ("<|endoftext|>",), 1e-6, 1000000.0, tie_word_embeddings=True, use_sliding_window=False)
 
 def config_qwen3(tok: Tokenizer):
-    (eot,) = ids_of(tok, "<|endoftext|>")
-    return transformers.Qwen3Config(
-        **llama_family_common(tok),
-        head_dim=24,
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        attention_bias=False,
-        use_sliding_window=False,
-        bos_token_id=eot,
-        eos_token_id=eot,
+    return llama_family_config(
+        transformers.Qwen3Config, tok, ("<|endoftext|>",), 1e-6, 1000000.0, head_dim=24, attention_bias=False, use_sliding_window=False
     )
 
-
 def config_gemma3(tok: Tokenizer):
-    bos, eos = ids_of(tok, "<s>", "</s>")
-    common = llama_family_common(tok)
-    del common["hidden_act"]
-    return transformers.Gemma3TextConfig(
-        **common,
+    return llama_family_config(
+        transformers.Gemma3TextConfig, tok, ("<s>", "</s>"), 1e-6, 10000.0,
         head_dim=24,
         hidden_activation="gelu_pytorch_tanh",
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-6,
         query_pre_attn_scalar=20,  # != head_dim, so that the scaling is tested
         sliding_window=4,
         layer_types=["sliding_attention", "full_attention"],
@@ -163,11 +103,8 @@ def config_gemma3(tok: Tokenizer):
             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
             "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
         },
-        bos_token_id=bos,
-        eos_token_id=eos,
         pad_token_id=0,
     )
-
 
 def gemma3_multimodal_config(text_config) -> transformers.PretrainedConfig:
     """A Gemma 3 (image + text) checkpoint around the tiny text model, with a tiny vision tower."""
@@ -180,11 +117,7 @@ def config_gpt_neox(tok: Tokenizer):
     # Pythia's shape: partial rotary (a quarter of each head turns), parallel residual, biases,
     # an untied LM head (saved through GPTNeoXForCausalLM, as Pythia's checkpoints are).
     return transformers.GPTNeoXConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
+        **tiny_common(tok),
         hidden_act="gelu",
         max_position_embeddings=MAX_POSITIONS,
         layer_norm_eps=1e-5,
@@ -195,7 +128,6 @@ def config_gpt_neox(tok: Tokenizer):
         bos_token_id=eot,
         eos_token_id=eot,
     )
-
 
 def config_gpt_neox_sequential(tok: Tokenizer):
     """GPT-NeoX's other settings: the sequential residual, no attention biases, half of each
@@ -209,73 +141,44 @@ def config_gpt_neox_sequential(tok: Tokenizer):
 
 def config_olmo2(tok: Tokenizer):
     (eot,) = ids_of(tok, "<|endoftext|>")
-    return transformers.Olmo2Config(
-        **llama_family_common(tok),
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-6,  # not the default 1e-5, which the config must then say
-        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
-        attention_bias=False,
-        bos_token_id=None,
-        eos_token_id=eot,
-        pad_token_id=eot,
+    # rms_norm_eps 1e-6: not the default 1e-5, which the config must then say
+    return llama_family_config(
+        transformers.Olmo2Config, tok, ("<|endoftext|>",), 1e-6, 500000.0, attention_bias=False, bos_token_id=None, pad_token_id=eot
     )
-
 
 def config_phi3(tok: Tokenizer):
-    bos, eos = ids_of(tok, "<s>", "</s>")
+    (eos,) = ids_of(tok, "</s>")
     # Phi-3-mini-4k's sliding window (here 4) and Phi-4-mini's partial rotary (0.75 of each head)
-    return transformers.Phi3Config(
-        **llama_family_common(tok),
-        max_position_embeddings=MAX_POSITIONS,
+    return llama_family_config(
+        transformers.Phi3Config, tok, ("<s>", "</s>"), 1e-5, 10000.0,
         original_max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75},
         sliding_window=4,
-        bos_token_id=bos,
-        eos_token_id=eos,
         pad_token_id=eos,
     )
-
 
 EXPERT_INTERMEDIATE = INTERMEDIATE // 2  # each expert's; several of them per layer
 
 
 def config_mixtral(tok: Tokenizer):
-    bos, eos = ids_of(tok, "<s>", "</s>")
-    common = llama_family_common(tok) | {"intermediate_size": EXPERT_INTERMEDIATE}
-    return transformers.MixtralConfig(
-        **common,
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-5,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-        num_local_experts=4,
-        num_experts_per_tok=2,
-        sliding_window=None,  # Mixtral 8x7B's
-        bos_token_id=bos,
-        eos_token_id=eos,
+    return llama_family_config(
+        transformers.MixtralConfig, tok, ("<s>", "</s>"), 1e-5, 1000000.0,
+        intermediate_size=EXPERT_INTERMEDIATE, num_local_experts=4, num_experts_per_tok=2, sliding_window=None,  # Mixtral 8x7B's
     )
 
-
 def config_qwen3_moe(tok: Tokenizer):
-    (eot,) = ids_of(tok, "<|endoftext|>")
     # Layer 0 has experts and layer 1 a dense SwiGLU (mlp_only_layers), so that both run;
     # top-k weights not renormalised (Qwen3MoeConfig's default; Mixtral's fixture renormalises).
-    return transformers.Qwen3MoeConfig(
-        **llama_family_common(tok),
+    return llama_family_config(
+        transformers.Qwen3MoeConfig, tok, ("<|endoftext|>",), 1e-6, 1000000.0,
         head_dim=24,
         moe_intermediate_size=EXPERT_INTERMEDIATE,
         num_experts=6,
         num_experts_per_tok=2,
         norm_topk_prob=False,
         mlp_only_layers=[1],
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
         use_sliding_window=False,
-        bos_token_id=eot,
-        eos_token_id=eot,
     )
-
 
 
 SPECS: list[Spec] = [
@@ -312,26 +215,17 @@ SPECS: list[Spec] = [
 
 
 def config_gemma2(tok: Tokenizer):
-    bos, eos = ids_of(tok, "<s>", "</s>")
-    common = llama_family_common(tok)
-    del common["hidden_act"]
-    return transformers.Gemma2Config(
-        **common,
+    return llama_family_config(
+        transformers.Gemma2Config, tok, ("<s>", "</s>"), 1e-6, 10000.0,
         head_dim=24,
         hidden_activation="gelu_pytorch_tanh",
-        max_position_embeddings=MAX_POSITIONS,
-        rms_norm_eps=1e-6,
         query_pre_attn_scalar=20,  # != head_dim, so that the scaling is tested
         sliding_window=4,
         layer_types=["sliding_attention", "full_attention"],
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         attn_logit_softcapping=5.0,  # small enough to bite: the tiny model's scaled scores reach ~40
         final_logit_softcapping=3.0,
-        bos_token_id=bos,
-        eos_token_id=eos,
         pad_token_id=0,
     )
-
 
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import transformers
-from tiny_shape import HEADS, HIDDEN, INTERMEDIATE, LAYERS, MAX_POSITIONS, Spec, bert_family_common, ids_of
+from tiny_shape import MAX_POSITIONS, Spec, bert_family_common, ids_of, tiny_common
 from tokenizers import Tokenizer
 
 
@@ -26,11 +26,7 @@ def config_modernbert(tok: Tokenizer):
     # Layer 0 global, layer 1 local with a two-sided window of ±2 (local_attention 4), shorter
     # than the test texts; each kind its own RoPE θ; no biases (ModernBERT-base's settings).
     return transformers.ModernBertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
+        **tiny_common(tok),
         hidden_activation="gelu",
         max_position_embeddings=MAX_POSITIONS,
         norm_eps=1e-5,
@@ -52,11 +48,7 @@ def config_nomic_bert(tok: Tokenizer):
     # the projections) at the tiny shape; saved through NomicBertForMaskedLM, so its weights carry
     # the `nomic_bert.` prefix and the checkpoint's names (attn.Wqkv, mlp.fc11/fc12/fc2, norm1/2).
     return transformers.NomicBertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
+        **tiny_common(tok),
         hidden_act="silu",
         max_position_embeddings=MAX_POSITIONS,
         type_vocab_size=2,

@@ -81,6 +81,7 @@ def test_refusals_are_one_line_with_the_usage_status(args, message):
     "model, method, message, fix",
     [
         ("gemma3", "alti", "ALTI is not defined here for gemma3", "use --method value-zeroing or --method norms"),
+        ("gpt_neox", "alti", "ALTI is not defined for gpt_neox with the parallel residual", "use --method value-zeroing or --method norms"),
         ("bert", "alti-logit", "ALTI-Logit explains a decoder's next token; bert is an encoder and predicts none", "use --method alti"),
     ],
 )
@@ -135,23 +136,39 @@ def test_alti_logit_screens_fit_the_width(lm, columns):
     assert "ALTI-Logit" in p.stdout and "Whole model:" in p.stdout and "Largest heads: L" in p.stdout
 
 
-@pytest.mark.parametrize("columns", [40, 60, 80, 120])
-def test_alti_logit_table_of_thirty_layers_folds_to_the_width(columns):
-    """SmolLM2's 30 layers need ~248 columns in one row: the table comes in blocks of layers,
-    each number whole, every layer once, at any width from 40 to 120."""
+def thirty_layers(columns: int, *method: str) -> tuple[list[str], list[str], list[float]]:
+    """SmolLM2's screen at `columns` (every line checked to fit, the layer columns L0 … L29 and
+    all each once, block by block) and France's (token 3's) cells, with what the JSON has for them."""
     from gguf_helpers import packaged_gguf
 
     model, text = str(packaged_gguf("smollm2")), "The capital of France is"
-    doc = json.loads(attn("contrib", text, "-m", model, "--method", "alti-logit", "--json").stdout)
-    p = attn("contrib", text, "-m", model, "--method", "alti-logit", env={"COLUMNS": str(columns), "NO_COLOR": "1"})
+    doc = json.loads(attn("contrib", text, "-m", model, *method, "--json").stdout)
+    p = attn("contrib", text, "-m", model, *method, env={"COLUMNS": str(columns), "NO_COLOR": "1"})
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert all(len(line) <= columns for line in lines), p.stdout
     headers = [name for line in lines if line.startswith("# token") for name in line.split()[2:]]
     assert headers == [f"L{n}" for n in range(30)] + ["all"]
     france = [cell for line in lines if line.startswith("3  France") for cell in line.split()[2:]]  # token 3's row, block by block
-    want = [layer["contributions"][3] for layer in doc["layers"]] + [doc["whole"][3]]
+    return lines, france, [layer["contributions"][3] for layer in doc["layers"]] + [doc["whole"][3]]
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80, 120])
+def test_alti_logit_table_of_thirty_layers_folds_to_the_width(columns):
+    """SmolLM2's 30 layers need ~248 columns in one row: the table comes in blocks of layers,
+    each number whole, every layer once, at any width from 40 to 120."""
+    _, france, want = thirty_layers(columns, "--method", "alti-logit")
     assert france == [f"{v:+.2f}" for v in want]
+
+
+@pytest.mark.parametrize("columns", [40, 80, 120])
+def test_table_of_thirty_layers_folds_to_the_width(columns):
+    """SmolLM2's 30 layers and the rollout need ~140 columns in one row: the shares come in
+    blocks of layers, each beside the tokens again, every layer once and each share the JSON's."""
+    lines, france, want = thirty_layers(columns, "--rollout")
+    assert france == ["·" if v < 0.005 else f"{v * 100:.0f}" for v in want]
+    blocks = len([line for line in lines if line.startswith("# token")])
+    assert blocks > 1 and f"the layers in {blocks} blocks of" in " ".join(lines)
 
 
 def test_a_target_without_alti_logit_is_refused():

@@ -82,8 +82,8 @@ def _visible(trace: LayerTrace) -> np.ndarray:
 class AltiLayout:
     """Where a family keeps what ALTI reads beyond the trace: `ln1` (post-LN encoders: the
     LayerNorm after the attention block's residual sum, "{n}" the layer; None for pre-LN
-    decoders, whose norm comes before the values) and `bias` (the output projection's bias;
-    absent from the checkpoint: none)."""
+    layers, decoders' and ModernBERT's, whose norm comes before the values) and `bias` (the
+    output projection's bias; absent from the checkpoint: none)."""
 
     ln1: str | None
     bias: str
@@ -98,8 +98,16 @@ ALTI_LAYOUTS = {
     "distilbert": AltiLayout("transformer.layer.{n}.sa_layer_norm", "transformer.layer.{n}.attention.out_lin.bias"),
     # BERT's post-LN layer with RoPE (on q and k: the values are plain) and no biases: the same form, b_O = 0
     "nomic_bert": AltiLayout("encoder.layers.{n}.norm1", "encoder.layers.{n}.attn.out_proj.bias"),
+    # BERT's layer with a relative position bias on the scores (in the weights ALTI reads; its values are plain)
+    "mpnet": AltiLayout("encoder.layer.{n}.attention.LayerNorm", "encoder.layer.{n}.attention.attn.o.bias"),
+    # A pre-LN encoder: its norm comes before the values (layer 0 has none), mlp_norm reads x + attention, as a decoder's
+    "modernbert": AltiLayout(None, "layers.{n}.attn.Wo.bias"),
     "gpt2": AltiLayout(None, "h.{n}.attn.c_proj.bias", "ln_f.weight", centred=True),
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA,
+    "phi3": _LLAMA,  # Llama's layer with q | k | v fused: the values ALTI reads are the trace's
+    "mixtral": _LLAMA, "qwen3_moe": _LLAMA,  # Llama's attention block; the experts come after LN2, which ALTI leaves out
+    # The sequential layer only: LN2 reads x + attention, the sum ALTI decomposes (the parallel one: see alti_layout)
+    "gpt_neox": AltiLayout(None, "layers.{n}.attention.dense.bias", "final_layer_norm.weight", centred=True),
 }
 
 
@@ -107,6 +115,12 @@ def alti_layout(model: Model) -> AltiLayout:
     """Where `model`'s family keeps what ALTI reads. A family it does not cover is the method's
     limit, not a fault of the model: refused as an option that does not fit it."""
     layout = ALTI_LAYOUTS.get(model.spec.model_type)
+    if model.spec.parallel_residual:
+        raise OptionError(
+            f"ALTI is not defined for {model.spec.model_type} with the parallel residual (use_parallel_residual, as every Pythia): "
+            "its attention and MLP both read the layer's input, so the layer never forms x + attention, the sum ALTI decomposes",
+            "use `method='value-zeroing'` or `method='norms'`",
+        )
     if layout is None and model.has_cross_attention:  # T5 is pre-norm: the reason below would be false
         raise OptionError(
             f"ALTI is not defined here for encoder–decoder models ({model.spec.model_type}): contrib reads their encoder only, "
@@ -122,7 +136,7 @@ def alti_layout(model: Model) -> AltiLayout:
     return layout
 
 
-_UNCHECKED = "its decomposition is not checked against the reference code here"
+_UNCHECKED = "no reference fixture checks its decomposition for this family yet"
 _WHY_NOT_ALTI = {
     "gemma2": "its attention output is normalised before the residual sum",
     "gemma3": "its attention output is normalised before the residual sum",

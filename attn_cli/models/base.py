@@ -12,10 +12,11 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.attention import attention_output
-from ..maths.ops import adjusted_scores, attention_rows, causal_visibility, split_heads, two_sided_visibility
+from ..maths.ops import adjusted_scores, apply_rope, attention_rows, causal_visibility, merge_heads, split_heads, two_sided_visibility
 from ..records import frozen
 from .hyper import Hyper
 from .interventions import Interventions
+from .runtime import row_local
 
 
 class Weights(Protocol):
@@ -227,11 +228,48 @@ def head_writes(head_output: np.ndarray, w_o: np.ndarray) -> np.ndarray:
     return np.einsum("hsd,hdo->hso", head_output, w_o.reshape(heads, d, -1)).astype(np.float32)
 
 
-def rotary_heads(parts, s: Hyper) -> tuple[np.ndarray, ...]:
-    """q, k, v, q after RoPE, k after RoPE, each (rows, n·head_dim) as a layer's row-local step
-    makes them -> each (n, rows, head_dim), n the query heads for q, the kv heads for k and v."""
-    counts = (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads)
-    return tuple(split_heads(a, n) for a, n in zip(parts, counts, strict=True))
+def rope_parts(q: np.ndarray, k: np.ndarray, v: np.ndarray, cos, sin) -> tuple[np.ndarray, ...]:
+    """What a rotary layer's row-local projection hands on: q (rows, heads, d), k (rows,
+    kv_heads, d), v (rows, kv_heads·d or kv_heads, d) -> q, k, v, q after RoPE, k after RoPE,
+    each flat, (rows, n·d)."""
+    flat = lambda a: a.reshape(len(q), -1)  # noqa: E731
+    return flat(q), flat(k), flat(v), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+
+
+def fused_rope_parts(fused: np.ndarray, s: Hyper, cos, sin, per_head: bool = False) -> tuple[np.ndarray, ...]:
+    """`rope_parts` of one fused projection (rows, 3·heads·d), its outputs q | k | v
+    (ModernBERT, nomic-bert) or, `per_head`, [q|k|v] head after head (GPT-NeoX)."""
+    shape = (len(fused), s.heads, 3, s.head_dim) if per_head else (len(fused), 3, s.heads, s.head_dim)
+    fused = fused.reshape(shape)
+    q, k, v = (np.ascontiguousarray(fused[:, :, i] if per_head else fused[:, i]) for i in range(3))
+    return rope_parts(q, k, v, cos, sin)
+
+
+def rotary_layer(
+    x, s: Hyper, layer: int, cos, sin, project, tail, run, cache=None, whole: bool = True, iv=None, segments=None, tail_whole: bool = False
+) -> LayerTrace:
+    """The frame every rotary layer shares: `project(x, cos, sin)` -> `rope_parts`, then (unless
+    not `whole`, with no cache: q, k and v only, `layer_plan`) attention through the cache and
+    the interventions (`attend`), then `tail(merged (rows, heads·d), x (rows, hidden))` ->
+    (output (rows, hidden), the trace's `ffn`: `kept(iv, "ffn", feed-forward output)`). Both
+    steps are row-local (`runtime.row_local`), split over `run`; the tail on one thread where
+    `tail_whole` (a mixture of experts routes every row at once)."""
+    widths = (s.heads * s.head_dim,) + (s.kv_heads * s.head_dim,) * 2 + (s.heads * s.head_dim, s.kv_heads * s.head_dim)
+    parts = row_local(run, project, widths, x, cos, sin)
+    q, k, v, q_rope, k_rope = (split_heads(a, n) for a, n in zip(parts, (s.heads, s.kv_heads, s.kv_heads, s.heads, s.kv_heads), strict=True))
+    if not whole and cache is None:
+        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
+    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run, segments)
+    ffn = []
+
+    def step(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
+        out, captured = tail(merged, x)
+        ffn.append(captured)
+        return out
+
+    out = row_local(None if tail_whole else run, step, s.hidden, merge_heads(head_output), x)
+    k_pre = k if cache is None else None  # the cache keeps keys after RoPE, as they enter Q·Kᵀ: k_pre_rope covers the new tokens only
+    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, out, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
 
 
 def segments_of(texts: list[np.ndarray]) -> list[tuple[int, int]]:
@@ -256,6 +294,25 @@ def split_trace(trace: LayerTrace, segments, score_biases=None) -> list[LayerTra
         )
         for i in range(len(segments))
     ]
+
+
+def encoder_passes(encoder):
+    """`forward` and `forward_packed` of an encoder around its `encoder(w, s, input_ids,
+    positions, segments=None, through=None, iv=None)`: each text's positions from
+    `s.position_offset`. Packed (`attn batch`), the texts run as one matrix for everything that
+    works token by token, each text's attention over itself alone (`attend`'s segments); each
+    layer yields one trace per text, the numbers of `forward` of that text alone."""
+
+    def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
+        return encoder(w, s, input_ids, s.position_offset + np.arange(len(input_ids)), through=through, iv=interventions)
+
+    def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
+        segments = segments_of(texts)
+        positions = np.concatenate([s.position_offset + np.arange(len(t)) for t in texts])
+        for trace in encoder(w, s, np.concatenate(texts), positions, segments):
+            yield split_trace(trace, segments)
+
+    return forward, forward_packed
 
 
 def layer_plan(layers: int, through: int | None = None) -> Iterator[tuple[int, bool]]:

@@ -13,7 +13,7 @@ import numpy as np
 from ..maths.gelu import gelu
 from ..maths.ops import layer_norm, linear, merge_heads, split_heads
 from .architecture import Architecture
-from .base import LayerTrace, Weights, attend, kept, run_layers, segments_of, split_trace
+from .base import LayerTrace, Weights, attend, encoder_passes, kept, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
 from .runtime import row_local, rows_runner
 
@@ -50,18 +50,14 @@ def embeddings(w: Weights, input_ids: np.ndarray, positions: np.ndarray, eps: fl
     return layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
 
 
-def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole: bool = True, iv=None) -> LayerTrace:
-    """One encoder layer: self-attention, residual, LayerNorm; feed-forward, residual, LayerNorm.
-    A long input's rows (and heads) are shared between threads (`runtime.rows_runner`);
-    `segments`: several texts packed in x's rows (see `base.attend`); not `whole`: q, k and v
-    only (`base.layer_plan`)."""
-    p = f"encoder.layer.{layer}."
-    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
-    wq, wk, wv, wo, inner_w, out_w = (
-        (w[f"{p}{n}.weight"], w[f"{p}{n}.bias"])
-        for n in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense")
-    )
-    (ln1, ln1_b), (ln2, ln2_b) = ((w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in ("attention.output.LayerNorm", "output.LayerNorm"))
+def post_ln_layer(x: np.ndarray, s: Hyper, layer: int, weights, run, whole: bool, iv, attention, score_bias=None) -> LayerTrace:
+    """BERT's encoder layer (DistilBERT's, MPNet's): q, k, v, then `attention(q, k, v)` ->
+    (head_output, k, v as they entered P·V); the output projection, residual, LayerNorm; GELU
+    feed-forward, residual, LayerNorm. `weights`: (weight, bias) of q, k, v, the output
+    projection, the feed-forward's two, LN1, LN2. The steps before and after attention are
+    row-local (`runtime.row_local`, split over `run`); not `whole`: q, k and v only
+    (`base.layer_plan`). `score_bias`: the trace's (MPNet's relative positions)."""
+    wq, wk, wv, wo, inner_w, out_w, ln1, ln2 = weights
 
     def project(x: np.ndarray):
         """q, k, v: (rows, hidden) -> three (rows, hidden)."""
@@ -69,19 +65,31 @@ def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole:
 
     q, k, v = (split_heads(a, s.heads) for a in row_local(run, project, (s.hidden,) * 3, x))
     if not whole:
-        return LayerTrace(layer, s, q, k, v, None, None)
-    head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, run=run, segments=segments)
+        return LayerTrace(layer, s, q, k, v, None, None, score_bias=score_bias)
+    head_output, k, v = attention(q, k, v)
     ffn = []
 
     def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
-        x = layer_norm(linear(merged, *wo) + x, ln1, ln1_b, s.eps)
+        x = layer_norm(linear(merged, *wo) + x, *ln1, s.eps)
         out = linear(gelu(linear(x, *inner_w), beside_threads=run is not None), *out_w)
         ffn.append(kept(iv, "ffn", out))
-        return layer_norm(out + x, ln2, ln2_b, s.eps)
+        return layer_norm(out + x, *ln2, s.eps)
 
     hidden = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0])
+    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0], score_bias=score_bias)
+
+
+def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, segments=None, whole: bool = True, iv=None) -> LayerTrace:
+    """One encoder layer (`post_ln_layer`). A long input's rows (and heads) are shared between
+    threads (`runtime.rows_runner`); `segments`: several texts packed in x's rows (see `base.attend`)."""
+    p = f"encoder.layer.{layer}."
+    run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
+    names = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense",
+             "attention.output.LayerNorm", "output.LayerNorm")
+    weights = [(w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in names]
+    attention = lambda q, k, v: attend(q, k, v, s, layer, interventions=iv, run=run, segments=segments)[:3]  # noqa: E731
+    return post_ln_layer(x, s, layer, weights, run, whole, iv, attention)
 
 
 def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None, iv=None) -> Iterator[LayerTrace]:
@@ -91,20 +99,7 @@ def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, 
     return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, segments, whole, iv), iv)
 
 
-def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
-    return encoder(w, s, input_ids, s.position_offset + np.arange(len(input_ids)), through=through, iv=interventions)
-
-
-def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
-    """Several texts' forward passes at once, layer by layer: their tokens packed into one matrix
-    for everything that works token by token (embeddings, projections, feed-forward, norms),
-    each text's attention over itself alone. Yields, per layer, one trace per text, the same
-    numbers as `forward` of that text alone (each row is computed whole, as alone)."""
-    segments = segments_of(texts)
-    ids = np.concatenate(texts)
-    positions = np.concatenate([s.position_offset + np.arange(len(t)) for t in texts])
-    for trace in encoder(w, s, ids, positions, segments):
-        yield split_trace(trace, segments)
+forward, forward_packed = encoder_passes(encoder)
 
 
 def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:

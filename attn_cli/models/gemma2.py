@@ -22,7 +22,7 @@ from . import llama
 from .architecture import Architecture, GGUFLayout
 from .base import LayerTrace, Weights, run_layers
 from .gemma3 import GGUF_TENSORS, GLOBAL, SLIDING, block, final_norm, from_gguf, logits, output_projection
-from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, decoder_hyper, head_dim
 
 # Gemma2Config's defaults for what config.json leaves out (a key set to null is not left out:
 # a null cap or window means none, as transformers reads it).
@@ -58,21 +58,13 @@ def parse(config: dict) -> Hyper:
     kinds = layer_kinds(c, layers)
     window = None if c.config.get("sliding_window") is None else c.integer("sliding_window", high=MAX_POSITIONS)
     dim = head_dim(c, hidden, heads)
-    return Hyper(
-        model_type="gemma2",
-        layers=layers,
-        heads=heads,
-        kv_heads=c.integer("num_key_value_heads", heads),
-        head_dim=dim,
-        hidden=hidden,
-        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
-        causal=True,
+    return decoder_hyper(
+        c, "gemma2", layers, heads, dim, tied=True,
         eps=c.number("rms_norm_eps"),
         activation="gelu_tanh",
         query_scale=c.number("query_pre_attn_scalar") ** -0.5,
         windows=tuple(window if kind == SLIDING else None for kind in kinds),
         inv_freq=(llama.rope_frequencies(config, dim),) * layers,
-        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", True) else "lm_head.weight",
         final_softcap=optional_number(c, "final_logit_softcapping"),
         attn_softcap=optional_number(c, "attn_logit_softcapping"),
     )

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ModelError
-from ..maths.ops import apply_rope, gelu_tanh, linear, merge_heads, rope_angles
+from ..maths.ops import gelu_tanh, linear, rope_angles
 from . import base, llama
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, attend, kept, rotary_heads, run_layers
-from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
-from .runtime import row_local, rows_runner
+from .base import LayerTrace, Weights, kept, rope_parts, rotary_layer, run_layers
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, decoder_hyper, head_dim
+from .runtime import rows_runner
 
 SLIDING, GLOBAL = "sliding_attention", "full_attention"
 DEFAULT_THETA = {GLOBAL: 1_000_000.0, SLIDING: 10_000.0}
@@ -83,21 +83,14 @@ def parse(config: dict) -> Hyper:
     dim = head_dim(c, hidden, heads)
     inv_freq = {kind: llama.rope_frequencies({"rope_parameters": rope_parameters(t, kind)}, dim) for kind in set(kinds)}
     cap = t.get("final_logit_softcapping")
-    return Hyper(
-        model_type=ConfigValues(config).string("model_type"),  # gemma3 for an image+text checkpoint: its text model is what runs
-        layers=layers,
-        heads=heads,
-        kv_heads=c.integer("num_key_value_heads", heads),
-        head_dim=dim,
-        hidden=hidden,
-        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
-        causal=True,
+    model_type = ConfigValues(config).string("model_type")  # gemma3 for an image+text checkpoint: its text model is what runs
+    return decoder_hyper(
+        c, model_type, layers, heads, dim, tied=True,
         eps=c.number("rms_norm_eps"),
         activation="gelu_tanh",
         query_scale=c.number("query_pre_attn_scalar") ** -0.5,
         windows=tuple(window if kind == SLIDING else None for kind in kinds),
         inv_freq=tuple(inv_freq[kind] for kind in kinds),
-        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", True) else "lm_head.weight",
         final_softcap=None if cap is None else c.number("final_logit_softcapping"),
     )
 
@@ -121,7 +114,6 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     wq, wk, wv, wo = (w[f"{p}self_attn.{n}_proj.weight"] for n in "qkvo")
     post_attention, pre_ffn, post_ffn = (w[f"{p}{n}.weight"] for n in ("post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"))
     gate, up, down = (w[f"{p}mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
-    heads, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
 
     def project(x, cos, sin):
         """Norm, q, k, v, each head's q and k normed, RoPE: (rows, hidden) -> q, k, v, q after
@@ -131,27 +123,16 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
         k = linear(h, wk).reshape(len(x), s.kv_heads, s.head_dim)
         if q_norm is not None:
             q, k = rms_norm(q, q_norm, s.eps), rms_norm(k, k_norm, s.eps)
-        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
-        return flat(q), flat(k), linear(h, wv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+        return rope_parts(q, k, linear(h, wv), cos, sin)
 
-    parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
-    q, k, v, q_rope, k_rope = rotary_heads(parts, s)
-    if not whole and cache is None:
-        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    ffn = []
-
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Output projection, norm, residual; norm, GeGLU, norm, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+    def tail(merged: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Output projection, norm, residual; norm, GeGLU, norm, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden), the kept GeGLU output."""
         x = x + rms_norm(linear(merged, wo), post_attention, s.eps)
         h = rms_norm(x, pre_ffn, s.eps)
         fed = linear(gelu_tanh(linear(h, gate)) * linear(h, up), down)
-        ffn.append(kept(iv, "ffn", fed))
-        return x + rms_norm(fed, post_ffn, s.eps)
+        return x + rms_norm(fed, post_ffn, s.eps), kept(iv, "ffn", fed)
 
-    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    k_pre = k if cache is None else None
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
+    return rotary_layer(x, s, layer, cos, sin, project, tail, run, cache, whole, iv)
 
 
 def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:

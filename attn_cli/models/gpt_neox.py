@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..maths.gelu import gelu
-from ..maths.ops import apply_rope, gelu_tanh, layer_norm, linear, merge_heads, rope_angles, split_heads
+from ..maths.ops import gelu_tanh, layer_norm, linear, rope_angles
 from . import base, llama
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, attend, kept, run_layers
+from .base import LayerTrace, Weights, fused_rope_parts, kept, rotary_layer, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
-from .runtime import row_local, rows_runner
+from .runtime import rows_runner
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
@@ -72,35 +72,22 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
 
     ln1, ln2 = weights("input_layernorm"), weights("post_attention_layernorm")
     qkv, dense, up, down = (weights(n) for n in ("attention.query_key_value", "attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h"))
-    width = s.heads * s.head_dim
 
     def project(x, cos, sin):
         """LN₁, the fused projection laid out head by head as [q|k|v], RoPE: (rows, hidden) ->
         q, k, v, q and k after RoPE, each (rows, heads·head_dim)."""
-        fused = linear(layer_norm(x, *ln1, s.eps), *qkv).reshape(len(x), s.heads, 3, s.head_dim)
-        q, k, v = (np.ascontiguousarray(fused[:, :, i]) for i in range(3))
-        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
-        return flat(q), flat(k), flat(v), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+        return fused_rope_parts(linear(layer_norm(x, *ln1, s.eps), *qkv), s, cos, sin, per_head=True)
 
-    q, k, v, q_rope, k_rope = (split_heads(a, s.heads) for a in row_local(run, project, (width,) * 5, x, cos, sin))
-    if not whole and cache is None:
-        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    ffn = []
-
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Output projection, LN₂, MLP and the residual sums: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+    def tail(merged: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Output projection, LN₂, MLP and the residual sums: (rows, heads·d), (rows, hidden) -> (rows, hidden), the kept MLP output."""
         attended = linear(merged, *dense)
         # transformers' sums, in its order: (mlp + attention) + x, or (attention + x), then mlp + that
         mlp_input = x if s.parallel_residual else attended + x
         inner = linear(layer_norm(mlp_input, *ln2, s.eps), *up)
         fed = linear(gelu(inner, beside_threads=run is not None) if s.activation == "gelu" else gelu_tanh(inner), *down)
-        ffn.append(kept(iv, "ffn", fed))
-        return (fed + attended) + x if s.parallel_residual else fed + mlp_input
+        return ((fed + attended) + x if s.parallel_residual else fed + mlp_input), kept(iv, "ffn", fed)
 
-    out = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    k_pre = k if cache is None else None  # the cache keeps keys after RoPE, as they enter Q·Kᵀ
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, out, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
+    return rotary_layer(x, s, layer, cos, sin, project, tail, run, cache, whole, iv)
 
 
 def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:

@@ -224,3 +224,19 @@ def head_dim(c: ConfigValues, hidden: int, heads: int, key: str | None = "head_d
     return hidden // heads
 
 
+def decoder_hyper(c: ConfigValues, model_type: str, layers: int, heads: int, dim: int, tied: bool = False, **rest) -> Hyper:
+    """A Llama-shaped decoder's settings: what Llama, OLMo 2, Phi-3 and the Gemmas read alike
+    from config.json (grouped kv heads, width, positions, an LM head tied to the embeddings or
+    not, `tied` where tie_word_embeddings is absent); `rest`: the fields each sets its own way."""
+    return Hyper(
+        model_type=model_type,
+        layers=layers,
+        heads=heads,
+        kv_heads=c.integer("num_key_value_heads", heads),
+        head_dim=dim,
+        hidden=c.integer("hidden_size"),
+        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
+        causal=True,
+        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", tied) else "lm_head.weight",
+        **rest,
+    )

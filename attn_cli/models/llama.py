@@ -10,17 +10,18 @@ before RoPE. Weight names follow Hugging Face's `LlamaModel` (`model.` prefix ac
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from ..errors import ModelError
 from ..maths import rope
-from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, rope_angles, silu
+from ..maths.ops import linear, rms_norm, rope_angles, silu
 from . import base
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, attend, kept, rotary_heads, run_layers
-from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
-from .runtime import row_local, rows_runner
+from .base import LayerTrace, Weights, kept, rope_parts, rotary_layer, run_layers
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, decoder_hyper, head_dim, windows
+from .runtime import rows_runner
 
 ROPE_TYPES = ("default", "linear", "llama3")
 
@@ -34,20 +35,12 @@ def parse(config: dict) -> Hyper:
     if model_type in ("qwen2", "qwen3", "qwen3_moe") and c.boolean("use_sliding_window", False):
         raise ModelError(f"{model_type} with use_sliding_window is not supported", "use a model without a sliding window")
     layers, dim = c.integer("num_hidden_layers"), head_dim(c, hidden, heads)
-    return Hyper(
-        model_type=model_type,
-        layers=layers,
-        heads=heads,
-        kv_heads=c.integer("num_key_value_heads", heads),
-        head_dim=dim,
-        hidden=hidden,
-        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
-        causal=True,
+    return decoder_hyper(
+        c, model_type, layers, heads, dim,
         eps=c.number("rms_norm_eps", 1e-6),
         activation="silu",
         windows=windows(layers, window),
         inv_freq=(rope_frequencies(config, dim),) * layers,
-        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", False) else "lm_head.weight",
     )
 
 
@@ -129,7 +122,6 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     bq, bk, bv = (w[f"{p}self_attn.{n}_proj.bias"] if f"{p}self_attn.{n}_proj.bias" in w else None for n in "qkv")  # Qwen2
     q_norm, k_norm = (w[f"{p}self_attn.{n}_norm.weight"] if f"{p}self_attn.{n}_norm.weight" in w else None for n in "qk")  # Qwen3
     dense = mlp_weights(w, layer) if feed_forward is None else None
-    heads, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
 
     def project(x, cos, sin):
         """RMSNorm, q, k, v (Qwen3: each head's q and k RMSNorm'd), RoPE: (rows, hidden) ->
@@ -139,32 +131,22 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
         k = linear(h, wk, bk).reshape(len(x), s.kv_heads, s.head_dim)
         if q_norm is not None:
             q, k = rms_norm(q, q_norm, s.eps), rms_norm(k, k_norm, s.eps)
-        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
-        return flat(q), flat(k), linear(h, wv, bv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+        return rope_parts(q, k, linear(h, wv, bv), cos, sin)
 
-    parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
-    q, k, v, q_rope, k_rope = rotary_heads(parts, s)
-    if not whole and cache is None:
-        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    ffn, routing = [], []
+    routing = []
 
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Output projection, residual; RMSNorm, SwiGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+    def tail(merged: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Output projection, residual; RMSNorm, SwiGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden), the kept SwiGLU output."""
         x = _plus(linear(merged, wo), x)
         h = rms_norm(x, norm_mid, s.eps)
         fed, routed = (swiglu(h, *dense), None) if feed_forward is None else feed_forward(h, layer)
-        ffn.append(kept(iv, "ffn", fed))
         routing.append(routed)
-        return _plus(fed, x)
+        captured = kept(iv, "ffn", fed)  # before _plus writes into fed
+        return _plus(fed, x), captured
 
-    # A mixture of experts routes every row at once (one Routing per layer): on one thread.
-    x = row_local(run if feed_forward is None else None, tail, s.hidden, merge_heads(head_output), x)
-    # k_pre_rope covers the new tokens only (the cache keeps keys after RoPE, as they enter Q·Kᵀ)
-    k_pre = k if cache is None else None
-    return LayerTrace(
-        layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0], routing=routing[0]
-    )
+    # A mixture of experts routes every row at once (one Routing per layer): its tail runs on one thread.
+    trace = rotary_layer(x, s, layer, cos, sin, project, tail, run, cache, whole, iv, tail_whole=feed_forward is not None)
+    return replace(trace, routing=routing[0]) if routing and routing[0] is not None else trace
 
 
 def _plus(y: np.ndarray, x: np.ndarray) -> np.ndarray:

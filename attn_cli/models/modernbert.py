@@ -19,12 +19,12 @@ import numpy as np
 
 from ..errors import ModelError
 from ..maths.gelu import gelu
-from ..maths.ops import apply_rope, layer_norm, linear, merge_heads, rope_angles
+from ..maths.ops import layer_norm, linear, rope_angles
 from . import llama
 from .architecture import Architecture
-from .base import LayerTrace, Weights, attend, kept, rotary_heads, run_layers, segments_of, split_trace
+from .base import LayerTrace, Weights, encoder_passes, fused_rope_parts, kept, rotary_layer, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
-from .runtime import row_local, rows_runner
+from .runtime import rows_runner
 
 SLIDING, GLOBAL = "sliding_attention", "full_attention"
 DEFAULT_THETA = {GLOBAL: 160_000.0, SLIDING: 10_000.0}  # ModernBertConfig's
@@ -96,34 +96,22 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, segments=None, whole: b
         return w[f"{p}{name}.weight"], w[f"{p}{name}.bias"] if f"{p}{name}.bias" in w else None
 
     qkv, wo, wi, down = (weights(n) for n in ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo"))
-    width = s.heads * s.head_dim
     first = f"{p}attn_norm.weight" not in w  # layer 0's attn_norm is the identity
 
     def project(x, cos, sin):
         """attn_norm, the fused projection [q|k|v], RoPE: (rows, hidden) -> q, k, v, q and k
         after RoPE, each (rows, heads·head_dim)."""
         h = x if first else norm(w, f"{p}attn_norm", x, s.eps)
-        fused = linear(h, *qkv).reshape(len(x), 3, s.heads, s.head_dim)
-        q, k, v = (np.ascontiguousarray(fused[:, i]) for i in range(3))
-        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
-        return flat(q), flat(k), flat(v), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+        return fused_rope_parts(linear(h, *qkv), s, cos, sin)
 
-    q, k, v, q_rope, k_rope = rotary_heads(row_local(run, project, (width,) * 5, x, cos, sin), s)
-    if not whole:
-        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, _, _, _ = attend(q_rope, k_rope, v, s, layer, interventions=iv, run=run, segments=segments)
-    ffn = []
-
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Wo, residual; mlp_norm, GeGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+    def tail(merged: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Wo, residual; mlp_norm, GeGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden), the kept GeGLU output."""
         x = x + linear(merged, *wo)
         inner, gate = np.split(linear(norm(w, f"{p}mlp_norm", x, s.eps), *wi), 2, axis=-1)
         fed = linear(gelu(np.ascontiguousarray(inner), beside_threads=run is not None) * gate, *down)
-        ffn.append(kept(iv, "ffn", fed))
-        return x + fed
+        return x + fed, kept(iv, "ffn", fed)
 
-    out = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    return LayerTrace(layer, s, q_rope, k_rope, v, head_output, out, q_pre_rope=q, k_pre_rope=k, interventions=iv, ffn=ffn[0])
+    return rotary_layer(x, s, layer, cos, sin, project, tail, run, whole=whole, iv=iv, segments=segments)
 
 
 def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, segments=None, through=None, iv=None) -> Iterator[LayerTrace]:
@@ -139,17 +127,7 @@ def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, 
     return run_layers(x, s.layers, through, step, iv)
 
 
-def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
-    return encoder(w, s, input_ids, np.arange(len(input_ids)), through=through, iv=interventions)
-
-
-def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
-    """Several texts in one pass (see `bert.forward_packed`): each text's positions from 0,
-    its attention (and its sliding window) over itself alone."""
-    segments = segments_of(texts)
-    positions = np.concatenate([np.arange(len(t)) for t in texts])
-    for trace in encoder(w, s, np.concatenate(texts), positions, segments):
-        yield split_trace(trace, segments)
+forward, forward_packed = encoder_passes(encoder)
 
 
 def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:

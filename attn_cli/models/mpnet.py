@@ -18,13 +18,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import ModelError
-from ..maths.gelu import gelu
-from ..maths.ops import layer_norm, linear, merge_heads, split_heads
-from . import t5
+from ..maths.ops import layer_norm
+from . import bert, t5
 from .architecture import Architecture
-from .base import LayerTrace, Weights, attend, kept, run_layers, segments_of, split_trace
+from .base import LayerTrace, Weights, attend, run_layers, segments_of, split_trace
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
-from .runtime import row_local, rows_runner
+from .runtime import rows_runner
 
 PADDING_IDX = 1  # MPNetEmbeddings' own, whatever config.json's pad_token_id: positions start after it
 BUCKETS = 32  # MPNetEncoder.compute_position_bias always asks for 32 buckets, whatever the config says
@@ -84,35 +83,18 @@ def block(x: np.ndarray, w: Weights, layer: int, s: Hyper, bias, whole: bool = T
     `segments`: packed texts (see `forward_packed`), `bias` then one (heads, n, n) per text."""
     p = f"encoder.layer.{layer}."
     run = rows_runner(len(x)) if iv is None else None  # an intervened pass runs on one thread: its captures are whole arrays
-    wq, wk, wv, wo, inner_w, out_w = (
-        (w[f"{p}{n}.weight"], w[f"{p}{n}.bias"])
-        for n in ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "intermediate.dense", "output.dense")
-    )
-    (ln1, ln1_b), (ln2, ln2_b) = ((w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in ("attention.LayerNorm", "output.LayerNorm"))
+    names = ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "intermediate.dense", "output.dense",
+             "attention.LayerNorm", "output.LayerNorm")
+    weights = [(w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in names]
 
-    def project(x: np.ndarray):
-        """q, k, v: (rows, hidden) -> three (rows, hidden)."""
-        return linear(x, *wq), linear(x, *wk), linear(x, *wv)
-
-    q, k, v = (split_heads(a, s.heads) for a in row_local(run, project, (s.hidden,) * 3, x))
-    if not whole:
-        return LayerTrace(layer, s, q, k, v, None, None, score_bias=None if segments else bias)
-    if segments is None:
-        head_output, k, v, _ = attend(q, k, v, s, layer, interventions=iv, bias=bias)
-    else:  # each text attends to itself alone, with its own bias, as it would by itself
+    def attention(q, k, v):
+        if segments is None:
+            return attend(q, k, v, s, layer, interventions=iv, bias=bias)[:3]
+        # each text attends to itself alone, with its own bias, as it would by itself
         parts = [attend(q[:, a:b], k[:, a:b], v[:, a:b], s, layer, bias=text_bias)[0] for (a, b), text_bias in zip(segments, bias, strict=True)]
-        head_output = np.concatenate(parts, axis=1)
-    ffn = []
+        return np.concatenate(parts, axis=1), k, v
 
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Output projection, residual, LayerNorm; feed-forward, residual, LayerNorm: row by row."""
-        x = layer_norm(linear(merged, *wo) + x, ln1, ln1_b, s.eps)
-        out = linear(gelu(linear(x, *inner_w), beside_threads=run is not None), *out_w)
-        ffn.append(kept(iv, "ffn", out))
-        return layer_norm(out + x, ln2, ln2_b, s.eps)
-
-    hidden = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    return LayerTrace(layer, s, q, k, v, head_output, hidden, interventions=iv, ffn=ffn[0], score_bias=None if segments else bias)
+    return bert.post_ln_layer(x, s, layer, weights, run, whole, iv, attention, score_bias=None if segments else bias)
 
 
 def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..maths.ops import apply_rope, layer_norm, linear, merge_heads, rope_angles, silu
+from ..maths.ops import layer_norm, linear, rope_angles, silu
 from . import llama
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, attend, kept, rotary_heads, run_layers, segments_of, split_trace
+from .base import LayerTrace, Weights, encoder_passes, fused_rope_parts, kept, rotary_layer, run_layers
 from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim
-from .runtime import row_local, rows_runner
+from .runtime import rows_runner
 
 DEFAULT_THETA = 1000.0  # NomicBertConfig's default_theta
 
@@ -55,30 +55,18 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, segments=None, whole: b
     qkv, wo = w[f"{p}attn.Wqkv.weight"], w[f"{p}attn.out_proj.weight"]
     up, gate, down = (w[f"{p}mlp.{n}.weight"] for n in ("fc11", "fc12", "fc2"))
     (ln1, ln1_b), (ln2, ln2_b) = ((w[f"{p}{n}.weight"], w[f"{p}{n}.bias"]) for n in ("norm1", "norm2"))
-    width = s.heads * s.head_dim
 
     def project(x, cos, sin):
         """The fused projection [q|k|v], RoPE: (rows, hidden) -> q, k, v, q and k after RoPE, each (rows, heads·d)."""
-        fused = linear(x, qkv).reshape(len(x), 3, s.heads, s.head_dim)
-        q, k, v = (np.ascontiguousarray(fused[:, i]) for i in range(3))
-        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
-        return flat(q), flat(k), flat(v), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+        return fused_rope_parts(linear(x, qkv), s, cos, sin)
 
-    q, k, v, q_rope, k_rope = rotary_heads(row_local(run, project, (width,) * 5, x, cos, sin), s)
-    if not whole:
-        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, _, _, _ = attend(q_rope, k_rope, v, s, layer, interventions=iv, run=run, segments=segments)
-    ffn = []
-
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """out_proj, residual, LayerNorm; SwiGLU, residual, LayerNorm: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+    def tail(merged: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """out_proj, residual, LayerNorm; SwiGLU, residual, LayerNorm: (rows, heads·d), (rows, hidden) -> (rows, hidden), the kept SwiGLU output."""
         x = layer_norm(x + linear(merged, wo), ln1, ln1_b, s.eps)
         fed = linear(silu(linear(x, gate)) * linear(x, up), down)
-        ffn.append(kept(iv, "ffn", fed))
-        return layer_norm(x + fed, ln2, ln2_b, s.eps)
+        return layer_norm(x + fed, ln2, ln2_b, s.eps), kept(iv, "ffn", fed)
 
-    out = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    return LayerTrace(layer, s, q_rope, k_rope, v, head_output, out, q_pre_rope=q, k_pre_rope=k, interventions=iv, ffn=ffn[0])
+    return rotary_layer(x, s, layer, cos, sin, project, tail, run, whole=whole, iv=iv, segments=segments)
 
 
 def embeddings(w: Weights, input_ids: np.ndarray, eps: float) -> np.ndarray:
@@ -96,16 +84,7 @@ def encoder(w: Weights, s: Hyper, input_ids: np.ndarray, positions: np.ndarray, 
     return run_layers(x, s.layers, through, lambda x, layer, whole: block(x, w, layer, s, cos, sin, segments, whole, iv), iv)
 
 
-def forward(w: Weights, s: Hyper, input_ids: np.ndarray, cache=None, through=None, interventions=None) -> Iterator[LayerTrace]:
-    return encoder(w, s, input_ids, np.arange(len(input_ids)), through=through, iv=interventions)
-
-
-def forward_packed(w: Weights, s: Hyper, texts: list[np.ndarray]) -> Iterator[list[LayerTrace]]:
-    """Several texts in one pass (see `bert.forward_packed`): each text's positions from 0."""
-    segments = segments_of(texts)
-    positions = np.concatenate([np.arange(len(t)) for t in texts])
-    for trace in encoder(w, s, np.concatenate(texts), positions, segments):
-        yield split_trace(trace, segments)
+forward, forward_packed = encoder_passes(encoder)
 
 
 def final_norm(w: Weights, s: Hyper, hidden: np.ndarray) -> np.ndarray:

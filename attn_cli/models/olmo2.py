@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..maths.ops import apply_rope, linear, merge_heads, rms_norm
+from ..maths.ops import linear, rms_norm
 from . import llama
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, attend, kept, rotary_heads
-from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
-from .runtime import row_local, rows_runner
+from .base import LayerTrace, Weights, kept, rope_parts, rotary_layer
+from .hyper import ConfigValues, Hyper, decoder_hyper, head_dim, windows
+from .runtime import rows_runner
 
 
 def parse(config: dict) -> Hyper:
@@ -24,20 +24,12 @@ def parse(config: dict) -> Hyper:
     c.choice("hidden_act", ("silu",), "silu", "OLMo 2 hidden_act")
     hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
     layers, dim = c.integer("num_hidden_layers"), head_dim(c, hidden, heads)
-    return Hyper(
-        model_type="olmo2",
-        layers=layers,
-        heads=heads,
-        kv_heads=c.integer("num_key_value_heads", heads),
-        head_dim=dim,
-        hidden=hidden,
-        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
-        causal=True,
-        eps=c.number("rms_norm_eps", 1e-5),  # Olmo2Config's default (Llama's is 1e-6)
+    return decoder_hyper(
+        c, "olmo2", layers, heads, dim,
+        eps=c.number("rms_norm_eps", 1e-5),  # Olmo2Config's default (Llama's is 1e-6),
         activation="silu",
         windows=windows(layers, None),
         inv_freq=(llama.rope_frequencies(config, dim),) * layers,
-        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", False) else "lm_head.weight",
     )
 
 
@@ -52,33 +44,21 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
     q_norm, k_norm = w[f"{p}self_attn.q_norm.weight"], w[f"{p}self_attn.k_norm.weight"]
     post_attention, post_ffn = w[f"{p}post_attention_layernorm.weight"], w[f"{p}post_feedforward_layernorm.weight"]
     dense = llama.mlp_weights(w, layer)
-    heads, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
 
     def project(x, cos, sin):
         """q, k, v of x itself (no norm first), q and k RMSNorm'd over every head's dimensions at
         once (so before the split), RoPE: (rows, hidden) -> q, k, v, q and k after RoPE, each (rows, heads·d)."""
         q = rms_norm(linear(x, wq, bq), q_norm, s.eps).reshape(len(x), s.heads, s.head_dim)
         k = rms_norm(linear(x, wk, bk), k_norm, s.eps).reshape(len(x), s.kv_heads, s.head_dim)
-        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
-        return flat(q), flat(k), linear(x, wv, bv), flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+        return rope_parts(q, k, linear(x, wv, bv), cos, sin)
 
-    parts = row_local(run, project, (heads, kv, kv, heads, kv), x, cos, sin)
-    q, k, v, q_rope, k_rope = rotary_heads(parts, s)
-    if not whole and cache is None:
-        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    ffn = []
-
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Output projection, norm, residual; SwiGLU, norm, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+    def tail(merged: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Output projection, norm, residual; SwiGLU, norm, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden), the kept SwiGLU output."""
         x = x + rms_norm(linear(merged, wo, bo), post_attention, s.eps)
         fed = llama.swiglu(x, *dense)
-        ffn.append(kept(iv, "ffn", fed))
-        return x + rms_norm(fed, post_ffn, s.eps)
+        return x + rms_norm(fed, post_ffn, s.eps), kept(iv, "ffn", fed)
 
-    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    k_pre = k if cache is None else None  # the cache keeps keys after RoPE, as they enter Q·Kᵀ
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
+    return rotary_layer(x, s, layer, cos, sin, project, tail, run, cache, whole, iv)
 
 
 # llama.cpp's tensor names -> this family's. Its converter stores OLMo 2 as transformers has it:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelError
-from ..maths.ops import apply_rope, linear, merge_heads, rms_norm, silu
+from ..maths.ops import linear, rms_norm, silu
 from . import llama
 from .architecture import Architecture, GGUFLayout
-from .base import LayerTrace, Weights, attend, kept, rotary_heads
-from .hyper import MAX_POSITIONS, ConfigValues, Hyper, head_dim, windows
-from .runtime import row_local, rows_runner
+from .base import LayerTrace, Weights, kept, rope_parts, rotary_layer
+from .hyper import MAX_POSITIONS, ConfigValues, Hyper, decoder_hyper, head_dim, windows
+from .runtime import rows_runner
 
 
 def parse(config: dict) -> Hyper:
@@ -35,20 +35,12 @@ def parse(config: dict) -> Hyper:
         )
     hidden, heads = c.integer("hidden_size"), c.integer("num_attention_heads")
     layers, dim = c.integer("num_hidden_layers"), head_dim(c, hidden, heads)
-    return Hyper(
-        model_type="phi3",
-        layers=layers,
-        heads=heads,
-        kv_heads=c.integer("num_key_value_heads", heads),
-        head_dim=dim,
-        hidden=hidden,
-        max_positions=c.integer("max_position_embeddings", high=MAX_POSITIONS),
-        causal=True,
+    return decoder_hyper(
+        c, "phi3", layers, heads, dim,
         eps=c.number("rms_norm_eps", 1e-5),
         activation="silu",
         windows=windows(layers, c.integer("sliding_window", None, high=MAX_POSITIONS)),
         inv_freq=(llama.rope_frequencies(config, dim, partial=True),) * layers,
-        lm_head="embed_tokens.weight" if c.boolean("tie_word_embeddings", False) else "lm_head.weight",
     )
 
 
@@ -68,28 +60,17 @@ def block(x, w: Weights, layer: int, s: Hyper, cos, sin, cache=None, whole: bool
         fused = linear(rms_norm(x, norm_in, s.eps), qkv)
         q = fused[:, :queries].reshape(len(x), s.heads, s.head_dim)
         k = fused[:, queries : queries + keys].reshape(len(x), s.kv_heads, s.head_dim)
-        flat = lambda a: a.reshape(len(x), -1)  # noqa: E731
-        return flat(q), flat(k), fused[:, queries + keys :], flat(apply_rope(q, cos, sin)), flat(apply_rope(k, cos, sin))
+        return rope_parts(q, k, fused[:, queries + keys :], cos, sin)
 
-    parts = row_local(run, project, (queries, keys, keys, queries, keys), x, cos, sin)
-    q, k, v, q_rope, k_rope = rotary_heads(parts, s)
-    if not whole and cache is None:
-        return LayerTrace(layer, s, q_rope, k_rope, v, None, None, q_pre_rope=q, k_pre_rope=k)
-    head_output, k_all, v_all, start = attend(q_rope, k_rope, v, s, layer, cache, iv, run)
-    ffn = []
-
-    def tail(merged: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Output projection, residual; RMSNorm, the fused SwiGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden)."""
+    def tail(merged: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Output projection, residual; RMSNorm, the fused SwiGLU, residual: (rows, heads·d), (rows, hidden) -> (rows, hidden), the kept SwiGLU output."""
         x = x + linear(merged, wo)
         both = linear(rms_norm(x, norm_mid, s.eps), gate_up)
         half = both.shape[1] // 2
         fed = linear(both[:, half:] * silu(both[:, :half]), down)  # transformers: up · act(gate)
-        ffn.append(kept(iv, "ffn", fed))
-        return x + fed
+        return x + fed, kept(iv, "ffn", fed)
 
-    x = row_local(run, tail, s.hidden, merge_heads(head_output), x)
-    k_pre = k if cache is None else None  # the cache keeps keys after RoPE, as they enter Q·Kᵀ
-    return LayerTrace(layer, s, q_rope, k_all, v_all, head_output, x, q_pre_rope=q, k_pre_rope=k_pre, start=start, interventions=iv, ffn=ffn[0])
+    return rotary_layer(x, s, layer, cos, sin, project, tail, run, cache, whole, iv)
 
 
 # llama.cpp's tensor names -> this family's. Its converter keeps both fused projections as they

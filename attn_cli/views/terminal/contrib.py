@@ -1,6 +1,7 @@
 """The Rich view of `ContribResult`: tokens × layers (each cell the token's share of the query's
-representation in that layer, in %), or, where the layers do not fit the width, the query's row
-per layer as its largest shares."""
+representation in that layer, in %), the layers folded into blocks where they do not fit the
+width (each block beside the tokens again), or, on a screen too narrow for one layer beside the
+tokens, the query's row per layer as its largest shares."""
 
 from __future__ import annotations
 
@@ -38,17 +39,37 @@ def contrib_view(result: ContribResult, width: int, colour: bool = True) -> list
     if result.rollout is not None:
         columns += [("all", result.whole)]
     label = min(LABEL, max(len(printable(tokens[i].text)) for i in shown))
-    fits = len(str(shown[-1])) + 2 + label + 1 + CELL * len(columns) <= width
-    body = _table(result, shown, columns, label, colour) if fits else _lines(result, width)
-    out = [header, title, body]
+    per_block = (width - (len(str(shown[-1])) + 2 + label + 1)) // CELL  # layer columns beside the token labels
+    fits = per_block >= 1
+    out = [header, title]
+    if fits:
+        blocks = _folded(columns, per_block)
+        out += _spaced([_table(result, shown, block, label, colour) for block in blocks])
+    else:
+        out.append(_lines(result, width))
     if result.whole is not None:
         out.append(_top(result, result.whole, "Whole model (rollout): ", width))
     legend = "Each column: one layer's row for the query (sums to 100)" if fits else "Each line: one layer's largest shares of the query's representation"
     if fits and result.whole is not None:
         legend += "; all: the layers multiplied (rollout), the later on the left"
+    if fits and len(blocks) > 1:
+        legend += f"; the layers in {len(blocks)} blocks of {per_block} to fit {width} columns"
     if len(shown) < len(tokens):
         legend += f"; tokens after {shown[-1]} are not read by the query"
     out.append(Text(legend, style="dim"))
+    return out
+
+
+def _folded(columns: list, per_block: int) -> list[list]:
+    """The columns in blocks of `per_block`, in order: more layers than fit one row of columns."""
+    return [columns[n : n + per_block] for n in range(0, len(columns), per_block)]
+
+
+def _spaced(tables: list) -> list:
+    """The blocks one after another, a blank line between them."""
+    out = []
+    for n, table in enumerate(tables):
+        out += [Text(""), table] if n else [table]
     return out
 
 
@@ -59,24 +80,32 @@ def _shown_positions(result: ContribResult) -> list[int]:
     return list(range(last + 1))
 
 
-def _table(result: ContribResult, shown: list[int], columns: list, label: int, colour: bool) -> Table:
+def _token_table(result: ContribResult, shown: list[int], marked, columns: list, label: int, width: int, cell) -> Table:
+    """The tokens `shown` (those in `marked` with ▶) × `columns` (name, values (seq,)), each
+    `width` wide, `cell(values, i)` the Text of one."""
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column(" ", width=1)
     table.add_column("token", no_wrap=True, overflow="ellipsis", max_width=label + 1, min_width=label + 1)
     for name, _ in columns:
-        table.add_column(name.rjust(CELL), justify="right", no_wrap=True, width=CELL)
-    peaks = [float(values.max()) or 1.0 for _, values in columns]
+        table.add_column(name.rjust(width), justify="right", no_wrap=True, width=width)
     for i in shown:
-        token = result.tokenization.tokens[i]
-        mark = "▶" if i in result.query.token_indices else " "
-        cells = []
-        for (_, values), peak in zip(columns, peaks, strict=True):
-            share = float(values[i])
-            number = "  ·" if share < 0.005 else f"{share * 100:3.0f}"
-            cells.append(Text(" " + number, style=heat(share / peak) if colour and share >= 0.005 else ""))
-        table.add_row(str(i), "", Text(f"{mark}{printable(token.text)}", style="bold cyan" if mark != " " else ""), *cells)
+        mark = "▶" if i in marked else " "
+        token = Text(f"{mark}{printable(result.tokenization.tokens[i].text)}", style="bold cyan" if mark != " " else "")
+        table.add_row(str(i), "", token, *(cell(values, i) for _, values in columns))
     return table
+
+
+def _table(result: ContribResult, shown: list[int], columns: list, label: int, colour: bool) -> Table:
+    """Tokens × `columns`, each cell a share in %; heat scaled by each column's largest."""
+    peaks = {id(values): float(values.max()) or 1.0 for _, values in columns}
+
+    def cell(values: np.ndarray, i: int) -> Text:
+        share = float(values[i])
+        number = "  ·" if share < 0.005 else f"{share * 100:3.0f}"
+        return Text(" " + number, style=heat(share / peaks[id(values)]) if colour and share >= 0.005 else "")
+
+    return _token_table(result, shown, result.query.token_indices, columns, label, CELL, cell)
 
 
 def _lines(result: ContribResult, width: int) -> Text:
@@ -88,19 +117,23 @@ def _lines(result: ContribResult, width: int) -> Text:
     return out
 
 
-def _top(result: ContribResult, row: np.ndarray, lead: str, width: int) -> Text:
-    """`lead`, then the largest shares of `row` that fit in `width` columns."""
+def _fitted(lead: str, parts, width: int) -> Text:
+    """`lead` in bold, then as many of `parts` (largest first) as fit in `width` columns, joined by ·."""
     line = Text(lead, style="bold")
     used = len(lead)
-    for n, i in enumerate(np.argsort(-row, kind="stable")[:8]):
-        if row[i] < 0.005:
-            break
-        part = f"{'' if n == 0 else ' · '}{printable(result.tokenization.tokens[i].text)[:LABEL]} {row[i] * 100:.0f}%"
+    for n, part in enumerate(parts):
+        part = part if n == 0 else " · " + part
         if used + len(part) > width:
             break
         line.append(part)
         used += len(part)
     return line
+
+
+def _top(result: ContribResult, row: np.ndarray, lead: str, width: int) -> Text:
+    """`lead`, then the largest shares of `row` that fit in `width` columns."""
+    largest = [i for i in np.argsort(-row, kind="stable")[:8] if row[i] >= 0.005]
+    return _fitted(lead, (f"{printable(result.tokenization.tokens[i].text)[:LABEL]} {row[i] * 100:.0f}%" for i in largest), width)
 
 
 def _logit_view(result: ContribResult, width: int, colour: bool) -> list:
@@ -122,11 +155,8 @@ def _logit_view(result: ContribResult, width: int, colour: bool) -> list:
     out = [header, title]
     if fits:  # more layers than fit in one row of columns: blocks of layers, each beside the tokens again
         peak = max(float(np.abs(values[: len(shown)]).max()) for _, values in columns) or 1.0
-        blocks = [columns[n : n + per_block] for n in range(0, len(columns), per_block)]
-        for n, block in enumerate(blocks):
-            if n:
-                out.append(Text(""))
-            out.append(_logit_table(result, shown, block, label, peak, colour))
+        blocks = _folded(columns, per_block)
+        out += _spaced([_logit_table(result, shown, block, label, peak, colour) for block in blocks])
     out.append(_top_logits(result, width))
     out.extend(_head_logits(result, width, colour))
     legend = "Each column: one layer's attention (no MLP, no b_O, no embedding); all: their sum" if fits else "Largest parts of the logit (sum over layers)"
@@ -138,38 +168,20 @@ def _logit_view(result: ContribResult, width: int, colour: bool) -> list:
 
 def _logit_table(result: ContribResult, shown: list[int], columns: list, label: int, peak: float, colour: bool) -> Table:
     """Tokens × `columns` (name, values (seq,)), each cell a part of the logit; heat scaled by `peak`."""
-    tokens, position = result.tokenization.tokens, result.logit.position
-    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column(" ", width=1)
-    table.add_column("token", no_wrap=True, overflow="ellipsis", max_width=label + 1, min_width=label + 1)
-    for name, _ in columns:
-        table.add_column(name.rjust(LOGIT_CELL), justify="right", no_wrap=True, width=LOGIT_CELL)
-    for i in shown:
-        cells = []
-        for _, values in columns:
-            v = float(values[i])
-            style = (heat(abs(v) / peak) if v > 0 else "bold blue") if colour and abs(v) >= 0.005 else ""
-            cells.append(Text(f" {v:+6.2f}" if abs(v) < 100 else f" {v:+6.0f}", style=style))
-        mark = "▶" if i == position else " "
-        table.add_row(str(i), "", Text(f"{mark}{printable(tokens[i].text)}", style="bold cyan" if mark != " " else ""), *cells)
-    return table
+
+    def cell(values: np.ndarray, i: int) -> Text:
+        v = float(values[i])
+        style = (heat(abs(v) / peak) if v > 0 else "bold blue") if colour and abs(v) >= 0.005 else ""
+        return Text(f" {v:+6.2f}" if abs(v) < 100 else f" {v:+6.0f}", style=style)
+
+    return _token_table(result, shown, (result.logit.position,), columns, label, LOGIT_CELL, cell)
 
 
 def _top_logits(result: ContribResult, width: int) -> Text:
     """The tokens with the largest parts of the logit (by size, with their sign), as fit in `width`."""
     row = result.whole
-    line = Text("Whole model: ", style="bold")
-    used = len(line.plain)
-    for n, i in enumerate(np.argsort(-np.abs(row), kind="stable")[:8]):
-        if abs(row[i]) < 0.005:
-            break
-        part = f"{'' if n == 0 else ' · '}{printable(result.tokenization.tokens[i].text)[:LABEL]} {row[i]:+.2f}"
-        if used + len(part) > width:
-            break
-        line.append(part)
-        used += len(part)
-    return line
+    largest = [i for i in np.argsort(-np.abs(row), kind="stable")[:8] if abs(row[i]) >= 0.005]
+    return _fitted("Whole model: ", (f"{printable(result.tokenization.tokens[i].text)[:LABEL]} {row[i]:+.2f}" for i in largest), width)
 
 
 def _head_logits(result: ContribResult, width: int, colour: bool) -> list:
@@ -190,18 +202,7 @@ def _head_logits(result: ContribResult, width: int, colour: bool) -> list:
                 cells.append(Text(f" {v:+6.2f}" if abs(v) < 100 else f" {v:+6.0f}", style=style))
             table.add_row(str(layer), *cells)
         out.append(table)
-    line = Text("Largest heads: ", style="bold")
-    used = len(line.plain)
-    flat = np.argsort(-np.abs(totals), axis=None, kind="stable")[:8]
-    for n, k in enumerate(flat):
-        row, h = divmod(int(k), totals.shape[1])
-        v = float(totals[row, h])
-        if abs(v) < 0.005:
-            break
-        part = f"{'' if n == 0 else ' · '}L{result.layers[row]}.h{h} {v:+.2f}"
-        if used + len(part) > width:
-            break
-        line.append(part)
-        used += len(part)
-    out.append(line)
+    largest = [divmod(int(k), totals.shape[1]) for k in np.argsort(-np.abs(totals), axis=None, kind="stable")[:8]]
+    parts = (f"L{result.layers[row]}.h{h} {totals[row, h]:+.2f}" for row, h in largest if abs(totals[row, h]) >= 0.005)
+    out.append(_fitted("Largest heads: ", parts, width))
     return out
