@@ -323,7 +323,9 @@ def _kept_total(p: np.ndarray, columns: np.ndarray, options: DetectorOptions) ->
     return total
 
 
-def detector_scores(p: np.ndarray, pattern: np.ndarray, options: DetectorOptions = NO_EXCLUSIONS, total: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def detector_scores(
+    p: np.ndarray, pattern: np.ndarray, options: DetectorOptions = NO_EXCLUSIONS, total: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """`score` under "mul" and "abs" at once: p (heads, seq, seq) float64 weights, each in
     [0, 1], pattern (seq, seq) 0/1 -> ((heads,), (heads,)). With D' the pattern less the excluded
     cells and Σ' a sum over the cells not excluded: Σ'A·D = Σ of A on D''s cells (a token's
