@@ -99,3 +99,20 @@ def test_a_texts_layers_reduced_at_once_equal_layer_by_layer(monkeypatch):
     stacked = shard_sums(model, options)
     monkeypatch.setattr(stats_shard, "STACK_TOKENS", 0)  # every layer by itself
     assert_same_sums(stacked, shard_sums(model, options))
+
+
+def test_induction_prompts_packed_equal_each_alone(monkeypatch):
+    # The induction prompts run in one packed pass where the model packs: the same sums as one by one.
+    model = load_model(None, release_weights=False)
+    options = DetectorOptions(exclude_bos=True)
+    calls = []
+    real = type(model).trace_packed_layers
+    monkeypatch.setattr(type(model), "trace_packed_layers", lambda self, texts: calls.append(len(texts)) or real(self, texts))
+    together = stats_shard.induction_sums(model, options, seed=1)
+    assert calls == [stats_shard.INDUCTION_SEQUENCES]
+    monkeypatch.setattr(type(model), "packs", property(lambda self: False))
+    alone = stats_shard.induction_sums(model, options, seed=1)
+    assert calls == [stats_shard.INDUCTION_SEQUENCES]
+    for name in ("induction_mul", "induction_abs"):
+        np.testing.assert_array_equal(together.sums[name], alone.sums[name], err_msg=name)
+        assert together.counts[name] == alone.counts[name] == stats_shard.INDUCTION_SEQUENCES
