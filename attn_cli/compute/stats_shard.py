@@ -115,15 +115,17 @@ class TextSums:
         self.found = patterns(tok.ids) if n > 1 else None
         self.visible = [visible_keys(n, s.causal, s.window(layer)) for layer in range(s.layers)]  # Gemma 3: each layer its own window
         self.stack = n <= STACK_TOKENS and all((v == self.visible[0]).all() for v in self.visible)
-        self.kept: list = []  # a stacked text's (q, k, score bias) of each layer so far, and its mask (`add`)
+        self.kept: list = []  # a stacked text's (q, k, score bias) copies of each layer so far
+        self.mask = None  # and its first layer's mask (`LayerTrace.visible`), every layer's (see `stack`)
 
     def add(self, trace) -> None:
         from ..maths.headsums import layer_sums
 
         if self.stack:
             # Copies: a packed trace's q and k are views of the whole pack's layer.
-            bias = None if trace.score_bias is None else trace.score_bias.copy()
-            self.kept.append((trace.q.copy(), trace.k.copy(), bias, trace.visible(slice(None)) if not self.kept else None))
+            if not self.kept:
+                self.mask = trace.visible(slice(None))
+            self.kept.append((trace.q.copy(), trace.k.copy(), None if trace.score_bias is None else trace.score_bias.copy()))
             return
         weights = trace.rows()[2]
         parts, histogram = layer_sums(weights, self.ids, self.special, self.punctuation, self.visible[trace.layer], self.options, self.found)
@@ -143,16 +145,16 @@ class TextSums:
         """Every kept layer's attention weights, (layers·heads, seq, seq): each layer's
         `LayerTrace.rows()[2]`, computed by the same function (`ops.attention_rows`) in one call
         for all of them (the same numbers: each head's product and softmax rows are computed
-        alone either way). Every layer has the same mask (`stack`): the first one's."""
+        alone either way)."""
         import numpy as np
 
         from ..maths.ops import attention_rows
 
-        qs, ks, biases, masks = zip(*self.kept, strict=True)
+        qs, ks, biases = zip(*self.kept, strict=True)
         group = qs[0].shape[0] // ks[0].shape[0]  # grouped-query attention: each kv head serves `group` query heads
         keys = np.concatenate([k if group == 1 else np.repeat(k, group, axis=0) for k in ks])
         bias = None if biases[0] is None else np.concatenate(biases)
-        return attention_rows(np.concatenate(qs), keys, self.spec.scale, masks[0], bias, self.spec.attn_softcap)[2]
+        return attention_rows(np.concatenate(qs), keys, self.spec.scale, self.mask, bias, self.spec.attn_softcap)[2]
 
 
 def add_text(model: Model, tok: Tokenization, options: DetectorOptions, into: HeadSums) -> None:
