@@ -283,9 +283,9 @@ def layer_sums(
     weights (heads, seq, seq), the layer's full maps (or several layers' stacked: (layers·heads,
     seq, seq)); ids (seq,) token ids; special, punctuation bool (seq,); visible (seq,) int: how
     many keys row i may attend to (seq for an encoder, i + 1 for a decoder, capped by a sliding
-    window); found: `patterns(ids)`, if already made. The whole maps are read four times
-    (float64, ln, the entropy's terms, the column sums); everything else reads their diagonals,
-    their column sums or the detection patterns' few cells.
+    window); found: `patterns(ids)`, if already made. The whole maps are read six times (to
+    float64; the entropy's clamp, ln, terms and row sums; the column sums); everything else
+    reads their diagonals, their column sums or the detection patterns' few cells.
     """
     p = np.asarray(weights, dtype=np.float64)
     heads, seq = p.shape[0], p.shape[-1]
@@ -328,8 +328,8 @@ def detector_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`score` under "mul" and "abs" at once: p (heads, seq, seq) float64 weights, each in
     [0, 1], pattern (seq, seq) 0/1 -> ((heads,), (heads,)). With D' the pattern less the excluded
-    cells and Σ' a sum over the cells not excluded: Σ'A·D = Σ of A on D''s cells (a token's
-    previous one, its earlier copies: a few per row, not the whole map), and for a 0/1 D and A
+    cells and Σ' a sum over the cells not excluded: Σ'A·D = Σ of A over the cells of D' (a
+    token's previous one, its earlier copies: a few per row, not the whole map), and for a 0/1 D and A
     in [0, 1] |A − D| is A off the pattern and 1 − A on it, so Σ'|A − D| = Σ'A + Σ'D − 2·Σ'A·D.
     `total`: Σ'A, if already made (it is the same for every pattern)."""
     exclude = options.exclude_bos or options.exclude_current_token
