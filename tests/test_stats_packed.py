@@ -92,10 +92,34 @@ def test_every_engine_packs(tmp_path, monkeypatch):
         np.testing.assert_allclose(one.metrics[name], two.metrics[name], rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=name)
 
 
-def test_a_texts_layers_reduced_at_once_equal_layer_by_layer(monkeypatch):
-    # TextSums stacks a short text's maps of every layer into one layer_sums call.
-    model = load_model(None, release_weights=False)
+@pytest.mark.parametrize("name", ["bundled", "mpnet", "llama", "gemma2", "gemma3"])
+def test_a_texts_layers_reduced_at_once_equal_layer_by_layer(name, monkeypatch):
+    # TextSums makes a short text's maps of every layer in one attention_rows call and reduces
+    # them in one layer_sums call: bit for bit the sums of each layer's rows() reduced alone,
+    # with a position bias (MPNet), grouped kv heads (Llama), a soft-cap (Gemma 2) and sliding
+    # layers (Gemma 3: a text longer than the window is reduced layer by layer either way).
+    model = load_model(None if name == "bundled" else TINY / name, release_weights=False)
     options = stats_shard.CorpusOptions(DetectorOptions(exclude_current_token=True))
     stacked = shard_sums(model, options)
     monkeypatch.setattr(stats_shard, "STACK_TOKENS", 0)  # every layer by itself
-    assert_same_sums(stacked, shard_sums(model, options))
+    alone = shard_sums(model, options)
+    assert_same_sums(stacked, alone)
+    for metric in METRICS:
+        np.testing.assert_array_equal(stacked.sums[metric], alone.sums[metric], err_msg=metric)
+
+
+def test_induction_prompts_packed_equal_each_alone(monkeypatch):
+    # The induction prompts run in one packed pass where the model packs: the same sums as one by one.
+    model = load_model(None, release_weights=False)
+    options = DetectorOptions(exclude_bos=True)
+    calls = []
+    real = type(model).trace_packed_layers
+    monkeypatch.setattr(type(model), "trace_packed_layers", lambda self, texts: calls.append(len(texts)) or real(self, texts))
+    together = stats_shard.induction_sums(model, options, seed=1)
+    assert calls == [stats_shard.INDUCTION_SEQUENCES]
+    monkeypatch.setattr(type(model), "packs", property(lambda self: False))
+    alone = stats_shard.induction_sums(model, options, seed=1)
+    assert calls == [stats_shard.INDUCTION_SEQUENCES]
+    for name in ("induction_mul", "induction_abs"):
+        np.testing.assert_array_equal(together.sums[name], alone.sums[name], err_msg=name)
+        assert together.counts[name] == alone.counts[name] == stats_shard.INDUCTION_SEQUENCES

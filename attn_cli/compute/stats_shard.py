@@ -92,10 +92,11 @@ def punctuation_mask(tok: Tokenization) -> np.ndarray:
     return np.array([is_punct(t) for t in tok.tokens], dtype=bool)
 
 
-# A text of at most this many tokens has its maps kept until its last layer and reduced for
-# every layer at once (one `layer_sums` call on (layers·heads, seq, seq), not one per layer: on
-# ~35-token sentences a call is mostly NumPy's per-call cost). At 128 tokens a 6×12-head model's
-# maps are 9 MB in float64; longer texts are reduced layer by layer.
+# A text of at most this many tokens has its q and k kept until its last layer, and its maps
+# made and reduced for every layer at once (one `attention_rows` and one `layer_sums` call on
+# (layers·heads, seq, seq), not one per layer: on ~35-token sentences a call is mostly NumPy's
+# per-call cost). At 128 tokens a 6×12-head model's maps are 9 MB in float64; longer texts are
+# reduced layer by layer.
 STACK_TOKENS = 128
 
 
@@ -108,36 +109,52 @@ class TextSums:
         from ..maths.headsums import patterns, visible_keys
 
         s, n = model.spec, len(tok.ids)
-        self.ids, self.options, self.into, self.n = tok.ids, options, into, n
+        self.ids, self.options, self.into, self.n, self.spec = tok.ids, options, into, n, s
         self.special = np.array([t.special for t in tok.tokens], dtype=bool)
         self.punctuation = punctuation_mask(tok)
         self.found = patterns(tok.ids) if n > 1 else None
         self.visible = [visible_keys(n, s.causal, s.window(layer)) for layer in range(s.layers)]  # Gemma 3: each layer its own window
         self.stack = n <= STACK_TOKENS and all((v == self.visible[0]).all() for v in self.visible)
-        self.maps: list = []
+        self.kept: list = []  # a stacked text's (q, k, score bias) copies of each layer so far
+        self.mask = None  # and its first layer's mask (`LayerTrace.visible`), every layer's (see `stack`)
 
     def add(self, trace) -> None:
         from ..maths.headsums import layer_sums
 
-        weights = trace.rows()[2]
         if self.stack:
-            self.maps.append(weights)
+            # Copies: a packed trace's q and k are views of the whole pack's layer.
+            if not self.kept:
+                self.mask = trace.visible(slice(None))
+            self.kept.append((trace.q.copy(), trace.k.copy(), None if trace.score_bias is None else trace.score_bias.copy()))
             return
+        weights = trace.rows()[2]
         parts, histogram = layer_sums(weights, self.ids, self.special, self.punctuation, self.visible[trace.layer], self.options, self.found)
         self.into.add_layer(trace.layer, parts, histogram)
 
     def close(self) -> None:
-        import numpy as np
-
         from ..maths.headsums import layer_sums
 
-        if self.maps:
-            layers, heads = len(self.maps), self.maps[0].shape[0]
-            stacked = np.concatenate(self.maps)  # (layers·heads, seq, seq)
-            parts, histogram = layer_sums(stacked, self.ids, self.special, self.punctuation, self.visible[0], self.options, self.found)
+        if self.kept:
+            layers, heads = len(self.kept), self.kept[0][0].shape[0]
+            parts, histogram = layer_sums(self.stacked_weights(), self.ids, self.special, self.punctuation, self.visible[0], self.options, self.found)
             self.into.add_layers({k: (v.reshape(layers, heads), c) for k, (v, c) in parts.items()}, histogram.reshape(layers, heads, -1))
         self.into.texts += 1
         self.into.tokens += self.n
+
+    def stacked_weights(self) -> np.ndarray:
+        """Every kept layer's attention weights, (layers·heads, seq, seq): each layer's
+        `LayerTrace.rows()[2]`, computed by the same function (`ops.attention_rows`) in one call
+        for all of them (the same numbers: each head's product and softmax rows are computed
+        alone either way)."""
+        import numpy as np
+
+        from ..maths.ops import attention_rows
+
+        qs, ks, biases = zip(*self.kept, strict=True)
+        group = qs[0].shape[0] // ks[0].shape[0]  # grouped-query attention: each kv head serves `group` query heads
+        keys = np.concatenate([k if group == 1 else np.repeat(k, group, axis=0) for k in ks])
+        bias = None if biases[0] is None else np.concatenate(biases)
+        return attention_rows(np.concatenate(qs), keys, self.spec.scale, self.mask, bias, self.spec.attn_softcap)[2]
 
 
 def add_text(model: Model, tok: Tokenization, options: DetectorOptions, into: HeadSums) -> None:
@@ -260,10 +277,20 @@ def induction_sums(model: Model, options: DetectorOptions, seed: int) -> HeadSum
     vocab = np.array(sorted(i for t, i in model.tokenizer.get_vocab().items() if t not in special and not (t.startswith("[") and t.endswith("]"))))
     prompts = headsums.repeated_random_tokens(vocab, INDUCTION_LENGTH, INDUCTION_SEQUENCES, seed)
     lead = len(wrapper) if model.spec.causal else min(1, len(wrapper))  # BERT: [CLS] first, [SEP] last
-    for prompt in prompts:
-        ids = np.array([*wrapper[:lead], *prompt, *wrapper[lead:]], dtype=np.int64)
-        for trace in model.trace(ids):
-            sums.add_layer(trace.layer, headsums.induction_sums(trace.rows()[2], ids, options), np.zeros((model.spec.heads, headsums.HISTOGRAM_BINS), np.int64))
+    texts = [np.array([*wrapper[:lead], *prompt, *wrapper[lead:]], dtype=np.int64) for prompt in prompts]
+    no_histogram = np.zeros((model.spec.heads, headsums.HISTOGRAM_BINS), np.int64)
+
+    def add(ids: np.ndarray, trace) -> None:
+        sums.add_layer(trace.layer, headsums.induction_sums(trace.rows()[2], ids, options), no_histogram)
+
+    if model.packs:  # in one packed pass, as the corpus's texts: the same traces as each prompt alone
+        for traces in model.trace_packed_layers(texts):
+            for ids, trace in zip(texts, traces, strict=True):
+                add(ids, trace)
+    else:
+        for ids in texts:
+            for trace in model.trace(ids):
+                add(ids, trace)
     return sums
 
 

@@ -84,7 +84,8 @@ def _gelu_block(x: np.ndarray, out: np.ndarray, scratch32: np.ndarray, scratch64
     t, p = scratch32
     half_a, t64, e64, s64 = scratch64
     np.abs(x, out=p)
-    np.multiply(p, 0.5, out=half_a)  # |x|/2, exact
+    np.copyto(s64, p)  # |x| in float64 (a float32 × float64 product would cast in a slower loop)
+    np.multiply(s64, 0.5, out=half_a)  # |x|/2, exact
     np.multiply(half_a, _SQRT_HALF, out=t64)  # z/2, z = |x|/√2
     t64 += 1.0
     np.divide(1.0, t64, out=t64)  # t = 1/(1 + z/2)
@@ -97,8 +98,6 @@ def _gelu_block(x: np.ndarray, out: np.ndarray, scratch32: np.ndarray, scratch64
     np.copyto(e64, p)
     e64 *= t64
     e64 += _ERFC_COEFFS[0]  # P(t)
-    np.abs(x, out=p)
-    np.copyto(s64, p)
     s64 *= half_a  # x²/2, exact
     e64 -= s64
     np.exp(e64, out=e64)
