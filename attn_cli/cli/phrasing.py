@@ -50,6 +50,8 @@ FLAGS = {
     "Sampling.temperature": "--temperature",
     "Sampling.top_k": "--top-k",
     "Sampling.top_p": "--top-p",
+    "Sampling.seed": "--seed",
+    "seed": "--seed",
     "tokenize()": "`attn tokens`",
     "generate()": "attn generate",
     "lens()": "attn lens",

@@ -54,6 +54,12 @@ def _check_threshold(threshold: float) -> None:
         raise InputError(f"--threshold {threshold} is not valid", "give a mass between 0 and 1, e.g. --threshold 0.5")
 
 
+def _check_seed(seed: int) -> None:
+    # The induction prompts run after the whole corpus: a seed NumPy refuses must fail first.
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"`seed={seed}` is not valid", "give `seed` 0 or more")
+
+
 def _induction(model: Model, options: DetectorOptions, seed: int) -> tuple[HeadSums, Induction]:
     from .stats_shard import INDUCTION_LENGTH, INDUCTION_SEQUENCES, induction_sums
 
@@ -101,6 +107,7 @@ def head_statistics(
     `contributions` (a method of `stats_shard.CONTRIBUTION_METHODS`): each text's contribution
     matrices reduced by kind of token (`stats_shard.contribution_sums`)."""
     _check_threshold(threshold)
+    _check_seed(seed)
     _check_ablate(ablate)
     _check_knockout(knockout)
     _check_contributions(contributions, model)
@@ -142,6 +149,7 @@ def corpus_statistics(
     from ..loading.model import load_model
 
     _check_threshold(threshold)
+    _check_seed(seed)
     _check_ablate(ablate)
     _check_knockout(knockout)
     _check_contributions(contributions)
