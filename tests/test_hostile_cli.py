@@ -4,8 +4,10 @@ never an "unexpected" error (exit 1)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from attn_cli.cli import ExitStatus, app
@@ -41,3 +43,35 @@ def test_a_negative_induction_seed_is_refused_before_the_corpus_runs(tmp_path):
     for args in (["The cat sat."], ["--file", str(corpus)]):
         result = invoke("stats", *args, "-m", BERT, "--seed", "-1")
         assert_usage_error(result, "--seed -1 is not valid", "give --seed 0 or more")
+
+
+# --- a saved stats document that is not one -------------------------------------------------------
+
+def _stats_document(heads) -> dict:
+    return {"schema_version": "2.4", "model": {"name": "m"}, "texts": 1, "layers": [{"layer": 0, "heads": heads}]}
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ([{"layer": 0, "heads": 5}], "the stats document's layers are not lists of heads"),
+        ([None], "the stats document's layers are not lists of heads"),
+        ([{"layer": 0, "heads": [7]}], "the stats document's heads are not objects"),
+        ([{"heads": [{"first_token": 0.1}, {"first_token": 0.2}]}, {"heads": [{"first_token": 0.3}]}], "layers have different numbers of heads"),
+        ([{"heads": [{"first_token": "x"}]}], "first_token values are not all numbers"),
+        ([{"heads": [{"first_token": True}]}], "first_token values are not all numbers"),
+    ],
+)
+def test_a_malformed_stats_document_is_bad_input_not_a_crash(tmp_path, layers, message):
+    doc = tmp_path / "stats.json"
+    doc.write_text(json.dumps({**_stats_document([]), "layers": layers}), encoding="utf-8")
+    result = invoke("plot", "--stats", str(doc), "-o", str(tmp_path / "heads.svg"))
+    assert_usage_error(result, message, "attn stats --file corpus.txt --json > stats.json")
+    assert not (tmp_path / "heads.svg").exists()
+
+
+def test_a_stats_document_without_its_model_says_so(tmp_path):
+    doc = tmp_path / "stats.json"
+    doc.write_text(json.dumps({"layers": [{"heads": [{"first_token": 0.5}]}]}), encoding="utf-8")
+    result = invoke("plot", "--stats", str(doc), "-o", str(tmp_path / "heads.svg"))
+    assert_usage_error(result, "is not an attn stats document (it has no model)")
