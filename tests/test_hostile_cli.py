@@ -75,3 +75,24 @@ def test_a_stats_document_without_its_model_says_so(tmp_path):
     doc.write_text(json.dumps({"layers": [{"heads": [{"first_token": 0.5}]}]}), encoding="utf-8")
     result = invoke("plot", "--stats", str(doc), "-o", str(tmp_path / "heads.svg"))
     assert_usage_error(result, "is not an attn stats document (it has no model)")
+
+
+# --- a GGUF file whose tokenizer metadata is corrupt ----------------------------------------------
+
+GPT2_METADATA = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a", "b", "ab", "c"], "tokenizer.ggml.token_type": [1, 1, 1, 1]}
+
+
+@pytest.mark.parametrize(
+    ("merges", "message"),
+    [
+        (["a b", "ab x"], "Token `x` out of vocabulary"),  # one flipped byte in a merge (a fuzzed smollm2 file)
+        (["a b", "abc"], "x.gguf's tokenizer does not hold together"),  # a merge without its space
+    ],
+)
+def test_merges_the_vocabulary_does_not_hold_are_a_model_error(merges, message):
+    from attn_cli.errors import ModelError
+    from attn_cli.loading.gguf_tokenizer import build_tokenizer
+
+    with pytest.raises(ModelError, match=message) as raised:
+        build_tokenizer({**GPT2_METADATA, "tokenizer.ggml.merges": merges}, "llama", "x.gguf")
+    assert "re-download x.gguf" in raised.value.fix

@@ -58,6 +58,20 @@ def gguf_tokenizer(file: GGUFFile) -> Tokenizer:
 
 
 def build_tokenizer(metadata: dict, architecture: str, filename: str = "the GGUF file") -> Tokenizer:
+    """The tokenizer of the metadata; a vocabulary or merges that do not hold together (a merge
+    of tokens the vocabulary lacks: a corrupt file) are a ModelError, whatever `tokenizers` raises."""
+    try:
+        return _build(metadata, architecture, filename)
+    except ModelError:
+        raise
+    except Exception as exc:  # tokenizers raises bare Exceptions, TypeErrors, ValueErrors
+        raise ModelError(
+            f"{filename}'s tokenizer does not hold together: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            f"re-download {filename}: its tokenizer metadata is corrupt",
+        ) from None
+
+
+def _build(metadata: dict, architecture: str, filename: str) -> Tokenizer:
     kind = metadata.get("tokenizer.ggml.model")
     tokens = metadata.get("tokenizer.ggml.tokens")
     if not isinstance(tokens, list) or not tokens:
