@@ -5,6 +5,9 @@ never an "unexpected" error (exit 1)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,16 @@ def test_merges_the_vocabulary_does_not_hold_are_a_model_error(merges, message):
     with pytest.raises(ModelError, match=message) as raised:
         build_tokenizer({**GPT2_METADATA, "tokenizer.ggml.merges": merges}, "llama", "x.gguf")
     assert "re-download x.gguf" in raised.value.fix
+
+
+# --- stdout and stdin closed ----------------------------------------------------------------------
+
+ENTRY = [sys.executable, "-c", "from attn_cli.cli import main; main()"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["inspect", "--help"], ["--version"], []])
+def test_help_into_a_closed_stdout_is_an_output_failure_not_silent_success(args):
+    # Python starts with sys.stdout None when descriptor 1 is closed, and Click then writes nowhere.
+    run = subprocess.run([*ENTRY, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1), timeout=60)
+    assert run.returncode == ExitStatus.OUTPUT
+    assert run.stderr == "attn: error: cannot write the output: stdout is closed — run attn with stdout open (redirect it to a file or to /dev/null)\n"

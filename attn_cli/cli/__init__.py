@@ -126,11 +126,10 @@ def _main() -> int:
     from ..errors import OutputFailed
     from ..exit_status import ExitStatus
     from . import signals
-    from .output import BrokenPipe, GuardedStdout, silence_stdout
+    from .output import BrokenPipe, ClosedStdout, GuardedStdout, silence_stdout
 
     _single_threaded_blas()
-    if sys.stdout is not None:
-        sys.stdout = GuardedStdout(sys.stdout)
+    sys.stdout = GuardedStdout(sys.stdout if sys.stdout is not None else ClosedStdout())
     as_json = _wants_json(sys.argv[1:])
     try:
         from .commands import app_for

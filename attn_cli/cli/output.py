@@ -137,6 +137,26 @@ class GuardedStdout:
         self._guard(self._stream.flush)
 
 
+class ClosedStdout:
+    """sys.stdout when file descriptor 1 is closed (`attn --help >&-`), where Python leaves None:
+    writing to it fails as a closed stdout does (exit 7), instead of Click's silent success."""
+
+    encoding = "utf-8"
+    closed = False
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+
 def silence_stdout() -> None:
     """Point file descriptor 1 at /dev/null, so that the interpreter's last flush at exit finds
     no broken pipe to complain about."""
