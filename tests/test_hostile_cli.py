@@ -112,3 +112,11 @@ def test_help_into_a_closed_stdout_is_an_output_failure_not_silent_success(args)
     run = subprocess.run([*ENTRY, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1), timeout=60)
     assert run.returncode == ExitStatus.OUTPUT
     assert run.stderr == "attn: error: cannot write the output: stdout is closed — run attn with stdout open (redirect it to a file or to /dev/null)\n"
+
+
+def test_batch_of_a_closed_stdin_is_bad_input_not_an_empty_success():
+    run = subprocess.run([*ENTRY, "batch", "-", "-q", "cat", "-m", BERT], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         preexec_fn=lambda: os.close(0), timeout=60)
+    assert (run.returncode, run.stdout) == (ExitStatus.USAGE, "")
+    error = json.loads(run.stderr)["error"]
+    assert error["message"] == "FILE is - but nothing is piped to stdin" and "attn batch - < texts.txt" in error["fix"]

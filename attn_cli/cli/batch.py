@@ -91,8 +91,10 @@ def _stdin_lines():
     """stdin as text lines, undecodable bytes kept as surrogates (see _open)."""
     import io
 
-    if sys.stdin is None:
-        return iter(())
+    if sys.stdin is None or sys.stdin.isatty():  # closed (<&-) or a terminal: nothing is piped, as for stats --file -
+        from ..errors import InputError
+
+        raise InputError("FILE is - but nothing is piped to stdin", "pipe the lines in (attn batch - < texts.txt) or give a file name")
     return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape") if hasattr(sys.stdin, "buffer") else sys.stdin
 
 
