@@ -120,3 +120,10 @@ def test_batch_of_a_closed_stdin_is_bad_input_not_an_empty_success():
     assert (run.returncode, run.stdout) == (ExitStatus.USAGE, "")
     error = json.loads(run.stderr)["error"]
     assert error["message"] == "FILE is - but nothing is piped to stdin" and "attn batch - < texts.txt" in error["fix"]
+
+
+def test_plot_stats_of_a_closed_stdin_is_bad_input_not_a_crash(tmp_path):
+    run = subprocess.run([*ENTRY, "plot", "--stats", "-", "-o", str(tmp_path / "heads.svg")], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         preexec_fn=lambda: os.close(0), timeout=60)
+    assert (run.returncode, run.stdout) == (ExitStatus.USAGE, "")
+    assert run.stderr.startswith("attn: error: --stats is - but nothing is piped to stdin — pipe the document in")
