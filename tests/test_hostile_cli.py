@@ -127,3 +127,17 @@ def test_plot_stats_of_a_closed_stdin_is_bad_input_not_a_crash(tmp_path):
                          preexec_fn=lambda: os.close(0), timeout=60)
     assert (run.returncode, run.stdout) == (ExitStatus.USAGE, "")
     assert run.stderr.startswith("attn: error: --stats is - but nothing is piped to stdin — pipe the document in")
+
+
+def test_explore_with_stdin_closed_says_it_needs_a_terminal():
+    # stderr a terminal (so that the stdin check is reached), stdin closed
+    main, other = os.openpty()
+    try:
+        run = subprocess.run([*ENTRY, "explore", "The cat sat.", "-m", BERT], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=other,
+                             preexec_fn=lambda: os.close(0), timeout=60)
+        os.close(other)
+        said = os.read(main, 4096).decode()
+    finally:
+        os.close(main)
+    assert (run.returncode, run.stdout) == (ExitStatus.USAGE, b"")
+    assert said.startswith("attn: error: attn explore reads keys from stdin, and stdin is not a terminal — run attn explore in a terminal")
