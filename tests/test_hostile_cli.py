@@ -141,3 +141,35 @@ def test_explore_with_stdin_closed_says_it_needs_a_terminal():
         os.close(main)
     assert (run.returncode, run.stdout) == (ExitStatus.USAGE, b"")
     assert said.startswith("attn: error: attn explore reads keys from stdin, and stdin is not a terminal — run attn explore in a terminal")
+
+
+# --- queries and texts without words --------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["inspect", "The cat sat.", "-q", "  "], "the query is empty — give a word of the text (The, cat, sat, .)"),
+    (["heads", "The cat sat.", "-q", "cat", "--key", ""], "the key is empty — give a word of the text (The, cat, sat, .)"),
+    (["compare", "The cat sat.", "The dog sat.", "-q", "sat", "--query-b", " "], "text B: the query is empty — give a word of the text (The, dog, sat, .)"),
+    (["inspect", "\u200b\u200b", "-q", ""], "the query is empty — the text has no words: give --query-index N"),
+    (["inspect", "\u200b\u200b"], "no query given, and the text has no words, only special tokens — add --query-index N (see `attn tokens`)"),
+])
+def test_an_empty_query_or_a_text_without_words_is_a_usage_error_that_says_so(args, message):
+    result = invoke(*args, "-m", BERT)
+    assert_usage_error(result, message)
+
+
+def test_a_query_in_a_text_without_words_does_not_list_no_words():
+    result = invoke("inspect", "\u200b\u200b", "-q", "cat", "-m", BERT)
+    assert result.exit_code == ExitStatus.QUERY_NOT_FOUND and result.stdout == ""
+    assert result.stderr == (
+        "attn: error: 'cat' is not a word of the text: the text has no words, only special tokens — "
+        "give a text with words, or a token position with --query-index (see `attn tokens`)\n"
+    )
+
+
+def test_a_10000_character_word_is_shortened_in_messages():
+    word = "x" * 10_000
+    result = invoke("inspect", f"The {word} sat.", "-q", "y" * 10_000, "-m", BERT)
+    assert result.exit_code == ExitStatus.QUERY_NOT_FOUND
+    short = "x" * 20 + "…" + "x" * 20
+    assert result.stderr.startswith(f"attn: error: '{'y' * 20}…{'y' * 20}' is not a word of the text; the words are: The, {short}, sat, . — ")
+    assert len(result.stderr) < 300
