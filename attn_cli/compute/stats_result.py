@@ -242,7 +242,9 @@ def read_stats_document(source: str) -> dict:
 
     fix = "save one with: attn stats --file corpus.txt --json > stats.json"
     if source == "-" and (sys.stdin is None or sys.stdin.isatty()):
-        raise InputError("--stats is - but nothing is piped to stdin", "pipe the document in (attn plot --stats - -o heads.png < stats.json) or give a file name")
+        raise InputError(
+            "--stats is - but nothing is piped to stdin", "pipe the document in (attn plot --stats - -o heads.png < stats.json) or give a file name"
+        )
     try:
         raw = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
     except OSError as exc:
