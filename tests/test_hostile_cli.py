@@ -173,3 +173,20 @@ def test_a_10000_character_word_is_shortened_in_messages():
     short = "x" * 20 + "…" + "x" * 20
     assert result.stderr.startswith(f"attn: error: '{'y' * 20}…{'y' * 20}' is not a word of the text; the words are: The, {short}, sat, . — ")
     assert len(result.stderr) < 300
+
+
+# --- model folders ----------------------------------------------------------------------------------
+
+def test_a_folder_named_like_a_gguf_file_is_not_taken_for_one(tmp_path):
+    (tmp_path / "old.gguf").mkdir()
+    result = invoke("tokens", "The cat", "-m", str(tmp_path))
+    assert result.exit_code == ExitStatus.MODEL and result.stdout == ""
+    assert result.stderr.startswith(f"attn: error: {tmp_path} has no config.json — ")
+
+
+def test_two_gguf_files_are_both_named_without_a_false_ellipsis(tmp_path):
+    for name in ("a.gguf", "b.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    result = invoke("tokens", "The cat", "-m", str(tmp_path))
+    assert result.exit_code == ExitStatus.MODEL
+    assert result.stderr == f"attn: error: {tmp_path} holds 2 .gguf files (a.gguf, b.gguf) — pass --model the .gguf file to use\n"
