@@ -190,3 +190,14 @@ def test_two_gguf_files_are_both_named_without_a_false_ellipsis(tmp_path):
     result = invoke("tokens", "The cat", "-m", str(tmp_path))
     assert result.exit_code == ExitStatus.MODEL
     assert result.stderr == f"attn: error: {tmp_path} holds 2 .gguf files (a.gguf, b.gguf) — pass --model the .gguf file to use\n"
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+def test_the_path_plot_prints_is_the_files_even_when_its_name_is_not_utf8(tmp_path):
+    # A name with byte 0xff reaches Python as U+DCFF (surrogateescape); stdout carries the byte back.
+    path = tmp_path / "caf\udcff.html"
+    result = invoke("plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == os.fsencode(str(path)) + b"\n"
+    assert os.path.isfile(result.stdout_bytes.strip())
