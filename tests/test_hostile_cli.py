@@ -201,3 +201,12 @@ def test_the_path_plot_prints_is_the_files_even_when_its_name_is_not_utf8(tmp_pa
     assert result.exit_code == 0, result.stderr
     assert result.stdout_bytes == os.fsencode(str(path)) + b"\n"
     assert os.path.isfile(result.stdout_bytes.strip())
+
+
+@pytest.mark.parametrize("args", [["inspect", "The cat sat.", "-q", "cat"], ["tokens", "The cat sat."]])
+def test_columns_0_is_no_width_not_an_empty_screen(args):
+    # Rich took COLUMNS=0 as a width of 0 and printed nothing, exit 0: the data was lost.
+    run = subprocess.run([*ENTRY, *args, "-m", BERT], capture_output=True, text=True, env={**os.environ, "COLUMNS": "0"}, timeout=60)
+    plain = subprocess.run([*ENTRY, *args, "-m", BERT], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=60)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert run.stdout == plain.stdout and "cat" in run.stdout

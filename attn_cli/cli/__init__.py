@@ -129,6 +129,9 @@ def _main() -> int:
     from .output import BrokenPipe, ClosedStdout, GuardedStdout, silence_stdout
 
     _single_threaded_blas()
+    if os.environ.get("COLUMNS", "").strip() == "0":
+        # A width of 0 (a terminal that reports none) is no width: Rich would draw every screen empty.
+        del os.environ["COLUMNS"]
     sys.stdout = GuardedStdout(sys.stdout if sys.stdout is not None else ClosedStdout())
     as_json = _wants_json(sys.argv[1:])
     try:
