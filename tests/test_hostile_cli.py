@@ -210,3 +210,12 @@ def test_columns_0_is_no_width_not_an_empty_screen(args):
     plain = subprocess.run([*ENTRY, *args, "-m", BERT], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=60)
     assert (run.returncode, run.stderr) == (0, "")
     assert run.stdout == plain.stdout and "cat" in run.stdout
+
+
+def test_stats_knockout_on_an_encoder_names_the_command_as_typed(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The cat sat.\n", encoding="utf-8")
+    for args in (["The cat sat."], ["--file", str(corpus)]):
+        result = invoke("stats", *args, "-m", BERT, "--knockout", "3")
+        assert_usage_error(result, "use a decoder for attn stats --knockout (gpt2, llama,")
+        assert "()" not in result.stderr

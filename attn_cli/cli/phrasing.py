@@ -58,6 +58,8 @@ FLAGS = {
     "inspect()": "attn inspect",
     "knockout()": "attn knockout",  # require_decoder(model, "knockout"): formatted, so the scan below misses it
     "ablate()": "attn ablate",
+    "head_statistics()": "attn stats --knockout",  # require_decoder(model, "head_statistics"), only for --knockout
+    "corpus_statistics()": "attn stats --knockout",
     "load_model('smollm2')": "--model smollm2",
 }
 

@@ -112,7 +112,7 @@ def head_statistics(
     _check_knockout(knockout)
     _check_contributions(contributions, model)
     if knockout is not None:
-        require_decoder(model, "stats --knockout")
+        require_decoder(model, "head_statistics")
     sums = HeadSums(model.spec.layers, model.spec.heads)
     for shard in stats_shard.shards(texts):
         sums.merge(stats_shard.shard_sums(model, shard, stats_shard.CorpusOptions(options, ablate, knockout, contributions)))
@@ -165,7 +165,7 @@ def corpus_statistics(
     model = load_model(model_path, release_weights=False)
     _check_contributions(contributions, model)
     if knockout is not None:
-        require_decoder(model, "stats --knockout")
+        require_decoder(model, "corpus_statistics")
     parts = stats_shard.shards(stats_shard.iter_lines(file))
     shard_options = stats_shard.CorpusOptions(options, ablate, knockout, contributions)
     if engine == "ray":
