@@ -219,3 +219,15 @@ def test_stats_knockout_on_an_encoder_names_the_command_as_typed(tmp_path):
         result = invoke("stats", *args, "-m", BERT, "--knockout", "3")
         assert_usage_error(result, "use a decoder for attn stats --knockout (gpt2, llama,")
         assert "()" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ablate", "The cat sat.", "-q", "cat", "--mode", "bogus"], "ablation mode 'bogus' is not valid — use one of: zero, mean"),
+    (["contrib", "The cat sat.", "-q", "cat", "--method", "bogus"], "contribution method 'bogus' is not valid — use one of:"),
+    (["knockout", "The cat sat.", "-m", LLAMA, "--window", "-1"], "a knockout window of -1 layers is not valid — give a window of 1 layer or more"),
+    (["routes", "The cat sat.", "-m", LLAMA, "--threshold", "-1"], "a threshold of -1.0 is not valid — give --threshold from 0"),
+])
+def test_a_bad_choice_is_said_to_be_not_valid(args, message):
+    # These said only "ablation mode 'bogus' — use one of …": the problem was left unsaid.
+    result = invoke(*args, *([] if "-m" in args else ["-m", BERT]))
+    assert_usage_error(result, message)
