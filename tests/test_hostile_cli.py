@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -231,3 +232,35 @@ def test_a_bad_choice_is_said_to_be_not_valid(args, message):
     # These said only "ablation mode 'bogus' — use one of …": the problem was left unsaid.
     result = invoke(*args, *([] if "-m" in args else ["-m", BERT]))
     assert_usage_error(result, message)
+
+
+# --- JSON nested too deeply, numbers too long ----------------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_jsonl_line_with_a_5000_digit_number_fails_alone(tmp_path):
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text('{"text": "The cat sat.", "query_index": ' + "9" * 5000 + '}\n{"text": "The cat sat.", "query": "cat"}\n', encoding="utf-8")
+    result = invoke("batch", str(lines), "-m", BERT)
+    assert result.exit_code == ExitStatus.SOME_FAILED
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["error"]["message"].startswith("invalid JSON: Exceeds the limit (4300 digits)") and first["error"]["exit_status"] == 2
+    assert second["line"] == 2 and "error" not in second
+
+
+def test_a_stats_document_nested_too_deeply_is_not_json(tmp_path):
+    doc = tmp_path / "deep.json"
+    doc.write_text(DEEP, encoding="utf-8")
+    result = invoke("plot", "--stats", str(doc), "-o", str(tmp_path / "x.svg"))
+    assert_usage_error(result, "deep.json is not JSON")
+
+
+@pytest.mark.parametrize(("name", "args"), [("generation_config.json", []), ("tokenizer_config.json", ["--chat"])])
+def test_a_model_json_nested_too_deeply_is_a_model_error(tmp_path, name, args):
+    folder = tmp_path / "llama"
+    shutil.copytree(LLAMA, folder, ignore=shutil.ignore_patterns("ref_*.npz"))
+    (folder / name).write_text('{"a": ' + DEEP + "}", encoding="utf-8")
+    result = invoke("generate", "The cat", "-m", str(folder), "-n", "1", *args)
+    assert result.exit_code == ExitStatus.MODEL and result.stdout == ""
+    assert result.stderr == f"attn: error: cannot read {folder / name}: its JSON is nested too deeply — re-download {name}\n"

@@ -69,6 +69,8 @@ def parse_line(line: str, number: int) -> Job:
         return Job(number, text, error=(f"invalid JSON: {exc.msg} at column {exc.colno}", _json_fix()))
     except RecursionError:
         return Job(number, text, error=("invalid JSON: nested too deeply", _json_fix()))
+    except ValueError as exc:  # an integer of over 4,300 digits: Python refuses to convert it
+        return Job(number, text, error=(f"invalid JSON: {str(exc).split(';')[0]}", _json_fix()))
     problem = _check_object(obj)
     if problem is not None:
         return Job(number, text, error=(problem, _json_fix()))

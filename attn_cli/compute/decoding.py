@@ -102,6 +102,8 @@ def _json(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {path}: {exc}", f"re-download {path.name}") from None
+    except RecursionError:
+        raise ModelError(f"cannot read {path}: its JSON is nested too deeply", f"re-download {path.name}") from None
     return data if isinstance(data, dict) else {}
 
 

@@ -251,7 +251,7 @@ def read_stats_document(source: str) -> dict:
         raise InputError(f"cannot read {source}: {exc.strerror or exc}", fix) from None
     try:
         doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deeply, a 5,000-digit number
         raise InputError(f"{source} is not JSON", fix) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not doc["layers"]:
         raise InputError(f"{source} is not an attn stats document (it has no layers)", fix)
