@@ -264,3 +264,15 @@ def test_a_model_json_nested_too_deeply_is_a_model_error(tmp_path, name, args):
     result = invoke("generate", "The cat", "-m", str(folder), "-n", "1", *args)
     assert result.exit_code == ExitStatus.MODEL and result.stdout == ""
     assert result.stderr == f"attn: error: cannot read {folder / name}: its JSON is nested too deeply — re-download {name}\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--layer", "9" * 5000], "--layer 99999999999999999999… (5000 digits) is out of range — give an index (negative from the end) or 'all'"),
+    (["--head", "-" + "9" * 5000], "--head -9999999999999999999… (5000 digits) is out of range — give an index, or one of auto, mean, all"),
+    (["-q", "@" + "9" * 5000], f"the number {'9' * 20}…{'9' * 20} is out of range — give a token position or occurrence from `attn tokens`"),
+    (["-q", "cat#" + "9" * 5000], f"the number {'9' * 20}…{'9' * 20} is out of range"),
+])
+def test_a_number_of_thousands_of_digits_is_out_of_range_not_a_crash(args, message):
+    # Python refuses int() of over 4,300 digits: an unexpected ValueError (exit 1) before.
+    args = ["-q", "cat", *args] if args[0] != "-q" else args
+    assert_usage_error(invoke("inspect", "The cat sat.", *args, "-m", BERT), message)

@@ -41,7 +41,7 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
             f"add `query=WORD` (one of: {_word_list(tok)}) or `query_index=N`",
         )
     if query is not None and (m := _POSITION.match(query.strip())):
-        query_index = int(m["n"])
+        query_index = _number(m["n"])
     if query_index is not None:
         return _by_position(tok, query_index)
     assert query is not None
@@ -50,7 +50,7 @@ def resolve_query(tok: Tokenization, query: str | None = None, query_index: int 
         raise InputError(f"the {what} is empty", f"give a word of the text ({_word_list(tok)})" if tok.words else "the text has no words: give `query_index=N`")
     occurrence = None
     if m := _OCCURRENCE.match(query):
-        query, occurrence = m["text"], int(m["n"])
+        query, occurrence = m["text"], _number(m["n"])
         if occurrence < 1:
             raise InputError(f"occurrence #{occurrence} is not valid", f"count occurrences from 1: {query}#1")
     matches, accents_ignored = _find(tok, query, same_text), False
@@ -142,6 +142,13 @@ def _find(tok: Tokenization, query: str, form) -> list[tuple[int, int]]:
 def _tokens_of(tok: Tokenization, first: int, last: int) -> tuple[int, ...]:
     """The tokens of words first … last, in order, each once (neighbouring words may share one)."""
     return tuple(sorted({t for w in tok.words[first : last + 1] for t in w.token_indices}))
+
+
+def _number(digits: str) -> int:
+    """A position or occurrence; one of thousands of digits is refused (Python will not convert it)."""
+    if len(digits.lstrip("-")) > 100:
+        raise InputError(f"the number {_short(digits)} is out of range", "give a token position or occurrence from `tokenize()`")
+    return int(digits)
 
 
 def _short(word: str, limit: int = 40) -> str:
