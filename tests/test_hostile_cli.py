@@ -276,3 +276,8 @@ def test_a_number_of_thousands_of_digits_is_out_of_range_not_a_crash(args, messa
     # Python refuses int() of over 4,300 digits: an unexpected ValueError (exit 1) before.
     args = ["-q", "cat", *args] if args[0] != "-q" else args
     assert_usage_error(invoke("inspect", "The cat sat.", *args, "-m", BERT), message)
+
+
+def test_a_memory_budget_beyond_any_float_is_too_large_not_a_crash():
+    result = invoke("generate", "The cat", "-m", LLAMA, "-n", "1", "--max-memory", "9" * 400 + "G")
+    assert_usage_error(result, f"--max-memory {'9' * 20}… is too large — give bytes with an optional unit")
