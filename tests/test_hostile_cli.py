@@ -281,3 +281,20 @@ def test_a_number_of_thousands_of_digits_is_out_of_range_not_a_crash(args, messa
 def test_a_memory_budget_beyond_any_float_is_too_large_not_a_crash():
     result = invoke("generate", "The cat", "-m", LLAMA, "-n", "1", "--max-memory", "9" * 400 + "G")
     assert_usage_error(result, f"--max-memory {'9' * 20}… is too large — give bytes with an optional unit")
+
+
+@pytest.mark.parametrize("temperature", [1e-320, 5e-324])
+def test_a_temperature_near_zero_samples_the_most_likely_token_not_nan(temperature, tmp_path):
+    # logits / 1e-320 overflowed to inf, and softmax of inf − inf is NaN: exit 1 before.
+    import numpy as np
+    from helpers import tied_copy
+
+    from attn_cli.maths.sampling import sample
+
+    rng = np.random.default_rng(0)
+    assert [sample(np.array([1.0, 3.0, 2.0], dtype=np.float32), rng, temperature) for _ in range(5)] == [1] * 5
+    lm = str(tied_copy("llama", tmp_path))
+    greedy = invoke("generate", "The cat", "-m", lm, "-n", "3", "--json")
+    sampled = invoke("generate", "The cat", "-m", lm, "-n", "3", "--sample", "--temperature", str(temperature), "--seed", "1", "--json")
+    assert sampled.exit_code == 0, sampled.stderr
+    assert json.loads(sampled.stdout)["text"] == json.loads(greedy.stdout)["text"]
