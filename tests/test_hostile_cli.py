@@ -298,3 +298,9 @@ def test_a_temperature_near_zero_samples_the_most_likely_token_not_nan(temperatu
     sampled = invoke("generate", "The cat", "-m", lm, "-n", "3", "--sample", "--temperature", str(temperature), "--seed", "1", "--json")
     assert sampled.exit_code == 0, sampled.stderr
     assert json.loads(sampled.stdout)["text"] == json.loads(greedy.stdout)["text"]
+
+
+def test_compare_refuses_stdin_for_both_texts():
+    # A took all of stdin, and B was then "empty": an error about text B the user never gave.
+    result = invoke("compare", "-", "-", "-q", "cat", "-m", BERT, stdin="The cat sat.")
+    assert_usage_error(result, "TEXT_A and TEXT_B are both -, but stdin holds one text — give one of them as an argument")
