@@ -304,3 +304,15 @@ def test_compare_refuses_stdin_for_both_texts():
     # A took all of stdin, and B was then "empty": an error about text B the user never gave.
     result = invoke("compare", "-", "-", "-q", "cat", "-m", BERT, stdin="The cat sat.")
     assert_usage_error(result, "TEXT_A and TEXT_B are both -, but stdin holds one text — give one of them as an argument")
+
+
+@pytest.mark.parametrize("fields", ["", ",,,", " , "])
+def test_batch_fields_that_name_no_field_are_refused(tmp_path, fields):
+    # "" kept every field and ",,," none but the line number: neither is what was asked.
+    lines = tmp_path / "lines.txt"
+    lines.write_text("The cat sat.\n", encoding="utf-8")
+    result = invoke("batch", str(lines), "-q", "cat", "-m", BERT, "--fields", fields)
+    assert (result.exit_code, result.stdout) == (ExitStatus.USAGE, "")
+    assert json.loads(result.stderr)["error"] == {
+        "code": "bad_input", "message": "--fields names no field", "fix": "give comma-separated fields, e.g. --fields query,layers, or drop --fields", "exit_status": 2,
+    }
