@@ -314,5 +314,6 @@ def test_batch_fields_that_name_no_field_are_refused(tmp_path, fields):
     result = invoke("batch", str(lines), "-q", "cat", "-m", BERT, "--fields", fields)
     assert (result.exit_code, result.stdout) == (ExitStatus.USAGE, "")
     assert json.loads(result.stderr)["error"] == {
-        "code": "bad_input", "message": "--fields names no field", "fix": "give comma-separated fields, e.g. --fields query,layers, or drop --fields", "exit_status": 2,
+        "code": "bad_input", "message": "--fields names no field",
+        "fix": "give comma-separated fields, e.g. --fields query,layers, or drop --fields", "exit_status": 2,
     }
