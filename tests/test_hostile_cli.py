@@ -317,3 +317,11 @@ def test_batch_fields_that_name_no_field_are_refused(tmp_path, fields):
         "code": "bad_input", "message": "--fields names no field",
         "fix": "give comma-separated fields, e.g. --fields query,layers, or drop --fields", "exit_status": 2,
     }
+
+
+@pytest.mark.parametrize("args", [["--json=1"], ["--layer"]])
+def test_an_options_parser_error_points_at_the_commands_help(args):
+    # Click gives these no context: the fix said `attn --help`, whose page does not list --layer.
+    run = subprocess.run([*ENTRY, "inspect", "The cat sat.", "-q", "cat", "-m", BERT, *args], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (ExitStatus.USAGE, "")
+    assert run.stderr.startswith("attn: error: Option ") and run.stderr.endswith(" — see `attn inspect --help`\n")

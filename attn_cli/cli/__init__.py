@@ -154,8 +154,12 @@ def _main() -> int:
         if callable(getattr(exc, "format_message", None)) and getattr(exc, "exit_code", None) == 2:
             if not exc.format_message():  # `attn` alone: Click has already printed the help
                 return int(ExitStatus.USAGE)
+            from .commands import COMMANDS
+
             ctx = getattr(exc, "ctx", None)
             command = f"attn {ctx.info_name}" if ctx is not None and ctx.info_name != "attn" else "attn"
+            if ctx is None and sys.argv[1:] and sys.argv[1] in COMMANDS:  # an option's parser error (`--json=1`) has no context
+                command = f"attn {sys.argv[1]}"
             return report("usage", exc.format_message(), f"see `{command} --help`", as_json)
         if type(exc).__name__ == "Abort":
             raise KeyboardInterrupt from None
