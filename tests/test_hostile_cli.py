@@ -325,3 +325,13 @@ def test_an_options_parser_error_points_at_the_commands_help(args):
     run = subprocess.run([*ENTRY, "inspect", "The cat sat.", "-q", "cat", "-m", BERT, *args], capture_output=True, text=True, timeout=60)
     assert (run.returncode, run.stdout) == (ExitStatus.USAGE, "")
     assert run.stderr.startswith("attn: error: Option ") and run.stderr.endswith(" — see `attn inspect --help`\n")
+
+
+def test_a_plot_under_a_file_does_not_suggest_mkdir_on_it(tmp_path):
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    result = invoke("plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o", str(tmp_path / "notes.txt" / "x.png"))
+    assert_usage_error(result, "notes.txt is not a directory — choose another path")
+    assert "mkdir" not in result.stderr
+    spaced = tmp_path / "no such dir" / "x.png"
+    result = invoke("plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o", str(spaced))
+    assert_usage_error(result, f"(mkdir -p '{spaced.parent}')")
