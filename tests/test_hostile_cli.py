@@ -335,3 +335,21 @@ def test_a_plot_under_a_file_does_not_suggest_mkdir_on_it(tmp_path):
     spaced = tmp_path / "no such dir" / "x.png"
     result = invoke("plot", "The cat sat.", "-q", "cat", "-m", BERT, "-o", str(spaced))
     assert_usage_error(result, f"(mkdir -p '{spaced.parent}')")
+
+
+def test_a_tokenizer_whose_post_processor_names_a_missing_token_is_a_model_error(tmp_path):
+    # It loaded, then panicked in Rust at the first encode: a Rust backtrace and exit 1.
+    folder = tmp_path / "bert"
+    shutil.copytree(BERT, folder, ignore=shutil.ignore_patterns("ref_*.npz"))
+    tokenizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer["post_processor"] = {
+        "type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[X]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [], "special_tokens": {},
+    }
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    run = subprocess.run([*ENTRY, "inspect", "The cat sat.", "-q", "cat", "-m", str(folder)], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (ExitStatus.MODEL, "")
+    assert run.stderr == (
+        f"attn: error: {folder / 'tokenizer.json'}: the tokenizer fails on any text (no entry found for key): "
+        "its post-processor names a token it lacks — re-download tokenizer.json\n"
+    )

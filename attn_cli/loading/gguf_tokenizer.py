@@ -25,6 +25,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from ..errors import ModelError
 from .cache import cache_dir, write_atomically
 from .gguf import GGUFFile
+from .tokenizer import check_encodes
 
 BUILDER_VERSION = "2"  # bump when the built tokenizer changes, to leave stale cache entries unused
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp's token types
@@ -52,7 +53,7 @@ def gguf_tokenizer(file: GGUFFile) -> Tokenizer:
             return Tokenizer.from_file(str(cached))
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             pass
-    tokenizer = build_tokenizer(file.metadata, file.architecture or "", file.path.name)
+    tokenizer = check_encodes(build_tokenizer(file.metadata, file.architecture or "", file.path.name), str(file.path), f"re-download {file.path.name}")
     write_atomically(cached, tokenizer.to_str())
     return tokenizer
 
