@@ -353,3 +353,24 @@ def test_a_tokenizer_whose_post_processor_names_a_missing_token_is_a_model_error
         f"attn: error: {folder / 'tokenizer.json'}: the tokenizer fails on any text (no entry found for key): "
         "its post-processor names a token it lacks — re-download tokenizer.json\n"
     )
+
+
+def test_a_rust_panic_anywhere_is_an_unexpected_error_in_one_line(monkeypatch, capsys):
+    # pyo3's PanicException derives from BaseException: `except Exception` let it out as a traceback.
+    import attn_cli.compute.inspect as compute
+    from attn_cli.cli import main
+
+    class PanicException(BaseException):
+        pass
+
+    def panic(*args, **kwargs):
+        raise PanicException("no entry found for key")
+
+    monkeypatch.delenv("ATTN_DEBUG", raising=False)
+    monkeypatch.setattr(compute, "inspect_with", panic)
+    monkeypatch.setattr(sys, "argv", ["attn", "inspect", "The cat sat.", "-q", "cat", "-m", BERT])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    assert (exit_info.value.code, out) == (ExitStatus.ERROR, "")
+    assert err == "attn: error: unexpected PanicException: no entry found for key — please report this bug (ATTN_DEBUG=1 shows the traceback)\n"

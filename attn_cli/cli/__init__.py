@@ -147,7 +147,9 @@ def _main() -> int:
         from .common import report
 
         return report(exc.code, exc.message, exc.fix, as_json)
-    except Exception as exc:
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # Ctrl-C, a signal's Stopped, SystemExit; a Rust panic (pyo3's PanicException) is a bug like any other
         if signals.received is not None:  # a signal landed where it was turned into another error
             raise signals.Stopped(signals.received) from None
         # Typer vendors Click, so its usage errors are matched by behaviour, not by class.
