@@ -374,3 +374,17 @@ def test_a_rust_panic_anywhere_is_an_unexpected_error_in_one_line(monkeypatch, c
     out, err = capsys.readouterr()
     assert (exit_info.value.code, out) == (ExitStatus.ERROR, "")
     assert err == "attn: error: unexpected PanicException: no entry found for key — please report this bug (ATTN_DEBUG=1 shows the traceback)\n"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_batch_line_asking_for_chat_on_a_model_without_a_template_fails_alone(tmp_path, workers):
+    # The ModelError ended the whole run (exit 4), losing the lines of its pack already answered.
+    good = json.dumps({"text": "The cat sat on the mat.", "query": "cat"})
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("\n".join([good, json.dumps({"text": "The cat sat.", "query": "cat", "chat": True}), good]) + "\n", encoding="utf-8")
+    result = invoke("batch", str(lines), "-m", BERT, "--workers", workers)
+    assert result.exit_code == ExitStatus.SOME_FAILED, result.stderr
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["line"] for d in docs] == [1, 2, 3] and "error" not in docs[0] and "error" not in docs[2]
+    assert docs[1]["error"]["code"] == "model_error" and docs[1]["error"]["exit_status"] == 4
+    assert "has no chat template" in docs[1]["error"]["message"]
