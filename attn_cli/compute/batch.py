@@ -111,8 +111,9 @@ def job_options(job: Job, defaults: InspectOptions) -> InspectOptions:
 def run_job(model: Model, job: Job, defaults: InspectOptions, packed: tuple | None = None) -> dict:
     """One line -> {"line": n, **inspect document}, or {"line": n, "error": {...}}. Raises only
     a ModelError (the model's, not the line's: a line's "chat" on a model without a template is
-    the line's); any other failure is this line's alone, even a bug. `packed`: (tokenization, traces) of the line already run in a pack (see
-    `packed.answer_pack`), else the line runs by itself."""
+    the line's); any other failure is this line's alone, even a bug. `packed`: (tokenization,
+    traces) of the line already run in a pack (see `packed.answer_pack`), else the line runs by
+    itself."""
     from .inspect import inspect_tokens, inspect_with
 
     try:

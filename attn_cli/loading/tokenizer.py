@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -159,8 +160,6 @@ def check_encodes(tokenizer: Tokenizer, source: str, fix: str) -> Tokenizer:
     vocabulary lacks loads fine, then panics in Rust at the first encode (a PanicException, which
     `except Exception` misses, and a Rust backtrace on stderr): found here, at load, as a ModelError,
     with stderr silenced for the probe."""
-    import os
-
     saved = os.dup(2)
     problem = None
     try:
@@ -177,7 +176,7 @@ def check_encodes(tokenizer: Tokenizer, source: str, fix: str) -> Tokenizer:
         os.dup2(saved, 2)
         os.close(saved)
     if problem is not None:
-        raise ModelError(f"{source}: the tokenizer fails on any text ({problem}): its post-processor names a token it lacks", fix)
+        raise ModelError(f"{source}: the tokenizer fails on any text ({problem})", fix)
     return tokenizer
 
 
