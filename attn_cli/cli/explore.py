@@ -95,10 +95,10 @@ def _attach_terminal(from_stdin: bool) -> None:
     from ..errors import InputError
 
     fix = "run attn explore in a terminal; for pipes and scripts use attn inspect (with --json)"
-    if not sys.stderr.isatty():
+    if sys.stderr is None or not sys.stderr.isatty():  # None: descriptor 2 closed
         raise InputError("attn explore draws on stderr, and stderr is not a terminal", fix)
     if not from_stdin:
-        if not sys.stdin.isatty():
+        if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed (<&-)
             raise InputError("attn explore reads keys from stdin, and stdin is not a terminal", fix)
         return
     try:

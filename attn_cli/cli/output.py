@@ -14,6 +14,7 @@ and every way writing can fail is handled here, once:
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import os
@@ -32,6 +33,19 @@ _WHY = {
     errno.EDQUOT: ("the disk quota is exceeded", "free some space, or write the output elsewhere"),
     errno.EBADF: ("stdout is closed", "run attn with stdout open (redirect it to a file or to /dev/null)"),
 }
+
+
+def _os_bytes_else_escapes(error: UnicodeEncodeError) -> tuple[bytes | str, int]:
+    """The encoding error handler of stdout: a lone surrogate U+DC80…U+DCFF is a byte of a file
+    name that is not UTF-8 (Python's surrogateescape), written back as that byte, so that the
+    path `plot` prints is the file's; any other character the encoding lacks as `\\xd7`."""
+    chunk = error.object[error.start : error.end]
+    if all("\udc80" <= c <= "\udcff" for c in chunk):
+        return bytes(ord(c) - 0xDC00 for c in chunk), error.end
+    return codecs.backslashreplace_errors(error)
+
+
+codecs.register_error("attn-stdout", _os_bytes_else_escapes)
 
 
 def _encoding(stream) -> str:
@@ -59,7 +73,7 @@ def write_stdout(text: str) -> None:
     stream = sys.stdout
     if stream is None:  # Python starts with stdout None when file descriptor 1 is closed
         raise OutputFailed("cannot write the output: stdout is closed", _WHY[errno.EBADF][1])
-    data = text.encode(_encoding(stream), errors="backslashreplace")
+    data = text.encode(_encoding(stream), errors="attn-stdout")
     try:
         buffer = getattr(stream, "buffer", None)
         if buffer is None:  # a text stream without bytes below it (tests' StringIO)
@@ -135,6 +149,26 @@ class GuardedStdout:
 
     def flush(self) -> None:
         self._guard(self._stream.flush)
+
+
+class ClosedStdout:
+    """sys.stdout when file descriptor 1 is closed (`attn --help >&-`), where Python leaves None:
+    writing to it fails as a closed stdout does (exit 7), instead of Click's silent success."""
+
+    encoding = "utf-8"
+    closed = False
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "Bad file descriptor")
 
 
 def silence_stdout() -> None:

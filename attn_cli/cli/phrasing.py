@@ -50,12 +50,16 @@ FLAGS = {
     "Sampling.temperature": "--temperature",
     "Sampling.top_k": "--top-k",
     "Sampling.top_p": "--top-p",
+    "Sampling.seed": "--seed",
+    "seed": "--seed",
     "tokenize()": "`attn tokens`",
     "generate()": "attn generate",
     "lens()": "attn lens",
     "inspect()": "attn inspect",
     "knockout()": "attn knockout",  # require_decoder(model, "knockout"): formatted, so the scan below misses it
     "ablate()": "attn ablate",
+    "head_statistics()": "attn stats --knockout",  # require_decoder(model, "head_statistics"), only for --knockout
+    "corpus_statistics()": "attn stats --knockout",
     "load_model('smollm2')": "--model smollm2",
 }
 

@@ -212,8 +212,11 @@ def compare(
 
     def action() -> None:
         from ..compute.stats import compare as run_compare
+        from ..errors import InputError
         from ..loading.model import load_model
 
+        if text_a == text_b == "-":  # stdin holds one text: B would be read empty after A took it all
+            raise InputError("TEXT_A and TEXT_B are both -, but stdin holds one text", "give one of them as an argument")
         result = run_compare(load_model(model), read_text(text_a), read_text(text_b), query, query_b, layer=layer, top=top)
 
         def view(out):

@@ -79,7 +79,7 @@ def ablate(
     """Each head of each layer ablated alone (see the module). `mean_over`: texts whose mean
     head outputs replace each head (mode mean only)."""
     if mode not in MODES:
-        raise InputError(f"ablation mode {mode!r}", f"use one of: {', '.join(MODES)}")
+        raise InputError(f"ablation mode {mode!r} is not valid", f"use one of: {', '.join(MODES)}")
     if mean_over is not None and mode != "mean":
         raise OptionError(f"`mean_over` needs `mode='mean'` (the mode is {mode!r})", "give `mode='mean'` with `mean_over`, or leave `mean_over` out")
     if mean_over is not None and not [t for t in mean_over if t.strip()]:

@@ -69,6 +69,8 @@ def parse_line(line: str, number: int) -> Job:
         return Job(number, text, error=(f"invalid JSON: {exc.msg} at column {exc.colno}", _json_fix()))
     except RecursionError:
         return Job(number, text, error=("invalid JSON: nested too deeply", _json_fix()))
+    except ValueError as exc:  # an integer of over 4,300 digits: Python refuses to convert it
+        return Job(number, text, error=(f"invalid JSON: {str(exc).split(';')[0]}", _json_fix()))
     problem = _check_object(obj)
     if problem is not None:
         return Job(number, text, error=(problem, _json_fix()))
@@ -108,9 +110,10 @@ def job_options(job: Job, defaults: InspectOptions) -> InspectOptions:
 
 def run_job(model: Model, job: Job, defaults: InspectOptions, packed: tuple | None = None) -> dict:
     """One line -> {"line": n, **inspect document}, or {"line": n, "error": {...}}. Raises only
-    a ModelError (the model's, not the line's); any other failure is this line's alone, even a
-    bug. `packed`: (tokenization, traces) of the line already run in a pack (see
-    `packed.answer_pack`), else the line runs by itself."""
+    a ModelError (the model's, not the line's: a line's "chat" on a model without a template is
+    the line's); any other failure is this line's alone, even a bug. `packed`: (tokenization,
+    traces) of the line already run in a pack (see `packed.answer_pack`), else the line runs by
+    itself."""
     from .inspect import inspect_tokens, inspect_with
 
     try:
@@ -121,8 +124,12 @@ def run_job(model: Model, job: Job, defaults: InspectOptions, packed: tuple | No
             return {"line": job.number, **inspect_with(model, job.text, options).to_json()}
         tok, traces = packed
         return {"line": job.number, **inspect_tokens(model, tok, options, traces).to_json()}
-    except ModelError:
-        raise
+    except ModelError as exc:
+        if job.overrides.get("chat") is not True:
+            raise
+        # The line asked for the chat template this model lacks: its own error, not the run's
+        # (raised, it ended the run and lost the lines of its pack already answered).
+        return {"line": job.number, **error_json(exc.code, exc.message, exc.fix)}
     except AttnError as exc:
         return {"line": job.number, **error_json(exc.code, exc.message, exc.fix, getattr(exc, "candidates", ()))}
     except Exception as exc:  # a bug, but only this line's

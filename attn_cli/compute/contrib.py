@@ -108,7 +108,7 @@ def contributions(
     """Each input position's contribution to the query's representation in each layer (see the
     module). No query: a decoder's last token; an encoder needs one."""
     if method not in METHODS:
-        raise InputError(f"contribution method {method!r}", f"use one of: {', '.join(METHODS)}")
+        raise InputError(f"contribution method {method!r} is not valid", f"use one of: {', '.join(METHODS)}")
     if method != "alti-logit" and any(x is not None for x in (target, target_id, contrast, contrast_id)):
         raise InputError("--target, --target-id and --contrast explain a logit", "use them with --method alti-logit")
     layers = select_layers(layer, model.spec.layers)

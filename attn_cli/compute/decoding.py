@@ -43,6 +43,9 @@ class Sampling:
             raise InputError(f"`Sampling.top_k={self.top_k}` is not valid", "give `Sampling.top_k` 1 or more (1 is greedy)")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise InputError(f"`Sampling.top_p={self.top_p}` is not valid", "give `Sampling.top_p` in (0, 1]")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            # NumPy's generators take only non-negative integers: refused here, not as a ValueError mid-run
+            raise InputError(f"`Sampling.seed={self.seed}` is not valid", "give `Sampling.seed` 0 or more")
 
     def chooser(self) -> Callable[[np.ndarray], int]:
         """logits (vocab,) -> the next id; a sampler keeps its generator, so a seed gives one text."""
@@ -99,6 +102,8 @@ def _json(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {path}: {exc}", f"re-download {path.name}") from None
+    except RecursionError:
+        raise ModelError(f"cannot read {path}: its JSON is nested too deeply", f"re-download {path.name}") from None
     return data if isinstance(data, dict) else {}
 
 

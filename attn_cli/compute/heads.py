@@ -154,7 +154,7 @@ def heads_traced(
     q = resolve_query(tok if decoder is None else decoder, query, query_index)
     if attention != "cross":  # cross-attention's keys are the source, which has words whatever the query
         check_rankable(tok, q, spec.causal, include_special)
-    aim = resolve_query(tok, key) if key is not None else None
+    aim = resolve_query(tok, key, what="key") if key is not None else None
     rows = list(q.token_indices)
     values = np.zeros((spec.layers, spec.heads), np.float32)
     top = []

@@ -68,7 +68,7 @@ def knockout(
     to the explained position are blocked, layer window by layer window (see the module)."""
     require_decoder(model, "knockout")
     if window < 1:
-        raise InputError(f"a knockout window of {window} layers", "give a window of 1 layer or more")
+        raise InputError(f"a knockout window of {window} layers is not valid", "give a window of 1 layer or more")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     position = explained_position(tok, query, query_index)
     words = [w for w in tok.words if w.token_indices[0] <= position]

@@ -196,6 +196,9 @@ def parse_head(head: str | int, heads: int, choices: tuple[str, ...] = HEAD_CHOI
 
 
 def _integer(value: str | int, what: str, expected: str) -> int:
-    if _is_int(value) or re.fullmatch(r"\s*-?\d+\s*", str(value)):
+    if _is_int(value) or re.fullmatch(r"\s*-?\d{1,100}\s*", str(value)):
         return int(value)
+    if re.fullmatch(r"\s*-?\d+\s*", str(value)):  # Python refuses to convert over 4,300 digits
+        number = str(value).strip()
+        raise OptionError(f"`{what}={number[:20]}…` ({len(number.lstrip('-'))} digits) is out of range", f"give {expected}")
     raise OptionError(f"`{what}={value!r}` is not valid", f"give {expected}")

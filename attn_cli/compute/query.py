@@ -27,36 +27,46 @@ class Query:
     accents_ignored: bool = False  # found only once accents were set aside ("cafe" for "Café")
 
 
-def resolve_query(tok: Tokenization, query: str | None = None, query_index: int | None = None) -> Query:
+def resolve_query(tok: Tokenization, query: str | None = None, query_index: int | None = None, what: str = "query") -> Query:
     """`query`: a word ("making"), a word's n-th occurrence ("dog#2") or a position ("@5").
-    `query_index`: a token position (0 = the first token; negative counts from the end)."""
+    `query_index`: a token position (0 = the first token; negative counts from the end).
+    `what` the word is, for messages ("key")."""
     if query is not None and query_index is not None:
         raise InputError("both a query word and a query index were given", "give either `query` or `query_index`")
     if query is None and query_index is None:
+        if not tok.words:
+            raise InputError("no query given, and the text has no words, only special tokens", "add `query_index=N` (see `tokenize()`)")
         raise InputError(
             "no query given",
             f"add `query=WORD` (one of: {_word_list(tok)}) or `query_index=N`",
         )
     if query is not None and (m := _POSITION.match(query.strip())):
-        query_index = int(m["n"])
+        query_index = _number(m["n"])
     if query_index is not None:
         return _by_position(tok, query_index)
     assert query is not None
     query = check_unicode(query, "the query").strip()
+    if not query:
+        raise InputError(f"the {what} is empty", f"give a word of the text ({_word_list(tok)})" if tok.words else "the text has no words: give `query_index=N`")
     occurrence = None
     if m := _OCCURRENCE.match(query):
-        query, occurrence = m["text"], int(m["n"])
+        query, occurrence = m["text"], _number(m["n"])
         if occurrence < 1:
             raise InputError(f"occurrence #{occurrence} is not valid", f"count occurrences from 1: {query}#1")
     matches, accents_ignored = _find(tok, query, same_text), False
     if not matches:
         matches, accents_ignored = _find(tok, query, without_accents), True
+    if not matches and not tok.words:
+        raise QueryNotFound(
+            f"{_short(query)!r} is not a word of the text: the text has no words, only special tokens",
+            "give a text with words, or a token position with `query_index` (see `tokenize()`)",
+        )
     if not matches:
         _check_cut(tok, query)
         close = difflib.get_close_matches(same_text(query), [same_text(w.text) for w in tok.words], n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(dict.fromkeys(close))}? " if close else ""
         raise QueryNotFound(
-            f"{query!r} is not a word of the text; {hint}the words are: {_word_list(tok)}",
+            f"{_short(query)!r} is not a word of the text; {hint}the words are: {_word_list(tok)}",
             "pick one of those words, or a token position with `query_index` (see `tokenize()`)",
             candidates=[w.text for w in tok.words],
         )
@@ -134,7 +144,19 @@ def _tokens_of(tok: Tokenization, first: int, last: int) -> tuple[int, ...]:
     return tuple(sorted({t for w in tok.words[first : last + 1] for t in w.token_indices}))
 
 
+def _number(digits: str) -> int:
+    """A position or occurrence; one of thousands of digits is refused (Python will not convert it)."""
+    if len(digits.lstrip("-")) > 100:
+        raise InputError(f"the number {_short(digits)} is out of range", "give a token position or occurrence from `tokenize()`")
+    return int(digits)
+
+
+def _short(word: str, limit: int = 40) -> str:
+    """`word` as a message shows it: a 10,000-character word would make a 10,000-character line."""
+    return word if len(word) <= limit else f"{word[: limit // 2]}…{word[-(limit // 2) :]}"
+
+
 def _word_list(tok: Tokenization, limit: int = 30) -> str:
-    names = list(dict.fromkeys(w.text for w in tok.words))
+    names = list(dict.fromkeys(_short(w.text) for w in tok.words))
     shown = ", ".join(names[:limit])
     return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")

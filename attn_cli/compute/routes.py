@@ -116,7 +116,7 @@ def routes(model: Model, text: str, at: int | None = None, threshold: float = 0.
             "use a decoder of those families, e.g. -m smollm2",
         )
     if not 0.0 <= threshold < 1.0:
-        raise InputError(f"a threshold of {threshold}", "give --threshold from 0 (every edge) up to, not including, 1")
+        raise InputError(f"a threshold of {threshold} is not valid", "give --threshold from 0 (every edge) up to, not including, 1")
     tok = tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
     q = resolve_query(tok, None, -1 if at is None else at)
     position = q.token_indices[-1]

@@ -54,6 +54,12 @@ def _check_threshold(threshold: float) -> None:
         raise InputError(f"--threshold {threshold} is not valid", "give a mass between 0 and 1, e.g. --threshold 0.5")
 
 
+def _check_seed(seed: int) -> None:
+    # The induction prompts run after the whole corpus: a seed NumPy refuses must fail first.
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"`seed={seed}` is not valid", "give `seed` 0 or more")
+
+
 def _induction(model: Model, options: DetectorOptions, seed: int) -> tuple[HeadSums, Induction]:
     from .stats_shard import INDUCTION_LENGTH, INDUCTION_SEQUENCES, induction_sums
 
@@ -101,11 +107,12 @@ def head_statistics(
     `contributions` (a method of `stats_shard.CONTRIBUTION_METHODS`): each text's contribution
     matrices reduced by kind of token (`stats_shard.contribution_sums`)."""
     _check_threshold(threshold)
+    _check_seed(seed)
     _check_ablate(ablate)
     _check_knockout(knockout)
     _check_contributions(contributions, model)
     if knockout is not None:
-        require_decoder(model, "stats --knockout")
+        require_decoder(model, "head_statistics")
     sums = HeadSums(model.spec.layers, model.spec.heads)
     for shard in stats_shard.shards(texts):
         sums.merge(stats_shard.shard_sums(model, shard, stats_shard.CorpusOptions(options, ablate, knockout, contributions)))
@@ -144,6 +151,7 @@ def corpus_statistics(
     from ..loading.model import load_model
 
     _check_threshold(threshold)
+    _check_seed(seed)
     _check_ablate(ablate)
     _check_knockout(knockout)
     _check_contributions(contributions)
@@ -165,7 +173,7 @@ def corpus_statistics(
         )
     _check_contributions(contributions, model)
     if knockout is not None:
-        require_decoder(model, "stats --knockout")
+        require_decoder(model, "corpus_statistics")
     from .stats_seq2seq import texts_only
 
     parts = stats_shard.shards(texts_only(model, stats_shard.iter_lines(file)))

@@ -246,16 +246,22 @@ def read_stats_document(source: str) -> dict:
     from ..errors import InputError
 
     fix = "save one with: attn stats --file corpus.txt --json > stats.json"
+    if source == "-" and (sys.stdin is None or sys.stdin.isatty()):
+        raise InputError(
+            "--stats is - but nothing is piped to stdin", "pipe the document in (attn plot --stats - -o heads.png < stats.json) or give a file name"
+        )
     try:
         raw = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
     except OSError as exc:
         raise InputError(f"cannot read {source}: {exc.strerror or exc}", fix) from None
     try:
         doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deeply, a 5,000-digit number
         raise InputError(f"{source} is not JSON", fix) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not isinstance(doc.get("model"), dict) or not doc["layers"]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list) or not doc["layers"]:
         raise InputError(f"{source} is not an attn stats document (it has no layers)", fix)
+    if not isinstance(doc.get("model"), dict):
+        raise InputError(f"{source} is not an attn stats document (it has no model)", fix)
     return doc
 
 
@@ -266,5 +272,15 @@ def metric_grid(doc: dict, metric: str) -> np.ndarray:
 
     if metric not in headsums.METRICS:
         raise InputError(f"--metric {metric!r} is not a statistic", f"give one of {', '.join(headsums.METRICS)}")
-    rows = [[h.get(metric) for h in layer["heads"]] for layer in doc["layers"]]
+    fix = "save one with: attn stats --file corpus.txt --json > stats.json"
+    layers = doc["layers"]
+    if not all(isinstance(layer, dict) and isinstance(layer.get("heads"), list) and layer["heads"] for layer in layers):
+        raise InputError("the stats document's layers are not lists of heads", fix)
+    if not all(isinstance(h, dict) for layer in layers for h in layer["heads"]):
+        raise InputError("the stats document's heads are not objects", fix)
+    if len({len(layer["heads"]) for layer in layers}) != 1:
+        raise InputError("the stats document's layers have different numbers of heads", fix)
+    rows = [[h.get(metric) for h in layer["heads"]] for layer in layers]
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for row in rows for v in row):
+        raise InputError(f"the stats document's {metric} values are not all numbers", fix)
     return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)

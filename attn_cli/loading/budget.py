@@ -13,6 +13,7 @@ on the budget.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -32,7 +33,10 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(text)
     if m is None:
         raise OptionError(f"`max_memory={text}` is not a size", "give bytes with an optional unit: 800M, 2G, 1.5G, 0")
-    return int(float(m[1]) * _UNITS[m[2].upper()])
+    size = float(m[1]) * _UNITS[m[2].upper()]
+    if not math.isfinite(size):  # 400 digits: float says inf, which int() refuses
+        raise OptionError(f"`max_memory={text.strip()[:20]}…` is too large", "give bytes with an optional unit: 800M, 2G, 1.5G, 0")
+    return int(size)
 
 
 def available_memory() -> int | None:

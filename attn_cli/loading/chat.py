@@ -29,6 +29,8 @@ def tokenizer_config(folder: Path) -> dict:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {path}: {exc}", "re-download tokenizer_config.json") from None
+    except RecursionError:
+        raise ModelError(f"cannot read {path}: its JSON is nested too deeply", "re-download tokenizer_config.json") from None
     return config if isinstance(config, dict) else {}
 
 

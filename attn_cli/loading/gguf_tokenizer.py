@@ -25,6 +25,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from ..errors import ModelError
 from .cache import cache_dir, write_atomically
 from .gguf import GGUFFile
+from .tokenizer import check_encodes
 
 BUILDER_VERSION = "2"  # bump when the built tokenizer changes, to leave stale cache entries unused
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp's token types
@@ -52,12 +53,26 @@ def gguf_tokenizer(file: GGUFFile) -> Tokenizer:
             return Tokenizer.from_file(str(cached))
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             pass
-    tokenizer = build_tokenizer(file.metadata, file.architecture or "", file.path.name)
+    tokenizer = check_encodes(build_tokenizer(file.metadata, file.architecture or "", file.path.name), str(file.path), f"re-download {file.path.name}")
     write_atomically(cached, tokenizer.to_str())
     return tokenizer
 
 
 def build_tokenizer(metadata: dict, architecture: str, filename: str = "the GGUF file") -> Tokenizer:
+    """The tokenizer of the metadata; a vocabulary or merges that do not hold together (a merge
+    of tokens the vocabulary lacks: a corrupt file) are a ModelError, whatever `tokenizers` raises."""
+    try:
+        return _build(metadata, architecture, filename)
+    except ModelError:
+        raise
+    except Exception as exc:  # tokenizers raises bare Exceptions, TypeErrors, ValueErrors
+        raise ModelError(
+            f"{filename}'s tokenizer does not hold together: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            f"re-download {filename}: its tokenizer metadata is corrupt",
+        ) from None
+
+
+def _build(metadata: dict, architecture: str, filename: str) -> Tokenizer:
     kind = metadata.get("tokenizer.ggml.model")
     tokens = metadata.get("tokenizer.ggml.tokens")
     if not isinstance(tokens, list) or not tokens:

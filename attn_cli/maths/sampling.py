@@ -27,10 +27,13 @@ def greedy(logits: np.ndarray) -> int:
 
 
 def filtered_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
-    """logits / temperature, with -inf outside the top_k tokens and outside the smallest set of
-    most likely tokens whose probabilities add up to at least top_p (the most likely token is
-    always kept). (vocab,) -> (vocab,) float64."""
-    x = logits.astype(np.float64) / temperature
+    """(logits − max) / temperature (the same softmax as logits / temperature, without overflow to
+    inf − inf = NaN at a temperature like 1e-320), with -inf outside the top_k tokens and outside
+    the smallest set of most likely tokens whose probabilities add up to at least top_p (the most
+    likely token is always kept). (vocab,) -> (vocab,) float64."""
+    x = logits.astype(np.float64)
+    with np.errstate(over="ignore"):  # a tiny temperature sends all but the largest to -inf, as it should
+        x = (x - x.max()) / temperature
     if top_k is not None and top_k < x.shape[-1]:
         kth = np.partition(x, -top_k)[-top_k]
         x = np.where(x < kth, -np.inf, x)

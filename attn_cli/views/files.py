@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shlex
 import stat
 import tempfile
 from collections.abc import Callable
@@ -55,8 +56,10 @@ def _destination(path: Path, force: bool) -> Path:
             raise InputError(f"cannot write {path}: the file is read-only", "add --force to replace it, or choose another path")
         parent = path.parent
         if not parent.is_dir():
-            what = "is not a directory" if parent.exists() else "does not exist"
-            raise InputError(f"cannot write {path}: {parent} {what}", f"create the directory first (mkdir -p {parent}) or choose another path")
+            if parent.exists():  # a file: mkdir -p would fail on it
+                raise InputError(f"cannot write {path}: {parent} is not a directory", "choose another path")
+            fix = f"create the directory first (mkdir -p {shlex.quote(str(parent))}) or choose another path"
+            raise InputError(f"cannot write {path}: {parent} does not exist", fix)
         if path.is_dir():
             raise InputError(f"cannot write {path}: it is a directory", f"name a file inside it, e.g. {path / 'attention.png'}")
     except OSError as exc:  # pathlib lets a directory we may not search raise PermissionError
