@@ -37,6 +37,7 @@ FLAGS = {
     "method='norms'": "--method norms",
     "target": "--target",
     "target=TEXT": "--target TEXT",
+    "target_b": "--target-b",
     "attention": "--attention",
     "attention='encoder'": "--attention encoder",
     "attention='decoder'": "--attention decoder",

@@ -192,7 +192,8 @@ class _Progress:
         '  attn compare "The cat sat on the mat." "The dog sat on the mat." --query sat\n\n'
         '  attn compare "The cat sat." "A cat was sitting." -q cat --layer 2 --top 3\n\n'
         '  attn compare "She saw the bank." "He rowed to the bank." -q bank --json | jq ".most_changed[0]"\n\n'
-        '  attn compare "The cat sat." "The cat sat down." -q sat --query-b down'
+        '  attn compare "The cat sat." "The cat sat down." -q sat --query-b down\n\n'
+        '  attn compare "The car is big." "The car is old." -m opus-mt-en-de -t "Das Auto ist groß." --target-b "Das Auto ist alt." -q ist --attention cross'
     )
 )
 def compare(
@@ -202,12 +203,19 @@ def compare(
     query_b: Annotated[Optional[str], typer.Option("--query-b", help="A different query word for text B.", show_default=False)] = None,
     layer: LayerOption = "all",
     top: TopOption = 5,
+    target: TargetTextOption = None,
+    target_b: Annotated[
+        Optional[str],
+        typer.Option("--target-b", help="Encoder–decoder models: text B's target (default: --target, which is then text A's).", show_default=False),
+    ] = None,
+    attention: AttentionKindOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Compare one query's attention in two texts, aligned by word: weights in A and B, B − A, and the heads that changed most.
 
     --query is the word in A (and in B, unless --query-b); --top: how many of the most-changed heads to show word by word.
+    Encoder–decoder models: the texts are sources; --target (and --target-b) and --attention compare a target token's decoder or cross-attention.
     """
 
     def action() -> None:
@@ -217,7 +225,10 @@ def compare(
 
         if text_a == text_b == "-":  # stdin holds one text: B would be read empty after A took it all
             raise InputError("TEXT_A and TEXT_B are both -, but stdin holds one text", "give one of them as an argument")
-        result = run_compare(load_model(model), read_text(text_a), read_text(text_b), query, query_b, layer=layer, top=top)
+        result = run_compare(
+            load_model(model), read_text(text_a), read_text(text_b), query, query_b, layer=layer, top=top, target=target, target_b=target_b, attention=attention
+        )
+        note_encoder_only(result, target, attention)
 
         def view(out):
             from ..views.terminal.stats import compare_view

@@ -37,8 +37,10 @@ class Pair:
 def check_kind(model: Model, target: str | None, attention: str | None) -> str:
     """The kind of attention to show: `attention`, else decoder with a target, else (an
     encoder–decoder model without a target) encoder. A model without cross-attention given
-    either is refused, naming the models that have it. (`InspectOptions` checks `attention`
-    is one of `options.ATTENTION_KINDS`.)"""
+    either is refused, naming the models that have it, as is an `attention` not among
+    `options.ATTENTION_KINDS`."""
+    if attention is not None and attention not in ATTENTION_KINDS:
+        raise OptionError(f"`attention={attention!r}` is not valid", f"give one of {', '.join(ATTENTION_KINDS)}")
     if not model.has_cross_attention:
         if target is not None or attention is not None:
             given = "`target`" if target is not None else "`attention`"
@@ -102,8 +104,6 @@ def attended(model: Model, text: str, target: str | None = None, attention: str 
     its layer, so each decoder layer runs whole), else the encoder's (or the model's) over `text`.
     `whole`: cross-attention's traces are the decoder layers' (each with its `cross`), for a
     view that reads both (cross rollout)."""
-    if attention is not None and attention not in ATTENTION_KINDS:
-        raise OptionError(f"`attention={attention!r}` is not valid", f"give one of {', '.join(ATTENTION_KINDS)}")
     kind = check_kind(model, target, attention)
     if kind in ("decoder", "cross"):
         p = pair(model, source=text, target=target)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import AttnError, InputError, QueryNotFound
 from ..loading.model import Model
-from ..loading.tokenizer import Tokenization, tokenize
+from ..loading.tokenizer import Tokenization
 from ..maths import analysis
 from ..maths.headsums import NO_EXCLUSIONS, DetectorOptions, HeadSums
 from ..records import frozen
@@ -25,6 +25,7 @@ from .inspect import model_info
 from .options import select_layers
 from .query import resolve_query
 from .result import SCHEMA_VERSION, ModelInfo, QueryInfo, floats
+from .seq2seq import Attended, attended, check_kind
 from .stats_result import STAT_FIELDS, Induction, NamedHead, StatsResult, build_result
 from .workers import check_workers
 
@@ -35,13 +36,6 @@ __all__ = ["STAT_FIELDS", "NamedHead", "StatsResult", "corpus_statistics", "head
 
 def _file_name(file: str) -> str:
     return "stdin" if file == "-" else file
-
-
-def _tokenize(model: Model, text: str, prefix: str) -> Tokenization:
-    try:
-        return tokenize(model.tokenizer, text, max_tokens=model.spec.max_positions)
-    except AttnError as exc:
-        raise exc.prefixed(prefix) from None
 
 
 # --- attn stats ------------------------------------------------------------------------------
@@ -246,6 +240,11 @@ class CompareResult:
     # masked, as inspect does); empty for encoders, which see every word.
     seen_a: tuple[bool, ...] = ()
     seen_b: tuple[bool, ...] = ()
+    # Encoder–decoder models: the kind of attention ("encoder", "decoder", "cross"), and with a
+    # target the targets of A and B (their labels' text); the texts are then the sources.
+    attention: str | None = None
+    target_a: str | None = None
+    target_b: str | None = None
 
     def layer(self, layer: int) -> CompareLayer:
         return next(entry for entry in self.layers if entry.layer == layer)
@@ -270,6 +269,8 @@ class CompareResult:
             "words_b": list(self.words_b),
             "layers": [{"layer": c.layer, "heads": [head(c, h) for h in range(len(c.change))]} for c in self.layers],
             "most_changed": [{"layer": layer, "head": head, "change": floats(np.float32(change))} for layer, head, change in self.most_changed],
+            **({} if self.attention is None else {"attention": self.attention}),
+            **({} if self.target_a is None else {"target_a": self.target_a, "target_b": self.target_b}),
         }
 
 
@@ -281,16 +282,17 @@ def word_entries(tok: Tokenization) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def _query(tok: Tokenization, query: str, which: str, option: str) -> QueryInfo:
-    """resolve_query, its errors saying which text they are about (`which`: "A" or "B") and,
-    for a missing word, which option to change (`compare` has no --query-index to suggest)."""
+    """resolve_query, its errors saying which text they are about (`which`: "text A", "text
+    B's target", ...) and, for a missing word, which option to change (`compare` has no
+    --query-index to suggest)."""
     try:
         q = resolve_query(tok, query)
     except QueryNotFound as exc:
         occurrence = "#" in query  # WORD#N beyond its occurrences: the library's fix lists them
-        fix = exc.fix if occurrence else f"pick a word of text {which} for `{option}` (or @N for token position N; see `tokenize()`)"
-        raise QueryNotFound(f"not found in text {which}: {exc.message}", fix, exc.candidates) from None
+        fix = exc.fix if occurrence else f"pick a word of {which} for `{option}` (or @N for token position N; see `tokenize()`)"
+        raise QueryNotFound(f"not found in {which}: {exc.message}", fix, exc.candidates) from None
     except AttnError as exc:
-        raise exc.prefixed(f"text {which}: ") from None
+        raise exc.prefixed(f"{which}: ") from None
     return QueryInfo(q.text, q.token_indices, q.occurrence, q.occurrences)
 
 
@@ -301,35 +303,60 @@ def _query_words(trace, rows: Sequence[int], groups) -> np.ndarray:
     return analysis.to_words(weights, groups)
 
 
-def compare(model: Model, text_a: str, text_b: str, query: str, query_b: str | None = None, layer: str | int = "all", top: int = 5) -> CompareResult:
+def compare(
+    model: Model, text_a: str, text_b: str, query: str, query_b: str | None = None, layer: str | int = "all", top: int = 5,
+    target: str | None = None, target_b: str | None = None, attention: str | None = None,
+) -> CompareResult:
     """The query's word weights in text A and in text B (`query_b`, else the same query), per
-    selected layer and head, on the case-insensitive word alignment of the two texts."""
+    selected layer and head, on the case-insensitive word alignment of the two texts' keys.
+    An encoder–decoder model reads the texts as sources and `target` (A's) and `target_b`
+    (B's, else `target`) as what the decoder writes: `attention` "encoder", "decoder" (the
+    default with a target) or "cross" (`compute.seq2seq`); the query is then a target token,
+    and the keys the targets' words (decoder) or the sources' (cross)."""
     if top < 1:
         raise InputError(f"--top {top} is not valid", "give --top 1 or more")
-    s = model.spec
+    if target_b is not None and target is None:
+        raise InputError("`target_b` is text B's target, and text A has none", "add `target=TEXT` for text A")
+    kind = check_kind(model, target, attention)  # refused once, before either text is read
+    a = _attended(model, text_a, target, attention, "A")
+    b = _attended(model, text_b, target if target_b is None else target_b, attention, "B")
+    s = a.spec
     layers = select_layers(layer, s.layers)
-    tok_a, tok_b = _tokenize(model, text_a, "text A: "), _tokenize(model, text_b, "text B: ")
-    q_a, q_b = _query(tok_a, query, "A", "query"), _query(tok_b, query if query_b is None else query_b, "B", "query_b")
-    entries_a, entries_b = word_entries(tok_a), word_entries(tok_b)
+    where = "text {}" if a.decoder is None else "text {}'s target"
+    q_a = _query(a.queries, query, where.format("A"), "query")
+    q_b = _query(b.queries, query if query_b is None else query_b, where.format("B"), "query_b")
+    entries_a, entries_b = word_entries(a.keys), word_entries(b.keys)
     alignment = analysis.align_words([w for w, _ in entries_a], [w for w, _ in entries_b])
     groups_a, groups_b = [g for _, g in entries_a], [g for _, g in entries_b]
 
     results = []
     # The two forward passes advance together, so only one layer of each is held at a time.
-    traces = zip(model.trace(tok_a.ids), model.trace(tok_b.ids))
-    for trace_a, trace_b in traces:
+    for trace_a, trace_b in zip(a.traces, b.traces):
         if trace_a.layer in layers:
             wa = _query_words(trace_a, q_a.token_indices, groups_a)
             wb = _query_words(trace_b, q_b.token_indices, groups_b)
-            a, b, diff = analysis.compare_rows(wa, wb, alignment)
-            results.append(CompareLayer(trace_a.layer, a, b, diff, np.abs(diff.astype(np.float64)).sum(axis=-1)))
+            wa, wb, diff = analysis.compare_rows(wa, wb, alignment)
+            results.append(CompareLayer(trace_a.layer, wa, wb, diff, np.abs(diff.astype(np.float64)).sum(axis=-1)))
         if trace_a.layer >= layers[-1]:
             break  # later layers cannot change what was asked
+    causal = s.causal and kind != "cross"  # a target token sees every source token
+    sources, targets = (a.keys, b.keys), (None, None)
+    if a.pair is not None:
+        sources, targets = (a.pair.source, b.pair.source), (a.pair.labels.text, b.pair.labels.text)
     return CompareResult(
-        model_info(model), tok_a.text, tok_b.text, q_a, q_b, tuple(w for w, _ in entries_a), tuple(w for w, _ in entries_b),
+        model_info(model, s), sources[0].text, sources[1].text, q_a, q_b, tuple(w for w, _ in entries_a), tuple(w for w, _ in entries_b),
         tuple(alignment), tuple(results), _rank(results, s.heads), top,
-        *((_seen(groups_a, q_a), _seen(groups_b, q_b)) if s.causal else ()),
+        *((_seen(groups_a, q_a), _seen(groups_b, q_b)) if causal else ((), ())),
+        a.kind, *targets,
     )
+
+
+def _attended(model: Model, text: str, target: str | None, attention: str | None, which: str) -> Attended:
+    """`seq2seq.attended`, its errors saying which text they are about."""
+    try:
+        return attended(model, text, target, attention)
+    except AttnError as exc:
+        raise exc.prefixed(f"text {which}: ") from None
 
 
 def _seen(groups, q: QueryInfo) -> tuple[bool, ...]:

@@ -342,13 +342,23 @@ def layer_summary(result: CompareResult) -> Fitted:
     return Fitted(FitTable(columns, plan, gap=3).lines)
 
 
+# An encoder–decoder's comparison: which of its attentions, and whose words the rows run over.
+COMPARE_KINDS = {
+    "encoder": "the encoder's self-attention: a source token over the source's words",
+    "decoder": "the decoder's self-attention: a target token over the target's words up to it",
+    "cross": "cross-attention: a target token over the source's words",
+}
+
+
 def compare_view(result: CompareResult) -> list[RenderableType]:
     qa, qb = result.query_a, result.query_b
     parts: list[RenderableType] = [_model_line(result.model)]
-    for name, text, q in (("A", result.text_a, qa), ("B", result.text_b, qb)):
-        where = ", ".join(map(str, q.token_indices))
+    if result.attention is not None:
+        parts.append(Text(COMPARE_KINDS[result.attention], style="dim"))
+    for name, text, target, q in (("A", result.text_a, result.target_a, qa), ("B", result.text_b, result.target_b, qb)):
+        where = ", ".join(map(str, q.token_indices)) + ("" if target is None else " of the target")
         line = Text.assemble((f"{name} · ", "bold"), (f'"{q.text}"', "bold cyan"), f" = token{'s' if len(q.token_indices) > 1 else ''} {where} · ")
-        line.append(text.replace("\n", " "))
+        line.append(text.replace("\n", " ") if target is None else f"{target} ← {text}".replace("\n", " "))
         line.no_wrap, line.overflow = True, "ellipsis"
         parts.append(line)
     shown = result.most_changed[: result.top]
