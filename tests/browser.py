@@ -4,6 +4,7 @@ downloaded. Outside CI a missing Chromium or Playwright skips the tests; in CI i
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -24,8 +25,12 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module scope, not session: while Playwright's sync API is started it marks its own event loop
+    as the main thread's running loop (between calls too), so every later `asyncio.run` (Textual's
+    run_test in tests/test_explore*.py) would fail with "cannot be called from a running event
+    loop". Stopped at the end of the module, it leaves no loop behind for the tests after it."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -36,6 +41,7 @@ def browser():
         b = launch(p)
         yield b
         b.close()
+    assert asyncio._get_running_loop() is None, "Playwright left its event loop marked as running"
 
 
 class Opened:

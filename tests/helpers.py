@@ -6,6 +6,7 @@ product claims is checked against transformers' fixtures on the real bundled mod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pytest
 
 from attn_cli.loading.model import bundled_model_path
 
@@ -132,3 +134,38 @@ def validate(doc: dict, schema: dict, kind: str) -> None:
     """`doc` is a valid `kind` document ($defs/<kind>), and the schema's top level accepts it."""
     jsonschema.validate(doc, schema["$defs"][kind] | {"$defs": schema["$defs"]})
     jsonschema.validate(doc, schema)
+
+
+class OwnCache:
+    """attn's cache of one test module: its folder, and the packaged models attn unpacked into it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made: list[str] = []  # the file or folder name of each extraction, in order
+
+
+@contextlib.contextmanager
+def own_attn_cache(root: Path):
+    """$ATTN_CACHE set to `root` while the block runs, every extraction of a packaged model counted.
+    Tests that assert about the cache's contents use it: ~/.cache/attn is shared with other runs
+    (other checkouts' runs re-extract into it, their parts being other paths), whose half-written
+    .tmp files would be seen as this run's. `root` is deleted afterwards (a real model is 260-420 MB)."""
+    from attn_cli.loading import packaged
+
+    cache = OwnCache(root)
+
+    def counted(unpack):
+        def unpacked(archive, inside, target, *rest):
+            cache.made.append(target.name)
+            return unpack(archive, inside, target, *rest)
+
+        return unpacked
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("ATTN_CACHE", str(root))
+            mp.setattr(packaged, "extract", counted(packaged.extract))
+            mp.setattr(packaged, "unpack", counted(packaged.unpack))
+            yield cache
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

