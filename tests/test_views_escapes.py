@@ -93,3 +93,24 @@ def test_visible_reaches_rich_table_headers_cells_and_title():
     with console.capture() as captured:
         console.print(visible(table))
     assert captured.get().splitlines() == ["t\\u202e", "h\\x00  ", "x\\u200b", "yy     "]
+
+
+def test_the_explorer_shows_an_escape_where_the_text_has_a_control_character():
+    """`attn explore` lays out its own lines: a token's ESC or NUL reached the terminal raw
+    (an ESC [2J clears it), and was measured raw. Its strip, rows and header now show escapes."""
+    import io
+
+    from attn_cli.compute.explore import trace_text
+    from attn_cli.loading.model import load_model
+    from attn_cli.views.explorer.frame import first_frame, screen_parts
+    from attn_cli.views.explorer.state import start_view
+
+    traced = trace_text(load_model(TINY / "gpt2"), "The\x00cat \x1b[2Jsat")
+    view = start_view(traced, None, 1, "0", "0")
+    console = Console(width=60, height=30, file=io.StringIO())
+    lines = [line.plain for line in first_frame(screen_parts(traced, view, 60, 30, console), 60, 30)]
+    assert not any(ch in line for line in lines for ch in "\x00\x1b")
+    assert lines[0] == 'gpt2 · layer 0/1 · head 0 · query "\\x00" (token 1)'
+    assert lines[2] == "The ▶\\x00 c at ␣ \\x1b [ 2 J s at "
+    assert lines[6:8] == ["   0   The           -7.63   -1.91  0.444 ████████▌", "   1 ▶ \\x00          -6.74   -1.68  0.556 ██████████▌"]
+    assert "Top-attended: \\x00 0.56 · The 0.44" in lines
