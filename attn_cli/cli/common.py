@@ -159,8 +159,12 @@ def write_screen(renderables, out=None) -> None:
         file=Page(), force_terminal=out.is_terminal, color_system=out.color_system, width=out.width,
         no_color=out.no_color, highlight=False, soft_wrap=False, legacy_windows=False,
     )
+    from ..views.terminal.visible import visible
+
     for renderable in renderables if isinstance(renderables, list) else [renderables]:
-        page.print(_shown(page, renderable), crop=False)  # a table too wide for the screen keeps its numbers
+        # Escaped before layout, so that Rich measures what it prints; `_shown` is the net for
+        # a renderable that reached Rich with raw text all the same.
+        page.print(_shown(page, visible(renderable)), crop=False)  # a table too wide for the screen keeps its numbers
     write_stdout(page.file.getvalue())
 
 

@@ -1,17 +1,23 @@
-"""Text as a terminal may show it: the input's control characters made visible.
+"""Text as a terminal may show it: the input's control and format characters made visible.
 
 A text can hold ESC, BEL, CSI or a carriage return; printed raw they would drive the terminal
-(clear it, move the cursor, retitle the window) instead of showing. Every view and every message
-passes the text it shows through `printable`. JSON needs none of this: it escapes them itself.
+(clear it, move the cursor, retitle the window) instead of showing. Format characters (a
+zero-width space, a right-to-left override, a soft hyphen) take no cell, or reorder the line:
+a token made of one would be invisible, and a table measured with it would not line up. Every
+view and every message passes the text it shows through `printable`, before it is measured
+(Rich tables: `terminal.visible`; `terminal.fit` tables: when they are built). JSON needs none
+of this: it escapes them itself, or keeps them as they are.
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-# Not "Cc" but as dangerous: line and paragraph separators, and the bidirectional overrides
-# and isolates that can make a line read differently from what it holds.
-_INVISIBLE_BREAKS = {"\u2028", "\u2029", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+# Controls (Cc); format characters (Cf: zero-width space and joiners, the bidirectional marks,
+# overrides and isolates that make a line read differently from what it holds, soft hyphen,
+# BOM); lone surrogates (Cs, which no terminal encoding can write); line and paragraph
+# separators (Zl, Zp).
+_ESCAPED = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -23,11 +29,11 @@ def _escape(ch: str) -> str:
 
 
 def printable(text: str) -> str:
-    """`text` with its control characters as escapes (ESC -> \\x1b, newline -> \\n); the rest
-    (letters, symbols, emoji, combining marks) untouched."""
+    """`text` with its control and format characters as escapes (ESC -> \\x1b, newline -> \\n,
+    U+200B -> \\u200b); the rest (letters, symbols, emoji, combining marks) untouched."""
     if text.isprintable():  # the common case, fast: no Cc, Cf, Z* but space, ...
         return text
-    return "".join(_escape(ch) if unicodedata.category(ch) == "Cc" or ch in _INVISIBLE_BREAKS else ch for ch in text)
+    return "".join(_escape(ch) if unicodedata.category(ch) in _ESCAPED else ch for ch in text)
 
 
 _SIGNS = {"\n": "↵", "\t": "⇥", "\r": "␍"}

@@ -20,6 +20,7 @@ from ...compute.result import HeadResult, InspectResult, LayerResult
 from ..palette import weight_text
 from ..terminal.inspect import _LABEL_WIDTH, Items, _masked_label, _position, _row_groups, _vector, bar, heat, top_line
 from ..terminal.inspect_parts import adjusted_label, scale_divisor
+from ..text import printable
 from .state import View
 
 _QUERY = Style(bold=True, color="cyan")
@@ -81,14 +82,15 @@ def _is_query(result: InspectResult, unit) -> bool:
 
 def _label(result: InspectResult, i: int, width: int) -> Text:
     unit = result.units[i]
-    text = Text(("▶ " if _is_query(result, unit) else "  ") + unit.text, style=_QUERY if _is_query(result, unit) else ("dim" if unit.special else ""))
+    mine = _is_query(result, unit)
+    text = Text(("▶ " if mine else "  ") + printable(unit.text), style=_QUERY if mine else ("dim" if unit.special else ""))
     text.truncate(width, overflow="ellipsis", pad=True)
     return text
 
 
 def _label_width(result: InspectResult) -> int:
     """The label column: tokens up to 18 characters, and room for "masked (before window)"."""
-    widest = 2 + min(_LABEL_WIDTH, max(len(result.level), *(len(u.text) for u in result.units)))
+    widest = 2 + min(_LABEL_WIDTH, max(len(result.level), *(cell_len(printable(u.text)) for u in result.units)))
     masked = result.layers[0].visible is not None and not result.layers[0].visible.all()
     label = "masked (future)" if not result.model.sliding_window else "masked (before window)" if result.model.causal else "masked (outside window)"
     return max(widest, len(label)) if masked else widest
@@ -117,7 +119,7 @@ def header(result: InspectResult, view: View) -> Text:
         kv, group = result.layers[0].head(view.head).kv_head, m.heads // m.kv_heads
         text.append(f" (kv {kv}, shared by {kv * group}–{kv * group + group - 1})")
     text.append(" · query ")
-    text.append(f'"{q.text}"', _QUERY)
+    text.append(f'"{printable(q.text)}"', _QUERY)
     text.append(f" ({'target ' if result.decoder_tokenization is not None else ''}{where})")
     if result.attention is not None:  # an encoder–decoder's: which of its attentions (k switches)
         text.append(f" · {_KINDS[result.attention]}", "bold yellow")
@@ -131,7 +133,7 @@ def title(result: InspectResult, view: View) -> Text:
     m = result.model
     words = " · words" if result.level == "word" else ""
     if view.mode == "heads":
-        text = f'Multi-head · layer {view.layer}: weights of "{result.query.text}" in every head{words}'
+        text = f'Multi-head · layer {view.layer}: weights of "{printable(result.query.text)}" in every head{words}'
     elif view.mode == "rollout":
         text = "Rollout (Abnar & Zuidema 2020): mean of heads, ½A + ½I, through all layers"
         if result.attention == "cross":
@@ -157,7 +159,7 @@ def _strip_layout(items: tuple, width: int) -> list[list[int]]:
     if key not in _LAYOUTS or _LAYOUTS[key][0] is not items:
         lines, used = [[]], 0
         for i, unit in enumerate(items):
-            size = cell_len(unit.text) + 1
+            size = cell_len(_strip_label(unit)) + 1
             if used and used + size > width - 1:  # 1: room for the query's ▶
                 lines.append([])
                 used = 0
@@ -165,6 +167,12 @@ def _strip_layout(items: tuple, width: int) -> list[list[int]]:
             used += size
         _LAYOUTS[key] = (items, lines)
     return _LAYOUTS[key][1]
+
+
+def _strip_label(unit) -> str:
+    """A unit as the strip shows it, measured and drawn alike: a newline as ⏎, other control
+    and format characters escaped (`printable`)."""
+    return printable(unit.text.replace("\n", "⏎"))
 
 
 def token_strip(result: InspectResult, view: View, width: int, max_lines: int) -> list[Text]:
@@ -182,7 +190,7 @@ def token_strip(result: InspectResult, view: View, width: int, max_lines: int) -
         shown.append(text)
         for i in line:  # only the units on the lines shown are styled
             unit = items[i]
-            label = unit.text.replace("\n", "⏎")
+            label = _strip_label(unit)
             if _is_query(result, unit):
                 label, style = "▶" + label, heat(float(weights[i])) + Style(bold=True, underline=True)
             elif layer.visible is not None and not layer.visible[i]:
@@ -322,7 +330,7 @@ def steps_pane(result: InspectResult, view: View, width: int, console) -> Pane:
     if head.steps is None:  # the mean over heads has no single q, k, v
         note = Text("The mean over heads has no q, k, v of its own: pick a head with ] or [.", style="yellow")
         return Pane([], Lines.join([Lines.of([note, Text(""), columns]), step2]), below)
-    s, q = head.steps, result.query.text
+    s, q = head.steps, printable(result.query.text)
     rotary = s.keys_pre_rope is not None
     groups = list(_row_groups(result, layer))
     name = _label_width(result)
@@ -354,7 +362,7 @@ def steps_pane(result: InspectResult, view: View, width: int, console) -> Pane:
         return line.stylize(_pick(i)) or line
 
     terms = np.linalg.norm(head.weights[:, None] * s.values, axis=1)  # ‖weight_j · v_j‖
-    largest = " · ".join(f"{result.tokens[j].text} {terms[j]:.2f}" for j in np.argsort(-terms, kind="stable")[:3])
+    largest = " · ".join(f"{printable(result.tokens[j].text)} {terms[j]:.2f}" for j in np.argsort(-terms, kind="stable")[:3])
     bold = Style(bold=True, underline=True)
     step1 = Lines.of([Text(f"Step 1 · query, key and value vectors (head {head.head})", bold), *map(Text, qs), head1])
     table1 = Lines(len(groups), make1)

@@ -13,6 +13,7 @@ from ...compute.rollout import RolloutResult
 from ...loading.tokenizer import units
 from ..terminal.heads import _grid_cells
 from ..terminal.inspect import _LABEL_WIDTH, Items, bar, heat
+from ..text import printable
 from .lines import _QUERY, Lines, Pane, _bar_width, _pick, _wrapped
 from .state import View
 
@@ -21,7 +22,7 @@ def rollout_pane(result: RolloutResult, width: int, console) -> Pane:
     items = units(result.tokenization, result.level)
     query = set() if result.attention == "cross" else set(result.query.token_indices)  # cross: the rows are the source
     pos = max(len(str(u.token_indices[0])) + (len(str(u.token_indices[-1])) + 1 if len(u.token_indices) > 1 else 0) for u in items)
-    name = 2 + min(_LABEL_WIDTH, max(len(u.text) for u in items))
+    name = 2 + min(_LABEL_WIDTH, max(cell_len(printable(u.text)) for u in items))
     bars = _bar_width(width, pos + name + 8 + 11 + 2)
     columns = Text(f"{'#':>{pos}} {result.level:<{name}} {'rollout':>7} {'':<{bars}} {'last layer':>10}", style="bold")
 
@@ -29,7 +30,7 @@ def rollout_pane(result: RolloutResult, width: int, console) -> Pane:
         u = items[n]
         first, last = u.token_indices[0], u.token_indices[-1]
         mine = set(u.token_indices) <= query
-        label = Text(("▶ " if mine else "  ") + u.text, style=_QUERY if mine else ("dim" if u.special else ""))
+        label = Text(("▶ " if mine else "  ") + printable(u.text), style=_QUERY if mine else ("dim" if u.special else ""))
         label.truncate(name, overflow="ellipsis", pad=True)
         span = str(first) if first == last else f"{first}–{last}"
         line = Text.assemble((f"{span:>{pos}} ", "dim"), label, f" {result.rollout[n]:>7.3f} ")
@@ -62,11 +63,11 @@ def grid_pane(result: HeadsResult, view: View, width: int) -> Pane:
             if layer == view.layer and h == view.head:
                 style += Style(reverse=True, bold=True)
             line.append(" ")
-            line.append(word.text[:cell].ljust(cell), style=style)
+            line.append(printable(word.text)[:cell].ljust(cell), style=style)
         return line
 
     current = result.top[view.layer][view.head] if view.head != "mean" else None
-    below = [Text(f"layer {view.layer}, head {view.head}: top word {current.name!r} {current.weight:.2f}")] if current else []
+    below = [Text(f"layer {view.layer}, head {view.head}: top word '{printable(current.name)}' {current.weight:.2f}")] if current else []
     return Pane([columns], Lines(layers, make, layers - 1 - view.layer), below)
 
 
@@ -78,13 +79,13 @@ def contrib_pane(result: ContribResult, view: View, width: int, console) -> Pane
     shown = range(max(query) + 1 if result.model.causal else len(tokens))  # a decoder's query reads no later token
     row, whole = result.rows[result.layers.index(view.layer)], result.whole
     pos = len(str(shown[-1]))
-    name = 2 + min(_LABEL_WIDTH, max(len(tokens[i].text) for i in shown))
+    name = 2 + min(_LABEL_WIDTH, max(cell_len(printable(tokens[i].text)) for i in shown))
     bars = _bar_width(width, pos + name + 7 + 8 + 2)
     columns = Text(f"{'#':>{pos}} {'token':<{name}} {'L' + str(view.layer):>6} {'':<{bars}} {'whole':>7}", style="bold")
 
     def make(n: int) -> Text:
         mine = n in query
-        label = Text(("▶ " if mine else "  ") + tokens[n].text, style=_QUERY if mine else ("dim" if tokens[n].special else ""))
+        label = Text(("▶ " if mine else "  ") + printable(tokens[n].text), style=_QUERY if mine else ("dim" if tokens[n].special else ""))
         label.truncate(name, overflow="ellipsis", pad=True)
         line = Text.assemble((f"{n:>{pos}} ", "dim"), label, f" {row[n] * 100:>5.1f}% ")
         line.append(f"{bar(float(row[n]), bars):<{bars}}", style="green")

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from ...compute.contrib import ContribResult
 from ..text import printable
+from .fit import width_of
 from .inspect import heat
 
 TITLES = {
@@ -38,7 +39,7 @@ def contrib_view(result: ContribResult, width: int, colour: bool = True) -> list
     columns = [(f"L{layer}", result.rows[n]) for n, layer in enumerate(result.layers)]
     if result.rollout is not None:
         columns += [("all", result.whole)]
-    label = min(LABEL, max(len(printable(tokens[i].text)) for i in shown))
+    label = min(LABEL, max(width_of(printable(tokens[i].text)) for i in shown))
     per_block = (width - (len(str(shown[-1])) + 2 + label + 1)) // CELL  # layer columns beside the token labels
     fits = per_block >= 1
     out = [header, title]
@@ -149,7 +150,7 @@ def _logit_view(result: ContribResult, width: int, colour: bool) -> list:
     title = Text(f"{TITLES[result.method]}: each input token's part of that logit, per layer's attention, rolled out", style="bold underline")
     shown = list(range(e.position + 1))
     columns = [(f"L{layer}", result.rows[n]) for n, layer in enumerate(result.layers)] + [("all", result.whole)]
-    label = min(LABEL, max(len(printable(tokens[i].text)) for i in shown))
+    label = min(LABEL, max(width_of(printable(tokens[i].text)) for i in shown))
     per_block = (width - (len(str(shown[-1])) + 1 + label + 1)) // LOGIT_CELL  # layer columns beside the token labels
     fits = per_block >= 1
     out = [header, title]

@@ -122,7 +122,7 @@ class Table:
     Columns not left out by the plan are never lost: what does not fit is folded into blocks."""
 
     def __init__(self, columns: list[Column], plan: tuple = (), gap: int = 2, header_style: str = "bold") -> None:
-        self.columns, self.plan, self.gap, self.header_style = columns, plan, gap, header_style
+        self.columns, self.plan, self.gap, self.header_style = [_escaped(c) for c in columns], plan, gap, header_style
         self.rows = len(columns[0].cells) if columns else 0
 
     # Widths.
@@ -143,9 +143,9 @@ class Table:
         if c.kind == "number":
             return width_of(cell if isinstance(cell, str) else cell[0])
         if c.kind == "label":
-            return width_of(printable(cell[0]))
+            return width_of(cell[0])
         if c.kind == "pair":
-            return width_of(printable(cell[0])) + width_of(cell[2])
+            return width_of(cell[0]) + width_of(cell[2])
         if c.kind == "items":
             return sum(width_of(t) for item in cell for t, _ in item) + 3 * (len(cell) - 1)
         if c.kind == "vector":
@@ -282,10 +282,10 @@ class Table:
             text, style = (cell, c.style) if isinstance(cell, str) else cell
             return [[(text, style or c.style)]]
         if c.kind == "label":
-            return [[(cut(printable(cell[0]), width), cell[1] or c.style)]]
+            return [[(cut(cell[0], width), cell[1] or c.style)]]
         if c.kind == "pair":
             label, style, number, number_style = cell
-            return [[(cut(printable(label), width - width_of(number)), style), (number, number_style)]]
+            return [[(cut(label, width - width_of(number)), style), (number, number_style)]]
         if c.kind == "vector":
             return [[(vector_text(cell, dims), c.style)]]
         if c.kind == "bar":
@@ -293,6 +293,28 @@ class Table:
         if c.kind == "fixed":
             return [list(cell)]
         return wrap_items(cell, width)
+
+
+def _escaped(c: Column) -> Column:
+    """`c` with the text of its header and cells made printable, before anything is measured (a
+    NUL measured raw is no cell; shown, `\\x00` is four)."""
+    def segs(items: list[Seg]) -> list[Seg]:
+        return [(printable(t), s) for t, s in items]
+
+    def cell(x):
+        if x is None or isinstance(x, np.ndarray) or c.kind in ("bar", "vector"):
+            return x
+        if isinstance(x, str):
+            return printable(x)
+        if c.kind == "items":
+            return [segs(item) for item in x]
+        if c.kind == "fixed":
+            return segs(x)
+        return (printable(x[0]), *x[1:])  # label, pair, (text, style) number
+
+    c.header = printable(c.header)
+    c.cells = [cell(x) for x in c.cells]
+    return c
 
 
 def wrap_items(items: list[list[Seg]], width: int) -> list[list[Seg]]:

@@ -65,7 +65,7 @@ def heads_view(result: HeadsResult, width: int, colour: bool = True) -> list:
                 numbers.add_row(str(layer), "", *(" " + _number(float(result.values[layer, k]), cell, "weight") for k in range(m.heads)))
             if result.metric == "top":
                 word = result.top[layer][h]
-                cells.append(Text(" " + word.text[:cell].ljust(cell), style=heat(word.weight)))
+                cells.append(Text(" " + printable(word.text)[:cell].ljust(cell), style=heat(word.weight)))  # escaped, then cut
             elif result.metric == "entropy":  # low entropy = focused = hot
                 cells.append(Text(" " + _number(value, cell, "entropy"), style=heat(float(focus[layer, h]))))
             else:

@@ -19,7 +19,7 @@ from ...compute.result import HeadResult, InspectResult, LayerResult, Steps
 from ...loading.tokenizer import Tokenization
 from ..palette import heat_rgb, text_is_dark, weight_text
 from ..text import printable
-from .fit import vector_lines
+from .fit import vector_lines, width_of
 from .inspect_parts import (  # noqa: F401  (_LABEL_WIDTH, _vector: read by the explorer's views)
     _LABEL_WIDTH,
     _PREVIEW_DIMS,
@@ -229,9 +229,10 @@ class _Routing:
     def __rich_console__(self, console, options):
         routing, tokens, query = self.layer.routing, self.result.tokens, set(self.result.query.token_indices)
         yield Text(f"\nExperts · layer {self.layer.layer}: the router's top {routing.experts.shape[1]} for each token (expert, weight)", style="bold underline")
-        pad = max(len(printable(t.text)) for t in tokens)
+        names = [printable(t.text) for t in tokens]
+        pad = max(width_of(name) for name in names)  # cells, not characters: 猫 takes two
         for i, (experts, weights) in enumerate(zip(routing.experts, routing.weights, strict=True)):
-            label = Text(f"{i:<3}{'▶' if i in query else ' '} {printable(tokens[i].text):<{pad}}  ")
+            label = Text(f"{i:<3}{'▶' if i in query else ' '} {names[i]}{' ' * (pad - width_of(names[i]))}  ")
             yield from Items(label, [Text(f"expert {e} {w:.2f}") for e, w in zip(experts, weights, strict=True)]).lines(options.max_width)
 
 

@@ -33,8 +33,8 @@ def label_text(result: InspectResult, index: int) -> tuple[str, str]:
     """(text, style) of row `index` (a token, or a word at --level word); ▶ marks the query."""
     unit = result.units[index]
     if result.marked and set(unit.token_indices) <= result.marked:
-        return f"▶ {unit.text}", "bold cyan"
-    return f"  {unit.text}", "dim" if unit.special else ""
+        return f"▶ {printable(unit.text)}", "bold cyan"
+    return f"  {printable(unit.text)}", "dim" if unit.special else ""
 
 
 def scale_divisor(result: InspectResult) -> int | float:
@@ -134,7 +134,7 @@ def header_parts(result: InspectResult) -> list[tuple[str, str]]:
     layers = f"{m.layers} {'encoder ' if result.attention == 'encoder' else 'decoder ' if result.attention else ''}layers"
     return [
         (m.name, "bold magenta"), (f" ({m.architecture}, {layers} × {m.heads} heads, d_k {m.head_dim}) · query ", ""),
-        (f'"{q.text}"', "bold cyan"), (f" = {'target ' if result.decoder_tokenization is not None else ''}{where}", ""),
+        (f'"{printable(q.text)}"', "bold cyan"), (f" = {'target ' if result.decoder_tokenization is not None else ''}{where}", ""),
     ]
 
 
@@ -182,7 +182,7 @@ def sum_line(head: HeadResult) -> str:
 
 
 def multihead_title(result: InspectResult, layer: LayerResult) -> str:
-    return f'Multi-head · layer {layer.layer}: weights of "{result.query.text}" in every head'
+    return f'Multi-head · layer {layer.layer}: weights of "{printable(result.query.text)}" in every head'
 
 
 def step2_headers(result: InspectResult, head: HeadResult, layer: LayerResult) -> tuple[list[str], bool, bool]:
@@ -285,7 +285,7 @@ def folded_line(result: InspectResult, layer: LayerResult, head: HeadResult, kee
 def top_items(head: HeadResult, rank_by: str = "weight") -> tuple[str, list[tuple[str, str, str]]]:
     """The top line's title and items (word, its style, the value that ranks it)."""
     by = rank_by if head.head != "mean" else "weight"  # the mean over heads has no norms
-    return f"{RANK_TITLES[by]}: ", [(w.name, "dim" if w.special else "bold", f" {getattr(w, by):.2f}") for w in head.top]
+    return f"{RANK_TITLES[by]}: ", [(printable(w.name), "dim" if w.special else "bold", f" {getattr(w, by):.2f}") for w in head.top]
 
 
 def grid_widths(layer: LayerResult) -> list[int]:

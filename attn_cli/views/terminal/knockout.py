@@ -8,6 +8,7 @@ from rich.text import Text
 
 from ...compute.knockout import KnockoutResult
 from ..text import printable
+from .fit import width_of
 from .inspect import heat
 
 SHADES = " ▁▂▃▄▅▆▇█"  # a drop of 0 … 100 % of the target's probability, one character per layer
@@ -36,7 +37,7 @@ def knockout_view(result: KnockoutResult, width: int, colour: bool = True) -> li
     else:
         layers = f"{result.window} layer{'s' if result.window != 1 else ''}"
     title = Text(f"Attention knockout (Geva et al. 2023): the change of p when a word's edges to the position are blocked in {layers}", style="bold underline")
-    label = max(len(printable(s.text)) for s in result.sources)
+    label = max(width_of(printable(s.text)) for s in result.sources)  # cells, not characters
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 0), header_style="dim")
     table.add_column("word", no_wrap=True, overflow="ellipsis", max_width=max(4, min(label, width - m.layers - 2)))
     table.add_column(" ", width=1)
