@@ -60,6 +60,12 @@ def default_budget() -> int:
     return DEFAULT_CAP if available is None else min(int(available * DEFAULT_SHARE), DEFAULT_CAP)
 
 
+def share(budget: int | None, workers: int) -> int:
+    """Each of `workers` processes' share of a run's budget (None: `default_budget()`, measured
+    once by the parent): together they keep at most the budget."""
+    return (default_budget() if budget is None else max(0, budget)) // max(1, workers)
+
+
 class BudgetedWeights:
     """Weights (`models.base.Weights`) of which float32 copies are kept up to `budget` bytes.
 
