@@ -19,7 +19,7 @@ from attn_cli.loading.budget import BudgetedWeights, share
 from attn_cli.loading.gguf import GGUFWeights
 from attn_cli.loading.model import budgeted, is_quantized, load_for_passes, load_model
 from attn_cli.loading.tokenizer import tokenize
-from attn_cli.maths.headsums import NO_EXCLUSIONS
+from attn_cli.maths.headsums import METRICS, NO_EXCLUSIONS
 
 LINES = ["The cat sat on the mat.", "It rained all day in the city."]
 
@@ -94,3 +94,30 @@ def test_workers_share_the_budget(tmp_path, monkeypatch):
     assert isinstance(model.weights.weights, GGUFWeights) and model.weights.budget == 333
     model, options = stats_shard._load_worker(path, CorpusOptions(NO_EXCLUSIONS), 333)
     assert model.weights.budget == 333 and options == CorpusOptions(NO_EXCLUSIONS)
+
+
+def test_workers_with_a_budget_give_the_numbers_of_one_process(tmp_path):
+    """`stats --workers 2` and `batch --workers 2` on a GGUF file, each worker keeping its
+    share: the numbers of one process with the whole budget (to float32 rounding, as BLAS's
+    threads differ: compute/workers.py)."""
+    from attn_cli.compute.stats import corpus_statistics
+
+    path = str(write_gguf(tmp_path / "m.gguf", "llama", Q.Q4_0))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(LINES * 3) + "\n")
+    one = corpus_statistics(path, str(corpus), max_memory=1 << 30)
+    two = corpus_statistics(path, str(corpus), workers=2, max_memory=0)
+    assert (one.texts, one.tokens) == (two.texts, two.tokens) == (6, one.tokens)
+    for name in METRICS:
+        np.testing.assert_allclose(one.metrics[name], two.metrics[name], rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=name)
+    from attn_cli.compute.options import InspectOptions
+
+    options = InspectOptions(query_index=-1)
+    alone = list(batch.run_batch(path, LINES * 3, options, max_memory=1 << 30))
+    shared = list(batch.run_batch(path, LINES * 3, options, workers=2, max_memory=0))
+    assert [d["line"] for d in shared] == [1, 2, 3, 4, 5, 6] and not any("error" in d for d in shared)
+    for a, b in zip(alone, shared, strict=True):
+        assert a["tokens"] == b["tokens"]
+        for layer_a, layer_b in zip(a["layers"], b["layers"], strict=True):
+            for head_a, head_b in zip(layer_a["heads"], layer_b["heads"], strict=True):
+                np.testing.assert_allclose(head_a["weights"], head_b["weights"], rtol=1e-5, atol=1e-7)

@@ -204,6 +204,7 @@ MaxMemoryOption = Annotated[
     ),
 ]
 
+
 def given(ctx: typer.Context, *names: str) -> list[str]:
     """The flags, among parameters `names`, that the command line sets (not left at their default)."""
     flags = {p.name: p for p in ctx.command.params}

@@ -170,8 +170,8 @@ def corpus_statistics(
     # Loaded here even when workers load their own: a bad model fails now, as a ModelError; the
     # induction prompts run on it; and it names the model in the result. While workers run,
     # they keep the float32 weights, this process none.
-    alone = engine == "local" and workers == 1
-    model = load_for_passes(model_path, max_memory if alone else 0)
+    budget = share(max_memory, 1)  # the default measured once, here
+    model = load_for_passes(model_path, budget if engine == "local" and workers == 1 else 0)
     if model.has_cross_attention or attention is not None:
         from . import stats_seq2seq
 
@@ -188,9 +188,9 @@ def corpus_statistics(
     if engine == "ray":
         from .stats_ray import run_ray
 
-        results = run_ray(model_path, parts, shard_options, workers, ray_address, share(max_memory, workers))
+        results = run_ray(model_path, parts, shard_options, workers, ray_address, share(budget, workers))
     elif workers > 1:
-        results = stats_shard.run_processes(model_path, parts, shard_options, workers, share(max_memory, workers))
+        results = stats_shard.run_processes(model_path, parts, shard_options, workers, share(budget, workers))
     else:
         results = stats_shard.run_local(model, parts, shard_options)
     sums = HeadSums(model.spec.layers, model.spec.heads)
@@ -201,7 +201,7 @@ def corpus_statistics(
                 on_progress(sums.texts)
     if sums.texts == 0:
         raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
-    model = budgeted(model, max_memory)  # the workers are done: the induction prompts may keep the whole budget
+    model = budgeted(model, budget)  # the workers are done: the induction prompts may keep the whole budget
     induction, how = _induction(model, options, seed)
     return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout, contributions)
 
