@@ -3,13 +3,12 @@
 A GGUF model stays quantized in its file's memory map and each tensor becomes float32 when the
 forward pass reaches its layer (`gguf.GGUFWeights`, which lets go of it after the layer). A run
 that reads every layer many times (`attn generate`: a pass per new token; `attn batch`, `attn
-stats`: a pass per line or pack of lines) keeps float32 copies
-too, but only up to `budget` bytes: the tensors read first are kept (with a pass that always
-reads the layers in the same order, keeping the first ones and de-quantizing the rest again each
-time costs the least; a least-recently-used cache would evict each tensor just before it is read
-again), the others are de-quantized each time they are read. De-quantization is exact and the
-LM head is read in the same blocks either way (`models.base.Head`), so the numbers do not depend
-on the budget.
+stats`: a pass per line or pack of lines) keeps float32 copies too, but only up to `budget`
+bytes: the tensors read first are kept (with a pass that always reads the layers in the same
+order, keeping the first ones and de-quantizing the rest again each time costs the least; a
+least-recently-used cache would evict each tensor just before it is read again), the others are
+de-quantized each time they are read. De-quantization is exact and the LM head is read in the
+same blocks either way (`models.base.Head`), so the numbers do not depend on the budget.
 """
 
 from __future__ import annotations
