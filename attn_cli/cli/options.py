@@ -194,6 +194,16 @@ PlotMetricOption = Annotated[
 SampleSeedOption = Annotated[Optional[int], typer.Option("--seed", help="With --sample: the same seed gives the same text.", show_default=False)]
 InductionSeedOption = Annotated[int, typer.Option("--seed", help="Seed of the random-token prompts the induction score is measured on.")]
 WorkersOption = Annotated[int, typer.Option("--workers", "-w", help="Processes to use, each loading the model once; output keeps input order.")]
+MaxMemoryOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--max-memory", metavar="SIZE",
+        help="GGUF models: keep at most SIZE (800M, 2G, 0) of de-quantized weights between forward passes (--workers N: SIZE/N each); "
+        "the rest is de-quantized again each pass. Default: half the available RAM, at most 1G.",
+        show_default=False,
+    ),
+]
+
 
 def given(ctx: typer.Context, *names: str) -> list[str]:
     """The flags, among parameters `names`, that the command line sets (not left at their default)."""

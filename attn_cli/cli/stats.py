@@ -17,6 +17,7 @@ from .options import (
     InductionSeedOption,
     JsonOption,
     LayerOption,
+    MaxMemoryOption,
     ModelOption,
     OutputFormat,
     QueryOption,
@@ -75,6 +76,7 @@ def stats(
         bool, typer.Option("--exclude-current-token", help="Detector scores ignore attention to the token itself (exclude_current_token).")
     ] = False,
     seed: InductionSeedOption = 0,
+    max_memory: MaxMemoryOption = None,
     ablate: Annotated[
         Optional[str],
         typer.Option(
@@ -115,7 +117,10 @@ def stats(
     def action() -> None:
         from ..compute.stats import corpus_statistics, head_statistics
         from ..errors import InputError
+        from ..loading.budget import parse_size
         from ..maths.headsums import METRICS, DetectorOptions
+
+        budget = None if max_memory is None else parse_size(max_memory)
 
         if metric is not None and metric not in METRICS:
             raise InputError(f"--metric {metric!r} is not a statistic", f"give one of {', '.join(METRICS)}")
@@ -133,9 +138,9 @@ def stats(
             raise InputError("--target is one TEXT's target, and a corpus's targets are on its lines", lines)
         options = DetectorOptions(exclude_bos, exclude_current)
         if file is None:
-            from ..loading.model import load_model
+            from ..loading.model import budgeted, load_model
 
-            loaded = load_model(model)
+            loaded = budgeted(load_model(model), budget)  # the text's pass and the induction prompts'
             if loaded.has_cross_attention or target is not None or attention is not None:
                 from ..compute.stats_seq2seq import text_statistics
 
@@ -146,7 +151,7 @@ def stats(
         else:
             with _Progress() as progress:
                 result = corpus_statistics(
-                    model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate, knockout, contributions, attention
+                    model, file, threshold, engine, workers, ray_address, options, seed, progress, ablate, knockout, contributions, attention, budget
                 )
         note_encoder_only(result, target, attention, "--target TEXT" if file is None else 'JSON lines {"text": SOURCE, "target": TARGET}')
         if form is OutputFormat.csv:

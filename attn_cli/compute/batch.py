@@ -185,6 +185,7 @@ def run_batch(
     workers: int = 1,
     fields: list[str] | None = None,
     on_done: Callable[[int], None] | None = None,
+    max_memory: int | None = None,
 ) -> Iterator[dict]:
     """One document per input line, in input order (see run_job for both shapes), streamed.
 
@@ -195,6 +196,9 @@ def run_batch(
     on_done(n): called when line n is answered, just before it is yielded; lines are answered
     in order, so n is also how many are done.
     workers > 1: that many spawned processes, each loading the model once from `model_path`.
+    max_memory: bytes of a GGUF model's de-quantized weights kept between passes (None: the
+    default; `loading.model.budgeted`), each of `workers` processes keeping its share
+    (`budget.share`); the rest is de-quantized again at each pass, to the same numbers.
 
     Raises InputError (workers, fields, an `attention` for a model without cross-attention) or
     ModelError (the model) at once, before yielding.
@@ -202,11 +206,13 @@ def run_batch(
     check_workers(workers)
     if fields is not None:
         check_fields(fields)
-    from ..loading.model import load_model
+    from ..loading.budget import share
+    from ..loading.model import load_for_passes
 
     # Loaded and run once here even when workers load their own: a model that cannot run fails
-    # now, as a ModelError, before any line is answered.
-    model = load_model(model_path, release_weights=False)  # many texts: keep the pages
+    # now, as a ModelError, before any line is answered. Many texts: the pages are kept, and
+    # float32 weights up to the budget, all of it for the workers' when there are workers.
+    model = load_for_passes(model_path, max_memory if workers == 1 else 0)
     _check_runs(model)
     if defaults.attention is not None and not model.has_cross_attention:
         from .seq2seq import check_kind
@@ -218,7 +224,8 @@ def run_batch(
     if workers == 1:
         docs = (_select(doc, fields) for pack in packs(jobs) for doc in answer_pack(model, pack, defaults))
     else:
-        docs = _flat(ordered_map(_load_worker, (model_path, defaults, fields), _run_chunk, chunks(jobs, CHUNK), workers, AHEAD))
+        setup = (model_path, defaults, fields, share(max_memory, workers))
+        docs = _flat(ordered_map(_load_worker, setup, _run_chunk, chunks(jobs, CHUNK), workers, AHEAD))
     return _report(docs, on_done)
 
 
@@ -265,10 +272,10 @@ def _report(docs: Iterator[dict], on_done: Callable[[int], None] | None) -> Iter
 # Worker processes (compute/workers.py): each loads the model once from its path.
 
 
-def _load_worker(model_path: str | None, defaults: InspectOptions, fields: list[str] | None) -> tuple:
-    from ..loading.model import load_model
+def _load_worker(model_path: str | None, defaults: InspectOptions, fields: list[str] | None, budget: int) -> tuple:
+    from ..loading.model import load_for_passes
 
-    return load_model(model_path, release_weights=False), defaults, fields
+    return load_for_passes(model_path, budget), defaults, fields
 
 
 def _flat(answers: Iterator[list[dict]]) -> Iterator[dict]:

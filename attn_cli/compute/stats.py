@@ -130,6 +130,7 @@ def corpus_statistics(
     knockout: int | None = None,
     contributions: str | None = None,
     attention: str | None = None,
+    max_memory: int | None = None,
 ) -> StatsResult:
     """Per-head statistics over every non-blank line of `file` (`-`: stdin), streamed in shards.
 
@@ -141,8 +142,12 @@ def corpus_statistics(
     `ablate`, `knockout`, `contributions`: as `head_statistics`, in every engine (merged shards
     equal one run). A line may be a JSON object {"text": ...}. An encoder–decoder model (or
     `attention`): `stats_seq2seq.corpus_statistics`, the lines (source, target) pairs.
+    `max_memory`: bytes of a GGUF model's de-quantized weights kept between passes (None: the
+    default; `loading.model.budgeted`), each of `workers` processes or actors keeping its share
+    (`budget.share`); the rest is de-quantized again at each pass, to the same numbers.
     """
-    from ..loading.model import load_model
+    from ..loading.budget import share
+    from ..loading.model import budgeted, load_for_passes
 
     _check_threshold(threshold)
     _check_seed(seed)
@@ -157,8 +162,10 @@ def corpus_statistics(
 
         import_ray()  # fail now, before reading anything
     # Loaded here even when workers load their own: a bad model fails now, as a ModelError; the
-    # induction prompts run on it; and it names the model in the result.
-    model = load_model(model_path, release_weights=False)
+    # induction prompts run on it; and it names the model in the result. While workers run,
+    # they keep the float32 weights, this process none.
+    budget = share(max_memory, 1)  # the default measured once, here
+    model = load_for_passes(model_path, budget if engine == "local" and workers == 1 else 0)
     if model.has_cross_attention or attention is not None:
         from . import stats_seq2seq
 
@@ -175,9 +182,9 @@ def corpus_statistics(
     if engine == "ray":
         from .stats_ray import run_ray
 
-        results = run_ray(model_path, parts, shard_options, workers, ray_address)
+        results = run_ray(model_path, parts, shard_options, workers, ray_address, share(budget, workers))
     elif workers > 1:
-        results = stats_shard.run_processes(model_path, parts, shard_options, workers)
+        results = stats_shard.run_processes(model_path, parts, shard_options, workers, share(budget, workers))
     else:
         results = stats_shard.run_local(model, parts, shard_options)
     sums = HeadSums(model.spec.layers, model.spec.heads)
@@ -188,6 +195,7 @@ def corpus_statistics(
                 on_progress(sums.texts)
     if sums.texts == 0:
         raise InputError(f"{_file_name(file)} has no text: every line is blank", "put one text on each line")
+    model = budgeted(model, budget)  # the workers are done: the induction prompts may keep the whole budget
     induction, how = _induction(model, options, seed)
     return build_result(model_info(model), sums.merge(induction), threshold, options, how, _ablation(model, ablate), knockout, contributions)
 

@@ -32,16 +32,17 @@ def import_ray():
 
 
 class _ShardActor:
-    """One Ray worker: the model loaded once, then shard after shard."""
+    """One Ray worker: the model loaded once (a GGUF model's float32 weights kept up to
+    `budget` bytes), then shard after shard."""
 
-    def __init__(self, model_path: str | None, options: CorpusOptions) -> None:
+    def __init__(self, model_path: str | None, options: CorpusOptions, budget: int | None = None) -> None:
         from .workers import BLAS_THREADS
 
         for name in BLAS_THREADS:  # the workers are the parallelism (see compute/workers.py)
             os.environ.setdefault(name, "1")
-        from ..loading.model import load_model
+        from ..loading.model import load_for_passes
 
-        self.model = load_model(model_path, release_weights=False)
+        self.model = load_for_passes(model_path, budget)
         self.options = options
 
     def run(self, shard: Shard) -> HeadSums | AttnError:
@@ -73,7 +74,7 @@ def connect(ray, address: str | None, workers: int) -> bool:
 
 
 def run_ray(
-    model_path: str | None, parts: Iterable[Shard], options: CorpusOptions, workers: int, address: str | None = None
+    model_path: str | None, parts: Iterable[Shard], options: CorpusOptions, workers: int, address: str | None = None, budget: int | None = None
 ) -> Iterator[HeadSums]:
     """Shard results in shard order, from `workers` Ray actors. Ray started here is shut down
     on any exit (end, error, Ctrl-C), which ends its processes."""
@@ -82,7 +83,7 @@ def run_ray(
     actors = []
     try:
         actor_class = ray.remote(num_cpus=1)(_ShardActor)
-        actors = [actor_class.remote(model_path, options) for _ in range(workers)]
+        actors = [actor_class.remote(model_path, options, budget) for _ in range(workers)]
         pending: deque = deque()
         for n, shard in enumerate(parts):
             pending.append(actors[n % workers].run.remote(shard))

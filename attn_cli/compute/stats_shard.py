@@ -302,16 +302,17 @@ def run_local(model: Model, parts: Iterable[Shard], options: CorpusOptions) -> I
         yield shard_sums(model, shard, options)
 
 
-def run_processes(model_path: str | None, parts: Iterable[Shard], options: CorpusOptions, workers: int) -> Iterator[HeadSums]:
-    """Shards to `workers` processes (compute/workers.py, each loads the model once), results in
-    shard order, at most workers·AHEAD shards in flight."""
-    return ordered_map(_load_worker, (model_path, options), _worker_shard, parts, workers, AHEAD)
+def run_processes(model_path: str | None, parts: Iterable[Shard], options: CorpusOptions, workers: int, budget: int | None = None) -> Iterator[HeadSums]:
+    """Shards to `workers` processes (compute/workers.py, each loads the model once, a GGUF
+    model's float32 weights kept up to `budget` bytes each), results in shard order, at most
+    workers·AHEAD shards in flight."""
+    return ordered_map(_load_worker, (model_path, options, budget), _worker_shard, parts, workers, AHEAD)
 
 
-def _load_worker(model_path: str | None, options: CorpusOptions) -> tuple:
-    from ..loading.model import load_model
+def _load_worker(model_path: str | None, options: CorpusOptions, budget: int | None) -> tuple:
+    from ..loading.model import load_for_passes
 
-    return load_model(model_path, release_weights=False), options
+    return load_for_passes(model_path, budget), options
 
 
 def _worker_shard(state: tuple, shard: Shard) -> HeadSums:

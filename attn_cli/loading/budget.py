@@ -2,13 +2,13 @@
 
 A GGUF model stays quantized in its file's memory map and each tensor becomes float32 when the
 forward pass reaches its layer (`gguf.GGUFWeights`, which lets go of it after the layer). A run
-that reads every layer many times (`attn generate`: a pass per new token) keeps float32 copies
-too, but only up to `budget` bytes: the tensors read first are kept (with a pass that always
-reads the layers in the same order, keeping the first ones and de-quantizing the rest again each
-time costs the least; a least-recently-used cache would evict each tensor just before it is read
-again), the others are de-quantized each time they are read. De-quantization is exact and the
-LM head is read in the same blocks either way (`models.base.Head`), so the numbers do not depend
-on the budget.
+that reads every layer many times (`attn generate`: a pass per new token; `attn batch`, `attn
+stats`: a pass per line or pack of lines) keeps float32 copies too, but only up to `budget`
+bytes: the tensors read first are kept (with a pass that always reads the layers in the same
+order, keeping the first ones and de-quantizing the rest again each time costs the least; a
+least-recently-used cache would evict each tensor just before it is read again), the others are
+de-quantized each time they are read. De-quantization is exact and the LM head is read in the
+same blocks either way (`models.base.Head`), so the numbers do not depend on the budget.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ def default_budget() -> int:
     """min(half the available RAM, 1 GiB): see docs/options.md#max-memory."""
     available = available_memory()
     return DEFAULT_CAP if available is None else min(int(available * DEFAULT_SHARE), DEFAULT_CAP)
+
+
+def share(budget: int | None, workers: int) -> int:
+    """Each of `workers` processes' share of a run's budget (None: `default_budget()`, measured
+    once by the parent): together they keep at most the budget."""
+    return (default_budget() if budget is None else max(0, budget)) // max(1, workers)
 
 
 class BudgetedWeights:

@@ -122,6 +122,28 @@ def kept(model: Model, budget: int | None = None) -> Model:
     return replace(model, weights=weights, release_weights=True)
 
 
+def is_quantized(model: Model) -> bool:
+    """Whether the weights are a GGUF file's, de-quantized to float32 when read (kept or not)."""
+    from .gguf import GGUFWeights
+
+    weights = model.weights.weights if isinstance(model.weights, BudgetedWeights) else model.weights
+    return isinstance(weights, GGUFWeights)
+
+
+def budgeted(model: Model, budget: int | None = None) -> Model:
+    """A model loaded with `release_weights=False` (a run of many forward passes: `attn batch`,
+    `attn stats`), its de-quantized weights kept up to `budget` bytes (`kept`; None: the
+    default) if it is quantized; any other model as it is. Without a budget, a GGUF model that
+    keeps its pages kept every layer in float32 (an 8B model: 32 GB) after the first pass."""
+    return kept(model, budget) if is_quantized(model) else model
+
+
+def load_for_passes(model: str | os.PathLike | None = None, budget: int | None = None) -> Model:
+    """`load_model` for a run of many forward passes: the file's pages kept, a GGUF model's
+    float32 weights kept up to `budget` (`budgeted`). The numbers do not depend on the budget."""
+    return budgeted(load_model(model, release_weights=False), budget)
+
+
 def bundled_model_path() -> Path:
     """The folder of the bundled all-MiniLM-L6-v2, shipped inside attn itself (attn_cli/bundled/,
     Apache-2.0): no other package, no download, nothing that pulls in torch."""
