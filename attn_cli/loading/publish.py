@@ -69,10 +69,10 @@ def sweep(root: Path, holding: str | None = None) -> list[Path]:
         name = temp_owner(entry)
         if name is None or not entry.is_dir():
             continue
-        if name == holding:
-            stale = True
-        elif fcntl is None:
+        if fcntl is None:  # no locks: another process may be writing it, unless it is old
             stale = time.time() - entry.stat().st_mtime > STALE_WITHOUT_LOCKS
+        elif name == holding:
+            stale = True
         else:
             with _held_if_free(root / f".{name}.lock") as free:  # removed while held: no run can start on it meanwhile
                 if free:
