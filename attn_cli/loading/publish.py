@@ -70,7 +70,10 @@ def sweep(root: Path, holding: str | None = None) -> list[Path]:
         if name is None or not entry.is_dir():
             continue
         if fcntl is None:  # no locks: another process may be writing it, unless it is old
-            stale = time.time() - entry.stat().st_mtime > STALE_WITHOUT_LOCKS
+            try:
+                stale = time.time() - entry.stat().st_mtime > STALE_WITHOUT_LOCKS
+            except OSError:  # published or swept meanwhile
+                continue
         elif name == holding:
             stale = True
         else:
