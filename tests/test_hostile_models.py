@@ -261,7 +261,8 @@ def test_models_lists_a_broken_model_as_unusable(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("stamp", ["[" * 100_000, '{"parts": 3}', "\udcff"])
-def test_a_packaged_models_stamp_that_is_not_ours_joins_the_parts_again(tmp_path, monkeypatch, stamp):
+def test_an_older_attns_file_and_stamp_are_neither_read_nor_touched(tmp_path, monkeypatch, stamp):
+    # Older attn versions (other venvs may still run one) kept models/FILENAME beside a stamp of the parts' paths.
     from attn_cli.loading.packaged import Packaged, joined
 
     monkeypatch.setenv("ATTN_CACHE", str(tmp_path / "cache"))
@@ -273,4 +274,6 @@ def test_a_packaged_models_stamp_that_is_not_ours_joins_the_parts_again(tmp_path
     target.parent.mkdir(parents=True)
     target.write_bytes(b"stale")
     target.with_name("x.gguf.stamp.json").write_text(stamp, errors="surrogateescape")
-    assert joined(model, parts).read_bytes() == b"GGUFrest"
+    made = joined(model, parts)
+    assert made.read_bytes() == b"GGUFrest" and made.parent.parent == target.parent and made.parent.name.startswith("x-")
+    assert target.read_bytes() == b"stale"

