@@ -123,9 +123,9 @@ def test_a_cross_heads_key_is_a_source_word_and_the_query_a_target_word():
     r = ref("t5", 0)  # source "The cat sat on the mat.", target "A lazy cat sat."
     doc = views_json("heads", "t5", 0, "--target", str(r["target"]), "-q", "cat", "--attention", "cross", "--key", "mat")
     (t,) = doc["query"]["token_indices"]
-    assert doc["decoder_tokens"][t]["text"] == "▁cat" and doc["target"]["text"] == "mat"
+    assert (doc["decoder_tokens"][t]["text"], doc["decoder_tokens"][t]["piece"]) == ("cat", "▁cat") and doc["target"]["text"] == "mat"
     (k,) = doc["target"]["token_indices"]
-    assert doc["tokens"][k]["text"] == "▁mat"
+    assert (doc["tokens"][k]["text"], doc["tokens"][k]["piece"]) == ("mat", "▁mat")  # as read; the piece as SentencePiece spells it
     assert close([h["value"] for layer in doc["layers"] for h in layer["heads"]], r["cross_attentions"][:, :, t, k].ravel())
 
 

@@ -245,10 +245,11 @@ _WHITESPACE_SIGNS = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 
 
 def _pieces_are_bytes(tokenizer: Tokenizer) -> bool:
-    """Whether the vocabulary spells tokens as bytes (`Ġcat`, `Ã©`) or falls back to them
-    (`<0xF0>`, with `▁` for a space): then a token is shown as the text it covers."""
+    """Whether the vocabulary spells tokens as bytes (`Ġcat`, `Ã©`), falls back to them
+    (`<0xF0>`), or marks a word's start with `▁` (SentencePiece's Metaspace: T5, Marian): then a
+    token is shown as the text it covers (`▁Le` -> `Le`)."""
     decoder = repr(tokenizer.decoder)
-    return "ByteLevel" in decoder or "ByteFallback" in decoder
+    return any(kind in decoder for kind in ("ByteLevel", "ByteFallback", "Metaspace"))
 
 
 def _readable(text: str, pieces, offsets, specials) -> list[str]:
