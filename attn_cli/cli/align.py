@@ -21,9 +21,9 @@ from .options import (
     rich_help_panel="Views",
     epilog=(
         "[bold]Examples[/bold]\n\n"
-        '  attn align "The house is wonderful." --target "Das Haus ist wunderbar." -m opus-mt-en-de\n\n'
-        '  attn align "The cat sat." -t "Le chat était assis." -m t5-small --layer 3 --head 5 --json\n\n'
-        '  attn align "The house is wonderful." -t "Das Haus ist wunderbar." -m opus-mt-en-de -o alignment.png'
+        '  attn align "La maison est magnifique." --target "The house is wonderful." -m opus-mt-fr-en\n\n'
+        '  attn align "Le chat était assis." -t "The cat sat." -m opus-mt-fr-en --layer 3 --head 5 --json\n\n'
+        '  attn align "La maison est magnifique." -t "The house is wonderful." -m opus-mt-fr-en -o alignment.png'
     ),
 )
 def align(

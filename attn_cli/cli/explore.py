@@ -33,7 +33,7 @@ from .options import (
         f'  attn explore "{SENTENCE}"\n\n'
         "  attn explore - -m tests/fixtures/tiny/llama < sample_inputs/cat.txt\n\n"
         '  attn explore "The cat sat on the mat because it was tired." --query it --layer 2 --head 3\n\n'
-        '  attn explore "The house is wonderful." -m opus-mt-en-de -t "Das Haus ist wunderbar." --attention cross\n\n'
+        '  attn explore "La maison est magnifique." -m opus-mt-fr-en -t "The house is wonderful." --attention cross\n\n'
         "Keys: ←/→ query · ↑/↓ layer · ]/[ head · m mean · a all heads · s steps · w words · n norms · "
         "r rollout · g model view · k encoder/decoder/cross · / find a word · e export JSON · ? help · q quit"
     ),

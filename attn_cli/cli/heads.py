@@ -24,7 +24,7 @@ from .options import (
         f'  attn heads "{SENTENCE}" -q making\n\n'
         '  attn heads "The cat sat on the mat because it was tired." -q it --key cat\n\n'
         '  attn heads "The cat sat." -q sat --metric entropy --json | jq ".layers[0].heads[].value"\n\n'
-        '  attn heads "The house is wonderful." -m opus-mt-en-de --target "Das Haus ist wunderbar." -q Haus --attention cross --key house'
+        '  attn heads "La maison est magnifique." -m opus-mt-fr-en --target "The house is wonderful." -q house --attention cross --key maison'
     )
 )
 def heads(

@@ -45,7 +45,7 @@ from .output import write_stdout
         '  attn inspect "The dog chased the other dog." -q dog#2 --head all --json | jq ".layers[0].heads[-1].top"\n\n'
         "  echo \"The cat sat.\" | attn inspect - --query-index 2 --layer all --json\n\n"
         '  attn inspect "Transformers changed NLP." -q changed --level word --rank-by output_norm\n\n'
-        '  attn inspect "The house is wonderful." -m opus-mt-en-de --target "Das Haus ist wunderbar." -q Haus --attention cross'
+        '  attn inspect "La maison est magnifique." -m opus-mt-fr-en --target "The house is wonderful." -q house --attention cross'
 
     )
 )

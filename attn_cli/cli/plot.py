@@ -40,7 +40,7 @@ KIND_TITLES = {"encoder": " · encoder", "decoder": " · decoder self-attention"
         f'  attn plot "{SENTENCE}" -q making -o making.html\n\n'
         '  attn plot "The cat sat on the mat because it was tired." -q it --view grid --key cat -o it-cat.svg\n\n'
         '  attn plot "The cat sat." -q cat --layer 0 --level word --static -o cat.html\n\n'
-        '  attn plot "The house is wonderful." -m opus-mt-en-de -t "Das Haus ist wunderbar." -q Haus --attention cross -o haus.png\n\n'
+        '  attn plot "La maison est magnifique." -m opus-mt-fr-en -t "The house is wonderful." -q house --attention cross -o haus.png\n\n'
         "  attn stats --file sample_inputs/sentences.txt --json > stats.json && attn plot --stats stats.json --metric first_token -o sinks.png"
     )
 )

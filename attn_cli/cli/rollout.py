@@ -28,7 +28,7 @@ from .options import (
         f'  attn rollout "{SENTENCE}" -q making\n\n'
         '  attn rollout "The cat sat on the mat because it was tired." -q it --level word --json | jq ".top"\n\n'
         '  attn rollout "The cat sat." -q cat --full --json | jq ".full"\n\n'
-        '  attn rollout "The house is wonderful." -m opus-mt-en-de --target "Das Haus ist wunderbar." -q Haus --attention cross'
+        '  attn rollout "La maison est magnifique." -m opus-mt-fr-en --target "The house is wonderful." -q house --attention cross'
     )
 )
 def rollout(

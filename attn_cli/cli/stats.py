@@ -40,7 +40,7 @@ from .options import (
         "  attn stats --file corpus.txt --metric induction_mul\n\n"
         "  attn stats --file corpus.txt --workers 2 --json > stats.json && attn plot --stats stats.json -o heads.png\n\n"
         "  attn stats --file corpus.txt --engine ray --ray-address auto --format csv > stats.csv\n\n"
-        '  attn stats --file pairs.jsonl -m t5-small --attention cross   # lines {"text": SOURCE, "target": TARGET}\n\n'
+        '  attn stats --file pairs.jsonl -m opus-mt-fr-en --attention cross   # lines {"text": SOURCE, "target": TARGET}\n\n'
         "  cat texts.txt | attn stats --file - --json | jq -c '.named[:3][]'"
     )
 )
@@ -198,7 +198,7 @@ class _Progress:
         '  attn compare "The cat sat." "A cat was sitting." -q cat --layer 2 --top 3\n\n'
         '  attn compare "She saw the bank." "He rowed to the bank." -q bank --json | jq ".most_changed[0]"\n\n'
         '  attn compare "The cat sat." "The cat sat down." -q sat --query-b down\n\n'
-        '  attn compare "The car is big." "The car is old." -m opus-mt-en-de -t "Das Auto ist groß." --target-b "Das Auto ist alt." -q ist --attention cross'
+        '  attn compare "La voiture est grande." "La voiture est vieille." -m opus-mt-fr-en -t "The car is big." --target-b "The car is old." -q is --attention cross'
     )
 )
 def compare(
