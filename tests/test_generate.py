@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from helpers import tied_copy
 
-from attn_cli.compute.decoding import Sampling, decode, eos_ids
+from attn_cli.compute.decoding import Sampling, bad_words, banned, decode, eos_ids
 from attn_cli.compute.generate import generate
+from attn_cli.errors import ModelError
 from attn_cli.loading.model import kept, load_model
 from attn_cli.maths.sampling import filtered_logits, log_softmax, sample, top_tokens
 from attn_cli.models import KVCache
@@ -112,6 +113,50 @@ def test_eos_comes_from_generation_config_then_config(tmp_path):
     assert eos_ids(load_model(folder)) == (2,)  # config.json
     (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 7}))
     assert eos_ids(load_model(folder)) == (7,)
+
+
+def test_bad_words_come_from_config_without_a_generation_config_and_are_never_candidates(tmp_path):
+    """config.json's `bad_words_ids` (no generation_config.json): a banned token gets -inf, the
+    others' log-probabilities are renormalized over what is left; `[eos]` alone is dropped, as
+    transformers' NoBadWordsLogitsProcessor does (the real Marian against it: test_opus_mt_real.py)."""
+    folder = tied_copy("llama", tmp_path)
+    (folder / "generation_config.json").unlink(missing_ok=True)
+    free = list(decode(load_model(folder), load_model(folder).tokenizer.encode("The cat sat.").ids, 1))[0]
+    first = free.id
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"bad_words_ids": [[first], [2], [first, 5]]}))
+    model = load_model(folder)
+    assert bad_words(model) == ((first,), (first, 5))
+    r = generate(model, "The cat sat.", 3)
+    raw = free.logits.astype(np.float64).copy()
+    raw[first] = -np.inf
+    expected = log_softmax(raw)
+    assert r.steps[0].id == int(np.argmax(raw)) != first
+    assert [c.id for c in r.steps[0].top] == top_tokens(expected, 5).tolist()
+    assert np.abs(np.array([c.logprob for c in r.steps[0].top]) - expected[top_tokens(expected, 5)]).max() <= 1e-6
+    assert first not in [c.id for s in r.steps for c in s.top]
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 2}))  # transformers 5 then reads it alone
+    assert bad_words(load_model(folder)) == ()
+
+
+def test_a_longer_bad_word_is_banned_only_after_its_prefix():
+    assert banned([5, 7], ((7, 9), (5, 8), (3,), (1, 5, 7, 4), (5, 7, 6), (9, 9, 9, 9))) == [9, 3, 6]
+    assert banned([], ((3,), (4, 5))) == [3]
+
+
+@pytest.mark.parametrize("value", [[3], [[]], [[-1]], [[True]], "3"])
+def test_bad_words_that_are_not_lists_of_ids_are_a_model_error(tmp_path, value):
+    folder = tied_copy("llama", tmp_path)
+    (folder / "generation_config.json").write_text(json.dumps({"bad_words_ids": value}))
+    with pytest.raises(ModelError, match="bad_words_ids"):
+        bad_words(load_model(folder))
+
+
+def test_a_bad_word_past_the_vocabulary_is_a_model_error(tmp_path):
+    folder = tied_copy("llama", tmp_path)
+    (folder / "generation_config.json").write_text(json.dumps({"bad_words_ids": [[10**6]]}))
+    with pytest.raises(ModelError, match="bans token 1000000"):
+        generate(load_model(folder), "The cat sat.", 2)
 
 
 def test_sampling_is_reproducible_and_top_k_1_is_greedy(tiny):
