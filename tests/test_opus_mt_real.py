@@ -163,3 +163,17 @@ def test_the_cli_never_shows_pad(opus, runs):
     doc = json.loads(attn("generate", str(runs["source_3"]), "-m", "opus-mt-fr-en", "--json").stdout)
     assert [[c["id"] for c in s["top"]] for s in doc["steps"]] == runs["top_ids_3"].tolist()
     assert "<pad>" not in {c["text"] for s in doc["steps"] for c in s["top"]}
+
+
+def test_the_target_side_is_built_only_when_a_target_is_tokenized():
+    """target.spm's tokenizer (~0.3 s to read back from attn's cache) is made on first use:
+    inspecting a source never makes it; a target, then any later one, makes it once."""
+    if not is_installed("opus-mt-fr-en"):
+        pytest.skip("opus-mt-fr-en not installed")
+    model = load_model("opus-mt-fr-en")
+    result = api.inspect(model, "Le chat.", query="chat")
+    assert model.target_tokenizer.cache_info().currsize == 0 and result.query.token_indices == (1,)
+    case = json.loads((FIXTURES / "tokens.json").read_text(encoding="utf-8"))[1]  # source and target ids differ
+    first = model.decoder_tokenizer
+    assert tokenize(first, case["text"]).ids.tolist() == case["target"] != case["source"]
+    assert model.decoder_tokenizer is first and model.target_tokenizer.cache_info()[:2] == (1, 1)  # hits, misses
