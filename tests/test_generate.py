@@ -139,6 +139,17 @@ def test_bad_words_come_from_config_without_a_generation_config_and_are_never_ca
     assert bad_words(load_model(folder)) == ()
 
 
+def test_banned_tokens_are_left_out_of_a_top_longer_than_what_is_left(tmp_path):
+    """All but ids 0, 1, 2 banned: `top=10` shows those three, whose probabilities sum to 1, and
+    the JSON has no -Infinity."""
+    folder = tied_copy("llama", tmp_path)
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 2, "bad_words_ids": [[i] for i in range(3, 403)]}))
+    r = generate(load_model(folder), "The cat sat.", 2, top=10)
+    assert [sorted(c.id for c in s.top) for s in r.steps] == [[0, 1, 2]] * len(r.steps) and r.steps[0].id in (0, 1, 2)
+    assert abs(np.logaddexp.reduce([c.logprob for c in r.steps[0].top]) - 0.0) <= 1e-6
+    json.dumps(r.to_json(), allow_nan=False)
+
+
 def test_a_longer_bad_word_is_banned_only_after_its_prefix():
     assert banned([5, 7], ((7, 9), (5, 8), (3,), (1, 5, 7, 4), (5, 7, 6), (9, 9, 9, 9))) == [9, 3, 6]
     assert banned([], ((3,), (4, 5))) == [3]

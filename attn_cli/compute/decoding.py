@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..loading.model import Model
-from ..maths.sampling import greedy, sample
+from ..maths.sampling import greedy, sample, top_tokens
 from ..models import KVCache, LayerTrace
 from ..records import frozen
 
@@ -138,6 +138,12 @@ def masked(logits: np.ndarray, ids: list[int], bad: tuple[tuple[int, ...], ...])
     logits = logits.copy()
     logits[drop] = -np.inf
     return logits
+
+
+def likeliest(logprobs: np.ndarray, k: int) -> list[int]:
+    """The ids of the k largest log-probs (vocab,), largest first, leaving out the banned ones
+    (-inf: they have no probability, and JSON no number for them)."""
+    return [int(i) for i in top_tokens(logprobs, k) if logprobs[i] > -np.inf]
 
 
 def _json(path: Path) -> dict:

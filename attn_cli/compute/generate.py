@@ -13,10 +13,10 @@ from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
-from ..maths.sampling import log_softmax, top_tokens
+from ..maths.sampling import log_softmax
 from ..models.cache import cache_bytes
 from ..records import frozen
-from .decoding import Sampling, bad_words, check_length, decode, eos_ids, require_decoder
+from .decoding import Sampling, bad_words, check_length, decode, eos_ids, likeliest, require_decoder
 from .inspect import inspect_tokens, model_info
 from .options import InspectOptions, check_chat
 from .result import InspectResult, ModelInfo, document_header, floats, tokens_json
@@ -180,7 +180,7 @@ def generate(
     steps, pieces, stop = [], [], "length"
     for d in decode(model, tok.ids, max_new_tokens, sampling.chooser(), eos, use_cache, bad_words(model)):
         logprobs = log_softmax(d.logits)
-        candidates = tuple(Candidate(int(i), decoded_piece(model.tokenizer, ids, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top))
+        candidates = tuple(Candidate(int(i), decoded_piece(model.tokenizer, ids, int(i)), float(logprobs[i])) for i in likeliest(logprobs, top))
         piece = decoded_piece(model.tokenizer, ids, d.id)
         step = Step(d.position, d.id, piece, float(logprobs[d.id]), candidates, _attended(d.traces[-1], tok, ids, pieces))
         steps.append(step)

@@ -16,10 +16,10 @@ from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Token, Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
-from ..maths.sampling import greedy, log_softmax, top_tokens
+from ..maths.sampling import greedy, log_softmax
 from ..models import KVCache
 from ..models.cache import cache_bytes
-from .decoding import DecodeStep, Sampling, bad_words, eos_ids, masked
+from .decoding import DecodeStep, Sampling, bad_words, eos_ids, likeliest, masked
 from .inspect import inspect_decoder, model_info
 from .options import InspectOptions
 
@@ -79,7 +79,7 @@ def generate_seq2seq(
     memory = model.memory(src.ids)
     for d in decode_seq2seq(model, memory, max_new_tokens, sampling.chooser(), eos, use_cache, bad_words(model)):
         logprobs = log_softmax(d.logits)
-        candidates = tuple(Candidate(int(i), decoded_piece(model.decoder_tokenizer, written, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top))
+        candidates = tuple(Candidate(int(i), decoded_piece(model.decoder_tokenizer, written, int(i)), float(logprobs[i])) for i in likeliest(logprobs, top))
         piece = decoded_piece(model.decoder_tokenizer, written, d.id)
         steps.append(Step(d.position, d.id, piece, float(logprobs[d.id]), candidates, _attended_source(d.traces[-1].cross, units)))
         written.append(d.id)
