@@ -30,6 +30,9 @@ what attn showed before it applied `bad_words_ids`. ``banned`` int64 and ``banne
 ``banned_top_ids``, ``banned_top_logprobs`` are SOURCE's greedy translation with BANNED as
 `bad_words_ids`: `<pad>`; `<pad>` then "The" (the decoder start token is `<pad>`, so "The" cannot
 come first); "Cat" then "'"; and `</s>` alone, which transformers drops (an end-of-sequence id).
+``forced_generated``, ``forced_top_ids``, ``forced_top_logprobs`` are SOURCE's greedy translation
+with FORCED new tokens at most: the config's `forced_eos_token_id` makes the last `</s>` (its
+scores: 0 for `</s>`, -inf for the rest, so the other four of its top five are any ids at -inf).
 
 tests/fixtures/opus_mt/tokens.json holds, for each of TEXTS, MarianTokenizer's ids of it as a
 source and as a target.
@@ -40,7 +43,8 @@ Run in the reference venv (scripts/refenv.sh: it has sentencepiece), from the re
     .refenv/bin/python scripts/make_opus_mt_fixture.py [--site PATH/site-packages]
 
 Each source's greedy translation ends with `</s>` well before STEPS, so the config's
-`forced_eos_token_id` (which forces `</s>` as the last of the max_new_tokens) never acts.
+`forced_eos_token_id` (which forces `</s>` as the last of the max_new_tokens) acts only in the
+run of FORCED new tokens.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ FOLDER = "aait_store/Models/NLP/helsinki_fr_en/"
 SOURCE = "Le chat est assis sur le tapis."
 TARGET = "The cat is sitting on the mat."
 STEPS = 20
+FORCED = 3
 BANNED = [[59513], [59513, 35], [7614, 6], [0]]
 GENERATE = [SOURCE, "Bonjour, comment allez-vous ?", "Il pleut depuis ce matin à Lyon.", "Je ne sais pas."]
 TEXTS = [
@@ -108,18 +113,18 @@ def top5(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return ids.numpy().astype(np.int64), to_numpy(values)
 
 
-def greedy(model, tok, source: str, **config):
+def greedy(model, tok, source: str, steps: int = STEPS, **config):
     """`generate` greedy from `source`, with the model's generation config (its `bad_words_ids`,
     `renormalize_logits`): the ids written, the top five of the scores (log-probabilities over
     the tokens not banned) and of the raw logits."""
     with torch.no_grad():
         gen = model.generate(
-            tok(source, return_tensors="pt")["input_ids"], num_beams=1, do_sample=False, max_new_tokens=STEPS,
+            tok(source, return_tensors="pt")["input_ids"], num_beams=1, do_sample=False, max_new_tokens=steps,
             output_scores=True, output_logits=True, return_dict_in_generate=True, **config,
         )
     scores = torch.cat(gen.scores)
     assert model.generation_config.renormalize_logits and scores.logsumexp(-1).abs().max() < 1e-4  # log-probabilities (float32)
-    assert gen.sequences[0, -1] == model.config.eos_token_id and len(gen.scores) < STEPS  # forced_eos_token_id never acted
+    assert gen.sequences[0, -1] == model.config.eos_token_id and (len(gen.scores) < steps or steps == FORCED)  # forced_eos_token_id acted only then
     values, ids = scores.topk(5, dim=-1)
     return gen.sequences[0, 1:].numpy().astype(np.int64), ids.numpy().astype(np.int64), to_numpy(values), top5(torch.cat(gen.logits))[0]
 
@@ -152,6 +157,9 @@ def main() -> None:
         ids, top, logprobs, _ = greedy(model, tok, SOURCE, bad_words_ids=BANNED)
         assert ids[0] != 35 and (7614, 6) not in zip(ids, ids[1:]) and ids[-1] == 0
         runs |= {"banned": np.array([b + [-1] * (2 - len(b)) for b in BANNED]), "banned_generated": ids, "banned_top_ids": top, "banned_top_logprobs": logprobs}
+        ids, top, logprobs, _ = greedy(model, tok, SOURCE, FORCED)
+        assert len(ids) == FORCED and ids[-1] == model.generation_config.forced_eos_token_id != written[FORCED - 1]
+        runs |= {"forced_generated": ids, "forced_top_ids": top, "forced_top_logprobs": logprobs}
         save_npz(OUT / "generate.npz", runs | {"versions": np.array(versions_string())})
         arrays = {
             "source": np.array(SOURCE), "target": np.array(TARGET),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import tied_copy
 
-from attn_cli.compute.decoding import Sampling, bad_words, banned, decode, eos_ids
+from attn_cli.compute.decoding import Sampling, bad_words, banned, decode, eos_ids, forced_eos
 from attn_cli.compute.generate import generate
 from attn_cli.errors import ModelError
 from attn_cli.loading.model import kept, load_model
@@ -148,6 +148,24 @@ def test_banned_tokens_are_left_out_of_a_top_longer_than_what_is_left(tmp_path):
     assert [sorted(c.id for c in s.top) for s in r.steps] == [[0, 1, 2]] * len(r.steps) and r.steps[0].id in (0, 1, 2)
     assert abs(np.logaddexp.reduce([c.logprob for c in r.steps[0].top]) - 0.0) <= 1e-6
     json.dumps(r.to_json(), allow_nan=False)
+
+
+def test_forced_eos_ids_make_the_last_new_token_and_nothing_before(tmp_path):
+    """`forced_eos_token_id` [a, b]: the last of max_new_tokens is a (the first on the tie), each
+    at probability 1/2; the tokens before are the free run's (the real Marian against
+    transformers: test_opus_mt_real.py)."""
+    folder = tied_copy("llama", tmp_path)
+    free = generate(load_model(folder), "The cat sat.", 3)
+    a, b = 7, 11
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 2, "forced_eos_token_id": [a, b]}))
+    model = load_model(folder)
+    assert forced_eos(model) == (a, b)
+    r = generate(model, "The cat sat.", 3)
+    assert [s.id for s in r.steps[:2]] == [s.id for s in free.steps[:2]] and r.steps[2].id == a
+    assert [(c.id, round(c.logprob, 6)) for c in r.steps[2].top] == [(a, round(-np.log(2), 6)), (b, round(-np.log(2), 6))]
+    (folder / "generation_config.json").write_text(json.dumps({"forced_eos_token_id": "2"}))
+    with pytest.raises(ModelError, match="forced_eos_token_id"):
+        forced_eos(load_model(folder))
 
 
 def test_a_longer_bad_word_is_banned_only_after_its_prefix():

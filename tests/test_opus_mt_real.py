@@ -159,6 +159,18 @@ def test_longer_bad_words_are_banned_after_their_prefix_as_transformers_does(opu
     assert result.continuation == "Cat sits on the carpet.</s>"
 
 
+def test_the_last_of_max_new_tokens_is_forced_to_end_as_transformers_does(opus, runs):
+    """generation_config.json's `forced_eos_token_id` (`</s>`): with `-n 3` the third token is
+    `</s>`, the only alternative, at probability 1 (its other scores are -inf, left out)."""
+    result = api.generate(opus, str(runs["source_0"]), max_new_tokens=3)
+    assert [s.id for s in result.steps] == runs["forced_generated"].tolist() == [35, 7110, 0]
+    finite = np.isfinite(runs["forced_top_logprobs"])
+    for step, ids, logprobs, keep in zip(result.steps, runs["forced_top_ids"], runs["forced_top_logprobs"], finite, strict=True):
+        assert [c.id for c in step.top] == ids[keep].tolist()
+        assert np.abs(np.array([c.logprob for c in step.top]) - logprobs[keep]).max() <= LOGPROBS
+    assert result.stop_reason == "eos" and result.continuation == "The cat</s>"
+
+
 def test_the_cli_never_shows_pad(opus, runs):
     doc = json.loads(attn("generate", str(runs["source_3"]), "-m", "opus-mt-fr-en", "--json").stdout)
     assert [[c["id"] for c in s["top"]] for s in doc["steps"]] == runs["top_ids_3"].tolist()

@@ -100,9 +100,7 @@ def bad_words(model: Model) -> tuple[tuple[int, ...], ...]:
     of config.json when the folder has no generation_config.json (transformers 5 then reads only
     the first), as transformers' NoBadWordsLogitsProcessor takes them: a sequence that is just an
     end-of-sequence id is dropped. Marian's ban `<pad>` ([[pad_token_id]])."""
-    generation = model.path / "generation_config.json"
-    source = _json(generation) if generation.is_file() else model.config
-    found = source.get("bad_words_ids")
+    found = _setting(model, "bad_words_ids")
     if found is None:
         return ()
     valid = isinstance(found, list) and found and all(
@@ -115,6 +113,41 @@ def bad_words(model: Model) -> tuple[tuple[int, ...], ...]:
         )
     eos = eos_ids(model)
     return tuple(dict.fromkeys(tuple(seq) for seq in found if not (len(seq) == 1 and seq[0] in eos)))
+
+
+def forced_eos(model: Model) -> tuple[int, ...]:
+    """`forced_eos_token_id` (an id or a list), read as `bad_words`: transformers' ForcedEOSTokenLogitsProcessor
+    makes the last of `max_new_tokens` new tokens one of them (`only`). Opus-MT's is `</s>`."""
+    found = _setting(model, "forced_eos_token_id")
+    found = [found] if isinstance(found, int) and not isinstance(found, bool) else found
+    if found is None:
+        return ()
+    if not (isinstance(found, list) and found and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in found)):
+        raise ModelError(
+            f"`forced_eos_token_id` of {model.path} is {str(found)[:80]}, not a token id or a list of them",
+            "fix or remove `forced_eos_token_id` in its generation_config.json or config.json",
+        )
+    return tuple(found)
+
+
+def _setting(model: Model, key: str):
+    """A generation setting: generation_config.json's, or config.json's when the folder has no
+    generation_config.json (transformers 5 reads config.json's only then)."""
+    generation = model.path / "generation_config.json"
+    return (_json(generation) if generation.is_file() else model.config).get(key)
+
+
+def only(logits: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+    """(vocab,) logits where `ids` are 0 and every other token -inf: one of `ids` is chosen, with
+    probability 1/len(ids) (transformers' forced tokens, renormalized)."""
+    if max(ids) >= logits.shape[-1]:
+        raise ModelError(
+            f"`forced_eos_token_id` names token {max(ids)}, but the model has {logits.shape[-1]} tokens",
+            "fix or remove `forced_eos_token_id` in its generation_config.json or config.json",
+        )
+    out = np.full_like(logits, -np.inf)
+    out[list(ids)] = 0.0
+    return out
 
 
 def banned(ids: list[int], bad: tuple[tuple[int, ...], ...]) -> list[int]:
@@ -178,17 +211,20 @@ def decode(
     eos: tuple[int, ...] = (),
     use_cache: bool = True,
     bad: tuple[tuple[int, ...], ...] = (),
+    forced: tuple[int, ...] = (),
 ) -> Iterator[DecodeStep]:
     """Generate up to `max_new_tokens` after `prompt_ids`, stopping after an id in `eos` (which
-    is yielded), never completing a sequence of `bad` (`bad_words`). With `use_cache` each step runs the new token alone over the KV cache; without,
+    is yielded), never completing a sequence of `bad` (`bad_words`), the last one of `forced`
+    (`forced_eos`) when it has any. With `use_cache` each step runs the new token alone over the KV cache; without,
     it reruns the whole sequence (the same numbers, to float32 rounding; slower)."""
     require_decoder(model)
     ids = [int(i) for i in prompt_ids]
     cache = KVCache(model.spec, len(ids) + max_new_tokens) if use_cache else None
     new = np.asarray(ids, dtype=np.int64)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         traces = tuple(model.trace(new if use_cache else np.asarray(ids, dtype=np.int64), cache))
         logits = masked(model.arch.logits(model.weights, model.spec, traces[-1].hidden[-1:])[0], ids, bad)
+        logits = only(logits, forced) if forced and step == max_new_tokens - 1 else logits
         token = int(choose(logits))
         yield DecodeStep(len(ids), token, logits, traces)
         ids.append(token)

@@ -16,7 +16,7 @@ from ..maths.analysis import to_words
 from ..maths.sampling import log_softmax
 from ..models.cache import cache_bytes
 from ..records import frozen
-from .decoding import Sampling, bad_words, check_length, decode, eos_ids, likeliest, require_decoder
+from .decoding import Sampling, bad_words, check_length, decode, eos_ids, forced_eos, likeliest, require_decoder
 from .inspect import inspect_tokens, model_info
 from .options import InspectOptions, check_chat
 from .result import InspectResult, ModelInfo, document_header, floats, tokens_json
@@ -178,7 +178,7 @@ def generate(
     ids = [int(i) for i in tok.ids]
     prompt_tokens = len(ids)
     steps, pieces, stop = [], [], "length"
-    for d in decode(model, tok.ids, max_new_tokens, sampling.chooser(), eos, use_cache, bad_words(model)):
+    for d in decode(model, tok.ids, max_new_tokens, sampling.chooser(), eos, use_cache, bad_words(model), forced_eos(model)):
         logprobs = log_softmax(d.logits)
         candidates = tuple(Candidate(int(i), decoded_piece(model.tokenizer, ids, int(i)), float(logprobs[i])) for i in likeliest(logprobs, top))
         piece = decoded_piece(model.tokenizer, ids, d.id)
