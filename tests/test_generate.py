@@ -121,7 +121,8 @@ def test_bad_words_come_from_config_without_a_generation_config_and_are_never_ca
     transformers' NoBadWordsLogitsProcessor does (the real Marian against it: test_opus_mt_real.py)."""
     folder = tied_copy("llama", tmp_path)
     (folder / "generation_config.json").unlink(missing_ok=True)
-    free = list(decode(load_model(folder), load_model(folder).tokenizer.encode("The cat sat.").ids, 1))[0]
+    plain = load_model(folder)
+    free = next(decode(plain, plain.tokenizer.encode("The cat sat.").ids, 1))
     first = free.id
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(config | {"bad_words_ids": [[first], [2], [first, 5]]}))

@@ -58,8 +58,10 @@ class Sampling:
 @frozen
 class DecodeStep:
     """One generated token: `position` is where it goes; `logits` (vocab,) are the model's output
-    at position - 1, which chose it, with the banned tokens (`bad_words`) at -inf; `traces` are the layers of the forward pass that made them
-    (with the cache, over the new tokens only: the prompt at the first step, then one token)."""
+    at position - 1, which chose it, with the banned tokens (`bad_words`) at -inf (at the last
+    step, with `forced_eos`, all but those ids); `traces` are the layers of the forward pass that
+    made them (with the cache, over the new tokens only: the prompt at the first step, then one
+    token)."""
 
     position: int
     id: int
@@ -99,7 +101,7 @@ def bad_words(model: Model) -> tuple[tuple[int, ...], ...]:
     """The id sequences generation never completes: `bad_words_ids` of generation_config.json, or
     of config.json when the folder has no generation_config.json (transformers 5 then reads only
     the first), as transformers' NoBadWordsLogitsProcessor takes them: a sequence that is just an
-    end-of-sequence id is dropped. Marian's ban `<pad>` ([[pad_token_id]])."""
+    end-of-sequence id is dropped. Marian models ban `<pad>` ([[pad_token_id]])."""
     found = _setting(model, "bad_words_ids")
     if found is None:
         return ()
@@ -215,8 +217,8 @@ def decode(
 ) -> Iterator[DecodeStep]:
     """Generate up to `max_new_tokens` after `prompt_ids`, stopping after an id in `eos` (which
     is yielded), never completing a sequence of `bad` (`bad_words`), the last one of `forced`
-    (`forced_eos`) when it has any. With `use_cache` each step runs the new token alone over the KV cache; without,
-    it reruns the whole sequence (the same numbers, to float32 rounding; slower)."""
+    (`forced_eos`) when it has any. With `use_cache` each step runs the new token alone over the
+    KV cache; without, it reruns the whole sequence (the same numbers, to float32 rounding; slower)."""
     require_decoder(model)
     ids = [int(i) for i in prompt_ids]
     cache = KVCache(model.spec, len(ids) + max_new_tokens) if use_cache else None
