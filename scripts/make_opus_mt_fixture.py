@@ -18,17 +18,33 @@ tests/fixtures/opus_mt/ref.npz holds, for the pair SOURCE → TARGET (teacher-fo
   each target position, log_softmax of the logits
 - ``generated`` int64 (k,): `generate` greedy from SOURCE (num_beams=1, STEPS new tokens at most),
   the decoder start excluded; ``generated_top_ids`` (k, 5), ``generated_top_logprobs`` (k, 5):
-  the five likeliest of each step's raw logits (`output_logits`, before the generation config's
-  processors: the ban of `<pad>` and renormalization)
+  the five likeliest of each step's scores (`output_scores`: after the generation config's
+  processors, the ban of `<pad>` (`bad_words_ids`) and `renormalize_logits`, so log-probabilities
+  over the tokens left)
 - ``versions``: str
 
-and tests/fixtures/opus_mt/tokens.json, for each of TEXTS, MarianTokenizer's ids of it as a
+tests/fixtures/opus_mt/generate.npz holds the same for each of GENERATE (``source_i``,
+``generated_i``, ``top_ids_i``, ``top_logprobs_i``), and ``raw_top_ids_i``: the five likeliest
+of the raw logits (`output_logits`), among which `<pad>` is at some step of each (checked here):
+what attn showed before it applied `bad_words_ids`. ``banned`` int64 and ``banned_generated``,
+``banned_top_ids``, ``banned_top_logprobs`` are SOURCE's greedy translation with BANNED as
+`bad_words_ids`: `<pad>`; `<pad>` then "The" (the decoder start token is `<pad>`, so "The" cannot
+come first); "Cat" then "'"; and `</s>` alone, which transformers drops (an end-of-sequence id).
+``forced_generated``, ``forced_top_ids``, ``forced_top_logprobs`` are SOURCE's greedy translation
+with FORCED new tokens at most: the config's `forced_eos_token_id` makes the last `</s>` (its
+scores: 0 for `</s>`, -inf for the rest, so the other four of its top five are any ids at -inf).
+
+tests/fixtures/opus_mt/tokens.json holds, for each of TEXTS, MarianTokenizer's ids of it as a
 source and as a target.
 
 Run in the reference venv (scripts/refenv.sh: it has sentencepiece), from the repo root, after
 `uv sync --group models` installed the parts into .venv::
 
     .refenv/bin/python scripts/make_opus_mt_fixture.py [--site PATH/site-packages]
+
+Each source's greedy translation ends with `</s>` well before STEPS, so the config's
+`forced_eos_token_id` (which forces `</s>` as the last of the max_new_tokens) acts only in the
+run of FORCED new tokens.
 """
 
 from __future__ import annotations
@@ -53,7 +69,10 @@ SHA256 = "e56c34f383086e9a3531377421d814f33a8230adb7cc396a3dfdaba702adb1f7"  # t
 FOLDER = "aait_store/Models/NLP/helsinki_fr_en/"
 SOURCE = "Le chat est assis sur le tapis."
 TARGET = "The cat is sitting on the mat."
-STEPS = 12
+STEPS = 20
+FORCED = 3
+BANNED = [[59513], [59513, 35], [7614, 6], [0]]
+GENERATE = [SOURCE, "Bonjour, comment allez-vous ?", "Il pleut depuis ce matin à Lyon.", "Je ne sais pas."]
 TEXTS = [
     SOURCE,
     "L'été dernier, j'ai vu « Les Misérables » à Paris !",
@@ -94,6 +113,22 @@ def top5(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return ids.numpy().astype(np.int64), to_numpy(values)
 
 
+def greedy(model, tok, source: str, steps: int = STEPS, **config):
+    """`generate` greedy from `source`, with the model's generation config (its `bad_words_ids`,
+    `renormalize_logits`): the ids written, the top five of the scores (log-probabilities over
+    the tokens not banned) and of the raw logits."""
+    with torch.no_grad():
+        gen = model.generate(
+            tok(source, return_tensors="pt")["input_ids"], num_beams=1, do_sample=False, max_new_tokens=steps,
+            output_scores=True, output_logits=True, return_dict_in_generate=True, **config,
+        )
+    scores = torch.cat(gen.scores)
+    assert model.generation_config.renormalize_logits and scores.logsumexp(-1).abs().max() < 1e-4  # log-probabilities (float32)
+    assert gen.sequences[0, -1] == model.config.eos_token_id and (len(gen.scores) < steps or steps == FORCED)  # forced_eos_token_id acted only then
+    values, ids = scores.topk(5, dim=-1)
+    return gen.sequences[0, 1:].numpy().astype(np.int64), ids.numpy().astype(np.int64), to_numpy(values), top5(torch.cat(gen.logits))[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     found = sorted((REPO_ROOT / ".venv" / "lib").glob("python3*/site-packages"))
@@ -110,11 +145,22 @@ def main() -> None:
         batch = tok(SOURCE, text_target=TARGET, return_tensors="pt")
         with torch.no_grad():
             out = model(input_ids=batch["input_ids"], labels=batch["labels"], output_attentions=True)
-            gen = model.generate(
-                batch["input_ids"], num_beams=1, do_sample=False, max_new_tokens=STEPS, output_logits=True, return_dict_in_generate=True
-            )
         top_ids, top_logprobs = top5(out.logits[0])
-        gen_ids, gen_logprobs = top5(torch.cat(gen.logits))
+        written, gen_ids, gen_logprobs, _ = greedy(model, tok, SOURCE)
+        pad = model.generation_config.pad_token_id
+        assert model.generation_config.bad_words_ids == [[pad]]
+        runs = {}
+        for i, source in enumerate(GENERATE):
+            ids, top, logprobs, raw = greedy(model, tok, source)
+            assert (raw == pad).any() and not (top == pad).any(), f"<pad> is not among {source!r}'s raw top five"
+            runs |= {f"source_{i}": np.array(source), f"generated_{i}": ids, f"top_ids_{i}": top, f"top_logprobs_{i}": logprobs, f"raw_top_ids_{i}": raw}
+        ids, top, logprobs, _ = greedy(model, tok, SOURCE, bad_words_ids=BANNED)
+        assert ids[0] != 35 and (7614, 6) not in zip(ids, ids[1:]) and ids[-1] == 0
+        runs |= {"banned": np.array([b + [-1] * (2 - len(b)) for b in BANNED]), "banned_generated": ids, "banned_top_ids": top, "banned_top_logprobs": logprobs}
+        ids, top, logprobs, _ = greedy(model, tok, SOURCE, FORCED)
+        assert len(ids) == FORCED and ids[-1] == model.generation_config.forced_eos_token_id != written[FORCED - 1]
+        runs |= {"forced_generated": ids, "forced_top_ids": top, "forced_top_logprobs": logprobs}
+        save_npz(OUT / "generate.npz", runs | {"versions": np.array(versions_string())})
         arrays = {
             "source": np.array(SOURCE), "target": np.array(TARGET),
             "input_ids": batch["input_ids"][0].numpy().astype(np.int64), "labels": batch["labels"][0].numpy().astype(np.int64),
@@ -122,11 +168,11 @@ def main() -> None:
             "decoder_attentions": np.stack([to_numpy(a[0]) for a in out.decoder_attentions]),
             "cross_attentions": np.stack([to_numpy(a[0]) for a in out.cross_attentions]),
             "top_ids": top_ids, "top_logprobs": top_logprobs,
-            "generated": gen.sequences[0, 1:].numpy().astype(np.int64), "generated_top_ids": gen_ids, "generated_top_logprobs": gen_logprobs,
+            "generated": written, "generated_top_ids": gen_ids, "generated_top_logprobs": gen_logprobs,
             "versions": np.array(versions_string()),
         }
         save_npz(OUT / "ref.npz", arrays)
-        print(f"{SOURCE!r} -> {tok.decode(gen.sequences[0], skip_special_tokens=True)!r}; {versions_string()}")
+        print(f"{SOURCE!r} -> {tok.decode(written, skip_special_tokens=True)!r}; {versions_string()}")
 
 
 if __name__ == "__main__":

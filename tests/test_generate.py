@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from helpers import tied_copy
 
-from attn_cli.compute.decoding import Sampling, decode, eos_ids
+from attn_cli.compute.decoding import Sampling, bad_words, banned, decode, eos_ids, forced_eos
 from attn_cli.compute.generate import generate
+from attn_cli.errors import ModelError
 from attn_cli.loading.model import kept, load_model
 from attn_cli.maths.sampling import filtered_logits, log_softmax, sample, top_tokens
 from attn_cli.models import KVCache
@@ -112,6 +113,80 @@ def test_eos_comes_from_generation_config_then_config(tmp_path):
     assert eos_ids(load_model(folder)) == (2,)  # config.json
     (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 7}))
     assert eos_ids(load_model(folder)) == (7,)
+
+
+def test_bad_words_come_from_config_without_a_generation_config_and_are_never_candidates(tmp_path):
+    """config.json's `bad_words_ids` (no generation_config.json): a banned token gets -inf, the
+    others' log-probabilities are renormalized over what is left; `[eos]` alone is dropped, as
+    transformers' NoBadWordsLogitsProcessor does (the real Marian against it: test_opus_mt_real.py)."""
+    folder = tied_copy("llama", tmp_path)
+    (folder / "generation_config.json").unlink(missing_ok=True)
+    plain = load_model(folder)
+    free = next(decode(plain, plain.tokenizer.encode("The cat sat.").ids, 1))
+    first = free.id
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"bad_words_ids": [[first], [2], [first, 5]]}))
+    model = load_model(folder)
+    assert bad_words(model) == ((first,), (first, 5))
+    r = generate(model, "The cat sat.", 3)
+    raw = free.logits.astype(np.float64).copy()
+    raw[first] = -np.inf
+    expected = log_softmax(raw)
+    assert r.steps[0].id == int(np.argmax(raw)) != first
+    assert [c.id for c in r.steps[0].top] == top_tokens(expected, 5).tolist()
+    assert np.abs(np.array([c.logprob for c in r.steps[0].top]) - expected[top_tokens(expected, 5)]).max() <= 1e-6
+    assert first not in [c.id for s in r.steps for c in s.top]
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 2}))  # transformers 5 then reads it alone
+    assert bad_words(load_model(folder)) == ()
+
+
+def test_banned_tokens_are_left_out_of_a_top_longer_than_what_is_left(tmp_path):
+    """All but ids 0, 1, 2 banned: `top=10` shows those three, whose probabilities sum to 1, and
+    the JSON has no -Infinity."""
+    folder = tied_copy("llama", tmp_path)
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 2, "bad_words_ids": [[i] for i in range(3, 403)]}))
+    r = generate(load_model(folder), "The cat sat.", 2, top=10)
+    assert [sorted(c.id for c in s.top) for s in r.steps] == [[0, 1, 2]] * len(r.steps) and r.steps[0].id in (0, 1, 2)
+    assert abs(np.logaddexp.reduce([c.logprob for c in r.steps[0].top]) - 0.0) <= 1e-6
+    json.dumps(r.to_json(), allow_nan=False)
+
+
+def test_forced_eos_ids_make_the_last_new_token_and_nothing_before(tmp_path):
+    """`forced_eos_token_id` [a, b]: the last of max_new_tokens is a (the first on the tie), each
+    at probability 1/2; the tokens before are the free run's (the real Marian against
+    transformers: test_opus_mt_real.py)."""
+    folder = tied_copy("llama", tmp_path)
+    free = generate(load_model(folder), "The cat sat.", 3)
+    a, b = 7, 11
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 2, "forced_eos_token_id": [a, b]}))
+    model = load_model(folder)
+    assert forced_eos(model) == (a, b)
+    r = generate(model, "The cat sat.", 3)
+    assert [s.id for s in r.steps[:2]] == [s.id for s in free.steps[:2]] and r.steps[2].id == a
+    assert [(c.id, round(c.logprob, 6)) for c in r.steps[2].top] == [(a, round(-np.log(2), 6)), (b, round(-np.log(2), 6))]
+    (folder / "generation_config.json").write_text(json.dumps({"forced_eos_token_id": "2"}))
+    with pytest.raises(ModelError, match="forced_eos_token_id"):
+        forced_eos(load_model(folder))
+
+
+def test_a_longer_bad_word_is_banned_only_after_its_prefix():
+    assert banned([5, 7], ((7, 9), (5, 8), (3,), (1, 5, 7, 4), (5, 7, 6), (9, 9, 9, 9))) == [9, 3, 6]
+    assert banned([], ((3,), (4, 5))) == [3]
+
+
+@pytest.mark.parametrize("value", [[3], [[]], [[-1]], [[True]], "3"])
+def test_bad_words_that_are_not_lists_of_ids_are_a_model_error(tmp_path, value):
+    folder = tied_copy("llama", tmp_path)
+    (folder / "generation_config.json").write_text(json.dumps({"bad_words_ids": value}))
+    with pytest.raises(ModelError, match="bad_words_ids"):
+        bad_words(load_model(folder))
+
+
+def test_a_bad_word_past_the_vocabulary_is_a_model_error(tmp_path):
+    folder = tied_copy("llama", tmp_path)
+    (folder / "generation_config.json").write_text(json.dumps({"bad_words_ids": [[10**6]]}))
+    with pytest.raises(ModelError, match="bans token 1000000"):
+        generate(load_model(folder), "The cat sat.", 2)
 
 
 def test_sampling_is_reproducible_and_top_k_1_is_greedy(tiny):

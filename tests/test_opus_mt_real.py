@@ -109,7 +109,8 @@ def test_the_next_token_top5_at_every_target_position(opus, ref, passes):
 
 def test_greedy_translation_ids_and_top5_logprobs_are_transformers(opus, ref):
     """`generate` greedy: the same ids (the target's </s> included) and each step's five likeliest
-    tokens with their log-probabilities, of the raw logits (transformers' `output_logits`)."""
+    tokens with their log-probabilities, after the generation config's ban of `<pad>`
+    (transformers' `output_scores`, renormalized)."""
     result = api.generate(opus, str(ref["source"]), max_new_tokens=12)
     assert [s.id for s in result.steps] == ref["generated"].tolist()
     for step, ids, logprobs in zip(result.steps, ref["generated_top_ids"], ref["generated_top_logprobs"], strict=True):
@@ -128,3 +129,71 @@ def test_the_cli_shows_a_target_words_cross_attention_as_transformers_weighs_it(
     heads = {h["head"]: np.array(h["weights"]) for h in doc["layers"][0]["heads"]}
     assert np.abs(np.stack([heads[h] for h in range(8)]) - ref["cross_attentions"][2, :, 7]).max() <= TOLERANCE
     assert np.abs(heads["mean"] - ref["cross_attentions"][2, :, 7].mean(axis=0)).max() <= TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return dict(np.load(FIXTURES / "generate.npz"))
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_pad_is_never_a_candidate_as_transformers_bans_it(opus, runs, i):
+    """generation_config.json's `bad_words_ids` [[<pad>]]: `<pad>` was among the five likeliest
+    of the raw logits at some step of each source, and is neither written nor shown; the five
+    shown and their log-probabilities are transformers' `output_scores` (`renormalize_logits`)."""
+    pad = opus.spec.seq2seq.decoder_start
+    assert (runs[f"raw_top_ids_{i}"] == pad).any()
+    result = api.generate(opus, str(runs[f"source_{i}"]), max_new_tokens=20)
+    assert [s.id for s in result.steps] == runs[f"generated_{i}"].tolist()
+    assert [[c.id for c in s.top] for s in result.steps] == runs[f"top_ids_{i}"].tolist()
+    assert np.abs(np.array([[c.logprob for c in s.top] for s in result.steps]) - runs[f"top_logprobs_{i}"]).max() <= LOGPROBS
+    assert np.abs(np.array([s.logprob for s in result.steps]) - runs[f"top_logprobs_{i}"][:, 0]).max() <= LOGPROBS  # greedy: the best
+
+
+def test_longer_bad_words_are_banned_after_their_prefix_as_transformers_does(opus, runs, tmp_path):
+    """The model's folder with `bad_words_ids` [[<pad>], [<pad>, "The"], ["Cat", "'"], [</s>]]: "The"
+    cannot follow the decoder start token (`<pad>`), "'" cannot follow "Cat", and `</s>` alone is
+    dropped (an end-of-sequence id), as in transformers' `generate`."""
+    for f in opus.path.iterdir():
+        (tmp_path / f.name).symlink_to(f)
+    config = json.loads((opus.path / "generation_config.json").read_text())
+    (tmp_path / "generation_config.json").unlink()
+    banned = [[i for i in row if i >= 0] for row in runs["banned"].tolist()]
+    (tmp_path / "generation_config.json").write_text(json.dumps(config | {"bad_words_ids": banned}))
+    result = api.generate(load_model(tmp_path), str(runs["source_0"]), max_new_tokens=20)
+    assert [s.id for s in result.steps] == runs["banned_generated"].tolist()
+    assert [[c.id for c in s.top] for s in result.steps] == runs["banned_top_ids"].tolist()
+    assert np.abs(np.array([[c.logprob for c in s.top] for s in result.steps]) - runs["banned_top_logprobs"]).max() <= LOGPROBS
+    assert result.continuation == "Cat sits on the carpet.</s>"
+
+
+def test_the_last_of_max_new_tokens_is_forced_to_end_as_transformers_does(opus, runs):
+    """generation_config.json's `forced_eos_token_id` (`</s>`): with `-n 3` the third token is
+    `</s>`, the only alternative, at probability 1 (its other scores are -inf, left out)."""
+    result = api.generate(opus, str(runs["source_0"]), max_new_tokens=3)
+    assert [s.id for s in result.steps] == runs["forced_generated"].tolist() == [35, 7110, 0]
+    finite = np.isfinite(runs["forced_top_logprobs"])
+    for step, ids, logprobs, keep in zip(result.steps, runs["forced_top_ids"], runs["forced_top_logprobs"], finite, strict=True):
+        assert [c.id for c in step.top] == ids[keep].tolist()
+        assert np.abs(np.array([c.logprob for c in step.top]) - logprobs[keep]).max() <= LOGPROBS
+    assert result.stop_reason == "eos" and result.continuation == "The cat</s>"
+
+
+def test_the_cli_never_shows_pad(opus, runs):
+    doc = json.loads(attn("generate", str(runs["source_3"]), "-m", "opus-mt-fr-en", "--json").stdout)
+    assert [[c["id"] for c in s["top"]] for s in doc["steps"]] == runs["top_ids_3"].tolist()
+    assert "<pad>" not in {c["text"] for s in doc["steps"] for c in s["top"]}
+
+
+def test_the_target_side_is_built_only_when_a_target_is_tokenized():
+    """target.spm's tokenizer (~0.3 s to read back from attn's cache) is made on first use:
+    inspecting a source never makes it; a target, then any later one, makes it once."""
+    if not is_installed("opus-mt-fr-en"):
+        pytest.skip("opus-mt-fr-en not installed")
+    model = load_model("opus-mt-fr-en")
+    result = api.inspect(model, "Le chat.", query="chat")
+    assert model.target_tokenizer.cache_info().currsize == 0 and result.query.token_indices == (1,)
+    case = json.loads((FIXTURES / "tokens.json").read_text(encoding="utf-8"))[1]  # source and target ids differ
+    first = model.decoder_tokenizer
+    assert tokenize(first, case["text"]).ids.tolist() == case["target"] != case["source"]
+    assert model.decoder_tokenizer is first and model.target_tokenizer.cache_info()[:2] == (1, 1)  # hits, misses

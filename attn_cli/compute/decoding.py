@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..loading.model import Model
-from ..maths.sampling import greedy, sample
+from ..maths.sampling import greedy, sample, top_tokens
 from ..models import KVCache, LayerTrace
 from ..records import frozen
 
@@ -58,8 +58,10 @@ class Sampling:
 @frozen
 class DecodeStep:
     """One generated token: `position` is where it goes; `logits` (vocab,) are the model's output
-    at position - 1, which chose it; `traces` are the layers of the forward pass that made them
-    (with the cache, over the new tokens only: the prompt at the first step, then one token)."""
+    at position - 1, which chose it, with the banned tokens (`bad_words`) at -inf (at the last
+    step, with `forced_eos`, all but those ids); `traces` are the layers of the forward pass that
+    made them (with the cache, over the new tokens only: the prompt at the first step, then one
+    token)."""
 
     position: int
     id: int
@@ -95,6 +97,90 @@ def eos_ids(model: Model) -> tuple[int, ...]:
     return () if found is None else (int(found),)
 
 
+def bad_words(model: Model) -> tuple[tuple[int, ...], ...]:
+    """The id sequences generation never completes: `bad_words_ids` of generation_config.json, or
+    of config.json when the folder has no generation_config.json (transformers 5 then reads only
+    the first), as transformers' NoBadWordsLogitsProcessor takes them: a sequence that is just an
+    end-of-sequence id is dropped. Marian models ban `<pad>` ([[pad_token_id]])."""
+    found = _setting(model, "bad_words_ids")
+    if found is None:
+        return ()
+    valid = isinstance(found, list) and found and all(
+        isinstance(seq, list) and seq and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in seq) for seq in found
+    )
+    if not valid:
+        raise ModelError(
+            f"`bad_words_ids` of {model.path} is {str(found)[:80]}, not a non-empty list of non-empty lists of token ids",
+            "fix or remove `bad_words_ids` in its generation_config.json or config.json",
+        )
+    eos = eos_ids(model)
+    return tuple(dict.fromkeys(tuple(seq) for seq in found if not (len(seq) == 1 and seq[0] in eos)))
+
+
+def forced_eos(model: Model) -> tuple[int, ...]:
+    """`forced_eos_token_id` (an id or a list), read as `bad_words`: transformers' ForcedEOSTokenLogitsProcessor
+    makes the last of `max_new_tokens` new tokens one of them (`only`). Opus-MT's is `</s>`."""
+    found = _setting(model, "forced_eos_token_id")
+    found = [found] if isinstance(found, int) and not isinstance(found, bool) else found
+    if found is None:
+        return ()
+    if not (isinstance(found, list) and found and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in found)):
+        raise ModelError(
+            f"`forced_eos_token_id` of {model.path} is {str(found)[:80]}, not a token id or a list of them",
+            "fix or remove `forced_eos_token_id` in its generation_config.json or config.json",
+        )
+    return tuple(found)
+
+
+def _setting(model: Model, key: str):
+    """A generation setting: generation_config.json's, or config.json's when the folder has no
+    generation_config.json (transformers 5 reads config.json's only then)."""
+    generation = model.path / "generation_config.json"
+    return (_json(generation) if generation.is_file() else model.config).get(key)
+
+
+def only(logits: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+    """(vocab,) logits where `ids` are 0 and every other token -inf: one of `ids` is chosen, with
+    probability 1/len(ids) (transformers' forced tokens, renormalized)."""
+    if max(ids) >= logits.shape[-1]:
+        raise ModelError(
+            f"`forced_eos_token_id` names token {max(ids)}, but the model has {logits.shape[-1]} tokens",
+            "fix or remove `forced_eos_token_id` in its generation_config.json or config.json",
+        )
+    out = np.full_like(logits, -np.inf)
+    out[list(ids)] = 0.0
+    return out
+
+
+def banned(ids: list[int], bad: tuple[tuple[int, ...], ...]) -> list[int]:
+    """The next ids that would complete a sequence of `bad` after `ids` (the whole input so far:
+    prompt, or decoder start, and what was written): a one-token sequence always, a longer one
+    when `ids` end with all but its last token (transformers' SequenceBiasLogitsProcessor)."""
+    return [seq[-1] for seq in bad if len(seq) == 1 or (len(seq) - 1 <= len(ids) and tuple(ids[len(ids) - len(seq) + 1 :]) == seq[:-1])]
+
+
+def masked(logits: np.ndarray, ids: list[int], bad: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """`logits` (vocab,) with the `banned` ids at -inf: never chosen, probability 0, the others'
+    log-probabilities renormalized over what is left (transformers' `output_scores`)."""
+    drop = banned(ids, bad)
+    if not drop:
+        return logits
+    if max(drop) >= logits.shape[-1]:
+        raise ModelError(
+            f"`bad_words_ids` bans token {max(drop)}, but the model has {logits.shape[-1]} tokens",
+            "fix or remove `bad_words_ids` in its generation_config.json or config.json",
+        )
+    logits = logits.copy()
+    logits[drop] = -np.inf
+    return logits
+
+
+def likeliest(logprobs: np.ndarray, k: int) -> list[int]:
+    """The ids of the k largest log-probs (vocab,), largest first, leaving out the banned ones
+    (-inf: they have no probability, and JSON no number for them)."""
+    return [int(i) for i in top_tokens(logprobs, k) if logprobs[i] > -np.inf]
+
+
 def _json(path: Path) -> dict:
     if not path.is_file():
         return {}
@@ -126,17 +212,21 @@ def decode(
     choose: Callable[[np.ndarray], int] = greedy,
     eos: tuple[int, ...] = (),
     use_cache: bool = True,
+    bad: tuple[tuple[int, ...], ...] = (),
+    forced: tuple[int, ...] = (),
 ) -> Iterator[DecodeStep]:
     """Generate up to `max_new_tokens` after `prompt_ids`, stopping after an id in `eos` (which
-    is yielded). With `use_cache` each step runs the new token alone over the KV cache; without,
-    it reruns the whole sequence (the same numbers, to float32 rounding; slower)."""
+    is yielded), never completing a sequence of `bad` (`bad_words`), the last one of `forced`
+    (`forced_eos`) when it has any. With `use_cache` each step runs the new token alone over the
+    KV cache; without, it reruns the whole sequence (the same numbers, to float32 rounding; slower)."""
     require_decoder(model)
     ids = [int(i) for i in prompt_ids]
     cache = KVCache(model.spec, len(ids) + max_new_tokens) if use_cache else None
     new = np.asarray(ids, dtype=np.int64)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         traces = tuple(model.trace(new if use_cache else np.asarray(ids, dtype=np.int64), cache))
-        logits = model.arch.logits(model.weights, model.spec, traces[-1].hidden[-1:])[0]
+        logits = masked(model.arch.logits(model.weights, model.spec, traces[-1].hidden[-1:])[0], ids, bad)
+        logits = only(logits, forced) if forced and step == max_new_tokens - 1 else logits
         token = int(choose(logits))
         yield DecodeStep(len(ids), token, logits, traces)
         ids.append(token)

@@ -13,10 +13,10 @@ from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
-from ..maths.sampling import log_softmax, top_tokens
+from ..maths.sampling import log_softmax
 from ..models.cache import cache_bytes
 from ..records import frozen
-from .decoding import Sampling, check_length, decode, eos_ids, require_decoder
+from .decoding import Sampling, bad_words, check_length, decode, eos_ids, forced_eos, likeliest, require_decoder
 from .inspect import inspect_tokens, model_info
 from .options import InspectOptions, check_chat
 from .result import InspectResult, ModelInfo, document_header, floats, tokens_json
@@ -25,7 +25,8 @@ from .seq2seq import check_kind
 
 @frozen
 class Candidate:
-    """A token the model could write next, with its log-probability (temperature 1, unfiltered)."""
+    """A token the model could write next, with its log-probability (temperature 1, before top-k/top-p;
+    over the tokens `bad_words_ids` leaves: `decoding.bad_words`)."""
 
     id: int
     text: str
@@ -177,9 +178,9 @@ def generate(
     ids = [int(i) for i in tok.ids]
     prompt_tokens = len(ids)
     steps, pieces, stop = [], [], "length"
-    for d in decode(model, tok.ids, max_new_tokens, sampling.chooser(), eos, use_cache):
+    for d in decode(model, tok.ids, max_new_tokens, sampling.chooser(), eos, use_cache, bad_words(model), forced_eos(model)):
         logprobs = log_softmax(d.logits)
-        candidates = tuple(Candidate(int(i), decoded_piece(model.tokenizer, ids, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top))
+        candidates = tuple(Candidate(int(i), decoded_piece(model.tokenizer, ids, int(i)), float(logprobs[i])) for i in likeliest(logprobs, top))
         piece = decoded_piece(model.tokenizer, ids, d.id)
         step = Step(d.position, d.id, piece, float(logprobs[d.id]), candidates, _attended(d.traces[-1], tok, ids, pieces))
         steps.append(step)

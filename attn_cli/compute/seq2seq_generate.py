@@ -16,30 +16,33 @@ from ..errors import InputError, OptionError
 from ..loading.model import Model, kept
 from ..loading.tokenizer import Token, Tokenization, continued, decoded_piece, tokenize
 from ..maths.analysis import to_words
-from ..maths.sampling import greedy, log_softmax, top_tokens
+from ..maths.sampling import greedy, log_softmax
 from ..models import KVCache
 from ..models.cache import cache_bytes
-from .decoding import DecodeStep, Sampling, eos_ids
+from .decoding import DecodeStep, Sampling, bad_words, eos_ids, forced_eos, likeliest, masked, only
 from .inspect import inspect_decoder, model_info
 from .options import InspectOptions
 
 
 def decode_seq2seq(
     model: Model, memory, max_new_tokens: int, choose: Callable[[np.ndarray], int] = greedy,
-    eos: tuple[int, ...] = (), use_cache: bool = True,
+    eos: tuple[int, ...] = (), use_cache: bool = True, bad: tuple[tuple[int, ...], ...] = (), forced: tuple[int, ...] = (),
 ) -> Iterator[DecodeStep]:
     """Write up to `max_new_tokens` after the decoder start token, stopping after an id in
-    `eos` (yielded), over the source's `memory` (`Model.memory`: the encoder ran once). With
-    `use_cache` each step runs the new token alone over the decoder's KV cache, else the whole
-    target so far. Each step's traces are the decoder's layers (their `cross` the
-    cross-attention of the new positions over the source)."""
+    `eos` (yielded), never completing a sequence of `bad` (`bad_words`: Marian's `<pad>`), the
+    last one of `forced` (`forced_eos`: Marian's `</s>`) when it has any, over the source's
+    `memory` (`Model.memory`: the encoder ran once). With `use_cache` each step runs the new
+    token alone over the decoder's KV cache, else the whole target so far. Each step's traces
+    are the decoder's layers (their `cross` the cross-attention of the new positions over the
+    source)."""
     decoder = model.spec.seq2seq.decoder
     ids = [model.spec.seq2seq.decoder_start]
     cache = KVCache(decoder, 1 + max_new_tokens) if use_cache else None
     new = np.asarray(ids, dtype=np.int64)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         traces = tuple(model.trace_decoder(new if use_cache else np.asarray(ids, dtype=np.int64), memory, cache))
-        logits = model.decoder_logits(traces[-1].hidden[-1:])[0]
+        logits = masked(model.decoder_logits(traces[-1].hidden[-1:])[0], ids, bad)
+        logits = only(logits, forced) if forced and step == max_new_tokens - 1 else logits
         token = int(choose(logits))
         yield DecodeStep(len(ids), token, logits, traces)
         ids.append(token)
@@ -76,9 +79,9 @@ def generate_seq2seq(
     stop = "length"
     units = src.word_units
     memory = model.memory(src.ids)
-    for d in decode_seq2seq(model, memory, max_new_tokens, sampling.chooser(), eos, use_cache):
+    for d in decode_seq2seq(model, memory, max_new_tokens, sampling.chooser(), eos, use_cache, bad_words(model), forced_eos(model)):
         logprobs = log_softmax(d.logits)
-        candidates = tuple(Candidate(int(i), decoded_piece(model.decoder_tokenizer, written, int(i)), float(logprobs[i])) for i in top_tokens(logprobs, top))
+        candidates = tuple(Candidate(int(i), decoded_piece(model.decoder_tokenizer, written, int(i)), float(logprobs[i])) for i in likeliest(logprobs, top))
         piece = decoded_piece(model.decoder_tokenizer, written, d.id)
         steps.append(Step(d.position, d.id, piece, float(logprobs[d.id]), candidates, _attended_source(d.traces[-1].cross, units)))
         written.append(d.id)

@@ -120,28 +120,28 @@ def is_marian_folder(folder: Path) -> bool:
 
 
 def marian_tokenizers(folder: Path) -> tuple[Tokenizer, Tokenizer]:
-    """(source, target) tokenizers of a Marian folder, neither padding nor truncating. Each
-    side's tokenizer.json is kept in attn's cache under the CRC-32s of its .spm and vocab.json
-    (building it reads 60,000 pieces twice: most of a second)."""
+    """(source, target) tokenizers of a Marian folder, neither padding nor truncating."""
+    return marian_tokenizer(folder, "source"), marian_tokenizer(folder, "target")
+
+
+def marian_tokenizer(folder: Path, side: str) -> Tokenizer:
+    """The `side` ("source" or "target") tokenizer of a Marian folder, neither padding nor
+    truncating. Its tokenizer.json is kept in attn's cache under the CRC-32s of its .spm and
+    vocab.json: building it reads 60,000 pieces (most of a second), and even reading it back
+    takes ~0.3 s, so a model builds its target side only when a target is tokenized."""
     try:
         raw = (folder / "vocab.json").read_bytes()
-        spms = {name: (folder / name).read_bytes() for name in ("source.spm", "target.spm")}
+        data = (folder / f"{side}.spm").read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read {folder}: {exc.strerror or exc}", "check that the model folder's files are readable") from None
-    vocab = None
-    tokenizers = []
-    for name, data in spms.items():
-        record = cache_dir() / "tokenizers" / f"marian-{zlib.crc32(data):08x}{zlib.crc32(raw):08x}-v{VERSION}.json"
-        try:
-            tokenizers.append(Tokenizer.from_file(str(record)))
-            continue
-        except Exception:  # not cached yet, or damaged: built again
-            pass
-        vocab = vocab if vocab is not None else _vocab(folder, raw)
-        text = tokenizer_json(folder / name, vocab)
-        write_atomically(record, text)
-        tokenizers.append(Tokenizer.from_str(text))
-    return tokenizers[0], tokenizers[1]
+    record = cache_dir() / "tokenizers" / f"marian-{zlib.crc32(data):08x}{zlib.crc32(raw):08x}-v{VERSION}.json"
+    try:
+        return Tokenizer.from_file(str(record))
+    except Exception:  # not cached yet, or damaged: built again
+        pass
+    text = tokenizer_json(folder / f"{side}.spm", _vocab(folder, raw))
+    write_atomically(record, text)
+    return Tokenizer.from_str(text)
 
 
 def _vocab(folder: Path, raw: bytes) -> dict[str, int]:

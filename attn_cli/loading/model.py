@@ -9,9 +9,10 @@ hub name `org/name` (see `hub.py`); without any, attn uses the bundled all-MiniL
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ..models.seq2seq import Memory
 from ..models.trace import checked_decode, checked_forward, checked_forward_packed
 from ..records import frozen
 from .budget import BudgetedWeights, default_budget
-from .marian_tokenizer import is_marian_folder, marian_tokenizers
+from .marian_tokenizer import is_marian_folder, marian_tokenizer
 from .tokenizer import load_tokenizer
 from .weights import open_weights
 
@@ -45,8 +46,9 @@ class Model:
     # A process that runs many texts (attn batch) keeps them: it would re-read them every time.
     release_weights: bool = True
     chat_template: str | None = None  # the Jinja template a GGUF file ships (`tokenizer.chat_template`)
-    # an encoder–decoder's target side, when it tokenizes targets otherwise (Marian's target.spm)
-    target_tokenizer: Tokenizer | None = None
+    # an encoder–decoder's target side, when it tokenizes targets otherwise (Marian's target.spm):
+    # built on first use (`decoder_tokenizer`), as `inspect` without a target never needs it
+    target_tokenizer: Callable[[], Tokenizer] | None = None
 
     def __repr__(self) -> str:  # not the dataclass's: that prints the config, weights and the whole vocabulary
         s = self.spec
@@ -63,7 +65,7 @@ class Model:
     @property
     def decoder_tokenizer(self) -> Tokenizer:
         """What tokenizes a target (`--target`, transformers' `text_target`) and reads the decoder's ids."""
-        return self.target_tokenizer or self.tokenizer
+        return self.target_tokenizer() if self.target_tokenizer is not None else self.tokenizer
 
     @property
     def has_cross_attention(self) -> bool:
@@ -254,8 +256,8 @@ def _load(model, release_weights: bool) -> Model:
     tokenizer_path = folder / "tokenizer.json"
     if not tokenizer_path.is_file() and is_marian_folder(folder):  # Opus-MT: source.spm, target.spm, vocab.json
         weights = open_weights(folder, arch.weight_prefixes)
-        source, target = marian_tokenizers(folder)
-        return Model(name, folder, config, spec, weights, source, arch, release_weights, target_tokenizer=target)
+        target = functools.cache(functools.partial(marian_tokenizer, folder, "target"))  # once, shared by the model's copies (`kept`)
+        return Model(name, folder, config, spec, weights, marian_tokenizer(folder, "source"), arch, release_weights, target_tokenizer=target)
     if not tokenizer_path.is_file():
         raise ModelError(
             f"{folder} has no tokenizer.json",
