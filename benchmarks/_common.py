@@ -1,7 +1,8 @@
 """Helpers shared by the benchmarks in this folder (not a benchmark itself).
 
 - `run_process`: one child process, timed around Popen … os.wait4, with the child's own peak
-  RSS (`ru_maxrss` from wait4); optionally a time limit and a guard that stops the child
+  RSS (`ru_maxrss` from wait4, which Linux carries over from the forking parent: a peak at or
+  under the parent's RSS may be the parent's, and `run_process` says so on stderr); optionally a time limit and a guard that stops the child
   before it exhausts the machine's memory.
 - `refenv_python`: the reference env (torch + transformers) and its versions.
 - `machine_info`, `loadavg`, `quartiles`, `md_table`: the machine notes and report pieces.
@@ -52,6 +53,13 @@ class Run:
     stderr: bytes
     stopped: str | None = None  # why we stopped the child ("timeout …", "memory guard …"), else None
     cpu: float = 0.0  # seconds of CPU, user + system, of the child and the children it waited for (wait4's rusage)
+    floor_kib: int = 0  # the parent's RSS when it forked the child: ru_maxrss is never below it
+
+    @property
+    def maxrss_known(self) -> bool:
+        """Whether maxrss_kib is the child's: Linux keeps the forking parent's RSS as the start of
+        the child's ru_maxrss (across exec), so a figure at or under it may be the parent's."""
+        return self.maxrss_kib > self.floor_kib * 1.02
 
     @property
     def maxrss_mib(self) -> float:
@@ -64,6 +72,17 @@ def _raise_oom_score() -> None:
         Path("/proc/self/oom_score_adj").write_text("1000")
     except OSError:
         pass
+
+
+def own_rss_kib() -> int:
+    """This process's resident memory now (VmRSS, KiB), 0 where /proc cannot say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def mem_available_mib() -> float | None:
@@ -100,6 +119,7 @@ def run_process(
     guarded = timeout is not None or min_available_mib is not None
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
         stdin_file = open(stdin, "rb") if stdin is not None else subprocess.DEVNULL  # noqa: SIM115
+        floor = own_rss_kib()
         try:
             start = time.perf_counter()
             proc = subprocess.Popen(
@@ -135,7 +155,14 @@ def run_process(
         err.seek(0)
         out.seek(0)
         cpu = usage.ru_utime + usage.ru_stime
-        return Run(wall, usage.ru_maxrss, proc.returncode, out.read() if capture else b"", err.read(), stopped, cpu)
+        run = Run(wall, usage.ru_maxrss, proc.returncode, out.read() if capture else b"", err.read(), stopped, cpu, floor)
+        if not run.maxrss_known:
+            print(
+                f"note: {Path(argv[0]).name}'s peak RSS ({run.maxrss_mib:.0f} MiB) is not above this script's own ({floor / 1024:.0f} MiB),"
+                " from which Linux starts it: it may be this script's; import less in the benchmark's parent",
+                file=sys.stderr,
+            )
+        return run
 
 
 def failure_tail(run: Run, lines: int = 5) -> str:
