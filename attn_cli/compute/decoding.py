@@ -98,7 +98,7 @@ def eos_ids(model: Model) -> tuple[int, ...]:
 
 
 def bad_words(model: Model) -> tuple[tuple[int, ...], ...]:
-    """The id sequences generation never completes: "bad_words_ids" of generation_config.json, or
+    """The id sequences generation never completes: `bad_words_ids` of generation_config.json, or
     of config.json when the folder has no generation_config.json (transformers 5 then reads only
     the first), as transformers' NoBadWordsLogitsProcessor takes them: a sequence that is just an
     end-of-sequence id is dropped. Marian models ban `<pad>` ([[pad_token_id]])."""
@@ -110,15 +110,15 @@ def bad_words(model: Model) -> tuple[tuple[int, ...], ...]:
     )
     if not valid:
         raise ModelError(
-            f""bad_words_ids" of {model.path} is {str(found)[:80]}, not a non-empty list of non-empty lists of token ids",
-            "fix or remove "bad_words_ids" in its generation_config.json or config.json",
+            f"bad_words_ids of {model.path} is {str(found)[:80]}, not a non-empty list of non-empty lists of token ids",
+            "fix or remove bad_words_ids in its generation_config.json or config.json",
         )
     eos = eos_ids(model)
     return tuple(dict.fromkeys(tuple(seq) for seq in found if not (len(seq) == 1 and seq[0] in eos)))
 
 
 def forced_eos(model: Model) -> tuple[int, ...]:
-    """"forced_eos_token_id" (an id or a list), read as `bad_words`: transformers' ForcedEOSTokenLogitsProcessor
+    """`forced_eos_token_id` (an id or a list), read as `bad_words`: transformers' ForcedEOSTokenLogitsProcessor
     makes the last of `max_new_tokens` new tokens one of them (`only`). Opus-MT's is `</s>`."""
     found = _setting(model, "forced_eos_token_id")
     found = [found] if isinstance(found, int) and not isinstance(found, bool) else found
@@ -126,8 +126,8 @@ def forced_eos(model: Model) -> tuple[int, ...]:
         return ()
     if not (isinstance(found, list) and found and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in found)):
         raise ModelError(
-            f""forced_eos_token_id" of {model.path} is {str(found)[:80]}, not a token id or a list of them",
-            "fix or remove "forced_eos_token_id" in its generation_config.json or config.json",
+            f"forced_eos_token_id of {model.path} is {str(found)[:80]}, not a token id or a list of them",
+            "fix or remove forced_eos_token_id in its generation_config.json or config.json",
         )
     return tuple(found)
 
@@ -144,8 +144,8 @@ def only(logits: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
     probability 1/len(ids) (transformers' forced tokens, renormalized)."""
     if max(ids) >= logits.shape[-1]:
         raise ModelError(
-            f""forced_eos_token_id" names token {max(ids)}, but the model has {logits.shape[-1]} tokens",
-            "fix or remove "forced_eos_token_id" in its generation_config.json or config.json",
+            f"forced_eos_token_id names token {max(ids)}, but the model has {logits.shape[-1]} tokens",
+            "fix or remove forced_eos_token_id in its generation_config.json or config.json",
         )
     out = np.full_like(logits, -np.inf)
     out[list(ids)] = 0.0
@@ -167,8 +167,8 @@ def masked(logits: np.ndarray, ids: list[int], bad: tuple[tuple[int, ...], ...])
         return logits
     if max(drop) >= logits.shape[-1]:
         raise ModelError(
-            f""bad_words_ids" bans token {max(drop)}, but the model has {logits.shape[-1]} tokens",
-            "fix or remove "bad_words_ids" in its generation_config.json or config.json",
+            f"bad_words_ids bans token {max(drop)}, but the model has {logits.shape[-1]} tokens",
+            "fix or remove bad_words_ids in its generation_config.json or config.json",
         )
     logits = logits.copy()
     logits[drop] = -np.inf
