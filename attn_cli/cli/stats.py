@@ -198,7 +198,8 @@ class _Progress:
         '  attn compare "The cat sat." "A cat was sitting." -q cat --layer 2 --top 3\n\n'
         '  attn compare "She saw the bank." "He rowed to the bank." -q bank --json | jq ".most_changed[0]"\n\n'
         '  attn compare "The cat sat." "The cat sat down." -q sat --query-b down\n\n'
-        '  attn compare "La voiture est grande." "La voiture est vieille." -m opus-mt-fr-en -t "The car is big." --target-b "The car is old." -q is --attention cross'
+        '  attn compare "La voiture est grande." "La voiture est vieille." -m opus-mt-fr-en'
+        ' -t "The car is big." --target-b "The car is old." -q is --attention cross'
     )
 )
 def compare(
