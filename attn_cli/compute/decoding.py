@@ -220,12 +220,26 @@ def decode(
     (`forced_eos`) when it has any. With `use_cache` each step runs the new token alone over the
     KV cache; without, it reruns the whole sequence (the same numbers, to float32 rounding; slower)."""
     require_decoder(model)
+    cache = KVCache(model.spec, len(prompt_ids) + max_new_tokens) if use_cache else None
+
+    def logits_of(hidden: np.ndarray) -> np.ndarray:
+        return model.arch.logits(model.weights, model.spec, hidden)
+
+    yield from decode_steps(prompt_ids, max_new_tokens, cache, model.trace, logits_of, choose, eos, bad, forced)
+
+
+def decode_steps(
+    prompt_ids, max_new_tokens: int, cache, run: Callable, logits_of: Callable[[np.ndarray], np.ndarray],
+    choose: Callable[[np.ndarray], int], eos: tuple[int, ...], bad: tuple[tuple[int, ...], ...], forced: tuple[int, ...],
+) -> Iterator[DecodeStep]:
+    """The loop every decoder shares: `run(ids, cache)` gives the layers' traces of `ids` (the new
+    token alone over `cache`, or the whole sequence when `cache` is None), `logits_of` the
+    `(1, vocab)` logits of the last hidden state; each step's token is chosen from them."""
     ids = [int(i) for i in prompt_ids]
-    cache = KVCache(model.spec, len(ids) + max_new_tokens) if use_cache else None
     new = np.asarray(ids, dtype=np.int64)
     for step in range(max_new_tokens):
-        traces = tuple(model.trace(new if use_cache else np.asarray(ids, dtype=np.int64), cache))
-        logits = masked(model.arch.logits(model.weights, model.spec, traces[-1].hidden[-1:])[0], ids, bad)
+        traces = tuple(run(new if cache is not None else np.asarray(ids, dtype=np.int64), cache))
+        logits = masked(logits_of(traces[-1].hidden[-1:])[0], ids, bad)
         logits = only(logits, forced) if forced and step == max_new_tokens - 1 else logits
         token = int(choose(logits))
         yield DecodeStep(len(ids), token, logits, traces)

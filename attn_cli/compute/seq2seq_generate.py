@@ -19,7 +19,7 @@ from ..maths.analysis import to_words
 from ..maths.sampling import greedy, log_softmax
 from ..models import KVCache
 from ..models.cache import cache_bytes
-from .decoding import DecodeStep, Sampling, bad_words, eos_ids, forced_eos, likeliest, masked, only
+from .decoding import DecodeStep, Sampling, bad_words, decode_steps, eos_ids, forced_eos, likeliest
 from .inspect import inspect_decoder, model_info
 from .options import InspectOptions
 
@@ -35,20 +35,12 @@ def decode_seq2seq(
     token alone over the decoder's KV cache, else the whole target so far. Each step's traces
     are the decoder's layers (their `cross` the cross-attention of the new positions over the
     source)."""
-    decoder = model.spec.seq2seq.decoder
-    ids = [model.spec.seq2seq.decoder_start]
-    cache = KVCache(decoder, 1 + max_new_tokens) if use_cache else None
-    new = np.asarray(ids, dtype=np.int64)
-    for step in range(max_new_tokens):
-        traces = tuple(model.trace_decoder(new if use_cache else np.asarray(ids, dtype=np.int64), memory, cache))
-        logits = masked(model.decoder_logits(traces[-1].hidden[-1:])[0], ids, bad)
-        logits = only(logits, forced) if forced and step == max_new_tokens - 1 else logits
-        token = int(choose(logits))
-        yield DecodeStep(len(ids), token, logits, traces)
-        ids.append(token)
-        if token in eos:
-            return
-        new = np.asarray([token], dtype=np.int64)
+    cache = KVCache(model.spec.seq2seq.decoder, 1 + max_new_tokens) if use_cache else None
+
+    def run(ids: np.ndarray, cache: KVCache | None):
+        return model.trace_decoder(ids, memory, cache)
+
+    yield from decode_steps([model.spec.seq2seq.decoder_start], max_new_tokens, cache, run, model.decoder_logits, choose, eos, bad, forced)
 
 
 def generate_seq2seq(
