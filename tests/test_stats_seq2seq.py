@@ -143,6 +143,8 @@ def test_a_corpus_line_with_a_target_is_refused_by_a_model_without_cross_attenti
         ),
         (["--file", "-"], 'The dog.\n{"text": "A cat.", "target": "A cat."}\n', "line 2 has a target, and the first line has none"),
         (["--file", "-"], '{"text": "A cat.", "targets": "A cat."}\n', 'line 1: unknown field "targets"; a stats line may have: text, target'),
+        (["--file", "-"], '{"text": "A cat.", "n": ' + "9" * 5000 + "}\n", "line 1: invalid JSON: Exceeds the limit (4300 digits)"),
+        (["--file", "-"], '{"text": "A cat.", "target": "A cat."}\n{"n": ' + "[" * 100_000 + "\n", "line 2: invalid JSON: nested too deeply"),
         (["The cat.", "--attention", "decoder"], None, "the text has no target, and decoder attention is a target token's"),
         (["--file", "-", "--target", "A cat."], "The cat.\n", "--target is one TEXT's target, and a corpus's targets are on its lines"),
         (["The cat.", "-t", "A cat.", "--ablate", "zero"], None, "--ablate is not available for encoder–decoder models (t5) in attn stats"),
@@ -154,3 +156,9 @@ def test_what_an_encoder_decoder_corpus_cannot_be_is_refused_with_its_line(args,
     done = attn("stats", "-m", str(SEQ2SEQ / "t5"), *args, stdin=stdin)
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert message in done.stderr
+
+
+def test_any_model_s_corpus_reads_its_json_lines_as_batch_does():
+    """A number of 5,000 digits was an unexpected ValueError (exit 1) in `stats`, as it had been in `batch`."""
+    done = attn("stats", "--file", "-", stdin='The cat sat.\n{"text": "A cat.", "n": ' + "9" * 5000 + "}\n")
+    assert done.returncode == 2 and done.stdout == "" and "line 2: invalid JSON: Exceeds the limit (4300 digits)" in done.stderr, done.stderr

@@ -63,18 +63,25 @@ def parse_line(line: str, number: int) -> Job:
         return Job(number, text, error=("the line is empty", "delete the blank line, or put a text on it"))
     if not text.lstrip().startswith("{"):
         return Job(number, text)
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return Job(number, text, error=(f"invalid JSON: {exc.msg} at column {exc.colno}", _json_fix()))
-    except RecursionError:
-        return Job(number, text, error=("invalid JSON: nested too deeply", _json_fix()))
-    except ValueError as exc:  # an integer of over 4,300 digits: Python refuses to convert it
-        return Job(number, text, error=(f"invalid JSON: {str(exc).split(';')[0]}", _json_fix()))
-    problem = _check_object(obj)
+    obj, problem = json_object(text)
+    problem = problem or _check_object(obj)
     if problem is not None:
         return Job(number, text, error=(problem, _json_fix()))
     return Job(number, obj["text"], {k: v for k, v in obj.items() if k != "text"})
+
+
+def json_object(text: str) -> tuple[dict | None, str | None]:
+    """A JSON line -> (the object, None), or (None, what is wrong with it); never raises. Read
+    alike by `batch` and `stats`."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return None, "invalid JSON: nested too deeply"
+    except ValueError as exc:  # an integer of over 4,300 digits: Python refuses to convert it
+        return None, f"invalid JSON: {str(exc).split(';')[0]}"
+    return (obj, None) if isinstance(obj, dict) else (None, "invalid JSON: not an object")
 
 
 def _json_fix() -> str:
@@ -84,8 +91,6 @@ def _json_fix() -> str:
 
 def _check_object(obj) -> str | None:
     """What is wrong with a parsed JSON line (a field it may not have, or of the wrong type), or None."""
-    if not isinstance(obj, dict):
-        return "invalid JSON: not an object"
     unknown = [k for k in obj if k not in LINE_FIELDS]
     if unknown:
         return f"unknown field {', '.join(map(json.dumps, unknown))}; a line may have: {', '.join(LINE_FIELDS)}"

@@ -28,6 +28,7 @@ from contextlib import closing
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import AttnError, InputError
+from .batch import json_object
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,12 +65,11 @@ def parse_line(number: int | None, raw: str) -> Line:
         return number, raw, None
     where = "" if number is None else f"line {number}: "
     fix = 'write one JSON object per line, e.g. {"text": "The house is small.", "target": "Das Haus ist klein."}'
-    try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        raise InputError(f"{where}invalid JSON", fix) from None
-    unknown = [k for k in obj if k not in JSONL_FIELDS] if isinstance(obj, dict) else []
-    if not isinstance(obj, dict) or unknown or not isinstance(obj.get("text"), str) or not isinstance(obj.get("target"), str | None):
+    obj, problem = json_object(raw)
+    if problem is not None:
+        raise InputError(f"{where}{problem}", fix)
+    unknown = [k for k in obj if k not in JSONL_FIELDS]
+    if unknown or not isinstance(obj.get("text"), str) or not isinstance(obj.get("target"), str | None):
         what = f"unknown field {', '.join(map(json.dumps, unknown))}" if unknown else 'not an object with a string "text" (and "target")'
         raise InputError(f"{where}{what}; a stats line may have: {', '.join(JSONL_FIELDS)}", fix)
     return number, obj["text"], obj.get("target")
