@@ -150,6 +150,14 @@ def test_a_corpus_line_with_a_target_is_refused_by_a_model_without_cross_attenti
         (["The cat.", "-t", "A cat.", "--ablate", "zero"], None, "--ablate is not available for encoder–decoder models (t5) in attn stats"),
         (["The cat.", "-t", "A cat.", "--attention", "self"], None, "--attention 'self' is not valid"),
         (["The cat.", "-t", "A cat.", "--threshold", "2"], None, "--threshold 2.0 is not valid"),
+        (
+            ["The cat.", "-t", "A cat.", "--attention", "cross", "--exclude-bos"], None,
+            "--exclude-bos would change only detector scores, and cross-attention has none — drop --exclude-bos, or give --attention decoder",
+        ),
+        (
+            ["--file", "-", "--attention", "cross", "--exclude-bos", "--exclude-current-token"], '{"text": "A cat.", "target": "A cat."}\n',
+            "--exclude-bos and --exclude-current-token would change only detector scores",
+        ),
     ],
 )
 def test_what_an_encoder_decoder_corpus_cannot_be_is_refused_with_its_line(args, stdin, message):

@@ -53,6 +53,8 @@ FLAGS = {
     "Sampling.top_p": "--top-p",
     "Sampling.seed": "--seed",
     "seed": "--seed",
+    "exclude_bos=True": "--exclude-bos",
+    "exclude_current_token=True": "--exclude-current-token",
     "tokenize()": "`attn tokens`",
     "generate()": "attn generate",
     "lens()": "attn lens",

@@ -273,6 +273,10 @@ def pair_statistics(
         raise InputError(f"`attention={attention!r}` is not valid", f"give one of {', '.join(ATTENTION_KINDS)}")
     options = NO_EXCLUSIONS if options is None else options
     kind, checked = corpus_kind(lines, attention)
+    if kind == "cross" and options != NO_EXCLUSIONS:  # they change only the detector scores, which cross-attention has none of
+        used = [f"`{name}=True`" for name, on in options._asdict().items() if on]
+        what = " and ".join(used)
+        raise InputError(f"{what} would change only detector scores, and cross-attention has none", f"drop {what}, or give `attention='decoder'`")
     pair_options = PairOptions(kind, options)
     shards = chunks(checked, SHARD_LINES)
     results = (shard_sums(model, shard, pair_options) for shard in shards) if run is None else run(shards, pair_options)
